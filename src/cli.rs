@@ -1,0 +1,122 @@
+//! The command line: one readable `match` over what the user asked for. `main` only maps the
+//! result to an exit code and prints the error chain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+/// deploybot: decides how each change ships, ships it through git, and takes it back when
+/// production says no.
+#[derive(Debug, Parser)]
+#[command(name = "deploybot", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format: human-readable text, or one JSON object per line for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DEPLOYBOT_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: receive GitHub webhooks and process them from the durable queue.
+    ///
+    /// Refuses to start without a webhook secret (server.webhook_secret_env or _file).
+    /// Log verbosity follows RUST_LOG (default: info).
+    Serve {
+        /// Path of the YAML config file (see examples/deploybot.yaml).
+        #[arg(long, short, env = "DEPLOYBOT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file and print the effective config (secrets appear only as references).
+    ///
+    /// Exits 0 when valid, 1 with every problem listed (each naming its key) otherwise.
+    CheckConfig {
+        /// Path of the YAML config file.
+        file: PathBuf,
+    },
+    /// Edit manifests in place, preserving every byte the edit does not own.
+    #[command(subcommand)]
+    Manifest(crate::manifest::cli::ManifestCommand),
+    /// Assess the risk of a diff or a pull request and print the strategy.
+    Assess(crate::risk::cli::AssessArgs),
+    /// Replay canary scenarios through the judge and print each verdict.
+    Judge(crate::canary::cli::JudgeArgs),
+    /// Run the judge on live Prometheus data for one service and environment.
+    Analyze(crate::prometheus::cli::AnalyzeArgs),
+    /// Benchmarks that print ratios against a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Signed webhook deliveries through the real router against HMAC + one durable insert.
+    Webhook(crate::webhook::bench::BenchArgs),
+    /// One image-tag edit, commit and push: the git2 writer against the git CLI.
+    Git(crate::gitops::bench::BenchArgs),
+    /// Score the configured judge and the reference judges on a scenario directory.
+    Canary(crate::canary::bench::BenchArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command; errors carry their context chain for the user.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            crate::webhook::server::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(config) => {
+                print!("{}", config.to_yaml());
+                eprintln!("{}: valid", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Manifest(cmd) => crate::manifest::cli::run(cmd).await,
+        Command::Assess(args) => crate::risk::cli::run(args).await,
+        Command::Judge(args) => crate::canary::cli::run(args).await,
+        Command::Analyze(args) => crate::prometheus::cli::run(args).await,
+        Command::Bench(BenchCommand::Webhook(args)) => crate::webhook::bench::run(args).await,
+        Command::Bench(BenchCommand::Git(args)) => crate::gitops::bench::run(args).await,
+        Command::Bench(BenchCommand::Canary(args)) => crate::canary::bench::run(args).await,
+    }
+}

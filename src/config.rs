@@ -1,0 +1,378 @@
+//! The configuration: one YAML file parsed once into typed structs and validated at start-up.
+//!
+//! Unknown keys are rejected (a typo must not silently fall back to a default), secrets appear only
+//! as references (`*_env` / `*_file`), and every validation message names the key at fault.
+//! Sections that belong to one concept are defined next to it (`risk::RiskConfig`,
+//! `gitops::GitopsConfig`, ...) and assembled here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::{Secret, SecretRef};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub github: GithubConfig,
+    pub gitops: crate::gitops::GitopsConfig,
+    pub llm: crate::llm::LlmConfig,
+    pub prometheus: crate::prometheus::PrometheusConfig,
+    pub store: StoreConfig,
+    pub risk: crate::risk::RiskConfig,
+    pub services: Vec<ServiceConfig>,
+}
+
+/// The HTTP listener that receives webhooks and serves health, metrics and the status page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Path GitHub posts deliveries to.
+    pub webhook_path: String,
+    /// Largest accepted delivery body in bytes (GitHub caps payloads at 25 MB).
+    pub max_body_bytes: usize,
+    /// Name of the environment variable holding the webhook secret.
+    pub webhook_secret_env: Option<String>,
+    /// Path of a file holding the webhook secret.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// How many deliveries are processed at once.
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("static address"),
+            webhook_path: "/webhook".into(),
+            max_body_bytes: 25 * 1024 * 1024,
+            webhook_secret_env: None,
+            webhook_secret_file: None,
+            workers: 2,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn webhook_secret_ref(&self) -> Result<Option<SecretRef>, String> {
+        SecretRef::from_pair(
+            "server.webhook_secret",
+            self.webhook_secret_env.as_ref(),
+            self.webhook_secret_file.as_ref(),
+        )
+    }
+
+    /// Resolves the webhook secret; `serve` refuses to start without one.
+    pub fn webhook_secret(&self) -> Result<Secret, String> {
+        match self.webhook_secret_ref()? {
+            Some(r) => r.resolve().map_err(|e| format!("server.webhook_secret: {e}")),
+            None => Err("server.webhook_secret_env or server.webhook_secret_file must be set: \
+                 deploybot refuses to accept unsigned webhooks"
+                .into()),
+        }
+    }
+}
+
+/// How deploybot talks to GitHub.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubConfig {
+    /// REST API base URL; GitHub Enterprise Server uses `https://HOST/api/v3`.
+    pub api_url: String,
+    /// Environment variable holding a token (PAT or GitHub App installation token).
+    pub token_env: Option<String>,
+    /// File holding a token.
+    pub token_file: Option<PathBuf>,
+    /// Login of the bot account; its own comments and reviews are ignored.
+    pub bot_login: String,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        GithubConfig {
+            api_url: "https://api.github.com".into(),
+            token_env: None,
+            token_file: None,
+            bot_login: "deploybot[bot]".into(),
+        }
+    }
+}
+
+impl GithubConfig {
+    pub fn token_ref(&self) -> Result<Option<SecretRef>, String> {
+        SecretRef::from_pair(
+            "github.token",
+            self.token_env.as_ref(),
+            self.token_file.as_ref(),
+        )
+    }
+}
+
+/// Where deploybot keeps its state (deliveries, assessments, rollouts) and its git clones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Data directory; the SQLite database and the GitOps clones live under it.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: PathBuf::from("./deploybot-data"),
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("deploybot.sqlite3")
+    }
+}
+
+/// One deployable service: where its code lives and where its manifests live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name, used in commit trailers, labels and PromQL (`{{service}}`).
+    pub name: String,
+    /// Application repository (`owner/name`) whose pull requests deploy this service.
+    pub app_repo: String,
+    /// Kubernetes namespace (`{{namespace}}` in PromQL).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Environments in promotion order, e.g. staging then production.
+    #[serde(default)]
+    pub environments: Vec<EnvironmentConfig>,
+    /// Canary analysis: which metrics and how they are judged.
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
+    /// Per-service overrides of the risk thresholds.
+    #[serde(default)]
+    pub risk: Option<crate::risk::RiskThresholds>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// One environment of a service and the manifests that deploy it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    /// Environment name (`staging`, `production`, ...).
+    pub name: String,
+    /// GitOps repository URL for this environment (defaults to `gitops.repo_url`).
+    #[serde(default)]
+    pub repo_url: Option<String>,
+    /// Branch Argo CD watches.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Manifest edits that deploy a new version (image tags) and shift traffic (canary weights).
+    #[serde(default)]
+    pub targets: Vec<crate::manifest::TargetConfig>,
+    /// Whether a human must approve before this environment changes.
+    #[serde(default)]
+    pub require_approval: bool,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+/// Canary analysis settings of a service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisConfig {
+    /// The judge and its statistical settings.
+    pub judge: crate::canary::JudgeConfig,
+    /// PromQL templates for the metrics the judge reads.
+    pub queries: crate::prometheus::QueryTemplates,
+}
+
+/// A configuration that could not be loaded, with every problem found (not only the first).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config {path}:\n  - {}", .problems.join("\n  - "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_yaml(&text, path)
+    }
+
+    /// Parses and validates YAML text; `path` is only used in messages.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            yaml_serde::from_str(text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
+        };
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Every validation problem, each naming its key. Secrets are checked for shape here and
+    /// resolved by the commands that need them, so `check-config` works without them.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if !self.server.webhook_path.starts_with('/') {
+            p.push(format!(
+                "server.webhook_path: must start with '/', got {:?}",
+                self.server.webhook_path
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            p.push("server.max_body_bytes: must be greater than 0".into());
+        }
+        if self.server.workers == 0 {
+            p.push("server.workers: must be at least 1".into());
+        }
+        if let Err(e) = self.server.webhook_secret_ref() {
+            p.push(e);
+        }
+        if let Err(e) = self.github.token_ref() {
+            p.push(e);
+        }
+        self.gitops.validate(&mut p);
+        self.llm.validate(&mut p);
+        self.prometheus.validate(&mut p);
+        self.risk.validate("risk", &mut p);
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let key = format!("services[{i}]");
+            if s.name.trim().is_empty() {
+                p.push(format!("{key}.name: must not be empty"));
+            } else if !names.insert(s.name.clone()) {
+                p.push(format!("{key}.name: duplicate service {:?}", s.name));
+            }
+            let parts: Vec<&str> = s.app_repo.split('/').collect();
+            if parts.len() != 2 || parts.iter().any(|x| x.is_empty()) {
+                p.push(format!(
+                    "{key}.app_repo: must be OWNER/NAME, got {:?}",
+                    s.app_repo
+                ));
+            }
+            let mut envs = std::collections::BTreeSet::new();
+            for (j, e) in s.environments.iter().enumerate() {
+                let ekey = format!("{key}.environments[{j}]");
+                if !envs.insert(e.name.clone()) {
+                    p.push(format!("{ekey}.name: duplicate environment {:?}", e.name));
+                }
+                if e.repo_url.is_none() && self.gitops.repo_url.is_none() {
+                    p.push(format!(
+                        "{ekey}.repo_url: no repository (set it here or gitops.repo_url)"
+                    ));
+                }
+                for (k, t) in e.targets.iter().enumerate() {
+                    t.validate(&format!("{ekey}.targets[{k}]"), &mut p);
+                }
+            }
+            if let Some(r) = &s.risk {
+                r.validate(&format!("{key}.risk"), &mut p);
+            }
+            s.analysis
+                .judge
+                .validate(&format!("{key}.analysis.judge"), &mut p);
+            s.analysis
+                .queries
+                .validate(&format!("{key}.analysis.queries"), &mut p);
+        }
+        p
+    }
+
+    /// Whether a repository (`owner/name`, case-insensitive as on GitHub) is configured.
+    pub fn knows_repo(&self, full_name: &str) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.app_repo.eq_ignore_ascii_case(full_name))
+            || self
+                .gitops
+                .repo_full_name()
+                .is_some_and(|r| r.eq_ignore_ascii_case(full_name))
+    }
+
+    /// The effective config as YAML. Only secret references exist in it, so it is safe to print.
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(y: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(y, Path::new("test.yaml"))
+    }
+
+    #[test]
+    fn empty_file_is_the_default_config() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.webhook_path, "/webhook");
+        assert_eq!(c.server.max_body_bytes, 25 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let e = parse("server:\n  listn: 127.0.0.1:1\n").unwrap_err().to_string();
+        assert!(e.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn inline_secret_is_not_a_key() {
+        let e = parse("server:\n  webhook_secret: hunter2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("webhook_secret"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let e = parse(
+            "server:\n  webhook_path: hook\n  workers: 0\nservices:\n  - name: a\n    app_repo: nope\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("server.webhook_path"), "{e}");
+        assert!(e.contains("server.workers"), "{e}");
+        assert!(e.contains("services[0].app_repo"), "{e}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploybot.yaml");
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.services.is_empty());
+    }
+}

@@ -1,0 +1,1 @@
+//! Process metrics served at `/metrics` in the Prometheus text format.
