@@ -1,0 +1,4 @@
+//! All integration tests build into this one binary (one link instead of one per file).
+//! Each concept has its own module; shared fakes and helpers live in `support`.
+
+mod support;

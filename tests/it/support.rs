@@ -1,0 +1,15 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+
+/// `../shared/fixtures` beside the checkout, as CI lays it out.
+#[allow(dead_code)]
+pub fn shared_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// This crate's own `fixtures/`.
+#[allow(dead_code)]
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
