@@ -40,8 +40,6 @@ pub struct ServerConfig {
     pub webhook_secret_env: Option<String>,
     /// Path of a file holding the webhook secret.
     pub webhook_secret_file: Option<PathBuf>,
-    /// How many deliveries are processed at once.
-    pub workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -52,7 +50,6 @@ impl Default for ServerConfig {
             max_body_bytes: 25 * 1024 * 1024,
             webhook_secret_env: None,
             webhook_secret_file: None,
-            workers: 2,
         }
     }
 }
@@ -69,10 +66,14 @@ impl ServerConfig {
     /// Resolves the webhook secret; `serve` refuses to start without one.
     pub fn webhook_secret(&self) -> Result<Secret, String> {
         match self.webhook_secret_ref()? {
-            Some(r) => r.resolve().map_err(|e| format!("server.webhook_secret: {e}")),
-            None => Err("server.webhook_secret_env or server.webhook_secret_file must be set: \
+            Some(r) => r
+                .resolve()
+                .map_err(|e| format!("server.webhook_secret: {e}")),
+            None => Err(
+                "server.webhook_secret_env or server.webhook_secret_file must be set: \
                  deploybot refuses to accept unsigned webhooks"
-                .into()),
+                    .into(),
+            ),
         }
     }
 }
@@ -255,9 +256,6 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             p.push("server.max_body_bytes: must be greater than 0".into());
         }
-        if self.server.workers == 0 {
-            p.push("server.workers: must be at least 1".into());
-        }
         if let Err(e) = self.server.webhook_secret_ref() {
             p.push(e);
         }
@@ -345,7 +343,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected_with_its_name() {
-        let e = parse("server:\n  listn: 127.0.0.1:1\n").unwrap_err().to_string();
+        let e = parse("server:\n  listn: 127.0.0.1:1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listn"), "{e}");
     }
 
@@ -360,12 +360,12 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_its_key() {
         let e = parse(
-            "server:\n  webhook_path: hook\n  workers: 0\nservices:\n  - name: a\n    app_repo: nope\n",
+            "server:\n  webhook_path: hook\n  max_body_bytes: 0\nservices:\n  - name: a\n    app_repo: nope\n",
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("server.webhook_path"), "{e}");
-        assert!(e.contains("server.workers"), "{e}");
+        assert!(e.contains("server.max_body_bytes"), "{e}");
         assert!(e.contains("services[0].app_repo"), "{e}");
     }
 

@@ -2,3 +2,4 @@
 //! Each concept has its own module; shared fakes and helpers live in `support`.
 
 mod support;
+mod webhook;
