@@ -391,3 +391,226 @@ pub fn parse_base_url(url: &str) -> Result<Url, String> {
     }
     Ok(base)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prometheus::fake::{FakePrometheus, Reply, matrix};
+
+    /// Verbatim shape of a Prometheus 2.x range answer with a warning.
+    const MATRIX: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[
+        {"metric":{"le":"0.1"},"values":[[1700000060,"12"],[1700000120,"NaN"],[1700000180.5,"+Inf"]]},
+        {"metric":{"le":"+Inf"},"values":[[1700000060,"-Inf"],[1700000120,"1e3"]]}]},
+        "warnings":["PromQL info: metric might not be a counter"]}"#;
+
+    #[test]
+    fn parses_matrix_with_special_values_and_warnings() {
+        let r = parse_response(MATRIX.as_bytes()).unwrap();
+        assert_eq!(r.series.len(), 2);
+        assert_eq!(r.series[0].labels["le"], "0.1");
+        let v: Vec<f64> = r.series[0].points.iter().map(|p| p.value).collect();
+        assert_eq!(v[0], 12.0);
+        assert!(v[1].is_nan());
+        assert_eq!(v[2], f64::INFINITY);
+        assert_eq!(r.series[0].points[2].t_ms, 1_700_000_180_500);
+        assert_eq!(r.series[1].points[0].value, f64::NEG_INFINITY);
+        assert_eq!(r.series[1].points[1].value, 1000.0);
+        assert_eq!(
+            r.warnings,
+            vec!["PromQL info: metric might not be a counter"]
+        );
+    }
+
+    #[test]
+    fn parses_vector_scalar_and_empty() {
+        let v = parse_response(
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"track":"canary"},"value":[1700000000.123,"42"]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(v.series[0].points[0].t_ms, 1_700_000_000_123);
+        assert_eq!(v.series[0].points[0].value, 42.0);
+        let s = parse_response(
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.series[0].points[0].value, 1.0);
+        let e =
+            parse_response(br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#)
+                .unwrap();
+        assert!(e.series.is_empty());
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_prometheus_answer() {
+        assert!(
+            parse_response(b"<html>login</html>")
+                .unwrap_err()
+                .contains("not a Prometheus API response")
+        );
+        assert!(
+            parse_response(br#"{"status":"error","errorType":"bad_data","error":"x"}"#)
+                .unwrap_err()
+                .contains("bad_data")
+        );
+        assert!(parse_value("twelve").is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_query_is_permanent_and_not_retried() {
+        let fake = FakePrometheus::start(|_, _| {
+            Reply::status(
+                400,
+                r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unexpected \"}\""}"#,
+            )
+        })
+        .await;
+        let e = fake
+            .client()
+            .query("sum(x}", 1_700_000_000)
+            .await
+            .unwrap_err();
+        match &e {
+            MetricsError::Permanent(m) => {
+                assert!(
+                    m.contains("bad_data") && m.contains("parse error") && m.contains("sum(x}"),
+                    "{m}"
+                )
+            }
+            other => panic!("expected Permanent, got {other:?}"),
+        }
+        assert_eq!(fake.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_then_unavailable() {
+        let fake = FakePrometheus::start(|_, _| {
+            Reply::status(503, r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#)
+        })
+        .await;
+        let range = Range {
+            start: 60,
+            end: 180,
+            step_seconds: 60,
+        };
+        let e = fake.client().query_range("up", range).await.unwrap_err();
+        match &e {
+            MetricsError::Unavailable(m) => {
+                assert!(
+                    m.contains("503") && m.contains("timed out") && m.contains("4 attempts"),
+                    "{m}"
+                )
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // The first attempt plus the 3 retries of the default config, and no more.
+        assert_eq!(fake.requests().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn transient_failure_then_success_returns_the_data() {
+        let fake = FakePrometheus::start(|_, i| {
+            if i < 2 {
+                Reply::status(502, "Bad Gateway")
+            } else {
+                Reply::ok(matrix(&[(&[], vec![(120, "7")])]))
+            }
+        })
+        .await;
+        let range = Range {
+            start: 120,
+            end: 120,
+            step_seconds: 60,
+        };
+        let r = fake.client().query_range("x", range).await.unwrap();
+        assert_eq!(r.series[0].points[0].value, 7.0);
+        let seen = fake.requests();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2].path, "/api/v1/query_range");
+        assert_eq!(seen[2].params["query"], "x");
+        assert_eq!(seen[2].params["start"], "120");
+        assert_eq!(seen[2].params["end"], "120");
+        assert_eq!(seen[2].params["step"], "60s");
+    }
+
+    #[tokio::test]
+    async fn slow_server_times_out_and_is_unavailable_not_a_hang() {
+        let fake = FakePrometheus::start(|_, _| Reply {
+            delay: Duration::from_secs(5),
+            ..Reply::ok(matrix(&[]))
+        })
+        .await;
+        let e = fake.client().query("up", 0).await.unwrap_err();
+        match &e {
+            MetricsError::Unavailable(m) => assert!(m.contains("no answer within 300ms"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert_eq!(fake.requests().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_unavailable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let config = PrometheusConfig {
+            url: Some(url),
+            retries: 1,
+            backoff: crate::prometheus::PromDuration::from_millis(5),
+            ..PrometheusConfig::default()
+        };
+        let e = PrometheusClient::from_config(&config)
+            .unwrap()
+            .query("up", 0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, MetricsError::Unavailable(m) if m.contains("2 attempts")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bearer_token_is_sent_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cr3t\n").unwrap();
+        let fake = FakePrometheus::start(|_, _| Reply::ok(matrix(&[]))).await;
+        let config = PrometheusConfig {
+            bearer_token_file: Some(file),
+            ..fake.config()
+        };
+        let client = PrometheusClient::from_config(&config).unwrap();
+        client.query("up", 0).await.unwrap();
+        assert_eq!(
+            fake.requests()[0].authorization.as_deref(),
+            Some("Bearer s3cr3t")
+        );
+        assert!(!format!("{client:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn base_url_keeps_a_path_prefix() {
+        let u = parse_base_url("http://h:9090/prom").unwrap();
+        assert_eq!(
+            u.join("api/v1/query").unwrap().as_str(),
+            "http://h:9090/prom/api/v1/query"
+        );
+        assert!(parse_base_url("file:///x").is_err());
+        assert!(parse_base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = PrometheusConfig {
+            url: Some("http://127.0.0.1:1".into()),
+            backoff: crate::prometheus::PromDuration::from_millis(100),
+            max_backoff: crate::prometheus::PromDuration::from_millis(300),
+            ..PrometheusConfig::default()
+        };
+        let c = PrometheusClient::from_config(&config).unwrap();
+        let waits: Vec<u128> = (0..4)
+            .map(|a| c.backoff_before_retry(a).as_millis())
+            .collect();
+        assert_eq!(waits, vec![100, 200, 300, 300]);
+    }
+}

@@ -12,6 +12,8 @@
 pub mod api;
 pub mod cli;
 pub mod duration;
+#[cfg(test)]
+mod fake;
 pub mod source;
 pub mod template;
 

@@ -419,6 +419,257 @@ fn observed_canary_share(baseline: &[Option<TrackSample>], canary: &[Option<Trac
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prometheus::fake::{FakePrometheus, Labels, Reply, matrix};
+
+    const T0: i64 = 1_700_000_000;
+
+    fn target() -> AnalysisTarget {
+        AnalysisTarget {
+            service: "checkout".into(),
+            namespace: "shop".into(),
+            environment: "production".into(),
+        }
+    }
+
+    /// Which default template a request came from, and for which track.
+    fn kind(q: &str) -> (&'static str, &'static str) {
+        let track = if q.contains(r#"track="canary""#) {
+            "canary"
+        } else {
+            "baseline"
+        };
+        let kind = if q.contains("timestamp(") {
+            "last_sample"
+        } else if q.contains("_bucket") {
+            "latency"
+        } else if q.contains("code=~") {
+            "errors"
+        } else {
+            "requests"
+        };
+        (kind, track)
+    }
+
+    fn at(i: i64) -> i64 {
+        T0 + 60 * i
+    }
+
+    /// One series per `(labels, values at interval ends 1..=3)`.
+    fn series3(series: &[(Labels<'_>, [i64; 3])]) -> String {
+        let texts: Vec<Vec<String>> = series
+            .iter()
+            .map(|(_, v)| v.iter().map(i64::to_string).collect())
+            .collect();
+        let rows: Vec<(Labels<'_>, Vec<(i64, &str)>)> = series
+            .iter()
+            .zip(&texts)
+            .map(|((labels, _), t)| {
+                (
+                    *labels,
+                    (0..3).map(|i| (at(i as i64 + 1), t[i].as_str())).collect(),
+                )
+            })
+            .collect();
+        matrix(&rows)
+    }
+
+    /// A healthy answer for every query: 3 intervals, canary with a tenth of the traffic.
+    fn healthy(kind: &str, track: &str) -> String {
+        let k = if track == "canary" { 1 } else { 10 };
+        let v = |a: i64, b: i64, c: i64| [a * k, b * k, c * k];
+        match kind {
+            "requests" => series3(&[(&[], v(100, 110, 90))]),
+            "errors" => series3(&[(&[], v(1, 0, 2))]),
+            // Cumulative, as Prometheus stores them, and deliberately out of `le` order.
+            "latency" => series3(&[
+                (&[("le", "+Inf")], v(100, 110, 90)),
+                (&[("le", "0.5")], v(95, 100, 88)),
+                (&[("le", "0.1")], v(60, 70, 50)),
+            ]),
+            _ => series3(&[(&[], [at(1) - 10, at(2) - 10, at(3) - 10])]),
+        }
+    }
+
+    async fn window_with(
+        script: impl Fn(&str, &str) -> Option<String> + Send + Sync + 'static,
+    ) -> (Result<Window, MetricsError>, FakePrometheus) {
+        let fake = FakePrometheus::start(move |seen, _| {
+            let (k, t) = kind(&seen.params["query"]);
+            Reply::ok(script(k, t).unwrap_or_else(|| healthy(k, t)))
+        })
+        .await;
+        let source =
+            PrometheusSource::new(fake.client(), QueryTemplates::default(), &fake.config())
+                .with_canary_weight(0.1);
+        let w = source.window(&target(), T0, T0 + 180, 60).await;
+        (w, fake)
+    }
+
+    #[tokio::test]
+    async fn healthy_window_has_counts_and_per_bucket_latency() {
+        let (w, fake) = window_with(|_, _| None).await;
+        let w = w.unwrap();
+        assert_eq!(w.step_seconds, 60);
+        assert_eq!(w.canary_weight, 0.1);
+        assert_eq!(w.latency_buckets_le, vec![0.1, 0.5]);
+        assert_eq!(w.intervals.len(), 3);
+        let c0 = w.intervals[0].canary.as_ref().unwrap();
+        assert_eq!((c0.requests, c0.errors), (100, 1));
+        assert_eq!(c0.latency_buckets, vec![60, 35, 5]);
+        let b2 = w.intervals[2].baseline.as_ref().unwrap();
+        assert_eq!((b2.requests, b2.errors), (900, 20));
+        assert_eq!(b2.latency_buckets, vec![500, 380, 20]);
+        // 4 templates x 2 tracks, each a range query over the 3 interval ends.
+        let seen = fake.requests();
+        assert_eq!(seen.len(), 8);
+        for s in &seen {
+            assert_eq!(s.path, "/api/v1/query_range");
+            assert_eq!(s.params["start"], at(1).to_string());
+            assert_eq!(s.params["end"], at(3).to_string());
+            assert_eq!(s.params["step"], "60s");
+            assert!(s.params["query"].contains(r#"service="checkout",namespace="shop""#));
+        }
+        assert!(seen.iter().any(|s| s.params["query"].contains("[1m]")));
+    }
+
+    #[tokio::test]
+    async fn a_missing_step_is_missing_for_that_interval_only() {
+        let (w, _) = window_with(|k, t| {
+            (k == "requests" && t == "canary")
+                .then(|| matrix(&[(&[], vec![(at(1), "100"), (at(3), "90")])]))
+        })
+        .await;
+        let w = w.unwrap();
+        assert!(w.intervals[0].canary.is_some());
+        assert_eq!(w.intervals[1].canary, None);
+        assert!(w.intervals[1].baseline.is_some());
+        assert!(w.intervals[2].canary.is_some());
+    }
+
+    #[tokio::test]
+    async fn nan_and_negative_increases_are_missing_not_zero() {
+        let (w, _) = window_with(|k, t| match (k, t) {
+            ("requests", "canary") => Some(matrix(&[(
+                &[],
+                vec![(at(1), "NaN"), (at(2), "-250"), (at(3), "+Inf")],
+            )])),
+            _ => None,
+        })
+        .await;
+        let w = w.unwrap();
+        assert!(w.intervals.iter().all(|i| i.canary.is_none()));
+        assert!(w.intervals.iter().all(|i| i.baseline.is_some()));
+    }
+
+    #[tokio::test]
+    async fn empty_results_are_missing_not_zero() {
+        let (w, _) = window_with(|_, t| (t == "canary").then(|| matrix(&[]))).await;
+        let w = w.unwrap();
+        assert_eq!(w.intervals.len(), 3);
+        assert!(
+            w.intervals
+                .iter()
+                .all(|i| i.canary.is_none() && i.baseline.is_some())
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_absent_while_requests_present_is_missing() {
+        let (w, _) =
+            window_with(|k, t| (k == "errors" && t == "canary").then(|| matrix(&[]))).await;
+        assert!(w.unwrap().intervals.iter().all(|i| i.canary.is_none()));
+    }
+
+    #[tokio::test]
+    async fn stale_series_is_missing() {
+        // The canary's newest sample stopped advancing 5 minutes before the window's end.
+        let (w, _) = window_with(|k, t| {
+            (k == "last_sample" && t == "canary").then(|| {
+                let stuck = (at(3) - 300).to_string();
+                matrix(&[(
+                    &[],
+                    vec![(at(1), "1700000000"), (at(2), &stuck), (at(3), &stuck)],
+                )])
+            })
+        })
+        .await;
+        let w = w.unwrap();
+        assert!(w.intervals[0].canary.is_some());
+        assert_eq!(w.intervals[1].canary, None);
+        assert_eq!(w.intervals[2].canary, None);
+    }
+
+    #[tokio::test]
+    async fn missing_latency_bucket_makes_latency_unknown_not_partial() {
+        let (w, _) = window_with(|k, t| {
+            (k == "latency" && t == "canary").then(|| {
+                matrix(&[
+                    (
+                        &[("le", "+Inf")],
+                        vec![(at(1), "100"), (at(2), "110"), (at(3), "90")],
+                    ),
+                    (&[("le", "0.5")], vec![(at(1), "95"), (at(3), "88")]),
+                    (
+                        &[("le", "0.1")],
+                        vec![(at(1), "60"), (at(2), "70"), (at(3), "50")],
+                    ),
+                ])
+            })
+        })
+        .await;
+        let w = w.unwrap();
+        let c1 = w.intervals[1].canary.as_ref().unwrap();
+        assert_eq!(c1.requests, 110);
+        assert!(c1.latency_buckets.is_empty());
+        assert_eq!(
+            w.intervals[0].canary.as_ref().unwrap().latency_buckets,
+            vec![60, 35, 5]
+        );
+    }
+
+    #[tokio::test]
+    async fn unaggregated_template_is_a_permanent_error_naming_the_fix() {
+        let (w, _) = window_with(|k, t| {
+            (k == "requests" && t == "baseline").then(|| {
+                matrix(&[
+                    (&[("pod", "a")], vec![(at(1), "1")]),
+                    (&[("pod", "b")], vec![(at(1), "1")]),
+                ])
+            })
+        })
+        .await;
+        match w.unwrap_err() {
+            MetricsError::Permanent(m) => {
+                assert!(m.contains("2 series") && m.contains("sum("), "{m}")
+            }
+            other => panic!("expected Permanent, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_query_fails_the_window_with_the_template_named() {
+        let fake = FakePrometheus::start(|seen, _| {
+            if seen.params["query"].contains("code=~") {
+                Reply::status(
+                    400,
+                    r#"{"status":"error","errorType":"bad_data","error":"invalid parameter"}"#,
+                )
+            } else {
+                Reply::ok(matrix(&[]))
+            }
+        })
+        .await;
+        let source =
+            PrometheusSource::new(fake.client(), QueryTemplates::default(), &fake.config());
+        let e = source
+            .window(&target(), T0, T0 + 180, 60)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, MetricsError::Permanent(m) if m.contains("errors query of track")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn cumulative_buckets_become_per_bucket_counts() {
