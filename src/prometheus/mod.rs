@@ -269,4 +269,30 @@ mod tests {
         assert_eq!(q.latency, None);
         assert_eq!(q.requests, QueryTemplates::default().requests);
     }
+
+    #[test]
+    fn the_example_config_documents_the_true_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploybot.yaml");
+        let c = crate::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.services[0].analysis.queries, QueryTemplates::default());
+        let p = &c.prometheus;
+        let d = PrometheusConfig::default();
+        assert!(p.url.is_some());
+        assert_eq!(
+            (
+                p.timeout,
+                p.retries,
+                p.backoff,
+                p.max_backoff,
+                p.staleness_limit
+            ),
+            (
+                d.timeout,
+                d.retries,
+                d.backoff,
+                d.max_backoff,
+                d.staleness_limit
+            )
+        );
+    }
 }
