@@ -4,9 +4,10 @@
 //! baseline and a canary track) as OpenMetrics, turns them into TSDB blocks with
 //! `promtool tsdb create-blocks-from openmetrics`, starts `prometheus` on a free loopback port
 //! over that data directory, and reads windows through `PrometheusSource`: PromQL, HTTP, JSON and
-//! `increase()` are all the real thing. Three services: `healthy` (canary as good as the baseline,
+//! `increase()` are all the real thing. Four services: `healthy` (canary as good as the baseline,
 //! with a pod restart resetting its counters mid-window), `regressed` (canary 10x the errors and
-//! slower) and `vanished` (canary series stop at minute 20). Expected numbers are computed from the
+//! slower), `vanished` (canary series stop at minute 20) and `flawless` (the canary never failed,
+//! so no 5xx series exists: 0 errors, not missing data). Expected numbers are computed from the
 //! same plan that generated the series, not pasted.
 //!
 //! Skipped, loudly, only when /usr/bin/prometheus is not installed.
@@ -144,6 +145,8 @@ struct TrackPlan {
     reset_at_minute: Option<i64>,
     /// No samples from this minute on (the target is gone).
     stop_at_minute: Option<i64>,
+    /// Whether a `code="500"` series exists at all (a flawless pod never creates one).
+    error_series: bool,
 }
 
 fn minute(requests: u64, errors: u64, shape: [u64; 6]) -> Minute {
@@ -176,6 +179,11 @@ fn regressed_canary(m: i64) -> Minute {
     minute(100 + 4 * (m % 5) as u64, 5, SLOW)
 }
 
+/// A canary that never failed a request: it has no `code="500"` series at all.
+fn flawless_canary(m: i64) -> Minute {
+    minute(100 + 4 * (m % 5) as u64, 0, FAST)
+}
+
 fn plans() -> Vec<TrackPlan> {
     let plan = |service, track, minute| TrackPlan {
         service,
@@ -183,6 +191,7 @@ fn plans() -> Vec<TrackPlan> {
         minute,
         reset_at_minute: None,
         stop_at_minute: None,
+        error_series: true,
     };
     vec![
         plan("healthy", "baseline", baseline),
@@ -196,6 +205,11 @@ fn plans() -> Vec<TrackPlan> {
         TrackPlan {
             stop_at_minute: Some(20),
             ..plan("vanished", "canary", healthy_canary)
+        },
+        plan("flawless", "baseline", baseline),
+        TrackPlan {
+            error_series: false,
+            ..plan("flawless", "canary", flawless_canary)
         },
     ]
 }
@@ -236,6 +250,9 @@ fn openmetrics(start: i64) -> String {
             ),
             ("500", |m: Minute| m.errors),
         ] {
+            if code == "500" && !p.error_series {
+                continue;
+            }
             for (t, v) in counter(&p, start, f) {
                 writeln!(
                     s,
@@ -402,6 +419,20 @@ async fn real_prometheus_windows_show_healthy_regressed_and_vanished_canaries() 
                 "vanished canary, minute {m}: must be missing"
             );
         }
+    }
+
+    // Flawless: no 5xx series exists, and the default errors template reads that as 0 errors
+    // (not as missing data) because the canary did serve requests.
+    let flawless = source
+        .window(&target("flawless"), start, end, 60)
+        .await
+        .unwrap();
+    for (m, interval) in flawless.intervals.iter().enumerate() {
+        assert_eq!(
+            interval.canary.as_ref(),
+            Some(&expected(flawless_canary, m as i64)),
+            "flawless canary, minute {m}"
+        );
     }
 
     // The judge, through the same function `deploybot analyze` uses. JUDGE HOOK: until the
