@@ -104,6 +104,13 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             args.interval
         );
     }
+    if args.since.as_millis() < args.interval.as_millis() {
+        anyhow::bail!(
+            "--since ({}) must cover at least one --interval ({})",
+            args.since,
+            args.interval
+        );
+    }
     let client = PrometheusClient::from_config(&config.prometheus).map_err(anyhow::Error::msg)?;
     let mut source =
         PrometheusSource::new(client, service.analysis.queries.clone(), &config.prometheus);
@@ -344,5 +351,49 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("observed share"), "{text}");
+    }
+
+    /// Runs `analyze` with a config whose Prometheus URL points nowhere: every case below must
+    /// fail on its input before any request is sent.
+    async fn analyze_error(yaml: &str, f: impl FnOnce(&mut AnalyzeArgs)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("c.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut args = AnalyzeArgs {
+            config,
+            service: "checkout".into(),
+            env: "production".into(),
+            since: PromDuration::from_secs(1800),
+            interval: PromDuration::from_secs(60),
+            canary_weight: None,
+            until: Some(1_700_000_000),
+        };
+        f(&mut args);
+        format!("{:#}", run(args).await.unwrap_err())
+    }
+
+    const CONFIG: &str = "prometheus:\n  url: http://127.0.0.1:1\ngitops:\n  repo_url: https://example.invalid/g.git\nservices:\n  - name: checkout\n    app_repo: o/checkout\n    environments:\n      - name: production\n";
+
+    #[tokio::test]
+    async fn bad_arguments_are_named_before_any_query() {
+        let e = analyze_error(CONFIG, |a| a.service = "cart".into()).await;
+        assert!(
+            e.contains("no service \"cart\"") && e.contains("known: checkout"),
+            "{e}"
+        );
+        let e = analyze_error(CONFIG, |a| a.env = "prod".into()).await;
+        assert!(
+            e.contains("no environment \"prod\"") && e.contains("known: production"),
+            "{e}"
+        );
+        let e = analyze_error(CONFIG, |a| a.canary_weight = Some(5.0)).await;
+        assert!(e.contains("--canary-weight"), "{e}");
+        let e = analyze_error(CONFIG, |a| a.since = PromDuration::from_secs(30)).await;
+        assert!(e.contains("--since"), "{e}");
+        let e = analyze_error(CONFIG, |a| a.interval = PromDuration::from_millis(1500)).await;
+        assert!(e.contains("--interval"), "{e}");
+        let no_url = CONFIG.replace("prometheus:\n  url: http://127.0.0.1:1\n", "");
+        let e = analyze_error(&no_url, |_| {}).await;
+        assert!(e.contains("prometheus.url: not set"), "{e}");
     }
 }
