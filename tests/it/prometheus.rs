@@ -94,38 +94,47 @@ async fn start_prometheus(openmetrics: &str) -> PrometheusServer {
     // No scrape jobs: the imported blocks are the only data.
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
     let mut server = PrometheusServer {
-        child: Some(child),
-        url: format!("http://127.0.0.1:{port}"),
+        child: None,
+        url: String::new(),
         _dir: dir,
     };
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = http.get(format!("{}/-/ready", server.url)).send().await
-            && r.status().is_success()
-        {
-            return server;
+    // The free port is only free until someone else takes it: a few fresh tries, then give up.
+    for attempt in 1..=3 {
+        let port = free_port();
+        let log_path = server._dir.path().join("prometheus.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        server.child = Some(child);
+        server.url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{}/-/ready", server.url)).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            let exited = server.child.as_mut().unwrap().try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                server.stop();
+                if attempt < 3 && log.contains("address already in use") {
+                    break;
+                }
+                panic!("prometheus did not become ready ({exited:?}):\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let exited = server.child.as_mut().unwrap().try_wait().unwrap();
-        if exited.is_some() || Instant::now() > deadline {
-            let log = std::fs::read_to_string(server._dir.path().join("prometheus.log"))
-                .unwrap_or_default();
-            server.stop();
-            panic!("prometheus did not become ready ({exited:?}):\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    unreachable!("every attempt either returned or panicked")
 }
 
 /// What one track of one service does in minute `m` (per scrape, i.e. per 15 s).
