@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::{PromDuration, PrometheusClient, PrometheusSource};
+use super::{PromDuration, PrometheusSource};
 use crate::canary::JudgeConfig;
 use crate::canary::sample::{AnalysisTarget, MetricsSource, TrackSample, Window};
 use crate::config::Config;
@@ -111,9 +111,9 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             args.interval
         );
     }
-    let client = PrometheusClient::from_config(&config.prometheus).map_err(anyhow::Error::msg)?;
     let mut source =
-        PrometheusSource::new(client, service.analysis.queries.clone(), &config.prometheus);
+        PrometheusSource::from_config(&config.prometheus, service.analysis.queries.clone())
+            .map_err(anyhow::Error::msg)?;
     if let Some(w) = args.canary_weight {
         source = source.with_canary_weight(w);
     }

@@ -55,6 +55,18 @@ impl PrometheusSource {
         }
     }
 
+    /// A source for one service's templates on the configured server (resolves the token now).
+    pub fn from_config(
+        config: &PrometheusConfig,
+        templates: QueryTemplates,
+    ) -> Result<Self, String> {
+        Ok(Self::new(
+            PrometheusClient::from_config(config)?,
+            templates,
+            config,
+        ))
+    }
+
     /// The share of traffic the canary should get (the committed weight), written into every
     /// window for the judge's sample-ratio check. Without it the window carries the observed
     /// share, which makes that check vacuous: callers that know the weight must set it.
