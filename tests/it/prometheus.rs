@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 
 use deploybot::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, TrackSample, Window};
 use deploybot::prometheus::cli::{JudgeOutcome, judge_window};
-use deploybot::prometheus::{
-    PromDuration, PrometheusClient, PrometheusConfig, PrometheusSource, QueryTemplates,
-};
+use deploybot::prometheus::{PromDuration, PrometheusConfig, PrometheusSource, QueryTemplates};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
@@ -310,16 +308,25 @@ fn target(service: &str) -> AnalysisTarget {
 }
 
 fn source(url: &str) -> PrometheusSource {
+    source_with(url, PromDuration::from_secs(120), QueryTemplates::default())
+}
+
+fn source_with(
+    url: &str,
+    staleness_limit: PromDuration,
+    templates: QueryTemplates,
+) -> PrometheusSource {
     let config = PrometheusConfig {
         url: Some(url.into()),
         timeout: PromDuration::from_secs(5),
         retries: 2,
         backoff: PromDuration::from_millis(50),
         max_backoff: PromDuration::from_millis(100),
+        staleness_limit,
         ..PrometheusConfig::default()
     };
-    let client = PrometheusClient::from_config(&config).unwrap();
-    PrometheusSource::new(client, QueryTemplates::default(), &config)
+    PrometheusSource::from_config(&config, templates)
+        .unwrap()
         .with_canary_weight(100.0 / 1100.0)
 }
 
@@ -429,6 +436,42 @@ async fn real_prometheus_windows_show_healthy_regressed_and_vanished_canaries() 
             );
         }
     }
+
+    // Staleness: with 7-minute intervals, the one in which the canary's series end (minute 20
+    // of 21) still holds 6 minutes of samples, and increase() extrapolates them into a plausible
+    // but short count. The staleness check (newest sample 60 s old > 30 s limit) reports it
+    // missing; without the check the short count would pass for data.
+    let strict = source_with(
+        &server.url,
+        PromDuration::from_secs(30),
+        QueryTemplates::default(),
+    );
+    let sevens = strict
+        .window(&target("vanished"), start, start + 4 * 420, 420)
+        .await
+        .unwrap();
+    let canary: Vec<bool> = sevens
+        .intervals
+        .iter()
+        .map(|i| i.canary.is_some())
+        .collect();
+    assert_eq!(canary, vec![true, true, false, false]);
+    assert!(sevens.intervals.iter().all(|i| i.baseline.is_some()));
+    let unchecked = QueryTemplates {
+        last_sample: None,
+        ..QueryTemplates::default()
+    };
+    let lax = source_with(&server.url, PromDuration::from_secs(30), unchecked);
+    let sevens = lax
+        .window(&target("vanished"), start, start + 4 * 420, 420)
+        .await
+        .unwrap();
+    let short = sevens.intervals[2]
+        .canary
+        .as_ref()
+        .expect("increase() extrapolates 6 of 7 minutes");
+    let full: u64 = (14..21).map(|m| expected(healthy_canary, m).requests).sum();
+    assert!(short.requests < full, "{} < {full}", short.requests);
 
     // Flawless: no 5xx series exists, and the default errors template reads that as 0 errors
     // (not as missing data) because the canary did serve requests.
