@@ -2,5 +2,6 @@
 //! Each concept has its own module; shared fakes and helpers live in `support`.
 
 mod cli;
+mod prometheus;
 mod support;
 mod webhook;
