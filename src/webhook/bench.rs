@@ -113,7 +113,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     // The real router on a loopback socket.
     let config = Config::from_yaml(
-        &format!("gitops:\n  repo_url: file:///dev/null\nservices:\n  - {{name: bench, app_repo: {REPO}}}\n"),
+        &format!(
+            "gitops:\n  repo_url: file:///dev/null\nservices:\n  - {{name: bench, app_repo: {REPO}}}\n"
+        ),
         std::path::Path::new("bench"),
     )?;
     let store = Store::open(&dir.join("router.sqlite3"))?;
@@ -238,7 +240,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "{stored} deliveries stored durably (every one before its 202); goal p99 < 2 ms at 1000/s: {}",
-        if load.p99 < Duration::from_millis(2) { "met" } else { "not met on this run" }
+        if load.p99 < Duration::from_millis(2) {
+            "met"
+        } else {
+            "not met on this run"
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
