@@ -777,3 +777,69 @@ fn example_key_check_notices_a_missing_key() {
         "webhook_secret_file"
     ));
 }
+
+fn promtool() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("promtool"))
+                .find(|p| p.is_file())
+        })
+        .or_else(|| Some(PathBuf::from("/usr/bin/promtool")).filter(|p| p.is_file()))
+}
+
+#[test]
+fn alert_rules_are_valid_and_fire_on_the_failures_they_name() {
+    let Some(promtool) = promtool() else {
+        loud("SKIPPED packaging::alert_rules...: promtool not found (Debian package prometheus)");
+        return;
+    };
+    for args in [
+        ["check", "rules", "deploy/prometheus-rules.yaml"],
+        ["test", "rules", "fixtures/packaging/alerts.test.yaml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("running promtool");
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn alert_rules_and_operations_doc_name_only_series_deploybot_exports() {
+    let exported = deploybot::metrics::Metrics::default().render(Some(0));
+    let families: BTreeSet<&str> = exported
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(families.contains("deploybot_queue_depth"), "{exported}");
+    for file in ["deploy/prometheus-rules.yaml", "docs/operations.md"] {
+        let text = read(file);
+        let mut named = 0;
+        for (i, _) in text.match_indices("deploybot_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                families.contains(family),
+                "{file} names {name}, which /metrics does not export"
+            );
+            named += 1;
+        }
+        assert!(named >= 4, "{file} names the series to alert on");
+    }
+}
