@@ -646,6 +646,20 @@ fn github_app_manifest_asks_for_exactly_what_deploybot_uses() {
     .collect();
     assert_eq!(m.default_permissions, expected);
 
+    // Each permission says why it is needed, in the comment just above it.
+    let raw = read("github-app.yml");
+    let lines: Vec<&str> = raw.lines().map(str::trim).collect();
+    for perm in m.default_permissions.keys() {
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("{perm}:")))
+            .unwrap_or_else(|| panic!("{perm} line"));
+        assert!(
+            at > 0 && lines[at - 1].starts_with('#'),
+            "github-app.yml: no comment justifying {perm}"
+        );
+    }
+
     // GitHub delivers an event to an App only if it holds that event's permission.
     for e in &events {
         let needs = match e.as_str() {
