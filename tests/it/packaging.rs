@@ -357,6 +357,80 @@ fn dockerfile_builds_locked_runs_non_root_and_ships_the_container_config() {
     assert!(dockerignore.lines().any(|l| l.trim() == "target"));
 }
 
+/// Files under `dir` with extension `ext`, recursively.
+fn files_with_ext(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() {
+            files_with_ext(&path, ext, out);
+        } else if path.extension().is_some_and(|e| e == ext) {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn dockerignore_keeps_every_file_the_build_embeds() {
+    // The image is built from the context minus .dockerignore: a file that src/ embeds with
+    // include_str!/include_bytes! (templates, fixtures, migrations) must stay in it.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let patterns: Vec<globset::GlobMatcher> = read(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|p| {
+            globset::GlobBuilder::new(p.trim_start_matches('/'))
+                .literal_separator(true)
+                .build()
+                .unwrap_or_else(|e| panic!(".dockerignore pattern {p}: {e}"))
+                .compile_matcher()
+        })
+        .collect();
+    let excluded = |rel: &Path| {
+        // Excluding a directory excludes everything below it.
+        rel.ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .any(|a| patterns.iter().any(|g| g.is_match(a)))
+    };
+    assert!(
+        excluded(Path::new("target/debug/deploybot")),
+        "the check works"
+    );
+    let mut sources = Vec::new();
+    files_with_ext(&root.join("src"), "rs", &mut sources);
+    let mut embedded = 0;
+    for source in &sources {
+        let text = std::fs::read_to_string(source).unwrap();
+        for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+            for (i, _) in text.match_indices(macro_name) {
+                let rest = &text[i + macro_name.len()..];
+                let rel = &rest[..rest.find('"').expect("closing quote")];
+                let path = source.parent().unwrap().join(rel);
+                let path = path
+                    .canonicalize()
+                    .unwrap_or_else(|e| panic!("{} embeds {rel}: {e}", source.display()));
+                let inside = path
+                    .strip_prefix(root.canonicalize().unwrap())
+                    .unwrap_or_else(|_| {
+                        panic!(
+                            "{} embeds {rel}, outside the build context",
+                            source.display()
+                        )
+                    })
+                    .to_path_buf();
+                assert!(
+                    !excluded(&inside),
+                    ".dockerignore excludes {}, which {} embeds",
+                    inside.display(),
+                    source.display()
+                );
+                embedded += 1;
+            }
+        }
+    }
+    assert!(embedded > 0, "found the embedded files");
+}
+
 /// The HEALTHCHECK's exec-form command, as the argv Docker would run.
 fn healthcheck_argv() -> Vec<String> {
     let all = dockerfile_instructions();
