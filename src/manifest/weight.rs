@@ -75,6 +75,11 @@ pub(crate) fn set_weight(
             };
             let stable_backend = match stables[..] {
                 [one] => one,
+                [] if others.is_empty() => {
+                    return Err(plan.invalid(format!(
+                        "{rule} routes only to canary {canary:?}; refusing: a route must keep a stable backend (add it to the rule first)"
+                    )));
+                }
                 [] => {
                     return Err(plan.not_found(
                         format!(

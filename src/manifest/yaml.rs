@@ -110,12 +110,11 @@ impl Doc {
 
     /// "Deployment/frontend (document 2)", for messages.
     pub fn describe(&self) -> String {
-        format!(
-            "{}/{} (document {})",
-            self.kind().unwrap_or("?"),
-            self.name().unwrap_or("?"),
-            self.index + 1
-        )
+        match (self.kind(), self.name()) {
+            (Some(k), Some(n)) => format!("{k}/{n} (document {})", self.index + 1),
+            (Some(k), None) => format!("{k} (document {})", self.index + 1),
+            _ => format!("document {}", self.index + 1),
+        }
     }
 }
 
@@ -215,6 +214,14 @@ impl Builder<'_> {
                     ScalarStyle::SingleQuoted => Style::SingleQuoted,
                     ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
                     ScalarStyle::Literal | ScalarStyle::Folded => Style::Block,
+                };
+                // saphyr's end mark of a quoted scalar can run past the closing quote (over
+                // trailing blanks and a comment), so find the closing quote ourselves.
+                let end = match style {
+                    Style::SingleQuoted | Style::DoubleQuoted => {
+                        closing_quote(self.text, start).unwrap_or(end)
+                    }
+                    _ => end,
                 };
                 let node = Node {
                     value: Value::Scalar {
@@ -335,6 +342,22 @@ impl Builder<'_> {
             },
         }
     }
+}
+
+/// Byte offset just after the quote that closes the quoted scalar starting at `start`.
+fn closing_quote(text: &str, start: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let quote = *bytes.get(start)?;
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote == b'"' => i += 2,
+            b'\'' if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b if b == quote => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// What a scalar must keep meaning after the edit.
@@ -675,6 +698,12 @@ mod tests {
         let c = root.get("c").unwrap();
         assert_eq!(&text[c.start..c.end], "\"q\\\"z\"");
         assert_eq!(c.line, 3);
+        let text = "a: \"v1\"   # c\nb: 'it''s'  # 'x'\n";
+        let root = &parse(text).unwrap()[0].root;
+        let a = root.get("a").unwrap();
+        assert_eq!(&text[a.start..a.end], "\"v1\"");
+        let b = root.get("b").unwrap();
+        assert_eq!(&text[b.start..b.end], "'it''s'");
     }
 
     #[test]
