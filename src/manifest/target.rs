@@ -34,33 +34,37 @@ pub struct TargetConfig {
     pub kind: TargetKind,
     /// `image` / `helm_values`: the image name (repository part, no tag) to match; defaults to
     /// the name of the image being deployed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// `weight` / `replicas`: the canary backend (HTTPRoute backendRef name, VirtualService
     /// destination host, subset or host/subset) or Deployment name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<String>,
     /// `weight`: the stable backend (default: the one other backend of the rule);
     /// `replicas`: the stable Deployment (required).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable: Option<String>,
     /// `replicas`: pods shared between canary and stable.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_replicas: Option<u32>,
     /// `helm_values`: dotted key paths of the repository, tag and digest.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_key: Option<String>,
     /// `image` in a kustomization: add an `images:` entry when the name is absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub add_missing: bool,
     /// Write a value that would read as another type unquoted (tag `1.20`) double-quoted
     /// instead of refusing.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub quote_ambiguous: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl TargetConfig {
