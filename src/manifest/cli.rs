@@ -55,6 +55,8 @@ pub enum ManifestCommand {
     ///   deploybot manifest set-replicas deploy/*.yaml --canary shop-canary=25 --stable shop --total 8
     #[command(verbatim_doc_comment)]
     SetReplicas(SetReplicasArgs),
+    /// Time one image edit on a large generated file against a serializer round-trip.
+    Bench(super::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,6 +141,10 @@ fn parse_backend_weight(s: &str) -> Result<(String, u8), String> {
 
 pub async fn run(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
     let (files, change, options, common) = match cmd {
+        ManifestCommand::Bench(args) => {
+            super::bench::run(args)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         ManifestCommand::SetImage(a) => {
             let mut args = a.args;
             let image = args.pop().expect("clap requires two values");

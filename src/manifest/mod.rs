@@ -8,6 +8,7 @@
 //! The types and the `apply` signature are the contract the GitOps writer codes against: extend
 //! them, do not rename them.
 
+pub mod bench;
 pub mod cli;
 mod image;
 mod replicas;

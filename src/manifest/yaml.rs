@@ -128,8 +128,14 @@ pub struct SyntaxError {
 
 /// Parses every document of `text` into trees with byte spans.
 pub fn parse(text: &str) -> Result<Vec<Doc>, SyntaxError> {
-    let offsets = ByteOffsets::new(text);
-    let mut parser = Parser::new_from_str(text);
+    // saphyr reads a byte-order mark as part of the first key; parse after it and shift spans.
+    let bom = if text.starts_with('\u{FEFF}') {
+        '\u{FEFF}'.len_utf8()
+    } else {
+        0
+    };
+    let offsets = ByteOffsets::new(&text[bom..], bom);
+    let mut parser = Parser::new_from_str(&text[bom..]);
     let mut builder = Builder {
         text,
         offsets: &offsets,
@@ -152,10 +158,12 @@ pub fn parse(text: &str) -> Result<Vec<Doc>, SyntaxError> {
 struct ByteOffsets {
     table: Option<Vec<usize>>,
     len: usize,
+    /// Bytes before the parsed text (a byte-order mark).
+    base: usize,
 }
 
 impl ByteOffsets {
-    fn new(text: &str) -> Self {
+    fn new(text: &str, base: usize) -> Self {
         let table = (!text.is_ascii()).then(|| {
             let mut t: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
             t.push(text.len());
@@ -164,14 +172,16 @@ impl ByteOffsets {
         ByteOffsets {
             table,
             len: text.len(),
+            base,
         }
     }
 
     fn byte(&self, char_index: usize) -> usize {
-        match &self.table {
-            None => char_index.min(self.len),
-            Some(t) => t[char_index.min(t.len() - 1)],
-        }
+        self.base
+            + match &self.table {
+                None => char_index.min(self.len),
+                Some(t) => t[char_index.min(t.len() - 1)],
+            }
     }
 }
 
@@ -704,6 +714,15 @@ mod tests {
         assert_eq!(&text[a.start..a.end], "\"v1\"");
         let b = root.get("b").unwrap();
         assert_eq!(&text[b.start..b.end], "'it''s'");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_key() {
+        let text = "\u{FEFF}kind: Pod\nimage: 'a' # c\n";
+        let docs = parse(text).unwrap();
+        assert_eq!(docs[0].kind(), Some("Pod"));
+        let image = docs[0].root.get("image").unwrap();
+        assert_eq!(&text[image.start..image.end], "'a'");
     }
 
     #[test]
