@@ -642,10 +642,12 @@ pub fn insert_entry(text: &str, map: &Node, key: &str, value: &str) -> Option<Sp
         return None;
     };
     let (first_key, _) = entries.first()?;
-    let (_, last_value) = entries.last()?;
+    let (last_key, last_value) = entries.last()?;
     let indent = " ".repeat(column(text, first_key.start));
     let eol = line_ending(text);
-    let at = after_line(text, last_value.end);
+    // An empty value (`key:` and nothing) has an empty span that may sit on a later line.
+    let owner = if last_value.start == last_value.end { last_key } else { last_value };
+    let at = after_line(text, owner.end);
     let needs_eol = at == text.len() && !text.ends_with('\n');
     let mut with = String::new();
     if needs_eol {
@@ -791,6 +793,14 @@ mod tests {
             splice_all(text, vec![s]),
             "images:\r\n- name: app # the app\r\n  newName: x\r\n  newTag: v2\r\nother: 1\r\n"
         );
+    }
+
+    #[test]
+    fn insert_entry_after_an_empty_value() {
+        let text = "spec:\n  a: 1\n  b:\n\nnext: 2\n";
+        let root = &parse(text).unwrap()[0].root;
+        let s = insert_entry(text, root.get("spec").unwrap(), "c", "3").unwrap();
+        assert_eq!(splice_all(text, vec![s]), "spec:\n  a: 1\n  b:\n  c: 3\n\nnext: 2\n");
     }
 
     #[test]
