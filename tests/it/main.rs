@@ -2,6 +2,7 @@
 //! Each concept has its own module; shared fakes and helpers live in `support`.
 
 mod cli;
+mod manifest;
 mod packaging;
 mod prometheus;
 mod support;
