@@ -81,6 +81,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let edit_ascii = time(args.runs, || apply("bench.yaml", &ascii, &change, &options));
 
+    let one = generate(1);
+    let one_change = Change::SetImage(ImageChange {
+        name: "ghcr.io/acme/svc-0".into(),
+        new_name: None,
+        tag: Some("v2.0.0".into()),
+        digest: None,
+    });
+    let small = time(args.runs * 100, || {
+        apply("one.yaml", &one, &one_change, &options)
+    });
+    let small_round_trip = time(args.runs * 100, || -> anyhow::Result<String> {
+        let v: yaml_serde::Value = yaml_serde::from_str(&one)?;
+        Ok(yaml_serde::to_string(&v)?)
+    });
+
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
     println!(
@@ -102,6 +117,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "  span edit, same file in ASCII (no char->byte table):  {:>9.2} ms  ({:.2}x baseline)",
         ms(edit_ascii),
         ratio(edit_ascii, round_trip)
+    );
+    println!(
+        "  one Deployment ({} bytes): span edit {:.1} us, round-trip {:.1} us ({:.2}x baseline)",
+        one.len(),
+        small.as_secs_f64() * 1e6,
+        small_round_trip.as_secs_f64() * 1e6,
+        ratio(small, small_round_trip)
     );
     println!(
         "  of which one span parse:                               {:>9.2} ms  ({:.2}x baseline)",

@@ -17,7 +17,7 @@ pub const EXIT_UNCHANGED: u8 = 3;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ManifestCommand {
-    /// Set a container image (kustomize `edit set image` semantics).
+    /// Set a container image (kustomize `edit set image` semantics)
     ///
     /// Matches by image name (registry and repository, without tag or digest) in the
     /// containers and initContainers of Deployment, StatefulSet, DaemonSet, ReplicaSet, Job,
@@ -31,9 +31,12 @@ pub enum ManifestCommand {
     ///   deploybot manifest set-image base/*.yaml nginx=registry.local:5000/nginx:1.27
     ///   deploybot manifest set-image k.yaml ghcr.io/acme/shop@sha256:<64 hex> --dry-run
     ///   deploybot manifest set-image chart/values-prod.yaml ghcr.io/acme/shop:v2 --helm-tag app.tag
-    #[command(verbatim_doc_comment)]
+    #[command(
+        verbatim_doc_comment,
+        override_usage = "deploybot manifest set-image [OPTIONS] FILE... IMAGE"
+    )]
     SetImage(SetImageArgs),
-    /// Give a canary backend W % of the traffic and the stable backend the rest.
+    /// Give a canary backend W % of the traffic and the stable backend the rest
     ///
     /// Edits Gateway API HTTPRoute/GRPCRoute backendRefs[].weight (canary W, stable 100-W, so
     /// the relative shares give W %) and Istio VirtualService http[].route[].weight (sums to
@@ -46,7 +49,7 @@ pub enum ManifestCommand {
     ///   deploybot manifest set-weight vs.yaml --canary v2=50 --stable v1 --dry-run
     #[command(verbatim_doc_comment)]
     SetWeight(SetWeightArgs),
-    /// Split a fixed number of pods between a canary and a stable Deployment (no mesh).
+    /// Split a fixed number of pods between a canary and a stable Deployment (no mesh)
     ///
     /// The canary gets round(TOTAL * W / 100) replicas, at least 1 while W > 0 and at most
     /// TOTAL - 1 while W < 100; the stable gets the rest.
@@ -73,7 +76,7 @@ pub struct Common {
 #[derive(Debug, clap::Args)]
 pub struct SetImageArgs {
     /// Manifest files, then the image: NAME=NEWNAME:TAG, NAME=:TAG, NAME:TAG, NAME@sha256:...
-    #[arg(required = true, num_args = 2.., value_name = "FILE... IMAGE")]
+    #[arg(required = true, num_args = 2.., value_name = "FILE|IMAGE")]
     pub args: Vec<String>,
     /// Add an images: entry to a kustomization.yaml that does not list the name yet.
     #[arg(long)]

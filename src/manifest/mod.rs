@@ -390,7 +390,7 @@ impl Plan<'_> {
         }
         let text = yaml::splice_all(self.text, splices);
         // A last guard: an edit that breaks the file is a bug here, and must never be committed.
-        if let Err(e) = yaml::parse(&text) {
+        if let Err(e) = yaml::check(&text) {
             return Err(self.invalid(format!(
                 "the edit would produce invalid YAML at line {}: {} (a bug in deploybot; nothing written)",
                 e.line, e.message

@@ -154,6 +154,24 @@ pub fn parse(text: &str) -> Result<Vec<Doc>, SyntaxError> {
     Ok(builder.docs)
 }
 
+/// Whether `text` is YAML, without building a tree (the check after an edit).
+pub fn check(text: &str) -> Result<(), SyntaxError> {
+    let bom = if text.starts_with('\u{FEFF}') {
+        '\u{FEFF}'.len_utf8()
+    } else {
+        0
+    };
+    let mut parser = Parser::new_from_str(&text[bom..]);
+    while let Some(next) = parser.next_event() {
+        next.map_err(|e| SyntaxError {
+            line: e.marker().line(),
+            col: e.marker().col() + 1,
+            message: e.info().to_string(),
+        })?;
+    }
+    Ok(())
+}
+
 /// saphyr marks count characters; edits need byte offsets. ASCII text needs no table.
 struct ByteOffsets {
     table: Option<Vec<usize>>,
@@ -646,7 +664,11 @@ pub fn insert_entry(text: &str, map: &Node, key: &str, value: &str) -> Option<Sp
     let indent = " ".repeat(column(text, first_key.start));
     let eol = line_ending(text);
     // An empty value (`key:` and nothing) has an empty span that may sit on a later line.
-    let owner = if last_value.start == last_value.end { last_key } else { last_value };
+    let owner = if last_value.start == last_value.end {
+        last_key
+    } else {
+        last_value
+    };
     let at = after_line(text, owner.end);
     let needs_eol = at == text.len() && !text.ends_with('\n');
     let mut with = String::new();
@@ -800,7 +822,10 @@ mod tests {
         let text = "spec:\n  a: 1\n  b:\n\nnext: 2\n";
         let root = &parse(text).unwrap()[0].root;
         let s = insert_entry(text, root.get("spec").unwrap(), "c", "3").unwrap();
-        assert_eq!(splice_all(text, vec![s]), "spec:\n  a: 1\n  b:\n  c: 3\n\nnext: 2\n");
+        assert_eq!(
+            splice_all(text, vec![s]),
+            "spec:\n  a: 1\n  b:\n  c: 3\n\nnext: 2\n"
+        );
     }
 
     #[test]

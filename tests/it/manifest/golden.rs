@@ -105,6 +105,9 @@ fn golden_cases() {
 /// edit reports, or the "only the target's bytes" promise is not what the goldens pin.
 #[test]
 fn golden_edits_touch_only_reported_lines() {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        return; // golden_cases is rewriting the files right now
+    }
     for dir in fs::read_dir(golden_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
