@@ -1,0 +1,671 @@
+//! deploybot's canary judge: a pure function from the intervals seen so far and the settings to a
+//! [`Decision`] (verdict plus the statistics behind it). It does no I/O and keeps no state: the
+//! caller passes the whole window each interval and gets the same answer for the same input.
+//!
+//! How it decides, per interval `t`:
+//! 1. Data first. A missing canary or baseline sample, or no traffic on either, is `Hold` with
+//!    the reason (never a pass); enough consecutive holds escalate (pause and alert).
+//! 2. Guardrails act on the current interval alone (canary error rate above 20 % by default).
+//! 3. Each gating test compares canary with baseline *within* each verified interval
+//!    (conditional binomial: of the interval's events, how many fell on the canary, given its
+//!    share of the requests), scales each interval's z by the estimated extra-binomial wobble
+//!    and sums them. A one-sided normal-mixture e-value on that sum rolls back when it exceeds
+//!    `1/(alpha/m)` (m gating tests): valid however often it is looked at.
+//! 4. Promotion needs, after `min_intervals` verified intervals, evidence for every gating
+//!    metric that the canary is *not worse than the tolerance* (the same statistic against the
+//!    tolerance ratio), a sound sample ratio, and verified data in the current interval.
+//!
+//! The reference judges live in `reference.rs`; this file only holds deploybot's own.
+
+use serde::Serialize;
+
+use super::sample::{Interval, TrackSample, Window};
+use super::settings::{Direction, JudgeConfig, MetricMode};
+use super::stats::{self, DispersionPrior, SplitCount};
+
+/// What to do with the canary after this interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// No decision yet; keep watching.
+    Continue,
+    /// The canary is healthy enough: go to the next step.
+    Promote,
+    /// The canary is worse: take it back.
+    Rollback { metric: String, evidence: String },
+    /// No evidence can be had right now; `escalate` asks to pause the rollout and alert.
+    Hold { reason: HoldReason, escalate: bool },
+}
+
+impl Verdict {
+    /// `continue`, `promote`, `rollback` or `hold`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Continue => "continue",
+            Verdict::Promote => "promote",
+            Verdict::Rollback { .. } => "rollback",
+            Verdict::Hold { .. } => "hold",
+        }
+    }
+}
+
+/// Why there is no evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HoldReason {
+    /// The canary series has no sample for the interval.
+    CanarySeriesMissing,
+    /// The baseline series has no sample for the interval.
+    BaselineSeriesMissing,
+    /// The canary served no requests.
+    NoCanaryTraffic,
+    /// The baseline served no requests.
+    NoBaselineTraffic,
+    /// Latency is a gating metric but a track has no histogram for the interval.
+    LatencyMissing,
+    /// The canary's share of the requests is far from its weight: routing is broken.
+    SampleRatioMismatch { observed: f64, expected: f64 },
+    /// The analysis reached `max_intervals` without enough evidence either way.
+    Inconclusive { intervals: usize },
+}
+
+impl std::fmt::Display for HoldReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HoldReason::CanarySeriesMissing => write!(f, "no canary metrics for the interval"),
+            HoldReason::BaselineSeriesMissing => {
+                write!(f, "no baseline metrics for the interval")
+            }
+            HoldReason::NoCanaryTraffic => write!(f, "the canary received no traffic"),
+            HoldReason::NoBaselineTraffic => write!(f, "the baseline received no traffic"),
+            HoldReason::LatencyMissing => {
+                write!(f, "no latency histogram for the interval on one track")
+            }
+            HoldReason::SampleRatioMismatch { observed, expected } => write!(
+                f,
+                "sample ratio mismatch: the canary received {:.2} % of requests, {:.2} % expected",
+                observed * 100.0,
+                expected * 100.0
+            ),
+            HoldReason::Inconclusive { intervals } => write!(
+                f,
+                "no decision after {intervals} intervals: not enough evidence either way"
+            ),
+        }
+    }
+}
+
+/// Which comparison a report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MetricKind {
+    /// Failed requests.
+    Errors,
+    /// Requests slower than `le` seconds (around the baseline's body quantile).
+    Latency { le: f64 },
+    /// Requests slower than `le` seconds (around the baseline's tail quantile).
+    LatencyTail { le: f64 },
+}
+
+impl std::fmt::Display for MetricKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricKind::Errors => write!(f, "error-rate"),
+            MetricKind::Latency { le } => write!(f, "latency>{le}s"),
+            MetricKind::LatencyTail { le } => write!(f, "latency-tail>{le}s"),
+        }
+    }
+}
+
+/// Where a metric stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricStatus {
+    /// Evidence beyond the error budget that the canary is worse.
+    Regression,
+    /// Evidence that the canary is within the tolerance.
+    WithinTolerance,
+    /// Neither yet.
+    NoEvidenceYet,
+}
+
+/// The statistics of one comparison, enough to explain the decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricReport {
+    pub metric: MetricKind,
+    pub gating: bool,
+    /// Events (errors, slow requests) and requests on each track over the verified intervals.
+    pub canary_events: u64,
+    pub canary_requests: u64,
+    pub baseline_events: u64,
+    pub baseline_requests: u64,
+    /// Within-interval (Mantel-Haenszel) ratio of canary to baseline event rates.
+    pub ratio: Option<f64>,
+    /// Intervals that carried events.
+    pub intervals: usize,
+    /// Estimated extra-binomial wobble (squared CV per track and interval).
+    pub kappa: f64,
+    /// log e-value of "canary worse" against its threshold `ln(m/alpha)`.
+    pub log_evalue: f64,
+    pub log_threshold: f64,
+    /// z score of "canary below the tolerance" (promotion needs it below `-promote_z`).
+    pub tolerance_z: f64,
+    pub promote_z: f64,
+    pub status: MetricStatus,
+}
+
+impl MetricReport {
+    /// One line for a comment or commit message.
+    pub fn summary(&self) -> String {
+        let ratio = self
+            .ratio
+            .map(|r| format!("{r:.2}x"))
+            .unwrap_or_else(|| "n/a".into());
+        format!(
+            "canary {}/{} vs baseline {}/{} over {} intervals, ratio {}, e-value {:.3e} \
+             (threshold {:.0}), overdispersion {:.2}",
+            self.canary_events,
+            self.canary_requests,
+            self.baseline_events,
+            self.baseline_requests,
+            self.intervals,
+            ratio,
+            self.log_evalue.exp(),
+            self.log_threshold.exp(),
+            self.kappa
+        )
+    }
+}
+
+/// A verdict with what led to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The interval (1-based) this decision is about.
+    pub interval: usize,
+    pub verdict: Verdict,
+    /// Verified intervals (both tracks present with traffic) so far.
+    pub verified_intervals: usize,
+    pub metrics: Vec<MetricReport>,
+    /// Observed canary share of the requests over the verified intervals.
+    pub canary_share: Option<f64>,
+    /// Set by judges without per-metric reports (the references) to explain their verdict.
+    pub note: Option<String>,
+}
+
+impl Decision {
+    /// A one-line reason for the CLI and logs.
+    pub fn reason(&self) -> String {
+        if let Some(note) = &self.note {
+            return note.clone();
+        }
+        match &self.verdict {
+            Verdict::Continue => format!(
+                "watching: {} verified intervals, no evidence either way yet",
+                self.verified_intervals
+            ),
+            Verdict::Promote => {
+                let parts: Vec<String> = self
+                    .metrics
+                    .iter()
+                    .filter(|m| m.gating && m.status == MetricStatus::WithinTolerance)
+                    .map(|m| {
+                        let ratio = m
+                            .ratio
+                            .map(|r| format!("{r:.2}x"))
+                            .unwrap_or_else(|| "n/a".into());
+                        format!("{} ratio {ratio}", m.metric)
+                    })
+                    .collect();
+                format!(
+                    "within tolerance after {} verified intervals: {}",
+                    self.verified_intervals,
+                    parts.join(", ")
+                )
+            }
+            Verdict::Rollback { metric, evidence } => format!("{metric}: {evidence}"),
+            Verdict::Hold { reason, escalate } => {
+                if *escalate {
+                    format!("{reason} (pause and alert)")
+                } else {
+                    reason.to_string()
+                }
+            }
+        }
+    }
+}
+
+/// The data problem of one interval, if any.
+fn data_problem(iv: &Interval) -> Option<HoldReason> {
+    match (&iv.baseline, &iv.canary) {
+        (_, None) => Some(HoldReason::CanarySeriesMissing),
+        (None, _) => Some(HoldReason::BaselineSeriesMissing),
+        (_, Some(c)) if c.requests == 0 => Some(HoldReason::NoCanaryTraffic),
+        (Some(b), _) if b.requests == 0 => Some(HoldReason::NoBaselineTraffic),
+        _ => None,
+    }
+}
+
+/// Both tracks of an interval when they can be compared.
+fn verified(iv: &Interval) -> Option<(&TrackSample, &TrackSample)> {
+    match (&iv.baseline, &iv.canary) {
+        (Some(b), Some(c)) if b.requests > 0 && c.requests > 0 => Some((b, c)),
+        _ => None,
+    }
+}
+
+fn has_latency(s: &TrackSample, buckets: usize) -> bool {
+    s.latency_buckets.len() == buckets && buckets > 1
+}
+
+/// Judges the canary on `window.intervals[..t]` (the intervals seen so far; `t >= 1`).
+pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
+    let t = t.clamp(1, window.intervals.len().max(1));
+    let seen = &window.intervals[..t.min(window.intervals.len())];
+    let buckets = window.latency_buckets_le.len() + 1;
+    let pairs: Vec<(&TrackSample, &TrackSample)> = seen.iter().filter_map(verified).collect();
+    let share = canary_share(&pairs);
+    let mut decision = Decision {
+        interval: t,
+        verdict: Verdict::Continue,
+        verified_intervals: pairs.len(),
+        metrics: Vec::new(),
+        canary_share: share,
+        note: None,
+    };
+    let Some(current) = seen.last() else {
+        decision.verdict = Verdict::Hold {
+            reason: HoldReason::CanarySeriesMissing,
+            escalate: false,
+        };
+        return decision;
+    };
+
+    if let Some(rollback) = guardrail(current, &window.latency_buckets_le, cfg) {
+        decision.verdict = rollback;
+        return decision;
+    }
+
+    decision.metrics = metric_reports(window, &pairs, cfg);
+    if let Some(m) = decision
+        .metrics
+        .iter()
+        .find(|m| m.gating && m.status == MetricStatus::Regression)
+    {
+        decision.verdict = Verdict::Rollback {
+            metric: m.metric.to_string(),
+            evidence: m.summary(),
+        };
+        return decision;
+    }
+
+    let hold = |reason: HoldReason| {
+        let held = seen
+            .iter()
+            .rev()
+            .take_while(|iv| data_problem(iv).is_some())
+            .count();
+        Verdict::Hold {
+            reason,
+            escalate: held >= cfg.escalate_after_holds as usize,
+        }
+    };
+    if let Some(problem) = data_problem(current) {
+        decision.verdict = hold(problem);
+        return decision;
+    }
+    if cfg.latency.mode == MetricMode::Gate
+        && verified(current)
+            .is_some_and(|(b, c)| !has_latency(b, buckets) || !has_latency(c, buckets))
+    {
+        decision.verdict = hold(HoldReason::LatencyMissing);
+        return decision;
+    }
+    if let Some(observed) = share
+        && sample_ratio_mismatch(&pairs, observed, window.canary_weight, cfg)
+    {
+        decision.verdict = Verdict::Hold {
+            reason: HoldReason::SampleRatioMismatch {
+                observed,
+                expected: window.canary_weight,
+            },
+            escalate: true,
+        };
+        return decision;
+    }
+    let gating: Vec<&MetricReport> = decision.metrics.iter().filter(|m| m.gating).collect();
+    let promotable_gates = gating
+        .iter()
+        .filter(|m| !matches!(m.metric, MetricKind::LatencyTail { .. }))
+        .count();
+    let needs_latency = cfg.latency.mode == MetricMode::Gate;
+    let has_latency_gate = gating
+        .iter()
+        .any(|m| matches!(m.metric, MetricKind::Latency { .. }));
+    if pairs.len() >= cfg.min_intervals as usize
+        && promotable_gates > 0
+        && (!needs_latency || has_latency_gate)
+        && gating.iter().all(|m| {
+            matches!(m.metric, MetricKind::LatencyTail { .. })
+                || m.status == MetricStatus::WithinTolerance
+        })
+    {
+        decision.verdict = Verdict::Promote;
+        return decision;
+    }
+    if t >= cfg.max_intervals as usize {
+        decision.verdict = Verdict::Hold {
+            reason: HoldReason::Inconclusive { intervals: t },
+            escalate: true,
+        };
+    }
+    decision
+}
+
+fn canary_share(pairs: &[(&TrackSample, &TrackSample)]) -> Option<f64> {
+    let c: u64 = pairs.iter().map(|(_, c)| c.requests).sum();
+    let b: u64 = pairs.iter().map(|(b, _)| b.requests).sum();
+    (c + b > 0).then(|| c as f64 / (c + b) as f64)
+}
+
+/// The observed share is both far from the weight in relative terms and statistically
+/// distinguishable from it (so a few requests at low traffic do not trip it).
+fn sample_ratio_mismatch(
+    pairs: &[(&TrackSample, &TrackSample)],
+    observed: f64,
+    weight: f64,
+    cfg: &JudgeConfig,
+) -> bool {
+    if !cfg.sample_ratio.enabled {
+        return false;
+    }
+    let n: u64 = pairs.iter().map(|(b, c)| b.requests + c.requests).sum();
+    let se = (weight * (1.0 - weight) / n as f64).sqrt();
+    (observed / weight - 1.0).abs() > cfg.sample_ratio.tolerance
+        && (observed - weight).abs() / se > cfg.sample_ratio.min_z
+}
+
+/// The guardrails on the current interval alone.
+fn guardrail(iv: &Interval, le: &[f64], cfg: &JudgeConfig) -> Option<Verdict> {
+    let g = &cfg.guardrails;
+    let c = iv.canary.as_ref()?;
+    if c.requests < g.min_requests.max(1) {
+        return None;
+    }
+    let rate = c.errors as f64 / c.requests as f64;
+    let fire = |metric: &str, evidence: String| {
+        Some(Verdict::Rollback {
+            metric: format!("guardrail:{metric}"),
+            evidence,
+        })
+    };
+    if let Some(max) = g.max_canary_error_rate
+        && rate > max
+    {
+        return fire(
+            "error-rate",
+            format!(
+                "canary error rate {:.2} % ({}/{}) above the {:.2} % limit in one interval",
+                rate * 100.0,
+                c.errors,
+                c.requests,
+                max * 100.0
+            ),
+        );
+    }
+    if let Some(min) = g.min_success_rate
+        && 1.0 - rate < min
+    {
+        return fire(
+            "success-rate",
+            format!(
+                "canary success rate {:.3} % below {:.3} %",
+                (1.0 - rate) * 100.0,
+                min * 100.0
+            ),
+        );
+    }
+    let b = iv.baseline.as_ref().filter(|b| b.requests > 0)?;
+    let base_rate = b.errors as f64 / b.requests as f64;
+    if let Some(max) = g.max_error_rate_increase
+        && rate - base_rate > max
+    {
+        return fire(
+            "error-rate-increase",
+            format!(
+                "canary error rate {:.2} % vs baseline {:.2} %: +{:.2} points, limit {:.2}",
+                rate * 100.0,
+                base_rate * 100.0,
+                (rate - base_rate) * 100.0,
+                max * 100.0
+            ),
+        );
+    }
+    if let Some(max) = g.max_p99_ratio
+        && let (Some(cp), Some(bp)) = (
+            stats::histogram_quantile(le, &c.latency_buckets, 0.99),
+            stats::histogram_quantile(le, &b.latency_buckets, 0.99),
+        )
+        && bp > 0.0
+        && cp / bp > max
+    {
+        return fire(
+            "p99-latency",
+            format!(
+                "canary p99 {:.0} ms is {:.2}x the baseline's {:.0} ms, limit {max}x",
+                cp * 1000.0,
+                cp / bp,
+                bp * 1000.0
+            ),
+        );
+    }
+    None
+}
+
+/// The overdispersion priors: per-track error rates wobble a lot from interval to interval
+/// (squared CV around 0.3 in the services we modelled), latency shares very little.
+const ERROR_PRIOR: DispersionPrior = DispersionPrior {
+    kappa: 0.4,
+    weight: 4.0,
+};
+const LATENCY_PRIOR: DispersionPrior = DispersionPrior {
+    kappa: 0.002,
+    weight: 4.0,
+};
+/// Scale of the half-normal mixing density over the per-interval drift (in z units): tuned
+/// for effects of about half a standard deviation per interval.
+const MIXTURE_TAU: f64 = 0.6;
+
+struct Test {
+    kind: MetricKind,
+    mode: MetricMode,
+    direction: Direction,
+    tolerance: f64,
+    prior: DispersionPrior,
+    /// (canary events, canary requests, baseline events, baseline requests) per interval.
+    rows: Vec<(u64, u64, u64, u64)>,
+    absolute_tolerance: Option<f64>,
+}
+
+fn metric_reports(
+    window: &Window,
+    pairs: &[(&TrackSample, &TrackSample)],
+    cfg: &JudgeConfig,
+) -> Vec<MetricReport> {
+    let mut tests = vec![Test {
+        kind: MetricKind::Errors,
+        mode: cfg.errors.mode,
+        direction: cfg.errors.direction,
+        tolerance: cfg.errors.tolerance,
+        prior: ERROR_PRIOR,
+        rows: pairs
+            .iter()
+            .map(|(b, c)| (c.errors, c.requests, b.errors, b.requests))
+            .collect(),
+        absolute_tolerance: Some(cfg.errors.absolute_tolerance),
+    }];
+    let le = &window.latency_buckets_le;
+    let buckets = le.len() + 1;
+    let lat: Vec<(&TrackSample, &TrackSample)> = pairs
+        .iter()
+        .copied()
+        .filter(|(b, c)| has_latency(b, buckets) && has_latency(c, buckets))
+        .collect();
+    if !lat.is_empty() {
+        let mut base = vec![0u64; buckets];
+        for (b, _) in &lat {
+            for (acc, v) in base.iter_mut().zip(&b.latency_buckets) {
+                *acc += v;
+            }
+        }
+        let (body, tail) =
+            latency_bounds(&base, cfg.latency.body_quantile, cfg.latency.tail_quantile);
+        let slow_rows = |k: usize| -> Vec<(u64, u64, u64, u64)> {
+            lat.iter()
+                .map(|(b, c)| {
+                    let above = |s: &TrackSample| s.latency_buckets[k + 1..].iter().sum::<u64>();
+                    let total = |s: &TrackSample| s.latency_buckets.iter().sum::<u64>();
+                    (above(c), total(c), above(b), total(b))
+                })
+                .filter(|r| r.1 > 0 && r.3 > 0)
+                .collect()
+        };
+        if let Some(k) = body {
+            tests.push(Test {
+                kind: MetricKind::Latency { le: le[k] },
+                mode: cfg.latency.mode,
+                direction: cfg.latency.direction,
+                tolerance: cfg.latency.tolerance,
+                prior: LATENCY_PRIOR,
+                rows: slow_rows(k),
+                absolute_tolerance: None,
+            });
+        }
+        if let Some(k) = tail {
+            tests.push(Test {
+                kind: MetricKind::LatencyTail { le: le[k] },
+                mode: cfg.latency.mode,
+                direction: cfg.latency.direction,
+                tolerance: cfg.latency.tolerance,
+                prior: LATENCY_PRIOR,
+                rows: slow_rows(k),
+                absolute_tolerance: None,
+            });
+        }
+    }
+    let gating = tests
+        .iter()
+        .filter(|t| t.mode == MetricMode::Gate)
+        .count()
+        .max(1);
+    let log_threshold = (gating as f64 / cfg.alpha).ln();
+    let promote_z = stats::normal_upper_quantile(cfg.promote_alpha);
+    tests
+        .into_iter()
+        .map(|t| run_test(t, log_threshold, promote_z))
+        .collect()
+}
+
+/// Picks the bucket bounds (indices into `le`) nearest, in log share, to the baseline's body
+/// and tail quantiles; the tail bound is strictly above the body bound.
+fn latency_bounds(base: &[u64], body_q: f64, tail_q: f64) -> (Option<usize>, Option<usize>) {
+    let total: u64 = base.iter().sum();
+    if total == 0 {
+        return (None, None);
+    }
+    let bounds = base.len() - 1;
+    // share of baseline requests above bound k
+    let above: Vec<f64> = (0..bounds)
+        .map(|k| base[k + 1..].iter().sum::<u64>() as f64 / total as f64)
+        .collect();
+    let nearest = |target: f64, from: usize| -> Option<usize> {
+        (from..bounds).filter(|&k| above[k] > 0.0).min_by(|&a, &b| {
+            let da = (above[a].ln() - target.ln()).abs();
+            let db = (above[b].ln() - target.ln()).abs();
+            da.total_cmp(&db)
+        })
+    };
+    let body = nearest(1.0 - body_q, 0);
+    let tail = body.and_then(|b| nearest(1.0 - tail_q, b + 1));
+    (body, tail)
+}
+
+fn run_test(t: Test, log_threshold: f64, promote_z: f64) -> MetricReport {
+    // "Lower is worse": compare the complements' direction by flipping which side we test:
+    // the canary's events being *fewer* than its share is the regression.
+    let sign = match t.direction {
+        Direction::HigherIsWorse => 1.0,
+        Direction::LowerIsWorse => -1.0,
+    };
+    let counts: Vec<SplitCount> = t
+        .rows
+        .iter()
+        .map(|&(ce, cr, be, br)| SplitCount {
+            canary: ce,
+            total: ce + be,
+            share: cr as f64 / (cr + br) as f64,
+        })
+        .collect();
+    let kappa = stats::dispersion(&counts, 1.0, t.prior);
+    let null = stats::drift(&counts, 1.0, kappa);
+    let tol_ratio = if sign > 0.0 {
+        t.tolerance
+    } else {
+        1.0 / t.tolerance
+    };
+    let tol = stats::drift(&counts, tol_ratio, kappa);
+    let log_evalue = stats::log_mixture_evalue(sign * null.sum, null.intervals as f64, MIXTURE_TAU);
+    let tolerance_z = sign * tol.z();
+    let (ce, cr, be, br) = t.rows.iter().fold((0, 0, 0, 0), |a, r| {
+        (a.0 + r.0, a.1 + r.1, a.2 + r.2, a.3 + r.3)
+    });
+    let within_absolute = t.absolute_tolerance.is_some_and(|abs| {
+        sign > 0.0 && absolute_upper_bound(ce, cr, be, br, kappa, t.rows.len(), promote_z) < abs
+    });
+    let status = if log_evalue >= log_threshold {
+        MetricStatus::Regression
+    } else if null.intervals > 0 && tolerance_z <= -promote_z || within_absolute {
+        MetricStatus::WithinTolerance
+    } else {
+        MetricStatus::NoEvidenceYet
+    };
+    MetricReport {
+        metric: t.kind,
+        gating: t.mode == MetricMode::Gate,
+        canary_events: ce,
+        canary_requests: cr,
+        baseline_events: be,
+        baseline_requests: br,
+        ratio: stats::rate_ratio(&counts),
+        intervals: null.intervals,
+        kappa,
+        log_evalue,
+        log_threshold,
+        tolerance_z,
+        promote_z,
+        status,
+    }
+}
+
+/// Upper confidence bound of (canary rate - baseline rate), pooled, with each track's Poisson
+/// variance inflated by its interval-to-interval wobble; one pseudo-event keeps a track with no
+/// events from claiming zero variance.
+fn absolute_upper_bound(
+    ce: u64,
+    cr: u64,
+    be: u64,
+    br: u64,
+    kappa: f64,
+    intervals: usize,
+    z: f64,
+) -> f64 {
+    if cr == 0 || br == 0 || intervals == 0 {
+        return f64::INFINITY;
+    }
+    let per = intervals as f64;
+    let var = |e: u64, r: u64| {
+        let e = e as f64 + 1.0;
+        e * (1.0 + kappa * e / per) / (r as f64 * r as f64)
+    };
+    let diff = ce as f64 / cr as f64 - be as f64 / br as f64;
+    diff + z * (var(ce, cr) + var(be, br)).sqrt()
+}
