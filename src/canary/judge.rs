@@ -461,16 +461,8 @@ fn guardrail(iv: &Interval, le: &[f64], cfg: &JudgeConfig) -> Option<Verdict> {
     None
 }
 
-/// The overdispersion priors: per-track error rates wobble a lot from interval to interval
-/// (squared CV around 0.3 in the services we modelled), latency shares very little.
-const ERROR_PRIOR: DispersionPrior = DispersionPrior {
-    kappa: 0.4,
-    weight: 4.0,
-};
-const LATENCY_PRIOR: DispersionPrior = DispersionPrior {
-    kappa: 0.002,
-    weight: 4.0,
-};
+/// How many intervals of data the overdispersion prior is worth.
+const PRIOR_WEIGHT: f64 = 4.0;
 /// Scale of the half-normal mixing density over the per-interval drift (in z units): tuned
 /// for effects of about half a standard deviation per interval.
 const MIXTURE_TAU: f64 = 0.6;
@@ -480,6 +472,7 @@ struct Test {
     mode: MetricMode,
     direction: Direction,
     tolerance: f64,
+    margin: f64,
     prior: DispersionPrior,
     /// (canary events, canary requests, baseline events, baseline requests) per interval.
     rows: Vec<(u64, u64, u64, u64)>,
@@ -496,7 +489,11 @@ fn metric_reports(
         mode: cfg.errors.mode,
         direction: cfg.errors.direction,
         tolerance: cfg.errors.tolerance,
-        prior: ERROR_PRIOR,
+        margin: cfg.errors.rollback_margin,
+        prior: DispersionPrior {
+            kappa: cfg.errors.dispersion_prior,
+            weight: PRIOR_WEIGHT,
+        },
         rows: pairs
             .iter()
             .map(|(b, c)| (c.errors, c.requests, b.errors, b.requests))
@@ -535,7 +532,11 @@ fn metric_reports(
                 mode: cfg.latency.mode,
                 direction: cfg.latency.direction,
                 tolerance: cfg.latency.tolerance,
-                prior: LATENCY_PRIOR,
+                margin: cfg.latency.rollback_margin,
+                prior: DispersionPrior {
+                    kappa: cfg.latency.dispersion_prior,
+                    weight: PRIOR_WEIGHT,
+                },
                 rows: slow_rows(k),
                 absolute_tolerance: None,
             });
@@ -546,7 +547,11 @@ fn metric_reports(
                 mode: cfg.latency.mode,
                 direction: cfg.latency.direction,
                 tolerance: cfg.latency.tolerance,
-                prior: LATENCY_PRIOR,
+                margin: cfg.latency.rollback_margin,
+                prior: DispersionPrior {
+                    kappa: cfg.latency.dispersion_prior,
+                    weight: PRIOR_WEIGHT,
+                },
                 rows: slow_rows(k),
                 absolute_tolerance: None,
             });
@@ -596,22 +601,14 @@ fn run_test(t: Test, log_threshold: f64, promote_z: f64) -> MetricReport {
         Direction::HigherIsWorse => 1.0,
         Direction::LowerIsWorse => -1.0,
     };
-    let counts: Vec<SplitCount> = t
-        .rows
-        .iter()
-        .map(|&(ce, cr, be, br)| SplitCount {
-            canary: ce,
-            total: ce + be,
-            share: cr as f64 / (cr + br) as f64,
-        })
-        .collect();
-    let kappa = stats::dispersion(&counts, 1.0, t.prior);
-    let null = stats::drift(&counts, 1.0, kappa);
-    let tol_ratio = if sign > 0.0 {
-        t.tolerance
+    let counts = SplitCount::window(&t.rows);
+    let kappa = stats::dispersion(&counts, t.prior);
+    let (margin, tol_ratio) = if sign > 0.0 {
+        (t.margin, t.tolerance)
     } else {
-        1.0 / t.tolerance
+        (1.0 / t.margin, 1.0 / t.tolerance)
     };
+    let null = stats::drift(&counts, margin, kappa);
     let tol = stats::drift(&counts, tol_ratio, kappa);
     let log_evalue = stats::log_mixture_evalue(sign * null.sum, null.intervals as f64, MIXTURE_TAU);
     let tolerance_z = sign * tol.z();
@@ -623,7 +620,7 @@ fn run_test(t: Test, log_threshold: f64, promote_z: f64) -> MetricReport {
     });
     let status = if log_evalue >= log_threshold {
         MetricStatus::Regression
-    } else if null.intervals > 0 && tolerance_z <= -promote_z || within_absolute {
+    } else if (null.intervals > 0 && tolerance_z <= -promote_z) || within_absolute {
         MetricStatus::WithinTolerance
     } else {
         MetricStatus::NoEvidenceYet
@@ -668,4 +665,374 @@ fn absolute_upper_bound(
     };
     let diff = ce as f64 / cr as f64 - be as f64 / br as f64;
     diff + z * (var(ce, cr) + var(be, br)).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::settings::{GuardrailConfig, JudgeConfig};
+
+    const LE: [f64; 4] = [0.05, 0.1, 0.25, 0.5];
+
+    /// A track with `requests`, `errors` and a latency histogram with `slow` share above 0.1 s.
+    fn track(requests: u64, errors: u64, slow: f64) -> TrackSample {
+        let slow_n = (requests as f64 * slow).round() as u64;
+        let fast = requests - slow_n;
+        TrackSample {
+            requests,
+            errors,
+            latency_buckets: vec![
+                fast / 2,
+                fast - fast / 2,
+                slow_n * 9 / 10,
+                slow_n - slow_n * 9 / 10,
+                0,
+            ],
+        }
+    }
+
+    /// Deterministic wobble so windows look like data without a random generator.
+    fn wobble(i: usize) -> f64 {
+        [1.0, 0.8, 1.2, 0.9, 1.1, 1.05, 0.95][i % 7]
+    }
+
+    fn window(n: usize, f: impl Fn(usize) -> Interval) -> Window {
+        Window {
+            step_seconds: 60,
+            canary_weight: 0.1,
+            latency_buckets_le: LE.to_vec(),
+            intervals: (0..n).map(f).collect(),
+        }
+    }
+
+    fn healthy(i: usize) -> Interval {
+        let w = wobble(i);
+        Interval {
+            baseline: Some(track(9000, (45.0 * w) as u64, 0.2)),
+            canary: Some(track(1000, (5.0 * wobble(i + 3)) as u64, 0.2)),
+        }
+    }
+
+    fn replay_verdict(w: &Window, cfg: &JudgeConfig) -> Decision {
+        crate::canary::replay(w, cfg)
+    }
+
+    #[test]
+    fn a_healthy_canary_is_promoted_after_the_minimum_soak() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, healthy);
+        let d = replay_verdict(&w, &cfg);
+        assert_eq!(d.verdict, Verdict::Promote, "{}", d.reason());
+        assert!(d.interval >= cfg.min_intervals as usize);
+        assert!(d.reason().contains("within tolerance"), "{}", d.reason());
+        // never before the minimum soak, however clean the data
+        for t in 1..cfg.min_intervals as usize {
+            assert_ne!(decide(&w, t, &cfg).verdict, Verdict::Promote);
+        }
+    }
+
+    #[test]
+    fn an_error_regression_rolls_back_with_its_evidence() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, (15.0 * wobble(i + 3)) as u64, 0.2)),
+            ..healthy(i)
+        });
+        let d = replay_verdict(&w, &cfg);
+        let Verdict::Rollback { metric, evidence } = &d.verdict else {
+            panic!("expected a rollback, got {d:?}");
+        };
+        assert_eq!(metric, "error-rate");
+        assert!(
+            evidence.contains("ratio 3.") && evidence.contains("e-value"),
+            "{evidence}"
+        );
+        // the conservative overdispersion prior costs a few intervals on a 3x regression
+        assert!(d.interval <= 10, "took {} intervals", d.interval);
+        let report = d
+            .metrics
+            .iter()
+            .find(|m| m.metric == MetricKind::Errors)
+            .unwrap();
+        assert_eq!(report.status, MetricStatus::Regression);
+    }
+
+    #[test]
+    fn a_latency_regression_rolls_back() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, (5.0 * wobble(i + 3)) as u64, 0.3)),
+            ..healthy(i)
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert!(
+            matches!(&d.verdict, Verdict::Rollback { metric, .. } if metric.starts_with("latency")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn shared_noise_hitting_both_tracks_is_not_a_regression() {
+        // an incident multiplies errors tenfold on both tracks for a few intervals
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| {
+            let burst = if (10..14).contains(&i) { 10 } else { 1 };
+            Interval {
+                baseline: Some(track(9000, (45.0 * wobble(i)) as u64 * burst, 0.2)),
+                canary: Some(track(1000, (5.0 * wobble(i + 3)) as u64 * burst, 0.2)),
+            }
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert_ne!(d.verdict.name(), "rollback", "{}", d.reason());
+    }
+
+    #[test]
+    fn a_missing_canary_series_holds_and_escalates() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            canary: None,
+            ..healthy(i)
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert_eq!(
+            d.verdict,
+            Verdict::Hold {
+                reason: HoldReason::CanarySeriesMissing,
+                escalate: true
+            }
+        );
+        // the first intervals hold without escalating yet
+        let early = decide(&w, 1, &cfg);
+        assert!(matches!(
+            early.verdict,
+            Verdict::Hold {
+                escalate: false,
+                ..
+            }
+        ));
+        let at = decide(&w, cfg.escalate_after_holds as usize, &cfg);
+        assert!(matches!(at.verdict, Verdict::Hold { escalate: true, .. }));
+    }
+
+    #[test]
+    fn a_missing_baseline_holds_even_if_the_canary_looks_fine() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            baseline: None,
+            ..healthy(i)
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert!(matches!(
+            d.verdict,
+            Verdict::Hold {
+                reason: HoldReason::BaselineSeriesMissing,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn no_canary_traffic_holds_and_never_promotes() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            canary: Some(track(0, 0, 0.0)),
+            ..healthy(i)
+        });
+        for t in 1..=30 {
+            let d = decide(&w, t, &cfg);
+            assert!(
+                matches!(
+                    d.verdict,
+                    Verdict::Hold {
+                        reason: HoldReason::NoCanaryTraffic,
+                        ..
+                    }
+                ),
+                "{t}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gaps_in_the_middle_hold_then_the_analysis_resumes() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| {
+            if (3..6).contains(&i) {
+                Interval {
+                    canary: None,
+                    ..healthy(i)
+                }
+            } else {
+                healthy(i)
+            }
+        });
+        assert!(matches!(decide(&w, 4, &cfg).verdict, Verdict::Hold { .. }));
+        let d = replay_verdict(&w, &cfg);
+        assert_eq!(d.verdict, Verdict::Promote);
+        // soak counts verified intervals only
+        assert!(
+            d.interval >= cfg.min_intervals as usize + 3,
+            "{}",
+            d.interval
+        );
+    }
+
+    #[test]
+    fn the_error_guardrail_fires_within_one_interval() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| {
+            if i == 0 {
+                Interval {
+                    canary: Some(track(1000, 300, 0.2)),
+                    ..healthy(i)
+                }
+            } else {
+                healthy(i)
+            }
+        });
+        let d = decide(&w, 1, &cfg);
+        let Verdict::Rollback { metric, evidence } = &d.verdict else {
+            panic!("{d:?}");
+        };
+        assert_eq!(metric, "guardrail:error-rate");
+        assert!(evidence.contains("30.00 %"), "{evidence}");
+        // the guardrail needs a minimum of requests: 1 error in 3 requests is not a catastrophe
+        let tiny = window(1, |_| Interval {
+            baseline: Some(track(9000, 45, 0.2)),
+            canary: Some(track(3, 1, 0.0)),
+        });
+        // (that share of traffic is a sample-ratio mismatch instead)
+        let d = decide(&tiny, 1, &cfg);
+        assert!(
+            matches!(
+                d.verdict,
+                Verdict::Hold {
+                    reason: HoldReason::SampleRatioMismatch { .. },
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn the_articles_relative_guardrails_are_selectable() {
+        let cfg = JudgeConfig {
+            guardrails: GuardrailConfig {
+                max_error_rate_increase: Some(0.05),
+                max_p99_ratio: Some(1.3),
+                min_success_rate: Some(0.995),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // 1 % errors: fails only the success-rate floor
+        let w = window(1, |_| Interval {
+            baseline: Some(track(9000, 90, 0.2)),
+            canary: Some(track(1000, 10, 0.2)),
+        });
+        let d = decide(&w, 1, &cfg);
+        assert!(
+            matches!(&d.verdict, Verdict::Rollback { metric, .. } if metric == "guardrail:success-rate"),
+            "{d:?}"
+        );
+        // p99 far above the baseline's
+        let w = window(1, |_| Interval {
+            baseline: Some(track(9000, 0, 0.02)),
+            canary: Some(TrackSample {
+                requests: 1000,
+                errors: 0,
+                latency_buckets: vec![400, 400, 100, 50, 50],
+            }),
+        });
+        let d = decide(&w, 1, &cfg);
+        assert!(
+            matches!(&d.verdict, Verdict::Rollback { metric, .. } if metric == "guardrail:p99-latency"),
+            "{d:?}"
+        );
+        // default judge: no guardrail fires (the latency test may, on the evidence)
+        let d = decide(&w, 1, &JudgeConfig::default());
+        assert!(
+            !matches!(&d.verdict, Verdict::Rollback { metric, .. } if metric.starts_with("guardrail")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_sample_ratio_mismatch_holds_and_blocks_promotion() {
+        let cfg = JudgeConfig::default();
+        // weight 10 % but the canary gets about 5 %
+        let w = window(30, |i| Interval {
+            baseline: Some(track(9500, (47.0 * wobble(i)) as u64, 0.2)),
+            canary: Some(track(500, (2.5 * wobble(i + 3)) as u64, 0.2)),
+        });
+        let d = replay_verdict(&w, &cfg);
+        let Verdict::Hold {
+            reason: HoldReason::SampleRatioMismatch { observed, expected },
+            escalate: true,
+        } = d.verdict
+        else {
+            panic!("{d:?}");
+        };
+        assert!((observed - 0.05).abs() < 0.001 && expected == 0.1);
+        assert!(d.reason().contains("sample ratio mismatch"));
+    }
+
+    #[test]
+    fn a_dry_run_metric_reports_but_does_not_decide() {
+        let mut cfg = JudgeConfig::default();
+        cfg.errors.mode = MetricMode::DryRun;
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, (15.0 * wobble(i + 3)) as u64, 0.2)),
+            ..healthy(i)
+        });
+        let d = decide(&w, 30, &cfg);
+        assert_ne!(d.verdict.name(), "rollback", "{}", d.reason());
+        let report = d
+            .metrics
+            .iter()
+            .find(|m| m.metric == MetricKind::Errors)
+            .unwrap();
+        assert!(!report.gating);
+        assert_eq!(report.status, MetricStatus::Regression);
+    }
+
+    #[test]
+    fn lower_is_worse_flips_the_direction() {
+        let mut cfg = JudgeConfig::default();
+        cfg.errors.direction = Direction::LowerIsWorse;
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, (15.0 * wobble(i + 3)) as u64, 0.2)),
+            ..healthy(i)
+        });
+        assert_ne!(replay_verdict(&w, &cfg).verdict.name(), "rollback");
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, 0, 0.2)),
+            ..healthy(i)
+        });
+        assert_eq!(replay_verdict(&w, &cfg).verdict.name(), "rollback");
+    }
+
+    #[test]
+    fn missing_latency_histograms_hold_when_latency_gates() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| {
+            let mut iv = healthy(i);
+            if let Some(c) = iv.canary.as_mut() {
+                c.latency_buckets.clear();
+            }
+            iv
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert!(
+            matches!(
+                d.verdict,
+                Verdict::Hold {
+                    reason: HoldReason::LatencyMissing,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
 }

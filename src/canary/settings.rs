@@ -35,9 +35,9 @@ impl Default for JudgeConfig {
     fn default() -> Self {
         JudgeConfig {
             method: JudgeMethod::Sequential,
-            alpha: 0.01,
+            alpha: 0.005,
             promote_alpha: 0.05,
-            min_intervals: 8,
+            min_intervals: 6,
             max_intervals: 30,
             escalate_after_holds: 3,
             errors: ErrorMetricConfig::default(),
@@ -107,6 +107,11 @@ pub struct ErrorMetricConfig {
     pub tolerance: f64,
     /// ... or that it exceeds the baseline's by less than this many errors per request.
     pub absolute_tolerance: f64,
+    /// The rollback test's null: the canary counts as worse only beyond this ratio.
+    pub rollback_margin: f64,
+    /// Prior squared coefficient of variation of each track's error rate from one interval
+    /// to the next (worth 4 intervals of data; the data then take over).
+    pub dispersion_prior: f64,
 }
 
 impl Default for ErrorMetricConfig {
@@ -116,6 +121,8 @@ impl Default for ErrorMetricConfig {
             direction: Direction::HigherIsWorse,
             tolerance: 1.3,
             absolute_tolerance: 0.0005,
+            rollback_margin: 1.15,
+            dispersion_prior: 1.0,
         }
     }
 }
@@ -134,6 +141,10 @@ pub struct LatencyMetricConfig {
     pub body_quantile: f64,
     /// Baseline quantile whose nearest higher bucket bound is the tail test's bound.
     pub tail_quantile: f64,
+    /// The rollback test's null: the canary counts as worse only beyond this ratio.
+    pub rollback_margin: f64,
+    /// Prior squared coefficient of variation of each track's slow share per interval.
+    pub dispersion_prior: f64,
 }
 
 impl Default for LatencyMetricConfig {
@@ -144,6 +155,8 @@ impl Default for LatencyMetricConfig {
             tolerance: 1.2,
             body_quantile: 0.75,
             tail_quantile: 0.99,
+            rollback_margin: 1.0,
+            dispersion_prior: 0.002,
         }
     }
 }
@@ -231,6 +244,8 @@ impl JudgeConfig {
         for (name, v) in [
             ("errors.tolerance", self.errors.tolerance),
             ("latency.tolerance", self.latency.tolerance),
+            ("errors.rollback_margin", self.errors.rollback_margin),
+            ("latency.rollback_margin", self.latency.rollback_margin),
         ] {
             if !(v >= 1.0 && v.is_finite()) {
                 problems.push(format!(
@@ -243,6 +258,14 @@ impl JudgeConfig {
                 "{key}.errors.absolute_tolerance: {} must be in [0, 1)",
                 self.errors.absolute_tolerance
             ));
+        }
+        for (name, v) in [
+            ("errors.dispersion_prior", self.errors.dispersion_prior),
+            ("latency.dispersion_prior", self.latency.dispersion_prior),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                problems.push(format!("{key}.{name}: {v} must be 0 or more"));
+            }
         }
         if let Some(v) = self.guardrails.max_p99_ratio
             && !(v > 1.0 && v.is_finite())

@@ -8,11 +8,39 @@ use statrs::distribution::{ContinuousCDF, Normal};
 /// One interval of a count metric seen as "of the `total` events, `canary` fell on the canary",
 /// where the canary served `share` of the requests. Conditional on `total`, `canary` is binomial
 /// with the canary's share of the events; the interval's own base rate cancels.
+/// `expected_total` is the number of events the interval's requests would bring at the window's
+/// pooled rate: the statistic is scaled by it rather than by the random `total`, because under
+/// multiplicative wobble a canary spike barely moves `total` while a baseline spike inflates it,
+/// and dividing by `sqrt(total)` would bias the score toward "canary worse".
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SplitCount {
     pub canary: u64,
     pub total: u64,
     pub share: f64,
+    pub expected_total: f64,
+}
+
+impl SplitCount {
+    /// Builds the rows of a window, filling `expected_total` from the pooled event rate.
+    /// Each item is (canary events, canary requests, baseline events, baseline requests).
+    pub fn window(rows: &[(u64, u64, u64, u64)]) -> Vec<SplitCount> {
+        let events: u64 = rows.iter().map(|r| r.0 + r.2).sum();
+        let requests: u64 = rows.iter().map(|r| r.1 + r.3).sum();
+        let rate = if requests == 0 {
+            0.0
+        } else {
+            events as f64 / requests as f64
+        };
+        rows.iter()
+            .filter(|r| r.1 + r.3 > 0)
+            .map(|&(ce, cr, be, br)| SplitCount {
+                canary: ce,
+                total: ce + be,
+                share: cr as f64 / (cr + br) as f64,
+                expected_total: rate * (cr + br) as f64,
+            })
+            .collect()
+    }
 }
 
 /// The canary's expected share of the events when its event rate is `ratio` times the
@@ -24,21 +52,24 @@ pub fn event_share(share: f64, ratio: f64) -> f64 {
 /// The accumulated within-interval evidence of one count metric against one null ratio.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Drift {
-    /// Sum of the dispersion-scaled per-interval z scores (each has variance ~1 under the null).
+    /// Sum of the scaled per-interval deviations of the canary's events from the null.
     pub sum: f64,
-    /// Intervals that carried at least one event (the variance of `sum`).
+    /// Variance of `sum` under the null (about one per interval with a few expected events,
+    /// less for intervals expected to carry almost none).
+    pub variance: f64,
+    /// Intervals that carried at least one event.
     pub intervals: usize,
     /// Estimated extra-binomial variance (per-track multiplicative wobble, squared CV).
     pub kappa: f64,
 }
 
 impl Drift {
-    /// `sum / sqrt(intervals)`: a z score for the whole window (0 when there is no event).
+    /// `sum / sqrt(variance)`: a z score for the whole window (0 without information).
     pub fn z(&self) -> f64 {
-        if self.intervals == 0 {
+        if self.variance <= 0.0 {
             0.0
         } else {
-            self.sum / (self.intervals as f64).sqrt()
+            self.sum / self.variance.sqrt()
         }
     }
 }
@@ -50,49 +81,55 @@ pub struct DispersionPrior {
     pub weight: f64,
 }
 
-/// Estimates the multiplicative wobble `kappa` of the per-interval split around its mean:
-/// per interval the z score under the null has variance `1 + kappa * a_i` with
-/// `a_i = 2 q (1-q) n` (each track's rate wobbling independently with squared CV `kappa`).
-/// Deviations are taken around the window mean so a real shift does not look like noise.
-pub fn dispersion(counts: &[SplitCount], ratio: f64, prior: DispersionPrior) -> f64 {
-    let mut zs = Vec::with_capacity(counts.len());
-    let mut a_sum = 0.0;
-    for c in counts.iter().filter(|c| c.total > 0) {
-        let q = event_share(c.share, ratio);
-        let n = c.total as f64;
-        zs.push((c.canary as f64 - n * q) / (n * q * (1.0 - q)).sqrt());
-        a_sum += 2.0 * q * (1.0 - q) * n;
-    }
-    let t = zs.len() as f64;
-    if t < 2.0 {
-        return prior.kappa;
-    }
-    let mean = zs.iter().sum::<f64>() / t;
-    let ss: f64 = zs.iter().map(|z| (z - mean) * (z - mean)).sum();
-    let a_mean = a_sum / t;
-    let num = prior.weight * prior.kappa * a_mean + ss - (t - 1.0);
-    let den = prior.weight * a_mean + (t - 1.0) / t * a_sum;
-    if den <= 0.0 {
-        prior.kappa
-    } else {
-        (num / den).max(0.0)
-    }
+/// Null variance of the canary's event count given the expected total `n` of the interval:
+/// binomial, plus each track's rate wobbling independently with squared CV `kappa`.
+fn split_variance(n: f64, q: f64, kappa: f64) -> f64 {
+    let b = q * (1.0 - q);
+    n * b + 2.0 * kappa * b * b * n * n
 }
 
-/// The per-interval z scores under `ratio`, each divided by its overdispersion, summed.
+/// Estimates the multiplicative wobble `kappa` by the method of moments, with deviations taken
+/// around the window's own ratio so a real shift does not look like noise, shrunk toward the
+/// prior (which dominates while there are few intervals).
+pub fn dispersion(counts: &[SplitCount], prior: DispersionPrior) -> f64 {
+    let center = rate_ratio(counts).unwrap_or(1.0).max(1e-6);
+    let (mut excess, mut a_sum, mut t) = (0.0, 0.0, 0.0);
+    for c in counts {
+        let q = event_share(c.share, center);
+        let n = c.expected_total;
+        let d = c.canary as f64 - c.total as f64 * q;
+        let b = q * (1.0 - q);
+        excess += d * d - c.total as f64 * b;
+        a_sum += 2.0 * b * b * n * n;
+        t += 1.0;
+    }
+    if t < 2.0 || a_sum <= 0.0 {
+        return prior.kappa;
+    }
+    let a_mean = a_sum / t;
+    ((prior.weight * prior.kappa * a_mean + excess) / (prior.weight * a_mean + a_sum)).max(0.0)
+}
+
+/// The per-interval deviations of the canary's events from `ratio`, each scaled by the
+/// standard deviation it would have with at least one expected event per track, summed.
 pub fn drift(counts: &[SplitCount], ratio: f64, kappa: f64) -> Drift {
-    let mut sum = 0.0;
-    let mut intervals = 0;
-    for c in counts.iter().filter(|c| c.total > 0) {
+    let (mut sum, mut variance, mut intervals) = (0.0, 0.0, 0);
+    for c in counts {
         let q = event_share(c.share, ratio);
-        let n = c.total as f64;
-        let var = n * q * (1.0 - q);
-        let phi = 1.0 + kappa * 2.0 * q * (1.0 - q) * n;
-        sum += (c.canary as f64 - n * q) / (var * phi).sqrt();
-        intervals += 1;
+        let n = c.expected_total;
+        if n <= 0.0 {
+            continue;
+        }
+        // Scale as if the interval expected at least one event on each side: below that the
+        // split is Poisson-rare and a single event must not count as many standard deviations.
+        let scale = split_variance(n.max(1.0 / (q * (1.0 - q))), q, kappa);
+        sum += (c.canary as f64 - c.total as f64 * q) / scale.sqrt();
+        variance += split_variance(n, q, kappa) / scale;
+        intervals += (c.total > 0) as usize;
     }
     Drift {
         sum,
+        variance,
         intervals,
         kappa,
     }
@@ -229,11 +266,13 @@ mod tests {
                 canary: if i % 2 == 0 { 9 } else { 11 },
                 total: 100,
                 share: 0.1,
+                expected_total: 100.0,
             })
             .collect();
         let d = drift(&fair, 1.0, 0.0);
         assert!(d.sum.abs() < 1e-9, "{d:?}");
         assert_eq!(d.intervals, 20);
+        assert!((d.variance - 20.0).abs() < 1e-9);
         let worse: Vec<SplitCount> = fair
             .iter()
             .map(|c| SplitCount {
@@ -253,6 +292,7 @@ mod tests {
                 canary: 20 + (i % 3),
                 total: 100,
                 share: 0.1,
+                expected_total: 100.0,
             })
             .collect();
         let prior = DispersionPrior {
@@ -260,20 +300,20 @@ mod tests {
             weight: 0.0,
         };
         // a steady doubling with binomial-sized spread is not overdispersion
-        assert!(dispersion(&steady, 1.0, prior) < 0.01);
+        assert!(dispersion(&steady, prior) < 0.01);
         let wobbly: Vec<SplitCount> = (0..20)
             .map(|i| SplitCount {
                 canary: if i % 2 == 0 { 2 } else { 25 },
                 total: 110,
                 share: 0.1,
+                expected_total: 110.0,
             })
             .collect();
-        assert!(dispersion(&wobbly, 1.0, prior) > 0.3);
+        assert!(dispersion(&wobbly, prior) > 0.3);
         // the prior dominates when there is little data
         assert_eq!(
             dispersion(
                 &wobbly[..1],
-                1.0,
                 DispersionPrior {
                     kappa: 0.7,
                     weight: 3.0
