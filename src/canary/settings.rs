@@ -319,6 +319,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_documents_the_defaults() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploybot.yaml");
+        let config = crate::config::Config::load(&path).unwrap();
+        assert_eq!(config.services[0].analysis.judge, JudgeConfig::default());
+    }
+
+    #[test]
     fn unknown_keys_and_methods_are_rejected() {
         assert!(yaml_serde::from_str::<JudgeConfig>("alpah: 0.1\n").is_err());
         assert!(yaml_serde::from_str::<JudgeConfig>("method: magic\n").is_err());
