@@ -171,11 +171,11 @@ fn scenario(family: &str, truth: Truth, index: usize, rng: &mut StdRng) -> Gener
         .collect();
     let mut baseline = Vec::with_capacity(STEPS);
     let mut canary = Vec::with_capacity(STEPS);
-    for step in 0..STEPS {
+    for (step, &burst) in bursts.iter().enumerate() {
         // shared by both tracks: load, and what load does to error rate and latency
         let (load, shared_err, shared_lat) = match p.load {
             Load::Flat => (1.0, 1.0, 0.0),
-            Load::Bursty if bursts[step] => {
+            Load::Bursty if burst => {
                 let m = rng.random_range(1.5..3.0);
                 (m, m, 0.15 * m)
             }

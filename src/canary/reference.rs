@@ -72,7 +72,7 @@ pub fn article_mann_whitney(w: &Window, t: usize) -> Decision {
     const EVERY: usize = 5;
     const LOOKBACK: usize = 15;
     const CHECKS: usize = 3;
-    if t == 0 || t % EVERY != 0 || t > EVERY * CHECKS {
+    if t == 0 || !t.is_multiple_of(EVERY) || t > EVERY * CHECKS {
         return decision(t, Verdict::Continue, "waiting for the next check".into());
     }
     let range = t.saturating_sub(LOOKBACK)..t;
@@ -138,9 +138,11 @@ pub fn fixed_thresholds(w: &Window, t: usize) -> Decision {
             None => Some("no canary data".to_string()),
             Some(c) => {
                 let (e, p) = (error_rate(c), p99(c, le));
-                if !(e <= MAX_ERROR_RATE) {
+                // NaN fails too, hence "not within" rather than "above"
+                let within = |v: f64, max: f64| v.partial_cmp(&max).is_some_and(|o| o.is_le());
+                if !within(e, MAX_ERROR_RATE) {
                     Some(format!("error rate {:.2} % above 1 %", e * 100.0))
-                } else if !(p <= MAX_P99) {
+                } else if !within(p, MAX_P99) {
                     Some(format!("p99 {:.0} ms above 500 ms", p * 1000.0))
                 } else {
                     None
@@ -191,7 +193,8 @@ pub fn fixed_horizon_mann_whitney(w: &Window, t: usize) -> Decision {
         );
     }
     let le = &w.latency_buckets_le;
-    let metrics: [(&str, &dyn Fn(&TrackSample) -> f64); 2] = [
+    type Extract<'a> = &'a dyn Fn(&TrackSample) -> f64;
+    let metrics: [(&str, Extract); 2] = [
         ("error-rate", &error_rate),
         ("p99-latency", &|s| p99(s, le)),
     ];

@@ -320,8 +320,7 @@ mod tests {
 
     #[test]
     fn the_example_config_documents_the_defaults() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploybot.yaml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploybot.yaml");
         let config = crate::config::Config::load(&path).unwrap();
         assert_eq!(config.services[0].analysis.judge, JudgeConfig::default());
     }
