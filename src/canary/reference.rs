@@ -228,8 +228,8 @@ pub fn fixed_horizon_mann_whitney(w: &Window, t: usize) -> Decision {
             1.0
         };
         let p = mann_whitney_greater(&c, &b).map(|r| r.p).unwrap_or(1.0);
-        // 95 % two-sided: the canary-worse side at 2.5 %.
-        if p < 0.025 && ratio > TOLERANCE {
+        // 95 % confidence on the canary-worse side (one-sided 5 %).
+        if p < 0.05 && ratio > TOLERANCE {
             return rollback(
                 t,
                 name,
