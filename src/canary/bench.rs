@@ -304,6 +304,16 @@ fn curves(cases: &[Case], base: &JudgeConfig) -> String {
         c.errors.tolerance = tol;
         row(format!("errors.tolerance {tol}"), &c);
     }
+    for margin in [1.0, 1.05, 1.1, 1.15, 1.25] {
+        let mut c = base.clone();
+        c.errors.rollback_margin = margin;
+        row(format!("errors.rollback_margin {margin}"), &c);
+    }
+    for prior in [0.4, 0.6, 0.8, 1.0, 1.5] {
+        let mut c = base.clone();
+        c.errors.dispersion_prior = prior;
+        row(format!("errors.dispersion_prior {prior}"), &c);
+    }
     for tol in [1.05, 1.1, 1.2, 1.3] {
         let mut c = base.clone();
         c.latency.tolerance = tol;
