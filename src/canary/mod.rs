@@ -9,6 +9,7 @@ pub mod cli;
 pub mod generate;
 pub mod judge;
 pub mod reference;
+pub mod render;
 pub mod sample;
 pub mod scenario;
 pub mod settings;
