@@ -610,7 +610,7 @@ fn run_test(t: Test, log_threshold: f64, promote_z: f64) -> MetricReport {
     };
     let null = stats::drift(&counts, margin, kappa);
     let tol = stats::drift(&counts, tol_ratio, kappa);
-    let log_evalue = stats::log_mixture_evalue(sign * null.sum, null.intervals as f64, MIXTURE_TAU);
+    let log_evalue = stats::log_mixture_evalue(sign * null.sum, null.variance, MIXTURE_TAU);
     let tolerance_z = sign * tol.z();
     let (ce, cr, be, br) = t.rows.iter().fold((0, 0, 0, 0), |a, r| {
         (a.0 + r.0, a.1 + r.1, a.2 + r.2, a.3 + r.3)
