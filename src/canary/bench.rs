@@ -304,6 +304,11 @@ fn curves(cases: &[Case], base: &JudgeConfig) -> String {
         c.errors.tolerance = tol;
         row(format!("errors.tolerance {tol}"), &c);
     }
+    for abs in [0.0, 0.0005, 0.001, 0.002] {
+        let mut c = base.clone();
+        c.errors.absolute_tolerance = abs;
+        row(format!("errors.absolute_tolerance {abs}"), &c);
+    }
     for margin in [1.0, 1.05, 1.1, 1.15, 1.25] {
         let mut c = base.clone();
         c.errors.rollback_margin = margin;

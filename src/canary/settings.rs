@@ -120,7 +120,7 @@ impl Default for ErrorMetricConfig {
             mode: MetricMode::Gate,
             direction: Direction::HigherIsWorse,
             tolerance: 1.3,
-            absolute_tolerance: 0.0005,
+            absolute_tolerance: 0.001,
             rollback_margin: 1.15,
             dispersion_prior: 1.0,
         }
