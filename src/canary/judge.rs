@@ -1035,4 +1035,58 @@ mod tests {
             "{d:?}"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_track() -> impl Strategy<Value = Option<TrackSample>> {
+            prop_oneof![
+                1 => Just(None),
+                6 => (0u64..3000, 0u64..=100, 0u64..=100).prop_map(|(requests, err_pct, slow_pct)| {
+                    let errors = requests * err_pct / 1000;
+                    let slow = requests * slow_pct / 100;
+                    let fast = requests - slow;
+                    Some(TrackSample {
+                        requests,
+                        errors,
+                        latency_buckets: vec![fast / 2, fast - fast / 2, slow / 2, slow - slow / 2, 0],
+                    })
+                }),
+            ]
+        }
+
+        fn arb_window() -> impl Strategy<Value = Window> {
+            prop::collection::vec((arb_track(), arb_track()), 1..20).prop_map(|ivs| Window {
+                step_seconds: 60,
+                canary_weight: 0.1,
+                latency_buckets_le: LE.to_vec(),
+                intervals: ivs
+                    .into_iter()
+                    .map(|(baseline, canary)| Interval { baseline, canary })
+                    .collect(),
+            })
+        }
+
+        proptest! {
+            /// Promotion only ever happens on verified data: the current interval has both
+            /// tracks with traffic, and at least `min_intervals` verified intervals were seen.
+            #[test]
+            fn never_promotes_what_it_cannot_see(w in arb_window()) {
+                let cfg = JudgeConfig::default();
+                for t in 1..=w.intervals.len() {
+                    let d = decide(&w, t, &cfg);
+                    if d.verdict == Verdict::Promote {
+                        prop_assert!(verified(&w.intervals[t - 1]).is_some());
+                        prop_assert!(d.verified_intervals >= cfg.min_intervals as usize);
+                    }
+                    if let Verdict::Hold { reason: HoldReason::CanarySeriesMissing, .. } = d.verdict {
+                        prop_assert!(w.intervals[t - 1].canary.is_none());
+                    }
+                    // pure: the same input gives the same decision
+                    prop_assert_eq!(&d, &decide(&w, t, &cfg));
+                }
+            }
+        }
+    }
 }
