@@ -1,7 +1,7 @@
 //! Canary judgement: a pure, statistical judge of canary against baseline ([`judge`]), the
 //! reference judges it is measured against ([`reference`]), the replay source of recorded
-//! scenarios ([`scenario`]), a generator of fresh scenarios ([`generate`]) and the CLI and
-//! benchmark around them. Nothing here talks to Prometheus: sources produce a
+//! scenarios ([`scenario`]), a generator of fresh scenarios ([`generate`]), the rendering of a
+//! decision for comments and commits ([`render`]) and the CLI and benchmark around them. Nothing here talks to Prometheus: sources produce a
 //! [`sample::Window`], judges consume it.
 
 pub mod bench;
