@@ -42,26 +42,23 @@ pub struct AnalyzeArgs {
 
 /// What the judge made of a window, in terms this command can print.
 #[derive(Debug, Clone, PartialEq)]
-pub enum JudgeOutcome {
-    /// This build has no judge (it is built in parallel, under the same issue).
-    NotAvailable,
-    /// `decision` is `rollback`, `promote`, `hold` or `continue`; `interval` is the 0-based
-    /// interval at which it was reached.
-    Verdict {
-        decision: String,
-        interval: Option<usize>,
-        reason: String,
-    },
+pub struct JudgeOutcome {
+    /// `rollback`, `promote`, `hold` or `continue`.
+    pub decision: String,
+    /// The 0-based interval at which it was reached.
+    pub interval: Option<usize>,
+    pub reason: String,
 }
 
-/// Runs the canary judge over `window` interval by interval.
-///
-/// INTEGRATION POINT: replace the body with a call to the judge (likely `crate::canary::judge`)
-/// once it is merged: feed intervals 1..=t for t = 1.., stop at the first decision other than
-/// continue, and map it to [`JudgeOutcome::Verdict`]. `tests/it/prometheus.rs` then checks the
-/// verdicts on real Prometheus data without further changes.
-pub fn judge_window(_window: &Window, _config: &JudgeConfig) -> JudgeOutcome {
-    JudgeOutcome::NotAvailable
+/// Runs the canary judge over `window` interval by interval: the first decision other than
+/// continue is final, as in a live rollout.
+pub fn judge_window(window: &Window, config: &JudgeConfig) -> JudgeOutcome {
+    let decision = crate::canary::replay(window, config);
+    JudgeOutcome {
+        decision: decision.verdict.name().to_string(),
+        interval: decision.interval.checked_sub(1),
+        reason: decision.reason(),
+    }
 }
 
 pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
@@ -194,19 +191,17 @@ pub fn render(
             cells(interval.canary.as_ref(), &window.latency_buckets_le)
         ));
     }
-    match outcome {
-        JudgeOutcome::NotAvailable => out.push_str("judge: not available in this build\n"),
-        JudgeOutcome::Verdict {
-            decision,
-            interval,
-            reason,
-        } => match interval {
-            Some(i) => out.push_str(&format!(
-                "verdict: {decision} at interval {} ({reason})\n",
-                i + 1
-            )),
-            None => out.push_str(&format!("verdict: {decision} ({reason})\n")),
-        },
+    let JudgeOutcome {
+        decision,
+        interval,
+        reason,
+    } = outcome;
+    match interval {
+        Some(i) => out.push_str(&format!(
+            "verdict: {decision} at interval {} ({reason})\n",
+            i + 1
+        )),
+        None => out.push_str(&format!("verdict: {decision} ({reason})\n")),
     }
     out
 }
@@ -305,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn report_shows_missing_as_missing_and_says_when_there_is_no_judge() {
+    fn report_shows_missing_as_missing_and_the_judge_holds() {
         let sample = |r, e| TrackSample {
             requests: r,
             errors: e,
@@ -335,12 +330,12 @@ mod tests {
             &target,
             1_700_000_040,
             &window,
-            &JudgeOutcome::NotAvailable,
+            &judge_window(&window, &JudgeConfig::default()),
             true,
         );
         let golden = include_str!("../../fixtures/prometheus/analyze-report.txt");
         assert_eq!(text, golden, "got:\n{text}");
-        let verdict = JudgeOutcome::Verdict {
+        let verdict = JudgeOutcome {
             decision: "rollback".into(),
             interval: Some(1),
             reason: "errors: canary 5.0 % vs baseline 0.5 %".into(),
