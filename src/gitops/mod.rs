@@ -157,9 +157,7 @@ impl GitopsConfig {
             ));
         }
         let prefix = self.branch_prefix.trim_matches('/');
-        if prefix.is_empty()
-            || git2::Reference::is_valid_name(&format!("refs/heads/{prefix}/x")) == false
-        {
+        if prefix.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{prefix}/x")) {
             problems.push(format!(
                 "gitops.branch_prefix: must be a valid branch name prefix, got {:?}",
                 self.branch_prefix
