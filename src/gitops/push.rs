@@ -5,13 +5,22 @@
 //! classified as a race (retry after re-fetching) or a permanent refusal (a hook, a protected
 //! branch). What the server printed on the side band is kept, because a hook explains itself
 //! there.
+//!
+//! `file://` remotes do not go through libgit2's local transport: it checks fast-forward
+//! against the refs it listed on connect and then updates the remote ref *with force*, so two
+//! processes can both pass the check and one silently overwrites the other. Instead the few new
+//! objects are copied into the remote's object database and the branch is moved with a
+//! compare-and-swap under git's ref lock (`reference_matching`). Hooks do not run for `file://`
+//! (they never did with libgit2); servers (http, ssh) run them.
 
 use std::cell::RefCell;
 
-use git2::{Oid, PushOptions, Repository};
+use std::path::Path;
+
+use git2::{ObjectType, Oid, PushOptions, Repository, Tree};
 
 use super::GitopsError;
-use super::repo::{AuthState, LocalClone, tracking_ref};
+use super::repo::{AuthState, LocalClone, Transport, tracking_ref};
 
 /// Why a push did not land.
 #[derive(Debug)]
@@ -24,12 +33,22 @@ pub enum PushFailure {
 }
 
 /// Pushes `commit` to `refs/heads/<branch>` on the clone's remote, as a fast-forward only.
+/// `expected` is the remote tip the commit was built on (`None`: the branch must not exist yet).
 pub fn push(
     clone: &LocalClone,
     repo: &Repository,
     commit: Oid,
     branch: &str,
+    expected: Option<Oid>,
 ) -> Result<(), PushFailure> {
+    if clone.remote().url.transport() == Transport::File {
+        push_local(clone, repo, commit, branch, expected)?;
+        repo.reference(&tracking_ref(branch), commit, true, "deploybot: pushed")
+            .map_err(|e| {
+                PushFailure::Permanent(GitopsError::git(format!("pushing {branch}"))(e))
+            })?;
+        return Ok(());
+    }
     let remote_def = clone.remote();
     let doing = format!("pushing {branch} to {}", remote_def.url.redacted());
     let dst = format!("refs/heads/{branch}");
@@ -84,6 +103,100 @@ pub fn push(
     // The remote now has it; keep the tracking ref in step so the next fetch is a no-op.
     repo.reference(&tracking_ref(branch), commit, true, "deploybot: pushed")
         .map_err(|e| PushFailure::Permanent(GitopsError::git(&doing)(e)))?;
+    Ok(())
+}
+
+/// The `file://` push: copy the objects `commit` adds over `expected`, then compare-and-swap
+/// the branch.
+fn push_local(
+    clone: &LocalClone,
+    repo: &Repository,
+    commit: Oid,
+    branch: &str,
+    expected: Option<Oid>,
+) -> Result<(), PushFailure> {
+    let url = clone.remote().url.as_str();
+    let doing = format!("pushing {branch} to {url}");
+    let perm = |e: git2::Error| PushFailure::Permanent(GitopsError::git(&doing)(e));
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    let remote = Repository::open(Path::new(path)).map_err(perm)?;
+    let c = repo.find_commit(commit).map_err(perm)?;
+    let base_tree = match expected {
+        Some(old) => Some(repo.find_commit(old).and_then(|p| p.tree()).map_err(perm)?),
+        None => None,
+    };
+    let mut objects = vec![commit];
+    new_objects(
+        repo,
+        &c.tree().map_err(perm)?,
+        base_tree.as_ref(),
+        &mut objects,
+    )
+    .map_err(perm)?;
+    let src = repo.odb().map_err(perm)?;
+    let dst = remote.odb().map_err(perm)?;
+    for oid in objects {
+        if !dst.exists(oid) {
+            let obj = src.read(oid).map_err(perm)?;
+            dst.write(obj.kind(), obj.data()).map_err(perm)?;
+        }
+    }
+    let dst_ref = format!("refs/heads/{branch}");
+    let updated = match expected {
+        Some(old) => remote.reference_matching(&dst_ref, commit, true, old, "deploybot: push"),
+        None => remote.reference(&dst_ref, commit, false, "deploybot: push"),
+    };
+    match updated {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.code(),
+                git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
+            ) || e.class() == git2::ErrorClass::Reference =>
+        {
+            Err(PushFailure::Race(format!("{dst_ref}: {}", e.message())))
+        }
+        Err(e) => Err(perm(e)),
+    }
+}
+
+/// Trees and blobs reachable from `tree` but not from `base`, descending only into subtrees
+/// whose id changed: the cost follows the edited paths, not the repository.
+fn new_objects(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    base: Option<&Tree<'_>>,
+    out: &mut Vec<Oid>,
+) -> Result<(), git2::Error> {
+    if base.is_some_and(|b| b.id() == tree.id()) {
+        return Ok(());
+    }
+    out.push(tree.id());
+    for entry in tree.iter() {
+        let name = entry.name_bytes();
+        let old = base.and_then(|b| {
+            std::str::from_utf8(name)
+                .ok()
+                .and_then(|n| b.get_name(n))
+                .map(|e| (e.id(), e.kind()))
+        });
+        if old.is_some_and(|(id, _)| id == entry.id()) {
+            continue;
+        }
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                let sub = repo.find_tree(entry.id())?;
+                let old_sub = match old {
+                    Some((id, Some(ObjectType::Tree))) => Some(repo.find_tree(id)?),
+                    _ => None,
+                };
+                new_objects(repo, &sub, old_sub.as_ref(), out)?;
+            }
+            Some(ObjectType::Blob) => out.push(entry.id()),
+            // Submodule commits live elsewhere.
+            _ => {}
+        }
+    }
     Ok(())
 }
 

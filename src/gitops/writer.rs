@@ -244,7 +244,8 @@ fn run_blocking(
     let branch = &target.branch;
     let mut last = String::new();
     for attempt in 1..=retry.max_attempts {
-        let tip_oid = match clone.fetch(&repo, branch)? {
+        let branch_tip = clone.fetch(&repo, branch)?;
+        let tip_oid = match branch_tip {
             Some(oid) => {
                 if target.bot_owned {
                     refuse_foreign_tip(&repo, branch, oid, identity)?;
@@ -292,7 +293,7 @@ fn run_blocking(
         let commit = repo
             .commit(None, &sig, &sig, &message, &tree, &[&tip])
             .map_err(GitopsError::git(&doing))?;
-        match push(clone, &repo, commit, branch) {
+        match push(clone, &repo, commit, branch, branch_tip) {
             Ok(()) => {
                 tracing::info!(branch = %branch, commit = %commit, attempt, "pushed");
                 return Ok(WriteOutcome::Committed {

@@ -341,15 +341,11 @@ async fn writes_to_one_branch_in_one_process_are_serialized() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_writers_racing_over_smart_http_both_land_without_force() {
-    let fx = GitFixture::new();
-    let server = GitHttp::start(fx.dir.path().to_path_buf(), TOKEN).await;
-    let url = server.url("remote.git");
-    let auth = GitAuth::Token(Secret::new(TOKEN));
-    // Two writers with their own clones and locks: two deploybot processes.
-    let a = fx.writer("a", &url, auth.clone());
-    let b = fx.writer("b", &url, auth);
+/// Two writers with their own clones and locks (two deploybot processes) each ship half of the
+/// services to `main` at the same time. Every write must land, none may be overwritten.
+async fn race(fx: &GitFixture, url: &str, auth: GitAuth) {
+    let a = fx.writer("a", url, auth.clone());
+    let b = fx.writer("b", url, auth);
     let (left, right) = SERVICES.split_at(SERVICES.len() / 2);
     let run = |w: deploybot::gitops::Writer, services: &'static [&'static str]| {
         tokio::spawn(async move {
@@ -368,8 +364,7 @@ async fn two_writers_racing_over_smart_http_both_land_without_force() {
     };
     let (ra, rb) = tokio::join!(run(a, left), run(b, right));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    let total_attempts = ra.0 + rb.0;
-    eprintln!("{} writes took {total_attempts} attempts", SERVICES.len());
+    eprintln!("{} writes took {} attempts", SERVICES.len(), ra.0 + rb.0);
     assert_eq!(
         fx.commit_count("main"),
         1 + SERVICES.len(),
@@ -382,13 +377,31 @@ async fn two_writers_racing_over_smart_http_both_land_without_force() {
             "{s}"
         );
     }
-    // Every commit is a single-parent descendant of the seed: nothing was force-pushed away.
     let merges = fx.remote_git(&["rev-list", "--merges", "--count", "main"]);
     assert_eq!(merges.trim(), "0");
     // Every commit a writer reported as pushed is still on main: nothing was overwritten.
     for sha in ra.1.iter().chain(&rb.1) {
         fx.remote_git(&["merge-base", "--is-ancestor", sha, "main"]);
     }
+    fx.remote_git(&["fsck", "--no-progress", "--connectivity-only"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_racing_over_smart_http_both_land_without_force() {
+    let fx = GitFixture::new();
+    let server = GitHttp::start(fx.dir.path().to_path_buf(), TOKEN).await;
+    race(
+        &fx,
+        &server.url("remote.git"),
+        GitAuth::Token(Secret::new(TOKEN)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_racing_over_file_urls_both_land_without_force() {
+    let fx = GitFixture::new();
+    race(&fx, &fx.file_url(), GitAuth::None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
