@@ -186,6 +186,50 @@ impl GitopsConfig {
         )
     }
 
+    /// The remote for `url` with the credentials this config names, resolved now: the
+    /// `gitops.token_*` (else `fallback_token`, e.g. `github.token_*`) for https, the key file or
+    /// the agent for ssh, nothing for `file://`. Errors name the key, never the value.
+    pub fn remote(
+        &self,
+        url: &str,
+        fallback_token: Option<&crate::secret::SecretRef>,
+    ) -> Result<repo::Remote, String> {
+        let url = repo::RemoteUrl::parse(url)?;
+        let auth = match url.transport() {
+            repo::Transport::File => repo::GitAuth::None,
+            repo::Transport::Ssh => repo::GitAuth::Ssh {
+                key_file: self.ssh_key_file.clone(),
+            },
+            repo::Transport::Http => match (self.token_ref()?, fallback_token) {
+                (Some(r), _) => {
+                    repo::GitAuth::Token(r.resolve().map_err(|e| format!("gitops.token: {e}"))?)
+                }
+                (None, Some(r)) => {
+                    repo::GitAuth::Token(r.resolve().map_err(|e| format!("github.token: {e}"))?)
+                }
+                (None, None) => repo::GitAuth::None,
+            },
+        };
+        Ok(repo::Remote { url, auth })
+    }
+
+    /// A writer for `url` with this config's identity and retry settings.
+    pub fn writer(
+        &self,
+        data_dir: &std::path::Path,
+        url: &str,
+        fallback_token: Option<&crate::secret::SecretRef>,
+        locks: writer::BranchLocks,
+    ) -> Result<Writer, GitopsError> {
+        let remote = self
+            .remote(url, fallback_token)
+            .map_err(|message| GitopsError::Io {
+                doing: format!("setting up the GitOps remote {url}"),
+                message,
+            })?;
+        Writer::open(data_dir, remote, self.identity(), self.retry.clone(), locks)
+    }
+
     /// The bot identity on commits.
     pub fn identity(&self) -> writer::Identity {
         writer::Identity {
@@ -245,6 +289,36 @@ mod tests {
         ] {
             assert!(all.contains(key), "{key} missing in {all}");
         }
+    }
+
+    #[test]
+    fn https_remotes_take_the_token_from_the_named_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "ghs_abc\n").unwrap();
+        let c = GitopsConfig {
+            token_file: Some(file),
+            ..GitopsConfig::default()
+        };
+        match c.remote("https://github.com/o/r.git", None).unwrap().auth {
+            repo::GitAuth::Token(t) => assert_eq!(t.expose(), "ghs_abc"),
+            other => panic!("{other:?}"),
+        }
+        let missing = GitopsConfig {
+            token_env: Some("DEPLOYBOT_TEST_UNSET_7731".into()),
+            ..GitopsConfig::default()
+        };
+        let e = missing
+            .remote("https://github.com/o/r.git", None)
+            .unwrap_err();
+        assert!(
+            e.contains("gitops.token") && e.contains("DEPLOYBOT_TEST_UNSET_7731"),
+            "{e}"
+        );
+        assert!(matches!(
+            c.remote("file:///tmp/x.git", None).unwrap().auth,
+            repo::GitAuth::None
+        ));
     }
 
     #[test]
