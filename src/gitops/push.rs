@@ -15,12 +15,10 @@
 
 use std::cell::RefCell;
 
-use std::path::Path;
-
-use git2::{ObjectType, Oid, PushOptions, Repository, Tree};
+use git2::{Oid, PushOptions, Repository};
 
 use super::GitopsError;
-use super::repo::{AuthState, LocalClone, Transport, tracking_ref};
+use super::repo::{AuthState, LocalClone, Transport, new_objects, tracking_ref};
 
 /// Why a push did not land.
 #[derive(Debug)]
@@ -118,8 +116,7 @@ fn push_local(
     let url = clone.remote().url.as_str();
     let doing = format!("pushing {branch} to {url}");
     let perm = |e: git2::Error| PushFailure::Permanent(GitopsError::git(&doing)(e));
-    let path = url.strip_prefix("file://").unwrap_or(url);
-    let remote = Repository::open(Path::new(path)).map_err(perm)?;
+    let remote = clone.file_remote().map_err(PushFailure::Permanent)?;
     let c = repo.find_commit(commit).map_err(perm)?;
     let base_tree = match expected {
         Some(old) => Some(repo.find_commit(old).and_then(|p| p.tree()).map_err(perm)?),
@@ -158,46 +155,6 @@ fn push_local(
         }
         Err(e) => Err(perm(e)),
     }
-}
-
-/// Trees and blobs reachable from `tree` but not from `base`, descending only into subtrees
-/// whose id changed: the cost follows the edited paths, not the repository.
-fn new_objects(
-    repo: &Repository,
-    tree: &Tree<'_>,
-    base: Option<&Tree<'_>>,
-    out: &mut Vec<Oid>,
-) -> Result<(), git2::Error> {
-    if base.is_some_and(|b| b.id() == tree.id()) {
-        return Ok(());
-    }
-    out.push(tree.id());
-    for entry in tree.iter() {
-        let name = entry.name_bytes();
-        let old = base.and_then(|b| {
-            std::str::from_utf8(name)
-                .ok()
-                .and_then(|n| b.get_name(n))
-                .map(|e| (e.id(), e.kind()))
-        });
-        if old.is_some_and(|(id, _)| id == entry.id()) {
-            continue;
-        }
-        match entry.kind() {
-            Some(ObjectType::Tree) => {
-                let sub = repo.find_tree(entry.id())?;
-                let old_sub = match old {
-                    Some((id, Some(ObjectType::Tree))) => Some(repo.find_tree(id)?),
-                    _ => None,
-                };
-                new_objects(repo, &sub, old_sub.as_ref(), out)?;
-            }
-            Some(ObjectType::Blob) => out.push(entry.id()),
-            // Submodule commits live elsewhere.
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Sorts a refused ref into a race or a permanent refusal, from receive-pack's status text.

@@ -6,9 +6,14 @@
 //! data directory and only fetched afterwards; nothing here re-clones.
 
 use std::cell::Cell;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
-use git2::{AutotagOption, Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository};
+use git2::{
+    AutotagOption, Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks,
+    Repository, Tree,
+};
 use sha2::{Digest, Sha256};
 
 use super::GitopsError;
@@ -190,10 +195,24 @@ impl AuthState {
 }
 
 /// The bare local clone of one GitOps repository.
-#[derive(Debug)]
+///
+/// The opened repositories are kept: a fresh `Repository` starts with cold pack and delta-base
+/// caches, and rebuilding a deltified tree chain on every write costs more than the write.
 pub struct LocalClone {
     path: PathBuf,
     remote: Remote,
+    repo: Mutex<Option<Repository>>,
+    /// The remote itself, for `file://` remotes (pushed to directly, see `push.rs`).
+    file_remote: Mutex<Option<Repository>>,
+}
+
+impl std::fmt::Debug for LocalClone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalClone")
+            .field("path", &self.path)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalClone {
@@ -214,7 +233,12 @@ impl LocalClone {
                 path.display()
             )))?;
         }
-        Ok(LocalClone { path, remote })
+        Ok(LocalClone {
+            path,
+            remote,
+            repo: Mutex::new(None),
+            file_remote: Mutex::new(None),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -225,17 +249,37 @@ impl LocalClone {
         &self.remote
     }
 
-    pub fn repository(&self) -> Result<Repository, GitopsError> {
-        Repository::open_bare(&self.path).map_err(GitopsError::git(format!(
-            "opening the local clone {}",
-            self.path.display()
-        )))
+    /// The local clone, opened once and kept. Hold the guard for one attempt, not across waits:
+    /// it serializes every git operation on this clone.
+    pub fn repository(&self) -> Result<RepoGuard<'_>, GitopsError> {
+        open_cached(&self.repo, || {
+            Repository::open_bare(&self.path).map_err(GitopsError::git(format!(
+                "opening the local clone {}",
+                self.path.display()
+            )))
+        })
+    }
+
+    /// The repository behind a `file://` remote, opened once and kept.
+    pub(crate) fn file_remote(&self) -> Result<RepoGuard<'_>, GitopsError> {
+        let url = self.remote.url.as_str();
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        open_cached(&self.file_remote, || {
+            Repository::open(Path::new(path)).map_err(GitopsError::git(format!(
+                "opening the remote repository {url}"
+            )))
+        })
     }
 
     /// Fetches `branch` and returns its tip on the remote, or `None` when the remote has no such
     /// branch. The remote-tracking ref `refs/remotes/origin/<branch>` follows the remote.
     pub fn fetch(&self, repo: &Repository, branch: &str) -> Result<Option<Oid>, GitopsError> {
         let doing = format!("fetching {branch} from {}", self.remote.url.redacted());
+        if self.remote.url.transport() == Transport::File
+            && let Some(tip) = self.fetch_local(repo, branch, &doing)?
+        {
+            return Ok(tip);
+        }
         let refname = format!("refs/heads/{branch}");
         let tracking = tracking_ref(branch);
         let auth = AuthState::default();
@@ -267,6 +311,154 @@ impl LocalClone {
             }
         }
         Ok(tip)
+    }
+}
+
+/// Trees and blobs reachable from `tree` but not from `base`, descending only into subtrees
+/// whose id changed: the cost follows the edited paths, not the repository.
+pub(crate) fn new_objects(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    base: Option<&Tree<'_>>,
+    out: &mut Vec<Oid>,
+) -> Result<(), git2::Error> {
+    if base.is_some_and(|b| b.id() == tree.id()) {
+        return Ok(());
+    }
+    out.push(tree.id());
+    for entry in tree.iter() {
+        let name = entry.name_bytes();
+        let old = base.and_then(|b| {
+            std::str::from_utf8(name)
+                .ok()
+                .and_then(|n| b.get_name(n))
+                .map(|e| (e.id(), e.kind()))
+        });
+        if old.is_some_and(|(id, _)| id == entry.id()) {
+            continue;
+        }
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                let sub = repo.find_tree(entry.id())?;
+                let old_sub = match old {
+                    Some((id, Some(ObjectType::Tree))) => Some(repo.find_tree(id)?),
+                    _ => None,
+                };
+                new_objects(repo, &sub, old_sub.as_ref(), out)?;
+            }
+            Some(ObjectType::Blob) => out.push(entry.id()),
+            // Submodule commits live elsewhere.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn open_cached(
+    slot: &Mutex<Option<Repository>>,
+    open: impl FnOnce() -> Result<Repository, GitopsError>,
+) -> Result<RepoGuard<'_>, GitopsError> {
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.is_none() {
+        *guard = Some(open()?);
+    }
+    Ok(RepoGuard(guard))
+}
+
+/// An opened repository, borrowed from its [`LocalClone`] for one operation.
+pub struct RepoGuard<'a>(MutexGuard<'a, Option<Repository>>);
+
+impl Deref for RepoGuard<'_> {
+    type Target = Repository;
+
+    fn deref(&self) -> &Repository {
+        self.0
+            .as_ref()
+            .expect("opened before the guard was handed out")
+    }
+}
+
+impl LocalClone {
+    /// `file://` fetch by copying objects: only those the new commits add (walking changed
+    /// subtrees only), as loose objects. libgit2's local transport would build and index a
+    /// delta-compressed pack and mark every tree of our history, costing O(repository) per fetch.
+    /// `None` when there is no common ground yet (first fetch) or the gap is large: the caller
+    /// then fetches a pack the ordinary way.
+    fn fetch_local(
+        &self,
+        repo: &Repository,
+        branch: &str,
+        doing: &str,
+    ) -> Result<Option<Option<Oid>>, GitopsError> {
+        const MAX_COMMITS: usize = 500;
+        let remote = self.file_remote()?;
+        let err = GitopsError::git(doing);
+        let tip = match remote.find_reference(&format!("refs/heads/{branch}")) {
+            Ok(r) => r.resolve().map_err(GitopsError::git(doing))?.target(),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(e) => return Err(err(e)),
+        };
+        let tracking = tracking_ref(branch);
+        let Some(tip) = tip else {
+            if let Ok(mut r) = repo.find_reference(&tracking) {
+                r.delete().map_err(GitopsError::git(doing))?;
+            }
+            return Ok(Some(None));
+        };
+        let local_odb = repo.odb().map_err(GitopsError::git(doing))?;
+        if !local_odb.exists(tip) {
+            let remote_odb = remote.odb().map_err(GitopsError::git(doing))?;
+            let mut walk = remote.revwalk().map_err(GitopsError::git(doing))?;
+            walk.push(tip).map_err(GitopsError::git(doing))?;
+            let mut common = 0;
+            for r in repo
+                .references_glob("refs/remotes/origin/*")
+                .map_err(GitopsError::git(doing))?
+                .flatten()
+            {
+                if let Some(oid) = r.target()
+                    && remote_odb.exists(oid)
+                {
+                    walk.hide(oid).map_err(GitopsError::git(doing))?;
+                    common += 1;
+                }
+            }
+            if common == 0 {
+                return Ok(None);
+            }
+            let commits: Vec<Oid> = walk
+                .take(MAX_COMMITS + 1)
+                .collect::<Result<_, _>>()
+                .map_err(GitopsError::git(doing))?;
+            if commits.len() > MAX_COMMITS {
+                return Ok(None);
+            }
+            // Parents before children, trees and blobs before their commit: a reader never
+            // finds a commit whose objects are missing.
+            for oid in commits.into_iter().rev() {
+                let c = remote.find_commit(oid).map_err(GitopsError::git(doing))?;
+                let tree = c.tree().map_err(GitopsError::git(doing))?;
+                let base = match c.parent(0) {
+                    Ok(p) => Some(p.tree().map_err(GitopsError::git(doing))?),
+                    Err(_) => None,
+                };
+                let mut objects = Vec::new();
+                new_objects(&remote, &tree, base.as_ref(), &mut objects)
+                    .map_err(GitopsError::git(doing))?;
+                objects.push(oid);
+                for o in objects {
+                    if !local_odb.exists(o) {
+                        let obj = remote_odb.read(o).map_err(GitopsError::git(doing))?;
+                        local_odb
+                            .write(obj.kind(), obj.data())
+                            .map_err(GitopsError::git(doing))?;
+                    }
+                }
+            }
+        }
+        repo.reference(&tracking, tip, true, "deploybot: fetch")
+            .map_err(GitopsError::git(doing))?;
+        Ok(Some(Some(tip)))
     }
 }
 

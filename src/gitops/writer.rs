@@ -240,11 +240,13 @@ fn run_blocking(
     target: &Target,
     planner: &mut dyn Planner,
 ) -> Result<WriteOutcome, GitopsError> {
-    let repo = clone.repository()?;
     let branch = &target.branch;
     let mut last = String::new();
     for attempt in 1..=retry.max_attempts {
+        let repo = clone.repository()?;
+        let started = std::time::Instant::now();
         let branch_tip = clone.fetch(&repo, branch)?;
+        let fetched = started.elapsed();
         let tip_oid = match branch_tip {
             Some(oid) => {
                 if target.bot_owned {
@@ -273,6 +275,7 @@ fn run_blocking(
             .find_commit(tip_oid)
             .map_err(GitopsError::git(format!("reading the tip of {branch}")))?;
         let plan = planner.plan(&repo, branch, &tip)?;
+        let planned = started.elapsed();
         let (tree, message, changes) = match plan {
             CommitPlan::Commit {
                 tree,
@@ -293,7 +296,10 @@ fn run_blocking(
         let commit = repo
             .commit(None, &sig, &sig, &message, &tree, &[&tip])
             .map_err(GitopsError::git(&doing))?;
-        match push(clone, &repo, commit, branch, branch_tip) {
+        let committed_at = started.elapsed();
+        let pushed = push(clone, &repo, commit, branch, branch_tip);
+        tracing::debug!(branch = %branch, attempt, ?fetched, ?planned, ?committed_at, total = ?started.elapsed(), "write attempt timings");
+        match pushed {
             Ok(()) => {
                 tracing::info!(branch = %branch, commit = %commit, attempt, "pushed");
                 return Ok(WriteOutcome::Committed {
@@ -307,6 +313,10 @@ fn run_blocking(
             Err(PushFailure::Race(why)) => {
                 tracing::info!(branch = %branch, attempt, why = %why, "lost a push race; retrying on the new tip");
                 last = why;
+                // Let other branches of this clone work while we wait.
+                drop(tree);
+                drop(tip);
+                drop(repo);
                 if attempt < retry.max_attempts {
                     std::thread::sleep(retry.backoff(attempt));
                 }
