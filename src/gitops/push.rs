@@ -118,9 +118,11 @@ fn push_local(
     let perm = |e: git2::Error| PushFailure::Permanent(GitopsError::git(&doing)(e));
     let remote = clone.file_remote().map_err(PushFailure::Permanent)?;
     let c = repo.find_commit(commit).map_err(perm)?;
-    let base_tree = match expected {
-        Some(old) => Some(repo.find_commit(old).and_then(|p| p.tree()).map_err(perm)?),
-        None => None,
+    // The parent came from the remote (the branch tip, or the base a new branch starts from),
+    // so only what the commit adds over it needs copying.
+    let base_tree = match c.parent(0) {
+        Ok(p) => Some(p.tree().map_err(perm)?),
+        Err(_) => None,
     };
     let mut objects = vec![commit];
     new_objects(
