@@ -735,3 +735,82 @@ async fn pr_mode_with_nothing_to_change_opens_nothing_and_bad_tokens_fail_clearl
     );
     assert!(!m.contains("ghs_bad"), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_fetch_keeps_the_clone_complete_across_merges_and_many_commits() {
+    let fx = GitFixture::new();
+    let w = fx.writer("a", &fx.file_url(), GitAuth::None);
+    w.write(
+        "main",
+        SetTag::service("web", "2.0.0").boxed(),
+        info("web", "one"),
+    )
+    .await
+    .unwrap();
+    // Upstream moves on: a feature branch merged with --no-ff, and a run of plain commits.
+    let work = fx.dir.path().join("merge-work");
+    git(
+        fx.dir.path(),
+        &[
+            "clone",
+            "-q",
+            fx.remote_path().to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(
+        work.join("apps/api/deployment.yaml"),
+        deployment("api", "4.0.0"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(work.join("apps/new/deep/er")).unwrap();
+    std::fs::write(work.join("apps/new/deep/er/x.yaml"), "a: 1\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "feature"]);
+    git(&work, &["checkout", "-q", "main"]);
+    std::fs::write(work.join("README.md"), "main moved\n").unwrap();
+    git(&work, &["commit", "-q", "-a", "-m", "main moved"]);
+    git(
+        &work,
+        &["merge", "-q", "--no-ff", "-m", "merge feature", "feature"],
+    );
+    for i in 0..30 {
+        std::fs::write(work.join("apps/cart/notes.txt"), format!("{i}\n")).unwrap();
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-q", "-m", &format!("note {i}")]);
+    }
+    git(&work, &["push", "-q", "origin", "main"]);
+
+    let out = w
+        .write(
+            "main",
+            SetTag::service("worker", "3.0.0").boxed(),
+            info("worker", "two"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fx.head("main"), out.head());
+    assert_eq!(fx.show("main", "apps/new/deep/er/x.yaml"), "a: 1\n");
+    assert!(
+        fx.show("main", "apps/api/deployment.yaml")
+            .contains("api:4.0.0")
+    );
+    // The bare clone has every object of the history it now tracks.
+    git(
+        w.clone_path(),
+        &[
+            "fsck",
+            "--no-progress",
+            "--connectivity-only",
+            "refs/remotes/origin/main",
+        ],
+    );
+    let in_clone = git(
+        w.clone_path(),
+        &["rev-list", "--objects", "refs/remotes/origin/main"],
+    );
+    let in_remote = fx.remote_git(&["rev-list", "--objects", "main"]);
+    assert_eq!(in_clone.lines().count(), in_remote.lines().count());
+    fx.remote_git(&["fsck", "--no-progress", "--connectivity-only"]);
+}
