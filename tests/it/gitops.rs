@@ -814,3 +814,64 @@ async fn incremental_fetch_keeps_the_clone_complete_across_merges_and_many_commi
     assert_eq!(in_clone.lines().count(), in_remote.lines().count());
     fx.remote_git(&["fsck", "--no-progress", "--connectivity-only"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_far_behind_catches_up_with_an_ordinary_fetch() {
+    let fx = GitFixture::new();
+    let w = fx.writer("a", &fx.file_url(), GitAuth::None);
+    w.write(
+        "main",
+        SetTag::service("web", "2.0.0").boxed(),
+        info("web", "one"),
+    )
+    .await
+    .unwrap();
+    // 600 upstream commits: more than the object-copy fetch takes on.
+    let mut stream = String::new();
+    for i in 0..600 {
+        let msg = format!("note {i}");
+        let body = format!("{i}\n");
+        stream.push_str(&format!(
+            "commit refs/heads/main\ncommitter Alice Human <alice@example.test> {} +0000\ndata {}\n{msg}\n",
+            1_700_000_000 + i,
+            msg.len()
+        ));
+        if i == 0 {
+            stream.push_str(&format!("from {}\n", fx.head("main")));
+        }
+        stream.push_str(&format!(
+            "M 100644 inline apps/cart/notes.txt\ndata {}\n{body}\n",
+            body.len()
+        ));
+    }
+    let mut child = std::process::Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .env("GIT_DIR", fx.remote_path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), stream.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(fx.commit_count("main"), 2 + 600);
+
+    let out = w
+        .write(
+            "main",
+            SetTag::service("api", "3.0.0").boxed(),
+            info("api", "two"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fx.head("main"), out.head());
+    assert_eq!(fx.show("main", "apps/cart/notes.txt"), "599\n");
+    git(
+        w.clone_path(),
+        &[
+            "fsck",
+            "--no-progress",
+            "--connectivity-only",
+            "refs/remotes/origin/main",
+        ],
+    );
+}
