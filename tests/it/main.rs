@@ -3,6 +3,7 @@
 
 mod canary;
 mod cli;
+mod gitops;
 mod manifest;
 mod packaging;
 mod prometheus;
