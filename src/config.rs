@@ -69,10 +69,14 @@ impl ServerConfig {
     /// Resolves the webhook secret; `serve` refuses to start without one.
     pub fn webhook_secret(&self) -> Result<Secret, String> {
         match self.webhook_secret_ref()? {
-            Some(r) => r.resolve().map_err(|e| format!("server.webhook_secret: {e}")),
-            None => Err("server.webhook_secret_env or server.webhook_secret_file must be set: \
+            Some(r) => r
+                .resolve()
+                .map_err(|e| format!("server.webhook_secret: {e}")),
+            None => Err(
+                "server.webhook_secret_env or server.webhook_secret_file must be set: \
                  deploybot refuses to accept unsigned webhooks"
-                .into()),
+                    .into(),
+            ),
         }
     }
 }
@@ -345,7 +349,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected_with_its_name() {
-        let e = parse("server:\n  listn: 127.0.0.1:1\n").unwrap_err().to_string();
+        let e = parse("server:\n  listn: 127.0.0.1:1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listn"), "{e}");
     }
 

@@ -26,6 +26,10 @@ impl GitopsConfig {
             .strip_prefix("https://github.com/")
             .or_else(|| url.strip_prefix("git@github.com:"))
             .or_else(|| url.strip_prefix("ssh://git@github.com/"))?;
-        Some(rest.trim_end_matches(".git").trim_end_matches('/').to_string())
+        Some(
+            rest.trim_end_matches(".git")
+                .trim_end_matches('/')
+                .to_string(),
+        )
     }
 }

@@ -121,8 +121,7 @@ impl Change {
 
     /// Recounts `truncated_patches` from the file flags, keeping any files known to be unlisted.
     pub fn with_unlisted_files(mut self, unlisted: usize) -> Change {
-        self.truncated_patches =
-            self.files.iter().filter(|f| f.patch_truncated).count() + unlisted;
+        self.truncated_patches = self.files.iter().filter(|f| f.patch_truncated).count() + unlisted;
         self
     }
 }

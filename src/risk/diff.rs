@@ -77,7 +77,11 @@ pub fn parse_unified_diff(text: &str) -> Result<ParsedDiff, DiffError> {
     let mut in_commit_header = false;
     let mut in_binary_patch = false;
 
-    fn close_file(out: &mut ParsedDiff, file: &mut Option<ChangedFile>, hunk: &mut Option<OpenHunk>) {
+    fn close_file(
+        out: &mut ParsedDiff,
+        file: &mut Option<ChangedFile>,
+        hunk: &mut Option<OpenHunk>,
+    ) {
         if let Some(mut f) = file.take() {
             if let Some(h) = hunk.take() {
                 // The diff moved on while this hunk still expected lines.
@@ -119,7 +123,7 @@ pub fn parse_unified_diff(text: &str) -> Result<ParsedDiff, DiffError> {
                         continue;
                     }
                     Some(b'\\') => continue, // "\ No newline at end of file"
-                    _ => {} // the hunk ended early: fall through and read a header
+                    _ => {}                  // the hunk ended early: fall through and read a header
                 }
             }
             if line.starts_with('\\') {
@@ -168,10 +172,15 @@ pub fn parse_unified_diff(text: &str) -> Result<ParsedDiff, DiffError> {
                 c.message.push('\n');
             } else if line.is_empty() && !c.message.is_empty() {
                 c.message.push('\n');
-            } else if line.starts_with("---") && lines.peek().is_some_and(|(_, n)| n.starts_with("+++ ")) {
+            } else if line.starts_with("---")
+                && lines.peek().is_some_and(|(_, n)| n.starts_with("+++ "))
+            {
                 // `diff -u` style file after a commit header (no `diff --git` line).
                 in_commit_header = false;
-                file = Some(ChangedFile::new(strip_side(&line[3..]), FileStatus::Modified));
+                file = Some(ChangedFile::new(
+                    strip_side(&line[3..]),
+                    FileStatus::Modified,
+                ));
                 continue;
             }
             continue;
@@ -278,8 +287,14 @@ impl OpenHunk {
         let rest = line.strip_prefix("@@ ").ok_or_else(bad)?;
         let end = rest.find(" @@").ok_or_else(bad)?;
         let mut ranges = rest[..end].split(' ');
-        let old = ranges.next().and_then(|r| r.strip_prefix('-')).ok_or_else(bad)?;
-        let new = ranges.next().and_then(|r| r.strip_prefix('+')).ok_or_else(bad)?;
+        let old = ranges
+            .next()
+            .and_then(|r| r.strip_prefix('-'))
+            .ok_or_else(bad)?;
+        let new = ranges
+            .next()
+            .and_then(|r| r.strip_prefix('+'))
+            .ok_or_else(bad)?;
         if ranges.next().is_some() {
             return Err(bad()); // combined diffs (@@@) are not unified diffs
         }
@@ -344,12 +359,12 @@ fn author_name(a: &str) -> String {
 /// Splits `a/x b/y` (or quoted forms). With spaces in names the split is ambiguous; the halves
 /// are equal for anything but a rename, and renames carry `rename from/to` lines that win.
 fn split_git_header_paths(rest: &str) -> (String, String) {
-    if rest.starts_with('"') {
-        if let Some(end) = rest[1..].find("\" ") {
-            let a = &rest[..end + 2];
-            let b = &rest[end + 3..];
-            return (strip_side(a), strip_side(b));
-        }
+    if let Some(quoted) = rest.strip_prefix('"')
+        && let Some(end) = quoted.find("\" ")
+    {
+        let a = &rest[..end + 2];
+        let b = &rest[end + 3..];
+        return (strip_side(a), strip_side(b));
     }
     let n = rest.len();
     // Prefer the split where both halves name the same file.
@@ -447,7 +462,10 @@ index 1111111..2222222 100644
         let d = parse_unified_diff(text).unwrap();
         assert_eq!(d.commits.len(), 1);
         assert_eq!(d.commits[0].author.as_deref(), Some("Ada Lovelace"));
-        assert_eq!(d.commits[0].message, "Add orders table\n\nNeeded for checkout.");
+        assert_eq!(
+            d.commits[0].message,
+            "Add orders table\n\nNeeded for checkout."
+        );
         assert_eq!(d.files.len(), 2);
         let m = &d.files[0];
         assert_eq!(m.path, "db/migrate/001_orders.sql");
@@ -489,7 +507,12 @@ diff --git \"a/caf\\303\\251.md\" \"b/caf\\303\\251.md\"\n\
 -x\n\
 +y\n";
         let d = parse_unified_diff(text).unwrap();
-        let by = |p: &str| d.files.iter().find(|f| f.path == p).unwrap_or_else(|| panic!("{p}: {d:?}"));
+        let by = |p: &str| {
+            d.files
+                .iter()
+                .find(|f| f.path == p)
+                .unwrap_or_else(|| panic!("{p}: {d:?}"))
+        };
         let r = by("new name.txt");
         assert_eq!(r.status, FileStatus::Renamed);
         assert_eq!(r.previous_path.as_deref(), Some("old name.txt"));
@@ -533,7 +556,10 @@ diff --git \"a/caf\\303\\251.md\" \"b/caf\\303\\251.md\"\n\
         let e = parse_unified_diff("diff --git a/x b/x\n@@ -1,x +1 @@\n").unwrap_err();
         assert!(matches!(e, DiffError::BadHunkHeader { line: 2, .. }), "{e}");
         let e = parse_unified_diff("@@ -1 +1 @@\n-a\n+b\n").unwrap_err();
-        assert!(matches!(e, DiffError::HunkOutsideFile { line: 1, .. }), "{e}");
+        assert!(
+            matches!(e, DiffError::HunkOutsideFile { line: 1, .. }),
+            "{e}"
+        );
     }
 
     #[test]

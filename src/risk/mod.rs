@@ -9,6 +9,7 @@ pub mod change;
 pub mod cli;
 pub mod diff;
 pub mod policy;
+pub mod service;
 
 use std::fmt;
 

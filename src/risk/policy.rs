@@ -573,7 +573,10 @@ mod tests {
             ("Dockerfile", FactorKind::Infrastructure),
             ("deploy/k8s/deployment.yaml", FactorKind::Infrastructure),
             ("charts/app/values-prod.yaml", FactorKind::Infrastructure),
-            ("overlays/prod/kustomization.yaml", FactorKind::Infrastructure),
+            (
+                "overlays/prod/kustomization.yaml",
+                FactorKind::Infrastructure,
+            ),
             (".env.production", FactorKind::Infrastructure),
             ("config/settings.toml", FactorKind::Infrastructure),
             ("src/main.rs", FactorKind::Application),
@@ -599,18 +602,103 @@ mod tests {
     #[test]
     fn categories_and_mixtures_land_in_their_bands() {
         use FactorKind as K;
-        let cases: Vec<(&str, Vec<ChangedFile>, RiskTier, Strategy, bool, K)> = vec![
-            ("docs only", vec![file("README.md", 10, 2)], RiskTier::Low, Strategy::Direct, false, K::Docs),
-            ("tests only", vec![file("tests/a.rs", 200, 50), file("src/b_test.go", 10, 0)], RiskTier::Low, Strategy::Direct, false, K::Tests),
-            ("css only", vec![file("web/site.css", 40, 30)], RiskTier::Low, Strategy::Direct, false, K::Frontend),
-            ("small app change", vec![file("src/lib.rs", 5, 2)], RiskTier::Medium, Strategy::Canary25, false, K::Application),
-            ("big app change", vec![file("src/lib.rs", 900, 400)], RiskTier::High, Strategy::Canary10, false, K::Application),
-            ("infra", vec![file("deploy/app.yaml", 3, 1)], RiskTier::Medium, Strategy::Canary10, false, K::Infrastructure),
-            ("proto", vec![file("api/orders.proto", 3, 1)], RiskTier::High, Strategy::Canary5, false, K::ApiContract),
-            ("migration", vec![file("migrations/0003.sql", 3, 0)], RiskTier::High, Strategy::Canary5, true, K::Migration),
-            ("migration + app", vec![file("migrations/0003.sql", 3, 0), file("src/db.rs", 20, 5)], RiskTier::Critical, Strategy::Canary5, true, K::Migration),
-            ("app + infra", vec![file("src/a.rs", 10, 0), file("Dockerfile", 1, 1)], RiskTier::High, Strategy::Canary5, false, K::Infrastructure),
-            ("docs + tests", vec![file("README.md", 1, 0), file("tests/a.rs", 1, 0)], RiskTier::Low, Strategy::Direct, false, K::Docs),
+        type Case = (
+            &'static str,
+            Vec<ChangedFile>,
+            RiskTier,
+            Strategy,
+            bool,
+            FactorKind,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "docs only",
+                vec![file("README.md", 10, 2)],
+                RiskTier::Low,
+                Strategy::Direct,
+                false,
+                K::Docs,
+            ),
+            (
+                "tests only",
+                vec![file("tests/a.rs", 200, 50), file("src/b_test.go", 10, 0)],
+                RiskTier::Low,
+                Strategy::Direct,
+                false,
+                K::Tests,
+            ),
+            (
+                "css only",
+                vec![file("web/site.css", 40, 30)],
+                RiskTier::Low,
+                Strategy::Direct,
+                false,
+                K::Frontend,
+            ),
+            (
+                "small app change",
+                vec![file("src/lib.rs", 5, 2)],
+                RiskTier::Medium,
+                Strategy::Canary25,
+                false,
+                K::Application,
+            ),
+            (
+                "big app change",
+                vec![file("src/lib.rs", 900, 400)],
+                RiskTier::High,
+                Strategy::Canary10,
+                false,
+                K::Application,
+            ),
+            (
+                "infra",
+                vec![file("deploy/app.yaml", 3, 1)],
+                RiskTier::Medium,
+                Strategy::Canary10,
+                false,
+                K::Infrastructure,
+            ),
+            (
+                "proto",
+                vec![file("api/orders.proto", 3, 1)],
+                RiskTier::High,
+                Strategy::Canary5,
+                false,
+                K::ApiContract,
+            ),
+            (
+                "migration",
+                vec![file("migrations/0003.sql", 3, 0)],
+                RiskTier::High,
+                Strategy::Canary5,
+                true,
+                K::Migration,
+            ),
+            (
+                "migration + app",
+                vec![file("migrations/0003.sql", 3, 0), file("src/db.rs", 20, 5)],
+                RiskTier::Critical,
+                Strategy::Canary5,
+                true,
+                K::Migration,
+            ),
+            (
+                "app + infra",
+                vec![file("src/a.rs", 10, 0), file("Dockerfile", 1, 1)],
+                RiskTier::High,
+                Strategy::Canary5,
+                false,
+                K::Infrastructure,
+            ),
+            (
+                "docs + tests",
+                vec![file("README.md", 1, 0), file("tests/a.rs", 1, 0)],
+                RiskTier::Low,
+                Strategy::Direct,
+                false,
+                K::Docs,
+            ),
         ];
         for (name, files, tier, strategy, approval, kind) in cases {
             let a = assess(files);
@@ -628,7 +716,12 @@ mod tests {
         let small = assess(vec![file("src/a.rs", 10, 0)]).risk_score;
         let more_lines = assess(vec![file("src/a.rs", 300, 0)]).risk_score;
         let deletions = assess(vec![file("src/a.rs", 150, 150)]).risk_score;
-        let many_files = assess((0..20).map(|i| file(&format!("src/m{i}.rs"), 1, 0)).collect()).risk_score;
+        let many_files = assess(
+            (0..20)
+                .map(|i| file(&format!("src/m{i}.rs"), 1, 0))
+                .collect(),
+        )
+        .risk_score;
         assert!(small < more_lines, "{small} {more_lines}");
         assert!(more_lines < deletions, "{more_lines} {deletions}");
         assert!(small < many_files, "{small} {many_files}");
@@ -651,7 +744,10 @@ mod tests {
         let mut f = file("archive/old.txt", 0, 0);
         f.previous_path = Some("migrations/0001.sql".into());
         f.status = FileStatus::Renamed;
-        assert_eq!(assess(vec![f]).risk_factors[0].category, FactorKind::Migration);
+        assert_eq!(
+            assess(vec![f]).risk_factors[0].category,
+            FactorKind::Migration
+        );
     }
 
     #[test]
@@ -663,14 +759,28 @@ mod tests {
         c.truncated_patches = 3; // two more the source did not list
         let a = Policy::default().assess(&c, &Thresholds::default());
         assert!(a.risk_score > seen.risk_score + 0.4, "{a:#?}");
-        let f = a.risk_factors.iter().find(|f| f.category == FactorKind::UnknownContent).unwrap();
+        let f = a
+            .risk_factors
+            .iter()
+            .find(|f| f.category == FactorKind::UnknownContent)
+            .unwrap();
         assert!(f.summary.contains("3 file(s)"), "{}", f.summary);
         let mut bin = file("lib/native.so", 0, 0);
         bin.binary = true;
-        assert!(assess(vec![bin]).risk_factors.iter().any(|f| f.category == FactorKind::UnknownContent));
+        assert!(
+            assess(vec![bin])
+                .risk_factors
+                .iter()
+                .any(|f| f.category == FactorKind::UnknownContent)
+        );
         let mut img = file("static/a.png", 0, 0);
         img.binary = true;
-        assert!(!assess(vec![img]).risk_factors.iter().any(|f| f.category == FactorKind::UnknownContent));
+        assert!(
+            !assess(vec![img])
+                .risk_factors
+                .iter()
+                .any(|f| f.category == FactorKind::UnknownContent)
+        );
     }
 
     #[test]
@@ -679,20 +789,43 @@ mod tests {
         let mut c = change(files);
         c.labels = vec!["hotfix".into(), "risk/override-low".into()];
         let plain = Policy::default().assess(&c, &Thresholds::default());
-        assert!(!plain.risk_factors.iter().any(|f| f.category == FactorKind::Label));
+        assert!(
+            !plain
+                .risk_factors
+                .iter()
+                .any(|f| f.category == FactorKind::Label)
+        );
 
         let cfg = RiskConfig {
             labels: vec![
-                LabelRule { label: "HOTFIX".into(), adjust: 0.0, strategy: Some(Strategy::Direct), require_approval: true },
-                LabelRule { label: "risk/override-low".into(), adjust: -0.5, strategy: None, require_approval: false },
+                LabelRule {
+                    label: "HOTFIX".into(),
+                    adjust: 0.0,
+                    strategy: Some(Strategy::Direct),
+                    require_approval: true,
+                },
+                LabelRule {
+                    label: "risk/override-low".into(),
+                    adjust: -0.5,
+                    strategy: None,
+                    require_approval: false,
+                },
             ],
             ..RiskConfig::default()
         };
-        let a = Policy::new(&cfg).unwrap().assess(&c, &Thresholds::default());
+        let a = Policy::new(&cfg)
+            .unwrap()
+            .assess(&c, &Thresholds::default());
         assert_eq!(a.recommended_strategy, Strategy::Direct);
         assert!((a.risk_score - 0.2).abs() < 1e-9, "{}", a.risk_score);
         assert!(a.requires_manual_approval, "hotfix requires approval");
-        assert_eq!(a.risk_factors.iter().filter(|f| f.category == FactorKind::Label).count(), 2);
+        assert_eq!(
+            a.risk_factors
+                .iter()
+                .filter(|f| f.category == FactorKind::Label)
+                .count(),
+            2
+        );
     }
 
     #[test]
@@ -706,7 +839,10 @@ mod tests {
         assert_eq!(p.classify("schema/0001.sql"), FactorKind::Migration);
         assert_eq!(p.classify("web/App.tsx"), FactorKind::Frontend);
         assert_eq!(p.classify("web/a.css"), FactorKind::Frontend);
-        let a = p.assess(&change(vec![file("schema/1.sql", 1, 0)]), &Thresholds::default());
+        let a = p.assess(
+            &change(vec![file("schema/1.sql", 1, 0)]),
+            &Thresholds::default(),
+        );
         assert_eq!(a.risk_score, 0.9);
     }
 
@@ -716,7 +852,10 @@ mod tests {
             yaml_serde::from_str("categories:\n  docs:\n    extra_patterns: ['a/{b']\n").unwrap();
         let mut p = Vec::new();
         cfg.validate("risk", &mut p);
-        assert!(p.iter().any(|m| m.starts_with("risk.categories.docs")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("risk.categories.docs")),
+            "{p:?}"
+        );
         assert!(Policy::new(&cfg).is_err());
     }
 

@@ -291,9 +291,9 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<WriteJob>) {
             Err(e) => {
                 let msg = e.to_string();
                 for (_, reply) in group {
-                    let _ = reply.send(Err(StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(
-                        msg.clone().into(),
-                    ))));
+                    let _ = reply.send(Err(StoreError::Sqlite(
+                        rusqlite::Error::ToSqlConversionFailure(msg.clone().into()),
+                    )));
                 }
             }
         }

@@ -1,4 +1,5 @@
 //! All integration tests build into this one binary (one link instead of one per file).
 //! Each concept has its own module; shared fakes and helpers live in `support`.
 
+mod risk;
 mod support;

@@ -1,0 +1,118 @@
+//! `deploybot assess` run as a binary.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::support::fixtures_dir;
+
+fn deploybot() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deploybot"));
+    c.env_remove("DEPLOYBOT_CONFIG");
+    c
+}
+
+#[test]
+fn assess_json_reports_the_policy_result() {
+    let out = deploybot()
+        .args(["assess", "--json", "--diff"])
+        .arg(fixtures_dir().join("diffs/migration-deploybot-deliveries.diff"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["risk_score"], 0.7);
+    assert_eq!(v["recommended_strategy"], "canary_5");
+    assert_eq!(v["requires_manual_approval"], true);
+    assert_eq!(v["source"], "policy");
+    assert_eq!(v["risk_factors"][0]["category"], "migration");
+    assert_eq!(v["risk_factors"][0]["source"], "policy");
+}
+
+#[test]
+fn assess_reads_stdin_and_prints_a_summary() {
+    let diff = std::fs::read(fixtures_dir().join("diffs/css-syn-token.diff")).unwrap();
+    let mut child = deploybot()
+        .args(["assess", "--diff", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&diff).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("risk score  0.120 (low)"), "{text}");
+    assert!(text.contains("strategy    direct"), "{text}");
+    assert!(text.contains("[policy] frontend"), "{text}");
+}
+
+#[test]
+fn config_thresholds_and_patterns_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "risk:\n  thresholds:\n    approval_at: 0.1\n  categories:\n    frontend:\n      weight: 0.3\n",
+    )
+    .unwrap();
+    let out = deploybot()
+        .args(["assess", "--json", "--config"])
+        .arg(&cfg)
+        .arg("--diff")
+        .arg(fixtures_dir().join("diffs/css-syn-token.diff"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["risk_score"], 0.3);
+    assert_eq!(v["recommended_strategy"], "canary_25");
+    assert_eq!(v["requires_manual_approval"], true);
+}
+
+#[test]
+fn bad_inputs_fail_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_diff = dir.path().join("x.diff");
+    std::fs::write(&not_a_diff, "just some text\n").unwrap();
+    let bad_cfg = dir.path().join("c.yaml");
+    std::fs::write(&bad_cfg, "risk:\n  thresholds:\n    approval_at: 3\n").unwrap();
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (
+            vec!["--diff".into(), dir.path().join("missing.diff").into()],
+            "reading the diff",
+        ),
+        (
+            vec!["--diff".into(), not_a_diff.clone().into()],
+            "contains no file changes",
+        ),
+        (
+            vec![
+                "--diff".into(),
+                not_a_diff.into(),
+                "--config".into(),
+                bad_cfg.into(),
+            ],
+            "risk.thresholds.approval_at",
+        ),
+        (vec![], "required"),
+    ];
+    for (args, want) in cases {
+        let out = deploybot().arg("assess").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

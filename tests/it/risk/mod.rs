@@ -1,0 +1,5 @@
+//! Risk assessment: real diffs through the policy, the `assess` CLI, the LLM adapter against a
+//! fake OpenAI-compatible server, and the pull-request flow against a fake GitHub.
+
+mod cli;
+mod fixtures;
