@@ -7,8 +7,11 @@
 
 pub mod change;
 pub mod cli;
+pub mod combine;
 pub mod diff;
 pub mod policy;
+pub mod prompt;
+pub mod redact;
 pub mod service;
 
 use std::fmt;

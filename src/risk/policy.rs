@@ -364,8 +364,13 @@ impl Policy {
         }
     }
 
+    /// The category weight of a file, for ordering files riskiest first.
+    pub fn file_weight(&self, f: &super::ChangedFile) -> f64 {
+        self.weight_of(self.file_category(f))
+    }
+
     /// The riskier category of a file's new and old path (moving a migration is a migration).
-    fn file_category(&self, f: &super::ChangedFile) -> FactorKind {
+    pub fn file_category(&self, f: &super::ChangedFile) -> FactorKind {
         let new = self.classify(&f.path);
         match &f.previous_path {
             Some(old) => {

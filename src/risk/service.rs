@@ -3,8 +3,53 @@
 
 use anyhow::Context;
 
-use super::{Assessment, Policy};
+use super::combine::{ModelOutcome, combine};
+use super::{Assessment, Change, Policy, Thresholds};
 use crate::config::Config;
+use crate::llm::{LlmClient, RiskModel};
+
+/// Assesses a change: the policy floor, then the model (if any) asked with a redacted, budgeted
+/// prompt, then the combination. Never fails: a model problem becomes a factor and an approval.
+pub async fn assess_change(
+    policy: &Policy,
+    thresholds: &Thresholds,
+    change: &Change,
+    model: Option<&dyn RiskModel>,
+    max_prompt_tokens: usize,
+) -> Assessment {
+    let floor = policy.assess(change, thresholds);
+    let Some(model) = model else {
+        return floor;
+    };
+    let prompt = super::prompt::build(change, &floor, policy, max_prompt_tokens);
+    if prompt.redactions > 0 {
+        tracing::info!(
+            redactions = prompt.redactions,
+            "secrets redacted from the model prompt"
+        );
+    }
+    let outcome = match model.assess(&prompt.system, &prompt.user).await {
+        Ok(verdict) => ModelOutcome::Answered {
+            model: model.model().to_string(),
+            prompt_version: prompt.version,
+            verdict,
+        },
+        Err(e) => {
+            tracing::warn!(model = model.model(), error = %e, "model assessment unavailable");
+            ModelOutcome::Failed {
+                model: model.model().to_string(),
+                prompt_version: prompt.version,
+                reason: e.to_string(),
+            }
+        }
+    };
+    combine(floor, outcome, thresholds)
+}
+
+/// The configured model client, if any.
+pub fn model_client(config: &Config) -> anyhow::Result<Option<LlmClient>> {
+    LlmClient::from_config(&config.llm).context("setting up the llm client")
+}
 
 /// The thresholds of `service` (by name) over the global ones.
 pub fn thresholds_for(config: &Config, service: Option<&str>) -> anyhow::Result<super::Thresholds> {
@@ -33,7 +78,15 @@ pub async fn assess_diff(
     let change = super::diff::parse_unified_diff(diff)
         .context("parsing the diff")?
         .into_change();
-    Ok(policy.assess(&change, &thresholds))
+    let client = model_client(config)?;
+    Ok(assess_change(
+        &policy,
+        &thresholds,
+        &change,
+        client.as_ref().map(|c| c as &dyn RiskModel),
+        config.llm.max_prompt_tokens,
+    )
+    .await)
 }
 
 /// `assess --repo --pr`.
