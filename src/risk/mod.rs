@@ -8,11 +8,13 @@
 pub mod change;
 pub mod cli;
 pub mod combine;
+pub mod comment;
 pub mod diff;
 pub mod policy;
 pub mod prompt;
 pub mod redact;
 pub mod service;
+pub mod store;
 
 use std::fmt;
 

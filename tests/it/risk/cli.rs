@@ -116,3 +116,53 @@ fn bad_inputs_fail_with_a_clear_message() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn assess_uses_the_configured_model_and_reports_both_sources() {
+    use super::fake_openai::{FakeOpenAi, Reply, verdict};
+    let server = FakeOpenAi::start(vec![Reply::Content(verdict(
+        0.45,
+        "canary_10",
+        false,
+        &["restyles the checkout button"],
+        "Visible on the revenue path.",
+    ))])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "llm:\n  base_url: {}\n  model: fake-model\n  timeout_ms: 5000\n",
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        .env_remove("DEPLOYBOT_CONFIG")
+        .args(["assess", "--json", "--config"])
+        .arg(&cfg)
+        .arg("--diff")
+        .arg(fixtures_dir().join("diffs/css-syn-token.diff"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["risk_score"], 0.45);
+    assert_eq!(v["recommended_strategy"], "canary_10");
+    assert_eq!(v["source"], "llm");
+    assert_eq!(v["model"], "fake-model");
+    let sources: Vec<&str> = v["risk_factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["policy", "llm"]);
+    assert_eq!(server.seen().len(), 1);
+}
