@@ -217,6 +217,7 @@ pub struct RiskConfig {
     /// How application code is scaled by size.
     pub application: policy::ApplicationRule,
     /// Weight of content the assessment cannot see (truncated patches, binaries).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown_content_weight: Option<f64>,
     /// Labels honoured by the policy; no label is honoured unless listed here.
     pub labels: Vec<policy::LabelRule>,
@@ -251,12 +252,16 @@ pub(crate) fn check_unit(key: &str, v: f64, problems: &mut Vec<String>) {
 #[serde(deny_unknown_fields, default)]
 pub struct RiskThresholds {
     /// Scores at or above this ship as `canary_25` (below: `direct`). Default 0.2.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub canary_25_at: Option<f64>,
     /// Scores at or above this ship as `canary_10`. Default 0.4.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub canary_10_at: Option<f64>,
     /// Scores at or above this ship as `canary_5`. Default 0.6.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub canary_5_at: Option<f64>,
     /// Scores at or above this need a human approval. Default 0.7.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_at: Option<f64>,
 }
 

@@ -191,8 +191,10 @@ impl CategoryRules {
 #[serde(deny_unknown_fields, default)]
 pub struct CategoryRule {
     /// Weight in [0, 1] a change in this category contributes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
     /// Replaces the built-in patterns.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub patterns: Option<Vec<String>>,
     /// Added to the (built-in or replaced) patterns.
     pub extra_patterns: Vec<String>,
@@ -203,15 +205,20 @@ pub struct CategoryRule {
 #[serde(deny_unknown_fields, default)]
 pub struct ApplicationRule {
     /// Weight of the smallest application change. Default 0.3.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
     /// Weight added at full size. Default 0.25.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub size_weight: Option<f64>,
     /// Changed lines (deletions counted `deletion_factor` times) that count as full size.
     /// Default 1000; the scale is logarithmic below it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lines_for_full_size: Option<u32>,
     /// Files touched that count as full size. Default 20.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub files_for_full_size: Option<u32>,
     /// How much more a deleted line counts than an added one. Default 2.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deletion_factor: Option<f64>,
 }
 
@@ -251,6 +258,7 @@ pub struct LabelRule {
     pub adjust: f64,
     /// Forces this strategy regardless of the score.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
     /// Requires a human approval when the label is present.
     #[serde(default)]

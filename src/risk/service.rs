@@ -471,6 +471,33 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_drives_the_policy_and_per_service_thresholds() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploybot.yaml");
+        let config = Config::load(&path).unwrap();
+        let policy = Policy::new(&config.risk).unwrap();
+        assert_eq!(
+            policy.classify("db/schema-changes/1.rb"),
+            FactorKind::Migration,
+            "extra_patterns apply"
+        );
+        let checkout = thresholds_for(&config, Some("checkout")).unwrap();
+        assert_eq!(checkout.approval_at, 0.6);
+        assert_eq!(checkout.canary_5_at, 0.6);
+        let repo: RepoName = "Example-Org/Checkout".parse().unwrap();
+        assert_eq!(thresholds_for_repo(&config, &repo), checkout);
+        assert_eq!(thresholds_for(&config, None).unwrap().approval_at, 0.7);
+        assert!(thresholds_for(&config, Some("nope")).is_err());
+        let change = Change {
+            files: vec![ChangedFile::new("README.md", FileStatus::Modified)],
+            labels: vec!["hotfix".into()],
+            ..Change::default()
+        };
+        let a = policy.assess(&change, &checkout);
+        assert_eq!(a.recommended_strategy, crate::risk::Strategy::Canary25);
+        assert!(a.requires_manual_approval);
+    }
+
+    #[test]
     fn managed_labels_are_only_ours() {
         assert!(is_managed_label("risk/high"));
         assert!(is_managed_label("Needs-Approval"));

@@ -166,3 +166,88 @@ async fn assess_uses_the_configured_model_and_reports_both_sources() {
     assert_eq!(sources, ["policy", "llm"]);
     assert_eq!(server.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn assess_a_pull_request_through_the_github_api() {
+    use super::fake_github::{FakeGithub, file, webhook};
+    let opened = webhook("pull_request", "opened");
+    let gh = FakeGithub::start(&opened).await;
+    gh.push(
+        "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
+        vec![file("api/orders.proto", "modified", 3, 1, Some("@@ -1,2 +1,4 @@\n message Order {\n+  string note = 7;\n+  int64 total = 8;\n-  int32 total = 3;\n+  reserved 3;\n }"))],
+        &["Add order notes"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "ghs_clitoken\n").unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "github:\n  api_url: {}\n  token_file: {}\nstore:\n  data_dir: {}\n",
+            gh.url(),
+            dir.path().join("token").display(),
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let run = |publish: bool| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_deploybot"));
+        c.env_remove("DEPLOYBOT_CONFIG")
+            .args([
+                "assess",
+                "--json",
+                "--repo",
+                "Codertocat/Hello-World",
+                "--pr",
+                "2",
+                "--config",
+            ])
+            .arg(&cfg);
+        if publish {
+            c.arg("--publish");
+        }
+        c.output()
+    };
+    let out = run(false).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["risk_factors"][0]["category"], "api_contract");
+    assert_eq!(v["recommended_strategy"], "canary_5");
+    assert!(gh.comments().is_empty(), "read-only without --publish");
+
+    let out = run(true).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(gh.comments().len(), 1);
+    assert_eq!(gh.pr_labels(), ["bug", "risk/high"]);
+    assert!(
+        gh.state
+            .lock()
+            .unwrap()
+            .authorization
+            .iter()
+            .all(|a| a == "Bearer ghs_clitoken")
+    );
+    assert!(dir.path().join("data/deploybot.sqlite3").exists());
+
+    // A malformed repository name is refused before any request.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        .env_remove("DEPLOYBOT_CONFIG")
+        .args(["assess", "--repo", "not a repo", "--pr", "2"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("OWNER/NAME"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
