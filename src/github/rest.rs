@@ -3,8 +3,10 @@
 //!
 //! It uses octocrab's raw request methods so that status codes (404 for a missing label, 422 for
 //! one that already exists) and the `Link` header stay visible; it translates GitHub's JSON into
-//! the port's domain types and its failures into `GithubError`, naming what was happening. It
-//! does not retry: callers (the webhook worker) own the error policy.
+//! the port's domain types and its failures into `GithubError`, naming what was happening. The
+//! only retry here is GitHub's own request to wait (429, or 403 from a secondary rate limit, with
+//! `Retry-After` or an exhausted `x-ratelimit-remaining`), a few times and for a bounded wait;
+//! every other failure goes back to the caller, whose error policy decides.
 
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
@@ -24,6 +26,9 @@ const MAX_PAGES: usize = 40;
 /// GitHub through octocrab.
 pub struct GithubRest {
     client: Octocrab,
+    /// Rate-limit waits honoured per request, and the longest single wait.
+    rate_limit_retries: u32,
+    max_wait: std::time::Duration,
     /// Path of the API base (`/api/v3` on GitHub Enterprise Server, empty on github.com), removed
     /// from `Link` URLs because octocrab prefixes it again.
     base_path: String,
@@ -45,7 +50,10 @@ impl GithubRest {
             message,
         };
         let uri = reqwest::Url::parse(api_url).map_err(|e| err(format!("{e}")))?;
+        // octocrab's default retry repeats 429s and 5xx (POSTs included) at once, ignoring
+        // Retry-After; the waits here honour it, and other failures go to the caller.
         let mut builder = Octocrab::builder()
+            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
             .base_uri(api_url)
             .map_err(|e| err(e.to_string()))?;
         if let Some(t) = token {
@@ -54,8 +62,17 @@ impl GithubRest {
         let client = builder.build().map_err(|e| err(e.to_string()))?;
         Ok(GithubRest {
             client,
+            rate_limit_retries: 3,
+            max_wait: std::time::Duration::from_secs(60),
             base_path: uri.path().trim_end_matches('/').to_string(),
         })
+    }
+
+    /// How often and how long to wait when GitHub says so (defaults: 3 times, 60 s at most).
+    pub fn with_rate_limit_waits(mut self, retries: u32, max_wait: std::time::Duration) -> Self {
+        self.rate_limit_retries = retries;
+        self.max_wait = max_wait;
+        self
     }
 
     async fn send(
@@ -65,6 +82,36 @@ impl GithubRest {
         body: Option<&serde_json::Value>,
         action: &str,
     ) -> Result<(u16, Option<String>, bytes::Bytes), GithubError> {
+        let mut waited = 0;
+        loop {
+            let (status, wait, next, bytes) = self.send_once(method, route, body, action).await?;
+            match wait {
+                Some(w) if waited < self.rate_limit_retries && w <= self.max_wait => {
+                    tracing::warn!(action, status, ?w, "GitHub rate limit, waiting as asked");
+                    tokio::time::sleep(w).await;
+                    waited += 1;
+                }
+                _ => return Ok((status, next, bytes)),
+            }
+        }
+    }
+
+    /// One request; the wait GitHub asks for, if it refused for rate limiting.
+    async fn send_once(
+        &self,
+        method: &str,
+        route: &str,
+        body: Option<&serde_json::Value>,
+        action: &str,
+    ) -> Result<
+        (
+            u16,
+            Option<std::time::Duration>,
+            Option<String>,
+            bytes::Bytes,
+        ),
+        GithubError,
+    > {
         let fail = |status: Option<u16>, message: String| GithubError {
             action: action.to_string(),
             status,
@@ -79,6 +126,7 @@ impl GithubRest {
         }
         .map_err(|e| fail(None, octocrab_message(&e)))?;
         let status = resp.status().as_u16();
+        let wait = rate_limit_wait(status, resp.headers());
         let next = resp
             .headers()
             .get("link")
@@ -90,7 +138,7 @@ impl GithubRest {
             .await
             .map_err(|e| fail(Some(status), format!("reading the response: {e}")))?
             .to_bytes();
-        Ok((status, next, bytes))
+        Ok((status, wait, next, bytes))
     }
 
     /// A JSON request that must succeed (2xx).
@@ -186,6 +234,30 @@ fn octocrab_message(e: &octocrab::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+/// The wait GitHub asks for on a rate-limited response: `Retry-After` seconds, else the reset
+/// time of an exhausted primary limit. Other responses ask for nothing.
+fn rate_limit_wait(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<std::time::Duration> {
+    if status != 429 && status != 403 {
+        return None;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(secs) = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    if header("x-ratelimit-remaining") == Some("0") {
+        let reset = header("x-ratelimit-reset")?.trim().parse::<i64>().ok()?;
+        let now = chrono::Utc::now().timestamp();
+        return Some(std::time::Duration::from_secs(
+            reset.saturating_sub(now).max(1) as u64,
+        ));
+    }
+    // A 403 without either header is a permission problem, not a limit.
+    None
 }
 
 /// The `rel="next"` URL of a `Link` header.
@@ -549,6 +621,32 @@ mod tests {
         assert_eq!(next_link("<https://x/?page=1>; rel=\"prev\""), None);
         assert_eq!(segment("risk/low"), "risk%2Flow");
         assert_eq!(segment("needs approval"), "needs%20approval");
+    }
+
+    #[test]
+    fn rate_limit_waits_come_only_from_github_headers() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(
+            rate_limit_wait(403, &h),
+            None,
+            "a plain 403 is a permission problem"
+        );
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(
+            rate_limit_wait(403, &h),
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(
+            rate_limit_wait(429, &h),
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(rate_limit_wait(500, &h), None);
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        let reset = chrono::Utc::now().timestamp() + 30;
+        h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
+        let w = rate_limit_wait(403, &h).unwrap();
+        assert!(w.as_secs() >= 28 && w.as_secs() <= 30, "{w:?}");
     }
 
     #[tokio::test]

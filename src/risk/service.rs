@@ -54,6 +54,57 @@ pub fn should_assess(action: &str, merged: bool) -> bool {
     ) || (action == "closed" && merged)
 }
 
+/// What the intake needs from a `pull_request` delivery to call [`assess_pull_request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestEvent {
+    pub action: String,
+    pub repo: RepoName,
+    pub number: u64,
+    pub head_sha: String,
+    pub merged: bool,
+}
+
+impl PullRequestEvent {
+    /// Whether this delivery deserves an assessment (see [`should_assess`]).
+    pub fn wants_assessment(&self) -> bool {
+        should_assess(&self.action, self.merged)
+    }
+}
+
+/// Reads the fields the assessment needs from a `pull_request` webhook body.
+pub fn pull_request_event(payload: &[u8]) -> Result<PullRequestEvent, String> {
+    #[derive(serde::Deserialize)]
+    struct Repo {
+        full_name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Head {
+        sha: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Pr {
+        number: u64,
+        head: Head,
+        #[serde(default)]
+        merged: Option<bool>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        action: String,
+        repository: Repo,
+        pull_request: Pr,
+    }
+    let p: Payload = serde_json::from_slice(payload)
+        .map_err(|e| format!("reading a pull_request delivery: {e}"))?;
+    Ok(PullRequestEvent {
+        action: p.action,
+        repo: p.repository.full_name.parse()?,
+        number: p.pull_request.number,
+        head_sha: p.pull_request.head.sha,
+        merged: p.pull_request.merged.unwrap_or(false),
+    })
+}
+
 /// The result of assessing a pull request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrAssessment {

@@ -36,6 +36,9 @@ pub struct GhState {
     /// "METHOD path" of every write.
     pub writes: Vec<String>,
     pub authorization: Vec<String>,
+    /// The next N comment creations are refused with a secondary rate limit (403, Retry-After).
+    pub rate_limit_next: u32,
+    pub retry_after: u64,
     next_id: u64,
 }
 
@@ -269,6 +272,20 @@ async fn create_comment(
         &headers,
         format!("POST /repos/{o}/{r}/issues/{n}/comments"),
     );
+    if st.rate_limit_next > 0 {
+        st.rate_limit_next -= 1;
+        let mut resp = (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({
+                "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+            })),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert("retry-after", st.retry_after.to_string().parse().unwrap());
+        return resp;
+    }
     let c = comment_object(&mut st, "deploybot[bot]", body["body"].as_str().unwrap());
     st.comments.push(c.clone());
     (StatusCode::CREATED, axum::Json(c)).into_response()

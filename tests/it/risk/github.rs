@@ -7,7 +7,7 @@ use deploybot::github::rest::GithubRest;
 use deploybot::github::{CommentAction, Github, RepoName};
 use deploybot::llm::{LlmClient, LlmConfig, RiskModel};
 use deploybot::risk::comment::MARKER;
-use deploybot::risk::service::{assess_pull_request, should_assess};
+use deploybot::risk::service::{assess_pull_request, pull_request_event};
 use deploybot::risk::store::AssessmentStore;
 use deploybot::risk::{RiskTier, Strategy};
 use deploybot::secret::Secret;
@@ -22,24 +22,35 @@ const CODE_PATCH: &str = "@@ -1,3 +1,4 @@\n fn place() {\n+    audit();\n     sa
 const README_PATCH: &str = "@@ -1 +1 @@\n-# Hello\n+# Hello, World";
 const CSS_PATCH: &str = "@@ -1 +1 @@\n-a { color: red; }\n+a { color: blue; }";
 
-/// What the intake would pull out of a delivery.
+/// What the intake pulls out of a delivery, from the real payload bytes.
 fn event(payload: &Value) -> (RepoName, u64, String, bool) {
-    let repo = payload["repository"]["full_name"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let pr = &payload["pull_request"];
-    let assess = should_assess(
-        payload["action"].as_str().unwrap(),
-        pr["merged"].as_bool().unwrap_or(false),
+    let e = pull_request_event(&serde_json::to_vec(payload).unwrap()).unwrap();
+    let assess = e.wants_assessment();
+    (e.repo, e.number, e.head_sha, assess)
+}
+
+#[test]
+fn every_real_pull_request_payload_is_read() {
+    let dir = crate::support::shared_dir().join("fixtures/github-webhooks/pull_request");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let e = pull_request_event(&bytes).unwrap();
+        assert_eq!(e.head_sha.len(), 40);
+        let action = e.action.as_str();
+        let expected = matches!(
+            action,
+            "opened" | "synchronize" | "reopened" | "ready_for_review"
+        ) || (action == "closed" && e.merged);
+        assert_eq!(e.wants_assessment(), expected, "{action}");
+        seen += 1;
+    }
+    assert!(seen >= 20);
+    assert!(
+        pull_request_event(b"{\"action\": \"opened\"}")
+            .unwrap_err()
+            .contains("reading a pull_request delivery")
     );
-    (
-        repo,
-        pr["number"].as_u64().unwrap(),
-        pr["head"]["sha"].as_str().unwrap().to_string(),
-        assess,
-    )
 }
 
 fn first_push(gh: &FakeGithub, sha: &str) {
@@ -288,4 +299,46 @@ async fn files_are_read_across_pages_and_truncated_patches_count() {
             .iter()
             .any(|f| f.category == deploybot::risk::FactorKind::UnknownContent)
     );
+}
+
+#[tokio::test]
+async fn secondary_rate_limits_are_waited_out_within_bounds() {
+    let opened = webhook("pull_request", "opened");
+    let (repo, number, sha, _) = event(&opened);
+    let gh = FakeGithub::start(&opened).await;
+    first_push(&gh, &sha);
+    {
+        let mut st = gh.state.lock().unwrap();
+        st.rate_limit_next = 1;
+        st.retry_after = 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let github = client(&gh);
+    let start = std::time::Instant::now();
+    let done = assess_pull_request(
+        &Config::default(),
+        &github,
+        None,
+        &store,
+        &repo,
+        number,
+        &sha,
+    )
+    .await
+    .unwrap();
+    assert!(start.elapsed() >= std::time::Duration::from_millis(950));
+    assert!(matches!(done.comment, CommentAction::Created(_)));
+    assert_eq!(gh.comments().len(), 1, "created once, after the wait");
+
+    // A wait beyond the bound is not slept through: the error goes to the caller as transient.
+    {
+        let mut st = gh.state.lock().unwrap();
+        st.rate_limit_next = 1;
+        st.retry_after = 3600;
+    }
+    let e = github.create_comment(&repo, number, "x").await.unwrap_err();
+    assert_eq!(e.status, Some(403));
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("secondary rate limit"), "{e}");
 }

@@ -8,3 +8,4 @@ mod fixtures;
 mod github;
 mod golden;
 mod llm;
+mod tidy;
