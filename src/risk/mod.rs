@@ -5,6 +5,7 @@
 //! model, the store) are reached only from `service`, through ports. Nothing here lowers a score
 //! the policy computed, except a label rule a team configured on purpose.
 
+pub mod bench;
 pub mod change;
 pub mod cli;
 pub mod combine;
