@@ -74,7 +74,11 @@ pub enum BenchCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init(cli.log_format);
+    let level = match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info",
+    };
+    crate::telemetry::init(cli.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -40,8 +40,6 @@ pub struct ServerConfig {
     pub webhook_secret_env: Option<String>,
     /// Path of a file holding the webhook secret.
     pub webhook_secret_file: Option<PathBuf>,
-    /// How many deliveries are processed at once.
-    pub workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -52,7 +50,6 @@ impl Default for ServerConfig {
             max_body_bytes: 25 * 1024 * 1024,
             webhook_secret_env: None,
             webhook_secret_file: None,
-            workers: 2,
         }
     }
 }
@@ -259,9 +256,6 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             p.push("server.max_body_bytes: must be greater than 0".into());
         }
-        if self.server.workers == 0 {
-            p.push("server.workers: must be at least 1".into());
-        }
         if let Err(e) = self.server.webhook_secret_ref() {
             p.push(e);
         }
@@ -366,12 +360,12 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_its_key() {
         let e = parse(
-            "server:\n  webhook_path: hook\n  workers: 0\nservices:\n  - name: a\n    app_repo: nope\n",
+            "server:\n  webhook_path: hook\n  max_body_bytes: 0\nservices:\n  - name: a\n    app_repo: nope\n",
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("server.webhook_path"), "{e}");
-        assert!(e.contains("server.workers"), "{e}");
+        assert!(e.contains("server.max_body_bytes"), "{e}");
         assert!(e.contains("services[0].app_repo"), "{e}");
     }
 

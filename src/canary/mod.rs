@@ -1,19 +1,61 @@
-//! Canary judgement: a pure, statistical judge of canary against baseline, the reference judges it
-//! is measured against, and the replay source of recorded scenarios.
-//!
-//! (Being built under issue 5.)
+//! Canary judgement: a pure, statistical judge of canary against baseline ([`judge`]), the
+//! reference judges it is measured against ([`reference`]), the replay source of recorded
+//! scenarios ([`scenario`]), a generator of fresh scenarios ([`generate`]), the rendering of a
+//! decision for comments and commits ([`render`]) and the CLI and benchmark around them. Nothing here talks to Prometheus: sources produce a
+//! [`sample::Window`], judges consume it.
 
 pub mod bench;
 pub mod cli;
+pub mod generate;
+pub mod judge;
+pub mod reference;
+pub mod render;
 pub mod sample;
+pub mod scenario;
+pub mod settings;
+pub mod stats;
 
-use serde::{Deserialize, Serialize};
+pub use judge::{Decision, HoldReason, MetricReport, Verdict};
+pub use settings::{JudgeConfig, JudgeMethod};
 
-/// The judge and its settings, per service (`services[].analysis.judge`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JudgeConfig {}
+use sample::Window;
 
-impl JudgeConfig {
-    pub fn validate(&self, _key: &str, _problems: &mut Vec<String>) {}
+/// Runs the configured judge on the first `t` intervals of `window`.
+pub fn judge(window: &Window, t: usize, config: &JudgeConfig) -> Decision {
+    let t = t.clamp(1, window.intervals.len().max(1));
+    if window.intervals.is_empty() {
+        return judge::decide(window, t, config);
+    }
+    match config.method {
+        JudgeMethod::Sequential => judge::decide(window, t, config),
+        JudgeMethod::ArticleMannWhitney => reference::article_mann_whitney(window, t),
+        JudgeMethod::FixedThresholds => reference::fixed_thresholds(window, t),
+        JudgeMethod::FixedHorizonMannWhitney => reference::fixed_horizon_mann_whitney(window, t),
+    }
+}
+
+/// The outcome of replaying a whole window interval by interval: the first decision other than
+/// `Continue` is final; without one the last interval's decision stands (a hold).
+pub fn replay(window: &Window, config: &JudgeConfig) -> Decision {
+    let n = window.intervals.len();
+    let mut last = None;
+    for t in 1..=n {
+        let d = judge(window, t, config);
+        match d.verdict {
+            Verdict::Continue | Verdict::Hold { .. } => last = Some(d),
+            _ => return d,
+        }
+    }
+    match last {
+        Some(d) if matches!(d.verdict, Verdict::Hold { .. }) => d,
+        Some(d) => Decision {
+            verdict: Verdict::Hold {
+                reason: HoldReason::Inconclusive { intervals: n },
+                escalate: true,
+            },
+            note: None,
+            ..d
+        },
+        None => judge::decide(window, 1, config),
+    }
 }

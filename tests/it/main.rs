@@ -1,5 +1,11 @@
 //! All integration tests build into this one binary (one link instead of one per file).
 //! Each concept has its own module; shared fakes and helpers live in `support`.
 
+mod canary;
+mod cli;
+mod manifest;
+mod packaging;
+mod prometheus;
 mod risk;
 mod support;
+mod webhook;

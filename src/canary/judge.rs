@@ -1,0 +1,1092 @@
+//! deploybot's canary judge: a pure function from the intervals seen so far and the settings to a
+//! [`Decision`] (verdict plus the statistics behind it). It does no I/O and keeps no state: the
+//! caller passes the whole window each interval and gets the same answer for the same input.
+//!
+//! How it decides, per interval `t`:
+//! 1. Data first. A missing canary or baseline sample, or no traffic on either, is `Hold` with
+//!    the reason (never a pass); enough consecutive holds escalate (pause and alert).
+//! 2. Guardrails act on the current interval alone (canary error rate above 20 % by default).
+//! 3. Each gating test compares canary with baseline *within* each verified interval
+//!    (conditional binomial: of the interval's events, how many fell on the canary, given its
+//!    share of the requests), scales each interval's z by the estimated extra-binomial wobble
+//!    and sums them. A one-sided normal-mixture e-value on that sum rolls back when it exceeds
+//!    `1/(alpha/m)` (m gating tests): valid however often it is looked at.
+//! 4. Promotion needs, after `min_intervals` verified intervals, evidence for every gating
+//!    metric that the canary is *not worse than the tolerance* (the same statistic against the
+//!    tolerance ratio), a sound sample ratio, and verified data in the current interval.
+//!
+//! The reference judges live in `reference.rs`; this file only holds deploybot's own.
+
+use serde::Serialize;
+
+use super::sample::{Interval, TrackSample, Window};
+use super::settings::{Direction, JudgeConfig, MetricMode};
+use super::stats::{self, DispersionPrior, SplitCount};
+
+/// What to do with the canary after this interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// No decision yet; keep watching.
+    Continue,
+    /// The canary is healthy enough: go to the next step.
+    Promote,
+    /// The canary is worse: take it back.
+    Rollback { metric: String, evidence: String },
+    /// No evidence can be had right now; `escalate` asks to pause the rollout and alert.
+    Hold { reason: HoldReason, escalate: bool },
+}
+
+impl Verdict {
+    /// `continue`, `promote`, `rollback` or `hold`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Continue => "continue",
+            Verdict::Promote => "promote",
+            Verdict::Rollback { .. } => "rollback",
+            Verdict::Hold { .. } => "hold",
+        }
+    }
+}
+
+/// Why there is no evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HoldReason {
+    /// The canary series has no sample for the interval.
+    CanarySeriesMissing,
+    /// The baseline series has no sample for the interval.
+    BaselineSeriesMissing,
+    /// The canary served no requests.
+    NoCanaryTraffic,
+    /// The baseline served no requests.
+    NoBaselineTraffic,
+    /// Latency is a gating metric but a track has no histogram for the interval.
+    LatencyMissing,
+    /// The canary's share of the requests is far from its weight: routing is broken.
+    SampleRatioMismatch { observed: f64, expected: f64 },
+    /// The analysis reached `max_intervals` without enough evidence either way.
+    Inconclusive { intervals: usize },
+}
+
+impl std::fmt::Display for HoldReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HoldReason::CanarySeriesMissing => write!(f, "no canary metrics for the interval"),
+            HoldReason::BaselineSeriesMissing => {
+                write!(f, "no baseline metrics for the interval")
+            }
+            HoldReason::NoCanaryTraffic => write!(f, "the canary received no traffic"),
+            HoldReason::NoBaselineTraffic => write!(f, "the baseline received no traffic"),
+            HoldReason::LatencyMissing => {
+                write!(f, "no latency histogram for the interval on one track")
+            }
+            HoldReason::SampleRatioMismatch { observed, expected } => write!(
+                f,
+                "sample ratio mismatch: the canary received {:.2} % of requests, {:.2} % expected",
+                observed * 100.0,
+                expected * 100.0
+            ),
+            HoldReason::Inconclusive { intervals } => write!(
+                f,
+                "no decision after {intervals} intervals: not enough evidence either way"
+            ),
+        }
+    }
+}
+
+/// Which comparison a report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MetricKind {
+    /// Failed requests.
+    Errors,
+    /// Requests slower than `le` seconds (around the baseline's body quantile).
+    Latency { le: f64 },
+    /// Requests slower than `le` seconds (around the baseline's tail quantile).
+    LatencyTail { le: f64 },
+}
+
+impl std::fmt::Display for MetricKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricKind::Errors => write!(f, "error-rate"),
+            MetricKind::Latency { le } => write!(f, "latency>{le}s"),
+            MetricKind::LatencyTail { le } => write!(f, "latency-tail>{le}s"),
+        }
+    }
+}
+
+/// Where a metric stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricStatus {
+    /// Evidence beyond the error budget that the canary is worse.
+    Regression,
+    /// Evidence that the canary is within the tolerance.
+    WithinTolerance,
+    /// Neither yet.
+    NoEvidenceYet,
+}
+
+/// The statistics of one comparison, enough to explain the decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricReport {
+    pub metric: MetricKind,
+    pub gating: bool,
+    /// Events (errors, slow requests) and requests on each track over the verified intervals.
+    pub canary_events: u64,
+    pub canary_requests: u64,
+    pub baseline_events: u64,
+    pub baseline_requests: u64,
+    /// Within-interval (Mantel-Haenszel) ratio of canary to baseline event rates.
+    pub ratio: Option<f64>,
+    /// Intervals that carried events.
+    pub intervals: usize,
+    /// Estimated extra-binomial wobble (squared CV per track and interval).
+    pub kappa: f64,
+    /// log e-value of "canary worse" against its threshold `ln(m/alpha)`.
+    pub log_evalue: f64,
+    pub log_threshold: f64,
+    /// z score of "canary below the tolerance" (promotion needs it below `-promote_z`).
+    pub tolerance_z: f64,
+    pub promote_z: f64,
+    pub status: MetricStatus,
+}
+
+impl MetricReport {
+    /// One line for a comment or commit message.
+    pub fn summary(&self) -> String {
+        let ratio = self
+            .ratio
+            .map(|r| format!("{r:.2}x"))
+            .unwrap_or_else(|| "n/a".into());
+        format!(
+            "canary {}/{} vs baseline {}/{} over {} intervals, ratio {}, e-value {:.3e} \
+             (threshold {:.0}), overdispersion {:.2}",
+            self.canary_events,
+            self.canary_requests,
+            self.baseline_events,
+            self.baseline_requests,
+            self.intervals,
+            ratio,
+            self.log_evalue.exp(),
+            self.log_threshold.exp(),
+            self.kappa
+        )
+    }
+}
+
+/// A verdict with what led to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The interval (1-based) this decision is about.
+    pub interval: usize,
+    pub verdict: Verdict,
+    /// Verified intervals (both tracks present with traffic) so far.
+    pub verified_intervals: usize,
+    pub metrics: Vec<MetricReport>,
+    /// Observed canary share of the requests over the verified intervals.
+    pub canary_share: Option<f64>,
+    /// Set by judges without per-metric reports (the references) to explain their verdict.
+    pub note: Option<String>,
+}
+
+impl Decision {
+    /// A one-line reason for the CLI and logs.
+    pub fn reason(&self) -> String {
+        if let Some(note) = &self.note {
+            return note.clone();
+        }
+        match &self.verdict {
+            Verdict::Continue => format!(
+                "watching: {} verified intervals, no evidence either way yet",
+                self.verified_intervals
+            ),
+            Verdict::Promote => {
+                let parts: Vec<String> = self
+                    .metrics
+                    .iter()
+                    .filter(|m| m.gating && m.status == MetricStatus::WithinTolerance)
+                    .map(|m| {
+                        let ratio = m
+                            .ratio
+                            .map(|r| format!("{r:.2}x"))
+                            .unwrap_or_else(|| "n/a".into());
+                        format!("{} ratio {ratio}", m.metric)
+                    })
+                    .collect();
+                format!(
+                    "within tolerance after {} verified intervals: {}",
+                    self.verified_intervals,
+                    parts.join(", ")
+                )
+            }
+            Verdict::Rollback { metric, evidence } => format!("{metric}: {evidence}"),
+            Verdict::Hold { reason, escalate } => {
+                if *escalate {
+                    format!("{reason} (pause and alert)")
+                } else {
+                    reason.to_string()
+                }
+            }
+        }
+    }
+}
+
+/// The data problem of one interval, if any.
+fn data_problem(iv: &Interval) -> Option<HoldReason> {
+    match (&iv.baseline, &iv.canary) {
+        (_, None) => Some(HoldReason::CanarySeriesMissing),
+        (None, _) => Some(HoldReason::BaselineSeriesMissing),
+        (_, Some(c)) if c.requests == 0 => Some(HoldReason::NoCanaryTraffic),
+        (Some(b), _) if b.requests == 0 => Some(HoldReason::NoBaselineTraffic),
+        _ => None,
+    }
+}
+
+/// Both tracks of an interval when they can be compared.
+fn verified(iv: &Interval) -> Option<(&TrackSample, &TrackSample)> {
+    match (&iv.baseline, &iv.canary) {
+        (Some(b), Some(c)) if b.requests > 0 && c.requests > 0 => Some((b, c)),
+        _ => None,
+    }
+}
+
+fn has_latency(s: &TrackSample, buckets: usize) -> bool {
+    s.latency_buckets.len() == buckets && buckets > 1
+}
+
+/// Judges the canary on `window.intervals[..t]` (the intervals seen so far; `t >= 1`).
+pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
+    let t = t.clamp(1, window.intervals.len().max(1));
+    let seen = &window.intervals[..t.min(window.intervals.len())];
+    let buckets = window.latency_buckets_le.len() + 1;
+    let pairs: Vec<(&TrackSample, &TrackSample)> = seen.iter().filter_map(verified).collect();
+    let share = canary_share(&pairs);
+    let mut decision = Decision {
+        interval: t,
+        verdict: Verdict::Continue,
+        verified_intervals: pairs.len(),
+        metrics: Vec::new(),
+        canary_share: share,
+        note: None,
+    };
+    let Some(current) = seen.last() else {
+        decision.verdict = Verdict::Hold {
+            reason: HoldReason::CanarySeriesMissing,
+            escalate: false,
+        };
+        return decision;
+    };
+
+    if let Some(rollback) = guardrail(current, &window.latency_buckets_le, cfg) {
+        decision.verdict = rollback;
+        return decision;
+    }
+
+    decision.metrics = metric_reports(window, &pairs, cfg);
+    if let Some(m) = decision
+        .metrics
+        .iter()
+        .find(|m| m.gating && m.status == MetricStatus::Regression)
+    {
+        decision.verdict = Verdict::Rollback {
+            metric: m.metric.to_string(),
+            evidence: m.summary(),
+        };
+        return decision;
+    }
+
+    let hold = |reason: HoldReason| {
+        let held = seen
+            .iter()
+            .rev()
+            .take_while(|iv| data_problem(iv).is_some())
+            .count();
+        Verdict::Hold {
+            reason,
+            escalate: held >= cfg.escalate_after_holds as usize,
+        }
+    };
+    if let Some(problem) = data_problem(current) {
+        decision.verdict = hold(problem);
+        return decision;
+    }
+    if cfg.latency.mode == MetricMode::Gate
+        && verified(current)
+            .is_some_and(|(b, c)| !has_latency(b, buckets) || !has_latency(c, buckets))
+    {
+        decision.verdict = hold(HoldReason::LatencyMissing);
+        return decision;
+    }
+    if let Some(observed) = share
+        && sample_ratio_mismatch(&pairs, observed, window.canary_weight, cfg)
+    {
+        decision.verdict = Verdict::Hold {
+            reason: HoldReason::SampleRatioMismatch {
+                observed,
+                expected: window.canary_weight,
+            },
+            escalate: true,
+        };
+        return decision;
+    }
+    let gating: Vec<&MetricReport> = decision.metrics.iter().filter(|m| m.gating).collect();
+    let promotable_gates = gating
+        .iter()
+        .filter(|m| !matches!(m.metric, MetricKind::LatencyTail { .. }))
+        .count();
+    let needs_latency = cfg.latency.mode == MetricMode::Gate;
+    let has_latency_gate = gating
+        .iter()
+        .any(|m| matches!(m.metric, MetricKind::Latency { .. }));
+    if pairs.len() >= cfg.min_intervals as usize
+        && promotable_gates > 0
+        && (!needs_latency || has_latency_gate)
+        && gating.iter().all(|m| {
+            matches!(m.metric, MetricKind::LatencyTail { .. })
+                || m.status == MetricStatus::WithinTolerance
+        })
+    {
+        decision.verdict = Verdict::Promote;
+        return decision;
+    }
+    if t >= cfg.max_intervals as usize {
+        decision.verdict = Verdict::Hold {
+            reason: HoldReason::Inconclusive { intervals: t },
+            escalate: true,
+        };
+    }
+    decision
+}
+
+fn canary_share(pairs: &[(&TrackSample, &TrackSample)]) -> Option<f64> {
+    let c: u64 = pairs.iter().map(|(_, c)| c.requests).sum();
+    let b: u64 = pairs.iter().map(|(b, _)| b.requests).sum();
+    (c + b > 0).then(|| c as f64 / (c + b) as f64)
+}
+
+/// The observed share is both far from the weight in relative terms and statistically
+/// distinguishable from it (so a few requests at low traffic do not trip it).
+fn sample_ratio_mismatch(
+    pairs: &[(&TrackSample, &TrackSample)],
+    observed: f64,
+    weight: f64,
+    cfg: &JudgeConfig,
+) -> bool {
+    if !cfg.sample_ratio.enabled {
+        return false;
+    }
+    let n: u64 = pairs.iter().map(|(b, c)| b.requests + c.requests).sum();
+    let se = (weight * (1.0 - weight) / n as f64).sqrt();
+    (observed / weight - 1.0).abs() > cfg.sample_ratio.tolerance
+        && (observed - weight).abs() / se > cfg.sample_ratio.min_z
+}
+
+/// The guardrails on the current interval alone.
+fn guardrail(iv: &Interval, le: &[f64], cfg: &JudgeConfig) -> Option<Verdict> {
+    let g = &cfg.guardrails;
+    let c = iv.canary.as_ref()?;
+    if c.requests < g.min_requests.max(1) {
+        return None;
+    }
+    let rate = c.errors as f64 / c.requests as f64;
+    let fire = |metric: &str, evidence: String| {
+        Some(Verdict::Rollback {
+            metric: format!("guardrail:{metric}"),
+            evidence,
+        })
+    };
+    if let Some(max) = g.max_canary_error_rate
+        && rate > max
+    {
+        return fire(
+            "error-rate",
+            format!(
+                "canary error rate {:.2} % ({}/{}) above the {:.2} % limit in one interval",
+                rate * 100.0,
+                c.errors,
+                c.requests,
+                max * 100.0
+            ),
+        );
+    }
+    if let Some(min) = g.min_success_rate
+        && 1.0 - rate < min
+    {
+        return fire(
+            "success-rate",
+            format!(
+                "canary success rate {:.3} % below {:.3} %",
+                (1.0 - rate) * 100.0,
+                min * 100.0
+            ),
+        );
+    }
+    let b = iv.baseline.as_ref().filter(|b| b.requests > 0)?;
+    let base_rate = b.errors as f64 / b.requests as f64;
+    if let Some(max) = g.max_error_rate_increase
+        && rate - base_rate > max
+    {
+        return fire(
+            "error-rate-increase",
+            format!(
+                "canary error rate {:.2} % vs baseline {:.2} %: +{:.2} points, limit {:.2}",
+                rate * 100.0,
+                base_rate * 100.0,
+                (rate - base_rate) * 100.0,
+                max * 100.0
+            ),
+        );
+    }
+    if let Some(max) = g.max_p99_ratio
+        && let (Some(cp), Some(bp)) = (
+            stats::histogram_quantile(le, &c.latency_buckets, 0.99),
+            stats::histogram_quantile(le, &b.latency_buckets, 0.99),
+        )
+        && bp > 0.0
+        && cp / bp > max
+    {
+        return fire(
+            "p99-latency",
+            format!(
+                "canary p99 {:.0} ms is {:.2}x the baseline's {:.0} ms, limit {max}x",
+                cp * 1000.0,
+                cp / bp,
+                bp * 1000.0
+            ),
+        );
+    }
+    None
+}
+
+/// How many intervals of data the overdispersion prior is worth.
+const PRIOR_WEIGHT: f64 = 4.0;
+/// Scale of the half-normal mixing density over the per-interval drift (in z units): tuned
+/// for effects of about half a standard deviation per interval.
+const MIXTURE_TAU: f64 = 0.6;
+
+struct Test {
+    kind: MetricKind,
+    mode: MetricMode,
+    direction: Direction,
+    tolerance: f64,
+    margin: f64,
+    prior: DispersionPrior,
+    /// (canary events, canary requests, baseline events, baseline requests) per interval.
+    rows: Vec<(u64, u64, u64, u64)>,
+    absolute_tolerance: Option<f64>,
+}
+
+fn metric_reports(
+    window: &Window,
+    pairs: &[(&TrackSample, &TrackSample)],
+    cfg: &JudgeConfig,
+) -> Vec<MetricReport> {
+    let mut tests = vec![Test {
+        kind: MetricKind::Errors,
+        mode: cfg.errors.mode,
+        direction: cfg.errors.direction,
+        tolerance: cfg.errors.tolerance,
+        margin: cfg.errors.rollback_margin,
+        prior: DispersionPrior {
+            kappa: cfg.errors.dispersion_prior,
+            weight: PRIOR_WEIGHT,
+        },
+        rows: pairs
+            .iter()
+            .map(|(b, c)| (c.errors, c.requests, b.errors, b.requests))
+            .collect(),
+        absolute_tolerance: Some(cfg.errors.absolute_tolerance),
+    }];
+    let le = &window.latency_buckets_le;
+    let buckets = le.len() + 1;
+    let lat: Vec<(&TrackSample, &TrackSample)> = pairs
+        .iter()
+        .copied()
+        .filter(|(b, c)| has_latency(b, buckets) && has_latency(c, buckets))
+        .collect();
+    if !lat.is_empty() {
+        let mut base = vec![0u64; buckets];
+        for (b, _) in &lat {
+            for (acc, v) in base.iter_mut().zip(&b.latency_buckets) {
+                *acc += v;
+            }
+        }
+        let (body, tail) =
+            latency_bounds(&base, cfg.latency.body_quantile, cfg.latency.tail_quantile);
+        let slow_rows = |k: usize| -> Vec<(u64, u64, u64, u64)> {
+            lat.iter()
+                .map(|(b, c)| {
+                    let above = |s: &TrackSample| s.latency_buckets[k + 1..].iter().sum::<u64>();
+                    let total = |s: &TrackSample| s.latency_buckets.iter().sum::<u64>();
+                    (above(c), total(c), above(b), total(b))
+                })
+                .filter(|r| r.1 > 0 && r.3 > 0)
+                .collect()
+        };
+        if let Some(k) = body {
+            tests.push(Test {
+                kind: MetricKind::Latency { le: le[k] },
+                mode: cfg.latency.mode,
+                direction: cfg.latency.direction,
+                tolerance: cfg.latency.tolerance,
+                margin: cfg.latency.rollback_margin,
+                prior: DispersionPrior {
+                    kappa: cfg.latency.dispersion_prior,
+                    weight: PRIOR_WEIGHT,
+                },
+                rows: slow_rows(k),
+                absolute_tolerance: None,
+            });
+        }
+        if let Some(k) = tail {
+            tests.push(Test {
+                kind: MetricKind::LatencyTail { le: le[k] },
+                mode: cfg.latency.mode,
+                direction: cfg.latency.direction,
+                tolerance: cfg.latency.tolerance,
+                margin: cfg.latency.rollback_margin,
+                prior: DispersionPrior {
+                    kappa: cfg.latency.dispersion_prior,
+                    weight: PRIOR_WEIGHT,
+                },
+                rows: slow_rows(k),
+                absolute_tolerance: None,
+            });
+        }
+    }
+    let gating = tests
+        .iter()
+        .filter(|t| t.mode == MetricMode::Gate)
+        .count()
+        .max(1);
+    let log_threshold = (gating as f64 / cfg.alpha).ln();
+    let promote_z = stats::normal_upper_quantile(cfg.promote_alpha);
+    tests
+        .into_iter()
+        .map(|t| run_test(t, log_threshold, promote_z))
+        .collect()
+}
+
+/// Picks the bucket bounds (indices into `le`) nearest, in log share, to the baseline's body
+/// and tail quantiles; the tail bound is strictly above the body bound.
+fn latency_bounds(base: &[u64], body_q: f64, tail_q: f64) -> (Option<usize>, Option<usize>) {
+    let total: u64 = base.iter().sum();
+    if total == 0 {
+        return (None, None);
+    }
+    let bounds = base.len() - 1;
+    // share of baseline requests above bound k
+    let above: Vec<f64> = (0..bounds)
+        .map(|k| base[k + 1..].iter().sum::<u64>() as f64 / total as f64)
+        .collect();
+    let nearest = |target: f64, from: usize| -> Option<usize> {
+        (from..bounds).filter(|&k| above[k] > 0.0).min_by(|&a, &b| {
+            let da = (above[a].ln() - target.ln()).abs();
+            let db = (above[b].ln() - target.ln()).abs();
+            da.total_cmp(&db)
+        })
+    };
+    let body = nearest(1.0 - body_q, 0);
+    let tail = body.and_then(|b| nearest(1.0 - tail_q, b + 1));
+    (body, tail)
+}
+
+fn run_test(t: Test, log_threshold: f64, promote_z: f64) -> MetricReport {
+    // "Lower is worse": compare the complements' direction by flipping which side we test:
+    // the canary's events being *fewer* than its share is the regression.
+    let sign = match t.direction {
+        Direction::HigherIsWorse => 1.0,
+        Direction::LowerIsWorse => -1.0,
+    };
+    let counts = SplitCount::window(&t.rows);
+    let kappa = stats::dispersion(&counts, t.prior);
+    let (margin, tol_ratio) = if sign > 0.0 {
+        (t.margin, t.tolerance)
+    } else {
+        (1.0 / t.margin, 1.0 / t.tolerance)
+    };
+    let null = stats::drift(&counts, margin, kappa);
+    let tol = stats::drift(&counts, tol_ratio, kappa);
+    let log_evalue = stats::log_mixture_evalue(sign * null.sum, null.variance, MIXTURE_TAU);
+    let tolerance_z = sign * tol.z();
+    let (ce, cr, be, br) = t.rows.iter().fold((0, 0, 0, 0), |a, r| {
+        (a.0 + r.0, a.1 + r.1, a.2 + r.2, a.3 + r.3)
+    });
+    let within_absolute = t.absolute_tolerance.is_some_and(|abs| {
+        sign > 0.0 && absolute_upper_bound(ce, cr, be, br, kappa, t.rows.len(), promote_z) < abs
+    });
+    let status = if log_evalue >= log_threshold {
+        MetricStatus::Regression
+    } else if (null.intervals > 0 && tolerance_z <= -promote_z) || within_absolute {
+        MetricStatus::WithinTolerance
+    } else {
+        MetricStatus::NoEvidenceYet
+    };
+    MetricReport {
+        metric: t.kind,
+        gating: t.mode == MetricMode::Gate,
+        canary_events: ce,
+        canary_requests: cr,
+        baseline_events: be,
+        baseline_requests: br,
+        ratio: stats::rate_ratio(&counts),
+        intervals: null.intervals,
+        kappa,
+        log_evalue,
+        log_threshold,
+        tolerance_z,
+        promote_z,
+        status,
+    }
+}
+
+/// Upper confidence bound of (canary rate - baseline rate), pooled, with each track's Poisson
+/// variance inflated by its interval-to-interval wobble; one pseudo-event keeps a track with no
+/// events from claiming zero variance.
+fn absolute_upper_bound(
+    ce: u64,
+    cr: u64,
+    be: u64,
+    br: u64,
+    kappa: f64,
+    intervals: usize,
+    z: f64,
+) -> f64 {
+    if cr == 0 || br == 0 || intervals == 0 {
+        return f64::INFINITY;
+    }
+    let per = intervals as f64;
+    let var = |e: u64, r: u64| {
+        let e = e as f64 + 1.0;
+        e * (1.0 + kappa * e / per) / (r as f64 * r as f64)
+    };
+    let diff = ce as f64 / cr as f64 - be as f64 / br as f64;
+    diff + z * (var(ce, cr) + var(be, br)).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::settings::{GuardrailConfig, JudgeConfig};
+
+    const LE: [f64; 4] = [0.05, 0.1, 0.25, 0.5];
+
+    /// A track with `requests`, `errors` and a latency histogram with `slow` share above 0.1 s.
+    fn track(requests: u64, errors: u64, slow: f64) -> TrackSample {
+        let slow_n = (requests as f64 * slow).round() as u64;
+        let fast = requests - slow_n;
+        TrackSample {
+            requests,
+            errors,
+            latency_buckets: vec![
+                fast / 2,
+                fast - fast / 2,
+                slow_n * 9 / 10,
+                slow_n - slow_n * 9 / 10,
+                0,
+            ],
+        }
+    }
+
+    /// Deterministic wobble so windows look like data without a random generator.
+    fn wobble(i: usize) -> f64 {
+        [1.0, 0.8, 1.2, 0.9, 1.1, 1.05, 0.95][i % 7]
+    }
+
+    fn window(n: usize, f: impl Fn(usize) -> Interval) -> Window {
+        Window {
+            step_seconds: 60,
+            canary_weight: 0.1,
+            latency_buckets_le: LE.to_vec(),
+            intervals: (0..n).map(f).collect(),
+        }
+    }
+
+    fn healthy(i: usize) -> Interval {
+        let w = wobble(i);
+        Interval {
+            baseline: Some(track(9000, (45.0 * w) as u64, 0.2)),
+            canary: Some(track(1000, (5.0 * wobble(i + 3)) as u64, 0.2)),
+        }
+    }
+
+    fn replay_verdict(w: &Window, cfg: &JudgeConfig) -> Decision {
+        crate::canary::replay(w, cfg)
+    }
+
+    #[test]
+    fn a_healthy_canary_is_promoted_after_the_minimum_soak() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, healthy);
+        let d = replay_verdict(&w, &cfg);
+        assert_eq!(d.verdict, Verdict::Promote, "{}", d.reason());
+        assert!(d.interval >= cfg.min_intervals as usize);
+        assert!(d.reason().contains("within tolerance"), "{}", d.reason());
+        // never before the minimum soak, however clean the data
+        for t in 1..cfg.min_intervals as usize {
+            assert_ne!(decide(&w, t, &cfg).verdict, Verdict::Promote);
+        }
+    }
+
+    #[test]
+    fn an_error_regression_rolls_back_with_its_evidence() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, (15.0 * wobble(i + 3)) as u64, 0.2)),
+            ..healthy(i)
+        });
+        let d = replay_verdict(&w, &cfg);
+        let Verdict::Rollback { metric, evidence } = &d.verdict else {
+            panic!("expected a rollback, got {d:?}");
+        };
+        assert_eq!(metric, "error-rate");
+        assert!(
+            evidence.contains("ratio 3.") && evidence.contains("e-value"),
+            "{evidence}"
+        );
+        // the conservative overdispersion prior costs a few intervals on a 3x regression
+        assert!(d.interval <= 10, "took {} intervals", d.interval);
+        let report = d
+            .metrics
+            .iter()
+            .find(|m| m.metric == MetricKind::Errors)
+            .unwrap();
+        assert_eq!(report.status, MetricStatus::Regression);
+    }
+
+    #[test]
+    fn a_latency_regression_rolls_back() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, (5.0 * wobble(i + 3)) as u64, 0.3)),
+            ..healthy(i)
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert!(
+            matches!(&d.verdict, Verdict::Rollback { metric, .. } if metric.starts_with("latency")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn shared_noise_hitting_both_tracks_is_not_a_regression() {
+        // an incident multiplies errors tenfold on both tracks for a few intervals
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| {
+            let burst = if (10..14).contains(&i) { 10 } else { 1 };
+            Interval {
+                baseline: Some(track(9000, (45.0 * wobble(i)) as u64 * burst, 0.2)),
+                canary: Some(track(1000, (5.0 * wobble(i + 3)) as u64 * burst, 0.2)),
+            }
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert_ne!(d.verdict.name(), "rollback", "{}", d.reason());
+    }
+
+    #[test]
+    fn a_missing_canary_series_holds_and_escalates() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            canary: None,
+            ..healthy(i)
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert_eq!(
+            d.verdict,
+            Verdict::Hold {
+                reason: HoldReason::CanarySeriesMissing,
+                escalate: true
+            }
+        );
+        // the first intervals hold without escalating yet
+        let early = decide(&w, 1, &cfg);
+        assert!(matches!(
+            early.verdict,
+            Verdict::Hold {
+                escalate: false,
+                ..
+            }
+        ));
+        let at = decide(&w, cfg.escalate_after_holds as usize, &cfg);
+        assert!(matches!(at.verdict, Verdict::Hold { escalate: true, .. }));
+    }
+
+    #[test]
+    fn a_missing_baseline_holds_even_if_the_canary_looks_fine() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            baseline: None,
+            ..healthy(i)
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert!(matches!(
+            d.verdict,
+            Verdict::Hold {
+                reason: HoldReason::BaselineSeriesMissing,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn no_canary_traffic_holds_and_never_promotes() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            canary: Some(track(0, 0, 0.0)),
+            ..healthy(i)
+        });
+        for t in 1..=30 {
+            let d = decide(&w, t, &cfg);
+            assert!(
+                matches!(
+                    d.verdict,
+                    Verdict::Hold {
+                        reason: HoldReason::NoCanaryTraffic,
+                        ..
+                    }
+                ),
+                "{t}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gaps_in_the_middle_hold_then_the_analysis_resumes() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| {
+            if (3..6).contains(&i) {
+                Interval {
+                    canary: None,
+                    ..healthy(i)
+                }
+            } else {
+                healthy(i)
+            }
+        });
+        assert!(matches!(decide(&w, 4, &cfg).verdict, Verdict::Hold { .. }));
+        let d = replay_verdict(&w, &cfg);
+        assert_eq!(d.verdict, Verdict::Promote);
+        // soak counts verified intervals only
+        assert!(
+            d.interval >= cfg.min_intervals as usize + 3,
+            "{}",
+            d.interval
+        );
+    }
+
+    #[test]
+    fn the_error_guardrail_fires_within_one_interval() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| {
+            if i == 0 {
+                Interval {
+                    canary: Some(track(1000, 300, 0.2)),
+                    ..healthy(i)
+                }
+            } else {
+                healthy(i)
+            }
+        });
+        let d = decide(&w, 1, &cfg);
+        let Verdict::Rollback { metric, evidence } = &d.verdict else {
+            panic!("{d:?}");
+        };
+        assert_eq!(metric, "guardrail:error-rate");
+        assert!(evidence.contains("30.00 %"), "{evidence}");
+        // the guardrail needs a minimum of requests: 1 error in 3 requests is not a catastrophe
+        let tiny = window(1, |_| Interval {
+            baseline: Some(track(9000, 45, 0.2)),
+            canary: Some(track(3, 1, 0.0)),
+        });
+        // (that share of traffic is a sample-ratio mismatch instead)
+        let d = decide(&tiny, 1, &cfg);
+        assert!(
+            matches!(
+                d.verdict,
+                Verdict::Hold {
+                    reason: HoldReason::SampleRatioMismatch { .. },
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn the_articles_relative_guardrails_are_selectable() {
+        let cfg = JudgeConfig {
+            guardrails: GuardrailConfig {
+                max_error_rate_increase: Some(0.05),
+                max_p99_ratio: Some(1.3),
+                min_success_rate: Some(0.995),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // 1 % errors: fails only the success-rate floor
+        let w = window(1, |_| Interval {
+            baseline: Some(track(9000, 90, 0.2)),
+            canary: Some(track(1000, 10, 0.2)),
+        });
+        let d = decide(&w, 1, &cfg);
+        assert!(
+            matches!(&d.verdict, Verdict::Rollback { metric, .. } if metric == "guardrail:success-rate"),
+            "{d:?}"
+        );
+        // p99 far above the baseline's
+        let w = window(1, |_| Interval {
+            baseline: Some(track(9000, 0, 0.02)),
+            canary: Some(TrackSample {
+                requests: 1000,
+                errors: 0,
+                latency_buckets: vec![400, 400, 100, 50, 50],
+            }),
+        });
+        let d = decide(&w, 1, &cfg);
+        assert!(
+            matches!(&d.verdict, Verdict::Rollback { metric, .. } if metric == "guardrail:p99-latency"),
+            "{d:?}"
+        );
+        // default judge: no guardrail fires (the latency test may, on the evidence)
+        let d = decide(&w, 1, &JudgeConfig::default());
+        assert!(
+            !matches!(&d.verdict, Verdict::Rollback { metric, .. } if metric.starts_with("guardrail")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_sample_ratio_mismatch_holds_and_blocks_promotion() {
+        let cfg = JudgeConfig::default();
+        // weight 10 % but the canary gets about 5 %
+        let w = window(30, |i| Interval {
+            baseline: Some(track(9500, (47.0 * wobble(i)) as u64, 0.2)),
+            canary: Some(track(500, (2.5 * wobble(i + 3)) as u64, 0.2)),
+        });
+        let d = replay_verdict(&w, &cfg);
+        let Verdict::Hold {
+            reason: HoldReason::SampleRatioMismatch { observed, expected },
+            escalate: true,
+        } = d.verdict
+        else {
+            panic!("{d:?}");
+        };
+        assert!((observed - 0.05).abs() < 0.001 && expected == 0.1);
+        assert!(d.reason().contains("sample ratio mismatch"));
+    }
+
+    #[test]
+    fn a_dry_run_metric_reports_but_does_not_decide() {
+        let mut cfg = JudgeConfig::default();
+        cfg.errors.mode = MetricMode::DryRun;
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, (15.0 * wobble(i + 3)) as u64, 0.2)),
+            ..healthy(i)
+        });
+        let d = decide(&w, 30, &cfg);
+        assert_ne!(d.verdict.name(), "rollback", "{}", d.reason());
+        let report = d
+            .metrics
+            .iter()
+            .find(|m| m.metric == MetricKind::Errors)
+            .unwrap();
+        assert!(!report.gating);
+        assert_eq!(report.status, MetricStatus::Regression);
+    }
+
+    #[test]
+    fn lower_is_worse_flips_the_direction() {
+        let mut cfg = JudgeConfig::default();
+        cfg.errors.direction = Direction::LowerIsWorse;
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, (15.0 * wobble(i + 3)) as u64, 0.2)),
+            ..healthy(i)
+        });
+        assert_ne!(replay_verdict(&w, &cfg).verdict.name(), "rollback");
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, 0, 0.2)),
+            ..healthy(i)
+        });
+        assert_eq!(replay_verdict(&w, &cfg).verdict.name(), "rollback");
+    }
+
+    #[test]
+    fn missing_latency_histograms_hold_when_latency_gates() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| {
+            let mut iv = healthy(i);
+            if let Some(c) = iv.canary.as_mut() {
+                c.latency_buckets.clear();
+            }
+            iv
+        });
+        let d = replay_verdict(&w, &cfg);
+        assert!(
+            matches!(
+                d.verdict,
+                Verdict::Hold {
+                    reason: HoldReason::LatencyMissing,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_track() -> impl Strategy<Value = Option<TrackSample>> {
+            prop_oneof![
+                1 => Just(None),
+                6 => (0u64..3000, 0u64..=100, 0u64..=100).prop_map(|(requests, err_pct, slow_pct)| {
+                    let errors = requests * err_pct / 1000;
+                    let slow = requests * slow_pct / 100;
+                    let fast = requests - slow;
+                    Some(TrackSample {
+                        requests,
+                        errors,
+                        latency_buckets: vec![fast / 2, fast - fast / 2, slow / 2, slow - slow / 2, 0],
+                    })
+                }),
+            ]
+        }
+
+        fn arb_window() -> impl Strategy<Value = Window> {
+            prop::collection::vec((arb_track(), arb_track()), 1..20).prop_map(|ivs| Window {
+                step_seconds: 60,
+                canary_weight: 0.1,
+                latency_buckets_le: LE.to_vec(),
+                intervals: ivs
+                    .into_iter()
+                    .map(|(baseline, canary)| Interval { baseline, canary })
+                    .collect(),
+            })
+        }
+
+        proptest! {
+            /// Promotion only ever happens on verified data: the current interval has both
+            /// tracks with traffic, and at least `min_intervals` verified intervals were seen.
+            #[test]
+            fn never_promotes_what_it_cannot_see(w in arb_window()) {
+                let cfg = JudgeConfig::default();
+                for t in 1..=w.intervals.len() {
+                    let d = decide(&w, t, &cfg);
+                    if d.verdict == Verdict::Promote {
+                        prop_assert!(verified(&w.intervals[t - 1]).is_some());
+                        prop_assert!(d.verified_intervals >= cfg.min_intervals as usize);
+                    }
+                    if let Verdict::Hold { reason: HoldReason::CanarySeriesMissing, .. } = d.verdict {
+                        prop_assert!(w.intervals[t - 1].canary.is_none());
+                    }
+                    // pure: the same input gives the same decision
+                    prop_assert_eq!(&d, &decide(&w, t, &cfg));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The statistics the judges are built from, as plain functions over numbers: the within-interval
+//! conditional-binomial comparison with its overdispersion estimate, the one-sided normal-mixture
+//! e-value that makes it safe to look every interval, histogram quantiles, and the Mann-Whitney U
+//! test of the reference judges. No verdicts here and no knowledge of metrics or config.
+
+use statrs::distribution::{ContinuousCDF, Normal};
+
+/// One interval of a count metric seen as "of the `total` events, `canary` fell on the canary",
+/// where the canary served `share` of the requests. Conditional on `total`, `canary` is binomial
+/// with the canary's share of the events; the interval's own base rate cancels.
+/// `expected_total` is the number of events the interval's requests would bring at the window's
+/// pooled rate: the statistic is scaled by it rather than by the random `total`, because under
+/// multiplicative wobble a canary spike barely moves `total` while a baseline spike inflates it,
+/// and dividing by `sqrt(total)` would bias the score toward "canary worse".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SplitCount {
+    pub canary: u64,
+    pub total: u64,
+    pub share: f64,
+    pub expected_total: f64,
+}
+
+impl SplitCount {
+    /// Builds the rows of a window, filling `expected_total` from the pooled event rate.
+    /// Each item is (canary events, canary requests, baseline events, baseline requests).
+    pub fn window(rows: &[(u64, u64, u64, u64)]) -> Vec<SplitCount> {
+        let events: u64 = rows.iter().map(|r| r.0 + r.2).sum();
+        let requests: u64 = rows.iter().map(|r| r.1 + r.3).sum();
+        let rate = if requests == 0 {
+            0.0
+        } else {
+            events as f64 / requests as f64
+        };
+        rows.iter()
+            .filter(|r| r.1 + r.3 > 0)
+            .map(|&(ce, cr, be, br)| SplitCount {
+                canary: ce,
+                total: ce + be,
+                share: cr as f64 / (cr + br) as f64,
+                expected_total: rate * (cr + br) as f64,
+            })
+            .collect()
+    }
+}
+
+/// The canary's expected share of the events when its event rate is `ratio` times the
+/// baseline's and it serves `share` of the requests.
+pub fn event_share(share: f64, ratio: f64) -> f64 {
+    ratio * share / (ratio * share + (1.0 - share))
+}
+
+/// The accumulated within-interval evidence of one count metric against one null ratio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Drift {
+    /// Sum of the scaled per-interval deviations of the canary's events from the null.
+    pub sum: f64,
+    /// Variance of `sum` under the null (about one per interval with a few expected events,
+    /// less for intervals expected to carry almost none).
+    pub variance: f64,
+    /// Intervals that carried at least one event.
+    pub intervals: usize,
+    /// Estimated extra-binomial variance (per-track multiplicative wobble, squared CV).
+    pub kappa: f64,
+}
+
+impl Drift {
+    /// `sum / sqrt(variance)`: a z score for the whole window (0 without information).
+    pub fn z(&self) -> f64 {
+        if self.variance <= 0.0 {
+            0.0
+        } else {
+            self.sum / self.variance.sqrt()
+        }
+    }
+}
+
+/// Prior belief about overdispersion, worth `weight` intervals of data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DispersionPrior {
+    pub kappa: f64,
+    pub weight: f64,
+}
+
+/// Null variance of the canary's event count given the expected total `n` of the interval:
+/// binomial, plus each track's rate wobbling independently with squared CV `kappa`.
+fn split_variance(n: f64, q: f64, kappa: f64) -> f64 {
+    let b = q * (1.0 - q);
+    n * b + 2.0 * kappa * b * b * n * n
+}
+
+/// Estimates the multiplicative wobble `kappa` by the method of moments, with deviations taken
+/// around the window's own ratio so a real shift does not look like noise, shrunk toward the
+/// prior (which dominates while there are few intervals).
+pub fn dispersion(counts: &[SplitCount], prior: DispersionPrior) -> f64 {
+    let center = rate_ratio(counts).unwrap_or(1.0).max(1e-6);
+    let (mut excess, mut a_sum, mut t) = (0.0, 0.0, 0.0);
+    for c in counts {
+        let q = event_share(c.share, center);
+        let n = c.expected_total;
+        let d = c.canary as f64 - c.total as f64 * q;
+        let b = q * (1.0 - q);
+        excess += d * d - c.total as f64 * b;
+        a_sum += 2.0 * b * b * n * n;
+        t += 1.0;
+    }
+    if t < 2.0 || a_sum <= 0.0 {
+        return prior.kappa;
+    }
+    let a_mean = a_sum / t;
+    ((prior.weight * prior.kappa * a_mean + excess) / (prior.weight * a_mean + a_sum)).max(0.0)
+}
+
+/// The per-interval deviations of the canary's events from `ratio`, each scaled by the
+/// standard deviation it would have with at least one expected event per track, summed.
+pub fn drift(counts: &[SplitCount], ratio: f64, kappa: f64) -> Drift {
+    let (mut sum, mut variance, mut intervals) = (0.0, 0.0, 0);
+    for c in counts {
+        let q = event_share(c.share, ratio);
+        let n = c.expected_total;
+        if n <= 0.0 {
+            continue;
+        }
+        // Scale as if the interval expected at least one event on each side: below that the
+        // split is Poisson-rare and a single event must not count as many standard deviations.
+        let scale = split_variance(n.max(1.0 / (q * (1.0 - q))), q, kappa);
+        sum += (c.canary as f64 - c.total as f64 * q) / scale.sqrt();
+        variance += split_variance(n, q, kappa) / scale;
+        intervals += (c.total > 0) as usize;
+    }
+    Drift {
+        sum,
+        variance,
+        intervals,
+        kappa,
+    }
+}
+
+/// Mantel-Haenszel estimate of the canary/baseline event-rate ratio, pooled within intervals
+/// (never across them, which Simpson's paradox would bias). `None` without events.
+pub fn rate_ratio(counts: &[SplitCount]) -> Option<f64> {
+    let (mut num, mut den) = (0.0, 0.0);
+    for c in counts {
+        let b = (c.total - c.canary) as f64;
+        num += c.canary as f64 * (1.0 - c.share);
+        den += b * c.share;
+    }
+    (den > 0.0).then(|| num / den)
+}
+
+/// Log of the one-sided normal-mixture e-value for a sum `s` of `v` unit-variance increments
+/// whose mean is 0 under the null and positive under the alternative (mixing density: a
+/// half-normal of scale `tau` over the per-increment drift). Under the null its exponential is a
+/// nonnegative supermartingale, so by Ville's inequality it ever exceeds `1/alpha` with
+/// probability at most `alpha`: the judge may look after every interval.
+pub fn log_mixture_evalue(s: f64, v: f64, tau: f64) -> f64 {
+    if v <= 0.0 {
+        return 0.0;
+    }
+    let t2v = tau * tau * v;
+    let normal = Normal::standard();
+    let phi = normal.cdf(tau * s / (1.0 + t2v).sqrt()).max(1e-300);
+    std::f64::consts::LN_2 - 0.5 * (1.0 + t2v).ln()
+        + tau * tau * s * s / (2.0 * (1.0 + t2v))
+        + phi.ln()
+}
+
+/// One-sided upper quantile of the standard normal (`z` with `P(Z > z) = p`).
+pub fn normal_upper_quantile(p: f64) -> f64 {
+    Normal::standard().inverse_cdf(1.0 - p)
+}
+
+/// The `q` quantile (0..1) of a histogram given as non-cumulative bucket counts with upper
+/// bounds `le` (`+Inf` implied for the last count), interpolated linearly within the bucket the
+/// way Prometheus' `histogram_quantile` does. `None` without observations or bounds; a quantile
+/// falling in the `+Inf` bucket returns the highest finite bound.
+pub fn histogram_quantile(le: &[f64], counts: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 || le.is_empty() || counts.len() != le.len() + 1 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut cum = 0u64;
+    for (i, &c) in counts.iter().enumerate() {
+        let prev = cum;
+        cum += c;
+        if cum as f64 >= rank && c > 0 {
+            if i == le.len() {
+                return Some(le[le.len() - 1]);
+            }
+            let lower = if i == 0 { 0.0 } else { le[i - 1] };
+            let upper = le[i];
+            return Some(lower + (upper - lower) * (rank - prev as f64) / c as f64);
+        }
+    }
+    Some(le[le.len() - 1])
+}
+
+/// Result of a one-sided Mann-Whitney U test that `x` tends to be greater than `y`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MannWhitney {
+    /// U statistic of `x` (scipy's `statistic`).
+    pub u: f64,
+    /// One-sided p value, normal approximation with tie correction and continuity correction.
+    pub p: f64,
+}
+
+/// One-sided Mann-Whitney U test of "x stochastically greater than y", as
+/// `scipy.stats.mannwhitneyu(x, y, alternative='greater', method='asymptotic',
+/// use_continuity=True)`: midranks for ties, tie-corrected variance, 0.5 continuity correction.
+/// `None` when either sample is empty or holds a NaN (scipy would answer NaN).
+pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> Option<MannWhitney> {
+    let (n1, n2) = (x.len(), y.len());
+    if n1 == 0 || n2 == 0 || x.iter().chain(y).any(|v| v.is_nan()) {
+        return None;
+    }
+    let mut all: Vec<(f64, bool)> = x
+        .iter()
+        .map(|&v| (v, true))
+        .chain(y.iter().map(|&v| (v, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = all.len();
+    let mut rank_sum_x = 0.0;
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let ties = (j - i + 1) as f64;
+        let midrank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum_x += midrank * all[i..=j].iter().filter(|e| e.1).count() as f64;
+        tie_term += ties * ties * ties - ties;
+        i = j + 1;
+    }
+    let (n1f, n2f, nf) = (n1 as f64, n2 as f64, n as f64);
+    let u = rank_sum_x - n1f * (n1f + 1.0) / 2.0;
+    let mu = n1f * n2f / 2.0;
+    let var = n1f * n2f / 12.0 * ((nf + 1.0) - tie_term / (nf * (nf - 1.0)));
+    let numerator = u - mu - 0.5;
+    let p = if var <= 0.0 {
+        // every value tied: scipy's z is -inf, so p = 1
+        1.0
+    } else {
+        1.0 - Normal::standard().cdf(numerator / var.sqrt())
+    };
+    Some(MannWhitney { u, p })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_share_is_the_request_share_without_a_difference() {
+        assert!((event_share(0.1, 1.0) - 0.1).abs() < 1e-12);
+        // twice the rate on 10 % of the traffic: 0.2 / 1.1 of the events
+        assert!((event_share(0.1, 2.0) - 0.2 / 1.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn drift_is_zero_mean_without_a_difference_and_positive_with_one() {
+        let fair: Vec<SplitCount> = (0..20)
+            .map(|i| SplitCount {
+                canary: if i % 2 == 0 { 9 } else { 11 },
+                total: 100,
+                share: 0.1,
+                expected_total: 100.0,
+            })
+            .collect();
+        let d = drift(&fair, 1.0, 0.0);
+        assert!(d.sum.abs() < 1e-9, "{d:?}");
+        assert_eq!(d.intervals, 20);
+        assert!((d.variance - 20.0).abs() < 1e-9);
+        let worse: Vec<SplitCount> = fair
+            .iter()
+            .map(|c| SplitCount {
+                canary: c.canary * 2,
+                ..*c
+            })
+            .collect();
+        assert!(drift(&worse, 1.0, 0.0).z() > 5.0);
+        let r = rate_ratio(&worse).unwrap();
+        assert!((r - 20.0 * 0.9 / (80.0 * 0.1)).abs() < 1e-9, "{r}");
+    }
+
+    #[test]
+    fn dispersion_sees_wobble_and_ignores_a_steady_shift() {
+        let steady: Vec<SplitCount> = (0..20)
+            .map(|i| SplitCount {
+                canary: 20 + (i % 3),
+                total: 100,
+                share: 0.1,
+                expected_total: 100.0,
+            })
+            .collect();
+        let prior = DispersionPrior {
+            kappa: 0.5,
+            weight: 0.0,
+        };
+        // a steady doubling with binomial-sized spread is not overdispersion
+        assert!(dispersion(&steady, prior) < 0.01);
+        let wobbly: Vec<SplitCount> = (0..20)
+            .map(|i| SplitCount {
+                canary: if i % 2 == 0 { 2 } else { 25 },
+                total: 110,
+                share: 0.1,
+                expected_total: 110.0,
+            })
+            .collect();
+        assert!(dispersion(&wobbly, prior) > 0.3);
+        // the prior dominates when there is little data
+        assert_eq!(
+            dispersion(
+                &wobbly[..1],
+                DispersionPrior {
+                    kappa: 0.7,
+                    weight: 3.0
+                }
+            ),
+            0.7
+        );
+    }
+
+    #[test]
+    fn mixture_evalue_grows_with_evidence_and_stays_small_without() {
+        assert!(log_mixture_evalue(0.0, 10.0, 0.5) < 0.0);
+        assert!(log_mixture_evalue(-5.0, 10.0, 0.5) < 0.0);
+        let strong = log_mixture_evalue(15.0, 10.0, 0.5);
+        assert!(strong > (1.0f64 / 0.001).ln(), "{strong}");
+        assert!(log_mixture_evalue(15.0, 10.0, 0.5) > log_mixture_evalue(10.0, 10.0, 0.5));
+    }
+
+    /// Ville's inequality in practice: over many simulated null paths of 30 looks, the e-value
+    /// crosses 1/alpha in at most about alpha of them.
+    #[test]
+    fn mixture_evalue_is_anytime_valid_under_the_null() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let normal = Normal::standard();
+        let (paths, alpha) = (4000, 0.05f64);
+        let mut crossed = 0;
+        for _ in 0..paths {
+            let mut s = 0.0;
+            for t in 1..=30 {
+                s += normal.inverse_cdf(rng.random_range(1e-12..1.0 - 1e-12));
+                if log_mixture_evalue(s, t as f64, 0.5) >= (1.0 / alpha).ln() {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        let rate = crossed as f64 / paths as f64;
+        assert!(rate <= alpha, "crossed in {rate}");
+        assert!(rate > 0.0, "never crossed: the boundary is vacuous");
+    }
+
+    #[test]
+    fn histogram_quantile_interpolates_like_prometheus() {
+        let le = [0.1, 0.5, 1.0];
+        // 100 observations: 50 <= 0.1, 40 in (0.1, 0.5], 10 in (0.5, 1.0]
+        let counts = [50, 40, 10, 0];
+        assert!((histogram_quantile(&le, &counts, 0.5).unwrap() - 0.1).abs() < 1e-12);
+        let p90 = histogram_quantile(&le, &counts, 0.9).unwrap();
+        assert!((p90 - 0.5).abs() < 1e-12, "{p90}");
+        let p99 = histogram_quantile(&le, &counts, 0.99).unwrap();
+        assert!((p99 - 0.95).abs() < 1e-12, "{p99}");
+        assert_eq!(histogram_quantile(&le, &[0, 0, 0, 5], 0.99), Some(1.0));
+        assert_eq!(histogram_quantile(&le, &[0, 0, 0, 0], 0.99), None);
+    }
+
+    /// Computed once with scipy 1.17.1:
+    /// `mannwhitneyu(x, y, alternative='greater', method='asymptotic', use_continuity=True)`.
+    const SCIPY: &[(&[f64], &[f64], f64, f64)] = &[
+        (
+            &[0.012, 0.015, 0.011, 0.02, 0.018],
+            &[0.010, 0.009, 0.011, 0.012, 0.008],
+            23.0,
+            0.01778941661979705,
+        ),
+        (
+            &[1.0, 2.0, 2.0, 3.0, 3.0, 3.0, 4.0],
+            &[1.0, 1.0, 2.0, 2.0, 3.0],
+            25.5,
+            0.10158695879254287,
+        ),
+        (
+            &[0.0, 0.0, 0.001, 0.0, 0.002],
+            &[0.0, 0.001, 0.0, 0.0, 0.0, 0.0],
+            19.0,
+            0.20732436651360375,
+        ),
+        (&[5.0, 5.0, 5.0], &[5.0, 5.0], 3.0, 1.0),
+        (
+            &[
+                0.1, 0.3, 0.2, 0.25, 0.15, 0.35, 0.4, 0.05, 0.12, 0.5, 0.45, 0.22, 0.31, 0.18, 0.27,
+            ],
+            &[
+                0.2, 0.1, 0.3, 0.22, 0.28, 0.19, 0.24, 0.26, 0.21, 0.33, 0.17, 0.29, 0.23, 0.25,
+                0.2,
+            ],
+            123.0,
+            0.3390159485944063,
+        ),
+    ];
+
+    #[test]
+    fn mann_whitney_matches_scipy() {
+        for (i, (x, y, u, p)) in SCIPY.iter().enumerate() {
+            let r = mann_whitney_greater(x, y).unwrap();
+            assert_eq!(r.u, *u, "case {i}: U");
+            assert!((r.p - p).abs() < 1e-9, "case {i}: p {} vs scipy {p}", r.p);
+        }
+    }
+
+    #[test]
+    fn mann_whitney_refuses_empty_or_nan_input() {
+        assert_eq!(mann_whitney_greater(&[], &[1.0]), None);
+        assert_eq!(mann_whitney_greater(&[f64::NAN, 1.0], &[1.0]), None);
+    }
+}

@@ -1,0 +1,586 @@
+//! The Prometheus source against the real Prometheus server (the Debian `prometheus` package).
+//!
+//! The harness writes 30 minutes of known counters (requests by code, a latency histogram, a
+//! baseline and a canary track) as OpenMetrics, turns them into TSDB blocks with
+//! `promtool tsdb create-blocks-from openmetrics`, starts `prometheus` on a free loopback port
+//! over that data directory, and reads windows through `PrometheusSource`: PromQL, HTTP, JSON and
+//! `increase()` are all the real thing. Four services: `healthy` (canary as good as the baseline,
+//! with a pod restart resetting its counters mid-window), `regressed` (canary 10x the errors and
+//! slower), `vanished` (canary series stop at minute 20) and `flawless` (the canary never failed,
+//! so no 5xx series exists: 0 errors, not missing data). Expected numbers are computed from the
+//! same plan that generated the series, not pasted.
+//!
+//! Skipped, loudly, only when /usr/bin/prometheus is not installed.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use deploybot::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, TrackSample, Window};
+use deploybot::prometheus::cli::{JudgeOutcome, judge_window};
+use deploybot::prometheus::{PromDuration, PrometheusConfig, PrometheusSource, QueryTemplates};
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const PROMTOOL: &str = "/usr/bin/promtool";
+const SCRAPE: i64 = 15;
+const MINUTES: i64 = 30;
+const LE: [&str; 6] = ["0.05", "0.1", "0.25", "0.5", "1", "+Inf"];
+/// Share of requests per latency bucket (non-cumulative), in per mille.
+const FAST: [u64; 6] = [500, 300, 150, 40, 10, 0];
+const SLOW: [u64; 6] = [100, 200, 300, 250, 100, 50];
+
+/// A `prometheus` process over a temp data dir; killed when dropped, whatever the test did.
+struct PrometheusServer {
+    child: Option<Child>,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PrometheusServer {
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn installed() -> bool {
+    if Path::new(PROMETHEUS).exists() && Path::new(PROMTOOL).exists() {
+        return true;
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPED: {PROMETHEUS} / {PROMTOOL} not installed; \
+         `apt-get install prometheus` to run the real-Prometheus tests !!!!!!!!\n"
+    );
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Imports `openmetrics` into a fresh data dir and starts Prometheus over it.
+async fn start_prometheus(openmetrics: &str) -> PrometheusServer {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let input = dir.path().join("series.om");
+    std::fs::write(&input, openmetrics).unwrap();
+    let out = Command::new(PROMTOOL)
+        .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
+        .arg(&input)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool create-blocks-from openmetrics: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No scrape jobs: the imported blocks are the only data.
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
+    let mut server = PrometheusServer {
+        child: None,
+        url: String::new(),
+        _dir: dir,
+    };
+    let http = reqwest::Client::new();
+    // The free port is only free until someone else takes it: a few fresh tries, then give up.
+    for attempt in 1..=3 {
+        let port = free_port();
+        let log_path = server._dir.path().join("prometheus.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        server.child = Some(child);
+        server.url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{}/-/ready", server.url)).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            let exited = server.child.as_mut().unwrap().try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                server.stop();
+                if attempt < 3 && log.contains("address already in use") {
+                    break;
+                }
+                panic!("prometheus did not become ready ({exited:?}):\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    unreachable!("every attempt either returned or panicked")
+}
+
+/// What one track of one service does in minute `m` (per scrape, i.e. per 15 s).
+#[derive(Clone, Copy)]
+struct Minute {
+    requests: u64,
+    errors: u64,
+    latency: [u64; 6],
+}
+
+/// The generating plan of one track: per minute, and optionally a restart and an end.
+struct TrackPlan {
+    service: &'static str,
+    track: &'static str,
+    minute: fn(i64) -> Minute,
+    /// Counters restart from zero at this scrape (a pod restart).
+    reset_at_minute: Option<i64>,
+    /// No samples from this minute on (the target is gone).
+    stop_at_minute: Option<i64>,
+    /// Whether a `code="500"` series exists at all (a flawless pod never creates one).
+    error_series: bool,
+}
+
+fn minute(requests: u64, errors: u64, shape: [u64; 6]) -> Minute {
+    // Rounding leftovers go to the fastest bucket: put into +Inf they would give a small track a
+    // heavier tail than a large one, and the judge rightly notices that.
+    let mut latency = shape.map(|per_mille| requests * per_mille / 1000);
+    latency[0] += requests - latency.iter().sum::<u64>();
+    Minute {
+        requests,
+        errors,
+        latency,
+    }
+}
+
+/// The baseline of every service: about 1000 requests per scrape with a wobble, 0.5 % errors.
+fn baseline(m: i64) -> Minute {
+    minute(1000 + 40 * (m % 5) as u64, 5 + u64::from(m % 3 == 0), FAST)
+}
+
+/// A healthy canary: a tenth of the traffic, the same error rate and latency.
+fn healthy_canary(m: i64) -> Minute {
+    minute(100 + 4 * (m % 5) as u64, (m % 2) as u64, FAST)
+}
+
+/// A regressed canary: the same traffic, ten times the errors, slower.
+fn regressed_canary(m: i64) -> Minute {
+    minute(100 + 4 * (m % 5) as u64, 5, SLOW)
+}
+
+/// A canary that never failed a request: it has no `code="500"` series at all.
+fn flawless_canary(m: i64) -> Minute {
+    minute(100 + 4 * (m % 5) as u64, 0, FAST)
+}
+
+fn plans() -> Vec<TrackPlan> {
+    let plan = |service, track, minute| TrackPlan {
+        service,
+        track,
+        minute,
+        reset_at_minute: None,
+        stop_at_minute: None,
+        error_series: true,
+    };
+    vec![
+        plan("healthy", "baseline", baseline),
+        TrackPlan {
+            reset_at_minute: Some(15),
+            ..plan("healthy", "canary", healthy_canary)
+        },
+        plan("regressed", "baseline", baseline),
+        plan("regressed", "canary", regressed_canary),
+        plan("vanished", "baseline", baseline),
+        TrackPlan {
+            stop_at_minute: Some(20),
+            ..plan("vanished", "canary", healthy_canary)
+        },
+        plan("flawless", "baseline", baseline),
+        TrackPlan {
+            error_series: false,
+            ..plan("flawless", "canary", flawless_canary)
+        },
+    ]
+}
+
+/// The samples of one counter of one track: `(unix seconds, value)` every 15 s from `start`.
+/// The scrape at `start + 60 m + 15 k` (k = 1..4) carries an increment of minute `m`.
+fn counter(p: &TrackPlan, start: i64, per_scrape: impl Fn(Minute) -> u64) -> Vec<(i64, u64)> {
+    let mut value = 12_345u64; // counters rarely start at zero in a long-running process
+    let mut out = vec![(start, value)];
+    for m in 0..MINUTES {
+        if p.stop_at_minute.is_some_and(|s| m >= s) {
+            break;
+        }
+        for k in 1..=4 {
+            let inc = per_scrape((p.minute)(m));
+            value = if p.reset_at_minute == Some(m) && k == 2 {
+                inc // restarted from zero and served one scrape's worth since
+            } else {
+                value + inc
+            };
+            out.push((start + 60 * m + SCRAPE * k, value));
+        }
+    }
+    out
+}
+
+fn openmetrics(start: i64) -> String {
+    let mut s = String::from("# TYPE http_requests counter\n");
+    for p in plans() {
+        let labels = format!(
+            r#"service="{}",namespace="shop",track="{}""#,
+            p.service, p.track
+        );
+        for (code, f) in [
+            (
+                "200",
+                (|m: Minute| m.requests - m.errors) as fn(Minute) -> u64,
+            ),
+            ("500", |m: Minute| m.errors),
+        ] {
+            if code == "500" && !p.error_series {
+                continue;
+            }
+            for (t, v) in counter(&p, start, f) {
+                writeln!(
+                    s,
+                    r#"http_requests_total{{{labels},code="{code}"}} {v} {t}"#
+                )
+                .unwrap();
+            }
+        }
+    }
+    s.push_str("# TYPE http_request_duration_seconds histogram\n");
+    for p in plans() {
+        let labels = format!(
+            r#"service="{}",namespace="shop",track="{}""#,
+            p.service, p.track
+        );
+        for (i, le) in LE.iter().enumerate() {
+            for (t, v) in counter(&p, start, |m| m.latency[..=i].iter().sum()) {
+                writeln!(
+                    s,
+                    r#"http_request_duration_seconds_bucket{{{labels},le="{le}"}} {v} {t}"#
+                )
+                .unwrap();
+            }
+        }
+    }
+    s.push_str("# EOF\n");
+    s
+}
+
+/// What the window of a track must hold for minute `m`: 4 scrapes' worth.
+fn expected(plan: fn(i64) -> Minute, m: i64) -> TrackSample {
+    let x = plan(m);
+    TrackSample {
+        requests: 4 * x.requests,
+        errors: 4 * x.errors,
+        latency_buckets: x.latency.iter().map(|n| 4 * n).collect(),
+    }
+}
+
+fn target(service: &str) -> AnalysisTarget {
+    AnalysisTarget {
+        service: service.into(),
+        namespace: "shop".into(),
+        environment: "production".into(),
+    }
+}
+
+fn source(url: &str) -> PrometheusSource {
+    source_with(url, PromDuration::from_secs(120), QueryTemplates::default())
+}
+
+fn source_with(
+    url: &str,
+    staleness_limit: PromDuration,
+    templates: QueryTemplates,
+) -> PrometheusSource {
+    let config = PrometheusConfig {
+        url: Some(url.into()),
+        timeout: PromDuration::from_secs(5),
+        retries: 2,
+        backoff: PromDuration::from_millis(50),
+        max_backoff: PromDuration::from_millis(100),
+        staleness_limit,
+        ..PrometheusConfig::default()
+    };
+    PrometheusSource::from_config(&config, templates)
+        .unwrap()
+        .with_canary_weight(100.0 / 1100.0)
+}
+
+/// Errors over requests of one track, over the intervals where both tracks have data.
+fn error_ratio(w: &Window, canary: bool) -> f64 {
+    let (mut e, mut r) = (0u64, 0u64);
+    for i in &w.intervals {
+        if let (Some(b), Some(c)) = (&i.baseline, &i.canary) {
+            let s = if canary { c } else { b };
+            e += s.errors;
+            r += s.requests;
+        }
+    }
+    assert!(r > 0, "no complete interval in the window");
+    e as f64 / r as f64
+}
+
+/// Share of requests slower than 0.25 s, over the intervals where both tracks have data.
+fn slow_share(w: &Window, canary: bool) -> f64 {
+    let (mut slow, mut all) = (0u64, 0u64);
+    for i in &w.intervals {
+        if let (Some(b), Some(c)) = (&i.baseline, &i.canary) {
+            let s = if canary { c } else { b };
+            slow += s.latency_buckets[3..].iter().sum::<u64>();
+            all += s.latency_buckets.iter().sum::<u64>();
+        }
+    }
+    slow as f64 / all as f64
+}
+
+#[tokio::test]
+async fn real_prometheus_windows_show_healthy_regressed_and_vanished_canaries() {
+    if !installed() {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Recent data (inside the default retention), aligned to whole minutes.
+    let end = now / 60 * 60 - 120;
+    let start = end - 60 * MINUTES;
+    let mut server = start_prometheus(&openmetrics(start)).await;
+    let source = source(&server.url);
+
+    // Healthy: every interval of both tracks, exactly as generated, through the pod restart.
+    let healthy = source
+        .window(&target("healthy"), start, end, 60)
+        .await
+        .unwrap();
+    assert_eq!(healthy.intervals.len(), MINUTES as usize);
+    assert_eq!(healthy.latency_buckets_le, vec![0.05, 0.1, 0.25, 0.5, 1.0]);
+    for (m, interval) in healthy.intervals.iter().enumerate() {
+        let m = m as i64;
+        assert_eq!(
+            interval.baseline.as_ref(),
+            Some(&expected(baseline, m)),
+            "healthy baseline, minute {m}"
+        );
+        assert_eq!(
+            interval.canary.as_ref(),
+            Some(&expected(healthy_canary, m)),
+            "healthy canary, minute {m} (the counters reset in minute 15: no negative or huge increase)"
+        );
+    }
+
+    // Regressed: the canary's error rate is 10x the baseline's and its latency is worse.
+    let regressed = source
+        .window(&target("regressed"), start, end, 60)
+        .await
+        .unwrap();
+    assert!(
+        regressed
+            .intervals
+            .iter()
+            .all(|i| i.baseline.is_some() && i.canary.is_some())
+    );
+    let (hb, hc) = (error_ratio(&healthy, false), error_ratio(&healthy, true));
+    let (rb, rc) = (
+        error_ratio(&regressed, false),
+        error_ratio(&regressed, true),
+    );
+    assert!(
+        (0.5..2.0).contains(&(hc / hb)),
+        "healthy: canary {hc} vs baseline {hb}"
+    );
+    assert!(rc > 5.0 * rb, "regressed: canary {rc} vs baseline {rb}");
+    assert!(slow_share(&regressed, true) > 3.0 * slow_share(&regressed, false));
+    assert!((slow_share(&healthy, true) - slow_share(&healthy, false)).abs() < 0.01);
+
+    // Vanished: the canary's series stop after minute 19; later intervals are missing, not zero.
+    let vanished = source
+        .window(&target("vanished"), start, end, 60)
+        .await
+        .unwrap();
+    for (m, interval) in vanished.intervals.iter().enumerate() {
+        assert!(interval.baseline.is_some(), "vanished baseline, minute {m}");
+        if m < 20 {
+            assert_eq!(
+                interval.canary.as_ref(),
+                Some(&expected(healthy_canary, m as i64))
+            );
+        } else {
+            assert_eq!(
+                interval.canary, None,
+                "vanished canary, minute {m}: must be missing"
+            );
+        }
+    }
+
+    // Staleness: with 7-minute intervals, the one in which the canary's series end (minute 20
+    // of 21) still holds 6 minutes of samples, and increase() extrapolates them into a plausible
+    // but short count. The staleness check (newest sample 60 s old > 30 s limit) reports it
+    // missing; without the check the short count would pass for data.
+    let strict = source_with(
+        &server.url,
+        PromDuration::from_secs(30),
+        QueryTemplates::default(),
+    );
+    let sevens = strict
+        .window(&target("vanished"), start, start + 4 * 420, 420)
+        .await
+        .unwrap();
+    let canary: Vec<bool> = sevens
+        .intervals
+        .iter()
+        .map(|i| i.canary.is_some())
+        .collect();
+    assert_eq!(canary, vec![true, true, false, false]);
+    assert!(sevens.intervals.iter().all(|i| i.baseline.is_some()));
+    let unchecked = QueryTemplates {
+        last_sample: None,
+        ..QueryTemplates::default()
+    };
+    let lax = source_with(&server.url, PromDuration::from_secs(30), unchecked);
+    let sevens = lax
+        .window(&target("vanished"), start, start + 4 * 420, 420)
+        .await
+        .unwrap();
+    let short = sevens.intervals[2]
+        .canary
+        .as_ref()
+        .expect("increase() extrapolates 6 of 7 minutes");
+    let full: u64 = (14..21).map(|m| expected(healthy_canary, m).requests).sum();
+    assert!(short.requests < full, "{} < {full}", short.requests);
+
+    // Flawless: no 5xx series exists, and the default errors template reads that as 0 errors
+    // (not as missing data) because the canary did serve requests.
+    let flawless = source
+        .window(&target("flawless"), start, end, 60)
+        .await
+        .unwrap();
+    for (m, interval) in flawless.intervals.iter().enumerate() {
+        assert_eq!(
+            interval.canary.as_ref(),
+            Some(&expected(flawless_canary, m as i64)),
+            "flawless canary, minute {m}"
+        );
+    }
+
+    // The judge, through the same function `deploybot analyze` uses.
+    for (window, must_roll_back) in [(&healthy, false), (&regressed, true)] {
+        let JudgeOutcome {
+            decision, reason, ..
+        } = judge_window(window, &Default::default());
+        assert_eq!(
+            decision == "rollback",
+            must_roll_back,
+            "{decision}: {reason}"
+        );
+    }
+
+    // Instant query and a bad query against the real server.
+    let client = source.client();
+    let newest = client
+        .query(
+            r#"max(timestamp(http_requests_total{service="healthy"}))"#,
+            end,
+        )
+        .await
+        .unwrap();
+    assert_eq!(newest.series[0].points[0].value, end as f64);
+    let bad = client
+        .query("sum(http_requests_total{", end)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&bad, MetricsError::Permanent(m) if m.contains("bad_data")),
+        "{bad:?}"
+    );
+
+    // `deploybot analyze` end to end: the binary, a config file, the real server.
+    let report = analyze(&server.url, "regressed", end);
+    assert_eq!(
+        report.lines().filter(|l| l.contains(" | ")).count(),
+        1 + MINUTES as usize,
+        "{report}"
+    );
+    assert!(report.contains("canary weight: 0.091"), "{report}");
+    assert!(report.contains("verdict: rollback"), "{report}");
+    // Minute 0 of the regressed canary: 416 requests, 20 errors (4.81 %).
+    assert!(report.contains("416      20    4.81"), "{report}");
+
+    // Prometheus stopped: unavailable after the bounded retries, not zeros and not a hang.
+    server.stop();
+    let started = Instant::now();
+    let down = tokio::time::timeout(
+        Duration::from_secs(20),
+        source.window(&target("healthy"), start, end, 60),
+    )
+    .await
+    .expect("the source must give up after its bounded retries");
+    assert!(
+        matches!(&down, Err(MetricsError::Unavailable(m)) if m.contains("3 attempts")),
+        "{down:?}"
+    );
+    eprintln!(
+        "prometheus down: reported unavailable after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Runs `deploybot analyze` for `service` over the 30 minutes before `end`; returns stdout.
+fn analyze(url: &str, service: &str, end: i64) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deploybot.yaml");
+    let mut yaml = format!(
+        "prometheus:\n  url: {url}\n  retries: 1\n  backoff: 50ms\ngitops:\n  repo_url: https://example.invalid/gitops.git\nservices:\n"
+    );
+    for name in ["healthy", "regressed"] {
+        writeln!(
+            yaml,
+            "  - name: {name}\n    app_repo: example-org/{name}\n    namespace: shop\n    environments:\n      - name: production"
+        )
+        .unwrap();
+    }
+    std::fs::write(&config, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        .arg("analyze")
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--service",
+            service,
+            "--env",
+            "production",
+            "--since",
+            "30m",
+        ])
+        .args(["--canary-weight", "0.0909", "--until", &end.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "deploybot analyze failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
