@@ -67,6 +67,8 @@ pub enum BenchCommand {
     Git(crate::gitops::bench::BenchArgs),
     /// Score the configured judge and the reference judges on a scenario directory.
     Canary(crate::canary::bench::BenchArgs),
+    /// One risk assessment without the model (parse, policy, prompt) against a line count.
+    Risk(crate::risk::bench::BenchArgs),
 }
 
 /// Entry point of the binary.
@@ -122,5 +124,6 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Webhook(args)) => crate::webhook::bench::run(args).await,
         Command::Bench(BenchCommand::Git(args)) => crate::gitops::bench::run(args).await,
         Command::Bench(BenchCommand::Canary(args)) => crate::canary::bench::run(args).await,
+        Command::Bench(BenchCommand::Risk(args)) => crate::risk::bench::run(args).await,
     }
 }

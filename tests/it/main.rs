@@ -7,5 +7,6 @@ mod gitops;
 mod manifest;
 mod packaging;
 mod prometheus;
+mod risk;
 mod support;
 mod webhook;

@@ -1,0 +1,344 @@
+//! A pull_request delivery through `risk::service::assess_pull_request` against the fake GitHub:
+//! exactly one comment, the right labels and status; a synchronize edits the same comment; a
+//! redelivery does not ask the model again.
+
+use deploybot::config::Config;
+use deploybot::github::rest::GithubRest;
+use deploybot::github::{CommentAction, Github, RepoName};
+use deploybot::llm::{LlmClient, LlmConfig, RiskModel};
+use deploybot::risk::comment::MARKER;
+use deploybot::risk::service::{assess_pull_request, pull_request_event};
+use deploybot::risk::store::AssessmentStore;
+use deploybot::risk::{RiskTier, Strategy};
+use deploybot::secret::Secret;
+use deploybot::store::Store;
+use serde_json::Value;
+
+use super::fake_github::{FakeGithub, file, webhook};
+use super::fake_openai::{FakeOpenAi, Reply, verdict};
+
+const MIGRATION_PATCH: &str = "@@ -0,0 +1,2 @@\n+ALTER TABLE orders ADD COLUMN note text;\n+CREATE INDEX orders_note ON orders (note);";
+const CODE_PATCH: &str = "@@ -1,3 +1,4 @@\n fn place() {\n+    audit();\n     save();\n }";
+const README_PATCH: &str = "@@ -1 +1 @@\n-# Hello\n+# Hello, World";
+const CSS_PATCH: &str = "@@ -1 +1 @@\n-a { color: red; }\n+a { color: blue; }";
+
+/// What the intake pulls out of a delivery, from the real payload bytes.
+fn event(payload: &Value) -> (RepoName, u64, String, bool) {
+    let e = pull_request_event(&serde_json::to_vec(payload).unwrap()).unwrap();
+    let assess = e.wants_assessment();
+    (e.repo, e.number, e.head_sha, assess)
+}
+
+#[test]
+fn every_real_pull_request_payload_is_read() {
+    let dir = crate::support::shared_dir().join("fixtures/github-webhooks/pull_request");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let e = pull_request_event(&bytes).unwrap();
+        assert_eq!(e.head_sha.len(), 40);
+        let action = e.action.as_str();
+        let expected = matches!(
+            action,
+            "opened" | "synchronize" | "reopened" | "ready_for_review"
+        ) || (action == "closed" && e.merged);
+        assert_eq!(e.wants_assessment(), expected, "{action}");
+        seen += 1;
+    }
+    assert!(seen >= 20);
+    assert!(
+        pull_request_event(b"{\"action\": \"opened\"}")
+            .unwrap_err()
+            .contains("reading a pull_request delivery")
+    );
+}
+
+fn first_push(gh: &FakeGithub, sha: &str) {
+    gh.push(
+        sha,
+        vec![
+            file(
+                "db/migrate/0007_orders.sql",
+                "added",
+                2,
+                0,
+                Some(MIGRATION_PATCH),
+            ),
+            file("src/orders.rs", "modified", 1, 0, Some(CODE_PATCH)),
+            file("README.md", "modified", 1, 1, Some(README_PATCH)),
+        ],
+        &["Add a note to orders", "Document it"],
+    );
+}
+
+fn client(gh: &FakeGithub) -> GithubRest {
+    GithubRest::new(&gh.url(), Some(&Secret::new("ghs_faketoken"))).unwrap()
+}
+
+#[tokio::test]
+async fn a_pull_request_gets_one_comment_labels_and_a_status_and_synchronize_edits_it() {
+    let opened = webhook("pull_request", "opened");
+    let (repo, number, sha, assess) = event(&opened);
+    assert!(assess);
+    let gh = FakeGithub::start(&opened).await;
+    first_push(&gh, &sha);
+    // Someone quotes the marker: it must not be taken for deploybot's comment.
+    gh.add_foreign_comment("mallory", &format!("{MARKER} fake status, risk low"));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let config = Config::default();
+    let github = client(&gh);
+
+    let first = assess_pull_request(&config, &github, None, &store, &repo, number, &sha)
+        .await
+        .unwrap();
+    assert!(
+        matches!(first.comment, CommentAction::Created(_)),
+        "{:?}",
+        first.comment
+    );
+    assert_eq!(first.assessment.tier, RiskTier::Critical);
+    assert_eq!(first.assessment.recommended_strategy, Strategy::Canary5);
+    assert!(first.assessment.requires_manual_approval);
+    assert!(!first.reused);
+
+    let comments = gh.comments();
+    let mine: Vec<&Value> = comments
+        .iter()
+        .filter(|c| c["user"]["login"] == "deploybot[bot]")
+        .collect();
+    assert_eq!(mine.len(), 1, "exactly one deploybot comment");
+    let body = mine[0]["body"].as_str().unwrap();
+    assert!(body.starts_with(MARKER));
+    assert!(body.contains("**0.8"), "{body}");
+    assert!(body.contains(&sha[..12]), "{body}");
+    assert!(body.contains("db/migrate/0007_orders.sql"), "{body}");
+    assert!(
+        body.contains(&format!("deploybot assess --repo {repo} --pr {number}")),
+        "{body}"
+    );
+    assert_eq!(
+        comments
+            .iter()
+            .find(|c| c["user"]["login"] == "mallory")
+            .unwrap()["body"]
+            .as_str()
+            .unwrap(),
+        format!("{MARKER} fake status, risk low")
+    );
+    // The fixture's own `bug` label stays; ours are added (and were created first).
+    assert_eq!(gh.pr_labels(), ["bug", "needs-approval", "risk/critical"]);
+    {
+        let st = gh.state.lock().unwrap();
+        assert!(st.repo_labels.contains_key("risk/critical"));
+        assert_eq!(st.statuses.len(), 1);
+        assert_eq!(st.statuses[0].0, sha);
+        assert_eq!(st.statuses[0].1["context"], "deploybot/risk");
+        assert_eq!(st.statuses[0].1["state"], "success");
+        assert!(
+            st.statuses[0].1["description"]
+                .as_str()
+                .unwrap()
+                .contains("needs approval")
+        );
+        assert!(
+            st.authorization.iter().all(|a| a == "Bearer ghs_faketoken"),
+            "{:?}",
+            st.authorization
+        );
+    }
+    assert_eq!(
+        store.latest(&repo.to_string(), number).unwrap().unwrap().0,
+        sha
+    );
+
+    // synchronize: a new head that only restyles.
+    let sync = webhook("pull_request", "synchronize");
+    let (_, _, _, assess) = event(&sync);
+    assert!(assess);
+    let new_sha = "0123456789abcdef0123456789abcdef01234567";
+    gh.push(
+        new_sha,
+        vec![file("web/site.css", "modified", 1, 1, Some(CSS_PATCH))],
+        &["Restyle"],
+    );
+    let second = assess_pull_request(&config, &github, None, &store, &repo, number, new_sha)
+        .await
+        .unwrap();
+    assert_eq!(second.comment, CommentAction::Updated(first.comment.id()));
+    assert_eq!(second.assessment.tier, RiskTier::Low);
+    let comments = gh.comments();
+    let mine: Vec<&Value> = comments
+        .iter()
+        .filter(|c| c["user"]["login"] == "deploybot[bot]")
+        .collect();
+    assert_eq!(mine.len(), 1, "the same comment was edited");
+    assert!(mine[0]["body"].as_str().unwrap().contains("0123456789ab"));
+    assert_eq!(
+        gh.pr_labels(),
+        ["bug", "risk/low"],
+        "stale risk label and needs-approval removed"
+    );
+    let st = gh.state.lock().unwrap();
+    assert_eq!(
+        st.writes
+            .iter()
+            .filter(|w| w.ends_with("/issues/2/comments"))
+            .count(),
+        1,
+        "{:?}",
+        st.writes
+    );
+    assert_eq!(st.statuses.last().unwrap().0, new_sha);
+}
+
+#[tokio::test]
+async fn a_redelivery_for_the_same_head_does_not_ask_the_model_again() {
+    let opened = webhook("pull_request", "opened");
+    let (repo, number, sha, _) = event(&opened);
+    let gh = FakeGithub::start(&opened).await;
+    first_push(&gh, &sha);
+    let model_server = FakeOpenAi::start(vec![]).await;
+    model_server.always(Reply::Content(verdict(
+        0.9,
+        "canary_5",
+        true,
+        &["schema change under load"],
+        "Migration plus code.",
+    )));
+    let llm = LlmClient::from_config(&LlmConfig {
+        base_url: Some(model_server.base_url()),
+        model: Some("fake-model".into()),
+        ..LlmConfig::default()
+    })
+    .unwrap()
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let config = Config::default();
+    let github = client(&gh);
+    let model = Some(&llm as &dyn RiskModel);
+
+    let a = assess_pull_request(&config, &github, model, &store, &repo, number, &sha)
+        .await
+        .unwrap();
+    assert_eq!(a.assessment.risk_score, 0.9);
+    assert!(!a.reused);
+    let b = assess_pull_request(&config, &github, model, &store, &repo, number, &sha)
+        .await
+        .unwrap();
+    assert!(b.reused);
+    assert_eq!(b.assessment, a.assessment);
+    assert_eq!(b.comment, CommentAction::Unchanged(a.comment.id()));
+    assert_eq!(model_server.seen().len(), 1, "the model was asked once");
+    let body = gh.comments().last().unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(body.contains("| llm | model |"), "{body}");
+    assert!(body.contains("Model: fake-model"), "{body}");
+    assert!(
+        body.contains(deploybot::risk::prompt::prompt_version()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn github_errors_say_what_was_happening() {
+    let opened = webhook("pull_request", "opened");
+    let gh = FakeGithub::start(&opened).await;
+    let github = client(&gh);
+    let repo: RepoName = "Codertocat/Hello-World".parse().unwrap();
+    // The fake has no route for issue 99's comments via PATCH on a missing id.
+    let e = github.update_comment(&repo, 424242, "x").await.unwrap_err();
+    assert_eq!(e.status, Some(404));
+    assert!(
+        e.to_string()
+            .starts_with("editing comment 424242 in Codertocat/Hello-World"),
+        "{e}"
+    );
+    assert!(!e.is_transient());
+    let down = GithubRest::new("http://127.0.0.1:1", None).unwrap();
+    let e = down.pull_request(&repo, 2).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("reading pull request Codertocat/Hello-World#2"),
+        "{e}"
+    );
+    assert!(e.is_transient());
+}
+
+#[tokio::test]
+async fn files_are_read_across_pages_and_truncated_patches_count() {
+    let opened = webhook("pull_request", "opened");
+    let gh = FakeGithub::start(&opened).await;
+    let mut files: Vec<Value> = (0..5)
+        .map(|i| {
+            file(
+                &format!("docs/p{i}.md"),
+                "added",
+                1,
+                0,
+                Some("@@ -0,0 +1 @@\n+x"),
+            )
+        })
+        .collect();
+    files.push(file("src/huge.rs", "modified", 40_000, 100, None));
+    gh.push("abc", files, &["m"]);
+    let github = client(&gh);
+    let repo: RepoName = "Codertocat/Hello-World".parse().unwrap();
+    let (_, change) = deploybot::risk::service::load_pull(&github, &repo, 2)
+        .await
+        .unwrap();
+    assert_eq!(change.files.len(), 6, "three pages of two");
+    assert_eq!(change.truncated_patches, 1);
+    let a =
+        deploybot::risk::Policy::default().assess(&change, &deploybot::risk::Thresholds::default());
+    assert!(
+        a.risk_factors
+            .iter()
+            .any(|f| f.category == deploybot::risk::FactorKind::UnknownContent)
+    );
+}
+
+#[tokio::test]
+async fn secondary_rate_limits_are_waited_out_within_bounds() {
+    let opened = webhook("pull_request", "opened");
+    let (repo, number, sha, _) = event(&opened);
+    let gh = FakeGithub::start(&opened).await;
+    first_push(&gh, &sha);
+    {
+        let mut st = gh.state.lock().unwrap();
+        st.rate_limit_next = 1;
+        st.retry_after = 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let github = client(&gh);
+    let start = std::time::Instant::now();
+    let done = assess_pull_request(
+        &Config::default(),
+        &github,
+        None,
+        &store,
+        &repo,
+        number,
+        &sha,
+    )
+    .await
+    .unwrap();
+    assert!(start.elapsed() >= std::time::Duration::from_millis(950));
+    assert!(matches!(done.comment, CommentAction::Created(_)));
+    assert_eq!(gh.comments().len(), 1, "created once, after the wait");
+
+    // A wait beyond the bound is not slept through: the error goes to the caller as transient.
+    {
+        let mut st = gh.state.lock().unwrap();
+        st.rate_limit_next = 1;
+        st.retry_after = 3600;
+    }
+    let e = github.create_comment(&repo, number, "x").await.unwrap_err();
+    assert_eq!(e.status, Some(403));
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("secondary rate limit"), "{e}");
+}

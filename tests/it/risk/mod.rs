@@ -1,0 +1,11 @@
+//! Risk assessment: real diffs through the policy, the `assess` CLI, the LLM adapter against a
+//! fake OpenAI-compatible server, and the pull-request flow against a fake GitHub.
+
+mod cli;
+mod fake_github;
+mod fake_openai;
+mod fixtures;
+mod github;
+mod golden;
+mod llm;
+mod tidy;
