@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod prometheus;
 pub mod risk;
+pub mod rollout;
 pub mod secret;
 pub mod store;
 pub mod telemetry;

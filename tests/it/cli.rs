@@ -16,7 +16,14 @@ fn help_and_version() {
     let out = deploybot().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["serve", "check-config", "manifest", "assess", "judge", "bench"] {
+    for cmd in [
+        "serve",
+        "check-config",
+        "manifest",
+        "assess",
+        "judge",
+        "bench",
+    ] {
         assert!(text.contains(cmd), "--help lists {cmd}:\n{text}");
     }
     let out = deploybot().arg("--version").output().unwrap();
@@ -32,9 +39,16 @@ fn check_config_prints_references_never_values() {
         .env("DEPLOYBOT_WEBHOOK_SECRET", "super-secret-value")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("webhook_secret_env: DEPLOYBOT_WEBHOOK_SECRET"), "{stdout}");
+    assert!(
+        stdout.contains("webhook_secret_env: DEPLOYBOT_WEBHOOK_SECRET"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("super-secret-value"));
 }
 
@@ -43,13 +57,19 @@ fn check_config_names_the_bad_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "server:\n  webhook_path: nope\n  max_body_bytes: 0\n").unwrap();
-    let out = deploybot().args(["check-config", bad.to_str().unwrap()]).output().unwrap();
+    let out = deploybot()
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.webhook_path"), "{stderr}");
     assert!(stderr.contains("server.max_body_bytes"), "{stderr}");
     std::fs::write(&bad, "servr: {}\n").unwrap();
-    let out = deploybot().args(["check-config", bad.to_str().unwrap()]).output().unwrap();
+    let out = deploybot()
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("servr"));
 }
@@ -72,7 +92,11 @@ fn serve_refuses_to_start_without_a_secret() {
 #[test]
 fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = dir.path().join("c.yaml");
     std::fs::write(
         &cfg,
@@ -82,7 +106,7 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = deploybot()
+    let child = deploybot()
         .args(["serve", "--config", cfg.to_str().unwrap()])
         .env("T_SECRET", "s3cret")
         .stderr(std::process::Stdio::piped())
@@ -92,7 +116,12 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
     let ok = rt.block_on(async {
         let client = reqwest::Client::new();
         for _ in 0..100 {
-            if client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok() {
+            if client
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .is_ok()
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -102,7 +131,10 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
             .post(format!("http://127.0.0.1:{port}/webhook"))
             .header("x-github-event", "ping")
             .header("x-github-delivery", "cli-ping-1")
-            .header("x-hub-signature-256", deploybot::webhook::signature::sign(b"s3cret", body))
+            .header(
+                "x-hub-signature-256",
+                deploybot::webhook::signature::sign(b"s3cret", body),
+            )
             .body(body.to_vec())
             .send()
             .await
@@ -115,11 +147,20 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("cli-ping-1"), "log lines carry the delivery id: {stderr}");
-    assert!(!stderr.contains("s3cret"), "the secret never reaches the logs");
+    assert!(
+        stderr.contains("cli-ping-1"),
+        "log lines carry the delivery id: {stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cret"),
+        "the secret never reaches the logs"
+    );
 }
 
 fn unsafe_kill(pid: u32) {
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
