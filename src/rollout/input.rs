@@ -57,9 +57,10 @@ impl Command {
     }
 }
 
-/// Everything that can happen to a rollout.
+/// Everything that can happen to a rollout. Tagged `type` (not `kind`) because `Judged` wraps an
+/// `Observation`, which is tagged `kind` itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Input {
     /// The risk assessment finished.
     Assessed {

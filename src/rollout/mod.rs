@@ -79,7 +79,7 @@ pub mod input;
 pub mod plan;
 pub mod record;
 pub mod step;
-// pub mod store;
+pub mod store;
 
 pub use input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};
 pub use plan::{Plan, PlanError, Strategy, Weight};

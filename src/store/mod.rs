@@ -12,10 +12,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_deliveries",
-    include_str!("migrations/0001_deliveries.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_deliveries",
+        include_str!("migrations/0001_deliveries.sql"),
+    ),
+    (
+        "0003_rollouts",
+        include_str!("migrations/0003_rollouts.sql"),
+    ),
+];
 
 /// What the store could not do.
 #[derive(Debug, thiserror::Error)]
