@@ -73,7 +73,7 @@
 //! started by the orchestrator once the previous environment's rollout is `Complete`.
 
 // pub mod api;
-// pub mod cli;
+pub mod cli;
 // pub mod config;
 pub mod input;
 pub mod plan;

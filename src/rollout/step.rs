@@ -38,6 +38,8 @@ pub struct Transition {
     pub effects: Vec<Effect>,
     pub decision: Decision,
     pub note: String,
+    /// When the input was applied (the `now` given to `step`), for the audit trail.
+    pub at: DateTime<Utc>,
 }
 
 /// Applies `input` to `rollout` at time `now`.
@@ -60,6 +62,7 @@ pub fn step(rollout: &Rollout, input: Input, now: DateTime<Utc>) -> Transition {
                 effects: m.effects,
                 decision,
                 note,
+                at: now,
             }
         }
         Err(reason) => Transition {
@@ -67,6 +70,7 @@ pub fn step(rollout: &Rollout, input: Input, now: DateTime<Utc>) -> Transition {
             effects: Vec::new(),
             decision: Decision::Rejected,
             note: reason,
+            at: now,
         },
     }
 }

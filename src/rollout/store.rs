@@ -245,7 +245,7 @@ impl RolloutStore for Store {
             insert_event(
                 &tx,
                 &id,
-                next.updated_at.max(before.updated_at),
+                t.at,
                 &input.actor(),
                 &input.name(),
                 Some(input),

@@ -3,5 +3,6 @@
 
 mod cli;
 mod prometheus;
+mod rollout;
 mod support;
 mod webhook;
