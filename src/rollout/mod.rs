@@ -72,7 +72,7 @@
 //! Promotion between environments (staging, then production) is a new rollout per environment,
 //! started by the orchestrator once the previous environment's rollout is `Complete`.
 
-// pub mod api;
+pub mod api;
 pub mod cli;
 // pub mod config;
 pub mod input;

@@ -309,3 +309,78 @@ fn a_missing_store_is_a_clear_error_and_nothing_is_created() {
     assert!(!ok);
     assert!(err.contains("reading config file"), "{err}");
 }
+
+mod api {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn get(store: &Store, uri: &str) -> (StatusCode, serde_json::Value) {
+        let resp = deploybot::rollout::api::api_router(store.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, json)
+    }
+
+    fn ids(v: &serde_json::Value) -> Vec<String> {
+        v["rollouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["deploy_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn lists_rollouts_live_first_and_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = seed(dir.path());
+        let (status, all) = get(&store, "/api/rollouts").await;
+        assert_eq!(status, StatusCode::OK);
+        let all_ids = ids(&all);
+        assert_eq!(all_ids.len(), 3);
+        assert_eq!(all_ids[0], "d-live");
+        assert_eq!(all["rollouts"][0]["phase"]["kind"], "canary");
+        assert_eq!(all["rollouts"][0]["canary_weight"], 10);
+
+        let (_, live) = get(&store, "/api/rollouts?live=true").await;
+        assert_eq!(ids(&live), ["d-live"]);
+        let (_, cart) = get(&store, "/api/rollouts?service=cart").await;
+        assert_eq!(ids(&cart), ["d-cart"]);
+        let (_, one) = get(&store, "/api/rollouts?limit=1").await;
+        assert_eq!(ids(&one), ["d-live"]);
+    }
+
+    #[tokio::test]
+    async fn one_rollout_with_its_events_and_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = seed(dir.path());
+        let (status, body) = get(&store, "/api/rollouts/d-bad").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["rollout"]["revert"]["sha"], "rev0001");
+        let causes: Vec<&str> = body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["cause"].as_str().unwrap())
+            .collect();
+        assert_eq!(causes.len(), 7);
+        assert_eq!(causes[4], "judged:rollback");
+
+        let (status, body) = get(&store, "/api/rollouts/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "no rollout with id nope");
+        let (status, body) = get(&store, "/api/rollouts?limit=0").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
+        let (status, _) = get(&store, "/api/rollouts?colour=blue").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+}
