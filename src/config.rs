@@ -155,6 +155,9 @@ pub struct ServiceConfig {
     /// Per-service overrides of the risk thresholds.
     #[serde(default)]
     pub risk: Option<crate::risk::RiskThresholds>,
+    /// How rollouts of this service proceed: canary plan, bake, analysis interval, limits.
+    #[serde(default)]
+    pub rollout: crate::rollout::config::RolloutConfig,
 }
 
 fn default_namespace() -> String {
@@ -305,6 +308,7 @@ impl Config {
             s.analysis
                 .queries
                 .validate(&format!("{key}.analysis.queries"), &mut p);
+            s.rollout.validate(&format!("{key}.rollout"), &mut p);
         }
         p
     }

@@ -74,7 +74,7 @@
 
 pub mod api;
 pub mod cli;
-// pub mod config;
+pub mod config;
 pub mod input;
 pub mod plan;
 pub mod record;
