@@ -75,6 +75,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod driver;
 pub mod input;
 pub mod plan;
 pub mod record;

@@ -79,7 +79,20 @@ pub fn step(rollout: &Rollout, input: Input, now: DateTime<Utc>) -> Transition {
 /// transient failure. Re-issuing is safe because every effect is idempotent.
 pub fn outstanding(r: &Rollout) -> Vec<Effect> {
     if r.revert_owed() {
-        return vec![revert_effect(r)];
+        // The label and the hold matter as much as the revert: until the revert is recorded,
+        // a restart re-issues all three.
+        let reason = r
+            .revert
+            .as_ref()
+            .map(|v| v.reason.clone())
+            .unwrap_or_default();
+        return vec![
+            revert_effect(r),
+            Effect::Label {
+                name: ROLLED_BACK_LABEL.into(),
+            },
+            Effect::HoldService { reason },
+        ];
     }
     if r.phase.is_terminal() {
         return Vec::new();
@@ -1524,7 +1537,11 @@ mod tests {
         let rolled = drive(fresh(), &plus(live5(), &[(62, judged(rollback_obs()))]));
         assert!(matches!(
             outstanding(&rolled).as_slice(),
-            [Effect::Revert { .. }]
+            [
+                Effect::Revert { .. },
+                Effect::Label { .. },
+                Effect::HoldService { .. }
+            ]
         ));
     }
 

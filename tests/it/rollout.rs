@@ -384,3 +384,289 @@ mod api {
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 }
+
+/// The driver against a fake world (an in-memory GitOps repo, Argo CD and judge that behave
+/// idempotently, as the real effects must), killed at every effect boundary and restarted.
+mod driver {
+    use super::*;
+    use std::collections::{BTreeSet, HashMap};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use deploybot::rollout::driver::{Driver, EffectError, EffectRunner};
+    use deploybot::rollout::{Effect, Phase};
+    use futures_util::FutureExt;
+
+    #[derive(Default)]
+    struct World {
+        /// The GitOps repository's history: (sha, deploy id, what the commit did).
+        git: Vec<(String, String, String)>,
+        manifest: HashMap<String, Weight>,
+        reverted: HashMap<String, String>,
+        labels: BTreeSet<String>,
+        held: BTreeSet<String>,
+        /// The judge's answer at each weight (default Promote).
+        judge: HashMap<u8, Observation>,
+        /// Effects executed so far, and the one after which the process "dies".
+        executed: usize,
+        crash_after: Option<usize>,
+        /// A transient failure to inject once, on the effect with this number.
+        fail_once: Option<usize>,
+    }
+
+    #[derive(Clone)]
+    struct FakeRunner(Arc<Mutex<World>>);
+
+    impl EffectRunner for FakeRunner {
+        async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, EffectError> {
+            let (result, crash) = {
+                let mut w = self.0.lock().unwrap();
+                w.executed += 1;
+                let n = w.executed;
+                if w.fail_once == Some(n) {
+                    w.fail_once = None;
+                    return Err(EffectError {
+                        reason: "pushing branch main: connection reset".into(),
+                        transient: true,
+                    });
+                }
+                let result = match effect {
+                    // Idempotent like the GitOps writer: no commit when the file already says so.
+                    Effect::CommitStep { weight, .. } => {
+                        let sha = if w.manifest.get(&r.deploy_id) == Some(weight) {
+                            w.git
+                                .iter()
+                                .rev()
+                                .find(|(_, d, what)| {
+                                    *d == r.deploy_id && *what == weight.to_string()
+                                })
+                                .map(|(sha, _, _)| sha.clone())
+                                .unwrap()
+                        } else {
+                            let sha = format!("g{}", w.git.len() + 1);
+                            w.git
+                                .push((sha.clone(), r.deploy_id.clone(), weight.to_string()));
+                            w.manifest.insert(r.deploy_id.clone(), *weight);
+                            sha
+                        };
+                        Some(Input::Committed {
+                            sha,
+                            weight: *weight,
+                        })
+                    }
+                    Effect::WaitForSync { revision, .. } => Some(Input::Synced {
+                        revision: revision.clone(),
+                    }),
+                    Effect::QueryMetrics { .. } => Some(Input::Judged(
+                        w.judge
+                            .get(&r.canary_weight.percent())
+                            .cloned()
+                            .unwrap_or(Observation::Promote),
+                    )),
+                    Effect::Revert { deploy_id, .. } => {
+                        let sha = match w.reverted.get(deploy_id) {
+                            Some(sha) => sha.clone(),
+                            None => {
+                                let sha = format!("g{}", w.git.len() + 1);
+                                w.git
+                                    .push((sha.clone(), deploy_id.clone(), "revert".into()));
+                                w.reverted.insert(deploy_id.clone(), sha.clone());
+                                sha
+                            }
+                        };
+                        Some(Input::Reverted { sha })
+                    }
+                    Effect::Label { name } => {
+                        w.labels.insert(name.clone());
+                        None
+                    }
+                    Effect::HoldService { .. } => {
+                        w.held.insert(r.service.clone());
+                        None
+                    }
+                    _ => None,
+                };
+                (result, w.crash_after == Some(n))
+            };
+            if crash {
+                // The effect happened; the process dies before its result is recorded.
+                std::future::pending::<()>().await;
+            }
+            Ok(result)
+        }
+    }
+
+    fn fast() -> Settings {
+        Settings {
+            bake_secs: 120,
+            verification_secs: 120,
+            analysis_interval_secs: 60,
+            ..Settings::default()
+        }
+    }
+
+    /// Drives rollout `id` with ticks until it is no longer live (bounded).
+    async fn to_the_end(
+        driver: &Driver<Store, FakeRunner>,
+        id: &str,
+        clock: &AtomicI64,
+    ) -> Rollout {
+        for _ in 0..200 {
+            let r = driver.store().get(id).unwrap().unwrap();
+            if !r.is_live() {
+                return r;
+            }
+            let now = clock.fetch_add(60, Ordering::SeqCst) + 60;
+            driver.tick_all(t(now)).await.unwrap();
+        }
+        panic!("rollout {id} did not finish");
+    }
+
+    /// Runs one rollout, killing the process after effect `crash_after` (if it gets that far),
+    /// then restarts on the same database and world and runs it to the end.
+    async fn crash_and_resume(
+        dir: &Path,
+        world: Arc<Mutex<World>>,
+        crash_after: Option<usize>,
+    ) -> (Rollout, bool) {
+        let db = dir.join("deploybot.sqlite3");
+        let clock = AtomicI64::new(0);
+        world.lock().unwrap().crash_after = crash_after;
+        let crashed = {
+            let driver = Driver::new(Store::open(&db).unwrap(), FakeRunner(world.clone()));
+            let run = async {
+                let r = Rollout::new(trigger("d-1", "checkout", "production"), fast(), t(0));
+                let first = Input::Assessed {
+                    risk_score: 0.4,
+                    strategy: Strategy::Canary5,
+                    approval_required: false,
+                };
+                driver.start(&r, "@alice", first, t(0)).await.unwrap();
+                to_the_end(&driver, "d-1", &clock).await
+            };
+            // Every part of the run is ready at once except the crash, so one poll either
+            // finishes the run or stops exactly at the crash point; dropping it is the kill.
+            run.now_or_never().is_none()
+        };
+        world.lock().unwrap().crash_after = None;
+        let driver = Driver::new(Store::open(&db).unwrap(), FakeRunner(world.clone()));
+        let now = clock.fetch_add(1, Ordering::SeqCst) + 1;
+        driver.recover(t(now)).await.unwrap();
+        (to_the_end(&driver, "d-1", &clock).await, crashed)
+    }
+
+    fn commits_of(world: &World) -> Vec<String> {
+        world.git.iter().map(|(_, _, what)| what.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn killed_at_every_effect_boundary_a_rollout_resumes_without_duplicate_commits() {
+        // A clean run first, to learn how many effects a whole rollout takes.
+        let dir = tempfile::tempdir().unwrap();
+        let clean = Arc::new(Mutex::new(World::default()));
+        let (r, crashed) = crash_and_resume(dir.path(), clean.clone(), None).await;
+        assert!(!crashed);
+        assert_eq!(r.phase, Phase::Complete);
+        let total = clean.lock().unwrap().executed;
+        assert!(
+            total > 20,
+            "a five-step rollout runs many effects, got {total}"
+        );
+        let want = ["5%", "10%", "25%", "50%", "100%"];
+        assert_eq!(commits_of(&clean.lock().unwrap()), want);
+
+        for k in 1..=total {
+            let dir = tempfile::tempdir().unwrap();
+            let world = Arc::new(Mutex::new(World::default()));
+            let (r, crashed) = crash_and_resume(dir.path(), world.clone(), Some(k)).await;
+            assert!(crashed, "effect {k} of {total} should have been reached");
+            let w = world.lock().unwrap();
+            assert_eq!(r.phase, Phase::Complete, "crash after effect {k}");
+            assert_eq!(
+                commits_of(&w),
+                want,
+                "crash after effect {k}: no step twice, none lost"
+            );
+            let recorded: Vec<&str> = r.commits.iter().map(|c| c.sha.as_str()).collect();
+            let in_git: Vec<&str> = w.git.iter().map(|(sha, _, _)| sha.as_str()).collect();
+            assert_eq!(
+                recorded, in_git,
+                "crash after effect {k}: the record knows every commit"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_regression_killed_mid_rollback_is_reverted_once_labelled_and_held() {
+        let judge = HashMap::from([(
+            10u8,
+            Observation::Rollback {
+                metric: "error_rate".into(),
+                evidence: "canary 4.1% vs baseline 0.3%".into(),
+            },
+        )]);
+        let clean = Arc::new(Mutex::new(World {
+            judge: judge.clone(),
+            ..World::default()
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = crash_and_resume(dir.path(), clean.clone(), None).await;
+        assert_eq!(r.phase, Phase::RolledBack);
+        let total = clean.lock().unwrap().executed;
+        for k in 1..=total {
+            let dir = tempfile::tempdir().unwrap();
+            let world = Arc::new(Mutex::new(World {
+                judge: judge.clone(),
+                ..World::default()
+            }));
+            let (r, _) = crash_and_resume(dir.path(), world.clone(), Some(k)).await;
+            let w = world.lock().unwrap();
+            assert_eq!(r.phase, Phase::RolledBack, "crash after effect {k}");
+            assert_eq!(
+                commits_of(&w),
+                ["5%", "10%", "revert"],
+                "crash after effect {k}"
+            );
+            let revert = r.revert.as_ref().unwrap();
+            assert_eq!(revert.sha.as_deref(), Some(w.git[2].0.as_str()));
+            assert!(revert.evidence.contains("canary 4.1%"));
+            assert!(
+                w.labels.contains("deploy/rolled-back"),
+                "crash after effect {k}"
+            );
+            assert!(w.held.contains("checkout"), "crash after effect {k}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_on_a_later_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        // Effect 1 is the first CommitStep.
+        let world = Arc::new(Mutex::new(World {
+            fail_once: Some(1),
+            ..World::default()
+        }));
+        let (r, _) = crash_and_resume(dir.path(), world.clone(), None).await;
+        assert_eq!(r.phase, Phase::Complete);
+        assert_eq!(
+            commits_of(&world.lock().unwrap()),
+            ["5%", "10%", "25%", "50%", "100%"]
+        );
+        let store = Store::open(&dir.path().join("deploybot.sqlite3")).unwrap();
+        let trail = store.history("checkout").unwrap();
+        let failed = trail
+            .iter()
+            .position(|e| e.cause == "effect_failed")
+            .unwrap();
+        assert!(
+            trail[failed].note.contains("retrying after 30s"),
+            "{}",
+            trail[failed].note
+        );
+        assert!(
+            trail[failed + 1..].iter().any(|e| e.cause == "tick"
+                && matches!(e.effects.first(), Some(Effect::CommitStep { .. }))),
+            "a later tick re-issues the commit"
+        );
+    }
+}
