@@ -36,7 +36,8 @@ pub struct EffectError {
 /// must leave the world as running it once did, and answer the same.
 pub trait EffectRunner {
     /// Runs `effect` for `rollout`; returns the input its outcome produces, if any
-    /// (`CommitStep` -> `Committed`, `Revert` -> `Reverted`, `WaitForSync` -> `Synced` or
+    /// (`CommitStep` and `MergeApprovalPr` -> `Committed` with the weight in flight,
+    /// `Revert` -> `Reverted`, `WaitForSync` -> `Synced` or
     /// `SyncFailed`, `QueryMetrics` -> `Judged` or `MetricsUnavailable`).
     fn run(
         &self,

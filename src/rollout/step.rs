@@ -1574,6 +1574,29 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_cancels_an_earlier_promote_even_with_promote_skipping_the_bake() {
+        let r = drive(
+            fresh(),
+            &plus(
+                live5(),
+                &[
+                    (62, judged(Observation::Promote)),
+                    (122, judged(hold_obs())),
+                    (123, cmd(Command::Promote, "carol")),
+                    (700, judged(Observation::Continue)),
+                ],
+            ),
+        );
+        assert_eq!(
+            r.phase.to_string(),
+            CANARY5,
+            "no promote stands: still at 5%"
+        );
+        let tr = step(&r, judged(Observation::Promote), t(760));
+        assert_eq!(tr.next.phase, Phase::ProgressiveRollout);
+    }
+
+    #[test]
     fn the_record_round_trips_through_json() {
         let r = drive(fresh(), &plus(live5(), &[(62, judged(rollback_obs()))]));
         let json = serde_json::to_string(&r).unwrap();
