@@ -74,6 +74,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod command;
 pub mod comment;
 pub mod config;
 pub mod driver;
