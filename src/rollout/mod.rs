@@ -73,6 +73,7 @@
 //! started by the orchestrator once the previous environment's rollout is `Complete`.
 
 pub mod api;
+pub mod approval;
 pub mod cli;
 pub mod command;
 pub mod comment;
