@@ -82,6 +82,35 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
         self.feed(&rollout.deploy_id, first, now).await
     }
 
+    /// Starts `rollout`, superseding the live rollout of the same service and environment if
+    /// there is one (the default policy: the newer version wins). The old rollout is
+    /// moved to `Superseded` first, through `step` and the audit trail like any other input; a
+    /// crash between the two leaves the old one superseded and the trigger (a durable webhook
+    /// delivery) retried, which then starts the new one.
+    pub async fn start_superseding(
+        &self,
+        rollout: &Rollout,
+        actor: &str,
+        first: Input,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Transition>, DriverError> {
+        let mut done = Vec::new();
+        let live = self.store.live()?;
+        if let Some(old) = live.iter().find(|r| {
+            r.service == rollout.service
+                && r.environment == rollout.environment
+                && r.deploy_id != rollout.deploy_id
+                && !r.phase.is_terminal()
+        }) {
+            let input = Input::Superseded {
+                by_deploy_id: rollout.deploy_id.clone(),
+            };
+            done.extend(self.feed(&old.deploy_id, input, now).await?);
+        }
+        done.extend(self.start(rollout, actor, first, now).await?);
+        Ok(done)
+    }
+
     /// Applies `input` to rollout `id`, persists, runs the effects, and feeds their results
     /// back until nothing more follows. Returns every transition made, in order.
     pub async fn feed(

@@ -669,4 +669,52 @@ mod driver {
             "a later tick re-issues the commit"
         );
     }
+
+    #[tokio::test]
+    async fn a_newer_version_supersedes_the_live_rollout_of_its_service_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = Arc::new(Mutex::new(World::default()));
+        let store = Store::open(&dir.path().join("deploybot.sqlite3")).unwrap();
+        let driver = Driver::new(store, FakeRunner(world.clone()));
+        let assessed = || Input::Assessed {
+            risk_score: 0.4,
+            strategy: Strategy::Canary5,
+            approval_required: false,
+        };
+        let first = Rollout::new(trigger("d-1", "checkout", "production"), fast(), t(0));
+        driver
+            .start_superseding(&first, "@alice", assessed(), t(0))
+            .await
+            .unwrap();
+        // A plain start of a second version is refused: one live rollout per service and env.
+        let second = Rollout::new(trigger("d-2", "checkout", "production"), fast(), t(10));
+        assert!(
+            driver
+                .start(&second, "@bob", assessed(), t(10))
+                .await
+                .is_err()
+        );
+        driver
+            .start_superseding(&second, "@bob", assessed(), t(10))
+            .await
+            .unwrap();
+        let old = driver.store().get("d-1").unwrap().unwrap();
+        assert_eq!(old.phase, Phase::Superseded);
+        let live: Vec<String> = driver
+            .store()
+            .live()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.deploy_id)
+            .collect();
+        assert_eq!(live, ["d-2"]);
+        let history = driver.store().history("checkout").unwrap();
+        assert!(
+            history.iter().any(|e| e.rollout_id == "d-1"
+                && e.cause == "superseded"
+                && e.actor == "rollout d-2")
+        );
+        // The newer rollout's own commits follow the older one's in the GitOps repository.
+        assert_eq!(commits_of(&world.lock().unwrap()), ["5%", "5%"]);
+    }
 }
