@@ -7,8 +7,8 @@
 //! (`step::outstanding`). Effects are idempotent, so re-running one after a crash changes nothing
 //! that already happened. The driver holds no state of its own and reads no clock: `now` is given.
 //!
-//! Not here (yet): the periodic loop that calls `tick_all` (the server owns timers), and the
-//! real runner over the GitOps writer, GitHub, Argo CD and the judge.
+//! `run` is the loop the server spawns: recover, then tick on an interval. Not here (yet): the
+//! real `EffectRunner` over the GitOps writer, GitHub, Argo CD and the judge.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -44,6 +44,20 @@ pub trait EffectRunner {
         rollout: &Rollout,
         effect: &Effect,
     ) -> impl Future<Output = Result<Option<Input>, EffectError>>;
+}
+
+/// Where the shell gets the time; the core never reads a clock.
+pub trait Clock {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
 }
 
 /// What the driver could not do.
@@ -155,12 +169,39 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
         Ok(live.len())
     }
 
-    /// Feeds a `Tick` to every live rollout.
+    /// Feeds a `Tick` to every live rollout. One rollout's failure (say, a write conflict) is
+    /// logged and does not keep the others from their tick.
     pub async fn tick_all(&self, now: DateTime<Utc>) -> Result<(), DriverError> {
         for r in self.store.live()? {
-            self.feed(&r.deploy_id, Input::Tick, now).await?;
+            if let Err(e) = self.feed(&r.deploy_id, Input::Tick, now).await {
+                tracing::warn!(rollout = %r.deploy_id, "ticking: {e}");
+            }
         }
         Ok(())
+    }
+
+    /// The shell's loop: `recover`, then a `tick_all` every `every`, until `shutdown` resolves.
+    /// Time comes from `clock`, so tests run it on tokio's paused clock.
+    pub async fn run(
+        &self,
+        clock: &impl Clock,
+        every: std::time::Duration,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), DriverError> {
+        self.recover(clock.now()).await?;
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = interval.tick() => {
+                    if let Err(e) = self.tick_all(clock.now()).await {
+                        tracing::warn!("ticking rollouts: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// Runs every effect of a batch, collecting the inputs their outcomes produce. Results are

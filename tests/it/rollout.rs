@@ -717,4 +717,53 @@ mod driver {
         // The newer rollout's own commits follow the older one's in the GitOps repository.
         assert_eq!(commits_of(&world.lock().unwrap()), ["5%", "5%"]);
     }
+
+    /// An accelerated clock: every reading is 30 s after the previous one, whatever the wall
+    /// clock does, so the loop's simulated time is deterministic.
+    struct SteppingClock(AtomicI64);
+
+    impl deploybot::rollout::driver::Clock for SteppingClock {
+        fn now(&self) -> DateTime<Utc> {
+            t(self.0.fetch_add(30, Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_run_loop_recovers_then_ticks_a_rollout_to_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = Arc::new(Mutex::new(World::default()));
+        let db = dir.path().join("deploybot.sqlite3");
+        // A rollout left mid-commit by a previous process: the record says 25% is being committed.
+        {
+            let store = Store::open(&db).unwrap();
+            let r = Rollout::new(trigger("d-1", "checkout", "production"), fast(), t(0));
+            store.create(&r, "@alice").unwrap();
+            let input = Input::Assessed {
+                risk_score: 0.4,
+                strategy: Strategy::Canary25,
+                approval_required: false,
+            };
+            let tr = step(&r, input.clone(), t(0));
+            store.save(&r, &input, &tr).unwrap();
+        }
+        let store = Store::open(&db).unwrap();
+        let driver = Driver::new(store.clone(), FakeRunner(world.clone()));
+        let finished = async {
+            // Bounded: the loop gets at most ~10 s of wall time to finish the rollout.
+            for _ in 0..10_000 {
+                if !store.get("d-1").unwrap().unwrap().is_live() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        let clock = SteppingClock(AtomicI64::new(0));
+        driver
+            .run(&clock, std::time::Duration::from_millis(1), finished)
+            .await
+            .unwrap();
+        let r = driver.store().get("d-1").unwrap().unwrap();
+        assert_eq!(r.phase, Phase::Complete);
+        assert_eq!(commits_of(&world.lock().unwrap()), ["25%", "50%", "100%"]);
+    }
 }
