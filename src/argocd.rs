@@ -4,9 +4,9 @@
 //! `sync_progress` is the pure decision; `ArgoCdClient` is the HTTP adapter (bearer token,
 //! optional refresh request). Errors are classified transient (5xx, 429, timeouts, connection)
 //! or permanent (401, 403, 404, a body that is not an Application). No reqwest or JSON types
-//! leave this module. Deliberately not here: waiting loops and deadlines (the rollout owns
-//! them through `WaitForSync { deadline }` and its ticks), and syncing or rolling back through
-//! Argo CD (deploybot rolls back through git).
+//! leave this module. `wait_until_live` is what a `WaitForSync` effect runs. Deliberately not
+//! here: syncing or rolling back through Argo CD (deploybot rolls back through git, and Argo CD
+//! refuses its own rollback while auto-sync is on).
 
 use std::time::Duration;
 
@@ -220,6 +220,53 @@ impl ArgoCdClient {
             return Err(permanent(format!("HTTP {status}: {detail}")));
         }
         parse_application(&body).map_err(|e| permanent(format!("not an Application: {e}")))
+    }
+}
+
+/// How waiting for a revision ended when it did not go live.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("not live within {waited:?}: {last}")]
+    TimedOut { waited: Duration, last: String },
+    /// A permanent API error (a transient one is retried until the deadline).
+    #[error("{0}")]
+    Api(ArgoCdError),
+}
+
+impl ArgoCdClient {
+    /// Polls `app` every `poll` until `revision` is live, fails, or `within` has passed. Asks
+    /// Argo CD to refresh on the first read. Transient API errors are retried until the
+    /// deadline; the last one is reported if it is reached.
+    pub async fn wait_until_live(
+        &self,
+        app: &str,
+        revision: &str,
+        within: Duration,
+        poll: Duration,
+    ) -> Result<(), WaitError> {
+        let start = tokio::time::Instant::now();
+        let mut first = true;
+        loop {
+            let last = match self.application(app, first).await {
+                Ok(status) => match sync_progress(&status, revision) {
+                    SyncProgress::Live => return Ok(()),
+                    SyncProgress::Failed(why) => return Err(WaitError::Failed(why)),
+                    SyncProgress::Waiting(why) => why,
+                },
+                Err(e) if e.is_transient() => e.to_string(),
+                Err(e) => return Err(WaitError::Api(e)),
+            };
+            first = false;
+            if start.elapsed() + poll > within {
+                return Err(WaitError::TimedOut {
+                    waited: within,
+                    last,
+                });
+            }
+            tokio::time::sleep(poll).await;
+        }
     }
 }
 

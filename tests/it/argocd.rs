@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use deploybot::argocd::{ArgoCdClient, ArgoCdError, SyncProgress, sync_progress};
+use deploybot::argocd::{ArgoCdClient, ArgoCdError, SyncProgress, WaitError, sync_progress};
 use deploybot::secret::Secret;
 
 const REV: &str = "9f1c2e7d4b3a59e8c1d2f3a4b5c6d7e8f9a0b1c2";
@@ -158,4 +158,49 @@ async fn errors_are_classified_and_never_show_the_token() {
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
+}
+
+#[tokio::test]
+async fn waiting_ends_live_failed_or_timed_out() {
+    let progressing = healthy().replace(r#""status": "Healthy""#, r#""status": "Progressing""#);
+    let poll = Duration::from_millis(5);
+    let (url, fake) = serve(vec![
+        (503, "busy".into()),
+        (200, progressing.clone()),
+        (200, healthy()),
+    ])
+    .await;
+    client(&url, "argo-t0ken")
+        .wait_until_live("checkout-production", REV, Duration::from_secs(10), poll)
+        .await
+        .unwrap();
+    assert_eq!(fake.lock().unwrap().served, 3, "a transient 503 is retried");
+
+    let degraded = healthy().replace(r#""status": "Healthy""#, r#""status": "Degraded""#);
+    let (url, _) = serve(vec![(200, degraded)]).await;
+    let err = client(&url, "argo-t0ken")
+        .wait_until_live("checkout-production", REV, Duration::from_secs(10), poll)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WaitError::Failed(ref why) if why.starts_with("Degraded")),
+        "{err}"
+    );
+
+    let (url, _) = serve(vec![(200, progressing)]).await;
+    let err = client(&url, "argo-t0ken")
+        .wait_until_live("checkout-production", REV, Duration::from_millis(30), poll)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WaitError::TimedOut { .. }), "{err}");
+    assert!(err.to_string().contains("synced but Progressing"), "{err}");
+
+    let err = client(&url, "wrong")
+        .wait_until_live("checkout-production", REV, Duration::from_secs(10), poll)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WaitError::Api(_)),
+        "a bad token is not waited out: {err}"
+    );
 }
