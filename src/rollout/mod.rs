@@ -84,6 +84,7 @@ pub mod plan;
 pub mod record;
 pub mod step;
 pub mod store;
+pub mod trigger;
 
 pub use input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};
 pub use plan::{Plan, PlanError, Strategy, Weight};
