@@ -4,9 +4,13 @@
 //!
 //! The core is one pure function, [`step`]: `(rollout, input, now) -> Transition { next,
 //! effects, decision, note }`. It does no I/O and reads no clock; effects are data that the shell
-//! runs (and that must be idempotent). Persistence (`store`), the CLI (`cli`) and the HTTP API
-//! (`api`) sit around it. It deliberately does not know about GitHub, git, Prometheus or Argo CD:
-//! the integrator maps their results onto [`Input`] and runs each [`Effect`].
+//! runs (and that must be idempotent). Around it: `store` (persistence and the audit trail),
+//! `driver` (the shell: step, persist, run effects, recover after a crash), `cli` and `api`
+//! (`status`, `history`, `GET /api/rollouts`), `comment` (the PR status comment), `command` (PR
+//! comment commands), `approval` (counting approvals), `trigger` (image tag, required checks) and
+//! `config` (the per-service section). It deliberately does not know about GitHub, git,
+//! Prometheus or Argo CD: the integrator maps their results onto [`Input`] and runs each
+//! [`Effect`] through an `EffectRunner`.
 //!
 //! # Phases
 //!
