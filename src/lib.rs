@@ -3,6 +3,7 @@
 //!
 //! See ARCHITECTURE.md for the module map and the path a webhook takes through them.
 
+pub mod alert;
 pub mod argocd;
 pub mod canary;
 pub mod cli;

@@ -767,3 +767,84 @@ mod driver {
         assert_eq!(commits_of(&world.lock().unwrap()), ["25%", "50%", "100%"]);
     }
 }
+
+mod alerts {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::Json;
+    use axum::Router;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use deploybot::alert::Alerts;
+    use deploybot::rollout::{Level, Notice};
+    use deploybot::secret::Secret;
+
+    async fn hook(
+        State(seen): State<Arc<Mutex<Vec<serde_json::Value>>>>,
+        Json(body): Json<serde_json::Value>,
+    ) -> StatusCode {
+        seen.lock().unwrap().push(body);
+        StatusCode::OK
+    }
+
+    #[tokio::test]
+    async fn alerts_post_slack_compatible_text_and_keep_the_url_secret() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new()
+            .route("/services/T0/B0/s3cr3t", post(hook))
+            .route("/broken", post(|| async { StatusCode::BAD_GATEWAY }))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let url = format!("{base}/services/T0/B0/s3cr3t");
+        let alerts = Alerts::new(Some(Secret::new(url)), Duration::from_secs(5)).unwrap();
+        let notice = Notice::RolledBack {
+            reason: "judge: error_rate regressed at 10%".into(),
+            evidence: "canary 4.1% vs baseline 0.3%".into(),
+        };
+        alerts
+            .send("checkout/production d-1", Level::Warn, &notice)
+            .await
+            .unwrap();
+        let body = seen.lock().unwrap().pop().unwrap();
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("[deploybot warning] checkout/production d-1: Rolled back"),
+            "{text}"
+        );
+        assert!(text.contains("canary 4.1% vs baseline 0.3%"), "{text}");
+
+        let broken = Alerts::new(
+            Some(Secret::new(format!("{base}/broken"))),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let err = broken.send("s", Level::Info, &notice).await.unwrap_err();
+        assert!(err.transient && err.to_string().contains("502"), "{err}");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("http://{}/hook/s3cr3t", listener.local_addr().unwrap());
+        drop(listener);
+        let err = Alerts::new(Some(Secret::new(dead)), Duration::from_secs(5))
+            .unwrap()
+            .send("s", Level::Critical, &notice)
+            .await
+            .unwrap_err();
+        assert!(err.transient);
+        assert!(
+            !err.to_string().contains("s3cr3t"),
+            "the URL is a secret: {err}"
+        );
+
+        // Without a webhook, an alert is a log line only and always succeeds.
+        Alerts::new(None, Duration::from_secs(5))
+            .unwrap()
+            .send("s", Level::Info, &notice)
+            .await
+            .unwrap();
+    }
+}
