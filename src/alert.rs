@@ -12,6 +12,47 @@ use crate::rollout::comment::notice_text;
 use crate::rollout::{Level, Notice};
 use crate::secret::Secret;
 
+/// The `alerts:` config section.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Environment variable holding a Slack-compatible incoming-webhook URL (the URL is the
+    /// credential). Unset: alerts are log lines (and PR comments) only.
+    pub webhook_url_env: Option<String>,
+    /// File holding the webhook URL.
+    pub webhook_url_file: Option<std::path::PathBuf>,
+    pub timeout: crate::prometheus::PromDuration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook_url_env: None,
+            webhook_url_file: None,
+            timeout: crate::prometheus::PromDuration::from_secs(10),
+        }
+    }
+}
+
+impl AlertsConfig {
+    pub fn webhook_ref(&self) -> Result<Option<crate::secret::SecretRef>, String> {
+        crate::secret::SecretRef::from_pair(
+            "alerts.webhook_url",
+            self.webhook_url_env.as_ref(),
+            self.webhook_url_file.as_ref(),
+        )
+    }
+
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(e) = self.webhook_ref() {
+            problems.push(e);
+        }
+        if self.timeout.is_zero() {
+            problems.push("alerts.timeout: must be greater than 0".into());
+        }
+    }
+}
+
 /// Why an alert was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("posting the alert webhook: {message}")]

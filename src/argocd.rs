@@ -14,6 +14,92 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+/// The `argocd:` config section.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArgoCdConfig {
+    /// Argo CD server URL. Unset: no Argo CD; deploybot waits `settle_time` after each commit.
+    pub url: Option<String>,
+    /// Environment variable holding an Argo CD API token (required with `url`).
+    pub token_env: Option<String>,
+    /// File holding the token.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Application name of a service in an environment; `{service}` and `{environment}`.
+    pub application: String,
+    /// Ask Argo CD to re-read git after each commit instead of waiting for its poll.
+    pub refresh: bool,
+    pub timeout: crate::prometheus::PromDuration,
+    /// How often the Application is read while waiting.
+    pub poll: crate::prometheus::PromDuration,
+    /// Without Argo CD: how long after a commit the analysis window opens.
+    pub settle_time: crate::prometheus::PromDuration,
+}
+
+impl Default for ArgoCdConfig {
+    fn default() -> Self {
+        use crate::prometheus::PromDuration;
+        ArgoCdConfig {
+            url: None,
+            token_env: None,
+            token_file: None,
+            application: "{service}-{environment}".into(),
+            refresh: true,
+            timeout: PromDuration::from_secs(10),
+            poll: PromDuration::from_secs(5),
+            settle_time: PromDuration::from_secs(60),
+        }
+    }
+}
+
+impl ArgoCdConfig {
+    pub fn token_ref(&self) -> Result<Option<crate::secret::SecretRef>, String> {
+        crate::secret::SecretRef::from_pair(
+            "argocd.token",
+            self.token_env.as_ref(),
+            self.token_file.as_ref(),
+        )
+    }
+
+    /// The Application name for `service` in `environment`.
+    pub fn application_name(&self, service: &str, environment: &str) -> String {
+        self.application
+            .replace("{service}", service)
+            .replace("{environment}", environment)
+    }
+
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        let token = self.token_ref();
+        if let Err(e) = &token {
+            problems.push(e.clone());
+        }
+        if let Some(url) = &self.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(format!("argocd.url: must be an http(s) URL, got {url:?}"));
+            }
+            if matches!(token, Ok(None)) {
+                problems
+                    .push("argocd.token_env or argocd.token_file: required with argocd.url".into());
+            }
+        }
+        let leftover = self
+            .application
+            .replace("{service}", "")
+            .replace("{environment}", "");
+        if leftover.contains(['{', '}']) || self.application.trim().is_empty() {
+            problems.push(format!(
+                "argocd.application: only {{service}} and {{environment}} may be used, got {:?}",
+                self.application
+            ));
+        }
+        if self.poll.is_zero() {
+            problems.push("argocd.poll: must be greater than 0".into());
+        }
+        if self.timeout.is_zero() {
+            problems.push("argocd.timeout: must be greater than 0".into());
+        }
+    }
+}
+
 /// What deploybot needs from an Application's status.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AppStatus {
@@ -361,6 +447,35 @@ mod tests {
             };
             assert_eq!(got, want, "{name}: {:?}", sync_progress(&app, revision));
         }
+    }
+
+    #[test]
+    fn config_is_validated_with_full_keys() {
+        let ok: ArgoCdConfig = yaml_serde::from_str(
+            "url: https://argocd.example.com\ntoken_env: ARGOCD_TOKEN\napplication: '{environment}-{service}'\n",
+        )
+        .unwrap();
+        let mut p = Vec::new();
+        ok.validate(&mut p);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(
+            ok.application_name("checkout", "staging"),
+            "staging-checkout"
+        );
+        let bad: ArgoCdConfig =
+            yaml_serde::from_str("url: argocd.local\napplication: '{svc}'\npoll: '0'\n").unwrap();
+        let mut p = Vec::new();
+        bad.validate(&mut p);
+        assert_eq!(
+            p,
+            [
+                "argocd.url: must be an http(s) URL, got \"argocd.local\"",
+                "argocd.token_env or argocd.token_file: required with argocd.url",
+                "argocd.application: only {service} and {environment} may be used, got \"{svc}\"",
+                "argocd.poll: must be greater than 0",
+            ]
+        );
+        assert!(yaml_serde::from_str::<ArgoCdConfig>("token: abc\n").is_err());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Config {
     pub prometheus: crate::prometheus::PrometheusConfig,
     pub store: StoreConfig,
     pub risk: crate::risk::RiskConfig,
+    pub argocd: crate::argocd::ArgoCdConfig,
+    pub alerts: crate::alert::AlertsConfig,
     pub services: Vec<ServiceConfig>,
 }
 
@@ -269,6 +271,8 @@ impl Config {
         self.llm.validate(&mut p);
         self.prometheus.validate(&mut p);
         self.risk.validate("risk", &mut p);
+        self.argocd.validate(&mut p);
+        self.alerts.validate(&mut p);
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let key = format!("services[{i}]");
