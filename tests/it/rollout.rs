@@ -848,3 +848,26 @@ mod alerts {
             .unwrap();
     }
 }
+
+#[test]
+fn a_bad_rollout_config_names_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "gitops:\n  repo_url: file:///srv/gitops.git\n\
+         argocd:\n  url: https://argocd.example.com\n\
+         services:\n  - name: checkout\n    app_repo: o/checkout\n    rollout:\n      \
+         canary_plan: [10, 5, 100]\n      analysis_interval: '0'\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["check-config", cfg.to_str().unwrap()]);
+    assert!(!ok);
+    for want in [
+        "services[0].rollout.canary_plan: weights must strictly increase, but 5 follows 10",
+        "services[0].rollout.analysis_interval: must be at least 1s",
+        "argocd.token_env or argocd.token_file: required with argocd.url",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
