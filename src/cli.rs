@@ -54,6 +54,10 @@ pub enum Command {
     Judge(crate::canary::cli::JudgeArgs),
     /// Run the judge on live Prometheus data for one service and environment.
     Analyze(crate::prometheus::cli::AnalyzeArgs),
+    /// Show rollouts: the live ones, then the most recent, with phase, traffic and evidence.
+    Status(crate::rollout::cli::StatusArgs),
+    /// Print the audit trail of a service's rollouts: every input, decision and effect.
+    History(crate::rollout::cli::HistoryArgs),
     /// Benchmarks that print ratios against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -121,6 +125,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Assess(args) => crate::risk::cli::run(args).await,
         Command::Judge(args) => crate::canary::cli::run(args).await,
         Command::Analyze(args) => crate::prometheus::cli::run(args).await,
+        Command::Status(args) => crate::rollout::cli::status(args).await,
+        Command::History(args) => crate::rollout::cli::history(args).await,
         Command::Bench(BenchCommand::Webhook(args)) => crate::webhook::bench::run(args).await,
         Command::Bench(BenchCommand::Git(args)) => crate::gitops::bench::run(args).await,
         Command::Bench(BenchCommand::Canary(args)) => crate::canary::bench::run(args).await,

@@ -23,6 +23,8 @@ pub struct Config {
     pub prometheus: crate::prometheus::PrometheusConfig,
     pub store: StoreConfig,
     pub risk: crate::risk::RiskConfig,
+    pub argocd: crate::argocd::ArgoCdConfig,
+    pub alerts: crate::alert::AlertsConfig,
     pub services: Vec<ServiceConfig>,
 }
 
@@ -155,6 +157,9 @@ pub struct ServiceConfig {
     /// Per-service overrides of the risk thresholds.
     #[serde(default)]
     pub risk: Option<crate::risk::RiskThresholds>,
+    /// How rollouts of this service proceed: canary plan, bake, analysis interval, limits.
+    #[serde(default)]
+    pub rollout: crate::rollout::config::RolloutConfig,
 }
 
 fn default_namespace() -> String {
@@ -266,6 +271,8 @@ impl Config {
         self.llm.validate(&mut p);
         self.prometheus.validate(&mut p);
         self.risk.validate("risk", &mut p);
+        self.argocd.validate(&mut p);
+        self.alerts.validate(&mut p);
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let key = format!("services[{i}]");
@@ -305,6 +312,7 @@ impl Config {
             s.analysis
                 .queries
                 .validate(&format!("{key}.analysis.queries"), &mut p);
+            s.rollout.validate(&format!("{key}.rollout"), &mut p);
         }
         p
     }

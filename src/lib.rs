@@ -3,6 +3,8 @@
 //!
 //! See ARCHITECTURE.md for the module map and the path a webhook takes through them.
 
+pub mod alert;
+pub mod argocd;
 pub mod canary;
 pub mod cli;
 pub mod config;
@@ -13,6 +15,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod prometheus;
 pub mod risk;
+pub mod rollout;
 pub mod secret;
 pub mod store;
 pub mod telemetry;

@@ -21,6 +21,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_assessments",
         include_str!("migrations/0002_assessments.sql"),
     ),
+    (
+        "0003_rollouts",
+        include_str!("migrations/0003_rollouts.sql"),
+    ),
 ];
 
 /// What the store could not do.

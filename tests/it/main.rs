@@ -1,6 +1,7 @@
 //! All integration tests build into this one binary (one link instead of one per file).
 //! Each concept has its own module; shared fakes and helpers live in `support`.
 
+mod argocd;
 mod canary;
 mod cli;
 mod gitops;
@@ -8,5 +9,6 @@ mod manifest;
 mod packaging;
 mod prometheus;
 mod risk;
+mod rollout;
 mod support;
 mod webhook;

@@ -1,0 +1,279 @@
+//! The status comment deploybot keeps on the app PR, rendered from `templates/rollout/`: where
+//! the rollout stands, the judge's latest evidence, what happens next, and the commands.
+//!
+//! Pure text in, text out. Finding and editing the existing comment (by its marker line) is the
+//! GitHub adapter's job, not this module's.
+
+use super::input::{Notice, Observation};
+use super::record::{Phase, Progress, Rollout};
+
+const STATUS_TEMPLATE: &str = include_str!("../../templates/rollout/status-comment.md");
+const NOTICES: &str = include_str!("../../templates/rollout/notices.txt");
+
+/// The marker line that identifies a rollout's status comment, so it is edited, not duplicated.
+pub fn marker(deploy_id: &str) -> String {
+    format!("<!-- deploybot:rollout:{deploy_id} -->")
+}
+
+/// Replaces each `{{name}}` with its value; unknown names are left as they are.
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = template.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    out
+}
+
+/// The one-line text of a notice.
+pub fn notice_text(notice: &Notice) -> String {
+    let (kind, values): (&str, Vec<(&str, String)>) = match notice {
+        Notice::AwaitingApproval => ("awaiting_approval", vec![]),
+        Notice::StepStarted { weight } => ("step_started", vec![("weight", weight.to_string())]),
+        Notice::Promoted { from, to } => (
+            "promoted",
+            vec![("from", from.to_string()), ("to", to.to_string())],
+        ),
+        Notice::Verifying => ("verifying", vec![]),
+        Notice::Completed => ("completed", vec![]),
+        Notice::Paused { reason } => ("paused", vec![("reason", reason.clone())]),
+        Notice::Resumed { by } => ("resumed", vec![("by", by.clone())]),
+        Notice::Held { by } => ("held", vec![("by", by.clone())]),
+        Notice::HoldReleased { by } => ("hold_released", vec![("by", by.clone())]),
+        Notice::RolledBack { reason, evidence } => (
+            "rolled_back",
+            vec![("reason", reason.clone()), ("evidence", evidence.clone())],
+        ),
+        Notice::RevertFailed { reason } => ("revert_failed", vec![("reason", reason.clone())]),
+        Notice::Superseded { by_deploy_id } => {
+            ("superseded", vec![("by_deploy_id", by_deploy_id.clone())])
+        }
+        Notice::Failed { reason } => ("failed", vec![("reason", reason.clone())]),
+    };
+    let line = NOTICES
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(kind)
+                .and_then(|rest| rest.strip_prefix(": "))
+        })
+        .unwrap_or(kind);
+    fill(line, &values)
+}
+
+fn next_step(r: &Rollout) -> String {
+    let plan = r.plan.as_ref();
+    match &r.phase {
+        Phase::RiskAssessment => "assessing the risk of the change".into(),
+        Phase::AwaitingApproval => {
+            "a reviewer (not the author) approves the approval PR; deploybot merges it".into()
+        }
+        Phase::Canary { step, weight } => {
+            let after = plan
+                .and_then(|p| p.get(step + 1))
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "100%".into());
+            format!(
+                "{weight} is baked for {}s and judged every {}s; on the judge's promote it goes to {after}",
+                r.settings.bake_secs, r.settings.analysis_interval_secs
+            )
+        }
+        Phase::ProgressiveRollout | Phase::FullRollout => {
+            "the next step is committed, then judged once Argo CD reports it synced".into()
+        }
+        Phase::Verification => format!(
+            "100% is verified for {}s, then the rollout completes",
+            r.settings.verification_secs
+        ),
+        Phase::Paused { .. } => "nothing until `/resume` (or `/rollback`)".into(),
+        Phase::Complete | Phase::Superseded | Phase::Failed { .. } => "nothing".into(),
+        Phase::RolledBack => "nothing: the service is held until a human releases it".into(),
+    }
+}
+
+/// The whole status comment for `rollout`, headed by `notice`.
+pub fn status_comment(r: &Rollout, notice: &Notice) -> String {
+    let strategy = match (r.strategy, &r.plan, r.risk_score) {
+        (Some(s), Some(plan), Some(risk)) => format!("{s} (risk {risk:.2}): {plan}"),
+        _ => "not assessed yet".into(),
+    };
+    let traffic = match &r.progress {
+        Progress::Committing { weight, .. } => {
+            format!("{} (committing {weight})", r.canary_weight)
+        }
+        Progress::Syncing { weight, .. } => {
+            format!("{} ({weight} committed, waiting for sync)", r.canary_weight)
+        }
+        Progress::Idle | Progress::Live { .. } => r.canary_weight.to_string(),
+    };
+    let evidence = match r.latest.as_ref().map(|s| (&s.observation, s.weight)) {
+        None => "no analysis yet".into(),
+        Some((Observation::Continue, w)) => format!("continue at {w}"),
+        Some((Observation::Promote, w)) => format!("promote at {w}"),
+        Some((Observation::Rollback { metric, evidence }, w)) => {
+            format!("rollback at {w}: {metric}: {evidence}")
+        }
+        Some((Observation::Hold { reason, .. }, w)) => format!("hold at {w}: {reason}"),
+    };
+    let commits = if r.commits.is_empty() {
+        "none".to_string()
+    } else {
+        r.commits
+            .iter()
+            .map(|c| format!("`{}` ({})", c.sha, c.weight))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    fill(
+        STATUS_TEMPLATE,
+        &[
+            ("deploy_id", r.deploy_id.clone()),
+            ("service", r.service.clone()),
+            ("environment", r.environment.clone()),
+            ("headline", notice_text(notice)),
+            ("phase", r.phase.to_string()),
+            ("image_tag", r.image_tag.clone()),
+            ("previous_tag", r.previous_tag.clone()),
+            ("strategy", strategy),
+            ("traffic", traffic),
+            ("evidence", evidence),
+            ("commits", commits),
+            ("next", next_step(r)),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{Input, Settings, Strategy, Trigger, Weight, step};
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + TimeDelta::seconds(s)
+    }
+
+    fn drive(inputs: Vec<Input>) -> (Rollout, Vec<Notice>) {
+        let mut r = Rollout::new(
+            Trigger {
+                deploy_id: "d-42".into(),
+                service: "checkout".into(),
+                namespace: "shop".into(),
+                environment: "production".into(),
+                image_tag: "sha-abc1234".into(),
+                previous_tag: "sha-0000000".into(),
+                changed_files: vec![],
+                commit_message: "Faster payments".into(),
+                author: "alice".into(),
+                pull_request: Some(42),
+            },
+            Settings::default(),
+            t(0),
+        );
+        let mut notices = Vec::new();
+        for (i, input) in inputs.into_iter().enumerate() {
+            let tr = step(&r, input, t(i as i64 * 700));
+            for e in &tr.effects {
+                if let crate::rollout::Effect::Comment { notice } = e {
+                    notices.push(notice.clone());
+                }
+            }
+            r = tr.next;
+        }
+        (r, notices)
+    }
+
+    /// Compares with `fixtures/rollout/NAME`; `UPDATE_GOLDEN=1` rewrites the file instead.
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/rollout")
+            .join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, actual).unwrap();
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
+        assert_eq!(
+            actual, want,
+            "golden {name} differs (UPDATE_GOLDEN=1 to accept)"
+        );
+    }
+
+    #[test]
+    fn status_comments_are_pinned() {
+        let w = |p| Weight::new(p).unwrap();
+        let (r, notices) = drive(vec![
+            Input::Assessed {
+                risk_score: 0.42,
+                strategy: Strategy::Canary5,
+                approval_required: false,
+            },
+            Input::Committed {
+                sha: "c0ffee1".into(),
+                weight: w(5),
+            },
+            Input::Synced {
+                revision: "c0ffee1".into(),
+            },
+            Input::Judged(Observation::Promote),
+        ]);
+        golden(
+            "status-promoted.md",
+            &status_comment(&r, notices.last().unwrap()),
+        );
+        let (r, notices) = drive(vec![
+            Input::Assessed {
+                risk_score: 0.7,
+                strategy: Strategy::Canary25,
+                approval_required: false,
+            },
+            Input::Committed {
+                sha: "bad0001".into(),
+                weight: w(25),
+            },
+            Input::Synced {
+                revision: "bad0001".into(),
+            },
+            Input::Judged(Observation::Rollback {
+                metric: "error_rate".into(),
+                evidence: "canary 4.1% vs baseline 0.3% (Mann-Whitney p=0.001)".into(),
+            }),
+        ]);
+        let body = status_comment(&r, notices.last().unwrap());
+        assert!(body.starts_with(&marker("d-42")));
+        golden("status-rolled-back.md", &body);
+    }
+
+    #[test]
+    fn every_notice_kind_has_its_text() {
+        let by = || "bob".to_string();
+        let w = Weight::new(5).unwrap();
+        let all = [
+            Notice::AwaitingApproval,
+            Notice::StepStarted { weight: w },
+            Notice::Promoted { from: w, to: w },
+            Notice::Verifying,
+            Notice::Completed,
+            Notice::Paused { reason: "r".into() },
+            Notice::Resumed { by: by() },
+            Notice::Held { by: by() },
+            Notice::HoldReleased { by: by() },
+            Notice::RolledBack {
+                reason: "r".into(),
+                evidence: "e".into(),
+            },
+            Notice::RevertFailed { reason: "r".into() },
+            Notice::Superseded {
+                by_deploy_id: "d".into(),
+            },
+            Notice::Failed { reason: "r".into() },
+        ];
+        for n in &all {
+            let text = notice_text(n);
+            assert!(text.ends_with('.'), "no template line for {n:?}: {text:?}");
+            assert!(!text.contains("{{"), "unfilled placeholder in {text:?}");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! What happens to a rollout (`Input`) and what it asks the shell to do (`Effect`), as closed
+//! enums. The integrator maps the other concepts' types onto these (the risk assessment onto
+//! `Input::Assessed`, the canary judge's verdict onto `Observation`, the GitOps writer's results
+//! onto `Committed` / `Reverted` / `EffectFailed`).
+//!
+//! No rendering here: comments and notifications carry a `Notice`, which the shell renders
+//! through `templates/`, so user-visible text never lives in the state machine.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::plan::{Strategy, Weight};
+use super::record::Phase;
+
+/// The canary judge's word on one analysis interval, in the rollout's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Observation {
+    /// Nothing conclusive yet; keep baking.
+    Continue,
+    /// The canary is at least as good as the baseline.
+    Promote,
+    /// The canary is worse (or a guardrail tripped): revert now.
+    Rollback { metric: String, evidence: String },
+    /// The judge cannot tell (too little data); `escalate` asks to pause at once.
+    Hold { reason: String, escalate: bool },
+}
+
+/// A PR-comment command (or its CLI equivalent). Who may give it is checked by the shell before
+/// the command reaches the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// `/deploy`: starts a new rollout; meaningless for one already running.
+    Deploy,
+    /// `/promote`: skip the remaining bake of the current step.
+    Promote,
+    Pause,
+    Resume,
+    Rollback,
+    /// `/hold`: emergency stop; only `/hold cancel` lifts it.
+    Hold,
+    HoldCancel,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Deploy => "/deploy",
+            Command::Promote => "/promote",
+            Command::Pause => "/pause",
+            Command::Resume => "/resume",
+            Command::Rollback => "/rollback",
+            Command::Hold => "/hold",
+            Command::HoldCancel => "/hold cancel",
+        }
+    }
+}
+
+/// Everything that can happen to a rollout. Tagged `type` (not `kind`) because `Judged` wraps an
+/// `Observation`, which is tagged `kind` itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Input {
+    /// The risk assessment finished.
+    Assessed {
+        risk_score: f64,
+        strategy: Strategy,
+        approval_required: bool,
+    },
+    /// The approval PR has the required approvals (counted by the shell).
+    Approved {
+        by: String,
+    },
+    ApprovalRevoked,
+    /// The commit for `weight` is in the GitOps repository as `sha`.
+    Committed {
+        sha: String,
+        weight: Weight,
+    },
+    /// Argo CD (or the settle time) reports `revision` synced and healthy.
+    Synced {
+        revision: String,
+    },
+    SyncFailed {
+        reason: String,
+    },
+    Judged(Observation),
+    /// Metrics could not be read after the shell's retries.
+    MetricsUnavailable {
+        reason: String,
+    },
+    /// Time passed; the shell sends these periodically. Never rejected.
+    Tick,
+    Command {
+        cmd: Command,
+        by: String,
+    },
+    Superseded {
+        by_deploy_id: String,
+    },
+    /// The rollback revert is in the GitOps repository as `sha`.
+    Reverted {
+        sha: String,
+    },
+    EffectFailed {
+        effect: EffectKind,
+        reason: String,
+        /// Transient failures are retried after `retry_after_secs`; permanent ones stop.
+        transient: bool,
+    },
+}
+
+impl Input {
+    /// Short name for the audit trail.
+    pub fn name(&self) -> String {
+        match self {
+            Input::Assessed { .. } => "assessed".into(),
+            Input::Approved { .. } => "approved".into(),
+            Input::ApprovalRevoked => "approval_revoked".into(),
+            Input::Committed { .. } => "committed".into(),
+            Input::Synced { .. } => "synced".into(),
+            Input::SyncFailed { .. } => "sync_failed".into(),
+            Input::Judged(o) => format!("judged:{}", observation_name(o)),
+            Input::MetricsUnavailable { .. } => "metrics_unavailable".into(),
+            Input::Tick => "tick".into(),
+            Input::Command { cmd, .. } => cmd.as_str().into(),
+            Input::Superseded { .. } => "superseded".into(),
+            Input::Reverted { .. } => "reverted".into(),
+            Input::EffectFailed { .. } => "effect_failed".into(),
+        }
+    }
+
+    /// Who or what caused this input, for the audit trail.
+    pub fn actor(&self) -> String {
+        match self {
+            Input::Approved { by } | Input::Command { by, .. } => format!("@{by}"),
+            Input::Assessed { .. } => "risk".into(),
+            Input::Judged(_) | Input::MetricsUnavailable { .. } => "judge".into(),
+            Input::Committed { .. } | Input::Reverted { .. } => "gitops".into(),
+            Input::Synced { .. } | Input::SyncFailed { .. } => "argocd".into(),
+            Input::Tick => "clock".into(),
+            Input::Superseded { by_deploy_id } => format!("rollout {by_deploy_id}"),
+            Input::ApprovalRevoked => "github".into(),
+            Input::EffectFailed { .. } => "shell".into(),
+        }
+    }
+}
+
+fn observation_name(o: &Observation) -> &'static str {
+    match o {
+        Observation::Continue => "continue",
+        Observation::Promote => "promote",
+        Observation::Rollback { .. } => "rollback",
+        Observation::Hold { .. } => "hold",
+    }
+}
+
+/// Severity of a notification (log level, alert routing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Info,
+    Warn,
+    Critical,
+}
+
+/// The commit status deploybot sets on the app commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+/// What a comment or notification says, as data; rendered by the shell from `templates/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    AwaitingApproval,
+    StepStarted { weight: Weight },
+    Promoted { from: Weight, to: Weight },
+    Verifying,
+    Completed,
+    Paused { reason: String },
+    Resumed { by: String },
+    Held { by: String },
+    HoldReleased { by: String },
+    RolledBack { reason: String, evidence: String },
+    RevertFailed { reason: String },
+    Superseded { by_deploy_id: String },
+    Failed { reason: String },
+}
+
+/// Work the shell does for a rollout. Every effect must be idempotent: the shell may run one
+/// twice after a crash (no commit when the file already says so, a comment found by its marker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Effect {
+    /// Commit the image at `weight` (100 = the whole service on the new image).
+    CommitStep {
+        weight: Weight,
+        image_tag: String,
+    },
+    /// Open the approval PR carrying the first step's change.
+    OpenApprovalPr {
+        weight: Weight,
+        image_tag: String,
+    },
+    /// Merge the approved PR; its merge commit comes back as `Committed`.
+    MergeApprovalPr,
+    /// Revert this rollout's commits (those listed, and any carrying its deploy id) by direct
+    /// push, with the evidence in the commit message.
+    Revert {
+        deploy_id: String,
+        commits: Vec<String>,
+        reason: String,
+        evidence: String,
+    },
+    /// Update the status comment on the app PR.
+    Comment {
+        notice: Notice,
+    },
+    Label {
+        name: String,
+    },
+    SetStatus {
+        state: StatusState,
+        phase: Phase,
+    },
+    /// Read the last `window_secs` of metrics and judge them; answered by `Judged` or
+    /// `MetricsUnavailable`.
+    QueryMetrics {
+        window_secs: u64,
+    },
+    WaitForSync {
+        revision: String,
+        deadline: DateTime<Utc>,
+    },
+    Notify {
+        level: Level,
+        notice: Notice,
+    },
+    /// Keep the service from being deployed again until a human releases it.
+    HoldService {
+        reason: String,
+    },
+    ReleaseService,
+}
+
+/// The kind of an effect, for reporting failures without echoing the whole effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectKind {
+    CommitStep,
+    OpenApprovalPr,
+    MergeApprovalPr,
+    Revert,
+    Comment,
+    Label,
+    SetStatus,
+    QueryMetrics,
+    WaitForSync,
+    Notify,
+    HoldService,
+    ReleaseService,
+}
+
+impl Effect {
+    pub fn kind(&self) -> EffectKind {
+        match self {
+            Effect::CommitStep { .. } => EffectKind::CommitStep,
+            Effect::OpenApprovalPr { .. } => EffectKind::OpenApprovalPr,
+            Effect::MergeApprovalPr => EffectKind::MergeApprovalPr,
+            Effect::Revert { .. } => EffectKind::Revert,
+            Effect::Comment { .. } => EffectKind::Comment,
+            Effect::Label { .. } => EffectKind::Label,
+            Effect::SetStatus { .. } => EffectKind::SetStatus,
+            Effect::QueryMetrics { .. } => EffectKind::QueryMetrics,
+            Effect::WaitForSync { .. } => EffectKind::WaitForSync,
+            Effect::Notify { .. } => EffectKind::Notify,
+            Effect::HoldService { .. } => EffectKind::HoldService,
+            Effect::ReleaseService => EffectKind::ReleaseService,
+        }
+    }
+}
