@@ -26,10 +26,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let token = match config.github.token_ref().map_err(anyhow::Error::msg)? {
+        Some(r) => Some(
+            r.resolve()
+                .map_err(|e| anyhow::anyhow!("github.token: {e}"))?,
+        ),
+        None => {
+            tracing::warn!("no github.token_env/_file: GitHub API calls are unauthenticated");
+            None
+        }
+    };
+    let github = crate::github::rest::GithubRest::new(&config.github.api_url, token.as_ref())
+        .context("setting up the GitHub client")?;
+    let model = crate::risk::service::model_client(&config)?
+        .map(|m| Arc::new(m) as Arc<dyn crate::llm::RiskModel>);
+    if model.is_none() {
+        info!("no llm.base_url: the deterministic risk policy alone decides");
+    }
+
     let worker = tokio::spawn(worker::run(
         store.clone(),
         Arc::new(Dispatcher {
             config: Arc::clone(&config),
+            github: Arc::new(github),
+            model,
+            store: store.clone(),
         }),
         Arc::clone(&metrics),
         Arc::clone(&wake),
@@ -40,10 +61,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = router(Arc::new(Intake {
         config: Arc::clone(&config),
         secret,
-        queue: store,
+        queue: store.clone(),
         metrics,
         wake,
-    }));
+    }))
+    .merge(crate::rollout::api::api_router(store));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;

@@ -139,6 +139,12 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
             .send()
             .await
             .unwrap();
+        let api = client
+            .get(format!("http://127.0.0.1:{port}/api/rollouts"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(api.status().as_u16(), 200, "serve mounts the rollout API");
         resp.status().as_u16()
     });
     assert_eq!(ok, 202);

@@ -342,3 +342,127 @@ async fn secondary_rate_limits_are_waited_out_within_bounds() {
     assert!(e.is_transient(), "{e}");
     assert!(e.to_string().contains("secondary rate limit"), "{e}");
 }
+
+/// The whole path a GitHub delivery takes: signed `pull_request` deliveries into the real intake,
+/// the durable queue, the worker and the production `Dispatcher`, out to the fake GitHub. One
+/// comment after `opened`; the same comment edited after `synchronize`.
+#[tokio::test]
+async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_on_synchronize() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use deploybot::metrics::Metrics;
+    use deploybot::store::DeliveryQueue;
+    use deploybot::webhook::dispatch::Dispatcher;
+    use deploybot::webhook::intake::{Intake, router};
+    use deploybot::webhook::signature::sign;
+    use deploybot::webhook::worker::{self, RetryPolicy};
+    use tokio::sync::{Notify, watch};
+    use tower::ServiceExt;
+
+    let opened = webhook("pull_request", "opened");
+    let (repo, _number, sha, _) = event(&opened);
+    let gh = FakeGithub::start(&opened).await;
+    first_push(&gh, &sha);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let config = Arc::new(
+        Config::from_yaml(
+            &format!("services:\n  - {{name: hello, app_repo: {repo}}}\n"),
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap(),
+    );
+    let app = router(Arc::new(Intake {
+        config: Arc::clone(&config),
+        secret: Secret::new("s"),
+        queue: store.clone(),
+        metrics: Arc::new(Metrics::default()),
+        wake: Arc::new(Notify::new()),
+    }));
+    let dispatcher = Arc::new(Dispatcher {
+        config,
+        github: Arc::new(client(&gh)),
+        model: None,
+        store: store.clone(),
+    });
+    let deliver = |id: &str, payload: &Value| {
+        let body = serde_json::to_vec(payload).unwrap();
+        Request::post("/webhook")
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", id)
+            .header("x-hub-signature-256", sign(b"s", &body))
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let drain = || async {
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(worker::run(
+            store.clone(),
+            Arc::clone(&dispatcher),
+            Arc::new(Metrics::default()),
+            Arc::new(Notify::new()),
+            RetryPolicy::default(),
+            rx,
+        ));
+        for _ in 0..500 {
+            if store.pending_count().unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    };
+    let mine = |gh: &FakeGithub| -> Vec<Value> {
+        gh.comments()
+            .into_iter()
+            .filter(|c| c["user"]["login"] == "deploybot[bot]")
+            .collect()
+    };
+
+    let resp = app
+        .clone()
+        .oneshot(deliver("d-opened", &opened))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    drain().await;
+    let d = store.delivery("d-opened").unwrap().unwrap();
+    assert_eq!(
+        d.status,
+        deploybot::store::DeliveryStatus::Done,
+        "{:?}",
+        d.detail
+    );
+    assert!(d.detail.unwrap().contains("score"));
+    assert_eq!(mine(&gh).len(), 1);
+    assert!(gh.pr_labels().contains(&"risk/critical".to_string()));
+
+    let new_sha = "1111111111111111111111111111111111111111";
+    gh.push(
+        new_sha,
+        vec![file("static/site.css", "modified", 1, 1, Some(CSS_PATCH))],
+        &["Restyle"],
+    );
+    let mut sync = webhook("pull_request", "synchronize");
+    sync["pull_request"]["head"]["sha"] = Value::String(new_sha.into());
+    let resp = app.clone().oneshot(deliver("d-sync", &sync)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    drain().await;
+    let comments = mine(&gh);
+    assert_eq!(
+        comments.len(),
+        1,
+        "the status comment is edited, not repeated"
+    );
+    assert!(
+        comments[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains(&new_sha[..12])
+    );
+    assert!(!gh.pr_labels().contains(&"risk/critical".to_string()));
+}
