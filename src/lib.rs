@@ -19,4 +19,5 @@ pub mod rollout;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod webhook;

@@ -5,6 +5,7 @@
 //! could forge a trailer or a heading. No logic lives in templates.
 
 use super::writer::FileChange;
+use crate::template::fill;
 
 const COMMIT_TEMPLATE: &str = include_str!("../../templates/commit_message.txt");
 const REVERT_TEMPLATE: &str = include_str!("../../templates/revert_message.txt");
@@ -63,7 +64,7 @@ pub fn render_commit(info: &CommitInfo, changes: &[FileChange]) -> String {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone())),
     );
-    finish(substitute(
+    finish(fill(
         COMMIT_TEMPLATE,
         &[
             ("service", &one_line(&info.service)),
@@ -94,7 +95,7 @@ pub fn render_revert(
     } else {
         reason.trim().to_string()
     };
-    finish(substitute(
+    finish(fill(
         REVERT_TEMPLATE,
         &[
             ("subject", &one_line(subject)),
@@ -121,7 +122,7 @@ pub fn render_pull_request(
     human_edited_label: &str,
 ) -> PullRequestText {
     let none = || "—".to_string();
-    let title = finish(substitute(
+    let title = finish(fill(
         PR_TITLE_TEMPLATE,
         &[
             ("service", &one_line(&info.service)),
@@ -136,7 +137,7 @@ pub fn render_pull_request(
     } else {
         render_changes(changes)
     };
-    let body = finish(substitute(
+    let body = finish(fill(
         PR_BODY_TEMPLATE,
         &[
             ("service", &md_inline(&info.service)),
@@ -197,33 +198,6 @@ fn render_trailers(trailers: impl Iterator<Item = (String, String)>) -> String {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Replaces each `{{name}}` with its value; an unknown name is left as written so that a typo
-/// in a template shows up in the golden tests instead of vanishing.
-pub fn substitute(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + 256);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find("}}") {
-            Some(end) => {
-                let name = after[..end].trim();
-                match vars.iter().find(|(k, _)| *k == name) {
-                    Some((_, v)) => out.push_str(v),
-                    None => out.push_str(&rest[start..start + 2 + end + 2]),
-                }
-                rest = &after[end + 2..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// One trailing newline, as git stores messages.
@@ -365,9 +339,6 @@ mod tests {
 
     #[test]
     fn substitution_leaves_unknown_names_visible() {
-        assert_eq!(
-            substitute("a {{x}} {{y}} {{", &[("x", "1")]),
-            "a 1 {{y}} {{"
-        );
+        assert_eq!(fill("a {{x}} {{y}} {{", &[("x", "1")]), "a 1 {{y}} {{");
     }
 }

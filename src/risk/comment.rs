@@ -4,8 +4,8 @@
 //! cannot break the table, inject HTML, ping people or close the `<details>` block. The comment is
 //! found again by its hidden marker (first line of the template).
 
-use super::prompt::fill;
 use super::{Assessment, AssessmentSource, FactorSource, RiskTier};
+use crate::template::fill;
 
 pub const TEMPLATE: &str = include_str!("../../templates/risk_comment.md");
 

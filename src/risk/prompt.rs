@@ -4,6 +4,7 @@
 //!
 //! Pure: no I/O. It does not call the model (see `crate::llm`) and it does not interpret the diff.
 
+use crate::template::fill;
 use std::fmt::Write;
 use std::sync::LazyLock;
 
@@ -244,33 +245,6 @@ pub fn build(
         omitted_hunks: omitted,
         total_hunks,
     }
-}
-
-/// Single-pass `{{name}}` substitution: values are never scanned again, so untrusted text that
-/// contains `{{nonce}}` stays literal.
-pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find("}}") {
-            Some(end) => {
-                let key = &after[..end];
-                match values.iter().find(|(k, _)| *k == key) {
-                    Some((_, v)) => out.push_str(v),
-                    None => panic!("template placeholder {{{{{key}}}}} has no value"),
-                }
-                rest = &after[end + 2..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 fn cut(s: &str, max: usize) -> String {

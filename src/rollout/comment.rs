@@ -15,14 +15,7 @@ pub fn marker(deploy_id: &str) -> String {
     format!("<!-- deploybot:rollout:{deploy_id} -->")
 }
 
-/// Replaces each `{{name}}` with its value; unknown names are left as they are.
-fn fill(template: &str, values: &[(&str, String)]) -> String {
-    let mut out = template.to_string();
-    for (name, value) in values {
-        out = out.replace(&format!("{{{{{name}}}}}"), value);
-    }
-    out
-}
+use crate::template::fill;
 
 /// The one-line text of a notice.
 pub fn notice_text(notice: &Notice) -> String {
@@ -57,6 +50,7 @@ pub fn notice_text(notice: &Notice) -> String {
                 .and_then(|rest| rest.strip_prefix(": "))
         })
         .unwrap_or(kind);
+    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
     fill(line, &values)
 }
 
@@ -126,18 +120,18 @@ pub fn status_comment(r: &Rollout, notice: &Notice) -> String {
     fill(
         STATUS_TEMPLATE,
         &[
-            ("deploy_id", r.deploy_id.clone()),
-            ("service", r.service.clone()),
-            ("environment", r.environment.clone()),
-            ("headline", notice_text(notice)),
-            ("phase", r.phase.to_string()),
-            ("image_tag", r.image_tag.clone()),
-            ("previous_tag", r.previous_tag.clone()),
-            ("strategy", strategy),
-            ("traffic", traffic),
-            ("evidence", evidence),
-            ("commits", commits),
-            ("next", next_step(r)),
+            ("deploy_id", r.deploy_id.as_str()),
+            ("service", r.service.as_str()),
+            ("environment", r.environment.as_str()),
+            ("headline", notice_text(notice).as_str()),
+            ("phase", r.phase.to_string().as_str()),
+            ("image_tag", r.image_tag.as_str()),
+            ("previous_tag", r.previous_tag.as_str()),
+            ("strategy", strategy.as_str()),
+            ("traffic", traffic.as_str()),
+            ("evidence", evidence.as_str()),
+            ("commits", commits.as_str()),
+            ("next", next_step(r).as_str()),
         ],
     )
 }
