@@ -14,6 +14,9 @@
 //! 4. Promotion needs, after `min_intervals` verified intervals, evidence for every gating
 //!    metric that the canary is *not worse than the tolerance* (the same statistic against the
 //!    tolerance ratio), a sound sample ratio, and verified data in the current interval.
+//! 5. At `max_intervals` the last look is one fixed-horizon test more (z of the same sum against
+//!    the rollback margin, at `alpha` split across the gating tests): a canary that is clearly
+//!    worse but short of the sequential threshold rolls back instead of holding.
 //!
 //! The reference judges live in `reference.rs`; this file only holds deploybot's own.
 
