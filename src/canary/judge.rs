@@ -14,6 +14,9 @@
 //! 4. Promotion needs, after `min_intervals` verified intervals, evidence for every gating
 //!    metric that the canary is *not worse than the tolerance* (the same statistic against the
 //!    tolerance ratio), a sound sample ratio, and verified data in the current interval.
+//! 5. At `max_intervals` the last look is one fixed-horizon test more (z of the same sum against
+//!    the rollback margin, at `alpha` split across the gating tests): a canary that is clearly
+//!    worse but short of the sequential threshold rolls back instead of holding.
 //!
 //! The reference judges live in `reference.rs`; this file only holds deploybot's own.
 
@@ -148,6 +151,9 @@ pub struct MetricReport {
     /// log e-value of "canary worse" against its threshold `ln(m/alpha)`.
     pub log_evalue: f64,
     pub log_threshold: f64,
+    /// z score of "canary worse than the rollback margin" at a fixed horizon (the last look
+    /// rolls back when it exceeds `final_z`).
+    pub margin_z: f64,
     /// z score of "canary below the tolerance" (promotion needs it below `-promote_z`).
     pub tolerance_z: f64,
     pub promote_z: f64,
@@ -353,6 +359,21 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
         return decision;
     }
     if t >= cfg.max_intervals as usize {
+        // The last look is one fixed-horizon test more: it spends a second `alpha`, split across
+        // the gating tests like the sequential one, so false rollbacks stay below 2 * alpha.
+        let final_z = stats::normal_upper_quantile(cfg.alpha / gating.len().max(1) as f64);
+        if let Some(m) = gating.iter().find(|m| m.margin_z >= final_z) {
+            decision.verdict = Verdict::Rollback {
+                metric: m.metric.to_string(),
+                evidence: format!(
+                    "{} (last look: z {:.2} against the rollback margin, limit {:.2})",
+                    m.summary(),
+                    m.margin_z,
+                    final_z
+                ),
+            };
+            return decision;
+        }
         decision.verdict = Verdict::Hold {
             reason: HoldReason::Inconclusive { intervals: t },
             escalate: true,
@@ -637,6 +658,7 @@ fn run_test(t: Test, log_threshold: f64, promote_z: f64) -> MetricReport {
         kappa,
         log_evalue,
         log_threshold,
+        margin_z: sign * null.z(),
         tolerance_z,
         promote_z,
         status,
@@ -755,6 +777,29 @@ mod tests {
             .find(|m| m.metric == MetricKind::Errors)
             .unwrap();
         assert_eq!(report.status, MetricStatus::Regression);
+    }
+
+    #[test]
+    fn a_regression_still_undecided_at_the_last_look_rolls_back_instead_of_holding() {
+        let cfg = JudgeConfig::default();
+        // 1.6x the errors: too little for the sequential e-value within 30 intervals, but a
+        // clear excess at a fixed horizon
+        let w = window(30, |i| Interval {
+            canary: Some(track(1000, (8.0 * wobble(i + 3)) as u64, 0.2)),
+            ..healthy(i)
+        });
+        for t in 1..30 {
+            assert_eq!(decide(&w, t, &cfg).verdict, Verdict::Continue, "at {t}");
+        }
+        let d = decide(&w, 30, &cfg);
+        let Verdict::Rollback { metric, evidence } = &d.verdict else {
+            panic!("expected a rollback at the last look, got {d:?}");
+        };
+        assert_eq!(metric, "error-rate");
+        assert!(evidence.contains("last look"), "{evidence}");
+        // a healthy canary at its last look is not rolled back
+        let healthy_window = window(30, healthy);
+        assert_ne!(decide(&healthy_window, 30, &cfg).verdict.name(), "rollback");
     }
 
     #[test]

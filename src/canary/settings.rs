@@ -11,13 +11,15 @@ pub struct JudgeConfig {
     /// Which judge decides.
     pub method: JudgeMethod,
     /// Error budget for rolling back a canary that is not worse, over the whole analysis
-    /// (anytime-valid), split evenly across the gating tests.
+    /// (anytime-valid), split evenly across the gating tests. The last look at `max_intervals`
+    /// spends it once more on a fixed-horizon test.
     pub alpha: f64,
     /// Chance accepted of promoting a canary that is worse than the tolerance, per look.
     pub promote_alpha: f64,
     /// Verified intervals needed before a promotion.
     pub min_intervals: u32,
-    /// Intervals after which an undecided analysis stops and holds with an alert.
+    /// The last look: a canary clearly worse than the rollback margin at this fixed horizon
+    /// rolls back; otherwise the undecided analysis stops and holds with an alert.
     pub max_intervals: u32,
     /// Consecutive intervals on hold after which the hold escalates (pause and alert).
     pub escalate_after_holds: u32,
