@@ -105,7 +105,7 @@ impl Processor for Dispatcher {
             Event::Ignored { event } => {
                 Processed::Ignored(format!("deploybot does not act on {event}"))
             }
-            other => Processed::Ignored(format!("no handler yet for {}", kind(other))),
+            other => Processed::Ignored(format!("no handler yet for {}", other.kind())),
         })
     }
 }
@@ -116,18 +116,5 @@ impl Dispatcher {
             .services
             .iter()
             .find(|s| s.app_repo.eq_ignore_ascii_case(repo))
-    }
-}
-
-fn kind(e: &Event) -> &'static str {
-    match e {
-        Event::Ping { .. } => "ping",
-        Event::PullRequest { .. } => "pull_request",
-        Event::IssueComment { .. } => "issue_comment",
-        Event::PullRequestReview { .. } => "pull_request_review",
-        Event::WorkflowRunCompleted(_) => "workflow_run",
-        Event::PackagePublished(_) => "package",
-        Event::CheckSuiteCompleted(_) => "check_suite",
-        Event::Ignored { .. } => "ignored",
     }
 }

@@ -53,6 +53,21 @@ impl Event {
     pub fn is_ignored(&self) -> bool {
         matches!(self, Event::Ignored { .. })
     }
+
+    /// The variant's name, as the `X-GitHub-Event` header names it (`package` also stands for
+    /// `registry_package`; `ignored` for everything deploybot does not act on).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Ping { .. } => "ping",
+            Event::PullRequest { .. } => "pull_request",
+            Event::IssueComment { .. } => "issue_comment",
+            Event::PullRequestReview { .. } => "pull_request_review",
+            Event::WorkflowRunCompleted(_) => "workflow_run",
+            Event::PackagePublished(_) => "package",
+            Event::CheckSuiteCompleted(_) => "check_suite",
+            Event::Ignored { .. } => "ignored",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -503,6 +503,8 @@ fn dockerfile_healthcheck_passes_on_a_live_server_and_fails_without_one() {
         Command::new(env!("CARGO_BIN_EXE_deploybot"))
             .args(["serve", "--config", &config_path.display().to_string()])
             .env("DEPLOYBOT_WEBHOOK_SECRET", "test-secret")
+            // serve resolves every secret the config references before it listens.
+            .env("GITHUB_TOKEN", "test-token")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -133,19 +133,6 @@ fn expected_kind(event: &str, action: Option<&str>) -> &'static str {
     }
 }
 
-fn kind(e: &Event) -> &'static str {
-    match e {
-        Event::Ping { .. } => "ping",
-        Event::PullRequest { .. } => "pull_request",
-        Event::IssueComment { .. } => "issue_comment",
-        Event::PullRequestReview { .. } => "pull_request_review",
-        Event::WorkflowRunCompleted(_) => "workflow_run",
-        Event::PackagePublished(_) => "package",
-        Event::CheckSuiteCompleted(_) => "check_suite",
-        Event::Ignored { .. } => "ignored",
-    }
-}
-
 #[tokio::test]
 async fn every_real_payload_parses_into_its_variant_and_is_stored() {
     let app = app_with(config());
@@ -157,7 +144,7 @@ async fn every_real_payload_parses_into_its_variant_and_is_stored() {
         let parsed = deploybot::webhook::event::parse(&event, &body)
             .unwrap_or_else(|e| panic!("{event}/{name}: {e}"));
         assert_eq!(
-            kind(&parsed.event),
+            parsed.event.kind(),
             expected_kind(&event, action.as_deref()),
             "{event}/{name}"
         );
