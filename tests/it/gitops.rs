@@ -875,3 +875,37 @@ async fn a_clone_far_behind_catches_up_with_an_ordinary_fetch() {
         ],
     );
 }
+
+/// The writer with the real manifest editor (not a test edit): a kustomize-style image change
+/// lands byte for byte, and the same change again makes no commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_manifest_editor_through_the_writer() {
+    use deploybot::gitops::ManifestEdit;
+    use deploybot::manifest::{Change, EditOptions};
+
+    let fx = GitFixture::new();
+    let w = fx.writer("m", &fx.file_url(), GitAuth::None);
+    let edit = || -> Vec<Arc<dyn FileEdit>> {
+        vec![Arc::new(ManifestEdit {
+            path: "apps/web/deployment.yaml".into(),
+            change: Change::SetImage("ghcr.io/acme/web:3.1.0".parse().unwrap()),
+            options: EditOptions::default(),
+        })]
+    };
+    let out = w
+        .write("main", edit(), info("web", "ship web 3.1.0"))
+        .await
+        .unwrap();
+    committed(&out);
+    let text = fx.show("main", "apps/web/deployment.yaml");
+    assert_eq!(
+        text,
+        deployment("web", "1.0.0").replace("web:1.0.0", "web:3.1.0"),
+        "only the tag changed; the trailing comment stays"
+    );
+    let again = w
+        .write("main", edit(), info("web", "ship web 3.1.0"))
+        .await
+        .unwrap();
+    assert!(matches!(again, WriteOutcome::Unchanged { .. }), "{again:?}");
+}
