@@ -48,6 +48,20 @@ fn payload(kib: usize) -> anyhow::Result<Vec<u8>> {
     let base = include_str!("../../fixtures/github-webhooks/pull_request/opened.payload.json");
     let mut v: serde_json::Value = serde_json::from_str(base)?;
     v["pull_request"]["body"] = serde_json::Value::String(String::new());
+    // The real payload is ~23 KB; for smaller targets drop the nested repository copies and
+    // links (fields deploybot never reads), keeping the shape the intake parses.
+    if serde_json::to_vec(&v)?.len() > kib * 1024 {
+        for side in ["head", "base"] {
+            if let Some(o) = v["pull_request"][side].as_object_mut() {
+                o.remove("repo");
+            }
+        }
+        if let Some(o) = v["pull_request"].as_object_mut() {
+            o.remove("_links");
+        }
+        let full_name = v["repository"]["full_name"].clone();
+        v["repository"] = serde_json::json!({ "full_name": full_name });
+    }
     let without = serde_json::to_vec(&v)?.len();
     let target = kib * 1024;
     let pad = target.saturating_sub(without);
