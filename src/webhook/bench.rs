@@ -200,7 +200,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let ceiling = stats(samples, started.elapsed());
 
     // Fixed offered load, open loop: latency is measured from when each request was due, so a
-    // stall is charged to every request it delays (no coordinated omission).
+    // stall is charged to every request it delays (no coordinated omission). Tokio's timer has
+    // millisecond granularity, so "from due" includes up to ~1 ms of the client's own dispatch
+    // lag; "from send" starts when the request actually left and shows the server's share.
     let total = (args.rate * args.seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     let start = tokio::time::Instant::now();
@@ -210,15 +212,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         tokio::time::sleep_until(due).await;
         let send = send.clone();
         tasks.spawn(async move {
+            let sent = tokio::time::Instant::now();
             send(format!("load-{i}")).await?;
-            Ok::<_, anyhow::Error>(due.elapsed())
+            Ok::<_, anyhow::Error>((due.elapsed(), sent.elapsed()))
         });
     }
-    let mut samples = Vec::with_capacity(total);
+    let mut from_due = Vec::with_capacity(total);
+    let mut from_send = Vec::with_capacity(total);
     while let Some(r) = tasks.join_next().await {
-        samples.push(r??);
+        let (d, s) = r??;
+        from_due.push(d);
+        from_send.push(s);
     }
-    let load = stats(samples, start.elapsed());
+    let wall = start.elapsed();
+    let load = stats(from_due, wall);
+    let load_sent = stats(from_send, wall);
     server.abort();
 
     let stored = store.count_by_status(DeliveryStatus::Pending)?;
@@ -245,6 +253,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ms(load.p50),
         ms(load.p99)
     );
+    println!(
+        "| same, measured from send | {:.0} | {} | {} |",
+        load_sent.per_second,
+        ms(load_sent.p50),
+        ms(load_sent.p99)
+    );
     println!();
     println!(
         "ceiling / floor throughput: {:.2}x; p99 at {}/s / floor p99: {:.2}x",
@@ -253,11 +267,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         load.p99.as_secs_f64() / floor.p99.as_secs_f64()
     );
     println!(
-        "{stored} deliveries stored durably (every one before its 202); goal p99 < 2 ms at 1000/s: {}",
+        "{stored} deliveries stored durably (every one before its 202); goal p99 < 2 ms at {}/s: {} from due, {} from send",
+        args.rate,
         if load.p99 < Duration::from_millis(2) {
             "met"
         } else {
-            "not met on this run"
+            "not met"
+        },
+        if load_sent.p99 < Duration::from_millis(2) {
+            "met"
+        } else {
+            "not met"
         }
     );
     Ok(ExitCode::SUCCESS)
