@@ -547,24 +547,14 @@ fn metric_reports(
                 .filter(|r| r.1 > 0 && r.3 > 0)
                 .collect()
         };
-        if let Some(k) = body {
+        // The body (slow share) and tail tests differ only in which bucket bound counts as slow.
+        let latency_tests = [
+            body.map(|k| (MetricKind::Latency { le: le[k] }, k)),
+            tail.map(|k| (MetricKind::LatencyTail { le: le[k] }, k)),
+        ];
+        for (kind, k) in latency_tests.into_iter().flatten() {
             tests.push(Test {
-                kind: MetricKind::Latency { le: le[k] },
-                mode: cfg.latency.mode,
-                direction: cfg.latency.direction,
-                tolerance: cfg.latency.tolerance,
-                margin: cfg.latency.rollback_margin,
-                prior: DispersionPrior {
-                    kappa: cfg.latency.dispersion_prior,
-                    weight: PRIOR_WEIGHT,
-                },
-                rows: slow_rows(k),
-                absolute_tolerance: None,
-            });
-        }
-        if let Some(k) = tail {
-            tests.push(Test {
-                kind: MetricKind::LatencyTail { le: le[k] },
+                kind,
                 mode: cfg.latency.mode,
                 direction: cfg.latency.direction,
                 tolerance: cfg.latency.tolerance,
