@@ -397,6 +397,7 @@ mod tests {
                 commit_message: "change".into(),
                 author: "alice".into(),
                 pull_request: Some(7),
+                commit_sha: None,
             },
             Settings::default(),
             t(0),
