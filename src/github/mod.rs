@@ -320,7 +320,10 @@ pub trait Github: Send + Sync {
         expected_head_sha: &'a str,
     ) -> GithubFuture<'a, String>;
     /// The check runs on a commit (all pages; GitHub's latest run per name) followed by its
-    /// commit statuses, each status as a run named by its context.
+    /// commit statuses (the combined status: the latest per context), each status as a run
+    /// named by its context: `pending` is `in_progress`, any other state a completed run
+    /// concluding with it. Check-run and status ids are separate sequences, so a required
+    /// name should be either a check or a status, not both.
     fn check_runs<'a>(
         &'a self,
         repo: &'a RepoName,

@@ -1,8 +1,10 @@
 //! The octocrab adapter of the GitHub port: REST calls against `github.api_url` (github.com or a
 //! GitHub Enterprise Server `/api/v3`), authenticated with the configured token.
 //!
-//! It uses octocrab's raw request methods so that status codes (404 for a missing label, 422 for
-//! one that already exists) and the `Link` header stay visible; it translates GitHub's JSON into
+//! It uses octocrab's raw request methods rather than its typed APIs so that status codes (404
+//! for a missing label or a non-collaborator, 422 for a label that already exists, 409 for a
+//! merge whose head moved, 200 for a reaction already given) and the `Link` header stay visible,
+//! and every call gets the same rate-limit waits; it translates GitHub's JSON into
 //! the port's domain types and its failures into `GithubError`, naming what was happening. The
 //! only retry here is GitHub's own request to wait (429, or 403 from a secondary rate limit, with
 //! `Retry-After` or an exhausted `x-ratelimit-remaining`), a few times and for a bounded wait;

@@ -43,6 +43,9 @@ async fn reviews_are_read_across_pages_and_feed_the_approval_count() {
     gh.add_review(2, "erin", "CHANGES_REQUESTED", &head);
     gh.add_review(2, "erin", "DISMISSED", &head);
     gh.add_review(2, "frank", "PENDING", &head);
+    // A deleted account's review: GitHub lists it with `"user": null`; it cannot count.
+    gh.add_review(2, "ghost", "APPROVED", &head);
+    gh.state.lock().unwrap().reviews.get_mut(&2).unwrap()[7]["user"] = serde_json::Value::Null;
 
     let reviews = client.pull_request_reviews(&repo, 2).await.unwrap();
     let got: Vec<(&str, ReviewState, &str)> = reviews
