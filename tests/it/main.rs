@@ -4,6 +4,7 @@
 mod argocd;
 mod canary;
 mod cli;
+mod github;
 mod gitops;
 mod manifest;
 mod packaging;
