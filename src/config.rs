@@ -304,7 +304,8 @@ impl Config {
                 ));
             }
             if let Some(image) = &s.image
-                && (image.trim().is_empty() || image.rsplit('/').next().is_some_and(|n| n.contains(':')))
+                && (image.trim().is_empty()
+                    || image.rsplit('/').next().is_some_and(|n| n.contains(':')))
             {
                 p.push(format!(
                     "{key}.image: the image repository without a tag, got {image:?}"

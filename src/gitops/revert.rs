@@ -71,9 +71,10 @@ impl Planner for RevertPlanner {
         let (own, mainline) = match target.parent_count() {
             1 => (target.clone(), 0),
             2 => (
-                target
-                    .parent(1)
-                    .map_err(GitopsError::git(format!("reading the parents of {}", target.id())))?,
+                target.parent(1).map_err(GitopsError::git(format!(
+                    "reading the parents of {}",
+                    target.id()
+                )))?,
                 1,
             ),
             _ => return Err(self.refuse(branch, "it is a merge of more than two parents")),

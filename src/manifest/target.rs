@@ -287,14 +287,21 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(tag(canary.step_change(img, 5)).as_deref(), Some("v2"));
-        assert!(stable.step_change(img, 5).is_none(), "stable waits for 100 %");
+        assert!(
+            stable.step_change(img, 5).is_none(),
+            "stable waits for 100 %"
+        );
         assert_eq!(tag(stable.step_change(img, 100)).as_deref(), Some("v2"));
         let weight = |c: Option<Change>| match c {
             Some(Change::SetWeight { weight, .. }) => weight,
             other => panic!("{other:?}"),
         };
         assert_eq!(weight(route.step_change(img, 25)), 25);
-        assert_eq!(weight(route.step_change(img, 100)), 0, "promoted: stable takes it all");
+        assert_eq!(
+            weight(route.step_change(img, 100)),
+            0,
+            "promoted: stable takes it all"
+        );
         let p = problems("path: r.yaml\nkind: weight\ncanary: c\ntrack: canary\n");
         assert!(p.iter().any(|p| p.ends_with("track: only used with kind image or helm_values, not weight")), "{p:?}");
     }

@@ -149,7 +149,10 @@ mod tests {
         hold(&store, "checkout", "staging", "d-1", "error rate", now).unwrap();
         hold(&store, "checkout", "staging", "d-2", "later", now).unwrap();
         let h = hold_of(&store, "checkout", "staging").unwrap().unwrap();
-        assert_eq!((h.deploy_id.as_str(), h.reason.as_str()), ("d-1", "error rate"));
+        assert_eq!(
+            (h.deploy_id.as_str(), h.reason.as_str()),
+            ("d-1", "error rate")
+        );
         assert_eq!(hold_of(&store, "checkout", "production").unwrap(), None);
         assert!(release(&store, "checkout", "staging").unwrap());
         assert!(!release(&store, "checkout", "staging").unwrap());
@@ -162,7 +165,13 @@ mod tests {
         };
         record_approval_pr(&store, &pr).unwrap();
         assert_eq!(approval_pr(&store, "d-1").unwrap(), Some(pr.clone()));
-        assert_eq!(approval_pr_by_number(&store, "Acme/GitOps", 7).unwrap(), Some(pr));
-        assert_eq!(approval_pr_by_number(&store, "acme/gitops", 8).unwrap(), None);
+        assert_eq!(
+            approval_pr_by_number(&store, "Acme/GitOps", 7).unwrap(),
+            Some(pr)
+        );
+        assert_eq!(
+            approval_pr_by_number(&store, "acme/gitops", 8).unwrap(),
+            None
+        );
     }
 }

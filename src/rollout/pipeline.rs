@@ -65,7 +65,10 @@ pub enum PipelineError {
     #[error("service {0:?} is not in the configuration")]
     UnknownService(String),
     #[error("service {service:?} has no environment {environment:?}")]
-    UnknownEnvironment { service: String, environment: String },
+    UnknownEnvironment {
+        service: String,
+        environment: String,
+    },
     #[error("service {0:?} has no environments to deploy to")]
     NoEnvironments(String),
     #[error(
@@ -293,7 +296,11 @@ impl<R: EffectRunner> Pipeline<R> {
 
     /// The live rollout a PR command is about: the app PR's rollout, or the one whose approval
     /// PR it is.
-    pub fn rollout_for_pr(&self, repo: &str, number: u64) -> Result<Option<Rollout>, PipelineError> {
+    pub fn rollout_for_pr(
+        &self,
+        repo: &str,
+        number: u64,
+    ) -> Result<Option<Rollout>, PipelineError> {
         if let Some(link) = links::approval_pr_by_number(&self.store, repo, number)? {
             return Ok(self.store.get(&link.deploy_id)?);
         }
@@ -306,9 +313,8 @@ impl<R: EffectRunner> Pipeline<R> {
             .collect();
         let recent = self.store.recent(None, 500)?;
         // The live one first; else the newest (a terminal rollout still answers /status).
-        let mine = |r: &&Rollout| {
-            r.pull_request == Some(number) && services.contains(&r.service.as_str())
-        };
+        let mine =
+            |r: &&Rollout| r.pull_request == Some(number) && services.contains(&r.service.as_str());
         Ok(recent
             .iter()
             .filter(mine)

@@ -28,7 +28,7 @@ use crate::canary::{Decision, JudgeConfig, Verdict};
 use crate::config::{Config, EnvironmentConfig, ServiceConfig};
 use crate::github::{CommitStatus, Github, LabelSpec, RepoName};
 use crate::gitops::commit_message::CommitInfo;
-use crate::gitops::pull_request::{OctocrabPullRequests, ProposeRequest, Proposal, bot_branch};
+use crate::gitops::pull_request::{OctocrabPullRequests, Proposal, ProposeRequest, bot_branch};
 use crate::gitops::writer::BranchLocks;
 use crate::gitops::{FileEdit, GitopsError, ManifestEdit, Writer};
 use crate::store::Store;
@@ -205,7 +205,11 @@ pub fn step_edits(
 }
 
 fn step_label(r: &Rollout, weight: Weight) -> String {
-    match r.plan.as_ref().and_then(|p| p.position(weight).map(|i| (i, p.len()))) {
+    match r
+        .plan
+        .as_ref()
+        .and_then(|p| p.position(weight).map(|i| (i, p.len())))
+    {
         Some(_) if weight.is_full() => "promote to 100%".into(),
         Some((i, n)) => format!("canary {}/{n}", i + 1),
         None => format!("step {weight}"),
@@ -329,7 +333,12 @@ impl<W: WindowSource> LiveRunner<W> {
         }
     }
 
-    async fn commit_step(&self, r: &Rollout, weight: Weight, tag: &str) -> Result<Input, EffectError> {
+    async fn commit_step(
+        &self,
+        r: &Rollout,
+        weight: Weight,
+        tag: &str,
+    ) -> Result<Input, EffectError> {
         let (service, env) = environment_config(&self.parts.config, r)?;
         let edits = step_edits(service, env, tag, weight)?;
         let image = image_ref(service, tag)?;
@@ -381,13 +390,8 @@ impl<W: WindowSource> LiveRunner<W> {
             .github_token
             .as_ref()
             .ok_or_else(|| permanent("approval PRs need a GitHub token (github.token_env)"))?;
-        let prs = OctocrabPullRequests::new(
-            &config.github.api_url,
-            token,
-            &repo.owner,
-            &repo.name,
-        )
-        .map_err(gitops_error)?;
+        let prs = OctocrabPullRequests::new(&config.github.api_url, token, &repo.owner, &repo.name)
+            .map_err(gitops_error)?;
         let image = image_ref(service, tag)?;
         let branch = bot_branch(
             &config.gitops.branch_prefix,
@@ -403,7 +407,10 @@ impl<W: WindowSource> LiveRunner<W> {
                 r,
                 weight,
                 &image,
-                format!("deploy {image} to {} at {weight} (needs approval)", r.environment),
+                format!(
+                    "deploy {image} to {} at {weight} (needs approval)",
+                    r.environment
+                ),
             ),
             labels: config.gitops.pr_labels.clone(),
             human_edited_label: config.gitops.human_edited_label.clone(),
@@ -451,15 +458,29 @@ impl<W: WindowSource> LiveRunner<W> {
             .progress
             .weight()
             .ok_or_else(|| permanent("no step is in flight"))?;
-        let sha: String = {
-            let _ = (github, &repo);
-            return Err(permanent("merging approval PRs: not wired yet (GitHub port)"));
+        let pr = github
+            .pull_request(&repo, link.number)
+            .await
+            .map_err(github_error)?;
+        // A human may have merged it already (or we did, before a crash): use that merge.
+        let sha = match (pr.merged, pr.merge_commit_sha.clone()) {
+            (true, Some(sha)) => sha,
+            _ => github
+                .merge_pull_request(&repo, link.number, &pr.head_sha)
+                .await
+                .map_err(github_error)?,
         };
         tracing::info!(rollout = %r.deploy_id, pr = link.number, %sha, "approval PR merged");
         Ok(Input::Committed { sha, weight })
     }
 
-    async fn revert(&self, r: &Rollout, commits: &[String], reason: &str, evidence: &str) -> Result<Input, EffectError> {
+    async fn revert(
+        &self,
+        r: &Rollout,
+        commits: &[String],
+        reason: &str,
+        evidence: &str,
+    ) -> Result<Input, EffectError> {
         let (_, env) = environment_config(&self.parts.config, r)?;
         let writer = self.writer(env)?;
         let why = if evidence.is_empty() {
@@ -533,15 +554,24 @@ impl<W: WindowSource> LiveRunner<W> {
             color: "b60205".into(),
             description: "deploybot rolled this change back".into(),
         };
-        github.ensure_label(&repo, &spec).await.map_err(github_error)?;
+        github
+            .ensure_label(&repo, &spec)
+            .await
+            .map_err(github_error)?;
         github
             .add_labels(&repo, pr, std::slice::from_ref(&spec.name))
             .await
             .map_err(github_error)
     }
 
-    async fn set_status(&self, r: &Rollout, state: StatusState, phase: &Phase) -> Result<(), EffectError> {
-        let (Some(github), Some(sha)) = (self.parts.github.as_ref(), r.commit_sha.as_deref()) else {
+    async fn set_status(
+        &self,
+        r: &Rollout,
+        state: StatusState,
+        phase: &Phase,
+    ) -> Result<(), EffectError> {
+        let (Some(github), Some(sha)) = (self.parts.github.as_ref(), r.commit_sha.as_deref())
+        else {
             return Ok(());
         };
         let repo = self.app_repo(r)?;
@@ -602,9 +632,20 @@ impl<W: WindowSource> LiveRunner<W> {
         Ok(Input::Judged(observation))
     }
 
-    async fn wait_for_sync(&self, r: &Rollout, revision: &str) -> Result<Option<Input>, EffectError> {
+    async fn wait_for_sync(
+        &self,
+        r: &Rollout,
+        revision: &str,
+    ) -> Result<Option<Input>, EffectError> {
         let Some(argocd) = &self.parts.argocd else {
-            let settle = secs(self.parts.config.argocd.settle_time.as_millis().div_ceil(1000));
+            let settle = secs(
+                self.parts
+                    .config
+                    .argocd
+                    .settle_time
+                    .as_millis()
+                    .div_ceil(1000),
+            );
             let committed = r
                 .commits
                 .iter()

@@ -4,6 +4,7 @@
 mod argocd;
 mod canary;
 mod cli;
+mod demo;
 mod github;
 mod gitops;
 mod manifest;
