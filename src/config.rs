@@ -42,6 +42,11 @@ pub struct ServerConfig {
     pub webhook_secret_env: Option<String>,
     /// Path of a file holding the webhook secret.
     pub webhook_secret_file: Option<PathBuf>,
+    /// How often live rollouts are ticked: analysis due, sync polled, retries re-issued.
+    pub tick_interval: crate::prometheus::PromDuration,
+    /// How often approvals and parked releases are re-read from GitHub, so that a lost webhook
+    /// only delays a rollout.
+    pub reconcile_interval: crate::prometheus::PromDuration,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +57,8 @@ impl Default for ServerConfig {
             max_body_bytes: 25 * 1024 * 1024,
             webhook_secret_env: None,
             webhook_secret_file: None,
+            tick_interval: crate::prometheus::PromDuration::from_secs(5),
+            reconcile_interval: crate::prometheus::PromDuration::from_secs(60),
         }
     }
 }
@@ -199,6 +206,17 @@ pub struct EnvironmentConfig {
     /// Whether a human must approve before this environment changes.
     #[serde(default)]
     pub require_approval: bool,
+    /// Approvals the approval PR needs: reviews in state approved, on its current head, by
+    /// users with write access or in `approving_teams`, never by the change's author.
+    #[serde(default = "default_required_approvals")]
+    pub required_approvals: u32,
+    /// Teams (`org/team-slug`) whose members may approve even without write access.
+    #[serde(default)]
+    pub approving_teams: Vec<String>,
+}
+
+fn default_required_approvals() -> u32 {
+    1
 }
 
 fn default_branch() -> String {
@@ -273,6 +291,14 @@ impl Config {
                 self.server.webhook_path
             ));
         }
+        for (key, d) in [
+            ("server.tick_interval", self.server.tick_interval),
+            ("server.reconcile_interval", self.server.reconcile_interval),
+        ] {
+            if d.as_millis() < 100 {
+                p.push(format!("{key}: must be at least 100ms"));
+            }
+        }
         if self.server.max_body_bytes == 0 {
             p.push("server.max_body_bytes: must be greater than 0".into());
         }
@@ -326,6 +352,18 @@ impl Config {
                     p.push(format!(
                         "{ekey}.repo_url: no repository (set it here or gitops.repo_url)"
                     ));
+                }
+                if e.required_approvals == 0 && e.require_approval {
+                    p.push(format!(
+                        "{ekey}.required_approvals: must be at least 1 when require_approval is set"
+                    ));
+                }
+                for t in &e.approving_teams {
+                    if t.split('/').filter(|x| !x.is_empty()).count() != 2 {
+                        p.push(format!(
+                            "{ekey}.approving_teams: {t:?} must be ORG/TEAM-SLUG"
+                        ));
+                    }
                 }
                 for (k, t) in e.targets.iter().enumerate() {
                     t.validate(&format!("{ekey}.targets[{k}]"), &mut p);

@@ -34,7 +34,7 @@ pub struct EffectError {
 
 /// Runs effects. Implementations must be idempotent: running an effect twice (after a crash)
 /// must leave the world as running it once did, and answer the same.
-pub trait EffectRunner {
+pub trait EffectRunner: Send + Sync {
     /// Runs `effect` for `rollout`; returns the input its outcome produces, if any
     /// (`CommitStep` and `MergeApprovalPr` -> `Committed` with the weight in flight,
     /// `Revert` -> `Reverted`, `WaitForSync` -> `Synced` or
@@ -43,7 +43,7 @@ pub trait EffectRunner {
         &self,
         rollout: &Rollout,
         effect: &Effect,
-    ) -> impl Future<Output = Result<Option<Input>, EffectError>>;
+    ) -> impl Future<Output = Result<Option<Input>, EffectError>> + Send;
 }
 
 /// Where the shell gets the time; the core never reads a clock.

@@ -1,6 +1,7 @@
 //! What the rollout shell keeps beside the rollout records (tables of migration
 //! `0004_rollout_shell.sql`): service holds, which stop a held service from being deployed again
-//! until a human releases it, and the approval pull request each gated rollout opened.
+//! until a human releases it, the approval pull request each gated rollout opened, and merged
+//! changes waiting for their required checks.
 //!
 //! Plain reads and writes; what a hold means is decided by `rollout::pipeline`.
 
@@ -133,6 +134,72 @@ pub fn approval_pr_by_number(
             row_to_pr,
         )
         .optional()
+    })
+}
+
+/// A merged change waiting for its required checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingRelease {
+    pub release: super::pipeline::Release,
+    pub gate: super::pipeline::Gate,
+    pub waiting: String,
+}
+
+fn json_err(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+/// Records (or updates what it waits for) a release waiting for checks.
+pub fn park_release(
+    store: &Store,
+    p: &PendingRelease,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let sha = p.release.commit_sha.clone().unwrap_or_default();
+    store.with_conn(|c| {
+        c.execute(
+            "INSERT INTO pending_releases (service, commit_sha, release, gate, waiting, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (service, commit_sha) DO UPDATE SET waiting = excluded.waiting",
+            params![
+                p.release.service,
+                sha,
+                serde_json::to_string(&p.release).map_err(json_err)?,
+                serde_json::to_string(&p.gate).map_err(json_err)?,
+                p.waiting,
+                now.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ],
+        )
+        .map(drop)
+    })
+}
+
+/// Every release still waiting, oldest first.
+pub fn parked_releases(store: &Store) -> Result<Vec<PendingRelease>, StoreError> {
+    store.with_conn(|c| {
+        let mut stmt = c.prepare(
+            "SELECT release, gate, waiting FROM pending_releases ORDER BY created_at, rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let release: String = r.get(0)?;
+            let gate: String = r.get(1)?;
+            Ok(PendingRelease {
+                release: serde_json::from_str(&release).map_err(json_err)?,
+                gate: serde_json::from_str(&gate).map_err(json_err)?,
+                waiting: r.get(2)?,
+            })
+        })?;
+        rows.collect()
+    })
+}
+
+pub fn unpark_release(store: &Store, service: &str, commit_sha: &str) -> Result<(), StoreError> {
+    store.with_conn(|c| {
+        c.execute(
+            "DELETE FROM pending_releases WHERE service = ?1 AND commit_sha = ?2",
+            params![service, commit_sha],
+        )
+        .map(drop)
     })
 }
 

@@ -84,6 +84,7 @@ pub mod command;
 pub mod comment;
 pub mod config;
 pub mod driver;
+pub mod events;
 pub mod input;
 pub mod links;
 pub mod pipeline;

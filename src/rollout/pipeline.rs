@@ -22,7 +22,7 @@ use crate::config::{Config, ServiceConfig};
 use crate::store::Store;
 
 /// A version of a service to ship, before any environment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Release {
     pub service: String,
     pub image_tag: String,
@@ -37,7 +37,7 @@ pub struct Release {
 }
 
 /// The risk assessment's word, in rollout terms.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Gate {
     pub risk_score: f64,
     pub strategy: Strategy,

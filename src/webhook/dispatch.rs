@@ -1,11 +1,16 @@
 //! Routes a parsed delivery to the concept that acts on it. Pull requests of configured services
-//! are risk-assessed (comment, labels, status); the other events the intake queues are
-//! recognised and recorded until the rollout driver consumes them.
+//! are risk-assessed (comment, labels, status) and, once merged, become releases; comments on
+//! pull requests are commands; reviews may approve an approval PR; completed check suites and
+//! workflow runs release what waited for its checks. `rollout::events` does the rollout side.
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::github::{Github, RepoName};
+use crate::rollout::driver::Clock;
+use crate::rollout::events::{EventError, Merged, RolloutEvents};
+use crate::rollout::pipeline::{Gate, Pipeline};
+use crate::rollout::runner::{LiveRunner, PrometheusWindows, WindowSource};
 use crate::llm::RiskModel;
 use crate::risk::service::assess_pull_request;
 use crate::store::Store;
@@ -13,17 +18,28 @@ use crate::store::StoredDelivery;
 use crate::webhook::event::{Event, Parsed, PullRequestAction};
 use crate::webhook::worker::{ProcessError, Processed, Processor};
 
-/// The production processor.
-pub struct Dispatcher {
+/// The production processor. `W` is where rollouts read metrics (Prometheus in production).
+pub struct Dispatcher<W = PrometheusWindows> {
     pub config: Arc<Config>,
     /// The GitHub port the assessment reads the PR through and publishes to.
     pub github: Arc<dyn Github>,
     /// The optional LLM; without one the policy alone decides.
     pub model: Option<Arc<dyn RiskModel>>,
     pub store: Store,
+    /// The rollout pipeline; without one, merged changes are assessed but not deployed.
+    pub pipeline: Option<Arc<Pipeline<LiveRunner<W>>>>,
+    pub clock: Arc<dyn Clock + Send + Sync>,
 }
 
-impl Processor for Dispatcher {
+fn process_error(e: EventError) -> ProcessError {
+    if e.transient {
+        ProcessError::Transient(e.message)
+    } else {
+        ProcessError::Permanent(e.message)
+    }
+}
+
+impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
     async fn process(
         &self,
         _delivery: &StoredDelivery,
@@ -73,6 +89,42 @@ impl Processor for Dispatcher {
                         }
                     })?;
                     let a = &done.assessment;
+                    let shipped = match (action, &self.pipeline) {
+                        (PullRequestAction::Closed { merged: true }, Some(pipeline)) => {
+                            let merge_sha = pull_request
+                                .merge_commit_sha
+                                .as_deref()
+                                .ok_or_else(|| {
+                                    ProcessError::Permanent(format!(
+                                        "{repo}#{} is merged but has no merge_commit_sha",
+                                        pull_request.number
+                                    ))
+                                })?;
+                            let merged_by = parsed
+                                .sender
+                                .as_ref()
+                                .map(|s| s.login.as_str())
+                                .unwrap_or("-");
+                            let note = self
+                                .events(pipeline)
+                                .on_merged(
+                                    Merged {
+                                        repo: &name,
+                                        number: pull_request.number,
+                                        merge_sha,
+                                        title: &pull_request.title,
+                                        author: &pull_request.user.login,
+                                        merged_by,
+                                    },
+                                    Gate::from_assessment(a),
+                                    self.clock.now(),
+                                )
+                                .await
+                                .map_err(process_error)?;
+                            format!("; merged: {note}")
+                        }
+                        _ => String::new(),
+                    };
                     Processed::Done(format!(
                         "assessed {repo}#{} at {}: score {:.2}, {}, approval {}{}",
                         pull_request.number,
@@ -88,8 +140,8 @@ impl Processor for Dispatcher {
                             " (stored result reused)"
                         } else {
                             ""
-                        }
-                    ))
+                        },
+                    ) + &shipped)
                 }
             }
             Event::IssueComment {
@@ -102,6 +154,60 @@ impl Processor for Dispatcher {
             Event::IssueComment { comment, .. } if comment.user.is_bot() => {
                 Processed::Ignored(format!("comment by bot {}", comment.user.login))
             }
+            Event::IssueComment {
+                issue_number,
+                comment,
+                ..
+            } => match &self.pipeline {
+                Some(pipeline) if self.service_for(repo).is_some() || self.is_gitops(repo) => {
+                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
+                    let note = self
+                        .events(pipeline)
+                        .on_comment(
+                            &name,
+                            *issue_number,
+                            comment.id,
+                            &comment.user.login,
+                            &comment.body,
+                            self.clock.now(),
+                        )
+                        .await
+                        .map_err(process_error)?;
+                    Processed::Done(note)
+                }
+                _ => Processed::Ignored(format!("comment on {repo}#{issue_number}: no rollouts here")),
+            },
+            Event::PullRequestReview {
+                pull_request,
+                review,
+                ..
+            } if review.user.is_bot() => Processed::Ignored(format!(
+                "review on {repo}#{} by bot {}",
+                pull_request.number, review.user.login
+            )),
+            Event::PullRequestReview { pull_request, .. } => match &self.pipeline {
+                Some(pipeline) => {
+                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
+                    let note = self
+                        .events(pipeline)
+                        .on_review(&name, pull_request.number, self.clock.now())
+                        .await
+                        .map_err(process_error)?;
+                    Processed::Done(note)
+                }
+                None => Processed::Ignored("no rollout pipeline".into()),
+            },
+            Event::CheckSuiteCompleted(_) | Event::WorkflowRunCompleted(_) => {
+                match &self.pipeline {
+                    Some(pipeline) => Processed::Done(
+                        self.events(pipeline)
+                            .release_parked(self.clock.now())
+                            .await
+                            .map_err(process_error)?,
+                    ),
+                    None => Processed::Ignored("no rollout pipeline".into()),
+                }
+            }
             Event::Ignored { event } => {
                 Processed::Ignored(format!("deploybot does not act on {event}"))
             }
@@ -110,7 +216,22 @@ impl Processor for Dispatcher {
     }
 }
 
-impl Dispatcher {
+impl<W: WindowSource> Dispatcher<W> {
+    fn events<'a>(
+        &'a self,
+        pipeline: &'a Pipeline<LiveRunner<W>>,
+    ) -> RolloutEvents<'a, LiveRunner<W>> {
+        RolloutEvents {
+            config: &self.config,
+            github: self.github.as_ref(),
+            pipeline,
+        }
+    }
+
+    fn is_gitops(&self, repo: &str) -> bool {
+        self.config.knows_repo(repo) && self.service_for(repo).is_none()
+    }
+
     fn service_for(&self, repo: &str) -> Option<&crate::config::ServiceConfig> {
         self.config
             .services

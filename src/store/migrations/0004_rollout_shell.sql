@@ -20,3 +20,15 @@ CREATE TABLE approval_prs (
     branch    TEXT NOT NULL
 );
 CREATE INDEX approval_prs_by_number ON approval_prs (repo, number);
+
+-- A merged change waiting for its required checks before it rolls out. Re-examined when a check
+-- suite or workflow run completes and on every reconcile, so a lost webhook only delays it.
+CREATE TABLE pending_releases (
+    service    TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    release    TEXT NOT NULL,                 -- rollout::pipeline::Release as JSON
+    gate       TEXT NOT NULL,                 -- rollout::pipeline::Gate as JSON
+    waiting    TEXT NOT NULL,                 -- what it last waited for
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (service, commit_sha)
+);
