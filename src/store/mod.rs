@@ -25,6 +25,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_rollouts",
         include_str!("migrations/0003_rollouts.sql"),
     ),
+    (
+        "0004_rollout_metrics",
+        include_str!("migrations/0004_rollout_metrics.sql"),
+    ),
 ];
 
 /// What the store could not do.
