@@ -84,6 +84,7 @@ pub mod comment;
 pub mod config;
 pub mod driver;
 pub mod input;
+pub mod metrics;
 pub mod plan;
 pub mod record;
 pub mod step;
