@@ -78,6 +78,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod chart;
 pub mod cli;
 pub mod command;
 pub mod comment;
@@ -85,6 +86,7 @@ pub mod config;
 pub mod driver;
 pub mod input;
 pub mod metrics;
+pub mod page;
 pub mod plan;
 pub mod record;
 pub mod step;
