@@ -65,7 +65,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         wake,
     }))
-    .merge(crate::rollout::api::api_router(store));
+    .merge(crate::rollout::api::api_router(store.clone()))
+    .merge(crate::rollout::page::page_router(store));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
