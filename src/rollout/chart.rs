@@ -63,7 +63,20 @@ const RIGHT: f64 = 18.0;
 const TOP: f64 = 58.0;
 const BOTTOM: f64 = 44.0;
 const Y_STEPS: u32 = 5;
-const X_TICKS: i32 = 5;
+/// At most this many labelled times on the x axis.
+const X_TICKS: f64 = 6.0;
+
+/// A round tick interval (seconds) giving at most [`X_TICKS`] ticks over `span` seconds.
+fn time_step(span: f64) -> i64 {
+    const STEPS: [i64; 16] = [
+        10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800,
+    ];
+    STEPS
+        .iter()
+        .copied()
+        .find(|s| span / *s as f64 <= X_TICKS)
+        .unwrap_or(604800)
+}
 
 /// How a metric's values read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +239,7 @@ pub fn svg(metric: &str, points: &[MetricPoint], marks: &[Mark]) -> String {
 fn header(s: &mut String, title: &str, unit: Unit) {
     let unit_text = match unit {
         Unit::Ratio => " (%)",
-        Unit::Seconds => " (time)",
+        Unit::Seconds => "",
         Unit::Plain => "",
     };
     let _ = write!(
@@ -261,22 +274,24 @@ fn axes(s: &mut String, f: &Frame, unit: Unit) {
             label = escape(&format_value(unit, v)),
         );
     }
-    let seconds = f.span_ms / 1000.0;
-    let fmt = if seconds < 600.0 { "%H:%M:%S" } else { "%H:%M" };
+    let step = time_step(f.span_ms / 1000.0);
+    let fmt = if step < 60 { "%H:%M:%S" } else { "%H:%M" };
     let bottom = HEIGHT - BOTTOM;
-    for i in 0..X_TICKS {
-        let t = f.t0
-            + TimeDelta::milliseconds((f.span_ms * f64::from(i) / f64::from(X_TICKS - 1)) as i64);
-        let x = f.x(t);
-        let anchor = match i {
-            0 => "start",
-            i if i == X_TICKS - 1 => "end",
-            _ => "middle",
+    let first = f.t0.timestamp().div_euclid(step) * step;
+    let mut tick = first;
+    while tick as f64 * 1000.0 <= f.t0.timestamp_millis() as f64 + f.span_ms {
+        let Some(t) = DateTime::<Utc>::from_timestamp(tick, 0) else {
+            break;
         };
+        tick += step;
+        if t < f.t0 {
+            continue;
+        }
+        let x = f.x(t);
         let _ = write!(
             s,
-            r##"<line x1="{x:.1}" y1="{bottom}" x2="{x:.1}" y2="{tick:.1}" stroke="#adb5bd"/><text x="{x:.1}" y="{ty:.1}" text-anchor="{anchor}" fill="#495057">{label}</text>"##,
-            tick = bottom + 5.0,
+            r##"<line x1="{x:.1}" y1="{bottom}" x2="{x:.1}" y2="{tick_end:.1}" stroke="#adb5bd"/><text x="{x:.1}" y="{ty:.1}" text-anchor="middle" fill="#495057">{label}</text>"##,
+            tick_end = bottom + 5.0,
             ty = bottom + 18.0,
             label = t.format(fmt),
         );
@@ -377,8 +392,24 @@ fn series(
     color: &str,
     class: &str,
 ) {
+    // Intervals not recorded at all (a step syncing, the shell down) break the line like a
+    // missing value does: more than twice the usual spacing is a hole, not a slope.
+    let usual = pts
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at).num_milliseconds())
+        .filter(|d| *d > 0)
+        .min();
     let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+    let mut previous: Option<DateTime<Utc>> = None;
     for p in pts {
+        let hole = match (previous, usual) {
+            (Some(prev), Some(usual)) => (p.at - prev).num_milliseconds() > 2 * usual,
+            _ => false,
+        };
+        previous = Some(p.at);
+        if hole && runs.last().is_some_and(|r| !r.is_empty()) {
+            runs.push(Vec::new());
+        }
         match value(p).filter(|v| v.is_finite()) {
             Some(v) => runs
                 .last_mut()
@@ -597,6 +628,28 @@ mod tests {
         assert!(svg.contains(">25%<"), "weight band label");
         assert!(svg.contains("time (UTC)"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    }
+
+    #[test]
+    fn unrecorded_stretches_break_the_line_and_ticks_are_round() {
+        // Two steps recorded a minute apart each, with five minutes of nothing between them.
+        let points = [
+            p(60, 10, ERROR_RATE, Some(0.01), Some(0.01)),
+            p(120, 10, ERROR_RATE, Some(0.01), Some(0.01)),
+            p(420, 25, ERROR_RATE, Some(0.02), Some(0.01)),
+            p(480, 25, ERROR_RATE, Some(0.02), Some(0.01)),
+        ];
+        let svg = svg(ERROR_RATE, &points, &[]);
+        assert_eq!(
+            polylines(&svg).iter().map(Vec::len).collect::<Vec<_>>(),
+            [2, 2, 2, 2]
+        );
+        // 7 minutes: a tick every 2 minutes, on the minute.
+        assert_eq!(time_step(420.0), 120);
+        assert!(svg.contains(">10:02<") && svg.contains(">10:06<"), "{svg}");
+        assert!(!svg.contains(">10:01<"));
+        assert_eq!(time_step(50.0), 10);
+        assert_eq!(time_step(3.0 * 3600.0), 1800);
     }
 
     #[test]

@@ -106,6 +106,13 @@ fn phase_badge(r: &Rollout) -> String {
 
 fn traffic(r: &Rollout) -> String {
     let w = r.canary_weight.percent();
+    // The record keeps the last synced weight; once the revert is in git, that is history.
+    if let Some(sha) = r.revert.as_ref().and_then(|v| v.sha.as_ref()) {
+        return format!(
+            r#"<span class="nowrap"><span class="bar"><span style="width:0%"></span></span>0% <span class="muted">(was {w}%, reverted in <code>{}</code>)</span></span>"#,
+            escape(sha)
+        );
+    }
     let moving = match &r.progress {
         Progress::Committing { weight, .. } => format!(" <span class=\"muted\">→ {weight}</span>"),
         Progress::Syncing { weight, .. } => {
@@ -200,7 +207,7 @@ pub fn marks(events: &[AuditEvent]) -> Vec<Mark> {
         .filter(|e| e.decision != "rejected")
         .filter_map(|e| {
             let (kind, label) = match e.input.as_ref()? {
-                Input::Committed { weight, .. } => (MarkKind::Commit, weight.to_string()),
+                Input::Committed { weight, .. } => (MarkKind::Commit, format!("→{weight}")),
                 Input::Reverted { .. } => (MarkKind::Revert, "revert".to_string()),
                 Input::Judged(Observation::Continue) => {
                     (MarkKind::Continue, "continue".to_string())
@@ -667,13 +674,14 @@ mod tests {
         assert!(html.contains("<polyline points="));
         // The decision points: the commit and the rollback, not the rejected commit.
         assert!(html.contains(">rollback (error_rate)<"));
-        assert!(html.contains(">10%<"));
-        assert!(!html.contains(">50%<"));
+        assert!(html.contains(">→10%<"));
+        assert!(!html.contains(">→50%<"));
         assert!(html.contains("phase-rolled_back"));
         assert!(html.contains("<code>c0ffee1</code> (10%)"));
         // Every audit row is in the timeline, the rejected one as rejected.
         assert_eq!(html.matches("<tr><td class=\"nowrap mono\">").count(), 7);
         assert!(html.contains("reverted as <code>r3v3rt0</code>"));
+        assert!(html.contains("0% <span class=\"muted\">(was 10%, reverted in"));
         assert!(html.contains("decision-rejected"));
         // A finished rollout does not reload itself; a live one does.
         assert!(!html.contains("http-equiv=\"refresh\""));
@@ -716,7 +724,7 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                (MarkKind::Commit, "10%"),
+                (MarkKind::Commit, "→10%"),
                 (MarkKind::Continue, "continue"),
                 (MarkKind::Rollback, "rollback (error_rate)"),
                 (MarkKind::Revert, "revert"),
