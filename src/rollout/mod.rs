@@ -6,9 +6,10 @@
 //! effects, decision, note }`. It does no I/O and reads no clock; effects are data that the shell
 //! runs (and that must be idempotent). Around it: `store` (persistence and the audit trail),
 //! `driver` (the shell: step, persist, run effects, recover after a crash), `cli` and `api`
-//! (`status`, `history`, `GET /api/rollouts`), `comment` (the PR status comment), `command` (PR
-//! comment commands), `approval` (counting approvals), `trigger` (image tag, required checks) and
-//! `config` (the per-service section). It deliberately does not know about GitHub, git,
+//! (`status`, `history`, `GET /api/rollouts`), `metrics` (the per-interval metric history from
+//! the judge's windows), `page` and `chart` (the HTML status page and its SVG / Mermaid charts),
+//! `comment` (the PR status comment), `command` (PR comment commands), `approval` (counting
+//! approvals), `trigger` (image tag, required checks) and `config` (the per-service section). It deliberately does not know about GitHub, git,
 //! Prometheus or Argo CD: the integrator maps their results onto [`Input`] and runs each
 //! [`Effect`] through an `EffectRunner`.
 //!
