@@ -29,6 +29,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Ship two changes through the real pipeline on a local GitOps repository, with replayed
+    /// metrics and a virtual clock: no network, no account, no API key. Exits 0 when the
+    /// healthy change is promoted and the regression reverted.
+    Demo(crate::demo::DemoArgs),
     /// Run the service: receive GitHub webhooks and process them from the durable queue.
     ///
     /// Refuses to start without a webhook secret (server.webhook_secret_env or _file).
@@ -79,7 +83,9 @@ pub enum BenchCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
+        // Benchmarks and the demo print their own story; logs only for trouble.
         Command::Bench(_) => "warn",
+        Command::Demo(_) => "error",
         _ => "info",
     };
     crate::telemetry::init(cli.log_format, level);
@@ -125,6 +131,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Assess(args) => crate::risk::cli::run(args).await,
         Command::Judge(args) => crate::canary::cli::run(args).await,
         Command::Analyze(args) => crate::prometheus::cli::run(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
         Command::Status(args) => crate::rollout::cli::status(args).await,
         Command::History(args) => crate::rollout::cli::history(args).await,
         Command::Bench(BenchCommand::Webhook(args)) => crate::webhook::bench::run(args).await,

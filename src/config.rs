@@ -174,6 +174,17 @@ pub struct ServiceConfig {
     /// Kubernetes namespace (`{{namespace}}` in PromQL).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// Container image repository of the service, without a tag (e.g. `ghcr.io/acme/checkout`);
+    /// a rollout deploys `image:tag`. Required to roll out.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Image tag of a merged change: `{sha}`, `{short_sha}` (7 characters) and `{pr}`.
+    #[serde(default = "default_image_tag")]
+    pub image_tag: String,
+    /// Checks (check runs or commit statuses) that must pass on the merge commit before a
+    /// merged change rolls out, e.g. the article's `lint`, `test`, `llm-eval`, `sbom-cve-scan`.
+    #[serde(default)]
+    pub required_checks: Vec<String>,
     /// Environments in promotion order, e.g. staging then production.
     #[serde(default)]
     pub environments: Vec<EnvironmentConfig>,
@@ -190,6 +201,10 @@ pub struct ServiceConfig {
 
 fn default_namespace() -> String {
     "default".into()
+}
+
+fn default_image_tag() -> String {
+    "sha-{short_sha}".into()
 }
 
 /// One environment of a service and the manifests that deploy it.
@@ -316,6 +331,19 @@ impl Config {
                     "{key}.app_repo: must be OWNER/NAME, got {:?}",
                     s.app_repo
                 ));
+            }
+            if let Some(image) = &s.image
+                && (image.trim().is_empty()
+                    || image.rsplit('/').next().is_some_and(|n| n.contains(':')))
+            {
+                p.push(format!(
+                    "{key}.image: the image repository without a tag, got {image:?}"
+                ));
+            }
+            if let Err(e) =
+                crate::rollout::trigger::image_tag(&s.image_tag, "0123456789abcdef", Some(1))
+            {
+                p.push(format!("{key}.image_tag: {e}"));
             }
             let mut envs = std::collections::BTreeSet::new();
             for (j, e) in s.environments.iter().enumerate() {

@@ -8,6 +8,7 @@ pub mod argocd;
 pub mod canary;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod github;
 pub mod gitops;
 pub mod llm;

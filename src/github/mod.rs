@@ -1,6 +1,8 @@
 //! The GitHub port: what deploybot reads from and writes to GitHub for a pull request (the PR,
-//! its files and commits, comments, labels, commit statuses), in domain types, plus the two
-//! idempotent operations built on it (the marked status comment, the risk labels).
+//! its files and commits, comments, labels, commit statuses; for rollouts its reviews, the
+//! reviewers' permissions and teams, reactions to commands, the merge, and the commit's checks),
+//! in domain types, plus the two idempotent operations built on it (the marked status comment,
+//! the risk labels).
 //!
 //! The octocrab adapter lives in `rest`; nothing outside it sees octocrab, HTTP or raw JSON.
 //! This module does not decide anything about risk.
@@ -13,6 +15,8 @@ use std::pin::Pin;
 use std::str::FromStr;
 
 use crate::risk::FileStatus;
+use crate::rollout::approval::Review;
+use crate::rollout::trigger::CheckRun;
 
 /// `owner/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,6 +59,9 @@ pub struct PullRequest {
     pub labels: Vec<String>,
     pub head_sha: String,
     pub merged: bool,
+    /// Set once merged (by deploybot or by a human); GitHub also fills it with a test merge
+    /// commit while the PR is open, so it means "the merge" only when `merged`.
+    pub merge_commit_sha: Option<String>,
     pub draft: bool,
     /// Files GitHub counts as changed (may exceed what the files API lists).
     pub changed_files: u64,
@@ -110,6 +117,79 @@ pub struct CommitStatus {
     pub target_url: Option<String>,
 }
 
+/// A user's permission on a repository, as GitHub's collaborator permission API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    /// Not a collaborator (GitHub answers 404 or `none`).
+    None,
+    Read,
+    Triage,
+    Write,
+    Maintain,
+    Admin,
+}
+
+impl Permission {
+    /// Whether this permission can push, and so may approve and command rollouts.
+    pub fn can_write(self) -> bool {
+        self >= Permission::Write
+    }
+
+    /// GitHub's role or legacy permission name (`admin`, `maintain`, `write`, `triage`, `read`,
+    /// `none`); anything else (custom roles) is unknown.
+    pub fn from_github(name: &str) -> Option<Permission> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "admin" => Permission::Admin,
+            "maintain" => Permission::Maintain,
+            "write" | "push" => Permission::Write,
+            "triage" => Permission::Triage,
+            "read" | "pull" => Permission::Read,
+            "none" => Permission::None,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::None => "none",
+            Permission::Read => "read",
+            Permission::Triage => "triage",
+            Permission::Write => "write",
+            Permission::Maintain => "maintain",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+/// A reaction GitHub allows on a comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reaction {
+    PlusOne,
+    MinusOne,
+    Laugh,
+    Confused,
+    Heart,
+    Hooray,
+    Rocket,
+    Eyes,
+}
+
+impl Reaction {
+    /// The `content` GitHub expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reaction::PlusOne => "+1",
+            Reaction::MinusOne => "-1",
+            Reaction::Laugh => "laugh",
+            Reaction::Confused => "confused",
+            Reaction::Heart => "heart",
+            Reaction::Hooray => "hooray",
+            Reaction::Rocket => "rocket",
+            Reaction::Eyes => "eyes",
+        }
+    }
+}
+
 /// A label and how to create it when the repository lacks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelSpec {
@@ -136,6 +216,12 @@ impl GithubError {
             None => true,
             Some(s) => s == 429 || s == 403 && self.message.contains("rate limit") || s >= 500,
         }
+    }
+
+    /// 409: what the request was about changed under it; for a merge, the PR's head moved
+    /// past the approved commit. Permanent: retrying the same request cannot succeed.
+    pub fn is_conflict(&self) -> bool {
+        self.status == Some(409)
     }
 }
 
@@ -197,6 +283,52 @@ pub trait Github: Send + Sync {
         sha: &'a str,
         status: &'a CommitStatus,
     ) -> GithubFuture<'a, ()>;
+    /// Every review on the PR (all pages), oldest first, as GitHub lists them.
+    fn pull_request_reviews<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        number: u64,
+    ) -> GithubFuture<'a, Vec<Review>>;
+    /// The user's permission on the repository; someone who is not a collaborator has
+    /// [`Permission::None`] (not an error).
+    fn collaborator_permission<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        login: &'a str,
+    ) -> GithubFuture<'a, Permission>;
+    /// Logins of the team's members (all pages, child teams included, as GitHub lists them).
+    fn team_members<'a>(
+        &'a self,
+        org: &'a str,
+        team_slug: &'a str,
+    ) -> GithubFuture<'a, Vec<String>>;
+    /// Reacts to an issue comment; reacting twice is not an error.
+    fn add_reaction<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        comment_id: u64,
+        content: Reaction,
+    ) -> GithubFuture<'a, ()>;
+    /// Merges the PR (merge commit) only if its head is still `expected_head_sha`; returns the
+    /// merge commit's SHA. A moved head is a permanent [`GithubError::is_conflict`] error; an
+    /// unmergeable PR (conflicts, branch protection, already merged) a permanent 405 with
+    /// GitHub's reason.
+    fn merge_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        number: u64,
+        expected_head_sha: &'a str,
+    ) -> GithubFuture<'a, String>;
+    /// The check runs on a commit (all pages; GitHub's latest run per name) followed by its
+    /// commit statuses (the combined status: the latest per context), each status as a run
+    /// named by its context: `pending` is `in_progress`, any other state a completed run
+    /// concluding with it. Check-run and status ids are separate sequences, so a required
+    /// name should be either a check or a status, not both.
+    fn check_runs<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        sha: &'a str,
+    ) -> GithubFuture<'a, Vec<CheckRun>>;
 }
 
 /// What happened to the status comment.
@@ -299,9 +431,30 @@ mod tests {
         assert!(e(Some(403), "You have exceeded a secondary rate limit").is_transient());
         assert!(!e(Some(403), "Resource not accessible by integration").is_transient());
         assert!(!e(Some(404), "Not Found").is_transient());
+        assert!(!e(Some(409), "Head branch was modified").is_transient());
+        assert!(e(Some(409), "Head branch was modified").is_conflict());
         assert_eq!(
             e(Some(404), "Not Found").to_string(),
             "x: HTTP 404: Not Found"
         );
+    }
+
+    #[test]
+    fn permissions_order_and_write_access() {
+        use Permission::*;
+        for (name, p, write) in [
+            ("admin", Admin, true),
+            ("maintain", Maintain, true),
+            ("write", Write, true),
+            ("triage", Triage, false),
+            ("read", Read, false),
+            ("none", None, false),
+            ("ADMIN", Admin, true),
+        ] {
+            assert_eq!(Permission::from_github(name), Some(p), "{name}");
+            assert_eq!(p.can_write(), write, "{name}");
+        }
+        assert_eq!(Permission::from_github("custom-deployer"), Option::None);
+        assert_eq!(Write.as_str(), "write");
     }
 }

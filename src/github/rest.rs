@@ -1,8 +1,10 @@
 //! The octocrab adapter of the GitHub port: REST calls against `github.api_url` (github.com or a
 //! GitHub Enterprise Server `/api/v3`), authenticated with the configured token.
 //!
-//! It uses octocrab's raw request methods so that status codes (404 for a missing label, 422 for
-//! one that already exists) and the `Link` header stay visible; it translates GitHub's JSON into
+//! It uses octocrab's raw request methods rather than its typed APIs so that status codes (404
+//! for a missing label or a non-collaborator, 422 for a label that already exists, 409 for a
+//! merge whose head moved, 200 for a reaction already given) and the `Link` header stay visible,
+//! and every call gets the same rate-limit waits; it translates GitHub's JSON into
 //! the port's domain types and its failures into `GithubError`, naming what was happening. The
 //! only retry here is GitHub's own request to wait (429, or 403 from a secondary rate limit, with
 //! `Retry-After` or an exhausted `x-ratelimit-remaining`), a few times and for a bounded wait;
@@ -14,10 +16,12 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Comment, CommitStatus, Github, GithubError, GithubFuture, LabelSpec, PullFile, PullRequest,
-    RepoName,
+    Comment, CommitStatus, Github, GithubError, GithubFuture, LabelSpec, Permission, PullFile,
+    PullRequest, Reaction, RepoName,
 };
 use crate::risk::FileStatus;
+use crate::rollout::approval::{Review, ReviewState};
+use crate::rollout::trigger::CheckRun;
 use crate::secret::Secret;
 
 /// Pages are bounded so that a hostile or broken `Link` chain cannot loop forever.
@@ -121,6 +125,7 @@ impl GithubRest {
             "GET" => self.client._get(route).await,
             "POST" => self.client._post(route, body).await,
             "PATCH" => self.client._patch(route, body).await,
+            "PUT" => self.client._put(route, body).await,
             "DELETE" => self.client._delete(route, body).await,
             other => unreachable!("method {other}"),
         }
@@ -159,13 +164,24 @@ impl GithubRest {
         route: &str,
         action: &str,
     ) -> Result<Vec<T>, GithubError> {
+        self.all_pages_of(route, action, |page: Vec<T>| page).await
+    }
+
+    /// Every page of a paginated response whose items `items` takes out of each page (the
+    /// check-runs and combined-status APIs wrap their lists in an object).
+    async fn all_pages_of<P: DeserializeOwned, T>(
+        &self,
+        route: &str,
+        action: &str,
+        items: impl Fn(P) -> Vec<T>,
+    ) -> Result<Vec<T>, GithubError> {
         let sep = if route.contains('?') { '&' } else { '?' };
         let mut route = format!("{route}{sep}per_page=100");
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
             let (status, next, bytes) = self.send("GET", &route, None, action).await?;
-            let mut page: Vec<T> = ok_json(status, &bytes, action)?;
-            out.append(&mut page);
+            let page: P = ok_json(status, &bytes, action)?;
+            out.append(&mut items(page));
             match next {
                 Some(url) => route = self.route_of(&url),
                 None => return Ok(out),
@@ -218,6 +234,15 @@ fn error_message(bytes: &[u8]) -> String {
     match serde_json::from_slice::<E>(bytes) {
         Ok(e) => e.message,
         Err(_) => String::from_utf8_lossy(bytes).chars().take(200).collect(),
+    }
+}
+
+/// A failed response as an error.
+fn refused(status: u16, bytes: &[u8], action: &str) -> GithubError {
+    GithubError {
+        action: action.to_string(),
+        status: Some(status),
+        message: error_message(bytes),
     }
 }
 
@@ -316,6 +341,8 @@ struct WirePull {
     #[serde(default)]
     merged: Option<bool>,
     #[serde(default)]
+    merge_commit_sha: Option<String>,
+    #[serde(default)]
     draft: Option<bool>,
     #[serde(default)]
     changed_files: Option<u64>,
@@ -358,6 +385,78 @@ impl From<WireComment> for Comment {
     }
 }
 
+#[derive(Deserialize)]
+struct WireReview {
+    /// `null` for a deleted account.
+    user: Option<WireUser>,
+    state: String,
+    /// `null` when the reviewed commit is gone (force-pushed away).
+    commit_id: Option<String>,
+    /// Absent on a pending (not yet submitted) review.
+    submitted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// GitHub's review state (`APPROVED` in the REST API, `approved` in webhooks).
+fn review_state(s: &str) -> Option<ReviewState> {
+    Some(match s.to_ascii_uppercase().as_str() {
+        "APPROVED" => ReviewState::Approved,
+        "CHANGES_REQUESTED" => ReviewState::ChangesRequested,
+        "COMMENTED" => ReviewState::Commented,
+        "DISMISSED" => ReviewState::Dismissed,
+        "PENDING" => ReviewState::Pending,
+        _ => return None,
+    })
+}
+
+#[derive(Deserialize)]
+struct WirePermission {
+    permission: String,
+    /// The fine-grained role (`maintain`, `triage`, a custom role); absent on older servers.
+    role_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMerge {
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct WireCheckRun {
+    id: u64,
+    name: String,
+    status: String,
+    conclusion: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireCheckRuns {
+    check_runs: Vec<WireCheckRun>,
+}
+
+#[derive(Deserialize)]
+struct WireStatus {
+    id: u64,
+    context: String,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct WireCombinedStatus {
+    statuses: Vec<WireStatus>,
+}
+
+/// A commit status as a check run: `pending` is still running; `success`, `failure` and
+/// `error` are conclusions (the checks gate passes only `success`).
+fn status_as_check_run(s: WireStatus) -> CheckRun {
+    let done = s.state != "pending";
+    CheckRun {
+        id: s.id,
+        name: s.context,
+        status: if done { "completed" } else { "in_progress" }.to_string(),
+        conclusion: done.then_some(s.state),
+    }
+}
+
 impl Github for GithubRest {
     fn pull_request<'a>(
         &'a self,
@@ -382,6 +481,7 @@ impl Github for GithubRest {
                 labels: p.labels.into_iter().map(|l| l.name).collect(),
                 head_sha: p.head.sha,
                 merged: p.merged.unwrap_or(false),
+                merge_commit_sha: p.merge_commit_sha,
                 draft: p.draft.unwrap_or(false),
                 changed_files: p.changed_files.unwrap_or(0),
             })
@@ -603,6 +703,190 @@ impl Github for GithubRest {
                 )
                 .await?;
             Ok(())
+        })
+    }
+    fn pull_request_reviews<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        number: u64,
+    ) -> GithubFuture<'a, Vec<Review>> {
+        Box::pin(async move {
+            let action = format!("listing reviews of {repo}#{number}");
+            let route = format!("/repos/{}/{}/pulls/{number}/reviews", repo.owner, repo.name);
+            let reviews: Vec<WireReview> = self.all_pages(&route, &action).await?;
+            let mut out = Vec::with_capacity(reviews.len());
+            for r in reviews {
+                // A deleted account's review can be neither attributed nor counted.
+                let Some(user) = r.user else { continue };
+                let state = review_state(&r.state).ok_or_else(|| GithubError {
+                    action: action.clone(),
+                    status: Some(200),
+                    message: format!("unknown review state {:?}", r.state),
+                })?;
+                out.push(Review {
+                    reviewer: user.login,
+                    state,
+                    // An empty SHA never matches a head, so such a review never counts.
+                    commit_sha: r.commit_id.unwrap_or_default(),
+                    // Only a pending review lacks it; pending is never decisive, so sorting it
+                    // first changes no outcome.
+                    submitted_at: r.submitted_at.unwrap_or(chrono::DateTime::UNIX_EPOCH),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn collaborator_permission<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        login: &'a str,
+    ) -> GithubFuture<'a, Permission> {
+        Box::pin(async move {
+            let action = format!("reading the permission of {login} on {repo}");
+            let route = format!(
+                "/repos/{}/{}/collaborators/{}/permission",
+                repo.owner,
+                repo.name,
+                segment(login)
+            );
+            let (status, _, bytes) = self.send("GET", &route, None, &action).await?;
+            if status == 404 {
+                return Ok(Permission::None);
+            }
+            let p: WirePermission = ok_json(status, &bytes, &action)?;
+            // A custom role has a name only its organization knows; its base permission is
+            // in `permission`.
+            p.role_name
+                .as_deref()
+                .and_then(Permission::from_github)
+                .or_else(|| Permission::from_github(&p.permission))
+                .ok_or_else(|| GithubError {
+                    action,
+                    status: Some(status),
+                    message: format!("unknown permission {:?}", p.permission),
+                })
+        })
+    }
+
+    fn team_members<'a>(
+        &'a self,
+        org: &'a str,
+        team_slug: &'a str,
+    ) -> GithubFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let route = format!(
+                "/orgs/{}/teams/{}/members",
+                segment(org),
+                segment(team_slug)
+            );
+            let users: Vec<WireUser> = self
+                .all_pages(
+                    &route,
+                    &format!("listing members of team {org}/{team_slug}"),
+                )
+                .await?;
+            Ok(users.into_iter().map(|u| u.login).collect())
+        })
+    }
+
+    fn add_reaction<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        comment_id: u64,
+        content: Reaction,
+    ) -> GithubFuture<'a, ()> {
+        Box::pin(async move {
+            let action = format!(
+                "reacting {} to comment {comment_id} in {repo}",
+                content.as_str()
+            );
+            let route = format!(
+                "/repos/{}/{}/issues/comments/{comment_id}/reactions",
+                repo.owner, repo.name
+            );
+            let body = serde_json::json!({ "content": content.as_str() });
+            let (status, _, bytes) = self.send("POST", &route, Some(&body), &action).await?;
+            match status {
+                // 200: the same reaction by the same user was already there.
+                200 | 201 => Ok(()),
+                s => Err(refused(s, &bytes, &action)),
+            }
+        })
+    }
+
+    fn merge_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        number: u64,
+        expected_head_sha: &'a str,
+    ) -> GithubFuture<'a, String> {
+        Box::pin(async move {
+            let action = format!("merging {repo}#{number} at {expected_head_sha}");
+            let route = format!("/repos/{}/{}/pulls/{number}/merge", repo.owner, repo.name);
+            // `sha` makes GitHub refuse if the head moved after the approval was counted.
+            let body = serde_json::json!({ "sha": expected_head_sha, "merge_method": "merge" });
+            let (status, _, bytes) = self.send("PUT", &route, Some(&body), &action).await?;
+            match status {
+                409 => Err(GithubError {
+                    action,
+                    status: Some(409),
+                    message: format!(
+                        "the head moved past {expected_head_sha}, which is what was approved: {}",
+                        error_message(&bytes)
+                    ),
+                }),
+                _ => {
+                    let m: WireMerge = ok_json(status, &bytes, &action)?;
+                    Ok(m.sha)
+                }
+            }
+        })
+    }
+
+    fn check_runs<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        sha: &'a str,
+    ) -> GithubFuture<'a, Vec<CheckRun>> {
+        Box::pin(async move {
+            let route = format!(
+                "/repos/{}/{}/commits/{}/check-runs",
+                repo.owner,
+                repo.name,
+                segment(sha)
+            );
+            let mut runs = self
+                .all_pages_of(
+                    &route,
+                    &format!("listing check runs of {repo}@{sha}"),
+                    |p: WireCheckRuns| p.check_runs,
+                )
+                .await?
+                .into_iter()
+                .map(|r| CheckRun {
+                    id: r.id,
+                    name: r.name,
+                    status: r.status,
+                    conclusion: r.conclusion,
+                })
+                .collect::<Vec<_>>();
+            // The combined status already keeps only the latest status per context.
+            let route = format!(
+                "/repos/{}/{}/commits/{}/status",
+                repo.owner,
+                repo.name,
+                segment(sha)
+            );
+            let statuses = self
+                .all_pages_of(
+                    &route,
+                    &format!("reading the commit status of {repo}@{sha}"),
+                    |p: WireCombinedStatus| p.statuses,
+                )
+                .await?;
+            runs.extend(statuses.into_iter().map(status_as_check_run));
+            Ok(runs)
         })
     }
 }

@@ -66,23 +66,33 @@ impl Planner for RevertPlanner {
         if !on_branch {
             return Err(self.refuse(branch, format!("the commit is not on {branch}")));
         }
-        if target.author().email().ok() != Some(self.identity.email.as_str()) {
+        // An approval PR lands as a merge commit whose second parent is the bot's own commit:
+        // that one is what is reverted, against the first parent (git revert -m 1).
+        let (own, mainline) = match target.parent_count() {
+            1 => (target.clone(), 0),
+            2 => (
+                target.parent(1).map_err(GitopsError::git(format!(
+                    "reading the parents of {}",
+                    target.id()
+                )))?,
+                1,
+            ),
+            _ => return Err(self.refuse(branch, "it is a merge of more than two parents")),
+        };
+        if own.author().email().ok() != Some(self.identity.email.as_str()) {
             return Err(self.refuse(
                 branch,
                 format!(
                     "the commit was written by {} <{}>, not by the bot; deploybot only reverts \
                      its own commits",
-                    target.author().name().unwrap_or("?"),
-                    target.author().email().unwrap_or("?")
+                    own.author().name().unwrap_or("?"),
+                    own.author().email().unwrap_or("?")
                 ),
             ));
         }
-        if target.parent_count() != 1 {
-            return Err(self.refuse(branch, "it is a merge commit"));
-        }
         let doing = format!("reverting {} on {branch}", target.id());
         let mut index = repo
-            .revert_commit(&target, tip, 0, None)
+            .revert_commit(&target, tip, mainline, None)
             .map_err(GitopsError::git(&doing))?;
         if index.has_conflicts() {
             let mut paths = BTreeSet::new();
@@ -114,7 +124,7 @@ impl Planner for RevertPlanner {
         if tree == tip.tree_id() {
             return Ok(CommitPlan::Unchanged);
         }
-        let message = target.message().unwrap_or("");
+        let message = own.message().unwrap_or("");
         let subject = message.lines().next().unwrap_or("");
         let trailers: Vec<(String, String)> = git2::message_trailers_strs(message)
             .map(|t| {

@@ -19,7 +19,7 @@ pub(crate) mod yaml;
 use serde::{Deserialize, Serialize};
 
 pub use image::ImageChange;
-pub use target::{TargetConfig, TargetKind};
+pub use target::{TargetConfig, TargetKind, Track};
 
 use yaml::{Kind, Node, ScalarProblem, Splice};
 

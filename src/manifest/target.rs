@@ -23,6 +23,17 @@ pub enum TargetKind {
     HelmValues,
 }
 
+/// Which workloads an image target deploys, and so when a rollout changes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Track {
+    /// The stable workloads: they get the new image only when the rollout reaches 100 %.
+    #[default]
+    Stable,
+    /// The canary workload: it gets the new image at the first canary step.
+    Canary,
+}
+
 /// One manifest target of an environment (a file and what to edit in it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +65,10 @@ pub struct TargetConfig {
     pub tag_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_key: Option<String>,
+    /// `image` / `helm_values`: `canary` (the canary workload, changed at the first step) or
+    /// `stable` (changed when the rollout reaches 100 %).
+    #[serde(default, skip_serializing_if = "is_stable")]
+    pub track: Track,
     /// `image` in a kustomization: add an `images:` entry when the name is absent.
     #[serde(default, skip_serializing_if = "is_false")]
     pub add_missing: bool,
@@ -65,6 +80,10 @@ pub struct TargetConfig {
 
 fn is_false(b: &bool) -> bool {
     !b
+}
+
+fn is_stable(t: &Track) -> bool {
+    *t == Track::Stable
 }
 
 impl TargetConfig {
@@ -123,6 +142,11 @@ impl TargetConfig {
             self.digest_key.is_some() && !helm,
             "digest_key",
             "helm_values",
+        );
+        only(
+            self.track == Track::Canary && !images,
+            "track",
+            "image or helm_values",
         );
         only(
             self.add_missing && self.kind != TargetKind::Image,
@@ -204,6 +228,22 @@ impl TargetConfig {
         })
     }
 
+    /// What a rollout step at `weight` percent of `image` (`name:tag`) changes in this target:
+    /// below 100 the canary image targets get the image and the traffic targets the weight; at
+    /// 100 every image target gets the image and the traffic goes back to the stable backend,
+    /// which now runs the new version (Flagger's promotion: copy canary to primary, route to it).
+    pub fn step_change(&self, image: &str, weight: u8) -> Option<Change> {
+        let full = weight >= 100;
+        match self.kind {
+            TargetKind::Image | TargetKind::HelmValues => (full || self.track == Track::Canary)
+                .then(|| self.image_change(image).map(Change::SetImage))
+                .flatten(),
+            TargetKind::Weight | TargetKind::Replicas => {
+                self.weight_change(if full { 0 } else { weight })
+            }
+        }
+    }
+
     /// The change that gives the canary `weight` percent; `None` for image targets.
     pub fn weight_change(&self, weight: u8) -> Option<Change> {
         let canary = self.canary.clone()?;
@@ -233,6 +273,37 @@ mod tests {
         let mut p = Vec::new();
         t.validate("services[0].environments[0].targets[0]", &mut p);
         p
+    }
+
+    #[test]
+    fn steps_change_the_canary_first_and_the_stable_at_full() {
+        let t = |yaml: &str| yaml_serde::from_str::<TargetConfig>(yaml).unwrap();
+        let canary = t("path: c.yaml\ntrack: canary\nimage: ghcr.io/a/x\n");
+        let stable = t("path: s.yaml\nimage: ghcr.io/a/x\n");
+        let route = t("path: r.yaml\nkind: weight\ncanary: x-canary\nstable: x\n");
+        let img = "ghcr.io/a/x:v2";
+        let tag = |c: Option<Change>| match c {
+            Some(Change::SetImage(i)) => i.tag,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(tag(canary.step_change(img, 5)).as_deref(), Some("v2"));
+        assert!(
+            stable.step_change(img, 5).is_none(),
+            "stable waits for 100 %"
+        );
+        assert_eq!(tag(stable.step_change(img, 100)).as_deref(), Some("v2"));
+        let weight = |c: Option<Change>| match c {
+            Some(Change::SetWeight { weight, .. }) => weight,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(weight(route.step_change(img, 25)), 25);
+        assert_eq!(
+            weight(route.step_change(img, 100)),
+            0,
+            "promoted: stable takes it all"
+        );
+        let p = problems("path: r.yaml\nkind: weight\ncanary: c\ntrack: canary\n");
+        assert!(p.iter().any(|p| p.ends_with("track: only used with kind image or helm_values, not weight")), "{p:?}");
     }
 
     #[test]

@@ -476,6 +476,7 @@ mod tests {
             labels: vec!["x".into(), "risk/high".into()],
             head_sha: "h".into(),
             merged: false,
+            merge_commit_sha: None,
             draft: false,
             changed_files,
         }

@@ -199,6 +199,7 @@ mod tests {
                 commit_message: "Faster payments".into(),
                 author: "alice".into(),
                 pull_request: Some(42),
+                commit_sha: None,
             },
             Settings::default(),
             t(0),

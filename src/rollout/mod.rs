@@ -40,6 +40,7 @@
 //! | 10 | Canary (Syncing sha) | Synced{sha} | Canary (Live) | — |
 //! | 11 | Canary (Syncing) | Synced{other revision} | rejected | — |
 //! | 12 | Canary (Syncing) | Tick past the sync deadline | Paused (or RolledBack if `on_sync_failure: rollback`) | Comment, SetStatus, Notify |
+//! | 12b | Canary (Syncing) | Tick before the sync deadline | unchanged | WaitForSync (poll again) |
 //! | 13 | Canary (Syncing) | SyncFailed | Paused | Comment, SetStatus, Notify |
 //! | 14 | Canary (Live) | Tick, an interval since the last query | unchanged phase | QueryMetrics |
 //! | 15 | Canary (Live) | Tick, not due | unchanged | — |
@@ -86,10 +87,13 @@ pub mod comment;
 pub mod config;
 pub mod driver;
 pub mod input;
+pub mod links;
 pub mod metrics;
 pub mod page;
+pub mod pipeline;
 pub mod plan;
 pub mod record;
+pub mod runner;
 pub mod step;
 pub mod store;
 pub mod trigger;

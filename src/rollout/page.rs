@@ -300,11 +300,19 @@ fn facts(r: &Rollout) -> String {
         .pull_request
         .map(|n| format!(" · PR #{n}"))
         .unwrap_or_default();
+    let sha = r
+        .commit_sha
+        .as_deref()
+        .map(|s| {
+            let short: String = s.chars().take(12).collect();
+            format!(" · <code>{}</code>", escape(&short))
+        })
+        .unwrap_or_default();
     fact(
         &mut f,
         "Change",
         &format!(
-            "{}<br><span class=\"muted\">by {}{pr}</span>",
+            "{}<br><span class=\"muted\">by {}{pr}{sha}</span>",
             escape(&first_line(&r.commit_message, 200)),
             escape(&r.author)
         ),
@@ -533,6 +541,7 @@ mod tests {
                 commit_message: format!("Faster payments {EVIL}\n\nbody"),
                 author: format!("mallory\"{EVIL}"),
                 pull_request: Some(42),
+                commit_sha: None,
             },
             Settings::default(),
             t(0),

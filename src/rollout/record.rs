@@ -240,6 +240,9 @@ pub struct Trigger {
     pub author: String,
     /// The app pull request the status comment and labels go on, when there is one.
     pub pull_request: Option<u64>,
+    /// The app commit being deployed (the merge commit), which carries the commit status.
+    #[serde(default)]
+    pub commit_sha: Option<String>,
 }
 
 /// One rollout of one image to one environment of one service.
@@ -255,6 +258,8 @@ pub struct Rollout {
     pub commit_message: String,
     pub author: String,
     pub pull_request: Option<u64>,
+    #[serde(default)]
+    pub commit_sha: Option<String>,
 
     pub phase: Phase,
     pub risk_score: Option<f64>,
@@ -298,6 +303,7 @@ impl Rollout {
             commit_message: trigger.commit_message,
             author: trigger.author,
             pull_request: trigger.pull_request,
+            commit_sha: trigger.commit_sha,
             phase: Phase::RiskAssessment,
             risk_score: None,
             strategy: None,

@@ -51,7 +51,12 @@ pub fn step(rollout: &Rollout, input: Input, now: DateTime<Utc>) -> Transition {
     };
     match m.apply(input) {
         Ok(note) => {
-            let decision = if m.r == *rollout && m.effects.is_empty() {
+            // A tick that only polls the sync changes nothing worth an audit row.
+            let polls_only = m
+                .effects
+                .iter()
+                .all(|e| matches!(e, Effect::WaitForSync { .. }));
+            let decision = if m.r == *rollout && polls_only {
                 Decision::Unchanged
             } else {
                 m.r.updated_at = now;
@@ -638,6 +643,19 @@ impl Machine {
                     Ok(note) | Err(note) => note,
                 }
             }
+            // Sync is polled: each tick asks again whether the revision is live, so a waiting
+            // runner never blocks the loop and a lost answer is asked again.
+            Progress::Syncing {
+                ref revision,
+                deadline,
+                ..
+            } => {
+                self.effects.push(Effect::WaitForSync {
+                    revision: revision.clone(),
+                    deadline,
+                });
+                "syncing: asking again".into()
+            }
             Progress::Live {
                 since,
                 last_query_at,
@@ -835,6 +853,7 @@ mod tests {
                 commit_message: "Faster payments".into(),
                 author: "alice".into(),
                 pull_request: Some(42),
+                commit_sha: None,
             },
             settings,
             t(0),
@@ -1085,6 +1104,13 @@ mod tests {
             "paused (sync failed: not synced and healthy by 2026-11-26T10:10:01+00:00)",
             &alert,
             Applied,
+        );
+        check(
+            &syncing5(),
+            (30, Input::Tick),
+            CANARY5,
+            &[K::WaitForSync],
+            Unchanged,
         );
         check(
             &syncing5(),

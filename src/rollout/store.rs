@@ -1,6 +1,6 @@
 //! Persistence of rollouts: the `RolloutStore` port and its SQLite implementation on
 //! `crate::store::Store` (tables from migrations `0003_rollouts.sql` and, for the per-interval
-//! metric history, `0004_rollout_metrics.sql`).
+//! metric history, `0005_rollout_metrics.sql`).
 //!
 //! A transition is saved atomically: the new record and its audit row commit together, and only
 //! if the stored record is still the one the transition started from (so two writers cannot both
@@ -490,6 +490,7 @@ mod tests {
                 commit_message: "change".into(),
                 author: "alice".into(),
                 pull_request: Some(7),
+                commit_sha: None,
             },
             Settings::default(),
             t(0),

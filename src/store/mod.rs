@@ -26,8 +26,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0003_rollouts.sql"),
     ),
     (
-        "0004_rollout_metrics",
-        include_str!("migrations/0004_rollout_metrics.sql"),
+        "0004_rollout_shell",
+        include_str!("migrations/0004_rollout_shell.sql"),
+    ),
+    (
+        "0005_rollout_metrics",
+        include_str!("migrations/0005_rollout_metrics.sql"),
     ),
 ];
 

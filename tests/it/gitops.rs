@@ -1,7 +1,6 @@
 //! The GitOps writer against real git: bare remotes in temp dirs (file:// and smart HTTP through
 //! `git http-backend`), races, hooks, tokens, reverts, and PR mode against a fake GitHub API.
 
-mod fake_github;
 mod fixture;
 mod git_http;
 
@@ -18,7 +17,7 @@ use deploybot::gitops::repo::GitAuth;
 use deploybot::gitops::writer::{BranchLocks, WriteOutcome};
 use deploybot::secret::Secret;
 
-use fake_github::FakeGitHub;
+use crate::support::fake_github::FakeGithub;
 use fixture::*;
 use git_http::GitHttp;
 
@@ -605,8 +604,9 @@ fn pr_request(base: &str, branch: &str, tag: &str) -> ProposeRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pr_mode_opens_one_pr_reuses_it_and_leaves_human_edited_branches_alone() {
     let fx = GitFixture::new();
-    let gh = FakeGitHub::start(TOKEN).await;
-    let prs = OctocrabPullRequests::new(&gh.base, &Secret::new(TOKEN), "acme", "gitops").unwrap();
+    let gh = FakeGithub::start().await;
+    gh.require_token(TOKEN);
+    let prs = OctocrabPullRequests::new(&gh.url(), &Secret::new(TOKEN), "acme", "gitops").unwrap();
     let w = fx.writer("a", &fx.file_url(), GitAuth::None);
     let branch = bot_branch("deploybot", "web", "staging", "d-web-1");
     let main_before = fx.head("main");
@@ -710,9 +710,10 @@ async fn pr_mode_opens_one_pr_reuses_it_and_leaves_human_edited_branches_alone()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pr_mode_with_nothing_to_change_opens_nothing_and_bad_tokens_fail_clearly() {
     let fx = GitFixture::new();
-    let gh = FakeGitHub::start(TOKEN).await;
+    let gh = FakeGithub::start().await;
+    gh.require_token(TOKEN);
     let w = fx.writer("a", &fx.file_url(), GitAuth::None);
-    let good = OctocrabPullRequests::new(&gh.base, &Secret::new(TOKEN), "acme", "gitops").unwrap();
+    let good = OctocrabPullRequests::new(&gh.url(), &Secret::new(TOKEN), "acme", "gitops").unwrap();
     let p = propose(
         &w,
         &good,
@@ -724,7 +725,7 @@ async fn pr_mode_with_nothing_to_change_opens_nothing_and_bad_tokens_fail_clearl
     assert!(gh.requests().is_empty(), "{:?}", gh.requests());
 
     let bad =
-        OctocrabPullRequests::new(&gh.base, &Secret::new("ghs_bad"), "acme", "gitops").unwrap();
+        OctocrabPullRequests::new(&gh.url(), &Secret::new("ghs_bad"), "acme", "gitops").unwrap();
     let e = bad.find_open("deploybot/x", "main").await.unwrap_err();
     let m = e.to_string();
     assert!(

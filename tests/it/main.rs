@@ -4,6 +4,8 @@
 mod argocd;
 mod canary;
 mod cli;
+mod demo;
+mod github;
 mod gitops;
 mod manifest;
 mod packaging;

@@ -34,6 +34,7 @@ fn trigger(id: &str, service: &str, env: &str) -> Trigger {
         commit_message: "Faster payments".into(),
         author: "alice".into(),
         pull_request: Some(42),
+        commit_sha: None,
     }
 }
 

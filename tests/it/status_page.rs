@@ -43,6 +43,7 @@ fn trigger(id: &str, service: &str, message: &str) -> Trigger {
         commit_message: message.into(),
         author: "alice".into(),
         pull_request: Some(42),
+        commit_sha: Some("9f8e7d6c5b4a39281706f5e4d3c2b1a098765432".into()),
     }
 }
 
@@ -325,6 +326,10 @@ async fn chromium_renders_the_seeded_rollout_with_its_charts() {
     assert!(dom.contains("checkout → production"), "{dom}");
     assert!(dom.contains("rolled_back"), "{dom}");
     assert!(dom.contains("canary 4.4% vs baseline 0.5%"), "{dom}");
+    assert!(
+        dom.contains("<code>9f8e7d6c5b4a</code>"),
+        "app commit: {dom}"
+    );
     // The commit message's script is text on the page, not an element.
     assert!(
         !dom.contains("<script"),

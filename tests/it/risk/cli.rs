@@ -169,9 +169,9 @@ async fn assess_uses_the_configured_model_and_reports_both_sources() {
 
 #[tokio::test]
 async fn assess_a_pull_request_through_the_github_api() {
-    use super::fake_github::{FakeGithub, file, webhook};
+    use crate::support::fake_github::{FakeGithub, file, webhook};
     let opened = webhook("pull_request", "opened");
-    let gh = FakeGithub::start(&opened).await;
+    let gh = FakeGithub::start_with_pr(&opened).await;
     gh.push(
         "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
         vec![file("api/orders.proto", "modified", 3, 1, Some("@@ -1,2 +1,4 @@\n message Order {\n+  string note = 7;\n+  int64 total = 8;\n-  int32 total = 3;\n+  reserved 3;\n }"))],

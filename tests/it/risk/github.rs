@@ -14,8 +14,13 @@ use deploybot::secret::Secret;
 use deploybot::store::Store;
 use serde_json::Value;
 
-use super::fake_github::{FakeGithub, file, webhook};
+use axum::http::Method;
+
 use super::fake_openai::{FakeOpenAi, Reply, verdict};
+use crate::support::fake_github::{FakeGithub, file, webhook};
+
+const SECONDARY_LIMIT: &str =
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.";
 
 const MIGRATION_PATCH: &str = "@@ -0,0 +1,2 @@\n+ALTER TABLE orders ADD COLUMN note text;\n+CREATE INDEX orders_note ON orders (note);";
 const CODE_PATCH: &str = "@@ -1,3 +1,4 @@\n fn place() {\n+    audit();\n     save();\n }";
@@ -80,7 +85,7 @@ async fn a_pull_request_gets_one_comment_labels_and_a_status_and_synchronize_edi
     let opened = webhook("pull_request", "opened");
     let (repo, number, sha, assess) = event(&opened);
     assert!(assess);
-    let gh = FakeGithub::start(&opened).await;
+    let gh = FakeGithub::start_with_pr(&opened).await;
     first_push(&gh, &sha);
     // Someone quotes the marker: it must not be taken for deploybot's comment.
     gh.add_foreign_comment("mallory", &format!("{MARKER} fake status, risk low"));
@@ -130,7 +135,8 @@ async fn a_pull_request_gets_one_comment_labels_and_a_status_and_synchronize_edi
     assert_eq!(gh.pr_labels(), ["bug", "needs-approval", "risk/critical"]);
     {
         let st = gh.state.lock().unwrap();
-        assert!(st.repo_labels.contains_key("risk/critical"));
+        // Created by deploybot with its colour, not on the fly by GitHub (default `ededed`).
+        assert_ne!(st.repo_labels["risk/critical"]["color"], "ededed");
         assert_eq!(st.statuses.len(), 1);
         assert_eq!(st.statuses[0].0, sha);
         assert_eq!(st.statuses[0].1["context"], "deploybot/risk");
@@ -179,16 +185,16 @@ async fn a_pull_request_gets_one_comment_labels_and_a_status_and_synchronize_edi
         ["bug", "risk/low"],
         "stale risk label and needs-approval removed"
     );
-    let st = gh.state.lock().unwrap();
+    let writes = gh.writes();
     assert_eq!(
-        st.writes
+        writes
             .iter()
             .filter(|w| w.ends_with("/issues/2/comments"))
             .count(),
         1,
-        "{:?}",
-        st.writes
+        "{writes:?}"
     );
+    let st = gh.state.lock().unwrap();
     assert_eq!(st.statuses.last().unwrap().0, new_sha);
 }
 
@@ -196,7 +202,7 @@ async fn a_pull_request_gets_one_comment_labels_and_a_status_and_synchronize_edi
 async fn a_redelivery_for_the_same_head_does_not_ask_the_model_again() {
     let opened = webhook("pull_request", "opened");
     let (repo, number, sha, _) = event(&opened);
-    let gh = FakeGithub::start(&opened).await;
+    let gh = FakeGithub::start_with_pr(&opened).await;
     first_push(&gh, &sha);
     let model_server = FakeOpenAi::start(vec![]).await;
     model_server.always(Reply::Content(verdict(
@@ -246,7 +252,7 @@ async fn a_redelivery_for_the_same_head_does_not_ask_the_model_again() {
 #[tokio::test]
 async fn github_errors_say_what_was_happening() {
     let opened = webhook("pull_request", "opened");
-    let gh = FakeGithub::start(&opened).await;
+    let gh = FakeGithub::start_with_pr(&opened).await;
     let github = client(&gh);
     let repo: RepoName = "Codertocat/Hello-World".parse().unwrap();
     // The fake has no route for issue 99's comments via PATCH on a missing id.
@@ -271,7 +277,7 @@ async fn github_errors_say_what_was_happening() {
 #[tokio::test]
 async fn files_are_read_across_pages_and_truncated_patches_count() {
     let opened = webhook("pull_request", "opened");
-    let gh = FakeGithub::start(&opened).await;
+    let gh = FakeGithub::start_with_pr(&opened).await;
     let mut files: Vec<Value> = (0..5)
         .map(|i| {
             file(
@@ -305,13 +311,9 @@ async fn files_are_read_across_pages_and_truncated_patches_count() {
 async fn secondary_rate_limits_are_waited_out_within_bounds() {
     let opened = webhook("pull_request", "opened");
     let (repo, number, sha, _) = event(&opened);
-    let gh = FakeGithub::start(&opened).await;
+    let gh = FakeGithub::start_with_pr(&opened).await;
     first_push(&gh, &sha);
-    {
-        let mut st = gh.state.lock().unwrap();
-        st.rate_limit_next = 1;
-        st.retry_after = 1;
-    }
+    gh.fail_next(Method::POST, "/comments", 403, SECONDARY_LIMIT, Some(1));
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
     let github = client(&gh);
@@ -332,11 +334,7 @@ async fn secondary_rate_limits_are_waited_out_within_bounds() {
     assert_eq!(gh.comments().len(), 1, "created once, after the wait");
 
     // A wait beyond the bound is not slept through: the error goes to the caller as transient.
-    {
-        let mut st = gh.state.lock().unwrap();
-        st.rate_limit_next = 1;
-        st.retry_after = 3600;
-    }
+    gh.fail_next(Method::POST, "/comments", 403, SECONDARY_LIMIT, Some(3600));
     let e = github.create_comment(&repo, number, "x").await.unwrap_err();
     assert_eq!(e.status, Some(403));
     assert!(e.is_transient(), "{e}");
@@ -364,7 +362,7 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
 
     let opened = webhook("pull_request", "opened");
     let (repo, _number, sha, _) = event(&opened);
-    let gh = FakeGithub::start(&opened).await;
+    let gh = FakeGithub::start_with_pr(&opened).await;
     first_push(&gh, &sha);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();

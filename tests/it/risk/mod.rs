@@ -2,7 +2,6 @@
 //! fake OpenAI-compatible server, and the pull-request flow against a fake GitHub.
 
 mod cli;
-mod fake_github;
 mod fake_openai;
 mod fixtures;
 mod github;

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests, and the one fake GitHub API they all use.
 
 use std::path::PathBuf;
 
@@ -13,3 +13,5 @@ pub fn shared_dir() -> PathBuf {
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
+
+pub mod fake_github;

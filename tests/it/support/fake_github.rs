@@ -1,0 +1,1089 @@
+//! The one fake GitHub REST API of the integration tests (axum on 127.0.0.1:0), for the risk
+//! flow (PR, files, commits, comments, labels, statuses), the GitOps PR mode (list and open
+//! PRs) and rollouts (reviews, collaborator permissions, team members, reactions, merge at a
+//! SHA, check runs and the combined status).
+//!
+//! Objects are built from the real webhook payloads in ../shared/fixtures/github-webhooks (the
+//! pull request, comment, review, user, label and app objects are the same in webhooks and REST),
+//! so octocrab and the adapter deserialize what GitHub really sends; objects with no webhook
+//! example (check run, reaction, permission, combined status, merge result) follow GitHub's
+//! documented REST schema. Lists are paginated with a real `Link` header and a small page, so
+//! pagination is exercised. It serves one repository: owner and name in paths are not checked.
+//!
+//! Tests set state through methods (`add_review`, `set_permission`, ...), inject failures
+//! (`fail_next`), and assert on the request log (`requests`, `writes`). It does not model
+//! GitHub's permissions on its own writes: any (or the required) token may do anything.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post, put};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::shared_dir;
+
+/// Largest page the fake serves, small so that pagination is exercised.
+const PAGE: usize = 2;
+
+/// The login of whoever holds the token: comments and reactions are written as it.
+pub const BOT: &str = "deploybot[bot]";
+
+/// A real webhook delivery from ../shared/fixtures/github-webhooks.
+pub fn webhook(event: &str, action: &str) -> Value {
+    let path = shared_dir().join(format!(
+        "fixtures/github-webhooks/{event}/{action}.payload.json"
+    ));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A refusal queued by [`FakeGithub::fail_next`].
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub method: Method,
+    /// Matches requests whose path ends with this.
+    pub path_suffix: String,
+    pub status: u16,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct GhState {
+    /// Pull requests as the REST API returns them, in creation order.
+    pub pulls: Vec<Value>,
+    pub files: BTreeMap<u64, Vec<Value>>,
+    pub commits: BTreeMap<u64, Vec<Value>>,
+    /// `(issue number, comment)`.
+    pub comments: Vec<(u64, Value)>,
+    pub repo_labels: BTreeMap<String, Value>,
+    /// `(sha, the status as posted)`, oldest first.
+    pub statuses: Vec<(String, Value)>,
+    pub reviews: BTreeMap<u64, Vec<Value>>,
+    /// login -> (role_name, legacy permission).
+    pub permissions: BTreeMap<String, (String, String)>,
+    /// (org, team slug) -> member logins.
+    pub teams: BTreeMap<(String, String), Vec<String>>,
+    /// `(comment id, reaction)`.
+    pub reactions: Vec<(u64, Value)>,
+    /// sha -> check runs.
+    pub check_runs: BTreeMap<String, Vec<Value>>,
+    /// Numbers of PRs GitHub would refuse to merge (conflicts, branch protection).
+    pub unmergeable: Vec<u64>,
+    /// `(number, labels)` per add-labels call.
+    pub label_calls: Vec<(u64, Vec<String>)>,
+    /// `METHOD path[?query]` of every request, the query decoded and sorted.
+    pub requests: Vec<String>,
+    /// The `Authorization` header of every request that had one.
+    pub authorization: Vec<String>,
+    /// When set, other tokens get GitHub's 401.
+    pub token: Option<String>,
+    pub failures: Vec<Failure>,
+    /// The PR `push`, `pr_labels` and `add_foreign_comment` work on.
+    pub primary: Option<u64>,
+    next_id: u64,
+}
+
+impl GhState {
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn pull_mut(&mut self, number: u64) -> Option<&mut Value> {
+        self.pulls.iter_mut().find(|p| p["number"] == json!(number))
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    st: Arc<Mutex<GhState>>,
+    addr: SocketAddr,
+}
+
+type S = State<Shared>;
+
+/// The fake; the server stops when it is dropped.
+pub struct FakeGithub {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<GhState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeGithub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeGithub {
+    /// An empty repository; any token is accepted (see [`FakeGithub::require_token`]).
+    pub async fn start() -> FakeGithub {
+        let state = Arc::new(Mutex::new(GhState {
+            next_id: 1_000,
+            ..GhState::default()
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Shared {
+            st: state.clone(),
+            addr,
+        };
+        let app = Router::new()
+            .route("/repos/{o}/{r}/pulls", get(list_pulls).post(create_pull))
+            .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
+            .route("/repos/{o}/{r}/pulls/{n}/files", get(list_files))
+            .route("/repos/{o}/{r}/pulls/{n}/commits", get(list_commits))
+            .route("/repos/{o}/{r}/pulls/{n}/reviews", get(list_reviews))
+            .route("/repos/{o}/{r}/pulls/{n}/merge", put(merge))
+            .route(
+                "/repos/{o}/{r}/issues/{n}/comments",
+                get(list_comments).post(create_comment),
+            )
+            .route("/repos/{o}/{r}/issues/comments/{id}", patch(update_comment))
+            .route(
+                "/repos/{o}/{r}/issues/comments/{id}/reactions",
+                post(create_reaction),
+            )
+            .route("/repos/{o}/{r}/labels/{name}", get(get_label))
+            .route("/repos/{o}/{r}/labels", post(create_label))
+            .route("/repos/{o}/{r}/issues/{n}/labels", post(add_labels))
+            .route(
+                "/repos/{o}/{r}/issues/{n}/labels/{name}",
+                delete(remove_label),
+            )
+            .route("/repos/{o}/{r}/statuses/{sha}", post(create_status))
+            .route("/repos/{o}/{r}/commits/{sha}/status", get(combined_status))
+            .route(
+                "/repos/{o}/{r}/commits/{sha}/check-runs",
+                get(list_check_runs),
+            )
+            .route(
+                "/repos/{o}/{r}/collaborators/{login}/permission",
+                get(permission),
+            )
+            .route("/orgs/{org}/teams/{slug}/members", get(team_members))
+            .fallback(|| async { not_found() })
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
+            .with_state(shared);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeGithub { addr, state, task }
+    }
+
+    /// Serves the `pull_request` object of `payload` (a real webhook delivery) as the primary PR.
+    pub async fn start_with_pr(payload: &Value) -> FakeGithub {
+        let gh = FakeGithub::start().await;
+        let pr = payload["pull_request"].clone();
+        {
+            let mut st = gh.state.lock().unwrap();
+            // The label shape GitHub returns, from the payload's own labels.
+            for l in pr["labels"].as_array().cloned().unwrap_or_default() {
+                st.repo_labels
+                    .insert(l["name"].as_str().unwrap().to_string(), l);
+            }
+        }
+        let n = gh.add_pull(pr);
+        gh.state.lock().unwrap().primary = Some(n);
+        gh
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests without `Bearer token` (or `token token`) get GitHub's 401 "Bad credentials".
+    pub fn require_token(&self, token: &str) {
+        self.state.lock().unwrap().token = Some(token.to_string());
+    }
+
+    /// Adds a PR object (a REST or webhook `pull_request`); returns its number.
+    pub fn add_pull(&self, pr: Value) -> u64 {
+        let n = pr["number"].as_u64().unwrap();
+        self.state.lock().unwrap().pulls.push(pr);
+        n
+    }
+
+    pub fn pull(&self, number: u64) -> Value {
+        let mut st = self.state.lock().unwrap();
+        st.pull_mut(number).unwrap().clone()
+    }
+
+    /// Replaces the primary PR's files (with their patches) and commits, and moves its head.
+    pub fn push(&self, head_sha: &str, files: Vec<Value>, messages: &[&str]) {
+        let n = self.state.lock().unwrap().primary.unwrap();
+        self.push_to(n, head_sha, files, messages);
+    }
+
+    pub fn push_to(&self, number: u64, head_sha: &str, files: Vec<Value>, messages: &[&str]) {
+        let mut st = self.state.lock().unwrap();
+        let pr = st.pull_mut(number).unwrap();
+        pr["head"]["sha"] = json!(head_sha);
+        pr["changed_files"] = json!(files.len());
+        let user = pr["user"].clone();
+        let commits = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                json!({
+                    "sha": format!("{head_sha}{i}"),
+                    "commit": {"message": m, "author": {"name": "Codertocat", "email": "c@example.com", "date": "2019-05-15T15:20:30Z"}},
+                    "author": user,
+                })
+            })
+            .collect();
+        st.files.insert(number, files);
+        st.commits.insert(number, commits);
+    }
+
+    /// A comment written by someone else on the primary PR; returns its id.
+    pub fn add_foreign_comment(&self, login: &str, body: &str) -> u64 {
+        let n = self.state.lock().unwrap().primary.unwrap();
+        self.add_comment(n, login, body)
+    }
+
+    pub fn add_comment(&self, number: u64, login: &str, body: &str) -> u64 {
+        let mut st = self.state.lock().unwrap();
+        let c = comment_object(&mut st, login, body);
+        let id = c["id"].as_u64().unwrap();
+        st.comments.push((number, c));
+        id
+    }
+
+    /// Every comment, on any PR.
+    pub fn comments(&self) -> Vec<Value> {
+        let st = self.state.lock().unwrap();
+        st.comments.iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    pub fn pr_labels(&self) -> Vec<String> {
+        let n = self.state.lock().unwrap().primary.unwrap();
+        label_names(&self.pull(n)["labels"])
+    }
+
+    /// Open PRs, oldest first.
+    pub fn open_prs(&self) -> Vec<Value> {
+        let st = self.state.lock().unwrap();
+        st.pulls
+            .iter()
+            .filter(|p| p["state"] == "open")
+            .cloned()
+            .collect()
+    }
+
+    pub fn label_calls(&self) -> Vec<(u64, Vec<String>)> {
+        self.state.lock().unwrap().label_calls.clone()
+    }
+
+    /// `METHOD path[?query]` of every request so far, the query decoded with keys sorted.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The requests that were not GETs.
+    pub fn writes(&self) -> Vec<String> {
+        let st = self.state.lock().unwrap();
+        st.requests
+            .iter()
+            .filter(|r| !r.starts_with("GET "))
+            .cloned()
+            .collect()
+    }
+
+    /// A review as GitHub stores it; `state` is the REST spelling (`APPROVED`,
+    /// `CHANGES_REQUESTED`, `COMMENTED`, `DISMISSED`, `PENDING`). Later reviews are submitted
+    /// later. Returns the review id.
+    pub fn add_review(&self, number: u64, login: &str, state: &str, commit_sha: &str) -> u64 {
+        let mut st = self.state.lock().unwrap();
+        let id = st.id();
+        let mut r = webhook("pull_request_review", "submitted")["review"].clone();
+        r["id"] = json!(id);
+        r["user"] = user(login);
+        r["state"] = json!(state);
+        r["commit_id"] = json!(commit_sha);
+        // Ids grow by one per object; a minute apart keeps the order of the calls.
+        let at = chrono::DateTime::from_timestamp(1_557_933_638 + 60 * id as i64, 0).unwrap();
+        r["submitted_at"] = if state == "PENDING" {
+            Value::Null
+        } else {
+            json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        };
+        r["pull_request_url"] = json!(format!(
+            "https://api.github.com/repos/Codertocat/Hello-World/pulls/{number}"
+        ));
+        st.reviews.entry(number).or_default().push(r);
+        id
+    }
+
+    /// Gives `login` a repository role (`admin`, `maintain`, `write`, `triage`, `read`, `none`);
+    /// GitHub reports `maintain` as legacy `write` and `triage` as `read`.
+    pub fn set_permission(&self, login: &str, role: &str) {
+        let legacy = match role {
+            "maintain" => "write",
+            "triage" => "read",
+            other => other,
+        };
+        self.set_custom_role(login, role, legacy);
+    }
+
+    /// A role GitHub names `role_name` with base permission `permission`.
+    pub fn set_custom_role(&self, login: &str, role_name: &str, permission: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .permissions
+            .insert(login.into(), (role_name.into(), permission.into()));
+    }
+
+    pub fn set_team(&self, org: &str, slug: &str, members: &[&str]) {
+        self.state.lock().unwrap().teams.insert(
+            (org.into(), slug.into()),
+            members.iter().map(|m| m.to_string()).collect(),
+        );
+    }
+
+    /// `(comment id, content, user login)` of every reaction.
+    pub fn reactions(&self) -> Vec<(u64, String, String)> {
+        let st = self.state.lock().unwrap();
+        st.reactions
+            .iter()
+            .map(|(id, r)| {
+                (
+                    *id,
+                    r["content"].as_str().unwrap().to_string(),
+                    r["user"]["login"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// A check run on `sha`; `conclusion` only when `status` is `completed`. Returns its id.
+    pub fn add_check_run(
+        &self,
+        sha: &str,
+        name: &str,
+        status: &str,
+        conclusion: Option<&str>,
+    ) -> u64 {
+        let mut st = self.state.lock().unwrap();
+        let id = st.id();
+        let app = webhook("check_suite", "completed")["check_suite"]["app"].clone();
+        let run = json!({
+            "id": id,
+            "head_sha": sha,
+            "node_id": format!("CR_kwDO{id}"),
+            "external_id": "",
+            "url": format!("https://api.github.com/repos/Codertocat/Hello-World/check-runs/{id}"),
+            "html_url": format!("https://github.com/Codertocat/Hello-World/runs/{id}"),
+            "details_url": format!("https://example.com/ci/{id}"),
+            "status": status,
+            "conclusion": conclusion,
+            "started_at": "2019-05-15T15:21:12Z",
+            "completed_at": if status == "completed" { json!("2019-05-15T15:21:45Z") } else { Value::Null },
+            "output": {"title": null, "summary": null, "text": null, "annotations_count": 0,
+                       "annotations_url": format!("https://api.github.com/repos/Codertocat/Hello-World/check-runs/{id}/annotations")},
+            "name": name,
+            "check_suite": {"id": 118578147},
+            "app": app,
+            "pull_requests": [],
+        });
+        st.check_runs.entry(sha.to_string()).or_default().push(run);
+        id
+    }
+
+    /// A commit status, as if some CI had posted it.
+    pub fn add_status(&self, sha: &str, context: &str, state: &str) {
+        self.state.lock().unwrap().statuses.push((
+            sha.into(),
+            json!({"state": state, "context": context, "description": null, "target_url": null}),
+        ));
+    }
+
+    /// GitHub will refuse to merge the PR (405), as with conflicts or unmet branch protection.
+    pub fn set_unmergeable(&self, number: u64) {
+        self.state.lock().unwrap().unmergeable.push(number);
+    }
+
+    /// A human merges the PR in the UI.
+    pub fn merge_by_human(&self, number: u64, login: &str) -> String {
+        let mut st = self.state.lock().unwrap();
+        merge_pull(&mut st, number, login)
+    }
+
+    /// The next request with this method whose path ends with `path_suffix` is refused with
+    /// `status` and GitHub's `{"message": ...}` (and `Retry-After` when given).
+    pub fn fail_next(
+        &self,
+        method: Method,
+        path_suffix: &str,
+        status: u16,
+        message: &str,
+        retry_after: Option<u64>,
+    ) {
+        self.state.lock().unwrap().failures.push(Failure {
+            method,
+            path_suffix: path_suffix.into(),
+            status,
+            message: message.into(),
+            retry_after,
+        });
+    }
+}
+
+/// Sorted label names of a `labels` array.
+pub fn label_names(v: &Value) -> Vec<String> {
+    let mut names: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A PR file object as the files API returns it.
+pub fn file(
+    name: &str,
+    status: &str,
+    additions: u32,
+    deletions: u32,
+    patch: Option<&str>,
+) -> Value {
+    let mut f = json!({
+        "sha": "bbcd538c8e72b8c175046e27cc8f907076331401",
+        "filename": name,
+        "status": status,
+        "additions": additions,
+        "deletions": deletions,
+        "changes": additions + deletions,
+        "blob_url": format!("https://github.com/Codertocat/Hello-World/blob/x/{name}"),
+        "raw_url": format!("https://github.com/Codertocat/Hello-World/raw/x/{name}"),
+        "contents_url": format!("https://api.github.com/repos/Codertocat/Hello-World/contents/{name}?ref=x"),
+    });
+    if let Some(p) = patch {
+        f["patch"] = json!(p);
+    }
+    f
+}
+
+/// A user object (the fixture's `sender`) with another login.
+fn user(login: &str) -> Value {
+    let mut u = webhook("pull_request", "opened")["sender"].clone();
+    u["login"] = json!(login);
+    u["url"] = json!(format!("https://api.github.com/users/{login}"));
+    u["html_url"] = json!(format!("https://github.com/{login}"));
+    u["type"] = json!(if login.ends_with("[bot]") {
+        "Bot"
+    } else {
+        "User"
+    });
+    u
+}
+
+fn comment_object(st: &mut GhState, login: &str, body: &str) -> Value {
+    let id = st.id();
+    let mut c = webhook("issue_comment", "created")["comment"].clone();
+    c["id"] = json!(id);
+    c["body"] = json!(body);
+    c["user"] = user(login);
+    c["url"] = json!(format!(
+        "https://api.github.com/repos/Codertocat/Hello-World/issues/comments/{id}"
+    ));
+    c
+}
+
+fn merge_pull(st: &mut GhState, number: u64, login: &str) -> String {
+    let id = st.id();
+    let sha = format!("{id:040x}");
+    let pr = st.pull_mut(number).unwrap();
+    pr["merged"] = json!(true);
+    pr["state"] = json!("closed");
+    pr["mergeable"] = Value::Null;
+    pr["merge_commit_sha"] = json!(sha);
+    pr["merged_at"] = json!("2019-05-15T16:00:00Z");
+    pr["closed_at"] = json!("2019-05-15T16:00:00Z");
+    pr["merged_by"] = user(login);
+    sha
+}
+
+fn message(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({
+            "message": message,
+            "documentation_url": "https://docs.github.com/rest",
+            "status": status.as_str(),
+        })),
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    message(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// Logs every request, checks the token and serves queued failures.
+async fn gate(State(sh): S, req: Request, next: Next) -> Response {
+    let uri = req.uri().clone();
+    let mut line = format!("{} {}", req.method(), uri.path());
+    if uri.query().is_some() {
+        let u = reqwest::Url::parse(&format!("http://x{uri}")).unwrap();
+        let mut pairs: Vec<String> = u.query_pairs().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        line = format!("{line}?{}", pairs.join("&"));
+    }
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    {
+        let mut st = sh.st.lock().unwrap();
+        st.requests.push(line);
+        if let Some(a) = &auth {
+            st.authorization.push(a.clone());
+        }
+        if let Some(t) = &st.token {
+            let a = auth.as_deref().unwrap_or("");
+            if a != format!("Bearer {t}") && a != format!("token {t}") {
+                return message(StatusCode::UNAUTHORIZED, "Bad credentials");
+            }
+        }
+        let hit = st
+            .failures
+            .iter()
+            .position(|f| f.method == req.method() && uri.path().ends_with(&f.path_suffix));
+        if let Some(i) = hit {
+            let f = st.failures.remove(i);
+            let mut resp = message(StatusCode::from_u16(f.status).unwrap(), &f.message);
+            if let Some(secs) = f.retry_after {
+                resp.headers_mut()
+                    .insert("retry-after", secs.to_string().parse().unwrap());
+            }
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
+/// One page of `items`, with a `Link` to the next that keeps the other query parameters.
+fn page(addr: SocketAddr, path: &str, q: &BTreeMap<String, String>, items: &[Value]) -> Response {
+    let (slice, next) = slice(addr, path, q, items);
+    let mut resp = Json(slice).into_response();
+    if let Some(link) = next {
+        resp.headers_mut().insert("link", link.parse().unwrap());
+    }
+    resp
+}
+
+/// A page of `items` and the `Link` header value to the next page, if any.
+fn slice(
+    addr: SocketAddr,
+    path: &str,
+    q: &BTreeMap<String, String>,
+    items: &[Value],
+) -> (Vec<Value>, Option<String>) {
+    let per = q
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(30usize)
+        .min(PAGE);
+    let n: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let start = (n - 1) * per;
+    let slice: Vec<Value> = items.iter().skip(start).take(per).cloned().collect();
+    let next = (start + per < items.len()).then(|| {
+        let mut u = reqwest::Url::parse(&format!("http://{addr}{path}")).unwrap();
+        {
+            let mut pairs = u.query_pairs_mut();
+            for (k, v) in q.iter().filter(|(k, _)| *k != "page") {
+                pairs.append_pair(k, v);
+            }
+            pairs.append_pair("page", &(n + 1).to_string());
+        }
+        format!("<{u}>; rel=\"next\"")
+    });
+    (slice, next)
+}
+
+type Q = Query<BTreeMap<String, String>>;
+
+async fn list_pulls(State(sh): S, Path((o, r)): Path<(String, String)>, Query(q): Q) -> Response {
+    let st = sh.st.lock().unwrap();
+    let state = q.get("state").map(String::as_str).unwrap_or("open");
+    let items: Vec<Value> = st
+        .pulls
+        .iter()
+        .filter(|p| state == "all" || p["state"] == state)
+        .filter(|p| {
+            q.get("head")
+                .is_none_or(|h| p["head"]["label"] == h.as_str())
+        })
+        .filter(|p| q.get("base").is_none_or(|b| p["base"]["ref"] == b.as_str()))
+        .cloned()
+        .collect();
+    page(sh.addr, &format!("/repos/{o}/{r}/pulls"), &q, &items)
+}
+
+async fn create_pull(
+    State(sh): S,
+    Path((owner, repo)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let (Some(title), Some(head), Some(base)) = (
+        body["title"].as_str(),
+        body["head"].as_str(),
+        body["base"].as_str(),
+    ) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(
+                json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "missing_field"}]}),
+            ),
+        )
+            .into_response();
+    };
+    let mut st = sh.st.lock().unwrap();
+    // GitHub refuses a second open PR for the same head and base.
+    if st
+        .pulls
+        .iter()
+        .any(|p| p["state"] == "open" && p["head"]["ref"] == head && p["base"]["ref"] == base)
+    {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "message": "Validation Failed",
+                "errors": [{"resource": "PullRequest", "code": "custom",
+                            "message": format!("A pull request already exists for {owner}:{head}.")}],
+                "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"
+            })),
+        )
+            .into_response();
+    }
+    let number = st
+        .pulls
+        .iter()
+        .filter_map(|p| p["number"].as_u64())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut pr = webhook("pull_request", "opened")["pull_request"].clone();
+    pr["number"] = json!(number);
+    pr["id"] = json!(1_000_000 + number);
+    pr["title"] = json!(title);
+    pr["body"] = body.get("body").cloned().unwrap_or(Value::Null);
+    pr["state"] = json!("open");
+    pr["labels"] = json!([]);
+    pr["user"] = user(BOT);
+    pr["html_url"] = json!(format!("https://github.com/{owner}/{repo}/pull/{number}"));
+    pr["url"] = json!(format!(
+        "https://api.github.com/repos/{owner}/{repo}/pulls/{number}"
+    ));
+    pr["head"]["ref"] = json!(head);
+    pr["head"]["label"] = json!(format!("{owner}:{head}"));
+    pr["base"]["ref"] = json!(base);
+    pr["base"]["label"] = json!(format!("{owner}:{base}"));
+    st.pulls.push(pr.clone());
+    (StatusCode::CREATED, Json(pr)).into_response()
+}
+
+async fn get_pull(State(sh): S, Path((_, _, n)): Path<(String, String, u64)>) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    match st.pull_mut(n) {
+        Some(pr) => Json(pr.clone()).into_response(),
+        None => not_found(),
+    }
+}
+
+/// A list kept per PR number.
+fn per_pr(
+    sh: &Shared,
+    (o, r, n): (String, String, u64),
+    q: &BTreeMap<String, String>,
+    what: &str,
+    items: impl Fn(&GhState) -> Vec<Value>,
+) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    if st.pull_mut(n).is_none() {
+        return not_found();
+    }
+    page(
+        sh.addr,
+        &format!("/repos/{o}/{r}/pulls/{n}/{what}"),
+        q,
+        &items(&st),
+    )
+}
+
+async fn list_files(State(sh): S, Path(p): Path<(String, String, u64)>, Query(q): Q) -> Response {
+    let n = p.2;
+    per_pr(&sh, p, &q, "files", |st| {
+        st.files.get(&n).cloned().unwrap_or_default()
+    })
+}
+
+async fn list_commits(State(sh): S, Path(p): Path<(String, String, u64)>, Query(q): Q) -> Response {
+    let n = p.2;
+    per_pr(&sh, p, &q, "commits", |st| {
+        st.commits.get(&n).cloned().unwrap_or_default()
+    })
+}
+
+async fn list_reviews(State(sh): S, Path(p): Path<(String, String, u64)>, Query(q): Q) -> Response {
+    let n = p.2;
+    per_pr(&sh, p, &q, "reviews", |st| {
+        st.reviews.get(&n).cloned().unwrap_or_default()
+    })
+}
+
+/// GitHub's merge: 405 when not mergeable, 409 when `sha` is not the head, else a merge commit.
+async fn merge(
+    State(sh): S,
+    Path((_, _, n)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    let unmergeable = st.unmergeable.contains(&n);
+    let Some(pr) = st.pull_mut(n) else {
+        return not_found();
+    };
+    if pr["merged"] == json!(true) || pr["state"] != "open" || unmergeable {
+        return message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Pull Request is not mergeable",
+        );
+    }
+    if let Some(sha) = body["sha"].as_str()
+        && pr["head"]["sha"] != sha
+    {
+        return message(
+            StatusCode::CONFLICT,
+            "Head branch was modified. Review and try the merge again.",
+        );
+    }
+    let sha = merge_pull(&mut st, n, BOT);
+    Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}))
+        .into_response()
+}
+
+async fn list_comments(
+    State(sh): S,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    Query(q): Q,
+) -> Response {
+    let st = sh.st.lock().unwrap();
+    let items: Vec<Value> = st
+        .comments
+        .iter()
+        .filter(|(on, _)| *on == n)
+        .map(|(_, c)| c.clone())
+        .collect();
+    page(
+        sh.addr,
+        &format!("/repos/{o}/{r}/issues/{n}/comments"),
+        &q,
+        &items,
+    )
+}
+
+async fn create_comment(
+    State(sh): S,
+    Path((_, _, n)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    let c = comment_object(&mut st, BOT, body["body"].as_str().unwrap());
+    st.comments.push((n, c.clone()));
+    (StatusCode::CREATED, Json(c)).into_response()
+}
+
+async fn update_comment(
+    State(sh): S,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    match st.comments.iter_mut().find(|(_, c)| c["id"] == json!(id)) {
+        Some((_, c)) if c["user"]["login"] == BOT => {
+            c["body"] = body["body"].clone();
+            c["updated_at"] = json!("2019-05-15T16:00:00Z");
+            Json(c.clone()).into_response()
+        }
+        Some(_) => message(
+            StatusCode::FORBIDDEN,
+            "Resource not accessible by integration",
+        ),
+        None => not_found(),
+    }
+}
+
+/// 201 for a new reaction, 200 with the existing one when the bot already reacted so.
+async fn create_reaction(
+    State(sh): S,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    const CONTENTS: [&str; 8] = [
+        "+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes",
+    ];
+    let mut st = sh.st.lock().unwrap();
+    let content = body["content"].as_str().unwrap_or("");
+    if !CONTENTS.contains(&content) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"message": "Validation Failed",
+                        "errors": [{"resource": "Reaction", "code": "invalid", "field": "content"}]})),
+        )
+            .into_response();
+    }
+    if !st.comments.iter().any(|(_, c)| c["id"] == json!(id)) {
+        return not_found();
+    }
+    if let Some((_, r)) = st
+        .reactions
+        .iter()
+        .find(|(on, r)| *on == id && r["content"] == content && r["user"]["login"] == BOT)
+    {
+        return Json(r.clone()).into_response();
+    }
+    let rid = st.id();
+    let r = json!({
+        "id": rid,
+        "node_id": format!("REA_lALO{rid}"),
+        "user": user(BOT),
+        "content": content,
+        "created_at": "2019-05-15T16:00:00Z",
+    });
+    st.reactions.push((id, r.clone()));
+    (StatusCode::CREATED, Json(r)).into_response()
+}
+
+async fn get_label(State(sh): S, Path((_, _, name)): Path<(String, String, String)>) -> Response {
+    let st = sh.st.lock().unwrap();
+    match st.repo_labels.get(&name) {
+        Some(l) => Json(l.clone()).into_response(),
+        None => not_found(),
+    }
+}
+
+fn label_object(
+    st: &mut GhState,
+    o: &str,
+    r: &str,
+    name: &str,
+    color: &Value,
+    description: &Value,
+) -> Value {
+    let id = st.id();
+    json!({
+        "id": id, "node_id": "MDU6TGFiZWwxMzYyOTM0Mzg5",
+        "url": format!("https://api.github.com/repos/{o}/{r}/labels/{name}"),
+        "name": name, "color": color, "default": false, "description": description,
+    })
+}
+
+async fn create_label(
+    State(sh): S,
+    Path((o, r)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    let name = body["name"].as_str().unwrap().to_string();
+    if st.repo_labels.contains_key(&name) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": "Validation Failed", "errors": [{"resource": "Label", "code": "already_exists", "field": "name"}]}))).into_response();
+    }
+    let l = label_object(&mut st, &o, &r, &name, &body["color"], &body["description"]);
+    st.repo_labels.insert(name, l.clone());
+    (StatusCode::CREATED, Json(l)).into_response()
+}
+
+/// Like GitHub, a label the repository lacks is created on the fly, with the default colour
+/// `ededed` and no description.
+async fn add_labels(
+    State(sh): S,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    let names: Vec<String> = body["labels"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if st.pull_mut(n).is_none() {
+        return not_found();
+    }
+    for name in &names {
+        let l = match st.repo_labels.get(name) {
+            Some(l) => l.clone(),
+            None => {
+                let l = label_object(&mut st, &o, &r, name, &json!("ededed"), &Value::Null);
+                st.repo_labels.insert(name.clone(), l.clone());
+                l
+            }
+        };
+        let pr = st.pull_mut(n).unwrap();
+        let labels = pr["labels"].as_array_mut().unwrap();
+        if !labels.iter().any(|x| x["name"] == json!(name)) {
+            labels.push(l);
+        }
+    }
+    st.label_calls.push((n, names));
+    let labels = st.pull_mut(n).unwrap()["labels"].clone();
+    Json(labels).into_response()
+}
+
+async fn remove_label(
+    State(sh): S,
+    Path((_, _, n, name)): Path<(String, String, u64, String)>,
+) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    let Some(pr) = st.pull_mut(n) else {
+        return not_found();
+    };
+    let labels = pr["labels"].as_array_mut().unwrap();
+    let before = labels.len();
+    labels.retain(|l| l["name"] != json!(name));
+    if labels.len() == before {
+        return message(StatusCode::NOT_FOUND, "Label does not exist");
+    }
+    Json(pr["labels"].clone()).into_response()
+}
+
+fn status_object(id: u64, o: &str, r: &str, sha: &str, posted: &Value) -> Value {
+    let mut s = posted.clone();
+    s["id"] = json!(id);
+    s["node_id"] = json!(format!("SC_kwDO{id}"));
+    s["url"] = json!(format!(
+        "https://api.github.com/repos/{o}/{r}/statuses/{sha}"
+    ));
+    s["avatar_url"] = json!("https://avatars.githubusercontent.com/u/21031067?v=4");
+    s["created_at"] = json!("2019-05-15T15:20:30Z");
+    s["updated_at"] = json!("2019-05-15T15:20:30Z");
+    s
+}
+
+async fn create_status(
+    State(sh): S,
+    Path((o, r, sha)): Path<(String, String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    let id = st.id();
+    st.statuses.push((sha.clone(), body.clone()));
+    let mut s = status_object(id, &o, &r, &sha, &body);
+    s["creator"] = user(BOT);
+    (StatusCode::CREATED, Json(s)).into_response()
+}
+
+/// The latest status per context, and GitHub's combined state over them.
+async fn combined_status(
+    State(sh): S,
+    Path((o, r, sha)): Path<(String, String, String)>,
+    Query(q): Q,
+) -> Response {
+    let st = sh.st.lock().unwrap();
+    let mut latest: Vec<Value> = Vec::new();
+    for (i, (_, s)) in st
+        .statuses
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, (on, _))| *on == sha)
+    {
+        if !latest.iter().any(|l| l["context"] == s["context"]) {
+            latest.push(status_object(i as u64 + 1, &o, &r, &sha, s));
+        }
+    }
+    let state_of = |want: &[&str]| latest.iter().any(|s| want.iter().any(|w| s["state"] == *w));
+    let state = if state_of(&["failure", "error"]) {
+        "failure"
+    } else if latest.is_empty() || state_of(&["pending"]) {
+        "pending"
+    } else {
+        "success"
+    };
+    let path = format!("/repos/{o}/{r}/commits/{sha}/status");
+    let (statuses, next) = slice(sh.addr, &path, &q, &latest);
+    let mut resp = Json(json!({
+        "state": state,
+        "statuses": statuses,
+        "sha": sha,
+        "total_count": latest.len(),
+        "commit_url": format!("https://api.github.com/repos/{o}/{r}/commits/{sha}"),
+        "url": format!("https://api.github.com/repos/{o}/{r}/commits/{sha}/status"),
+    }))
+    .into_response();
+    if let Some(link) = next {
+        resp.headers_mut().insert("link", link.parse().unwrap());
+    }
+    resp
+}
+
+async fn list_check_runs(
+    State(sh): S,
+    Path((o, r, sha)): Path<(String, String, String)>,
+    Query(q): Q,
+) -> Response {
+    let st = sh.st.lock().unwrap();
+    let runs = st.check_runs.get(&sha).cloned().unwrap_or_default();
+    let path = format!("/repos/{o}/{r}/commits/{sha}/check-runs");
+    let (page, next) = slice(sh.addr, &path, &q, &runs);
+    let mut resp = Json(json!({"total_count": runs.len(), "check_runs": page})).into_response();
+    if let Some(link) = next {
+        resp.headers_mut().insert("link", link.parse().unwrap());
+    }
+    resp
+}
+
+/// 404 for someone who is not a collaborator.
+async fn permission(State(sh): S, Path((_, _, login)): Path<(String, String, String)>) -> Response {
+    let st = sh.st.lock().unwrap();
+    let Some((role, legacy)) = st.permissions.get(&login) else {
+        return not_found();
+    };
+    let mut u = user(&login);
+    let at_least = |p: &str| {
+        let rank = |x: &str| {
+            ["none", "read", "write", "admin"]
+                .iter()
+                .position(|y| *y == x)
+        };
+        rank(legacy) >= rank(p)
+    };
+    u["permissions"] = json!({
+        "admin": at_least("admin"), "maintain": role == "maintain" || at_least("admin"),
+        "push": at_least("write"), "triage": role == "triage" || at_least("write"),
+        "pull": at_least("read"),
+    });
+    u["role_name"] = json!(role);
+    Json(json!({"permission": legacy, "role_name": role, "user": u})).into_response()
+}
+
+async fn team_members(
+    State(sh): S,
+    Path((org, slug)): Path<(String, String)>,
+    Query(q): Q,
+) -> Response {
+    let st = sh.st.lock().unwrap();
+    let Some(members) = st.teams.get(&(org.clone(), slug.clone())) else {
+        return not_found();
+    };
+    let users: Vec<Value> = members.iter().map(|m| user(m)).collect();
+    page(
+        sh.addr,
+        &format!("/orgs/{org}/teams/{slug}/members"),
+        &q,
+        &users,
+    )
+}
