@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// How often approvals and parked releases are re-read from GitHub, so that a lost webhook
     /// only delays a rollout.
     pub reconcile_interval: crate::prometheus::PromDuration,
+    /// Public base URL of this server (`https://deploybot.example.com`): when set, PR status
+    /// comments link to the rollout's status page under it.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             webhook_secret_file: None,
             tick_interval: crate::prometheus::PromDuration::from_secs(5),
             reconcile_interval: crate::prometheus::PromDuration::from_secs(60),
+            public_url: None,
         }
     }
 }
@@ -70,6 +74,28 @@ impl ServerConfig {
             self.webhook_secret_env.as_ref(),
             self.webhook_secret_file.as_ref(),
         )
+    }
+
+    /// Why `public_url` cannot be linked from a PR comment, if it cannot: it must be an absolute
+    /// http(s) URL without credentials, query or fragment (the page paths are appended to it).
+    fn public_url_problem(&self) -> Option<String> {
+        let raw = self.public_url.as_deref()?;
+        let url = match reqwest::Url::parse(raw) {
+            Ok(u) => u,
+            Err(e) => return Some(format!("{raw:?} is not a URL: {e}")),
+        };
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Some(format!(
+                "{raw:?}: must be an http:// or https:// URL with a host"
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Some("must not carry credentials (the URL is posted on pull requests)".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Some(format!("{raw:?}: must not have a query or fragment"));
+        }
+        None
     }
 
     /// Resolves the webhook secret; `serve` refuses to start without one.
@@ -305,6 +331,9 @@ impl Config {
         if let Err(e) = self.server.webhook_secret_ref() {
             p.push(e);
         }
+        if let Some(e) = self.server.public_url_problem() {
+            p.push(format!("server.public_url: {e}"));
+        }
         if let Err(e) = self.github.token_ref() {
             p.push(e);
         }
@@ -413,6 +442,31 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.server.webhook_path, "/webhook");
         assert_eq!(c.server.max_body_bytes, 25 * 1024 * 1024);
+    }
+
+    #[test]
+    fn public_url_must_be_a_plain_http_base() {
+        for ok in [
+            "https://deploybot.example.com",
+            "http://10.0.0.1:8080/deploybot/",
+        ] {
+            parse(&format!("server:\n  public_url: {ok}\n")).unwrap();
+        }
+        for (bad, why) in [
+            ("deploybot.example.com", "not a URL"),
+            ("ftp://example.com", "http:// or https://"),
+            ("https://user:pw@example.com", "credentials"),
+            ("https://example.com/?a=1", "query or fragment"),
+        ] {
+            let e = parse(&format!("server:\n  public_url: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("server.public_url") && e.contains(why),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains(":pw@"), "credentials echoed: {e}");
+        }
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! The status comment deploybot keeps on the app PR, rendered from `templates/rollout/`: where
 //! the rollout stands, the judge's latest evidence, what happens next, and the commands.
 //!
+//! `status_comment_with_chart` adds, when there is data for it, a Mermaid chart of the canary's
+//! error rate against the baseline's (`rollout::chart`) and a link to the rollout's status page
+//! when a public URL is configured.
+//!
 //! Pure text in, text out. Finding and editing the existing comment (by its marker line) is the
 //! GitHub adapter's job, not this module's.
 
+use super::chart::mermaid_error_rate;
 use super::input::{Notice, Observation};
-use super::record::{Phase, Progress, Rollout};
+use super::page::rollout_page_url;
+use super::record::{MetricPoint, Phase, Progress, Rollout};
 
 const STATUS_TEMPLATE: &str = include_str!("../../templates/rollout/status-comment.md");
 const NOTICES: &str = include_str!("../../templates/rollout/notices.txt");
+const PAGE_LINK: &str = include_str!("../../templates/rollout/status-page-link.md");
 
 /// The marker line that identifies a rollout's status comment, so it is edited, not duplicated.
 pub fn marker(deploy_id: &str) -> String {
@@ -86,6 +93,35 @@ fn next_step(r: &Rollout) -> String {
 
 /// The whole status comment for `rollout`, headed by `notice`.
 pub fn status_comment(r: &Rollout, notice: &Notice) -> String {
+    render(r, notice, "")
+}
+
+/// The status comment with the rollout's error-rate chart (from its metric history `points`;
+/// left out below two intervals) and, when `public_url` (`server.public_url`) is set, a link to
+/// the rollout's status page.
+pub fn status_comment_with_chart(
+    r: &Rollout,
+    notice: &Notice,
+    points: &[MetricPoint],
+    public_url: Option<&str>,
+) -> String {
+    let mut extras = String::new();
+    if let Some(base) = public_url.map(str::trim).filter(|u| !u.is_empty()) {
+        extras.push('\n');
+        extras.push_str(&fill(
+            PAGE_LINK,
+            &[("url", rollout_page_url(base, &r.deploy_id).as_str())],
+        ));
+    }
+    let chart = mermaid_error_rate(points);
+    if !chart.is_empty() {
+        extras.push('\n');
+        extras.push_str(&chart);
+    }
+    render(r, notice, &extras)
+}
+
+fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
     let strategy = match (r.strategy, &r.plan, r.risk_score) {
         (Some(s), Some(plan), Some(risk)) => format!("{s} (risk {risk:.2}): {plan}"),
         _ => "not assessed yet".into(),
@@ -132,6 +168,7 @@ pub fn status_comment(r: &Rollout, notice: &Notice) -> String {
             ("evidence", evidence.as_str()),
             ("commits", commits.as_str()),
             ("next", next_step(r).as_str()),
+            ("extras", extras),
         ],
     )
 }
@@ -239,6 +276,54 @@ mod tests {
         let body = status_comment(&r, notices.last().unwrap());
         assert!(body.starts_with(&marker("d-42")));
         golden("status-rolled-back.md", &body);
+    }
+
+    #[test]
+    fn status_comment_with_chart_is_pinned() {
+        let w = |p| Weight::new(p).unwrap();
+        let (r, notices) = drive(vec![
+            Input::Assessed {
+                risk_score: 0.7,
+                strategy: Strategy::Canary25,
+                approval_required: false,
+            },
+            Input::Committed {
+                sha: "bad0001".into(),
+                weight: w(25),
+            },
+            Input::Synced {
+                revision: "bad0001".into(),
+            },
+            Input::Judged(Observation::Rollback {
+                metric: "error_rate".into(),
+                evidence: "canary 4.1% vs baseline 0.3%".into(),
+            }),
+        ]);
+        let notice = notices.last().unwrap();
+        let points: Vec<MetricPoint> = [(0.003, 0.003), (0.012, 0.002), (0.041, 0.003)]
+            .iter()
+            .enumerate()
+            .map(|(i, (c, b))| MetricPoint {
+                at: t(1400 + 60 * i as i64),
+                weight: w(25),
+                metric: crate::rollout::metrics::ERROR_RATE.into(),
+                canary: Some(*c),
+                baseline: Some(*b),
+            })
+            .collect();
+        let body =
+            status_comment_with_chart(&r, notice, &points, Some("https://deploybot.example.com/"));
+        assert!(body.starts_with(&marker("d-42")));
+        golden("status-with-chart.md", &body);
+        // Nothing to add: exactly the plain comment, so existing comments do not change.
+        assert_eq!(
+            status_comment_with_chart(&r, notice, &points[..1], None),
+            status_comment(&r, notice)
+        );
+        assert_eq!(
+            status_comment_with_chart(&r, notice, &[], Some("  ")),
+            status_comment(&r, notice)
+        );
     }
 
     #[test]

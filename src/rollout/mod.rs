@@ -6,9 +6,10 @@
 //! effects, decision, note }`. It does no I/O and reads no clock; effects are data that the shell
 //! runs (and that must be idempotent). Around it: `store` (persistence and the audit trail),
 //! `driver` (the shell: step, persist, run effects, recover after a crash), `cli` and `api`
-//! (`status`, `history`, `GET /api/rollouts`), `comment` (the PR status comment), `command` (PR
-//! comment commands), `approval` (counting approvals), `trigger` (image tag, required checks) and
-//! `config` (the per-service section). It deliberately does not know about GitHub, git,
+//! (`status`, `history`, `GET /api/rollouts`), `metrics` (the per-interval metric history from
+//! the judge's windows), `page` and `chart` (the HTML status page and its SVG / Mermaid charts),
+//! `comment` (the PR status comment), `command` (PR comment commands), `approval` (counting
+//! approvals), `trigger` (image tag, required checks) and `config` (the per-service section). It deliberately does not know about GitHub, git,
 //! Prometheus or Argo CD: the integrator maps their results onto [`Input`] and runs each
 //! [`Effect`] through an `EffectRunner`.
 //!
@@ -79,6 +80,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod chart;
 pub mod cli;
 pub mod command;
 pub mod comment;
@@ -87,6 +89,8 @@ pub mod driver;
 pub mod events;
 pub mod input;
 pub mod links;
+pub mod metrics;
+pub mod page;
 pub mod pipeline;
 pub mod plan;
 pub mod record;
@@ -98,7 +102,7 @@ pub mod trigger;
 pub use input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};
 pub use plan::{Plan, PlanError, Strategy, Weight};
 pub use record::{
-    CommitRecord, ObservationKind, Phase, Progress, RevertRecord, Rollout, Settings, Snapshot,
-    SyncFailurePolicy, Trigger,
+    CommitRecord, MetricPoint, ObservationKind, Phase, Progress, RevertRecord, Rollout, Settings,
+    Snapshot, SyncFailurePolicy, Trigger,
 };
 pub use step::{Decision, Transition, outstanding, step};

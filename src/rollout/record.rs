@@ -144,6 +144,20 @@ pub struct Snapshot {
     pub observation: Observation,
 }
 
+/// One analysis interval of one metric, canary against baseline: the history the status page and
+/// the PR comment draw. `None` means no sample (a gap, no traffic), never zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    /// End of the interval.
+    pub at: DateTime<Utc>,
+    /// Canary traffic while the interval was measured.
+    pub weight: Weight,
+    /// `error_rate` (a fraction, 0..1), `p99_latency_seconds`, ...
+    pub metric: String,
+    pub canary: Option<f64>,
+    pub baseline: Option<f64>,
+}
+
 /// A commit this rollout made in the GitOps repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRecord {

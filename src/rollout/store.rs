@@ -1,5 +1,6 @@
 //! Persistence of rollouts: the `RolloutStore` port and its SQLite implementation on
-//! `crate::store::Store` (tables from migration `0003_rollouts.sql`).
+//! `crate::store::Store` (tables from migrations `0003_rollouts.sql` and, for the per-interval
+//! metric history, `0005_rollout_metrics.sql`).
 //!
 //! A transition is saved atomically: the new record and its audit row commit together, and only
 //! if the stored record is still the one the transition started from (so two writers cannot both
@@ -10,7 +11,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::input::{Effect, Input};
-use super::record::Rollout;
+use super::plan::Weight;
+use super::record::{MetricPoint, Rollout};
 use super::step::{Decision, Transition};
 use crate::store::{Store, StoreError};
 
@@ -83,6 +85,16 @@ pub trait RolloutStore {
     ) -> Result<Vec<Rollout>, RolloutStoreError>;
     /// The audit trail of a service's rollouts, oldest first.
     fn history(&self, service: &str) -> Result<Vec<AuditEvent>, RolloutStoreError>;
+    /// Records what the judge saw for `deploy_id`, in one transaction. Idempotent: a point whose
+    /// (time, metric) is already stored updates that row (consecutive queries overlap), and a
+    /// value already known is not replaced by a missing one. `NotFound` for an unknown rollout.
+    fn record_metrics(
+        &self,
+        deploy_id: &str,
+        points: &[MetricPoint],
+    ) -> Result<(), RolloutStoreError>;
+    /// The metric history of `deploy_id`, oldest first (then by metric name).
+    fn metrics(&self, deploy_id: &str) -> Result<Vec<MetricPoint>, RolloutStoreError>;
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -370,6 +382,87 @@ impl RolloutStore for Store {
             )
             .collect()
     }
+
+    fn record_metrics(
+        &self,
+        deploy_id: &str,
+        points: &[MetricPoint],
+    ) -> Result<(), RolloutStoreError> {
+        let outcome = self.with_conn(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO rollout_metrics (deploy_id, at, weight, metric, canary, baseline) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (deploy_id, at, metric) DO UPDATE SET \
+                     weight = excluded.weight, \
+                     canary = coalesce(excluded.canary, canary), \
+                     baseline = coalesce(excluded.baseline, baseline)",
+                )?;
+                for p in points {
+                    // SQLite stores NaN as NULL anyway; say so explicitly, and keep infinities out.
+                    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+                    let inserted = stmt.execute(params![
+                        deploy_id,
+                        ts(p.at),
+                        p.weight.percent(),
+                        p.metric,
+                        finite(p.canary),
+                        finite(p.baseline)
+                    ]);
+                    match inserted {
+                        Ok(_) => {}
+                        Err(e) if is_unique_violation(&e) => return Ok(false),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(true)
+        })?;
+        if outcome {
+            Ok(())
+        } else {
+            // The only constraint an upsert can still break is the rollout's foreign key.
+            Err(RolloutStoreError::NotFound {
+                id: deploy_id.to_string(),
+            })
+        }
+    }
+
+    fn metrics(&self, deploy_id: &str) -> Result<Vec<MetricPoint>, RolloutStoreError> {
+        type Row = (String, i64, String, Option<f64>, Option<f64>);
+        let rows: Vec<Row> = self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, weight, metric, canary, baseline FROM rollout_metrics \
+                 WHERE deploy_id = ?1 ORDER BY at, metric",
+            )?;
+            stmt.query_map([deploy_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect()
+        })?;
+        rows.into_iter()
+            .map(|(at, weight, metric, canary, baseline)| {
+                let corrupt = |message: String| RolloutStoreError::Corrupt {
+                    id: format!("{deploy_id} (metric {metric} at {at})"),
+                    message,
+                };
+                Ok(MetricPoint {
+                    at: DateTime::parse_from_rfc3339(&at)
+                        .map_err(|e| corrupt(e.to_string()))?
+                        .with_timezone(&Utc),
+                    weight: u8::try_from(weight)
+                        .ok()
+                        .and_then(Weight::new)
+                        .ok_or_else(|| corrupt(format!("weight {weight} is not a percentage")))?,
+                    canary,
+                    baseline,
+                    metric,
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -538,5 +631,96 @@ mod tests {
             RolloutStoreError::NotFound { .. }
         ));
         assert_eq!(store.history("checkout").unwrap().len(), 2);
+    }
+
+    fn point(at: i64, metric: &str, canary: Option<f64>, baseline: Option<f64>) -> MetricPoint {
+        MetricPoint {
+            at: t(at),
+            weight: Weight::new(10).unwrap(),
+            metric: metric.into(),
+            canary,
+            baseline,
+        }
+    }
+
+    #[test]
+    fn metric_history_is_idempotent_ordered_and_keeps_known_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .create(&rollout("d1", "checkout", "staging"), "@a")
+            .unwrap();
+        store
+            .create(&rollout("d2", "cart", "staging"), "@a")
+            .unwrap();
+        // Stored out of order, across two calls that overlap by one interval.
+        store
+            .record_metrics(
+                "d1",
+                &[
+                    point(120, "error_rate", Some(0.02), Some(0.01)),
+                    point(60, "p99_latency_seconds", Some(0.25), None),
+                    point(60, "error_rate", Some(0.01), Some(0.01)),
+                ],
+            )
+            .unwrap();
+        store
+            .record_metrics(
+                "d1",
+                &[
+                    // Same interval again: the missing canary does not erase the known one,
+                    // the newly known baseline fills the gap.
+                    point(60, "p99_latency_seconds", None, Some(0.2)),
+                    point(180, "error_rate", Some(0.03), None),
+                ],
+            )
+            .unwrap();
+        store
+            .record_metrics("d2", &[point(60, "error_rate", Some(0.5), Some(0.5))])
+            .unwrap();
+        let got = store.metrics("d1").unwrap();
+        assert_eq!(
+            got,
+            [
+                point(60, "error_rate", Some(0.01), Some(0.01)),
+                point(60, "p99_latency_seconds", Some(0.25), Some(0.2)),
+                point(120, "error_rate", Some(0.02), Some(0.01)),
+                point(180, "error_rate", Some(0.03), None),
+            ]
+        );
+        // Survives a reopen; an empty batch is a no-op.
+        store.record_metrics("d1", &[]).unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(store.metrics("d1").unwrap(), got);
+        assert_eq!(store.metrics("d2").unwrap().len(), 1);
+        assert!(store.metrics("unknown").unwrap().is_empty());
+    }
+
+    #[test]
+    fn metrics_of_an_unknown_rollout_are_refused_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let err = store
+            .record_metrics("ghost", &[point(60, "error_rate", Some(0.1), Some(0.1))])
+            .unwrap_err();
+        assert!(
+            matches!(&err, RolloutStoreError::NotFound { id } if id == "ghost"),
+            "{err}"
+        );
+        // Non-finite values are stored as missing, not as a number the chart would misdraw.
+        store
+            .create(&rollout("d1", "checkout", "staging"), "@a")
+            .unwrap();
+        store
+            .record_metrics(
+                "d1",
+                &[point(60, "error_rate", Some(f64::NAN), Some(f64::INFINITY))],
+            )
+            .unwrap();
+        assert_eq!(
+            store.metrics("d1").unwrap(),
+            [point(60, "error_rate", None, None)]
+        );
     }
 }

@@ -29,6 +29,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_rollout_shell",
         include_str!("migrations/0004_rollout_shell.sql"),
     ),
+    (
+        "0005_rollout_metrics",
+        include_str!("migrations/0005_rollout_metrics.sql"),
+    ),
 ];
 
 /// What the store could not do.

@@ -160,7 +160,8 @@ pub async fn assemble<W: WindowSource + 'static>(
         metrics,
         wake,
     }))
-    .merge(crate::rollout::api::api_router(store.clone()));
+    .merge(crate::rollout::api::api_router(store.clone()))
+    .merge(crate::rollout::page::page_router(store.clone()));
     Ok(Assembly {
         config,
         store,

@@ -12,5 +12,6 @@ mod packaging;
 mod prometheus;
 mod risk;
 mod rollout;
+mod status_page;
 mod support;
 mod webhook;
