@@ -59,6 +59,13 @@ pub struct DemoArgs {
     /// Virtual seconds per tick of the rollout loop.
     #[arg(long, default_value_t = 30)]
     pub tick_seconds: i64,
+    /// Also serve the status page (and GET /api/rollouts) on this address, e.g. 127.0.0.1:8080,
+    /// during the demo and after it until Ctrl-C.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<std::net::SocketAddr>,
+    /// Real milliseconds to wait per tick, to watch the rollouts move on the status page.
+    #[arg(long, default_value_t = 0)]
+    pub pace_ms: u64,
 }
 
 /// A clock the demo moves by hand.
@@ -235,6 +242,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     });
     let pipeline = Pipeline::new(config.clone(), store.clone(), runner);
     let view = View::new(std::io::stdout().is_terminal());
+    let server = match args.serve {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let app = crate::rollout::page::page_router(store.clone())
+                .merge(crate::rollout::api::api_router(store.clone()));
+            println!("  status page   http://{}/", listener.local_addr()?);
+            Some(tokio::spawn(async move { axum::serve(listener, app).await }))
+        }
+        None => None,
+    };
 
     println!("deploybot demo");
     println!("  workspace     {}", ws.root.display());
@@ -281,6 +300,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let started = clock.now();
         let mut ticks = 0;
         loop {
+            if args.pace_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(args.pace_ms)).await;
+            }
             let now = clock.advance(args.tick_seconds);
             pipeline.tick(now).await?;
             ticks += 1;
@@ -311,13 +333,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     print_summary(&ws, &outcomes)?;
-    if outcomes.iter().all(|o| o.as_designed) {
+    let code = if outcomes.iter().all(|o| o.as_designed) {
         println!("\nThe demo behaved as designed.");
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         println!("\nThe demo did NOT behave as designed: see the lines marked UNEXPECTED above.");
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
+    };
+    if let Some(server) = server {
+        println!("Still serving the status page; Ctrl-C to stop.");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            r = server => { r??; }
+        }
     }
+    Ok(code)
 }
 
 /// Whether a release has nothing more to do: every rollout of it is terminal or paused, and a

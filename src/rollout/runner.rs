@@ -22,6 +22,7 @@ use super::input::{Effect, Input, Notice, Observation, StatusState};
 use super::links;
 use super::plan::Weight;
 use super::record::{Phase, Rollout, secs};
+use super::store::RolloutStore;
 use crate::argocd::{ArgoCdClient, SyncProgress, sync_progress};
 use crate::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, Window};
 use crate::canary::{Decision, JudgeConfig, Verdict};
@@ -525,7 +526,17 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     async fn comment(&self, r: &Rollout, notice: &Notice) -> Result<(), EffectError> {
-        let body = super::comment::status_comment(r, notice);
+        let points = self
+            .parts
+            .store
+            .metrics(&r.deploy_id)
+            .unwrap_or_default();
+        let body = super::comment::status_comment_with_chart(
+            r,
+            notice,
+            &points,
+            self.parts.config.server.public_url.as_deref(),
+        );
         let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.pull_request) else {
             tracing::info!(rollout = %r.deploy_id, "{}", super::comment::notice_text(notice));
             return Ok(());
@@ -584,7 +595,13 @@ impl<W: WindowSource> LiveRunner<W> {
             },
             context: format!("deploybot/{}", r.environment),
             description: format!("{}: {phase}", r.environment),
-            target_url: None,
+            target_url: self
+                .parts
+                .config
+                .server
+                .public_url
+                .as_deref()
+                .map(|u| super::page::rollout_page_url(u, &r.deploy_id)),
         };
         github
             .set_commit_status(&repo, sha, &status)
@@ -614,6 +631,13 @@ impl<W: WindowSource> LiveRunner<W> {
                 });
             }
         };
+        // The history the status page and the PR chart draw; losing it must not stop a rollout.
+        if let Some(end_at) = DateTime::from_timestamp(end, 0) {
+            let points = super::metrics::points_from_window(&window, end_at, r.canary_weight);
+            if let Err(e) = self.parts.store.record_metrics(&r.deploy_id, &points) {
+                tracing::warn!(rollout = %r.deploy_id, "recording metric history: {e}");
+            }
+        }
         let judge = &service.analysis.judge;
         let observation = if r.phase == Phase::Verification
             || r.resume_to.as_deref() == Some(&Phase::Verification)
