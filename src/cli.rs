@@ -62,6 +62,10 @@ pub enum Command {
     Status(crate::rollout::cli::StatusArgs),
     /// Print the audit trail of a service's rollouts: every input, decision and effect.
     History(crate::rollout::cli::HistoryArgs),
+    /// Start or steer rollouts: start SERVICE TAG, promote, pause, resume, rollback, hold,
+    /// unhold, release. Exit 3 when the rollout refused the command (the reason is printed).
+    #[command(subcommand)]
+    Rollout(crate::rollout::operate::RolloutCommand),
     /// Benchmarks that print ratios against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -132,6 +136,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Judge(args) => crate::canary::cli::run(args).await,
         Command::Analyze(args) => crate::prometheus::cli::run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Rollout(cmd) => crate::rollout::operate::run(cmd).await,
         Command::Status(args) => crate::rollout::cli::status(args).await,
         Command::History(args) => crate::rollout::cli::history(args).await,
         Command::Bench(BenchCommand::Webhook(args)) => crate::webhook::bench::run(args).await,

@@ -250,7 +250,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let app = crate::rollout::page::page_router(store.clone())
                 .merge(crate::rollout::api::api_router(store.clone()));
             println!("  status page   http://{}/", listener.local_addr()?);
-            Some(tokio::spawn(async move { axum::serve(listener, app).await }))
+            Some(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ))
         }
         None => None,
     };

@@ -103,6 +103,9 @@ pub struct GitopsConfig {
     /// Default GitOps repository URL (`file://`, `https://`, `ssh://`) for environments that do
     /// not name their own.
     pub repo_url: Option<String>,
+    /// `owner/name` of the GitOps repository on GitHub, for approval PRs and its webhooks.
+    /// Default: read from `repo_url` when it is on github.com (set it for GitHub Enterprise).
+    pub github_repo: Option<String>,
     /// `direct` or `pull_request`.
     pub mode: WriteMode,
     /// Name on the bot's commits (author and committer).
@@ -130,6 +133,7 @@ impl Default for GitopsConfig {
     fn default() -> Self {
         GitopsConfig {
             repo_url: None,
+            github_repo: None,
             mode: WriteMode::Direct,
             author_name: "deploybot".into(),
             author_email: "deploybot@users.noreply.github.com".into(),
@@ -177,6 +181,11 @@ impl GitopsConfig {
         }
         if let Err(e) = self.token_ref() {
             problems.push(e);
+        }
+        if let Some(r) = &self.github_repo
+            && r.parse::<crate::github::RepoName>().is_err()
+        {
+            problems.push(format!("gitops.github_repo: must be OWNER/NAME, got {r:?}"));
         }
         self.retry.validate("gitops.retry", problems);
     }
@@ -244,6 +253,9 @@ impl GitopsConfig {
 
     /// `owner/name` when the repository is on GitHub, so its webhooks are accepted.
     pub fn repo_full_name(&self) -> Option<String> {
+        if let Some(r) = &self.github_repo {
+            return Some(r.clone());
+        }
         let url = self.repo_url.as_deref()?;
         let rest = url
             .strip_prefix("https://github.com/")

@@ -223,10 +223,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             }
             Parsed::Status => {
                 let text = match self.pipeline.rollout_for_pr(&repo.to_string(), number)? {
-                    Some(r) => format!(
-                        "```\n{}\n```",
-                        super::cli::render_rollout(&r).trim_end()
-                    ),
+                    Some(r) => format!("```\n{}\n```", super::cli::render_rollout(&r).trim_end()),
                     None => "No rollout of this pull request yet.".into(),
                 };
                 self.github.create_comment(repo, number, &text).await?;
@@ -247,7 +244,10 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             );
             self.github.create_comment(repo, number, &text).await?;
             tracing::warn!(%repo, number, %author, command = cmd.as_str(), "command refused: no write access");
-            return Ok(format!("refused {} by {author}: no write access", cmd.as_str()));
+            return Ok(format!(
+                "refused {} by {author}: no write access",
+                cmd.as_str()
+            ));
         }
         let outcome = if cmd == Command::Deploy {
             self.deploy(repo, number, author, environment.as_deref(), now)
@@ -269,9 +269,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 "no rollout of this pull request".to_string(),
             ),
         };
-        self.github
-            .add_reaction(repo, comment_id, reaction)
-            .await?;
+        self.github.add_reaction(repo, comment_id, reaction).await?;
         if reaction == Reaction::Confused {
             let text = format!("@{author} `{}` was not applied: {note}", cmd.as_str());
             self.github.create_comment(repo, number, &text).await?;
@@ -353,8 +351,8 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
             return Ok(format!("{repo}#{number} is not an approval PR"));
         };
-        let Some(rollout) = super::store::RolloutStore::get(store, &link.deploy_id)
-            .map_err(PipelineError::from)?
+        let Some(rollout) =
+            super::store::RolloutStore::get(store, &link.deploy_id).map_err(PipelineError::from)?
         else {
             return Ok(format!("rollout {} is gone", link.deploy_id));
         };
@@ -369,16 +367,28 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         now: DateTime<Utc>,
     ) -> Result<String, EventError> {
         if rollout.phase != Phase::AwaitingApproval {
-            return Ok(format!("{} is {}, not awaiting approval", rollout.deploy_id, rollout.phase));
+            return Ok(format!(
+                "{} is {}, not awaiting approval",
+                rollout.deploy_id, rollout.phase
+            ));
         }
         let env = self
             .config
             .services
             .iter()
             .find(|s| s.name == rollout.service)
-            .and_then(|s| s.environments.iter().find(|e| e.name == rollout.environment));
+            .and_then(|s| {
+                s.environments
+                    .iter()
+                    .find(|e| e.name == rollout.environment)
+            });
         let (required, teams) = env
-            .map(|e| (e.required_approvals.max(1) as usize, e.approving_teams.clone()))
+            .map(|e| {
+                (
+                    e.required_approvals.max(1) as usize,
+                    e.approving_teams.clone(),
+                )
+            })
             .unwrap_or((1, Vec::new()));
         let pr = self.github.pull_request(repo, number).await?;
         let reviews = self.github.pull_request_reviews(repo, number).await?;
@@ -417,14 +427,19 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         match outcome {
             ApprovalOutcome::Approved { by } => {
                 let input = Input::Approved { by: by.join(", ") };
-                let t = self
-                    .pipeline
-                    .feed(&rollout.deploy_id, input, now)
-                    .await?;
+                let t = self.pipeline.feed(&rollout.deploy_id, input, now).await?;
                 let note = t.first().map(|t| t.note.clone()).unwrap_or_default();
-                Ok(format!("{} approved by {}: {note}", rollout.deploy_id, by.join(", ")))
+                Ok(format!(
+                    "{} approved by {}: {note}",
+                    rollout.deploy_id,
+                    by.join(", ")
+                ))
             }
-            ApprovalOutcome::Waiting { have, need, ignored } => Ok(format!(
+            ApprovalOutcome::Waiting {
+                have,
+                need,
+                ignored,
+            } => Ok(format!(
                 "{}: {have} of {need} approvals{}",
                 rollout.deploy_id,
                 if ignored.is_empty() {
@@ -440,10 +455,9 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                     )
                 }
             )),
-            ApprovalOutcome::Blocked { by } => Ok(format!(
-                "{}: changes requested by {by}",
-                rollout.deploy_id
-            )),
+            ApprovalOutcome::Blocked { by } => {
+                Ok(format!("{}: changes requested by {by}", rollout.deploy_id))
+            }
         }
     }
 

@@ -90,6 +90,7 @@ pub mod events;
 pub mod input;
 pub mod links;
 pub mod metrics;
+pub mod operate;
 pub mod page;
 pub mod pipeline;
 pub mod plan;

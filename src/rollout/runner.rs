@@ -358,19 +358,23 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     fn gitops_repo(&self, env: &EnvironmentConfig) -> Result<RepoName, EffectError> {
-        let url = env
-            .repo_url
-            .as_deref()
-            .or(self.parts.config.gitops.repo_url.as_deref())
-            .unwrap_or_default();
-        crate::gitops::GitopsConfig {
-            repo_url: Some(url.to_string()),
-            ..Default::default()
-        }
-        .repo_full_name()
-        .ok_or_else(|| {
+        let gitops = &self.parts.config.gitops;
+        let name = match &env.repo_url {
+            Some(url) => crate::gitops::GitopsConfig {
+                repo_url: Some(url.clone()),
+                ..Default::default()
+            }
+            .repo_full_name(),
+            None => gitops.repo_full_name(),
+        };
+        name.ok_or_else(|| {
             permanent(format!(
-                "approval PRs need a GitHub repository, and {url} is not one"
+                "approval PRs need the GitOps repository on GitHub: set gitops.github_repo \
+                 ({} is not a github.com URL)",
+                env.repo_url
+                    .as_deref()
+                    .or(gitops.repo_url.as_deref())
+                    .unwrap_or("no repo_url")
             ))
         })?
         .parse()
@@ -526,11 +530,7 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     async fn comment(&self, r: &Rollout, notice: &Notice) -> Result<(), EffectError> {
-        let points = self
-            .parts
-            .store
-            .metrics(&r.deploy_id)
-            .unwrap_or_default();
+        let points = self.parts.store.metrics(&r.deploy_id).unwrap_or_default();
         let body = super::comment::status_comment_with_chart(
             r,
             notice,

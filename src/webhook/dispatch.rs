@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::github::{Github, RepoName};
+use crate::llm::RiskModel;
+use crate::risk::service::assess_pull_request;
 use crate::rollout::driver::Clock;
 use crate::rollout::events::{EventError, Merged, RolloutEvents};
 use crate::rollout::pipeline::{Gate, Pipeline};
 use crate::rollout::runner::{LiveRunner, PrometheusWindows, WindowSource};
-use crate::llm::RiskModel;
-use crate::risk::service::assess_pull_request;
 use crate::store::Store;
 use crate::store::StoredDelivery;
 use crate::webhook::event::{Event, Parsed, PullRequestAction};
@@ -91,10 +91,8 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                     let a = &done.assessment;
                     let shipped = match (action, &self.pipeline) {
                         (PullRequestAction::Closed { merged: true }, Some(pipeline)) => {
-                            let merge_sha = pull_request
-                                .merge_commit_sha
-                                .as_deref()
-                                .ok_or_else(|| {
+                            let merge_sha =
+                                pull_request.merge_commit_sha.as_deref().ok_or_else(|| {
                                     ProcessError::Permanent(format!(
                                         "{repo}#{} is merged but has no merge_commit_sha",
                                         pull_request.number
@@ -125,23 +123,25 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                         }
                         _ => String::new(),
                     };
-                    Processed::Done(format!(
-                        "assessed {repo}#{} at {}: score {:.2}, {}, approval {}{}",
-                        pull_request.number,
-                        done.head_sha,
-                        a.risk_score,
-                        a.recommended_strategy.as_str(),
-                        if a.requires_manual_approval {
-                            "required"
-                        } else {
-                            "not required"
-                        },
-                        if done.reused {
-                            " (stored result reused)"
-                        } else {
-                            ""
-                        },
-                    ) + &shipped)
+                    Processed::Done(
+                        format!(
+                            "assessed {repo}#{} at {}: score {:.2}, {}, approval {}{}",
+                            pull_request.number,
+                            done.head_sha,
+                            a.risk_score,
+                            a.recommended_strategy.as_str(),
+                            if a.requires_manual_approval {
+                                "required"
+                            } else {
+                                "not required"
+                            },
+                            if done.reused {
+                                " (stored result reused)"
+                            } else {
+                                ""
+                            },
+                        ) + &shipped,
+                    )
                 }
             }
             Event::IssueComment {
@@ -175,7 +175,9 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                         .map_err(process_error)?;
                     Processed::Done(note)
                 }
-                _ => Processed::Ignored(format!("comment on {repo}#{issue_number}: no rollouts here")),
+                _ => Processed::Ignored(format!(
+                    "comment on {repo}#{issue_number}: no rollouts here"
+                )),
             },
             Event::PullRequestReview {
                 pull_request,

@@ -54,6 +54,12 @@ impl<W: WindowSource + 'static> Assembly<W> {
         }
     }
 
+    /// Stops everything at once, mid-delivery or mid-effect, as a killed process would
+    /// (for crash tests: nothing is flushed or finished).
+    pub fn abort(self) {
+        self.worker.abort();
+    }
+
     /// Stops the webhook worker after the delivery in hand.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -107,8 +113,9 @@ pub async fn assemble<W: WindowSource + 'static>(
     }
     let argocd = match &config.argocd.url {
         Some(url) => {
-            let token = resolve(config.argocd.token_ref(), "argocd.token")?
-                .ok_or_else(|| anyhow::anyhow!("argocd.url is set but no argocd.token_env/_file"))?;
+            let token = resolve(config.argocd.token_ref(), "argocd.token")?.ok_or_else(|| {
+                anyhow::anyhow!("argocd.url is set but no argocd.token_env/_file")
+            })?;
             let timeout = Duration::from_millis(config.argocd.timeout.as_millis());
             Some(
                 crate::argocd::ArgoCdClient::new(url, token, timeout)
@@ -201,7 +208,12 @@ pub async fn rollout_loop<W: WindowSource + 'static>(
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let windows = PrometheusWindows::new(Arc::new(config.clone()));
-    let app = assemble(config, windows, Arc::new(crate::rollout::driver::SystemClock)).await?;
+    let app = assemble(
+        config,
+        windows,
+        Arc::new(crate::rollout::driver::SystemClock),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(app.config.server.listen)
         .await
         .with_context(|| format!("binding {}", app.config.server.listen))?;
@@ -214,7 +226,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (loop_stop, loop_rx) = watch::channel(false);
     let served = {
         let rollouts = rollout_loop(&app, loop_rx);
-        let http = axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown_signal());
+        let http =
+            axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown_signal());
         tokio::pin!(rollouts);
         tokio::select! {
             r = http => r,

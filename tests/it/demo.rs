@@ -182,3 +182,120 @@ fn a_used_directory_is_refused() {
         "keep me"
     );
 }
+
+fn deploybot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        .args(args)
+        .env_remove("DEPLOYBOT_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// The operator CLI against the workspace the demo leaves behind: start a tag by hand, steer
+/// it, roll it back through git, and find the service held until released.
+#[test]
+fn operators_start_steer_and_roll_back_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ws");
+    assert!(demo(&dir, &[]).status.success());
+    let config = dir.join("deploybot.yaml");
+    let config = config.to_str().unwrap();
+    let before = git_log(&dir).matches("--end--").count();
+
+    let out = deploybot(&[
+        "rollout",
+        "start",
+        "--config",
+        config,
+        "checkout",
+        "2.0.0",
+        "--strategy",
+        "canary_10",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("checkout-staging-2.0.0"), "{stdout}");
+    let log = git_log(&dir);
+    assert_eq!(
+        log.matches("--end--").count(),
+        before + 1,
+        "the first step is committed"
+    );
+    assert!(log.contains("Weight: 10"), "{log}");
+
+    // Refused commands say why and exit 3; accepted ones move the rollout.
+    let out = deploybot(&[
+        "rollout",
+        "resume",
+        "--config",
+        config,
+        "checkout-staging-2.0.0",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = deploybot(&[
+        "rollout",
+        "pause",
+        "--config",
+        config,
+        "checkout-staging-2.0.0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = deploybot(&[
+        "rollout",
+        "rollback",
+        "--config",
+        config,
+        "checkout-staging-2.0.0",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let log = git_log(&dir);
+    assert_eq!(log.matches("--end--").count(), before + 2, "{log}");
+    let newest = log.split("--end--").next().unwrap();
+    assert!(
+        newest.contains("Revert \"deploy(checkout/staging)"),
+        "{newest}"
+    );
+    assert!(
+        newest.contains("Deploy-Id: checkout-staging-2.0.0"),
+        "{newest}"
+    );
+    let r = rollouts(&dir)
+        .into_iter()
+        .find(|r| r.deploy_id == "checkout-staging-2.0.0")
+        .unwrap();
+    assert_eq!(r.phase, Phase::RolledBack);
+    assert!(r.revert.unwrap().sha.is_some());
+
+    // Held: nothing ships to staging until someone releases it.
+    let out = deploybot(&["rollout", "start", "--config", config, "checkout", "2.0.1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("checkout/staging is held"), "{stderr}");
+    assert_eq!(git_log(&dir).matches("--end--").count(), before + 2);
+    let out = deploybot(&[
+        "rollout", "release", "--config", config, "checkout", "staging",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("released"));
+    let out = deploybot(&["rollout", "start", "--config", config, "checkout", "2.0.1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = deploybot(&["rollout", "pause", "--config", config, "no-such-rollout"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no rollout \"no-such-rollout\""));
+}

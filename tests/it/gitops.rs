@@ -2,7 +2,6 @@
 //! `git http-backend`), races, hooks, tokens, reverts, and PR mode against a fake GitHub API.
 
 mod fixture;
-mod git_http;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -18,8 +17,8 @@ use deploybot::gitops::writer::{BranchLocks, WriteOutcome};
 use deploybot::secret::Secret;
 
 use crate::support::fake_github::FakeGithub;
+use crate::support::git_http::GitHttp;
 use fixture::*;
-use git_http::GitHttp;
 
 const TOKEN: &str = "ghs_test_installation_token_123";
 

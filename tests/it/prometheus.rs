@@ -13,127 +13,21 @@
 //! Skipped, loudly, only when /usr/bin/prometheus is not installed.
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::support::prometheus::{installed, start_prometheus};
 
 use deploybot::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, TrackSample, Window};
 use deploybot::prometheus::cli::{JudgeOutcome, judge_window};
 use deploybot::prometheus::{PromDuration, PrometheusConfig, PrometheusSource, QueryTemplates};
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-const PROMTOOL: &str = "/usr/bin/promtool";
 const SCRAPE: i64 = 15;
 const MINUTES: i64 = 30;
 const LE: [&str; 6] = ["0.05", "0.1", "0.25", "0.5", "1", "+Inf"];
 /// Share of requests per latency bucket (non-cumulative), in per mille.
 const FAST: [u64; 6] = [500, 300, 150, 40, 10, 0];
 const SLOW: [u64; 6] = [100, 200, 300, 250, 100, 50];
-
-/// A `prometheus` process over a temp data dir; killed when dropped, whatever the test did.
-struct PrometheusServer {
-    child: Option<Child>,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl PrometheusServer {
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn installed() -> bool {
-    if Path::new(PROMETHEUS).exists() && Path::new(PROMTOOL).exists() {
-        return true;
-    }
-    eprintln!(
-        "\n!!!!!!!! SKIPPED: {PROMETHEUS} / {PROMTOOL} not installed; \
-         `apt-get install prometheus` to run the real-Prometheus tests !!!!!!!!\n"
-    );
-    false
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Imports `openmetrics` into a fresh data dir and starts Prometheus over it.
-async fn start_prometheus(openmetrics: &str) -> PrometheusServer {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let input = dir.path().join("series.om");
-    std::fs::write(&input, openmetrics).unwrap();
-    let out = Command::new(PROMTOOL)
-        .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
-        .arg(&input)
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool create-blocks-from openmetrics: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // No scrape jobs: the imported blocks are the only data.
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
-    let mut server = PrometheusServer {
-        child: None,
-        url: String::new(),
-        _dir: dir,
-    };
-    let http = reqwest::Client::new();
-    // The free port is only free until someone else takes it: a few fresh tries, then give up.
-    for attempt in 1..=3 {
-        let port = free_port();
-        let log_path = server._dir.path().join("prometheus.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        server.child = Some(child);
-        server.url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = http.get(format!("{}/-/ready", server.url)).send().await
-                && r.status().is_success()
-            {
-                return server;
-            }
-            let exited = server.child.as_mut().unwrap().try_wait().unwrap();
-            if exited.is_some() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                server.stop();
-                if attempt < 3 && log.contains("address already in use") {
-                    break;
-                }
-                panic!("prometheus did not become ready ({exited:?}):\n{log}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    unreachable!("every attempt either returned or panicked")
-}
 
 /// What one track of one service does in minute `m` (per scrape, i.e. per 15 s).
 #[derive(Clone, Copy)]

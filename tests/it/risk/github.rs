@@ -380,14 +380,16 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
         metrics: Arc::new(Metrics::default()),
         wake: Arc::new(Notify::new()),
     }));
-    let dispatcher = Arc::new(Dispatcher::<deploybot::rollout::runner::PrometheusWindows> {
-        config,
-        github: Arc::new(client(&gh)),
-        model: None,
-        store: store.clone(),
-        pipeline: None,
-        clock: Arc::new(deploybot::rollout::driver::SystemClock),
-    });
+    let dispatcher = Arc::new(
+        Dispatcher::<deploybot::rollout::runner::PrometheusWindows> {
+            config,
+            github: Arc::new(client(&gh)),
+            model: None,
+            store: store.clone(),
+            pipeline: None,
+            clock: Arc::new(deploybot::rollout::driver::SystemClock),
+        },
+    );
     let deliver = |id: &str, payload: &Value| {
         let body = serde_json::to_vec(payload).unwrap();
         Request::post("/webhook")

@@ -86,7 +86,66 @@ pub struct GhState {
     pub failures: Vec<Failure>,
     /// The PR `push`, `pr_labels` and `add_foreign_comment` work on.
     pub primary: Option<u64>,
+    /// A real repository behind PRs opened through the API (see [`FakeGithub::back_with_git`]).
+    pub git: Option<BareRepo>,
     next_id: u64,
+}
+
+/// A bare repository that PRs opened through the fake live in: a new PR's head SHA is its
+/// branch tip, and merging makes a real merge commit on the base branch, as GitHub does.
+#[derive(Debug, Clone)]
+pub struct BareRepo(pub std::path::PathBuf);
+
+impl BareRepo {
+    fn git(&self, args: &[&str]) -> Result<String, String> {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.0)
+            .args([
+                "-c",
+                "user.name=GitHub",
+                "-c",
+                "user.email=noreply@github.com",
+            ])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn tip(&self, branch: &str) -> Option<String> {
+        self.git(&["rev-parse", &format!("refs/heads/{branch}")])
+            .ok()
+    }
+
+    /// `git merge --no-ff head` into `base`, without a work tree.
+    fn merge(&self, head: &str, base: &str, message: &str) -> Result<String, String> {
+        let base_tip = self.tip(base).ok_or("no base")?;
+        let head_tip = self.tip(head).ok_or("no head")?;
+        let tree = self.git(&["merge-tree", "--write-tree", &base_tip, &head_tip])?;
+        let tree = tree.lines().next().unwrap_or_default().to_string();
+        let commit = self.git(&[
+            "commit-tree",
+            &tree,
+            "-p",
+            &base_tip,
+            "-p",
+            &head_tip,
+            "-m",
+            message,
+        ])?;
+        self.git(&[
+            "update-ref",
+            &format!("refs/heads/{base}"),
+            &commit,
+            &base_tip,
+        ])?;
+        Ok(commit)
+    }
 }
 
 impl GhState {
@@ -196,6 +255,11 @@ impl FakeGithub {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// PRs opened through the API from now on live in `repo`: real head SHAs, real merges.
+    pub fn back_with_git(&self, repo: BareRepo) {
+        self.state.lock().unwrap().git = Some(repo);
     }
 
     /// Requests without `Bearer token` (or `token token`) get GitHub's 401 "Bad credentials".
@@ -688,6 +752,9 @@ async fn create_pull(
     ));
     pr["head"]["ref"] = json!(head);
     pr["head"]["label"] = json!(format!("{owner}:{head}"));
+    if let Some(sha) = st.git.as_ref().and_then(|g| g.tip(head)) {
+        pr["head"]["sha"] = json!(sha);
+    }
     pr["base"]["ref"] = json!(base);
     pr["base"]["label"] = json!(format!("{owner}:{base}"));
     st.pulls.push(pr.clone());
@@ -696,8 +763,18 @@ async fn create_pull(
 
 async fn get_pull(State(sh): S, Path((_, _, n)): Path<(String, String, u64)>) -> Response {
     let mut st = sh.st.lock().unwrap();
+    let git = st.git.clone();
     match st.pull_mut(n) {
-        Some(pr) => Json(pr.clone()).into_response(),
+        Some(pr) => {
+            // An open PR's head follows its branch, as on GitHub.
+            if let (Some(git), Some(head)) = (git, pr["head"]["ref"].as_str().map(String::from))
+                && pr["state"] == "open"
+                && let Some(sha) = git.tip(&head)
+            {
+                pr["head"]["sha"] = json!(sha);
+            }
+            Json(pr.clone()).into_response()
+        }
         None => not_found(),
     }
 }
@@ -768,7 +845,25 @@ async fn merge(
             "Head branch was modified. Review and try the merge again.",
         );
     }
-    let sha = merge_pull(&mut st, n, BOT);
+    let refs = pr["head"]["ref"]
+        .as_str()
+        .map(String::from)
+        .zip(pr["base"]["ref"].as_str().map(String::from));
+    let backed = st.git.clone().zip(refs);
+    let sha = match backed {
+        Some((git, (head, base))) => {
+            let msg = format!("Merge pull request #{n} from {head}");
+            match git.merge(&head, &base, &msg) {
+                Ok(commit) => {
+                    merge_pull(&mut st, n, BOT);
+                    st.pull_mut(n).unwrap()["merge_commit_sha"] = json!(commit);
+                    commit
+                }
+                Err(e) => return message(StatusCode::METHOD_NOT_ALLOWED, &e),
+            }
+        }
+        None => merge_pull(&mut st, n, BOT),
+    };
     Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}))
         .into_response()
 }

@@ -15,3 +15,5 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 pub mod fake_github;
+pub mod git_http;
+pub mod prometheus;

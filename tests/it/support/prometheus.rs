@@ -1,0 +1,115 @@
+//! A real Prometheus (the Debian `prometheus` package) for the tests: series written as
+//! OpenMetrics, turned into TSDB blocks with `promtool tsdb create-blocks-from openmetrics`, and
+//! a server started over them on a free loopback port, killed when dropped.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// A `prometheus` process over a temp data dir; killed when dropped, whatever the test did.
+pub struct PrometheusServer {
+    child: Option<Child>,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PrometheusServer {
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn installed() -> bool {
+    if Path::new(PROMETHEUS).exists() && Path::new(PROMTOOL).exists() {
+        return true;
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPED: {PROMETHEUS} / {PROMTOOL} not installed; \
+         `apt-get install prometheus` to run the real-Prometheus tests !!!!!!!!\n"
+    );
+    false
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Imports `openmetrics` into a fresh data dir and starts Prometheus over it.
+pub async fn start_prometheus(openmetrics: &str) -> PrometheusServer {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let input = dir.path().join("series.om");
+    std::fs::write(&input, openmetrics).unwrap();
+    let out = Command::new(PROMTOOL)
+        .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
+        .arg(&input)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool create-blocks-from openmetrics: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No scrape jobs: the imported blocks are the only data.
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
+    let mut server = PrometheusServer {
+        child: None,
+        url: String::new(),
+        _dir: dir,
+    };
+    let http = reqwest::Client::new();
+    // The free port is only free until someone else takes it: a few fresh tries, then give up.
+    for attempt in 1..=3 {
+        let port = free_port();
+        let log_path = server._dir.path().join("prometheus.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        server.child = Some(child);
+        server.url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{}/-/ready", server.url)).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            let exited = server.child.as_mut().unwrap().try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                server.stop();
+                if attempt < 3 && log.contains("address already in use") {
+                    break;
+                }
+                panic!("prometheus did not become ready ({exited:?}):\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    unreachable!("every attempt either returned or panicked")
+}
