@@ -407,6 +407,15 @@ impl Config {
             s.analysis
                 .queries
                 .validate(&format!("{key}.analysis.queries"), &mut p);
+            if s.analysis.queries.latency.is_none()
+                && s.analysis.judge.latency.mode == crate::canary::settings::MetricMode::Gate
+            {
+                // The judge would wait forever for a histogram nobody asks for.
+                p.push(format!(
+                    "{key}.analysis.judge.latency.mode: gate needs {key}.analysis.queries.latency; \
+                     set the query or make latency dry-run"
+                ));
+            }
             s.rollout.validate(&format!("{key}.rollout"), &mut p);
         }
         p

@@ -92,7 +92,7 @@ type LivePipeline = Pipeline<LiveRunner<PrometheusWindows>>;
 
 /// The pipeline `serve` would run, without GitHub when no token is configured (comments and
 /// labels are then only logged).
-fn pipeline(config_path: &PathBuf) -> anyhow::Result<(LivePipeline, Arc<Config>)> {
+fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<Config>)> {
     let config = Arc::new(Config::load(config_path)?);
     let path = config.store.database_path();
     if let Some(dir) = path.parent() {

@@ -5,6 +5,7 @@ mod argocd;
 mod canary;
 mod cli;
 mod demo;
+mod e2e;
 mod github;
 mod gitops;
 mod manifest;
