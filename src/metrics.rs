@@ -18,6 +18,7 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    rollout_alerts: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Metrics {
@@ -54,6 +55,17 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Counts an alert a rollout raised (`info`, `warn`, `critical`), by notice kind (`paused`,
+    /// `rolled_back`, ...): what to page on when rollouts pause for missing metrics.
+    pub fn rollout_alert(&self, level: &str, notice: &str) {
+        let mut map = self
+            .rollout_alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry((level.to_string(), notice.to_string()))
+            .or_insert(0) += 1;
     }
 
     /// Renders the text format; `queue_depth` is read from the store at scrape time.
@@ -122,6 +134,19 @@ impl Metrics {
             self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "deploybot_processing_seconds_count {count}");
+        out.push_str("# HELP deploybot_rollout_alerts_total Alerts raised by rollouts, by level and notice (paused, rolled_back, failed, ...).\n");
+        out.push_str("# TYPE deploybot_rollout_alerts_total counter\n");
+        for ((level, notice), n) in self
+            .rollout_alerts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "deploybot_rollout_alerts_total{{level=\"{level}\",notice=\"{notice}\"}} {n}"
+            );
+        }
         out
     }
 }

@@ -96,6 +96,13 @@ pub struct ReplayWindows {
     by_tag: Vec<(String, Window)>,
 }
 
+impl ReplayWindows {
+    /// Replays `window` for the rollouts of each image tag.
+    pub fn new(by_tag: Vec<(String, Window)>) -> Self {
+        ReplayWindows { by_tag }
+    }
+}
+
 impl WindowSource for ReplayWindows {
     async fn window(
         &self,
@@ -232,13 +239,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         argocd: None,
         alerts: crate::alert::Alerts::new(None, std::time::Duration::from_secs(1))
             .map_err(anyhow::Error::msg)?,
-        windows: ReplayWindows {
-            by_tag: shipments
+        windows: ReplayWindows::new(
+            shipments
                 .iter()
                 .map(|s| (s.tag.clone(), s.window.clone()))
                 .collect(),
-        },
+        ),
         clock: Arc::new(clock.clone()),
+        metrics: None,
     });
     let pipeline = Pipeline::new(config.clone(), store.clone(), runner);
     let view = View::new(std::io::stdout().is_terminal());

@@ -26,28 +26,21 @@ use crate::template::fill;
 
 /// The one-line text of a notice.
 pub fn notice_text(notice: &Notice) -> String {
-    let (kind, values): (&str, Vec<(&str, String)>) = match notice {
-        Notice::AwaitingApproval => ("awaiting_approval", vec![]),
-        Notice::StepStarted { weight } => ("step_started", vec![("weight", weight.to_string())]),
-        Notice::Promoted { from, to } => (
-            "promoted",
-            vec![("from", from.to_string()), ("to", to.to_string())],
-        ),
-        Notice::Verifying => ("verifying", vec![]),
-        Notice::Completed => ("completed", vec![]),
-        Notice::Paused { reason } => ("paused", vec![("reason", reason.clone())]),
-        Notice::Resumed { by } => ("resumed", vec![("by", by.clone())]),
-        Notice::Held { by } => ("held", vec![("by", by.clone())]),
-        Notice::HoldReleased { by } => ("hold_released", vec![("by", by.clone())]),
-        Notice::RolledBack { reason, evidence } => (
-            "rolled_back",
-            vec![("reason", reason.clone()), ("evidence", evidence.clone())],
-        ),
-        Notice::RevertFailed { reason } => ("revert_failed", vec![("reason", reason.clone())]),
-        Notice::Superseded { by_deploy_id } => {
-            ("superseded", vec![("by_deploy_id", by_deploy_id.clone())])
+    let kind = notice.kind();
+    let values: Vec<(&str, String)> = match notice {
+        Notice::AwaitingApproval | Notice::Verifying | Notice::Completed => vec![],
+        Notice::StepStarted { weight } => vec![("weight", weight.to_string())],
+        Notice::Promoted { from, to } => vec![("from", from.to_string()), ("to", to.to_string())],
+        Notice::Paused { reason } | Notice::RevertFailed { reason } | Notice::Failed { reason } => {
+            vec![("reason", reason.clone())]
         }
-        Notice::Failed { reason } => ("failed", vec![("reason", reason.clone())]),
+        Notice::Resumed { by } | Notice::Held { by } | Notice::HoldReleased { by } => {
+            vec![("by", by.clone())]
+        }
+        Notice::RolledBack { reason, evidence } => {
+            vec![("reason", reason.clone()), ("evidence", evidence.clone())]
+        }
+        Notice::Superseded { by_deploy_id } => vec![("by_deploy_id", by_deploy_id.clone())],
     };
     let line = NOTICES
         .lines()

@@ -29,6 +29,18 @@ pub struct RolloutConfig {
     pub on_sync_failure: SyncFailurePolicy,
     /// Wait before re-issuing an effect that failed transiently (git push, GitHub API).
     pub retry_after: PromDuration,
+    /// A new version while one rolls out in the same environment: `supersede` it (the newer
+    /// wins at once) or `queue` behind it (starts when it finishes).
+    pub on_new_version: OnNewVersion,
+}
+
+/// What a new version does to a rollout already under way in its environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNewVersion {
+    #[default]
+    Supersede,
+    Queue,
 }
 
 impl Default for RolloutConfig {
@@ -48,6 +60,7 @@ impl Default for RolloutConfig {
             sync_timeout: PromDuration::from_secs(s.sync_timeout_secs),
             on_sync_failure: s.on_sync_failure,
             retry_after: PromDuration::from_secs(s.retry_after_secs),
+            on_new_version: OnNewVersion::Supersede,
         }
     }
 }

@@ -160,6 +160,19 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                         .await
                     {
                         Ok(id) => id,
+                        Err(PipelineError::Busy { live, .. }) => {
+                            let waiting = format!("queued behind {live}");
+                            links::park_release(
+                                self.pipeline.store(),
+                                &PendingRelease {
+                                    waiting: waiting.clone(),
+                                    ..p.clone()
+                                },
+                                now,
+                            )?;
+                            notes.push(format!("{}: {waiting}", p.release.image_tag));
+                            continue;
+                        }
                         Err(e @ PipelineError::Held { .. }) => {
                             links::unpark_release(self.pipeline.store(), &service.name, &sha)?;
                             notes.push(format!("{} not started: {e}", p.release.image_tag));
@@ -330,14 +343,43 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 deploy_id: id,
                 note: format!("/deploy by @{author}"),
             }),
-            Err(e @ (PipelineError::Held { .. } | PipelineError::UnknownEnvironment { .. })) => {
-                Ok(CommandOutcome::Rejected {
-                    deploy_id: "-".into(),
-                    note: e.to_string(),
-                })
-            }
+            Err(
+                e @ (PipelineError::Held { .. }
+                | PipelineError::Busy { .. }
+                | PipelineError::UnknownEnvironment { .. }),
+            ) => Ok(CommandOutcome::Rejected {
+                deploy_id: "-".into(),
+                note: e.to_string(),
+            }),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// An approval PR merged by a person: their merge is their approval (branch protection
+    /// governed it); the rollout then continues from the merge commit.
+    pub async fn on_approval_merged(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        merged_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        let store = self.pipeline.store();
+        let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
+            return Ok(format!("{repo}#{number} is not an approval PR"));
+        };
+        let t = self
+            .pipeline
+            .feed(
+                &link.deploy_id,
+                Input::Approved {
+                    by: merged_by.to_string(),
+                },
+                now,
+            )
+            .await?;
+        let note = t.first().map(|t| t.note.clone()).unwrap_or_default();
+        Ok(format!("{} merged by {merged_by}: {note}", link.deploy_id))
     }
 
     /// A review (or any change) on an approval PR: approves its rollout when the reviews count.

@@ -194,6 +194,27 @@ pub enum Notice {
     Failed { reason: String },
 }
 
+impl Notice {
+    /// A stable name: the key of its text in `templates/rollout/notices.txt`, a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Notice::AwaitingApproval => "awaiting_approval",
+            Notice::StepStarted { .. } => "step_started",
+            Notice::Promoted { .. } => "promoted",
+            Notice::Verifying => "verifying",
+            Notice::Completed => "completed",
+            Notice::Paused { .. } => "paused",
+            Notice::Resumed { .. } => "resumed",
+            Notice::Held { .. } => "held",
+            Notice::HoldReleased { .. } => "hold_released",
+            Notice::RolledBack { .. } => "rolled_back",
+            Notice::RevertFailed { .. } => "revert_failed",
+            Notice::Superseded { .. } => "superseded",
+            Notice::Failed { .. } => "failed",
+        }
+    }
+}
+
 /// Work the shell does for a rollout. Every effect must be idempotent: the shell may run one
 /// twice after a crash (no commit when the file already says so, a comment found by its marker).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

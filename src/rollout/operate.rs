@@ -143,6 +143,7 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
             .map_err(anyhow::Error::msg)?,
         windows: PrometheusWindows::new(Arc::clone(&config)),
         clock: Arc::new(SystemClock),
+        metrics: None,
     });
     Ok((Pipeline::new(Arc::clone(&config), store, runner), config))
 }

@@ -82,6 +82,15 @@ pub enum PipelineError {
         reason: String,
         since: String,
     },
+    #[error(
+        "{service}/{environment} is busy with rollout {live}, and new versions queue \
+         (rollout.on_new_version: queue); it starts when that one finishes"
+    )]
+    Busy {
+        service: String,
+        environment: String,
+        live: String,
+    },
     #[error("{0}")]
     Driver(#[from] DriverError),
     #[error("{0}")]
@@ -196,6 +205,17 @@ impl<R: EffectRunner> Pipeline<R> {
                 None => break id,
             }
         };
+        if service.rollout.on_new_version == super::config::OnNewVersion::Queue
+            && let Some(live) = self.store.live()?.into_iter().find(|r| {
+                r.service == service.name && r.environment == env.name && !r.phase.is_terminal()
+            })
+        {
+            return Err(PipelineError::Busy {
+                service: service.name.clone(),
+                environment: env.name.clone(),
+                live: live.deploy_id,
+            });
+        }
         let settings = service
             .rollout
             .settings()

@@ -100,6 +100,8 @@ pub struct RunnerParts<W> {
     pub alerts: crate::alert::Alerts,
     pub windows: W,
     pub clock: Arc<dyn Clock + Send + Sync>,
+    /// Where alerts are counted for `/metrics`, when served.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The production runner.
@@ -710,6 +712,14 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 }
 
+fn level_name(level: super::input::Level) -> &'static str {
+    match level {
+        super::input::Level::Info => "info",
+        super::input::Level::Warn => "warn",
+        super::input::Level::Critical => "critical",
+    }
+}
+
 fn github_error(e: crate::github::GithubError) -> EffectError {
     EffectError {
         transient: e.is_transient(),
@@ -743,6 +753,9 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
             Effect::QueryMetrics { .. } => self.query_metrics(r).await.map(Some),
             Effect::WaitForSync { revision, .. } => self.wait_for_sync(r, revision).await,
             Effect::Notify { level, notice } => {
+                if let Some(m) = &self.parts.metrics {
+                    m.rollout_alert(level_name(*level), notice.kind());
+                }
                 // An alert that cannot be delivered must not stop the rollout: it is logged.
                 if let Err(e) = self.parts.alerts.send(&subject, *level, notice).await {
                     tracing::warn!(rollout = %r.deploy_id, "alert not delivered: {}", e.message);

@@ -63,6 +63,22 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                         | PullRequestAction::ReadyForReview
                         | PullRequestAction::Closed { merged: true }
                 );
+                let approval_merged = matches!(action, PullRequestAction::Closed { merged: true })
+                    && self.is_gitops(repo);
+                if let (true, Some(pipeline)) = (approval_merged, &self.pipeline) {
+                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
+                    let merged_by = parsed
+                        .sender
+                        .as_ref()
+                        .map(|s| s.login.as_str())
+                        .unwrap_or("-");
+                    let note = self
+                        .events(pipeline)
+                        .on_approval_merged(&name, pull_request.number, merged_by, self.clock.now())
+                        .await
+                        .map_err(process_error)?;
+                    return Ok(Processed::Done(note));
+                }
                 if !relevant || self.service_for(repo).is_none() {
                     Processed::Ignored(format!(
                         "{action:?} on {repo}#{} needs no action",

@@ -141,6 +141,7 @@ pub async fn assemble<W: WindowSource + 'static>(
         alerts,
         windows,
         clock: Arc::clone(&clock),
+        metrics: Some(Arc::clone(&metrics)),
     });
     let pipeline = Arc::new(Pipeline::new(Arc::clone(&config), store.clone(), runner));
 

@@ -717,5 +717,24 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     assert_eq!(r4.commits.len(), 1, "never promoted past the first step");
     assert_eq!(w.git_log().len(), commits);
     assert!(w.comments_on(104).iter().any(|c| c.contains("Paused")));
+    // The pause is an alert on /metrics too, for the platform team's own alerting.
+    let resp = app
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(
+        metrics.contains(r#"deploybot_rollout_alerts_total{level="warn",notice="paused"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"deploybot_rollout_alerts_total{level="warn",notice="rolled_back"} 2"#),
+        "{metrics}"
+    );
     app.shutdown().await;
 }

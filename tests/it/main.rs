@@ -10,6 +10,7 @@ mod github;
 mod gitops;
 mod manifest;
 mod packaging;
+mod pipeline;
 mod prometheus;
 mod risk;
 mod rollout;

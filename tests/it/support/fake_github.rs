@@ -477,7 +477,24 @@ impl FakeGithub {
     /// A human merges the PR in the UI.
     pub fn merge_by_human(&self, number: u64, login: &str) -> String {
         let mut st = self.state.lock().unwrap();
-        merge_pull(&mut st, number, login)
+        let pr = st.pull_mut(number).unwrap().clone();
+        let real = st.git.clone().and_then(|git| {
+            let (head, base) = (pr["head"]["ref"].as_str()?, pr["base"]["ref"].as_str()?);
+            git.merge(
+                head,
+                base,
+                &format!("Merge pull request #{number} from {head}"),
+            )
+            .ok()
+        });
+        let sha = merge_pull(&mut st, number, login);
+        match real {
+            Some(commit) => {
+                st.pull_mut(number).unwrap()["merge_commit_sha"] = json!(commit);
+                commit
+            }
+            None => sha,
+        }
     }
 
     /// The next request with this method whose path ends with `path_suffix` is refused with

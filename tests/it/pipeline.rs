@@ -1,0 +1,248 @@
+//! The pipeline and the production runner over a real local GitOps repository (the demo's
+//! layout, `file://`), replayed metrics and a virtual clock: what a new version does to a running
+//! one (supersede or queue), and an approval PR merged by a person.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use deploybot::canary::generate;
+use deploybot::config::Config;
+use deploybot::demo::workspace::Workspace;
+use deploybot::demo::{ReplayWindows, VirtualClock};
+use deploybot::github::rest::GithubRest;
+use deploybot::github::{Github, RepoName};
+use deploybot::rollout::driver::Clock;
+use deploybot::rollout::events::RolloutEvents;
+use deploybot::rollout::pipeline::{Gate, Pipeline, PipelineError, Release};
+use deploybot::rollout::runner::{LiveRunner, RunnerParts};
+use deploybot::rollout::store::RolloutStore;
+use deploybot::rollout::{Phase, Strategy};
+use deploybot::secret::Secret;
+use deploybot::store::Store;
+
+use crate::support::fake_github::{BareRepo, FakeGithub};
+
+struct Setup {
+    ws: Workspace,
+    pipeline: Pipeline<LiveRunner<ReplayWindows>>,
+    clock: VirtualClock,
+    config: Arc<Config>,
+    _tmp: tempfile::TempDir,
+}
+
+/// The demo's workspace and config, with `on_new_version` set and, given a fake GitHub, approval
+/// required in production and the repository named on GitHub (a YAML patch by string: the
+/// anchors are the demo config's own lines).
+async fn setup(on_new_version: &str, github: Option<&FakeGithub>) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Workspace::create(&tmp.path().join("ws")).unwrap();
+    let mut text = ws.config_text().replace(
+        "      sync_timeout: 10m\n",
+        &format!("      sync_timeout: 10m\n      on_new_version: {on_new_version}\n"),
+    );
+    if let Some(gh) = github {
+        text = text.replace(
+            "store:\n",
+            &format!(
+                "github:\n  api_url: {}\n  token_env: PIPELINE_TEST_TOKEN\n\nstore:\n",
+                gh.url()
+            ),
+        );
+        text = text.replace(
+            "  mode: direct\n",
+            "  mode: direct\n  github_repo: Codertocat/gitops\n",
+        );
+        text = text.replace(
+            "      - name: production\n",
+            "      - name: production\n        require_approval: true\n",
+        );
+    }
+    let config = Arc::new(Config::from_yaml(&text, &ws.config_path).unwrap());
+    assert!(config.problems().is_empty(), "{:?}", config.problems());
+    std::fs::create_dir_all(&ws.data_dir).unwrap();
+    let store = Store::open(&config.store.database_path()).unwrap();
+    let healthy = generate::suite(1, 7)
+        .into_iter()
+        .find(|g| g.family == "healthy-flat")
+        .unwrap()
+        .scenario
+        .window;
+    let clock = VirtualClock::starting_at(
+        DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+    );
+    let token = Secret::new("t0ken");
+    let runner = LiveRunner::new(RunnerParts {
+        config: config.clone(),
+        store: store.clone(),
+        github: github.map(|gh| {
+            Arc::new(GithubRest::new(&gh.url(), Some(&token)).unwrap()) as Arc<dyn Github>
+        }),
+        github_token: github.map(|_| token.clone()),
+        argocd: None,
+        alerts: deploybot::alert::Alerts::new(None, std::time::Duration::from_secs(1)).unwrap(),
+        windows: ReplayWindows::new(
+            ["1.0.0", "1.1.0", "2.0.0"]
+                .iter()
+                .map(|t| (t.to_string(), healthy.clone()))
+                .collect(),
+        ),
+        clock: Arc::new(clock.clone()),
+        metrics: None,
+    });
+    Setup {
+        pipeline: Pipeline::new(config.clone(), store, runner),
+        ws,
+        clock,
+        config,
+        _tmp: tmp,
+    }
+}
+
+fn release(tag: &str) -> Release {
+    Release {
+        service: "checkout".into(),
+        image_tag: tag.into(),
+        previous_tag: "1.4.2".into(),
+        changed_files: vec!["src/cart/coupon.rs".into()],
+        commit_message: format!("ship {tag}"),
+        author: "dana".into(),
+        pull_request: None,
+        commit_sha: None,
+    }
+}
+
+const CANARY: Gate = Gate {
+    risk_score: 0.3,
+    strategy: Strategy::Canary25,
+    approval_required: false,
+};
+
+async fn run_until(s: &Setup, minutes: i64, done: impl Fn(&[deploybot::rollout::Rollout]) -> bool) {
+    for _ in 0..minutes * 2 {
+        let now = s.clock.advance(30);
+        s.pipeline.tick(now).await.unwrap();
+        if done(&s.pipeline.store().recent(None, 50).unwrap()) {
+            return;
+        }
+    }
+    panic!(
+        "not reached: {:#?}",
+        s.pipeline.store().recent(None, 50).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_new_version_supersedes_by_default_and_queues_when_asked() {
+    // Supersede: the newer version takes over at once.
+    let s = setup("supersede", None).await;
+    let a = s
+        .pipeline
+        .start(&release("1.0.0"), CANARY, None, "t", s.clock.now())
+        .await
+        .unwrap();
+    let b = s
+        .pipeline
+        .start(&release("1.1.0"), CANARY, None, "t", s.clock.now())
+        .await
+        .unwrap();
+    let store = s.pipeline.store();
+    assert_eq!(store.get(&a).unwrap().unwrap().phase, Phase::Superseded);
+    assert!(store.get(&b).unwrap().unwrap().is_live());
+
+    // Queue: the newer version waits, then starts when the running one is done.
+    let s = setup("queue", None).await;
+    let a = s
+        .pipeline
+        .start(&release("1.0.0"), CANARY, None, "t", s.clock.now())
+        .await
+        .unwrap();
+    let err = s
+        .pipeline
+        .start(&release("1.1.0"), CANARY, None, "t", s.clock.now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Busy { live, .. } if *live == a),
+        "{err}"
+    );
+    assert!(err.to_string().contains("queue"), "{err}");
+    assert_eq!(
+        s.pipeline.store().recent(None, 10).unwrap().len(),
+        1,
+        "nothing started"
+    );
+    run_until(&s, 60, |all| {
+        all.iter()
+            .any(|r| r.deploy_id == a && r.phase == Phase::Complete)
+    })
+    .await;
+    let b = s
+        .pipeline
+        .start(
+            &release("1.1.0"),
+            CANARY,
+            Some("staging"),
+            "t",
+            s.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert!(s.pipeline.store().get(&b).unwrap().unwrap().is_live());
+}
+
+#[tokio::test]
+async fn a_person_merging_the_approval_pr_approves_it() {
+    let gh = FakeGithub::start().await;
+    // The token goes to the runner directly; `serve` would resolve it from github.token_env.
+    let s = setup("supersede", Some(&gh)).await;
+    gh.back_with_git(BareRepo(s.ws.gitops.clone()));
+    let id = s
+        .pipeline
+        .start(
+            &release("2.0.0"),
+            CANARY,
+            Some("production"),
+            "t",
+            s.clock.now(),
+        )
+        .await
+        .unwrap();
+    let r = s.pipeline.store().get(&id).unwrap().unwrap();
+    assert_eq!(r.phase, Phase::AwaitingApproval);
+    let prs = gh.open_prs();
+    assert_eq!(prs.len(), 1, "{prs:#?}");
+    let n = prs[0]["number"].as_u64().unwrap();
+    assert_eq!(prs[0]["base"]["ref"], json!("main"));
+
+    // Erin merges it in the UI; the merged-PR webhook reaches the pipeline.
+    let merge = gh.merge_by_human(n, "erin");
+    let github = GithubRest::new(&gh.url(), Some(&Secret::new("t0ken"))).unwrap();
+    let events = RolloutEvents {
+        config: &s.config,
+        github: &github,
+        pipeline: &s.pipeline,
+    };
+    let repo: RepoName = "Codertocat/gitops".parse().unwrap();
+    let note = events
+        .on_approval_merged(&repo, n, "erin", s.clock.now())
+        .await
+        .unwrap();
+    assert!(note.contains("merged by erin"), "{note}");
+    let r = s.pipeline.store().get(&id).unwrap().unwrap();
+    assert_eq!(r.approved_by.as_deref(), Some("erin"));
+    assert_eq!(r.commits.len(), 1, "{r:#?}");
+    assert_eq!(
+        r.commits[0].sha, merge,
+        "the canary starts from the person's merge commit"
+    );
+    assert_eq!(BareRepo(s.ws.gitops.clone()).tip("main").unwrap(), merge);
+    assert!(
+        !gh.writes().iter().any(|w| w.contains("/merge")),
+        "the bot did not merge it again: {:?}",
+        gh.writes()
+    );
+}
