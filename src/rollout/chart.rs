@@ -518,13 +518,7 @@ mod tests {
     use super::*;
     use crate::rollout::Weight;
     use crate::rollout::metrics::P99_LATENCY;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-            + TimeDelta::seconds(s)
-    }
+    use crate::rollout::testing::{golden, t};
 
     fn p(at: i64, w: u8, metric: &str, c: Option<f64>, b: Option<f64>) -> MetricPoint {
         MetricPoint {
@@ -534,22 +528,6 @@ mod tests {
             canary: c,
             baseline: b,
         }
-    }
-
-    /// Compares with `fixtures/rollout/NAME`; `UPDATE_GOLDEN=1` rewrites the file instead.
-    fn golden(name: &str, actual: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/rollout")
-            .join(name);
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, actual).unwrap();
-        }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
-        assert_eq!(
-            actual, want,
-            "golden {name} differs (UPDATE_GOLDEN=1 to accept)"
-        );
     }
 
     /// `points="x,y x,y"` attribute values of every polyline in `svg`.

@@ -169,15 +169,8 @@ fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::testing::{golden, rolled_back_at_25, t};
     use crate::rollout::{Input, Settings, Strategy, Trigger, Weight, step};
-    use chrono::{DateTime, TimeDelta, Utc};
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-            + TimeDelta::seconds(s)
-    }
 
     fn drive(inputs: Vec<Input>) -> (Rollout, Vec<Notice>) {
         let mut r = Rollout::new(
@@ -210,22 +203,6 @@ mod tests {
         (r, notices)
     }
 
-    /// Compares with `fixtures/rollout/NAME`; `UPDATE_GOLDEN=1` rewrites the file instead.
-    fn golden(name: &str, actual: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/rollout")
-            .join(name);
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, actual).unwrap();
-        }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
-        assert_eq!(
-            actual, want,
-            "golden {name} differs (UPDATE_GOLDEN=1 to accept)"
-        );
-    }
-
     #[test]
     fn status_comments_are_pinned() {
         let w = |p| Weight::new(p).unwrap();
@@ -248,24 +225,9 @@ mod tests {
             "status-promoted.md",
             &status_comment(&r, notices.last().unwrap()),
         );
-        let (r, notices) = drive(vec![
-            Input::Assessed {
-                risk_score: 0.7,
-                strategy: Strategy::Canary25,
-                approval_required: false,
-            },
-            Input::Committed {
-                sha: "bad0001".into(),
-                weight: w(25),
-            },
-            Input::Synced {
-                revision: "bad0001".into(),
-            },
-            Input::Judged(Observation::Rollback {
-                metric: "error_rate".into(),
-                evidence: "canary 4.1% vs baseline 0.3% (Mann-Whitney p=0.001)".into(),
-            }),
-        ]);
+        let (r, notices) = drive(rolled_back_at_25(
+            "canary 4.1% vs baseline 0.3% (Mann-Whitney p=0.001)",
+        ));
         let body = status_comment(&r, notices.last().unwrap());
         assert!(body.starts_with(&marker("d-42")));
         golden("status-rolled-back.md", &body);
@@ -274,24 +236,7 @@ mod tests {
     #[test]
     fn status_comment_with_chart_is_pinned() {
         let w = |p| Weight::new(p).unwrap();
-        let (r, notices) = drive(vec![
-            Input::Assessed {
-                risk_score: 0.7,
-                strategy: Strategy::Canary25,
-                approval_required: false,
-            },
-            Input::Committed {
-                sha: "bad0001".into(),
-                weight: w(25),
-            },
-            Input::Synced {
-                revision: "bad0001".into(),
-            },
-            Input::Judged(Observation::Rollback {
-                metric: "error_rate".into(),
-                evidence: "canary 4.1% vs baseline 0.3%".into(),
-            }),
-        ]);
+        let (r, notices) = drive(rolled_back_at_25("canary 4.1% vs baseline 0.3%"));
         let notice = notices.last().unwrap();
         let points: Vec<MetricPoint> = [(0.003, 0.003), (0.012, 0.002), (0.041, 0.003)]
             .iter()

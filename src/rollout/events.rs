@@ -161,16 +161,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                     {
                         Ok(id) => id,
                         Err(PipelineError::Busy { live, .. }) => {
-                            let waiting = format!("queued behind {live}");
-                            links::park_release(
-                                self.pipeline.store(),
-                                &PendingRelease {
-                                    waiting: waiting.clone(),
-                                    ..p.clone()
-                                },
-                                now,
-                            )?;
-                            notes.push(format!("{}: {waiting}", p.release.image_tag));
+                            notes.push(self.repark(&p, format!("queued behind {live}"), now)?);
                             continue;
                         }
                         Err(e @ PipelineError::Held { .. }) => {
@@ -185,15 +176,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 }
                 ChecksGate::Waiting { pending } => {
                     let waiting = format!("waiting for {}", pending.join(", "));
-                    links::park_release(
-                        self.pipeline.store(),
-                        &PendingRelease {
-                            waiting: waiting.clone(),
-                            ..p.clone()
-                        },
-                        now,
-                    )?;
-                    notes.push(format!("{}: {waiting}", p.release.image_tag));
+                    notes.push(self.repark(&p, waiting, now)?);
                 }
                 ChecksGate::Failed { check, conclusion } => {
                     links::unpark_release(self.pipeline.store(), &service.name, &sha)?;
@@ -210,6 +193,25 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         } else {
             notes.join("; ")
         })
+    }
+
+    /// Keeps `p` parked, saying what it waits for now; returns the note for the log.
+    fn repark(
+        &self,
+        p: &PendingRelease,
+        waiting: String,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        let note = format!("{}: {waiting}", p.release.image_tag);
+        links::park_release(
+            self.pipeline.store(),
+            &PendingRelease {
+                waiting,
+                ..p.clone()
+            },
+            now,
+        )?;
+        Ok(note)
     }
 
     /// A comment on a PR: a command for its rollout, if it is one.

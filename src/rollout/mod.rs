@@ -98,6 +98,8 @@ pub mod record;
 pub mod runner;
 pub mod step;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod trigger;
 
 pub use input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};

@@ -516,15 +516,8 @@ async fn one(State(store): State<Store>, Path(id): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::testing::t;
     use crate::rollout::{Command, Settings, Strategy, Trigger, Weight, step};
-    use chrono::TimeDelta;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-            + TimeDelta::seconds(s)
-    }
 
     const EVIL: &str = "<script>alert('x')</script>";
 

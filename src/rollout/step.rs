@@ -831,14 +831,8 @@ impl Machine {
 mod tests {
     use super::*;
     use crate::rollout::record::{Settings, Trigger};
+    use crate::rollout::testing::t;
     use EffectKind as K;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-            + chrono::TimeDelta::seconds(s)
-    }
 
     fn fresh_with(settings: Settings) -> Rollout {
         Rollout::new(

@@ -468,14 +468,8 @@ impl RolloutStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::testing::t;
     use crate::rollout::{Command, Observation, Settings, Strategy, Trigger, Weight, step};
-
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-            + chrono::TimeDelta::seconds(s)
-    }
 
     fn rollout(id: &str, service: &str, env: &str) -> Rollout {
         Rollout::new(

@@ -31,6 +31,11 @@ pub struct Dispatcher<W = PrometheusWindows> {
     pub clock: Arc<dyn Clock + Send + Sync>,
 }
 
+/// Who sent the event (the merger, for a merged pull request).
+fn sender(parsed: &Parsed) -> &str {
+    parsed.sender.as_ref().map_or("-", |s| s.login.as_str())
+}
+
 fn process_error(e: EventError) -> ProcessError {
     if e.transient {
         ProcessError::Transient(e.message)
@@ -67,11 +72,7 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                     && self.is_gitops(repo);
                 if let (true, Some(pipeline)) = (approval_merged, &self.pipeline) {
                     let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
-                    let merged_by = parsed
-                        .sender
-                        .as_ref()
-                        .map(|s| s.login.as_str())
-                        .unwrap_or("-");
+                    let merged_by = sender(parsed);
                     let note = self
                         .events(pipeline)
                         .on_approval_merged(&name, pull_request.number, merged_by, self.clock.now())
@@ -114,11 +115,7 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                                         pull_request.number
                                     ))
                                 })?;
-                            let merged_by = parsed
-                                .sender
-                                .as_ref()
-                                .map(|s| s.login.as_str())
-                                .unwrap_or("-");
+                            let merged_by = sender(parsed);
                             let note = self
                                 .events(pipeline)
                                 .on_merged(

@@ -8,13 +8,9 @@ use deploybot::rollout::store::RolloutStore;
 use deploybot::rollout::{Phase, Rollout};
 
 fn demo(dir: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deploybot"))
-        .arg("demo")
-        .arg("--dir")
-        .arg(dir)
-        .args(extra)
-        .output()
-        .unwrap()
+    let mut args = vec!["demo", "--dir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    deploybot(&args)
 }
 
 fn rollouts(dir: &Path) -> Vec<Rollout> {
