@@ -239,6 +239,20 @@ pub struct EnvironmentConfig {
     /// Teams (`org/team-slug`) whose members may approve even without write access.
     #[serde(default)]
     pub approving_teams: Vec<String>,
+    /// Who decides an approval PR is approved: `deploybot` counts the reviews itself;
+    /// `branch_protection` leaves it to the branch's protection rules: deploybot tries the merge
+    /// on every review and reconcile, and GitHub refuses until the rules are met.
+    #[serde(default)]
+    pub approvals_counted_by: ApprovalAuthority,
+}
+
+/// Who decides that an approval PR has its approvals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalAuthority {
+    #[default]
+    Deploybot,
+    BranchProtection,
 }
 
 fn default_required_approvals() -> u32 {

@@ -435,6 +435,13 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             })
             .unwrap_or((1, Vec::new()));
         let pr = self.github.pull_request(repo, number).await?;
+        if env.is_some_and(|e| {
+            e.approvals_counted_by == crate::config::ApprovalAuthority::BranchProtection
+        }) {
+            return self
+                .merge_if_protection_allows(repo, number, &pr, rollout, now)
+                .await;
+        }
         let reviews = self.github.pull_request_reviews(repo, number).await?;
         let mut team_members = Vec::new();
         for t in &teams {
@@ -503,6 +510,58 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 Ok(format!("{}: changes requested by {by}", rollout.deploy_id))
             }
         }
+    }
+
+    /// Branch protection decides: try the merge at the reviewed head; GitHub refuses (405) until
+    /// the rules are met. A merge is the approval, by whoever approved the head.
+    async fn merge_if_protection_allows(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        pr: &crate::github::PullRequest,
+        rollout: &Rollout,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        if !pr.merged {
+            match self
+                .github
+                .merge_pull_request(repo, number, &pr.head_sha)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.status == Some(405) || e.is_conflict() => {
+                    return Ok(format!(
+                        "{}: branch protection does not allow the merge yet: {}",
+                        rollout.deploy_id, e.message
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let reviews = self.github.pull_request_reviews(repo, number).await?;
+        let mut approvers: Vec<String> = reviews
+            .iter()
+            .filter(|r| {
+                r.state == super::approval::ReviewState::Approved && r.commit_sha == pr.head_sha
+            })
+            .map(|r| r.reviewer.clone())
+            .collect();
+        approvers.sort();
+        approvers.dedup();
+        let by = if approvers.is_empty() {
+            "branch protection".to_string()
+        } else {
+            approvers.join(", ")
+        };
+        let t = self
+            .pipeline
+            .feed(&rollout.deploy_id, Input::Approved { by: by.clone() }, now)
+            .await?;
+        let note = t.first().map(|t| t.note.clone()).unwrap_or_default();
+        Ok(format!(
+            "{} approved by {by} (branch protection): {note}",
+            rollout.deploy_id
+        ))
     }
 
     /// What webhooks would have said, re-read: approvals of rollouts awaiting one, and parked

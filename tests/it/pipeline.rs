@@ -36,6 +36,10 @@ struct Setup {
 /// required in production and the repository named on GitHub (a YAML patch by string: the
 /// anchors are the demo config's own lines).
 async fn setup(on_new_version: &str, github: Option<&FakeGithub>) -> Setup {
+    setup_with(on_new_version, github, "deploybot").await
+}
+
+async fn setup_with(on_new_version: &str, github: Option<&FakeGithub>, counted_by: &str) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let ws = Workspace::create(&tmp.path().join("ws")).unwrap();
     let mut text = ws.config_text().replace(
@@ -56,7 +60,10 @@ async fn setup(on_new_version: &str, github: Option<&FakeGithub>) -> Setup {
         );
         text = text.replace(
             "      - name: production\n",
-            "      - name: production\n        require_approval: true\n",
+            &format!(
+                "      - name: production\n        require_approval: true\n        \
+                 approvals_counted_by: {counted_by}\n"
+            ),
         );
     }
     let config = Arc::new(Config::from_yaml(&text, &ws.config_path).unwrap());
@@ -245,4 +252,55 @@ async fn a_person_merging_the_approval_pr_approves_it() {
         "the bot did not merge it again: {:?}",
         gh.writes()
     );
+}
+
+#[tokio::test]
+async fn branch_protection_can_decide_instead_of_deploybot() {
+    let gh = FakeGithub::start().await;
+    let s = setup_with("supersede", Some(&gh), "branch_protection").await;
+    gh.back_with_git(BareRepo(s.ws.gitops.clone()));
+    let id = s
+        .pipeline
+        .start(
+            &release("2.0.0"),
+            CANARY,
+            Some("production"),
+            "t",
+            s.clock.now(),
+        )
+        .await
+        .unwrap();
+    let n = gh.open_prs()[0]["number"].as_u64().unwrap();
+    let head = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
+    let github = GithubRest::new(&gh.url(), Some(&Secret::new("t0ken"))).unwrap();
+    let events = RolloutEvents {
+        config: &s.config,
+        github: &github,
+        pipeline: &s.pipeline,
+    };
+    let repo: RepoName = "Codertocat/gitops".parse().unwrap();
+
+    // A reader approves (deploybot would not count it) but the rules are not met: GitHub
+    // refuses the merge and the rollout keeps waiting.
+    gh.set_unmergeable(n);
+    gh.add_review(n, "carol", "APPROVED", &head);
+    let note = events.on_review(&repo, n, s.clock.now()).await.unwrap();
+    assert!(note.contains("does not allow the merge yet"), "{note}");
+    assert_eq!(
+        s.pipeline.store().get(&id).unwrap().unwrap().phase,
+        Phase::AwaitingApproval
+    );
+
+    // The rules are met: the merge goes through and is the approval.
+    gh.set_mergeable(n);
+    let note = events.on_review(&repo, n, s.clock.now()).await.unwrap();
+    assert!(
+        note.contains("approved by carol (branch protection)"),
+        "{note}"
+    );
+    let r = s.pipeline.store().get(&id).unwrap().unwrap();
+    let merge = gh.pull(n)["merge_commit_sha"].as_str().unwrap().to_string();
+    assert_eq!(r.commits.len(), 1, "{r:#?}");
+    assert_eq!(r.commits[0].sha, merge);
+    assert_eq!(BareRepo(s.ws.gitops.clone()).tip("main").unwrap(), merge);
 }

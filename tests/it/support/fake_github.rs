@@ -474,6 +474,15 @@ impl FakeGithub {
         self.state.lock().unwrap().unmergeable.push(number);
     }
 
+    /// The obstacle is gone (the branch protection rules are met).
+    pub fn set_mergeable(&self, number: u64) {
+        self.state
+            .lock()
+            .unwrap()
+            .unmergeable
+            .retain(|n| *n != number);
+    }
+
     /// A human merges the PR in the UI.
     pub fn merge_by_human(&self, number: u64, login: &str) -> String {
         let mut st = self.state.lock().unwrap();
