@@ -155,7 +155,14 @@ fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
             ("headline", notice_text(notice).as_str()),
             ("phase", r.phase.to_string().as_str()),
             ("image_tag", r.image_tag.as_str()),
-            ("previous_tag", r.previous_tag.as_str()),
+            (
+                "previous_tag",
+                if r.previous_tag.is_empty() {
+                    "unknown"
+                } else {
+                    r.previous_tag.as_str()
+                },
+            ),
             ("strategy", strategy.as_str()),
             ("traffic", traffic.as_str()),
             ("evidence", evidence.as_str()),

@@ -216,6 +216,17 @@ impl<R: EffectRunner> Pipeline<R> {
                 live: live.deploy_id,
             });
         }
+        // "Was" what deploybot last completed here, when the trigger did not say.
+        let previous_tag = if release.previous_tag.is_empty() {
+            self.store
+                .recent(Some(&service.name), 200)?
+                .into_iter()
+                .find(|r| r.environment == env.name && r.phase == Phase::Complete)
+                .map(|r| r.image_tag)
+                .unwrap_or_default()
+        } else {
+            release.previous_tag.clone()
+        };
         let settings = service
             .rollout
             .settings()
@@ -227,7 +238,7 @@ impl<R: EffectRunner> Pipeline<R> {
                 namespace: service.namespace.clone(),
                 environment: env.name.clone(),
                 image_tag: release.image_tag.clone(),
-                previous_tag: release.previous_tag.clone(),
+                previous_tag,
                 changed_files: release.changed_files.clone(),
                 commit_message: release.commit_message.clone(),
                 author: release.author.clone(),

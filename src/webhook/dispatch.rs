@@ -212,21 +212,21 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                 }
                 None => Processed::Ignored("no rollout pipeline".into()),
             },
-            Event::CheckSuiteCompleted(_) | Event::WorkflowRunCompleted(_) => {
-                match &self.pipeline {
-                    Some(pipeline) => Processed::Done(
-                        self.events(pipeline)
-                            .release_parked(self.clock.now())
-                            .await
-                            .map_err(process_error)?,
-                    ),
-                    None => Processed::Ignored("no rollout pipeline".into()),
-                }
-            }
+            // CI finished or an image landed: a parked release may be ready now.
+            Event::CheckSuiteCompleted(_)
+            | Event::WorkflowRunCompleted(_)
+            | Event::PackagePublished(_) => match &self.pipeline {
+                Some(pipeline) => Processed::Done(
+                    self.events(pipeline)
+                        .release_parked(self.clock.now())
+                        .await
+                        .map_err(process_error)?,
+                ),
+                None => Processed::Ignored("no rollout pipeline".into()),
+            },
             Event::Ignored { event } => {
                 Processed::Ignored(format!("deploybot does not act on {event}"))
             }
-            other => Processed::Ignored(format!("no handler yet for {}", other.kind())),
         })
     }
 }

@@ -606,6 +606,10 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     let all = app.store.recent(None, 20).unwrap();
     let r2 = find(&all, "staging", tag2).unwrap();
     assert_eq!(r2.phase, Phase::RolledBack);
+    assert_eq!(
+        r2.previous_tag, tag1,
+        "what deploybot last completed in staging"
+    );
     let log = w.git_log();
     assert_eq!(log.len(), before + 2, "both steps reverted, newest first");
     assert!(
