@@ -87,8 +87,8 @@ fn serve_refuses_to_start_without_a_secret() {
     assert!(stderr.contains("DEPLOYBOT_WEBHOOK_SECRET"), "{stderr}");
 }
 
-/// The README's run command, for real: `serve` on a free port answers health and a signed ping,
-/// and stops cleanly on SIGTERM.
+/// The documented run command, for real: `serve` on the example config (moved to a free port
+/// and a temp data dir) answers health and a signed ping, and stops cleanly on SIGTERM.
 #[test]
 fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,14 +98,21 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
         .unwrap()
         .port();
     let cfg = dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "server:\n  listen: 127.0.0.1:{port}\n  webhook_secret_env: T_SECRET\nstore:\n  data_dir: {}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let example = std::fs::read_to_string(example()).unwrap();
+    let text = example
+        .replace("listen: 127.0.0.1:8080", &format!("listen: 127.0.0.1:{port}"))
+        .replace(
+            "data_dir: ./deploybot-data",
+            &format!("data_dir: {}", dir.path().join("data").display()),
+        )
+        .replace(
+            "webhook_secret_env: DEPLOYBOT_WEBHOOK_SECRET",
+            "webhook_secret_env: T_SECRET",
+        );
+    assert_ne!(text, example);
+    assert!(text.contains(&format!("listen: 127.0.0.1:{port}")));
+    assert!(text.contains("webhook_secret_env: T_SECRET"));
+    std::fs::write(&cfg, text).unwrap();
     let child = deploybot()
         .args(["serve", "--config", cfg.to_str().unwrap()])
         .env("T_SECRET", "s3cret")
