@@ -47,6 +47,7 @@ pub enum RolloutCommand {
     Promote(Steer),
     /// Stop where it is; nothing is promoted until `resume`.
     Pause(Steer),
+    /// Carry on after a pause (the current step's bake starts again).
     Resume(Steer),
     /// Revert the rollout's commits now and hold the service.
     Rollback(Steer),
