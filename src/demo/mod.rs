@@ -56,8 +56,8 @@ pub struct DemoArgs {
     /// rollback or hold. Default: a healthy canary, then one with 5x the baseline's errors.
     #[arg(long = "scenario", value_name = "FILE")]
     pub scenarios: Vec<PathBuf>,
-    /// Virtual seconds per tick of the rollout loop.
-    #[arg(long, default_value_t = 30)]
+    /// Virtual seconds per tick of the rollout loop (1 to 600).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=600))]
     pub tick_seconds: i64,
     /// Also serve the status page (and GET /api/rollouts) on this address, e.g. 127.0.0.1:8080,
     /// during the demo and after it until Ctrl-C.
