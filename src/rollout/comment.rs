@@ -176,24 +176,12 @@ fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::testing::{golden, rolled_back_at_25, t};
-    use crate::rollout::{Input, Settings, Strategy, Trigger, Weight, step};
+    use crate::rollout::testing::{golden, rolled_back_at_25, t, trigger};
+    use crate::rollout::{Input, Settings, Strategy, Weight, step};
 
     fn drive(inputs: Vec<Input>) -> (Rollout, Vec<Notice>) {
         let mut r = Rollout::new(
-            Trigger {
-                deploy_id: "d-42".into(),
-                service: "checkout".into(),
-                namespace: "shop".into(),
-                environment: "production".into(),
-                image_tag: "sha-abc1234".into(),
-                previous_tag: "sha-0000000".into(),
-                changed_files: vec![],
-                commit_message: "Faster payments".into(),
-                author: "alice".into(),
-                pull_request: Some(42),
-                commit_sha: None,
-            },
+            trigger("d-42", "checkout", "production"),
             Settings::default(),
             t(0),
         );

@@ -105,7 +105,7 @@ pub mod trigger;
 pub use input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};
 pub use plan::{Plan, PlanError, Strategy, Weight};
 pub use record::{
-    CommitRecord, MetricPoint, ObservationKind, Phase, Progress, RevertRecord, Rollout, Settings,
-    Snapshot, SyncFailurePolicy, Trigger,
+    CommitRecord, MetricPoint, ObservationKind, Phase, Progress, Release, RevertRecord, Rollout,
+    Settings, Snapshot, SyncFailurePolicy, Trigger,
 };
 pub use step::{Decision, Transition, outstanding, step};

@@ -516,25 +516,21 @@ async fn one(State(store): State<Store>, Path(id): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::testing::t;
-    use crate::rollout::{Command, Settings, Strategy, Trigger, Weight, step};
+    use crate::rollout::testing::{t, trigger};
+    use crate::rollout::{Command, Release, Settings, Strategy, Trigger, Weight, step};
 
     const EVIL: &str = "<script>alert('x')</script>";
 
     fn rollout(id: &str, service: &str) -> Rollout {
         Rollout::new(
             Trigger {
-                deploy_id: id.into(),
-                service: service.into(),
-                namespace: "shop".into(),
-                environment: "production".into(),
-                image_tag: "sha-abc1234".into(),
-                previous_tag: "sha-0000000".into(),
-                changed_files: vec![],
-                commit_message: format!("Faster payments {EVIL}\n\nbody"),
-                author: format!("mallory\"{EVIL}"),
-                pull_request: Some(42),
-                commit_sha: None,
+                release: Release {
+                    changed_files: vec![],
+                    commit_message: format!("Faster payments {EVIL}\n\nbody"),
+                    author: format!("mallory\"{EVIL}"),
+                    ..trigger(id, service, "production").release
+                },
+                ..trigger(id, service, "production")
             },
             Settings::default(),
             t(0),

@@ -15,26 +15,12 @@ use super::driver::{Driver, DriverError, EffectRunner};
 use super::input::{Command, Input};
 use super::links;
 use super::plan::Strategy;
+pub use super::record::Release;
 use super::record::{Phase, Rollout, Trigger};
 use super::step::Transition;
 use super::store::RolloutStore;
 use crate::config::{Config, ServiceConfig};
 use crate::store::Store;
-
-/// A version of a service to ship, before any environment.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Release {
-    pub service: String,
-    pub image_tag: String,
-    /// The tag running before, when known (shown in comments; rollback uses git, not this).
-    pub previous_tag: String,
-    pub changed_files: Vec<String>,
-    pub commit_message: String,
-    pub author: String,
-    pub pull_request: Option<u64>,
-    /// The app commit being deployed.
-    pub commit_sha: Option<String>,
-}
 
 /// The risk assessment's word, in rollout terms.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -234,16 +220,12 @@ impl<R: EffectRunner> Pipeline<R> {
         let rollout = Rollout::new(
             Trigger {
                 deploy_id: id.clone(),
-                service: service.name.clone(),
                 namespace: service.namespace.clone(),
                 environment: env.name.clone(),
-                image_tag: release.image_tag.clone(),
-                previous_tag,
-                changed_files: release.changed_files.clone(),
-                commit_message: release.commit_message.clone(),
-                author: release.author.clone(),
-                pull_request: release.pull_request,
-                commit_sha: release.commit_sha.clone(),
+                release: Release {
+                    previous_tag,
+                    ..release.clone()
+                },
             },
             settings,
             now,
@@ -296,16 +278,7 @@ impl<R: EffectRunner> Pipeline<R> {
             let (Some(risk_score), Some(strategy)) = (done.risk_score, done.strategy) else {
                 continue;
             };
-            let release = Release {
-                service: done.service.clone(),
-                image_tag: done.image_tag.clone(),
-                previous_tag: done.previous_tag.clone(),
-                changed_files: done.changed_files.clone(),
-                commit_message: done.commit_message.clone(),
-                author: done.author.clone(),
-                pull_request: done.pull_request,
-                commit_sha: done.commit_sha.clone(),
-            };
+            let release = done.release();
             let gate = Gate {
                 risk_score,
                 strategy,

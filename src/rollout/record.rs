@@ -226,14 +226,12 @@ pub(crate) fn secs(n: u64) -> TimeDelta {
     TimeDelta::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
 }
 
-/// What starts a rollout: the article's deployment context before risk assessment.
+/// A version of a service to ship, before any environment: the article's deployment context.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Trigger {
-    pub deploy_id: String,
+pub struct Release {
     pub service: String,
-    pub namespace: String,
-    pub environment: String,
     pub image_tag: String,
+    /// The tag running before, when known (shown in comments; rollback uses git, not this).
     pub previous_tag: String,
     pub changed_files: Vec<String>,
     pub commit_message: String,
@@ -243,6 +241,15 @@ pub struct Trigger {
     /// The app commit being deployed (the merge commit), which carries the commit status.
     #[serde(default)]
     pub commit_sha: Option<String>,
+}
+
+/// What starts a rollout: a release, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub deploy_id: String,
+    pub namespace: String,
+    pub environment: String,
+    pub release: Release,
 }
 
 /// One rollout of one image to one environment of one service.
@@ -292,18 +299,19 @@ pub struct Rollout {
 impl Rollout {
     /// A new rollout in `RiskAssessment`.
     pub fn new(trigger: Trigger, settings: Settings, now: DateTime<Utc>) -> Rollout {
+        let r = trigger.release;
         Rollout {
             deploy_id: trigger.deploy_id,
-            service: trigger.service,
+            service: r.service,
             namespace: trigger.namespace,
             environment: trigger.environment,
-            image_tag: trigger.image_tag,
-            previous_tag: trigger.previous_tag,
-            changed_files: trigger.changed_files,
-            commit_message: trigger.commit_message,
-            author: trigger.author,
-            pull_request: trigger.pull_request,
-            commit_sha: trigger.commit_sha,
+            image_tag: r.image_tag,
+            previous_tag: r.previous_tag,
+            changed_files: r.changed_files,
+            commit_message: r.commit_message,
+            author: r.author,
+            pull_request: r.pull_request,
+            commit_sha: r.commit_sha,
             phase: Phase::RiskAssessment,
             risk_score: None,
             strategy: None,
@@ -328,6 +336,20 @@ impl Rollout {
     /// Whether the shell still has work for this rollout: a live phase, or a revert still owed.
     pub fn is_live(&self) -> bool {
         !self.phase.is_terminal() || self.revert_owed()
+    }
+
+    /// The release this rollout ships (to start it in another environment).
+    pub fn release(&self) -> Release {
+        Release {
+            service: self.service.clone(),
+            image_tag: self.image_tag.clone(),
+            previous_tag: self.previous_tag.clone(),
+            changed_files: self.changed_files.clone(),
+            commit_message: self.commit_message.clone(),
+            author: self.author.clone(),
+            pull_request: self.pull_request,
+            commit_sha: self.commit_sha.clone(),
+        }
     }
 
     pub fn revert_owed(&self) -> bool {

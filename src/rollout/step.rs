@@ -830,28 +830,12 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::record::{Settings, Trigger};
-    use crate::rollout::testing::t;
+    use crate::rollout::record::Settings;
+    use crate::rollout::testing::{t, trigger};
     use EffectKind as K;
 
     fn fresh_with(settings: Settings) -> Rollout {
-        Rollout::new(
-            Trigger {
-                deploy_id: "d-1".into(),
-                service: "checkout".into(),
-                namespace: "shop".into(),
-                environment: "production".into(),
-                image_tag: "sha-abc1234".into(),
-                previous_tag: "sha-0000000".into(),
-                changed_files: vec!["src/pay.rs".into()],
-                commit_message: "Faster payments".into(),
-                author: "alice".into(),
-                pull_request: Some(42),
-                commit_sha: None,
-            },
-            settings,
-            t(0),
-        )
+        Rollout::new(trigger("d-1", "checkout", "production"), settings, t(0))
     }
 
     fn fresh() -> Rollout {

@@ -468,23 +468,19 @@ impl RolloutStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::testing::t;
-    use crate::rollout::{Command, Observation, Settings, Strategy, Trigger, Weight, step};
+    use crate::rollout::testing::{t, trigger};
+    use crate::rollout::{
+        Command, Observation, Release, Settings, Strategy, Trigger, Weight, step,
+    };
 
     fn rollout(id: &str, service: &str, env: &str) -> Rollout {
         Rollout::new(
             Trigger {
-                deploy_id: id.into(),
-                service: service.into(),
-                namespace: "shop".into(),
-                environment: env.into(),
-                image_tag: format!("sha-{id}"),
-                previous_tag: "sha-old".into(),
-                changed_files: vec!["src/lib.rs".into()],
-                commit_message: "change".into(),
-                author: "alice".into(),
-                pull_request: Some(7),
-                commit_sha: None,
+                release: Release {
+                    image_tag: format!("sha-{id}"),
+                    ..trigger(id, service, env).release
+                },
+                ..trigger(id, service, env)
             },
             Settings::default(),
             t(0),

@@ -4,6 +4,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::input::{Input, Observation};
 use super::plan::{Strategy, Weight};
+use super::record::{Release, Trigger};
 
 /// `s` seconds after 2026-11-26 10:00 UTC, the tests' fixed epoch.
 pub fn t(s: i64) -> DateTime<Utc> {
@@ -51,4 +52,23 @@ pub fn rolled_back_at_25(evidence: &str) -> Vec<Input> {
             evidence: evidence.into(),
         }),
     ]
+}
+
+/// The tests' usual change: `sha-abc1234` of `service` (was `sha-0000000`) by alice, PR #42.
+pub fn trigger(deploy_id: &str, service: &str, environment: &str) -> Trigger {
+    Trigger {
+        deploy_id: deploy_id.into(),
+        namespace: "shop".into(),
+        environment: environment.into(),
+        release: Release {
+            service: service.into(),
+            image_tag: "sha-abc1234".into(),
+            previous_tag: "sha-0000000".into(),
+            changed_files: vec!["src/pay.rs".into()],
+            commit_message: "Faster payments".into(),
+            author: "alice".into(),
+            pull_request: Some(42),
+            commit_sha: None,
+        },
+    }
 }

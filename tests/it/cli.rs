@@ -100,7 +100,10 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
     let cfg = dir.path().join("c.yaml");
     let example = std::fs::read_to_string(example()).unwrap();
     let text = example
-        .replace("listen: 127.0.0.1:8080", &format!("listen: 127.0.0.1:{port}"))
+        .replace(
+            "listen: 127.0.0.1:8080",
+            &format!("listen: 127.0.0.1:{port}"),
+        )
         .replace(
             "data_dir: ./deploybot-data",
             &format!("data_dir: {}", dir.path().join("data").display()),

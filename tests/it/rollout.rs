@@ -1,41 +1,19 @@
 //! The rollout CLI (`status`, `history`) through the real binary against a seeded store, and
 //! the `/api/rollouts` router through `tower::ServiceExt::oneshot`.
 
+use crate::support::rollout::{t, trigger};
 use std::path::Path;
 use std::process::Command;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use deploybot::rollout::store::RolloutStore;
 use deploybot::rollout::{
-    Command as Cmd, Input, Observation, Rollout, Settings, Strategy, Trigger, Weight, step,
+    Command as Cmd, Input, Observation, Rollout, Settings, Strategy, Weight, step,
 };
 use deploybot::store::Store;
 
 fn deploybot() -> Command {
     Command::new(env!("CARGO_BIN_EXE_deploybot"))
-}
-
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
-        + TimeDelta::seconds(s)
-}
-
-fn trigger(id: &str, service: &str, env: &str) -> Trigger {
-    Trigger {
-        deploy_id: id.into(),
-        service: service.into(),
-        namespace: "shop".into(),
-        environment: env.into(),
-        image_tag: format!("sha-{id}"),
-        previous_tag: "sha-0000000".into(),
-        changed_files: vec!["src/pay.rs".into()],
-        commit_message: "Faster payments".into(),
-        author: "alice".into(),
-        pull_request: Some(42),
-        commit_sha: None,
-    }
 }
 
 fn drive(store: &Store, mut r: Rollout, inputs: Vec<(i64, Input)>) -> Rollout {

@@ -6,16 +6,16 @@
 //! Chromium is required: CI installs it (`.ci/run`), and a machine without it fails this test
 //! with the command to install it rather than passing without having looked.
 
+use crate::support::rollout::t;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
 use deploybot::canary::sample::{Interval, TrackSample, Window};
 use deploybot::rollout::metrics::points_from_window;
 use deploybot::rollout::store::RolloutStore;
 use deploybot::rollout::{
-    Decision, Input, Observation, Phase, Progress, Rollout, Settings, Strategy, Trigger, Weight,
-    step,
+    Decision, Input, Observation, Phase, Progress, Release, Rollout, Settings, Strategy, Trigger,
+    Weight, step,
 };
 use deploybot::store::Store;
 
@@ -24,26 +24,17 @@ const LE: [f64; 5] = [0.05, 0.1, 0.25, 0.5, 1.0];
 /// What a finished, rolled-back rollout's page must not let through.
 const EVIL: &str = "<script>document.title='pwned'</script>";
 
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
-        + TimeDelta::seconds(s)
-}
-
 fn trigger(id: &str, service: &str, message: &str) -> Trigger {
+    let base = crate::support::rollout::trigger(id, service, "production");
     Trigger {
-        deploy_id: id.into(),
-        service: service.into(),
-        namespace: "shop".into(),
-        environment: "production".into(),
-        image_tag: format!("sha-{id}"),
-        previous_tag: "sha-1111111".into(),
-        changed_files: vec!["db/migrations/0042_orders.sql".into()],
-        commit_message: message.into(),
-        author: "alice".into(),
-        pull_request: Some(42),
-        commit_sha: Some("9f8e7d6c5b4a39281706f5e4d3c2b1a098765432".into()),
+        release: Release {
+            previous_tag: "sha-1111111".into(),
+            changed_files: vec!["db/migrations/0042_orders.sql".into()],
+            commit_message: message.into(),
+            commit_sha: Some("9f8e7d6c5b4a39281706f5e4d3c2b1a098765432".into()),
+            ..base.release
+        },
+        ..base
     }
 }
 

@@ -17,3 +17,4 @@ pub fn fixtures_dir() -> PathBuf {
 pub mod fake_github;
 pub mod git_http;
 pub mod prometheus;
+pub mod rollout;
