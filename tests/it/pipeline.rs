@@ -201,11 +201,12 @@ async fn a_new_version_supersedes_by_default_and_queues_when_asked() {
     assert!(s.pipeline.store().get(&b).unwrap().unwrap().is_live());
 }
 
-#[tokio::test]
-async fn a_person_merging_the_approval_pr_approves_it() {
-    let gh = FakeGithub::start().await;
-    // The token goes to the runner directly; `serve` would resolve it from github.token_env.
-    let s = setup("supersede", Some(&gh)).await;
+const GITOPS: &str = "Codertocat/gitops";
+
+/// A production rollout of 2.0.0 waiting on its approval PR (real, in the bare repository):
+/// the setup, the deploy id and the PR number.
+async fn awaiting_approval(gh: &FakeGithub, counted_by: &str) -> (Setup, String, u64) {
+    let s = setup_with("supersede", Some(gh), counted_by).await;
     gh.back_with_git(BareRepo(s.ws.gitops.clone()));
     let id = s
         .pipeline
@@ -218,22 +219,43 @@ async fn a_person_merging_the_approval_pr_approves_it() {
         )
         .await
         .unwrap();
-    let r = s.pipeline.store().get(&id).unwrap().unwrap();
-    assert_eq!(r.phase, Phase::AwaitingApproval);
+    assert_eq!(
+        s.pipeline.store().get(&id).unwrap().unwrap().phase,
+        Phase::AwaitingApproval
+    );
+    let n = gh.open_prs()[0]["number"].as_u64().unwrap();
+    (s, id, n)
+}
+
+fn github_for(gh: &FakeGithub) -> GithubRest {
+    GithubRest::new(&gh.url(), Some(&Secret::new("t0ken"))).unwrap()
+}
+
+fn events<'a>(
+    s: &'a Setup,
+    github: &'a GithubRest,
+) -> RolloutEvents<'a, LiveRunner<ReplayWindows>> {
+    RolloutEvents {
+        config: &s.config,
+        github,
+        pipeline: &s.pipeline,
+    }
+}
+
+#[tokio::test]
+async fn a_person_merging_the_approval_pr_approves_it() {
+    let gh = FakeGithub::start().await;
+    // The token goes to the runner directly; `serve` would resolve it from github.token_env.
+    let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
     let prs = gh.open_prs();
     assert_eq!(prs.len(), 1, "{prs:#?}");
-    let n = prs[0]["number"].as_u64().unwrap();
     assert_eq!(prs[0]["base"]["ref"], json!("main"));
 
     // Erin merges it in the UI; the merged-PR webhook reaches the pipeline.
     let merge = gh.merge_by_human(n, "erin");
-    let github = GithubRest::new(&gh.url(), Some(&Secret::new("t0ken"))).unwrap();
-    let events = RolloutEvents {
-        config: &s.config,
-        github: &github,
-        pipeline: &s.pipeline,
-    };
-    let repo: RepoName = "Codertocat/gitops".parse().unwrap();
+    let github = github_for(&gh);
+    let events = events(&s, &github);
+    let repo: RepoName = GITOPS.parse().unwrap();
     let note = events
         .on_approval_merged(&repo, n, "erin", s.clock.now())
         .await
@@ -257,28 +279,11 @@ async fn a_person_merging_the_approval_pr_approves_it() {
 #[tokio::test]
 async fn branch_protection_can_decide_instead_of_deploybot() {
     let gh = FakeGithub::start().await;
-    let s = setup_with("supersede", Some(&gh), "branch_protection").await;
-    gh.back_with_git(BareRepo(s.ws.gitops.clone()));
-    let id = s
-        .pipeline
-        .start(
-            &release("2.0.0"),
-            CANARY,
-            Some("production"),
-            "t",
-            s.clock.now(),
-        )
-        .await
-        .unwrap();
-    let n = gh.open_prs()[0]["number"].as_u64().unwrap();
+    let (s, id, n) = awaiting_approval(&gh, "branch_protection").await;
     let head = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
-    let github = GithubRest::new(&gh.url(), Some(&Secret::new("t0ken"))).unwrap();
-    let events = RolloutEvents {
-        config: &s.config,
-        github: &github,
-        pipeline: &s.pipeline,
-    };
-    let repo: RepoName = "Codertocat/gitops".parse().unwrap();
+    let github = github_for(&gh);
+    let events = events(&s, &github);
+    let repo: RepoName = GITOPS.parse().unwrap();
 
     // A reader approves (deploybot would not count it) but the rules are not met: GitHub
     // refuses the merge and the rollout keeps waiting.
