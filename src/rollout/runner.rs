@@ -234,15 +234,20 @@ pub fn verification_observation(window: &Window, judge: &JudgeConfig) -> Observa
             escalate: false,
         };
     };
-    if sample.requests == 0 {
+    // Too little traffic verifies nothing: hold rather than complete on a handful of requests.
+    if sample.requests < judge.guardrails.min_requests.max(1) {
         return Observation::Hold {
-            reason: "the new version served no requests".into(),
+            reason: format!(
+                "the new version served {} requests, fewer than the {} needed to verify it",
+                sample.requests,
+                judge.guardrails.min_requests.max(1)
+            ),
             escalate: false,
         };
     }
     let rate = sample.errors as f64 / sample.requests as f64;
     let limit = judge.guardrails.max_canary_error_rate.unwrap_or(0.2);
-    if sample.requests >= judge.guardrails.min_requests && rate > limit {
+    if rate > limit {
         return Observation::Rollback {
             metric: "error_rate".into(),
             evidence: format!(
@@ -780,5 +785,127 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 Ok(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::sample::{Interval, TrackSample};
+
+    fn window(baseline: Option<(u64, u64)>) -> Window {
+        Window {
+            step_seconds: 60,
+            canary_weight: 0.0,
+            latency_buckets_le: vec![],
+            intervals: vec![Interval {
+                baseline: baseline.map(|(requests, errors)| TrackSample {
+                    requests,
+                    errors,
+                    latency_buckets: vec![],
+                }),
+                canary: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn verification_holds_without_traffic_and_rolls_back_over_the_guardrail() {
+        let judge = JudgeConfig::default();
+        let hold = |w: &Window| {
+            matches!(
+                verification_observation(w, &judge),
+                Observation::Hold { .. }
+            )
+        };
+        assert!(hold(&Window {
+            intervals: vec![],
+            ..window(None)
+        }));
+        assert!(hold(&window(None)), "a missing series is not a pass");
+        assert!(hold(&window(Some((0, 0)))), "no traffic is not a pass");
+        assert_eq!(
+            verification_observation(&window(Some((1000, 3))), &judge),
+            Observation::Promote
+        );
+        match verification_observation(&window(Some((1000, 300))), &judge) {
+            Observation::Rollback { metric, evidence } => {
+                assert_eq!(metric, "error_rate");
+                assert!(evidence.contains("300 of 1000"), "{evidence}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            hold(&window(Some((10, 5)))),
+            "ten requests verify nothing, whatever they say"
+        );
+    }
+
+    fn service(yaml: &str) -> ServiceConfig {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn step_edits_need_an_image_and_a_target_that_changes() {
+        let with_targets = service(
+            "name: s\napp_repo: o/s\nimage: ghcr.io/o/s\nenvironments:\n  - name: staging\n    \
+             targets:\n      - path: c.yaml\n        track: canary\n      - path: r.yaml\n        \
+             kind: weight\n        canary: s-canary\n",
+        );
+        let env = &with_targets.environments[0];
+        let w = |p| Weight::new(p).unwrap();
+        let paths = |edits: Vec<Arc<dyn FileEdit>>| {
+            edits
+                .iter()
+                .map(|e| e.path().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            paths(step_edits(&with_targets, env, "v2", w(5)).unwrap()),
+            ["c.yaml", "r.yaml"]
+        );
+        let no_image = ServiceConfig {
+            image: None,
+            ..with_targets.clone()
+        };
+        let err = step_edits(&no_image, env, "v2", w(5)).err().unwrap();
+        assert!(
+            err.reason.contains("image is not set") && !err.transient,
+            "{err}"
+        );
+        let stable_only = service(
+            "name: s\napp_repo: o/s\nimage: ghcr.io/o/s\nenvironments:\n  - name: staging\n    \
+             targets:\n      - path: d.yaml\n",
+        );
+        let env = &stable_only.environments[0];
+        let err = step_edits(&stable_only, env, "v2", w(5)).err().unwrap();
+        assert!(err.reason.contains("no target changes at 5%"), "{err}");
+        assert_eq!(
+            paths(step_edits(&stable_only, env, "v2", w(100)).unwrap()),
+            ["d.yaml"]
+        );
+    }
+
+    #[test]
+    fn judge_verdicts_map_onto_observations() {
+        let d = |verdict| Decision {
+            interval: 1,
+            verdict,
+            verified_intervals: 1,
+            metrics: vec![],
+            canary_share: None,
+            note: None,
+        };
+        assert_eq!(observation(&d(Verdict::Promote)), Observation::Promote);
+        assert_eq!(
+            observation(&d(Verdict::Hold {
+                reason: crate::canary::HoldReason::NoCanaryTraffic,
+                escalate: true
+            })),
+            Observation::Hold {
+                reason: crate::canary::HoldReason::NoCanaryTraffic.to_string(),
+                escalate: true
+            }
+        );
     }
 }
