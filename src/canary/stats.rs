@@ -443,9 +443,8 @@ mod tests {
         let path: Vec<(f64, f64)> = (0..30)
             .map(|i| if i < 12 { (0.0, 1.0) } else { (2.5, 1.0) })
             .collect();
-        let first = |f: &dyn Fn(&[(f64, f64)]) -> f64| {
-            (1..=path.len()).find(|&t| f(&path[..t]) >= threshold)
-        };
+        type Statistic<'a> = &'a dyn Fn(&[(f64, f64)]) -> f64;
+        let first = |f: Statistic| (1..=path.len()).find(|&t| f(&path[..t]) >= threshold);
         let whole = first(&|p| {
             let (s, v) = p.iter().fold((0.0, 0.0), |a, r| (a.0 + r.0, a.1 + r.1));
             log_mixture_evalue(s, v, 0.6)
