@@ -114,17 +114,9 @@ pub fn dispersion(counts: &[SplitCount], prior: DispersionPrior) -> f64 {
 /// standard deviation it would have with at least one expected event per track, summed.
 pub fn drift(counts: &[SplitCount], ratio: f64, kappa: f64) -> Drift {
     let (mut sum, mut variance, mut intervals) = (0.0, 0.0, 0);
-    for c in counts {
-        let q = event_share(c.share, ratio);
-        let n = c.expected_total;
-        if n <= 0.0 {
-            continue;
-        }
-        // Scale as if the interval expected at least one event on each side: below that the
-        // split is Poisson-rare and a single event must not count as many standard deviations.
-        let scale = split_variance(n.max(1.0 / (q * (1.0 - q))), q, kappa);
-        sum += (c.canary as f64 - c.total as f64 * q) / scale.sqrt();
-        variance += split_variance(n, q, kappa) / scale;
+    for (c, (x, v)) in counts.iter().zip(increments(counts, ratio, kappa)) {
+        sum += x;
+        variance += v;
         intervals += (c.total > 0) as usize;
     }
     Drift {
@@ -133,6 +125,81 @@ pub fn drift(counts: &[SplitCount], ratio: f64, kappa: f64) -> Drift {
         intervals,
         kappa,
     }
+}
+
+/// Each interval's scaled deviation from `ratio` and its null variance, in order (the terms
+/// [`drift`] sums); an interval that expected no events contributes `(0, 0)`.
+pub fn increments(counts: &[SplitCount], ratio: f64, kappa: f64) -> Vec<(f64, f64)> {
+    counts
+        .iter()
+        .map(|c| {
+            let q = event_share(c.share, ratio);
+            let n = c.expected_total;
+            if n <= 0.0 {
+                return (0.0, 0.0);
+            }
+            // Scale as if the interval expected at least one event on each side: below that the
+            // split is Poisson-rare and a single event must not count as many standard
+            // deviations.
+            let scale = split_variance(n.max(1.0 / (q * (1.0 - q))), q, kappa);
+            (
+                (c.canary as f64 - c.total as f64 * q) / scale.sqrt(),
+                split_variance(n, q, kappa) / scale,
+            )
+        })
+        .collect()
+}
+
+/// Log of a change-point e-process: a mixture, over the interval `s` at which a regression may
+/// have started, of the one-sided normal-mixture e-value of the increments from `s` on (each
+/// `(deviation, variance)`, as from [`increments`]). Start `0` carries weight `first_weight`,
+/// every later start up to `horizon` an equal share of the rest. Each component is a
+/// nonnegative supermartingale under the null that equals 1 until its start, so the mixture is
+/// one too, starting at 1: Ville's inequality still bounds the chance that it *ever* exceeds
+/// `1/alpha` by `alpha`. A regression that starts late is then judged on the intervals since
+/// its onset instead of being diluted by the healthy ones before. Returns the log e-value and
+/// the start (0-based) of the component that contributes most.
+pub fn log_changepoint_evalue(
+    incs: &[(f64, f64)],
+    tau: f64,
+    first_weight: f64,
+    horizon: usize,
+) -> (f64, usize) {
+    let later = horizon.saturating_sub(1).max(1) as f64;
+    let first_weight = if horizon <= 1 { 1.0 } else { first_weight };
+    let (mut s, mut v) = (0.0, 0.0);
+    let mut terms: Vec<(f64, usize)> = Vec::with_capacity(incs.len());
+    // Suffix sums, from the last interval back, give each start's statistic in one pass.
+    for (start, &(x, var)) in incs.iter().enumerate().rev() {
+        s += x;
+        v += var;
+        if start >= horizon.max(1) {
+            continue;
+        }
+        let weight = if start == 0 {
+            first_weight
+        } else {
+            (1.0 - first_weight) / later
+        };
+        if weight > 0.0 {
+            terms.push((weight.ln() + log_mixture_evalue(s, v, tau), start));
+        }
+    }
+    let Some(&(top, top_start)) = terms.iter().max_by(|a, b| a.0.total_cmp(&b.0)) else {
+        return (0.0, 0);
+    };
+    // log-sum-exp, plus the weight of starts not reached yet (their components are still 1)
+    let reached: f64 = terms.iter().map(|(l, _)| (l - top).exp()).sum();
+    let pending = {
+        let started = incs.len().min(horizon.max(1));
+        let pending_starts = horizon.max(1).saturating_sub(started) as f64;
+        if started == 0 {
+            1.0
+        } else {
+            pending_starts * (1.0 - first_weight) / later
+        }
+    };
+    (top + (reached + pending * (-top).exp()).ln(), top_start)
 }
 
 /// Mantel-Haenszel estimate of the canary/baseline event-rate ratio, pooled within intervals
@@ -346,6 +413,71 @@ mod tests {
             for t in 1..=30 {
                 s += normal.inverse_cdf(rng.random_range(1e-12..1.0 - 1e-12));
                 if log_mixture_evalue(s, t as f64, 0.5) >= (1.0 / alpha).ln() {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        let rate = crossed as f64 / paths as f64;
+        assert!(rate <= alpha, "crossed in {rate}");
+        assert!(rate > 0.0, "never crossed: the boundary is vacuous");
+    }
+
+    #[test]
+    fn changepoint_evalue_with_all_weight_on_the_start_is_the_mixture_evalue() {
+        let incs = [(0.5, 1.0), (-0.2, 0.8), (1.4, 1.0), (0.9, 0.5)];
+        let (log_e, start) = log_changepoint_evalue(&incs, 0.6, 1.0, 30);
+        let (s, v) = incs.iter().fold((0.0, 0.0), |a, r| (a.0 + r.0, a.1 + r.1));
+        assert!((log_e - log_mixture_evalue(s, v, 0.6)).abs() < 1e-12);
+        assert_eq!(start, 0);
+        // nothing seen yet: the e-process has not moved from 1
+        assert_eq!(log_changepoint_evalue(&[], 0.6, 0.8, 30).0, 0.0);
+    }
+
+    /// A regression that starts at interval 13 is judged on the intervals since then: the
+    /// change-point e-process crosses sooner than the e-value of the whole window, and names the
+    /// onset. A regression from the start costs it only `ln(1/0.8)` of evidence.
+    #[test]
+    fn changepoint_evalue_sees_a_late_onset_sooner() {
+        let threshold = (3.0f64 / 0.005).ln();
+        let path: Vec<(f64, f64)> = (0..30)
+            .map(|i| if i < 12 { (0.0, 1.0) } else { (2.5, 1.0) })
+            .collect();
+        type Statistic<'a> = &'a dyn Fn(&[(f64, f64)]) -> f64;
+        let first = |f: Statistic| (1..=path.len()).find(|&t| f(&path[..t]) >= threshold);
+        let whole = first(&|p| {
+            let (s, v) = p.iter().fold((0.0, 0.0), |a, r| (a.0 + r.0, a.1 + r.1));
+            log_mixture_evalue(s, v, 0.6)
+        })
+        .unwrap();
+        let change = first(&|p| log_changepoint_evalue(p, 0.6, 0.8, 30).0).unwrap();
+        assert!(
+            change < whole,
+            "change-point at {change}, whole window at {whole}"
+        );
+        assert_eq!(log_changepoint_evalue(&path[..change], 0.6, 0.8, 30).1, 12);
+        let from_start = [(2.5, 1.0); 6];
+        let (cp, _) = log_changepoint_evalue(&from_start, 0.6, 0.8, 30);
+        assert!(cp >= log_mixture_evalue(15.0, 6.0, 0.6) + 0.8f64.ln() - 1e-12);
+    }
+
+    /// Ville's inequality for the mixture over start times: over many null paths of 30 looks it
+    /// crosses 1/alpha in at most about alpha of them, although it restarts at every interval.
+    #[test]
+    fn changepoint_evalue_is_anytime_valid_under_the_null() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let normal = Normal::standard();
+        let (paths, alpha) = (4000, 0.05f64);
+        let mut crossed = 0;
+        for _ in 0..paths {
+            let mut incs = Vec::with_capacity(30);
+            for _ in 0..30 {
+                incs.push((
+                    normal.inverse_cdf(rng.random_range(1e-12..1.0 - 1e-12)),
+                    1.0,
+                ));
+                if log_changepoint_evalue(&incs, 0.6, 0.8, 30).0 >= (1.0 / alpha).ln() {
                     crossed += 1;
                     break;
                 }
