@@ -69,8 +69,26 @@ pub async fn start_prometheus(openmetrics: &str) -> PrometheusServer {
         String::from_utf8_lossy(&out.stderr)
     );
     // No scrape jobs: the imported blocks are the only data.
+    serve(dir, "global:\n  scrape_interval: 15s\n").await
+}
+
+/// Starts Prometheus with an empty data dir, scraping `target` (`host:port`, path `/metrics`)
+/// every `interval` (e.g. `500ms`).
+pub async fn start_scraping(target: &str, interval: &str) -> PrometheusServer {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n\
+         scrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{target}']\n"
+    );
+    serve(dir, &config).await
+}
+
+/// Starts `prometheus` over `dir/data` with `config` on a free loopback port, once ready.
+async fn serve(dir: tempfile::TempDir, config_text: &str) -> PrometheusServer {
+    let data = dir.path().join("data");
     let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
+    std::fs::write(&config, config_text).unwrap();
     let mut server = PrometheusServer {
         child: None,
         url: String::new(),
