@@ -88,6 +88,14 @@ impl Alerts {
         Ok(Alerts { webhook, http })
     }
 
+    /// Alerts that are log lines only (no webhook, so no HTTP client is needed).
+    pub fn log_only() -> Self {
+        Alerts {
+            webhook: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// Logs the alert and posts it to the webhook, if any.
     pub async fn send(
         &self,

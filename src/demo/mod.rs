@@ -231,23 +231,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let clock = VirtualClock::starting_at(
         DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")?.with_timezone(&Utc),
     );
-    let runner = LiveRunner::new(RunnerParts {
-        config: config.clone(),
-        store: store.clone(),
-        github: None,
-        github_token: None,
-        argocd: None,
-        alerts: crate::alert::Alerts::new(None, std::time::Duration::from_secs(1))
-            .map_err(anyhow::Error::msg)?,
-        windows: ReplayWindows::new(
-            shipments
-                .iter()
-                .map(|s| (s.tag.clone(), s.window.clone()))
-                .collect(),
-        ),
-        clock: Arc::new(clock.clone()),
-        metrics: None,
-    });
+    let windows = ReplayWindows::new(
+        shipments
+            .iter()
+            .map(|s| (s.tag.clone(), s.window.clone()))
+            .collect(),
+    );
+    let runner = LiveRunner::new(RunnerParts::offline(
+        config.clone(),
+        store.clone(),
+        windows,
+        Arc::new(clock.clone()),
+    ));
     let pipeline = Pipeline::new(config.clone(), store.clone(), runner);
     let view = View::new(std::io::stdout().is_terminal());
     let server = match args.serve {

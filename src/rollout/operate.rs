@@ -134,18 +134,16 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
         }
         None => None,
     };
-    let runner = LiveRunner::new(RunnerParts {
-        config: Arc::clone(&config),
-        store: store.clone(),
-        github,
-        github_token: token,
-        argocd,
-        alerts: crate::alert::Alerts::new(None, std::time::Duration::from_secs(10))
-            .map_err(anyhow::Error::msg)?,
-        windows: PrometheusWindows::new(Arc::clone(&config)),
-        clock: Arc::new(SystemClock),
-        metrics: None,
-    });
+    let mut parts = RunnerParts::offline(
+        Arc::clone(&config),
+        store.clone(),
+        PrometheusWindows::new(Arc::clone(&config)),
+        Arc::new(SystemClock),
+    );
+    parts.github = github;
+    parts.github_token = token;
+    parts.argocd = argocd;
+    let runner = LiveRunner::new(parts);
     Ok((Pipeline::new(Arc::clone(&config), store, runner), config))
 }
 

@@ -104,6 +104,29 @@ pub struct RunnerParts<W> {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
+impl<W> RunnerParts<W> {
+    /// Parts with no GitHub, no Argo CD (the settle time), alerts as log lines only and no
+    /// `/metrics`: the demo's, and a base for tests to add edges to.
+    pub fn offline(
+        config: Arc<Config>,
+        store: Store,
+        windows: W,
+        clock: Arc<dyn Clock + Send + Sync>,
+    ) -> Self {
+        RunnerParts {
+            config,
+            store,
+            github: None,
+            github_token: None,
+            argocd: None,
+            alerts: crate::alert::Alerts::log_only(),
+            windows,
+            clock,
+            metrics: None,
+        }
+    }
+}
+
 /// The production runner.
 pub struct LiveRunner<W> {
     parts: RunnerParts<W>,

@@ -208,17 +208,12 @@ async fn a_live_scraped_canary_is_promoted_healthy_and_reverted_bad() {
     let config = Arc::new(config(&ws, &prometheus.url));
     std::fs::create_dir_all(&ws.data_dir).unwrap();
     let store = Store::open(&config.store.database_path()).unwrap();
-    let runner = LiveRunner::new(RunnerParts {
-        config: config.clone(),
-        store: store.clone(),
-        github: None,
-        github_token: None,
-        argocd: None,
-        alerts: deploybot::alert::Alerts::new(None, Duration::from_secs(1)).unwrap(),
-        windows: PrometheusWindows::new(config.clone()),
-        clock: Arc::new(SystemClock),
-        metrics: None,
-    });
+    let runner = LiveRunner::new(RunnerParts::offline(
+        config.clone(),
+        store.clone(),
+        PrometheusWindows::new(config.clone()),
+        Arc::new(SystemClock),
+    ));
     let pipeline = Pipeline::new(config.clone(), store, runner);
     let release = |tag: &str| Release {
         service: "checkout".into(),

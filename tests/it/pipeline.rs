@@ -11,8 +11,8 @@ use deploybot::canary::generate;
 use deploybot::config::Config;
 use deploybot::demo::workspace::Workspace;
 use deploybot::demo::{ReplayWindows, VirtualClock};
+use deploybot::github::RepoName;
 use deploybot::github::rest::GithubRest;
-use deploybot::github::{Github, RepoName};
 use deploybot::rollout::driver::Clock;
 use deploybot::rollout::events::RolloutEvents;
 use deploybot::rollout::pipeline::{Gate, Pipeline, PipelineError, Release};
@@ -81,25 +81,24 @@ async fn setup_with(on_new_version: &str, github: Option<&FakeGithub>, counted_b
             .unwrap()
             .with_timezone(&Utc),
     );
-    let token = Secret::new("t0ken");
-    let runner = LiveRunner::new(RunnerParts {
-        config: config.clone(),
-        store: store.clone(),
-        github: github.map(|gh| {
-            Arc::new(GithubRest::new(&gh.url(), Some(&token)).unwrap()) as Arc<dyn Github>
-        }),
-        github_token: github.map(|_| token.clone()),
-        argocd: None,
-        alerts: deploybot::alert::Alerts::new(None, std::time::Duration::from_secs(1)).unwrap(),
-        windows: ReplayWindows::new(
-            ["1.0.0", "1.1.0", "2.0.0"]
-                .iter()
-                .map(|t| (t.to_string(), healthy.clone()))
-                .collect(),
-        ),
-        clock: Arc::new(clock.clone()),
-        metrics: None,
-    });
+    let windows = ReplayWindows::new(
+        ["1.0.0", "1.1.0", "2.0.0"]
+            .iter()
+            .map(|t| (t.to_string(), healthy.clone()))
+            .collect(),
+    );
+    let mut parts = RunnerParts::offline(
+        config.clone(),
+        store.clone(),
+        windows,
+        Arc::new(clock.clone()),
+    );
+    if let Some(gh) = github {
+        let token = Secret::new("t0ken");
+        parts.github = Some(Arc::new(GithubRest::new(&gh.url(), Some(&token)).unwrap()));
+        parts.github_token = Some(token);
+    }
+    let runner = LiveRunner::new(parts);
     Setup {
         pipeline: Pipeline::new(config.clone(), store, runner),
         ws,
