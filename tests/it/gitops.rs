@@ -174,33 +174,44 @@ async fn bad_edits_fail_clearly_and_commit_nothing() {
     assert_eq!(fx.head("main"), head);
 }
 
+/// `w` sets web's tag to 2.0.0 on main while someone else commits before each of our first
+/// `times` attempts: `commit(fx, attempt)` is what they commit.
+async fn write_web_while_racing(
+    w: &deploybot::gitops::Writer,
+    fx: &Arc<GitFixture>,
+    times: u32,
+    commit: impl Fn(&GitFixture, u32) + Send + Sync + 'static,
+) -> Result<WriteOutcome, GitopsError> {
+    let fx2 = fx.clone();
+    let edit = Interfere {
+        inner: SetTag::service("web", "2.0.0"),
+        times,
+        calls: AtomicU32::new(0),
+        before: Box::new(move |n| commit(&fx2, n)),
+    };
+    w.write(
+        "main",
+        vec![Arc::new(edit) as Arc<dyn FileEdit>],
+        info("web", "ship"),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_retried_on_the_new_tip_without_losing_the_other_commit() {
     let fx = Arc::new(GitFixture::new());
     let w = fx.writer("a", &fx.file_url(), GitAuth::None);
-    let fx2 = fx.clone();
     // Between our fetch and our push, someone else changes another service.
-    let edit = Interfere {
-        inner: SetTag::service("web", "2.0.0"),
-        times: 1,
-        calls: AtomicU32::new(0),
-        before: Box::new(move |_| {
-            fx2.human_commit(
-                "main",
-                "apps/api/deployment.yaml",
-                &deployment("api", "9.9.9"),
-                "hotfix api",
-            );
-        }),
-    };
-    let out = w
-        .write(
+    let out = write_web_while_racing(&w, &fx, 1, |fx, _| {
+        fx.human_commit(
             "main",
-            vec![Arc::new(edit) as Arc<dyn FileEdit>],
-            info("web", "ship"),
-        )
-        .await
-        .unwrap();
+            "apps/api/deployment.yaml",
+            &deployment("api", "9.9.9"),
+            "hotfix api",
+        );
+    })
+    .await
+    .unwrap();
     let (sha, attempts) = committed(&out);
     assert_eq!(attempts, 2, "first push must have been rejected");
     assert_eq!(fx.head("main"), sha);
@@ -225,28 +236,16 @@ async fn a_lost_race_is_retried_on_the_new_tip_without_losing_the_other_commit()
 async fn a_changed_old_value_upstream_is_a_conflict_not_an_overwrite() {
     let fx = Arc::new(GitFixture::new());
     let w = fx.writer("a", &fx.file_url(), GitAuth::None);
-    let fx2 = fx.clone();
-    let edit = Interfere {
-        inner: SetTag::service("web", "2.0.0"),
-        times: 1,
-        calls: AtomicU32::new(0),
-        before: Box::new(move |_| {
-            fx2.human_commit(
-                "main",
-                "apps/web/deployment.yaml",
-                &deployment("web", "1.5.0"),
-                "manual web",
-            );
-        }),
-    };
-    let e = w
-        .write(
+    let e = write_web_while_racing(&w, &fx, 1, |fx, _| {
+        fx.human_commit(
             "main",
-            vec![Arc::new(edit) as Arc<dyn FileEdit>],
-            info("web", "ship"),
-        )
-        .await
-        .unwrap_err();
+            "apps/web/deployment.yaml",
+            &deployment("web", "1.5.0"),
+            "manual web",
+        );
+    })
+    .await
+    .unwrap_err();
     match &e {
         GitopsError::Conflict {
             path,
@@ -286,23 +285,11 @@ async fn retries_are_bounded() {
         BranchLocks::default(),
         retry,
     );
-    let fx2 = fx.clone();
-    let edit = Interfere {
-        inner: SetTag::service("web", "2.0.0"),
-        times: u32::MAX,
-        calls: AtomicU32::new(0),
-        before: Box::new(move |n| {
-            fx2.human_commit("main", "README.md", &format!("busy {n}\n"), "busy");
-        }),
-    };
-    let e = w
-        .write(
-            "main",
-            vec![Arc::new(edit) as Arc<dyn FileEdit>],
-            info("web", "ship"),
-        )
-        .await
-        .unwrap_err();
+    let e = write_web_while_racing(&w, &fx, u32::MAX, |fx, n| {
+        fx.human_commit("main", "README.md", &format!("busy {n}\n"), "busy");
+    })
+    .await
+    .unwrap_err();
     assert!(
         matches!(e, GitopsError::RetriesExhausted { attempts: 3, .. }),
         "{e}"
