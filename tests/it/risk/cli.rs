@@ -11,6 +11,16 @@ fn deploybot() -> Command {
     c
 }
 
+/// The JSON a successful `--json` run printed; a failed run fails the test with its stderr.
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn assess_json_reports_the_policy_result() {
     let out = deploybot()
@@ -18,12 +28,7 @@ fn assess_json_reports_the_policy_result() {
         .arg(fixtures_dir().join("diffs/migration-deploybot-deliveries.diff"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["risk_score"], 0.7);
     assert_eq!(v["recommended_strategy"], "canary_5");
     assert_eq!(v["requires_manual_approval"], true);
@@ -71,12 +76,7 @@ fn config_thresholds_and_patterns_apply() {
         .arg(fixtures_dir().join("diffs/css-syn-token.diff"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["risk_score"], 0.3);
     assert_eq!(v["recommended_strategy"], "canary_25");
     assert_eq!(v["requires_manual_approval"], true);
@@ -147,12 +147,7 @@ async fn assess_uses_the_configured_model_and_reports_both_sources() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["risk_score"], 0.45);
     assert_eq!(v["recommended_strategy"], "canary_10");
     assert_eq!(v["source"], "llm");
@@ -209,12 +204,7 @@ async fn assess_a_pull_request_through_the_github_api() {
         c.output()
     };
     let out = run(false).await.unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["risk_factors"][0]["category"], "api_contract");
     assert_eq!(v["recommended_strategy"], "canary_5");
     assert!(gh.comments().is_empty(), "read-only without --publish");
