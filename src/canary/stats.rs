@@ -403,24 +403,37 @@ mod tests {
     /// crosses 1/alpha in at most about alpha of them.
     #[test]
     fn mixture_evalue_is_anytime_valid_under_the_null() {
+        let rate = null_crossing_rate(7, |incs| {
+            log_mixture_evalue(incs.iter().map(|r| r.0).sum(), incs.len() as f64, 0.5)
+        });
+        assert!(rate <= NULL_ALPHA, "crossed in {rate}");
+        assert!(rate > 0.0, "never crossed: the boundary is vacuous");
+    }
+
+    const NULL_ALPHA: f64 = 0.05;
+
+    /// Of 4000 null paths of 30 standard-normal increments (variance 1 each), looked at after
+    /// every increment, the share where `log_e` ever reaches `ln(1/NULL_ALPHA)`.
+    fn null_crossing_rate(seed: u64, log_e: impl Fn(&[(f64, f64)]) -> f64) -> f64 {
         use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let normal = Normal::standard();
-        let (paths, alpha) = (4000, 0.05f64);
+        let paths = 4000;
         let mut crossed = 0;
         for _ in 0..paths {
-            let mut s = 0.0;
-            for t in 1..=30 {
-                s += normal.inverse_cdf(rng.random_range(1e-12..1.0 - 1e-12));
-                if log_mixture_evalue(s, t as f64, 0.5) >= (1.0 / alpha).ln() {
+            let mut incs = Vec::with_capacity(30);
+            for _ in 0..30 {
+                incs.push((
+                    normal.inverse_cdf(rng.random_range(1e-12..1.0 - 1e-12)),
+                    1.0,
+                ));
+                if log_e(&incs) >= (1.0 / NULL_ALPHA).ln() {
                     crossed += 1;
                     break;
                 }
             }
         }
-        let rate = crossed as f64 / paths as f64;
-        assert!(rate <= alpha, "crossed in {rate}");
-        assert!(rate > 0.0, "never crossed: the boundary is vacuous");
+        crossed as f64 / paths as f64
     }
 
     #[test]
@@ -465,26 +478,8 @@ mod tests {
     /// crosses 1/alpha in at most about alpha of them, although it restarts at every interval.
     #[test]
     fn changepoint_evalue_is_anytime_valid_under_the_null() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let normal = Normal::standard();
-        let (paths, alpha) = (4000, 0.05f64);
-        let mut crossed = 0;
-        for _ in 0..paths {
-            let mut incs = Vec::with_capacity(30);
-            for _ in 0..30 {
-                incs.push((
-                    normal.inverse_cdf(rng.random_range(1e-12..1.0 - 1e-12)),
-                    1.0,
-                ));
-                if log_changepoint_evalue(&incs, 0.6, 0.8, 30).0 >= (1.0 / alpha).ln() {
-                    crossed += 1;
-                    break;
-                }
-            }
-        }
-        let rate = crossed as f64 / paths as f64;
-        assert!(rate <= alpha, "crossed in {rate}");
+        let rate = null_crossing_rate(11, |incs| log_changepoint_evalue(incs, 0.6, 0.8, 30).0);
+        assert!(rate <= NULL_ALPHA, "crossed in {rate}");
         assert!(rate > 0.0, "never crossed: the boundary is vacuous");
     }
 
