@@ -167,13 +167,24 @@ fn config(ws: &Workspace, prometheus: &str) -> Config {
     config
 }
 
-async fn run_until(
+/// Starts `release` in staging and ticks (copying the committed weights into the exporter)
+/// until `done` holds for its rollout, for at most a minute.
+async fn ship_until(
     pipeline: &Pipeline<LiveRunner<PrometheusWindows>>,
     (exporter, gitops): (&Exporter, &std::path::Path),
+    release: &Release,
     what: &str,
     done: impl Fn(&Rollout) -> bool,
-    id: &str,
 ) -> Rollout {
+    let gate = Gate {
+        risk_score: 0.5,
+        strategy: Strategy::Canary25,
+        approval_required: false,
+    };
+    let id = &pipeline
+        .start(release, gate, Some("staging"), "t", SystemClock.now())
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -225,30 +236,15 @@ async fn a_live_scraped_canary_is_promoted_healthy_and_reverted_bad() {
         pull_request: None,
         commit_sha: None,
     };
-    let gate = Gate {
-        risk_score: 0.5,
-        strategy: Strategy::Canary25,
-        approval_required: false,
-    };
     // Let Prometheus collect a few scrapes first.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let healthy = pipeline
-        .start(
-            &release("1.5.0"),
-            gate,
-            Some("staging"),
-            "t",
-            SystemClock.now(),
-        )
-        .await
-        .unwrap();
-    let r = run_until(
+    let r = ship_until(
         &pipeline,
         (&exporter, &ws.gitops),
+        &release("1.5.0"),
         "healthy canary complete",
         |r| r.phase == Phase::Complete,
-        &healthy,
     )
     .await;
     assert_eq!(r.commits.len(), 2, "25 %, then 100 %: {r:#?}");
@@ -261,22 +257,12 @@ async fn a_live_scraped_canary_is_promoted_healthy_and_reverted_bad() {
     );
 
     exporter.turn_bad();
-    let bad = pipeline
-        .start(
-            &release("1.6.0"),
-            gate,
-            Some("staging"),
-            "t",
-            SystemClock.now(),
-        )
-        .await
-        .unwrap();
-    let r = run_until(
+    let r = ship_until(
         &pipeline,
         (&exporter, &ws.gitops),
+        &release("1.6.0"),
         "bad canary reverted",
         |r| r.revert.as_ref().is_some_and(|v| v.sha.is_some()),
-        &bad,
     )
     .await;
     assert_eq!(r.phase, Phase::RolledBack);
