@@ -165,6 +165,17 @@ pub enum Level {
     Critical,
 }
 
+impl Level {
+    /// Its serialized name (`info`, `warn`, `critical`), e.g. as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Critical => "critical",
+        }
+    }
+}
+
 /// The commit status deploybot sets on the app commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

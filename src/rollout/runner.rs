@@ -47,14 +47,23 @@ pub trait WindowSource: Send + Sync {
     ) -> impl Future<Output = Result<Window, MetricsError>> + Send;
 }
 
-/// Prometheus, with each service's own query templates.
+/// Prometheus, with each service's own query templates. The client (and its bearer token) is
+/// built once; a configuration it cannot be built from is reported by `problem` at start-up and
+/// makes every query fail as permanent, which pauses the rollouts that need it.
 pub struct PrometheusWindows {
     config: Arc<Config>,
+    client: Result<crate::prometheus::PrometheusClient, String>,
 }
 
 impl PrometheusWindows {
     pub fn new(config: Arc<Config>) -> Self {
-        PrometheusWindows { config }
+        let client = crate::prometheus::PrometheusClient::from_config(&config.prometheus);
+        PrometheusWindows { config, client }
+    }
+
+    /// Why no canary can be judged with this configuration, if so.
+    pub fn problem(&self) -> Option<&str> {
+        self.client.as_ref().err().map(String::as_str)
     }
 }
 
@@ -68,15 +77,15 @@ impl WindowSource for PrometheusWindows {
     ) -> Result<Window, MetricsError> {
         let service = service_config(&self.config, &rollout.service)
             .map_err(|e| MetricsError::Permanent(e.reason))?;
-        let source = crate::prometheus::PrometheusSource::from_config(
-            &self.config.prometheus,
+        let client = self.client.clone().map_err(MetricsError::Permanent)?;
+        crate::prometheus::PrometheusSource::new(
+            client,
             service.analysis.queries.clone(),
+            &self.config.prometheus,
         )
-        .map_err(MetricsError::Permanent)?
-        .with_canary_weight(f64::from(rollout.canary_weight.percent()) / 100.0);
-        source
-            .window(&analysis_target(rollout), start, end, step_secs)
-            .await
+        .with_canary_weight(f64::from(rollout.canary_weight.percent()) / 100.0)
+        .window(&analysis_target(rollout), start, end, step_secs)
+        .await
     }
 }
 
@@ -740,14 +749,6 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 }
 
-fn level_name(level: super::input::Level) -> &'static str {
-    match level {
-        super::input::Level::Info => "info",
-        super::input::Level::Warn => "warn",
-        super::input::Level::Critical => "critical",
-    }
-}
-
 fn github_error(e: crate::github::GithubError) -> EffectError {
     EffectError {
         transient: e.is_transient(),
@@ -782,7 +783,7 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
             Effect::WaitForSync { revision, .. } => self.wait_for_sync(r, revision).await,
             Effect::Notify { level, notice } => {
                 if let Some(m) = &self.parts.metrics {
-                    m.rollout_alert(level_name(*level), notice.kind());
+                    m.rollout_alert(level.as_str(), notice.kind());
                 }
                 // An alert that cannot be delivered must not stop the rollout: it is logged.
                 if let Err(e) = self.parts.alerts.send(&subject, *level, notice).await {

@@ -209,6 +209,9 @@ pub async fn rollout_loop<W: WindowSource + 'static>(
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let windows = PrometheusWindows::new(Arc::new(config.clone()));
+    if let Some(problem) = windows.problem() {
+        tracing::warn!("canaries cannot be judged, rollouts will pause at analysis: {problem}");
+    }
     let app = assemble(
         config,
         windows,
