@@ -263,6 +263,18 @@ pub fn parse_application(body: &[u8]) -> Result<AppStatus, String> {
 }
 
 impl ArgoCdClient {
+    /// The client the `argocd` section configures, its token resolved now; `None` without
+    /// `argocd.url` (commits then settle for `settle_time`).
+    pub fn from_config(config: &ArgoCdConfig) -> Result<Option<Self>, String> {
+        let Some(url) = &config.url else {
+            return Ok(None);
+        };
+        let token = crate::secret::SecretRef::resolve_optional(config.token_ref(), "argocd.token")?
+            .ok_or("argocd.url is set but no argocd.token_env/_file")?;
+        let timeout = Duration::from_millis(config.timeout.as_millis());
+        ArgoCdClient::new(url, token, timeout).map(Some)
+    }
+
     /// A client for the Argo CD server at `base_url` (e.g. `https://argocd.example.com`).
     pub fn new(base_url: &str, token: Secret, timeout: Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()

@@ -62,6 +62,18 @@ impl SecretRef {
         }
     }
 
+    /// Reads an optional reference (as the config's `*_ref` methods return it); errors start
+    /// with `key`, so they say which setting is at fault.
+    pub fn resolve_optional(
+        r: Result<Option<SecretRef>, String>,
+        key: &str,
+    ) -> Result<Option<Secret>, String> {
+        match r? {
+            Some(r) => r.resolve().map(Some).map_err(|e| format!("{key}: {e}")),
+            None => Ok(None),
+        }
+    }
+
     /// Reads the secret. Errors name the variable or file, never the value.
     pub fn resolve(&self) -> Result<Secret, String> {
         match self {

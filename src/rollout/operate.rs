@@ -100,13 +100,9 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let store = Store::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let token = match config.github.token_ref().map_err(anyhow::Error::msg)? {
-        Some(r) => Some(
-            r.resolve()
-                .map_err(|e| anyhow::anyhow!("github.token: {e}"))?,
-        ),
-        None => None,
-    };
+    let token =
+        crate::secret::SecretRef::resolve_optional(config.github.token_ref(), "github.token")
+            .map_err(anyhow::Error::msg)?;
     let github = match &token {
         Some(t) => Some(Arc::new(
             crate::github::rest::GithubRest::new(&config.github.api_url, Some(t))
@@ -114,26 +110,8 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
         ) as Arc<dyn crate::github::Github>),
         None => None,
     };
-    let argocd = match &config.argocd.url {
-        Some(url) => {
-            let t = config
-                .argocd
-                .token_ref()
-                .map_err(anyhow::Error::msg)?
-                .ok_or_else(|| anyhow::anyhow!("argocd.url is set but no argocd.token_env/_file"))?
-                .resolve()
-                .map_err(|e| anyhow::anyhow!("argocd.token: {e}"))?;
-            Some(
-                crate::argocd::ArgoCdClient::new(
-                    url,
-                    t,
-                    std::time::Duration::from_millis(config.argocd.timeout.as_millis()),
-                )
-                .map_err(anyhow::Error::msg)?,
-            )
-        }
-        None => None,
-    };
+    let argocd =
+        crate::argocd::ArgoCdClient::from_config(&config.argocd).map_err(anyhow::Error::msg)?;
     let mut parts = RunnerParts::offline(
         Arc::clone(&config),
         store.clone(),

@@ -72,12 +72,7 @@ fn resolve(
     r: Result<Option<crate::secret::SecretRef>, String>,
     key: &str,
 ) -> anyhow::Result<Option<crate::secret::Secret>> {
-    match r.map_err(anyhow::Error::msg)? {
-        Some(r) => Ok(Some(
-            r.resolve().map_err(|e| anyhow::anyhow!("{key}: {e}"))?,
-        )),
-        None => Ok(None),
-    }
+    crate::secret::SecretRef::resolve_optional(r, key).map_err(anyhow::Error::msg)
 }
 
 /// Builds the service: store, GitHub client, optional LLM, Argo CD, alerts, the rollout
@@ -111,22 +106,11 @@ pub async fn assemble<W: WindowSource + 'static>(
     if model.is_none() {
         info!("no llm.base_url: the deterministic risk policy alone decides");
     }
-    let argocd = match &config.argocd.url {
-        Some(url) => {
-            let token = resolve(config.argocd.token_ref(), "argocd.token")?.ok_or_else(|| {
-                anyhow::anyhow!("argocd.url is set but no argocd.token_env/_file")
-            })?;
-            let timeout = Duration::from_millis(config.argocd.timeout.as_millis());
-            Some(
-                crate::argocd::ArgoCdClient::new(url, token, timeout)
-                    .map_err(anyhow::Error::msg)?,
-            )
-        }
-        None => {
-            info!(settle_time = %config.argocd.settle_time, "no argocd.url: each commit settles for a fixed time");
-            None
-        }
-    };
+    let argocd =
+        crate::argocd::ArgoCdClient::from_config(&config.argocd).map_err(anyhow::Error::msg)?;
+    if argocd.is_none() {
+        info!(settle_time = %config.argocd.settle_time, "no argocd.url: each commit settles for a fixed time");
+    }
     let alerts = crate::alert::Alerts::new(
         resolve(config.alerts.webhook_ref(), "alerts.webhook_url")?,
         Duration::from_millis(config.alerts.timeout.as_millis()),
