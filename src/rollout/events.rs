@@ -67,6 +67,9 @@ fn refused(message: impl Into<String>) -> EventError {
 pub struct RolloutEvents<'a, R> {
     pub config: &'a Config,
     pub github: &'a dyn Github,
+    /// The LLM the risk assessment uses, so `/deploy` finds (or makes) the same assessment the
+    /// PR got, never a policy-only one that forgot what the model raised.
+    pub model: Option<&'a dyn crate::llm::RiskModel>,
     pub pipeline: &'a Pipeline<R>,
 }
 
@@ -314,7 +317,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         let stored = crate::risk::service::assess_pull_request(
             self.config,
             self.github,
-            None,
+            self.model,
             self.pipeline.store(),
             repo,
             number,

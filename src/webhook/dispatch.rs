@@ -239,6 +239,7 @@ impl<W: WindowSource> Dispatcher<W> {
         RolloutEvents {
             config: &self.config,
             github: self.github.as_ref(),
+            model: self.model.as_deref(),
             pipeline,
         }
     }

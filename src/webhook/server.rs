@@ -31,6 +31,7 @@ pub struct Assembly<W: WindowSource + 'static> {
     pub router: axum::Router,
     pub pipeline: Arc<Pipeline<LiveRunner<W>>>,
     pub github: Arc<dyn Github>,
+    pub model: Option<Arc<dyn crate::llm::RiskModel>>,
     pub clock: Arc<dyn Clock + Send + Sync>,
     worker: tokio::task::JoinHandle<()>,
     stop: watch::Sender<bool>,
@@ -42,6 +43,7 @@ impl<W: WindowSource + 'static> Assembly<W> {
         RolloutEvents {
             config: &self.config,
             github: self.github.as_ref(),
+            model: self.model.as_deref(),
             pipeline: &self.pipeline,
         }
     }
@@ -134,7 +136,7 @@ pub async fn assemble<W: WindowSource + 'static>(
         Arc::new(Dispatcher {
             config: Arc::clone(&config),
             github: Arc::clone(&github),
-            model,
+            model: model.clone(),
             store: store.clone(),
             pipeline: Some(Arc::clone(&pipeline)),
             clock: Arc::clone(&clock),
@@ -160,6 +162,7 @@ pub async fn assemble<W: WindowSource + 'static>(
         router,
         pipeline,
         github,
+        model,
         clock,
         worker,
         stop: stop_tx,

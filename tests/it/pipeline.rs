@@ -237,6 +237,7 @@ fn events<'a>(
     RolloutEvents {
         config: &s.config,
         github,
+        model: None,
         pipeline: &s.pipeline,
     }
 }
