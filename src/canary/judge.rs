@@ -16,9 +16,11 @@
 //! 4. Promotion needs, after `min_intervals` verified intervals, evidence for every gating
 //!    metric that the canary is *not worse than the tolerance* (the same statistic against the
 //!    tolerance ratio), a sound sample ratio, and verified data in the current interval.
-//! 5. At `max_intervals` the last look is one fixed-horizon test more (z of the same sum against
-//!    the rollback margin, at `alpha` split across the gating tests): a canary that is clearly
-//!    worse but short of the sequential threshold rolls back instead of holding.
+//! 5. At `max_intervals` the last look takes two fixed-horizon tests more, each at half of
+//!    `alpha` split across the gating tests: z of the same within-interval sum against the
+//!    rollback margin, and z of the whole-window rate ratio against 1 with each track's own
+//!    wobble (stronger when a quiet canary sits next to a swinging baseline). A canary that is
+//!    clearly worse but short of the sequential threshold rolls back instead of holding.
 //!
 //! The reference judges live in `reference.rs`; this file only holds deploybot's own.
 
@@ -156,6 +158,10 @@ pub struct MetricReport {
     /// z score of "canary worse than the rollback margin" at a fixed horizon (the last look
     /// rolls back when it exceeds `final_z`).
     pub margin_z: f64,
+    /// z score of "canary worse at all" (ratio 1) from the whole-window rates, each track's
+    /// variance from its own wobble ([`stats::pooled_log_ratio_z`]); 0 before `min_intervals`
+    /// verified intervals. The last look rolls back when it exceeds `final_z`.
+    pub pooled_z: f64,
     /// The verified interval (1-based) from which the evidence of "canary worse" is strongest:
     /// 1 for a regression from the start, later for one with a late onset.
     pub since: usize,
@@ -368,18 +374,28 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
         return decision;
     }
     if t >= cfg.max_intervals as usize {
-        // The last look is one fixed-horizon test more: it spends a second `alpha`, split across
-        // the gating tests like the sequential one, so false rollbacks stay below 2 * alpha.
-        let final_z = stats::normal_upper_quantile(cfg.alpha / gating.len().max(1) as f64);
-        if let Some(m) = gating.iter().find(|m| m.margin_z >= final_z) {
+        // The last look is two fixed-horizon tests more, each at half of a second `alpha` split
+        // across the gating tests, so false rollbacks stay below 2 * alpha over the analysis.
+        let final_z = stats::normal_upper_quantile(cfg.alpha / 2.0 / gating.len().max(1) as f64);
+        let last_look = |m: &MetricReport| {
+            if m.margin_z >= final_z {
+                Some(format!(
+                    "last look: within-interval z {:.2} against the rollback margin, limit {final_z:.2}",
+                    m.margin_z
+                ))
+            } else if m.pooled_z >= final_z {
+                Some(format!(
+                    "last look: whole-window z {:.2} that the canary is worse at all, limit {final_z:.2}",
+                    m.pooled_z
+                ))
+            } else {
+                None
+            }
+        };
+        if let Some((m, look)) = gating.iter().find_map(|m| last_look(m).map(|l| (m, l))) {
             decision.verdict = Verdict::Rollback {
                 metric: m.metric.to_string(),
-                evidence: format!(
-                    "{} (last look: z {:.2} against the rollback margin, limit {:.2})",
-                    m.summary(),
-                    m.margin_z,
-                    final_z
-                ),
+                evidence: format!("{} ({look})", m.summary()),
             };
             return decision;
         }
@@ -591,7 +607,7 @@ fn metric_reports(
     let promote_z = stats::normal_upper_quantile(cfg.promote_alpha);
     tests
         .into_iter()
-        .map(|t| run_test(t, log_threshold, promote_z, cfg.max_intervals as usize))
+        .map(|t| run_test(t, log_threshold, promote_z, cfg))
         .collect()
 }
 
@@ -619,7 +635,8 @@ fn latency_bounds(base: &[u64], body_q: f64, tail_q: f64) -> (Option<usize>, Opt
     (body, tail)
 }
 
-fn run_test(t: Test, log_threshold: f64, promote_z: f64, horizon: usize) -> MetricReport {
+fn run_test(t: Test, log_threshold: f64, promote_z: f64, cfg: &JudgeConfig) -> MetricReport {
+    let (horizon, min_intervals) = (cfg.max_intervals as usize, cfg.min_intervals as usize);
     // "Lower is worse": compare the complements' direction by flipping which side we test:
     // the canary's events being *fewer* than its share is the regression.
     let sign = match t.direction {
@@ -642,9 +659,21 @@ fn run_test(t: Test, log_threshold: f64, promote_z: f64, horizon: usize) -> Metr
     let (log_evalue, start) =
         stats::log_changepoint_evalue(&incs, MIXTURE_TAU, FROM_START_WEIGHT, horizon);
     let tolerance_z = sign * tol.z();
-    let (ce, cr, be, br) = t.rows.iter().fold((0, 0, 0, 0), |a, r| {
-        (a.0 + r.0, a.1 + r.1, a.2 + r.2, a.3 + r.3)
-    });
+    // The whole-window look only runs at the last look, on up to `max_intervals` intervals of
+    // the window's own wobble: the pessimistic prior exists for the first few intervals of the
+    // sequential test and is not used here (see `pooled_z`). Fewer verified intervals than a
+    // promotion needs are too few to estimate the wobble from, so the look is not taken.
+    let pooled_z = (t.rows.len() >= min_intervals)
+        .then(|| {
+            let own_wobble = DispersionPrior {
+                kappa: t.prior.kappa,
+                weight: 0.0,
+            };
+            stats::pooled_log_ratio_z(&t.rows, 1.0, own_wobble)
+        })
+        .flatten()
+        .map_or(0.0, |z| sign * z);
+    let (ce, cr, be, br) = stats::totals(&t.rows);
     let within_absolute = t.absolute_tolerance.is_some_and(|abs| {
         sign > 0.0 && absolute_upper_bound(ce, cr, be, br, kappa, t.rows.len(), promote_z) < abs
     });
@@ -668,6 +697,7 @@ fn run_test(t: Test, log_threshold: f64, promote_z: f64, horizon: usize) -> Metr
         log_evalue,
         log_threshold,
         margin_z: sign * null.z(),
+        pooled_z,
         since: start + 1,
         tolerance_z,
         promote_z,
@@ -810,6 +840,36 @@ mod tests {
         // a healthy canary at its last look is not rolled back
         let healthy_window = window(30, healthy);
         assert_ne!(decide(&healthy_window, 30, &cfg).verdict.name(), "rollback");
+    }
+
+    /// A steady canary at 1.8x the error rate of a baseline that swings between 5 and 115
+    /// errors a minute: within each interval the swing drowns the difference, over the whole
+    /// window it does not. The last look's whole-window test rolls it back, and only there.
+    #[test]
+    fn a_quiet_canary_next_to_a_wobbly_baseline_rolls_back_on_the_whole_window() {
+        let cfg = JudgeConfig::default();
+        let w = window(30, |i| Interval {
+            baseline: Some(track(9000, if i % 2 == 0 { 5 } else { 115 }, 0.2)),
+            canary: Some(track(1000, 12, 0.2)),
+        });
+        for t in 1..30 {
+            assert_ne!(decide(&w, t, &cfg).verdict.name(), "rollback", "at {t}");
+        }
+        let d = decide(&w, 30, &cfg);
+        let errors = &d.metrics[0];
+        let limit = stats::normal_upper_quantile(cfg.alpha / 2.0 / 3.0);
+        assert!(
+            errors.margin_z < limit && limit < errors.pooled_z,
+            "{errors:?}"
+        );
+        let Verdict::Rollback { metric, evidence } = &d.verdict else {
+            panic!("expected a rollback at the last look, got {d:?}");
+        };
+        assert_eq!(metric, "error-rate");
+        assert!(evidence.contains("whole-window"), "{evidence}");
+        // before `min_intervals` verified intervals the whole-window test is not taken
+        let early = decide(&w, cfg.min_intervals as usize - 1, &cfg);
+        assert_eq!(early.metrics[0].pooled_z, 0.0);
     }
 
     #[test]

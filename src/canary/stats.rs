@@ -202,6 +202,75 @@ pub fn log_changepoint_evalue(
     (top + (reached + pending * (-top).exp()).ln(), top_start)
 }
 
+/// Squared CV of one track's event rate from interval to interval (method of moments around the
+/// track's own pooled rate, Poisson variance removed), shrunk toward the prior. Rows are
+/// (events, requests) per interval.
+pub fn track_dispersion(rows: &[(u64, u64)], prior: DispersionPrior) -> f64 {
+    let events: u64 = rows.iter().map(|r| r.0).sum();
+    let requests: u64 = rows.iter().map(|r| r.1).sum();
+    let t = rows.len() as f64;
+    if requests == 0 || events == 0 || t < 2.0 {
+        return prior.kappa;
+    }
+    let rate = events as f64 / requests as f64;
+    let (mut excess, mut a_sum) = (0.0, 0.0);
+    for &(e, n) in rows {
+        let mu = rate * n as f64;
+        let d = e as f64 - mu;
+        excess += d * d - mu;
+        a_sum += mu * mu;
+    }
+    // One degree of freedom went into the rate.
+    excess *= t / (t - 1.0);
+    let a_mean = a_sum / t;
+    ((prior.weight * prior.kappa * a_mean + excess) / (prior.weight * a_mean + a_sum)).max(0.0)
+}
+
+/// Column sums of (canary events, canary requests, baseline events, baseline requests) rows.
+pub fn totals(rows: &[(u64, u64, u64, u64)]) -> (u64, u64, u64, u64) {
+    rows.iter().fold((0, 0, 0, 0), |a, r| {
+        (a.0 + r.0, a.1 + r.1, a.2 + r.2, a.3 + r.3)
+    })
+}
+
+/// Variance of the log of a track's pooled event rate: Poisson at `expected` events (at least
+/// one), plus the track's own wobble weighted by how concentrated its requests are in few
+/// intervals (1/T when they are spread evenly).
+fn log_rate_variance(rows: &[(u64, u64)], expected: f64, prior: DispersionPrior) -> f64 {
+    let requests: u64 = rows.iter().map(|r| r.1).sum();
+    let concentration: f64 = rows
+        .iter()
+        .map(|r| (r.1 as f64 / requests as f64).powi(2))
+        .sum();
+    1.0 / expected.max(1.0) + track_dispersion(rows, prior) * concentration
+}
+
+/// Fixed-horizon z of "the canary's pooled event rate is more than `ratio` times the
+/// baseline's": ln of the ratio of whole-window rates, each track's variance its Poisson part
+/// at the null's expected count plus its own interval-to-interval wobble. Pooling across
+/// intervals is safe here because both tracks see the same intervals with the same share; it
+/// does not pay for the baseline's per-interval wobble the way the within-interval comparison
+/// does, which is where it is stronger on quiet canaries next to a wobbly baseline.
+/// `None` without events or requests on either side.
+pub fn pooled_log_ratio_z(
+    rows: &[(u64, u64, u64, u64)],
+    ratio: f64,
+    prior: DispersionPrior,
+) -> Option<f64> {
+    let (ce, cr, be, br) = totals(rows);
+    if cr == 0 || br == 0 || ce + be == 0 {
+        return None;
+    }
+    let (cr, br) = (cr as f64, br as f64);
+    let base = (ce + be) as f64 / (ratio * cr + br);
+    let canary: Vec<(u64, u64)> = rows.iter().map(|r| (r.0, r.1)).collect();
+    let baseline: Vec<(u64, u64)> = rows.iter().map(|r| (r.2, r.3)).collect();
+    let variance = log_rate_variance(&canary, ratio * base * cr, prior)
+        + log_rate_variance(&baseline, base * br, prior);
+    let observed = ((ce as f64).max(0.5) / cr) / ((be as f64).max(0.5) / br);
+    Some((observed.ln() - ratio.ln()) / variance.sqrt())
+}
+
 /// Mantel-Haenszel estimate of the canary/baseline event-rate ratio, pooled within intervals
 /// (never across them, which Simpson's paradox would bias). `None` without events.
 pub fn rate_ratio(counts: &[SplitCount]) -> Option<f64> {
@@ -481,6 +550,72 @@ mod tests {
         let rate = null_crossing_rate(11, |incs| log_changepoint_evalue(incs, 0.6, 0.8, 30).0);
         assert!(rate <= NULL_ALPHA, "crossed in {rate}");
         assert!(rate > 0.0, "never crossed: the boundary is vacuous");
+    }
+
+    #[test]
+    fn track_dispersion_sees_a_tracks_wobble() {
+        let none = DispersionPrior {
+            kappa: 0.5,
+            weight: 0.0,
+        };
+        // 20 +- 1 errors of 1000 requests: Poisson at most, no wobble
+        let steady: Vec<(u64, u64)> = (0..30).map(|i| (19 + i % 3, 1000)).collect();
+        assert!(track_dispersion(&steady, none) < 0.01);
+        // 5 and 35 in turn around a mean of 20: squared CV (15/20)^2 less Poisson's 1/20
+        let wobbly: Vec<(u64, u64)> = (0..30)
+            .map(|i| (if i % 2 == 0 { 5 } else { 35 }, 1000))
+            .collect();
+        let k = track_dispersion(&wobbly, none);
+        assert!((k - (0.5625 - 0.05) * 30.0 / 29.0).abs() < 1e-9, "{k}");
+        // one interval says nothing about wobble: the prior stands
+        assert_eq!(track_dispersion(&wobbly[..1], none), 0.5);
+    }
+
+    /// The whole-window z on the generator's healthy windows (independent gamma wobble per
+    /// track, bursts and ramps shared) is roughly standard normal in its upper tail, and it sees
+    /// a 1.5x and a 2x error rate over 30 intervals.
+    #[test]
+    fn pooled_log_ratio_z_is_calibrated_on_wobbly_healthy_windows_and_sees_a_shift() {
+        use crate::canary::generate;
+        let own = DispersionPrior {
+            kappa: 1.0,
+            weight: 0.0,
+        };
+        let mut by_family: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        for g in generate::suite(150, 99) {
+            let rows: Vec<(u64, u64, u64, u64)> = g
+                .scenario
+                .window
+                .intervals
+                .iter()
+                .filter_map(|iv| Some((iv.baseline.as_ref()?, iv.canary.as_ref()?)))
+                .map(|(b, c)| (c.errors, c.requests, b.errors, b.requests))
+                .collect();
+            if let Some(z) = pooled_log_ratio_z(&rows, 1.0, own) {
+                by_family.entry(g.family).or_default().push(z);
+            }
+        }
+        let above = |family: &str, z: f64| {
+            let v = &by_family[family];
+            v.iter().filter(|&&x| x >= z).count() as f64 / v.len() as f64
+        };
+        let z_1pct = normal_upper_quantile(0.01);
+        for healthy in [
+            "healthy-flat",
+            "healthy-bursty",
+            "healthy-ramp",
+            "healthy-high-traffic",
+        ] {
+            let tail = above(healthy, z_1pct);
+            assert!(tail <= 0.03, "{healthy}: {tail} above the 1 % point");
+            assert!(above(healthy, 0.0) > 0.3, "{healthy}: never positive");
+        }
+        assert!(above("errors-x1.5", z_1pct) > 0.35);
+        assert!(above("errors-x2.0", z_1pct) > 0.75);
+        // a canary that is better is not worse
+        let better: Vec<(u64, u64, u64, u64)> = (0..30).map(|_| (1, 600, 60, 11400)).collect();
+        assert!(pooled_log_ratio_z(&better, 1.0, own).unwrap() < -3.0);
+        assert_eq!(pooled_log_ratio_z(&[(0, 600, 0, 11400)], 1.0, own), None);
     }
 
     #[test]

@@ -78,6 +78,15 @@ fn the_judge_meets_the_hard_goals_on_the_shared_suite() {
             "{}",
             m.name()
         );
+        // and the subtle regressions are rolled back at least as often as by any reference
+        assert!(
+            s.subtle_detected >= r.subtle_detected,
+            "subtle {}/{} against {} for {}",
+            s.subtle_detected,
+            s.subtle,
+            r.subtle_detected,
+            m.name()
+        );
     }
 }
 
