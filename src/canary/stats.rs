@@ -205,16 +205,22 @@ pub fn log_changepoint_evalue(
 /// Squared CV of one track's event rate from interval to interval (method of moments around the
 /// track's own pooled rate, Poisson variance removed), shrunk toward the prior. Rows are
 /// (events, requests) per interval.
-pub fn track_dispersion(rows: &[(u64, u64)], prior: DispersionPrior) -> f64 {
-    let events: u64 = rows.iter().map(|r| r.0).sum();
-    let requests: u64 = rows.iter().map(|r| r.1).sum();
-    let t = rows.len() as f64;
+pub fn track_dispersion<I>(rows: I, prior: DispersionPrior) -> f64
+where
+    I: IntoIterator<Item = (u64, u64)> + Clone,
+{
+    let (mut events, mut requests, mut t) = (0u64, 0u64, 0.0);
+    for (e, n) in rows.clone() {
+        events += e;
+        requests += n;
+        t += 1.0;
+    }
     if requests == 0 || events == 0 || t < 2.0 {
         return prior.kappa;
     }
     let rate = events as f64 / requests as f64;
     let (mut excess, mut a_sum) = (0.0, 0.0);
-    for &(e, n) in rows {
+    for (e, n) in rows {
         let mu = rate * n as f64;
         let d = e as f64 - mu;
         excess += d * d - mu;
@@ -236,10 +242,14 @@ pub fn totals(rows: &[(u64, u64, u64, u64)]) -> (u64, u64, u64, u64) {
 /// Variance of the log of a track's pooled event rate: Poisson at `expected` events (at least
 /// one), plus the track's own wobble weighted by how concentrated its requests are in few
 /// intervals (1/T when they are spread evenly).
-fn log_rate_variance(rows: &[(u64, u64)], expected: f64, prior: DispersionPrior) -> f64 {
-    let requests: u64 = rows.iter().map(|r| r.1).sum();
+fn log_rate_variance<I>(rows: I, expected: f64, prior: DispersionPrior) -> f64
+where
+    I: IntoIterator<Item = (u64, u64)> + Clone,
+{
+    let requests: u64 = rows.clone().into_iter().map(|r| r.1).sum();
     let concentration: f64 = rows
-        .iter()
+        .clone()
+        .into_iter()
         .map(|r| (r.1 as f64 / requests as f64).powi(2))
         .sum();
     1.0 / expected.max(1.0) + track_dispersion(rows, prior) * concentration
@@ -263,10 +273,10 @@ pub fn pooled_log_ratio_z(
     }
     let (cr, br) = (cr as f64, br as f64);
     let base = (ce + be) as f64 / (ratio * cr + br);
-    let canary: Vec<(u64, u64)> = rows.iter().map(|r| (r.0, r.1)).collect();
-    let baseline: Vec<(u64, u64)> = rows.iter().map(|r| (r.2, r.3)).collect();
-    let variance = log_rate_variance(&canary, ratio * base * cr, prior)
-        + log_rate_variance(&baseline, base * br, prior);
+    let canary = rows.iter().map(|r| (r.0, r.1));
+    let baseline = rows.iter().map(|r| (r.2, r.3));
+    let variance = log_rate_variance(canary, ratio * base * cr, prior)
+        + log_rate_variance(baseline, base * br, prior);
     let observed = ((ce as f64).max(0.5) / cr) / ((be as f64).max(0.5) / br);
     Some((observed.ln() - ratio.ln()) / variance.sqrt())
 }
@@ -560,15 +570,15 @@ mod tests {
         };
         // 20 +- 1 errors of 1000 requests: Poisson at most, no wobble
         let steady: Vec<(u64, u64)> = (0..30).map(|i| (19 + i % 3, 1000)).collect();
-        assert!(track_dispersion(&steady, none) < 0.01);
+        assert!(track_dispersion(steady.iter().copied(), none) < 0.01);
         // 5 and 35 in turn around a mean of 20: squared CV (15/20)^2 less Poisson's 1/20
         let wobbly: Vec<(u64, u64)> = (0..30)
             .map(|i| (if i % 2 == 0 { 5 } else { 35 }, 1000))
             .collect();
-        let k = track_dispersion(&wobbly, none);
+        let k = track_dispersion(wobbly.iter().copied(), none);
         assert!((k - (0.5625 - 0.05) * 30.0 / 29.0).abs() < 1e-9, "{k}");
         // one interval says nothing about wobble: the prior stands
-        assert_eq!(track_dispersion(&wobbly[..1], none), 0.5);
+        assert_eq!(track_dispersion(wobbly[..1].iter().copied(), none), 0.5);
     }
 
     /// The whole-window z on the generator's healthy windows (independent gamma wobble per
