@@ -430,6 +430,23 @@ impl Config {
                      set the query or make latency dry-run"
                 ));
             }
+            for name in s.analysis.judge.extra.keys() {
+                if !s.analysis.queries.extra.contains_key(name) {
+                    p.push(format!(
+                        "{key}.analysis.judge.extra.{name}: needs a query \
+                         {key}.analysis.queries.extra.{name}"
+                    ));
+                }
+            }
+            for name in s.analysis.queries.extra.keys() {
+                if !s.analysis.judge.extra.contains_key(name) {
+                    // A query nobody judges would cost Prometheus time and decide nothing.
+                    p.push(format!(
+                        "{key}.analysis.queries.extra.{name}: no {key}.analysis.judge.extra.{name} \
+                         says how to judge it"
+                    ));
+                }
+            }
             s.rollout.validate(&format!("{key}.rollout"), &mut p);
         }
         p
@@ -518,6 +535,45 @@ mod tests {
         assert!(e.contains("server.webhook_path"), "{e}");
         assert!(e.contains("server.max_body_bytes"), "{e}");
         assert!(e.contains("services[0].app_repo"), "{e}");
+    }
+
+    #[test]
+    fn an_extra_metric_needs_both_its_query_and_its_judgement() {
+        let service = |judge: &str, queries: &str| {
+            format!(
+                "services:\n  - name: shop\n    app_repo: acme/shop\n    analysis:\n      judge:\n        extra:\n{judge}      queries:\n        extra:\n{queries}"
+            )
+        };
+        let ok = service(
+            "          orders: {direction: lower-is-worse}\n",
+            "          orders: 'sum(increase(orders_total{track=\"{{track}}\"}[{{interval}}]))'\n",
+        );
+        let c = parse(&ok).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.services[0].analysis.queries.extra.contains_key("orders"));
+        let e = parse(&service(
+            "          orders: {}\n",
+            "          refunds: 'sum(refunds_total{track=\"{{track}}\"})'\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("services[0].analysis.judge.extra.orders: needs a query services[0].analysis.queries.extra.orders"),
+            "{e}"
+        );
+        assert!(
+            e.contains("services[0].analysis.queries.extra.refunds: no services[0].analysis.judge.extra.refunds"),
+            "{e}"
+        );
+        let e = parse(&service(
+            "          orders: {}\n",
+            "          orders: 'sum(orders_total)'\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("services[0].analysis.queries.extra.orders: must use {{track}}"),
+            "{e}"
+        );
     }
 
     #[test]

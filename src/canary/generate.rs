@@ -208,6 +208,7 @@ fn scenario(family: &str, truth: Truth, index: usize, rng: &mut StdRng) -> Gener
                 requests: 0,
                 errors: 0,
                 latency_buckets: vec![0; LATENCY_BUCKETS_LE.len() + 1],
+                extra: Default::default(),
             }
         } else {
             track(
@@ -293,6 +294,7 @@ fn track(
         requests,
         errors,
         latency_buckets,
+        extra: Default::default(),
     }
 }
 

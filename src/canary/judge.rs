@@ -70,6 +70,8 @@ pub enum HoldReason {
     NoBaselineTraffic,
     /// Latency is a gating metric but a track has no histogram for the interval.
     LatencyMissing,
+    /// A gating extra metric has no sample for the interval on one track.
+    ExtraMissing { metric: String },
     /// The canary's share of the requests is far from its weight: routing is broken.
     SampleRatioMismatch { observed: f64, expected: f64 },
     /// The analysis reached `max_intervals` without enough evidence either way.
@@ -88,6 +90,9 @@ impl std::fmt::Display for HoldReason {
             HoldReason::LatencyMissing => {
                 write!(f, "no latency histogram for the interval on one track")
             }
+            HoldReason::ExtraMissing { metric } => {
+                write!(f, "no {metric} sample for the interval on one track")
+            }
             HoldReason::SampleRatioMismatch { observed, expected } => write!(
                 f,
                 "sample ratio mismatch: the canary received {:.2} % of requests, {:.2} % expected",
@@ -103,7 +108,7 @@ impl std::fmt::Display for HoldReason {
 }
 
 /// Which comparison a report is about.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MetricKind {
     /// Failed requests.
@@ -112,6 +117,8 @@ pub enum MetricKind {
     Latency { le: f64 },
     /// Requests slower than `le` seconds (around the baseline's tail quantile).
     LatencyTail { le: f64 },
+    /// A configured extra counter (`analysis.judge.extra.<name>`), per request.
+    Extra { name: String },
 }
 
 impl std::fmt::Display for MetricKind {
@@ -120,6 +127,7 @@ impl std::fmt::Display for MetricKind {
             MetricKind::Errors => write!(f, "error-rate"),
             MetricKind::Latency { le } => write!(f, "latency>{le}s"),
             MetricKind::LatencyTail { le } => write!(f, "latency-tail>{le}s"),
+            MetricKind::Extra { name } => write!(f, "{name}"),
         }
     }
 }
@@ -266,6 +274,27 @@ fn data_problem(iv: &Interval) -> Option<HoldReason> {
     }
 }
 
+/// Why an interval gives no evidence for the gating metrics: missing series or traffic
+/// ([`data_problem`]), or a gating latency histogram or extra metric absent on a track.
+fn hold_reason(iv: &Interval, cfg: &JudgeConfig, buckets: usize) -> Option<HoldReason> {
+    if let Some(problem) = data_problem(iv) {
+        return Some(problem);
+    }
+    let (b, c) = verified(iv)?;
+    if cfg.latency.mode == MetricMode::Gate
+        && (!has_latency(b, buckets) || !has_latency(c, buckets))
+    {
+        return Some(HoldReason::LatencyMissing);
+    }
+    cfg.extra
+        .iter()
+        .filter(|(_, m)| m.mode == MetricMode::Gate)
+        .find(|(name, _)| !b.extra.contains_key(*name) || !c.extra.contains_key(*name))
+        .map(|(name, _)| HoldReason::ExtraMissing {
+            metric: name.clone(),
+        })
+}
+
 /// Both tracks of an interval when they can be compared.
 fn verified(iv: &Interval) -> Option<(&TrackSample, &TrackSample)> {
     match (&iv.baseline, &iv.canary) {
@@ -319,26 +348,18 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
         return decision;
     }
 
-    let hold = |reason: HoldReason| {
+    if let Some(problem) = hold_reason(current, cfg, buckets) {
+        // Consecutive held intervals, whatever held each of them, escalate: a gating metric
+        // that never arrives must page someone as surely as a missing canary.
         let held = seen
             .iter()
             .rev()
-            .take_while(|iv| data_problem(iv).is_some())
+            .take_while(|iv| hold_reason(iv, cfg, buckets).is_some())
             .count();
-        Verdict::Hold {
-            reason,
+        decision.verdict = Verdict::Hold {
+            reason: problem,
             escalate: held >= cfg.escalate_after_holds as usize,
-        }
-    };
-    if let Some(problem) = data_problem(current) {
-        decision.verdict = hold(problem);
-        return decision;
-    }
-    if cfg.latency.mode == MetricMode::Gate
-        && verified(current)
-            .is_some_and(|(b, c)| !has_latency(b, buckets) || !has_latency(c, buckets))
-    {
-        decision.verdict = hold(HoldReason::LatencyMissing);
+        };
         return decision;
     }
     if let Some(observed) = share
@@ -598,6 +619,31 @@ fn metric_reports(
             });
         }
     }
+    for (name, m) in &cfg.extra {
+        tests.push(Test {
+            kind: MetricKind::Extra { name: name.clone() },
+            mode: m.mode,
+            direction: m.direction,
+            tolerance: m.tolerance,
+            margin: m.rollback_margin,
+            prior: DispersionPrior {
+                kappa: m.dispersion_prior,
+                weight: PRIOR_WEIGHT,
+            },
+            rows: pairs
+                .iter()
+                .filter_map(|(b, c)| {
+                    Some((
+                        *c.extra.get(name)?,
+                        c.requests,
+                        *b.extra.get(name)?,
+                        b.requests,
+                    ))
+                })
+                .collect(),
+            absolute_tolerance: None,
+        });
+    }
     let gating = tests
         .iter()
         .filter(|t| t.mode == MetricMode::Gate)
@@ -750,6 +796,7 @@ mod tests {
                 slow_n - slow_n * 9 / 10,
                 0,
             ],
+            extra: Default::default(),
         }
     }
 
@@ -1092,6 +1139,7 @@ mod tests {
                 requests: 1000,
                 errors: 0,
                 latency_buckets: vec![400, 400, 100, 50, 50],
+                extra: Default::default(),
             }),
         });
         let d = decide(&w, 1, &cfg);
@@ -1162,6 +1210,89 @@ mod tests {
         assert_eq!(replay_verdict(&w, &cfg).verdict.name(), "rollback");
     }
 
+    /// A healthy interval whose tracks also count `orders` (successes: 20 % of requests on
+    /// both tracks unless `canary_orders` says otherwise).
+    fn with_orders(i: usize, canary_orders: Option<u64>) -> Interval {
+        let mut iv = healthy(i);
+        let count = |s: &mut TrackSample, n: Option<u64>| {
+            if let Some(n) = n {
+                s.extra.insert("orders".into(), n);
+            }
+        };
+        let base = iv.baseline.as_mut().unwrap();
+        let b = base.requests / 5 + (i % 3) as u64;
+        count(base, Some(b));
+        count(iv.canary.as_mut().unwrap(), canary_orders);
+        iv
+    }
+
+    fn orders_config(direction: Direction, mode: MetricMode) -> JudgeConfig {
+        let mut cfg = JudgeConfig::default();
+        cfg.extra.insert(
+            "orders".into(),
+            crate::canary::settings::ExtraMetricConfig {
+                direction,
+                mode,
+                ..Default::default()
+            },
+        );
+        cfg
+    }
+
+    #[test]
+    fn an_extra_metric_is_judged_per_request_in_its_direction() {
+        let cfg = orders_config(Direction::LowerIsWorse, MetricMode::Gate);
+        // the canary places half the orders per request: a regression of a success counter
+        let w = window(30, |i| with_orders(i, Some(100)));
+        let d = replay_verdict(&w, &cfg);
+        let Verdict::Rollback { metric, evidence } = &d.verdict else {
+            panic!("expected a rollback, got {d:?}");
+        };
+        assert_eq!(metric, "orders");
+        assert!(evidence.contains("ratio 0.50x"), "{evidence}");
+        // as many orders per request: promoted, with the extra metric within tolerance
+        let w = window(30, |i| with_orders(i, Some(200 + (i % 2) as u64)));
+        let d = replay_verdict(&w, &cfg);
+        assert_eq!(d.verdict, Verdict::Promote, "{}", d.reason());
+        let orders = d
+            .metrics
+            .iter()
+            .find(|m| m.metric.to_string() == "orders")
+            .unwrap();
+        assert_eq!(orders.status, MetricStatus::WithinTolerance);
+        // the same halving read as "higher is worse" is an improvement, not a regression
+        let cfg = orders_config(Direction::HigherIsWorse, MetricMode::Gate);
+        let w = window(30, |i| with_orders(i, Some(100)));
+        assert_ne!(replay_verdict(&w, &cfg).verdict.name(), "rollback");
+    }
+
+    #[test]
+    fn a_missing_gating_extra_metric_holds_and_a_dry_run_one_does_not() {
+        let w = window(8, |i| with_orders(i, None));
+        let gate = orders_config(Direction::LowerIsWorse, MetricMode::Gate);
+        for t in 1..=8 {
+            let d = decide(&w, t, &gate);
+            let Verdict::Hold { reason, escalate } = &d.verdict else {
+                panic!("expected a hold at {t}, got {d:?}");
+            };
+            assert_eq!(
+                reason,
+                &HoldReason::ExtraMissing {
+                    metric: "orders".into()
+                }
+            );
+            assert_eq!(*escalate, t >= 3, "at {t}");
+        }
+        assert!(
+            decide(&w, 1, &gate)
+                .reason()
+                .contains("no orders sample for the interval")
+        );
+        let dry = orders_config(Direction::LowerIsWorse, MetricMode::DryRun);
+        let w = window(30, |i| with_orders(i, None));
+        assert_eq!(replay_verdict(&w, &dry).verdict, Verdict::Promote);
+    }
+
     #[test]
     fn missing_latency_histograms_hold_when_latency_gates() {
         let cfg = JudgeConfig::default();
@@ -1178,11 +1309,23 @@ mod tests {
                 d.verdict,
                 Verdict::Hold {
                     reason: HoldReason::LatencyMissing,
-                    ..
+                    escalate: true,
                 }
             ),
             "{d:?}"
         );
+        // a histogram that never arrives escalates like a missing series
+        assert!(matches!(
+            decide(&w, 2, &cfg).verdict,
+            Verdict::Hold {
+                escalate: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(&w, 3, &cfg).verdict,
+            Verdict::Hold { escalate: true, .. }
+        ));
     }
 
     mod properties {
@@ -1200,6 +1343,7 @@ mod tests {
                         requests,
                         errors,
                         latency_buckets: vec![fast / 2, fast - fast / 2, slow / 2, slow - slow / 2, 0],
+                        extra: Default::default(),
                     })
                 }),
             ]

@@ -20,6 +20,15 @@ pub use settings::{JudgeConfig, JudgeMethod};
 
 use sample::Window;
 
+/// Names of extra metrics appear in config keys, metric labels and reports: letters, digits,
+/// `_` and `-` only.
+pub fn is_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// Runs the configured judge on the first `t` intervals of `window`.
 pub fn judge(window: &Window, t: usize, config: &JudgeConfig) -> Decision {
     let t = t.clamp(1, window.intervals.len().max(1));

@@ -2,6 +2,7 @@
 //! Both the Prometheus source and the replay source produce these; the judge consumes them.
 //! `None` means no sample exists (scrape gap, series gone): never the same as zero.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,10 @@ pub struct TrackSample {
     /// Requests per latency bucket in the interval, NOT cumulative; one entry per bound of
     /// [`Window::latency_buckets_le`] plus a last entry for `+Inf`. Empty when latency is unknown.
     pub latency_buckets: Vec<u64>,
+    /// Increments of the configured extra counters in the interval, by metric name; a name
+    /// absent here has no sample for this interval.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, u64>,
 }
 
 /// One interval: a sample per track, each possibly missing.

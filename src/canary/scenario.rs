@@ -5,6 +5,7 @@
 //! ([`ScenarioLabels`]: `truth`, `family`), so nothing that judges can read the answer: the
 //! `effect` field is never parsed at all. A `null` step stays a missing sample, never a zero.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -85,6 +86,9 @@ struct RawTrack {
     requests: Vec<Option<u64>>,
     errors: Vec<Option<u64>>,
     latency_buckets: Vec<Option<Vec<u64>>>,
+    /// deploybot's extension: increments of extra counters by metric name, one per step.
+    #[serde(default)]
+    extra: BTreeMap<String, Vec<Option<u64>>>,
 }
 
 impl Scenario {
@@ -176,11 +180,23 @@ impl RawTrack {
         steps: usize,
         buckets: usize,
     ) -> Result<Vec<Option<TrackSample>>, ParseError> {
+        if let Some(name) = self.extra.keys().find(|n| !super::is_metric_name(n)) {
+            return Err(ParseError::Invalid(format!(
+                "{track}.extra: {name:?} is not a metric name (letters, digits, '_' and '-')"
+            )));
+        }
+        let extra_lengths = self
+            .extra
+            .iter()
+            .map(|(name, v)| (format!("extra.{name}"), v.len()));
         for (field, len) in [
-            ("requests", self.requests.len()),
-            ("errors", self.errors.len()),
-            ("latency_buckets", self.latency_buckets.len()),
-        ] {
+            ("requests".to_string(), self.requests.len()),
+            ("errors".to_string(), self.errors.len()),
+            ("latency_buckets".to_string(), self.latency_buckets.len()),
+        ]
+        .into_iter()
+        .chain(extra_lengths)
+        {
             if len != steps {
                 return Err(ParseError::Invalid(format!(
                     "{track}.{field} has {len} steps, expected {steps}"
@@ -214,10 +230,16 @@ impl RawTrack {
                 }
                 None => Vec::new(),
             };
+            let extra = self
+                .extra
+                .iter()
+                .filter_map(|(name, v)| Some((name.clone(), v[step]?)))
+                .collect();
             out.push(Some(TrackSample {
                 requests,
                 errors,
                 latency_buckets,
+                extra,
             }));
         }
         Ok(out)
@@ -327,6 +349,32 @@ mod tests {
                 .contains("13 errors")
         );
         assert!(Scenario::parse("{").is_err());
+        let bad = TEXT.replace(
+            r#""canary": {"requests""#,
+            r#""canary": {"extra": {"orders": [1, 2]}, "requests""#,
+        );
+        let msg = Scenario::parse(&bad).unwrap_err().to_string();
+        assert!(msg.contains("canary.extra.orders has 2 steps"), "{msg}");
+        let bad = TEXT.replace(
+            r#""canary": {"requests""#,
+            r#""canary": {"extra": {"or ders": [1, 2, 3]}, "requests""#,
+        );
+        let msg = Scenario::parse(&bad).unwrap_err().to_string();
+        assert!(msg.contains("not a metric name"), "{msg}");
+    }
+
+    #[test]
+    fn extra_counters_are_read_per_step_and_null_is_missing() {
+        let text = TEXT.replace(
+            r#""canary": {"requests""#,
+            r#""canary": {"extra": {"orders": [2, null, 3]}, "requests""#,
+        );
+        let s = Scenario::parse(&text).unwrap();
+        let iv = &s.window.intervals;
+        assert_eq!(iv[0].canary.as_ref().unwrap().extra["orders"], 2);
+        assert!(!iv[1].canary.as_ref().unwrap().extra.contains_key("orders"));
+        assert_eq!(iv[2].canary.as_ref().unwrap().extra["orders"], 3);
+        assert!(iv[0].baseline.as_ref().unwrap().extra.is_empty());
     }
 
     #[tokio::test]

@@ -2,6 +2,8 @@
 //! tolerances, soak time, guardrails and per-metric behaviour, with defaults chosen on the
 //! benchmark (see docs/canary.md) and validation messages that name the full key.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The judge and its settings, per service (`services[].analysis.judge`).
@@ -31,6 +33,9 @@ pub struct JudgeConfig {
     pub guardrails: GuardrailConfig,
     /// The check that the canary gets the share of traffic git says it should.
     pub sample_ratio: SampleRatioConfig,
+    /// Further count metrics, compared per request like the error rate, by name; each needs a
+    /// query of the same name in `analysis.queries.extra`.
+    pub extra: BTreeMap<String, ExtraMetricConfig>,
 }
 
 impl Default for JudgeConfig {
@@ -46,6 +51,7 @@ impl Default for JudgeConfig {
             latency: LatencyMetricConfig::default(),
             guardrails: GuardrailConfig::default(),
             sample_ratio: SampleRatioConfig::default(),
+            extra: BTreeMap::new(),
         }
     }
 }
@@ -125,6 +131,35 @@ impl Default for ErrorMetricConfig {
             absolute_tolerance: 0.001,
             rollback_margin: 1.15,
             dispersion_prior: 1.0,
+        }
+    }
+}
+
+/// A configured extra metric: a counter of events (failed checkouts, retries, orders placed)
+/// whose rate per request is compared like the error rate. `lower-is-worse` suits counters of
+/// successes, where a canary with fewer of them per request is the regression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtraMetricConfig {
+    pub mode: MetricMode,
+    pub direction: Direction,
+    /// A promotion needs evidence that the canary's rate is within this ratio of the baseline's.
+    pub tolerance: f64,
+    /// The rollback test's null: the canary counts as worse only beyond this ratio.
+    pub rollback_margin: f64,
+    /// Prior squared CV of each track's rate from one interval to the next.
+    pub dispersion_prior: f64,
+}
+
+impl Default for ExtraMetricConfig {
+    fn default() -> Self {
+        let errors = ErrorMetricConfig::default();
+        ExtraMetricConfig {
+            mode: MetricMode::Gate,
+            direction: Direction::HigherIsWorse,
+            tolerance: errors.tolerance,
+            rollback_margin: errors.rollback_margin,
+            dispersion_prior: errors.dispersion_prior,
         }
     }
 }
@@ -243,12 +278,43 @@ impl JudgeConfig {
                 self.latency.tail_quantile, self.latency.body_quantile
             ));
         }
+        let extra_keys: Vec<(String, &ExtraMetricConfig)> = self
+            .extra
+            .iter()
+            .map(|(name, m)| (format!("extra.{name}"), m))
+            .collect();
+        for (name, _) in &extra_keys {
+            if !super::is_metric_name(&name["extra.".len()..]) {
+                problems.push(format!(
+                    "{key}.{name}: a metric name is letters, digits, '_' and '-'"
+                ));
+            }
+        }
+        let extra_ratios = extra_keys.iter().flat_map(|(name, m)| {
+            [
+                (format!("{name}.tolerance"), m.tolerance),
+                (format!("{name}.rollback_margin"), m.rollback_margin),
+            ]
+        });
+        let extra_priors: Vec<(String, f64)> = extra_keys
+            .iter()
+            .map(|(name, m)| (format!("{name}.dispersion_prior"), m.dispersion_prior))
+            .collect();
         for (name, v) in [
-            ("errors.tolerance", self.errors.tolerance),
-            ("latency.tolerance", self.latency.tolerance),
-            ("errors.rollback_margin", self.errors.rollback_margin),
-            ("latency.rollback_margin", self.latency.rollback_margin),
-        ] {
+            ("errors.tolerance".to_string(), self.errors.tolerance),
+            ("latency.tolerance".to_string(), self.latency.tolerance),
+            (
+                "errors.rollback_margin".to_string(),
+                self.errors.rollback_margin,
+            ),
+            (
+                "latency.rollback_margin".to_string(),
+                self.latency.rollback_margin,
+            ),
+        ]
+        .into_iter()
+        .chain(extra_ratios)
+        {
             if !(v >= 1.0 && v.is_finite()) {
                 problems.push(format!(
                     "{key}.{name}: {v} must be at least 1 (a ratio canary/baseline)"
@@ -262,9 +328,18 @@ impl JudgeConfig {
             ));
         }
         for (name, v) in [
-            ("errors.dispersion_prior", self.errors.dispersion_prior),
-            ("latency.dispersion_prior", self.latency.dispersion_prior),
-        ] {
+            (
+                "errors.dispersion_prior".to_string(),
+                self.errors.dispersion_prior,
+            ),
+            (
+                "latency.dispersion_prior".to_string(),
+                self.latency.dispersion_prior,
+            ),
+        ]
+        .into_iter()
+        .chain(extra_priors)
+        {
             if !(v >= 0.0 && v.is_finite()) {
                 problems.push(format!("{key}.{name}: {v} must be 0 or more"));
             }
@@ -293,9 +368,12 @@ impl JudgeConfig {
                 "{key}.sample_ratio: tolerance and min_z must be positive"
             ));
         }
-        if self.errors.mode == MetricMode::DryRun && self.latency.mode == MetricMode::DryRun {
+        if self.errors.mode == MetricMode::DryRun
+            && self.latency.mode == MetricMode::DryRun
+            && self.extra.values().all(|m| m.mode == MetricMode::DryRun)
+        {
             problems.push(format!(
-                "{key}: errors.mode and latency.mode are both dry-run: nothing would gate"
+                "{key}: errors.mode, latency.mode and every extra metric are dry-run: nothing would gate"
             ));
         }
     }
@@ -367,5 +445,26 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
+        let c: JudgeConfig = yaml_serde::from_str(
+            "extra:\n  orders:\n    direction: lower-is-worse\n    tolerance: 0.5\n  \"bad name\": {}\n",
+        )
+        .unwrap();
+        assert_eq!(c.extra["orders"].direction, Direction::LowerIsWorse);
+        assert_eq!(c.extra["orders"].rollback_margin, 1.15);
+        let mut p = Vec::new();
+        c.validate("services[0].analysis.judge", &mut p);
+        let all = p.join("\n");
+        assert!(
+            all.contains(
+                "services[0].analysis.judge.extra.orders.tolerance: 0.5 must be at least 1"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("services[0].analysis.judge.extra.bad name: a metric name"),
+            "{all}"
+        );
+        let unknown = yaml_serde::from_str::<JudgeConfig>("extra:\n  orders:\n    margin: 2\n");
+        assert!(unknown.is_err());
     }
 }

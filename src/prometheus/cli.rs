@@ -305,6 +305,7 @@ mod tests {
             requests: r,
             errors: e,
             latency_buckets: vec![r - 2, 1, 1],
+            extra: Default::default(),
         };
         let window = Window {
             step_seconds: 60,

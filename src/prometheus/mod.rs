@@ -17,6 +17,7 @@ mod fake;
 pub mod source;
 pub mod template;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -135,6 +136,10 @@ pub struct QueryTemplates {
     pub baseline_track: String,
     /// Value of the `track` label ({{track}}) on the canary's series.
     pub canary_track: String,
+    /// Extra counters by metric name (`analysis.judge.extra`): events of one track in one
+    /// interval, one series. Like `errors`, a template should give 0, not nothing, when the
+    /// track served requests without such events; nothing counts as a missing sample.
+    pub extra: BTreeMap<String, String>,
 }
 
 impl Default for QueryTemplates {
@@ -153,6 +158,7 @@ impl Default for QueryTemplates {
             last_sample: Some(format!("max(timestamp(http_requests_total{{{SELECTOR}}}))")),
             baseline_track: "baseline".into(),
             canary_track: "canary".into(),
+            extra: BTreeMap::new(),
         }
     }
 }
@@ -172,6 +178,16 @@ impl QueryTemplates {
                 && let Err(e) = template::check(t, required)
             {
                 problems.push(format!("{key}.{name}: {e}"));
+            }
+        }
+        for (name, t) in &self.extra {
+            if !crate::canary::is_metric_name(name) {
+                problems.push(format!(
+                    "{key}.extra.{name}: a metric name is letters, digits, '_' and '-'"
+                ));
+            }
+            if let Err(e) = template::check(t, &["track"]) {
+                problems.push(format!("{key}.extra.{name}: {e}"));
             }
         }
         for (name, value) in [

@@ -39,6 +39,7 @@ struct TrackSeries {
     errors: QueryResult,
     latency: Option<QueryResult>,
     last_sample: Option<QueryResult>,
+    extra: Vec<(String, QueryResult)>,
 }
 
 impl PrometheusSource {
@@ -129,17 +130,30 @@ impl PrometheusSource {
                 None => Ok(None),
             }
         };
-        let (requests, errors, latency, last_sample) = tokio::try_join!(
+        // Extra metrics are few; one after another, alongside the four queries above.
+        let extra = async {
+            let mut out = Vec::with_capacity(t.extra.len());
+            for (name, q) in &t.extra {
+                out.push((
+                    name.clone(),
+                    self.range(&format!("extra.{name}"), q, &b, range).await?,
+                ));
+            }
+            Ok::<_, MetricsError>(out)
+        };
+        let (requests, errors, latency, last_sample, extra) = tokio::try_join!(
             self.range("requests", &t.requests, &b, range),
             self.range("errors", &t.errors, &b, range),
             latency,
             last_sample,
+            extra,
         )?;
         Ok(TrackSeries {
             requests,
             errors,
             latency,
             last_sample,
+            extra,
         })
     }
 }
@@ -297,6 +311,11 @@ impl Assembly {
             Some(r) => Some(self.cumulative_buckets(r, le)?),
             None => None,
         };
+        let extra = t
+            .extra
+            .iter()
+            .map(|(name, r)| Ok((name, self.single(&format!("extra.{name}"), track, r)?)))
+            .collect::<Result<Vec<_>, MetricsError>>()?;
         let mut out = Vec::with_capacity(self.steps.count);
         for i in 0..self.steps.count {
             let stale = last_sample.as_ref().is_some_and(|ts| match ts[i] {
@@ -329,6 +348,11 @@ impl Assembly {
                     .as_ref()
                     .and_then(|steps| steps[i].as_deref().map(per_bucket))
                     .unwrap_or_default(),
+                // a missing or unusable extra point leaves that metric without a sample
+                extra: extra
+                    .iter()
+                    .filter_map(|(name, steps)| Some(((*name).clone(), steps[i].and_then(count)?)))
+                    .collect(),
             }));
         }
         Ok(out)

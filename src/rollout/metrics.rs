@@ -95,6 +95,7 @@ mod tests {
             requests,
             errors,
             latency_buckets: buckets.to_vec(),
+            extra: Default::default(),
         })
     }
 

@@ -827,6 +827,7 @@ mod tests {
                     requests,
                     errors,
                     latency_buckets: vec![],
+                    extra: Default::default(),
                 }),
                 canary: None,
             }],

@@ -7,8 +7,10 @@
 //! `increase()` are all the real thing. Four services: `healthy` (canary as good as the baseline,
 //! with a pod restart resetting its counters mid-window), `regressed` (canary 10x the errors and
 //! slower), `vanished` (canary series stop at minute 20) and `flawless` (the canary never failed,
-//! so no 5xx series exists: 0 errors, not missing data). Expected numbers are computed from the
-//! same plan that generated the series, not pasted.
+//! so no 5xx series exists: 0 errors, not missing data). Every track also counts failed
+//! checkouts (1 % of its requests), read through an extra-metric query; a fifth service,
+//! `checkout`, is healthy on errors and latency but fails 10x the checkouts. Expected numbers are
+//! computed from the same plan that generated the series, not pasted.
 //!
 //! Skipped, loudly, only when /usr/bin/prometheus is not installed.
 
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::support::prometheus::{installed, start_prometheus};
 
 use deploybot::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, TrackSample, Window};
+use deploybot::canary::settings::{ExtraMetricConfig, JudgeConfig};
 use deploybot::prometheus::cli::{JudgeOutcome, judge_window};
 use deploybot::prometheus::{PromDuration, PrometheusConfig, PrometheusSource, QueryTemplates};
 
@@ -35,6 +38,7 @@ struct Minute {
     requests: u64,
     errors: u64,
     latency: [u64; 6],
+    failed_checkouts: u64,
 }
 
 /// The generating plan of one track: per minute, and optionally a restart and an end.
@@ -59,6 +63,7 @@ fn minute(requests: u64, errors: u64, shape: [u64; 6]) -> Minute {
         requests,
         errors,
         latency,
+        failed_checkouts: requests / 100,
     }
 }
 
@@ -80,6 +85,15 @@ fn regressed_canary(m: i64) -> Minute {
 /// A canary that never failed a request: it has no `code="500"` series at all.
 fn flawless_canary(m: i64) -> Minute {
     minute(100 + 4 * (m % 5) as u64, 0, FAST)
+}
+
+/// A canary as good as the baseline on errors and latency that fails 10x the checkouts.
+fn checkout_canary(m: i64) -> Minute {
+    let healthy = healthy_canary(m);
+    Minute {
+        failed_checkouts: healthy.requests / 10,
+        ..healthy
+    }
 }
 
 fn plans() -> Vec<TrackPlan> {
@@ -109,6 +123,8 @@ fn plans() -> Vec<TrackPlan> {
             error_series: false,
             ..plan("flawless", "canary", flawless_canary)
         },
+        plan("checkout", "baseline", baseline),
+        plan("checkout", "canary", checkout_canary),
     ]
 }
 
@@ -176,6 +192,16 @@ fn openmetrics(start: i64) -> String {
             }
         }
     }
+    s.push_str("# TYPE checkout_failures counter\n");
+    for p in plans() {
+        let labels = format!(
+            r#"service="{}",namespace="shop",track="{}""#,
+            p.service, p.track
+        );
+        for (t, v) in counter(&p, start, |m| m.failed_checkouts) {
+            writeln!(s, r#"checkout_failures_total{{{labels}}} {v} {t}"#).unwrap();
+        }
+    }
     s.push_str("# EOF\n");
     s
 }
@@ -187,6 +213,7 @@ fn expected(plan: fn(i64) -> Minute, m: i64) -> TrackSample {
         requests: 4 * x.requests,
         errors: 4 * x.errors,
         latency_buckets: x.latency.iter().map(|n| 4 * n).collect(),
+        extra: Default::default(),
     }
 }
 
@@ -388,6 +415,67 @@ async fn real_prometheus_windows_show_healthy_regressed_and_vanished_canaries() 
             must_roll_back,
             "{decision}: {reason}"
         );
+    }
+
+    // An extra metric: failed checkouts per request, queried by a template of its own and
+    // judged like the error rate. `checkout` is healthy on errors and latency; only the extra
+    // metric can roll it back.
+    let checkouts = r#"sum(increase(checkout_failures_total{service="{{service}}",namespace="{{namespace}}",track="{{track}}"}[{{interval}}]))"#;
+    let with_extra = source_with(
+        &server.url,
+        PromDuration::from_secs(120),
+        QueryTemplates {
+            extra: [("failed_checkouts".to_string(), checkouts.to_string())].into(),
+            ..QueryTemplates::default()
+        },
+    );
+    let judge_extra = JudgeConfig {
+        extra: [("failed_checkouts".to_string(), ExtraMetricConfig::default())].into(),
+        ..JudgeConfig::default()
+    };
+    for (service, canary_plan, must_roll_back) in [
+        ("healthy", healthy_canary as fn(i64) -> Minute, false),
+        ("checkout", checkout_canary, true),
+    ] {
+        let w = with_extra
+            .window(&target(service), start, end, 60)
+            .await
+            .unwrap();
+        for (m, interval) in w.intervals.iter().enumerate() {
+            let (b, c) = (
+                interval.baseline.as_ref().unwrap(),
+                interval.canary.as_ref().unwrap(),
+            );
+            assert_eq!(
+                c.extra.get("failed_checkouts"),
+                Some(&(4 * canary_plan(m as i64).failed_checkouts)),
+                "{service} canary, minute {m}"
+            );
+            assert_eq!(
+                b.extra.get("failed_checkouts"),
+                Some(&(4 * baseline(m as i64).failed_checkouts))
+            );
+        }
+        let outcome = judge_window(&w, &judge_extra);
+        assert_eq!(
+            outcome.decision == "rollback",
+            must_roll_back,
+            "{service}: {} {}",
+            outcome.decision,
+            outcome.reason
+        );
+        if must_roll_back {
+            assert!(
+                outcome.reason.contains("failed_checkouts"),
+                "{}",
+                outcome.reason
+            );
+            // with the default judge (no extra metric) the same canary is not rolled back
+            assert_ne!(
+                judge_window(&w, &JudgeConfig::default()).decision,
+                "rollback"
+            );
+        }
     }
 
     // Instant query and a bad query against the real server.

@@ -64,6 +64,7 @@ fn window(rates: &[(f64, Option<f64>)], canary_p99: usize) -> Window {
                 _ => 0,
             })
             .collect(),
+        extra: Default::default(),
     };
     Window {
         step_seconds: 30,
