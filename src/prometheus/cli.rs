@@ -177,15 +177,43 @@ pub fn render(
             window.canary_weight
         ));
     }
+    // Extra metrics get one column each, baseline/canary counts, only when there are any.
+    let extras: std::collections::BTreeSet<&String> = window
+        .intervals
+        .iter()
+        .flat_map(|iv| [&iv.baseline, &iv.canary])
+        .flatten()
+        .flat_map(|s| s.extra.keys())
+        .collect();
+    let extra_header: String = extras
+        .iter()
+        .map(|name| format!(" | {:>15}", format!("{name} b/c")))
+        .collect();
     out.push_str(&format!(
-        "{:<9} | {:>10} {:>7} {:>7} {:>8} | {:>10} {:>7} {:>7} {:>8}\n",
+        "{:<9} | {:>10} {:>7} {:>7} {:>8} | {:>10} {:>7} {:>7} {:>8}{extra_header}\n",
         "end (UTC)", "base req", "errors", "err %", "p99", "canary req", "errors", "err %", "p99"
     ));
     let step = i64::try_from(window.step_seconds).unwrap_or(i64::MAX);
     for (i, interval) in window.intervals.iter().enumerate() {
         let end = start_unix + step * (i as i64 + 1);
+        let count = |s: &Option<TrackSample>, name: &str| {
+            s.as_ref()
+                .and_then(|s| s.extra.get(name))
+                .map_or("-".to_string(), u64::to_string)
+        };
+        let extra_cells: String = extras
+            .iter()
+            .map(|name| {
+                let pair = format!(
+                    "{}/{}",
+                    count(&interval.baseline, name),
+                    count(&interval.canary, name)
+                );
+                format!(" | {pair:>15}")
+            })
+            .collect();
         out.push_str(&format!(
-            "{:<9} | {} | {}\n",
+            "{:<9} | {} | {}{extra_cells}\n",
             utc(end),
             cells(interval.baseline.as_ref(), &window.latency_buckets_le),
             cells(interval.canary.as_ref(), &window.latency_buckets_le)
@@ -347,6 +375,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("observed share"), "{text}");
+        // extra metrics get a column of baseline/canary counts, "-" where missing
+        let mut with_orders = window.clone();
+        for (iv, (b, c)) in with_orders
+            .intervals
+            .iter_mut()
+            .zip([(Some(200), Some(18)), (Some(190), None)])
+        {
+            for (s, n) in [(&mut iv.baseline, b), (&mut iv.canary, c)] {
+                if let (Some(s), Some(n)) = (s.as_mut(), n) {
+                    s.extra.insert("orders".into(), n);
+                }
+            }
+        }
+        let text = render(&target, 1_700_000_040, &with_orders, &verdict, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[2].ends_with(" |      orders b/c"), "{text}");
+        assert!(lines[3].ends_with(" |          200/18"), "{text}");
+        assert!(lines[4].ends_with(" |           190/-"), "{text}");
     }
 
     /// Runs `analyze` with a config whose Prometheus URL points nowhere: every case below must
