@@ -550,26 +550,22 @@ mod tests {
         );
         let c = parse(&ok).unwrap_or_else(|e| panic!("{e}"));
         assert!(c.services[0].analysis.queries.extra.contains_key("orders"));
-        let e = parse(&service(
+        let problems =
+            |judge: &str, queries: &str| parse(&service(judge, queries)).unwrap_err().to_string();
+        let e = problems(
             "          orders: {}\n",
             "          refunds: 'sum(refunds_total{track=\"{{track}}\"})'\n",
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("services[0].analysis.judge.extra.orders: needs a query services[0].analysis.queries.extra.orders"),
-            "{e}"
         );
-        assert!(
-            e.contains("services[0].analysis.queries.extra.refunds: no services[0].analysis.judge.extra.refunds"),
-            "{e}"
-        );
-        let e = parse(&service(
+        for needle in [
+            "services[0].analysis.judge.extra.orders: needs a query services[0].analysis.queries.extra.orders",
+            "services[0].analysis.queries.extra.refunds: no services[0].analysis.judge.extra.refunds",
+        ] {
+            assert!(e.contains(needle), "{e}");
+        }
+        let e = problems(
             "          orders: {}\n",
             "          orders: 'sum(orders_total)'\n",
-        ))
-        .unwrap_err()
-        .to_string();
+        );
         assert!(
             e.contains("services[0].analysis.queries.extra.orders: must use {{track}}"),
             "{e}"
