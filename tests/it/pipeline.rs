@@ -1,6 +1,7 @@
 //! The pipeline and the production runner over a real local GitOps repository (the demo's
 //! layout, `file://`), replayed metrics and a virtual clock: what a new version does to a running
-//! one (supersede or queue), and an approval PR merged by a person.
+//! one (supersede or queue), an approval PR merged by a person, and `/deploy` shipping on the
+//! PR's assessment with its model.
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use deploybot::rollout::{Phase, Strategy};
 use deploybot::secret::Secret;
 use deploybot::store::Store;
 
-use crate::support::fake_github::{BareRepo, FakeGithub};
+use crate::support::fake_github::{BareRepo, FakeGithub, file, webhook};
 
 struct Setup {
     ws: Workspace,
@@ -40,6 +41,16 @@ async fn setup(on_new_version: &str, github: Option<&FakeGithub>) -> Setup {
 }
 
 async fn setup_with(on_new_version: &str, github: Option<&FakeGithub>, counted_by: &str) -> Setup {
+    setup_patched(on_new_version, github, counted_by, &[]).await
+}
+
+/// `setup_with`, with further (anchor, replacement) patches of the config text.
+async fn setup_patched(
+    on_new_version: &str,
+    github: Option<&FakeGithub>,
+    counted_by: &str,
+    patches: &[(&str, &str)],
+) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let ws = Workspace::create(&tmp.path().join("ws")).unwrap();
     let mut text = ws.config_text().replace(
@@ -65,6 +76,10 @@ async fn setup_with(on_new_version: &str, github: Option<&FakeGithub>, counted_b
                  approvals_counted_by: {counted_by}\n"
             ),
         );
+    }
+    for (anchor, replacement) in patches {
+        assert!(text.contains(anchor), "no {anchor:?} in the demo config");
+        text = text.replace(anchor, replacement);
     }
     let config = Arc::new(Config::from_yaml(&text, &ws.config_path).unwrap());
     assert!(config.problems().is_empty(), "{:?}", config.problems());
@@ -308,4 +323,110 @@ async fn branch_protection_can_decide_instead_of_deploybot() {
     assert_eq!(r.commits.len(), 1, "{r:#?}");
     assert_eq!(r.commits[0].sha, merge);
     assert_eq!(BareRepo(s.ws.gitops.clone()).tip("main").unwrap(), merge);
+}
+
+/// A model that always finds the change critical, and counts how often it was asked.
+#[derive(Default)]
+struct AlarmedModel {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl deploybot::llm::RiskModel for AlarmedModel {
+    fn model(&self) -> &str {
+        "alarmed-test-model"
+    }
+
+    fn assess<'a>(
+        &'a self,
+        _system: &'a str,
+        _user: &'a str,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<deploybot::llm::ModelVerdict, deploybot::llm::LlmError>,
+                > + Send
+                + 'a,
+        >,
+    > {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {
+            Ok(deploybot::llm::ModelVerdict {
+                risk_score: 0.95,
+                risk_factors: vec!["touches how coupons are priced".into()],
+                recommended_strategy: deploybot::risk::Strategy::Canary5,
+                requires_manual_approval: false,
+                rationale: "pricing change".into(),
+            })
+        })
+    }
+}
+
+/// `/deploy staging` on a merged PR ships on the assessment the PR got, model included: with
+/// an LLM configured, the score it raised sets the strategy (the regression was a policy-only
+/// re-assessment that shipped a critical change directly). Without a model, the same PR gets
+/// the policy's verdict.
+#[tokio::test]
+async fn deploy_command_ships_on_the_assessment_the_model_raised() {
+    let opened = webhook("pull_request", "opened");
+    let repo: RepoName = opened["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut strategies = Vec::new();
+    for with_model in [true, false] {
+        let gh = FakeGithub::start_with_pr(&opened).await;
+        let app_repo = format!("app_repo: {repo}");
+        let s = setup_patched(
+            "supersede",
+            Some(&gh),
+            "deploybot",
+            &[("app_repo: example-org/checkout", app_repo.as_str())],
+        )
+        .await;
+        gh.push(
+            "5c2ad07b1b8d6b5f9e1d2f7a3f2c3e4d5a6b7c8d",
+            vec![file(
+                "src/cart/coupon.rs",
+                "modified",
+                2,
+                1,
+                Some("@@ -1,2 +1,3 @@\n fn discount() {\n-    10\n+    15\n+    // rounding\n"),
+            )],
+            &["Raise the coupon discount"],
+        );
+        gh.merge_by_human(2, "erin");
+        gh.set_permission("alice", "write");
+        let comment = gh.add_comment(2, "alice", "/deploy staging");
+        let model = AlarmedModel::default();
+        let github = github_for(&gh);
+        let events = RolloutEvents {
+            model: with_model.then_some(&model as &dyn deploybot::llm::RiskModel),
+            ..events(&s, &github)
+        };
+        let note = events
+            .on_comment(&repo, 2, comment, "alice", "/deploy staging", s.clock.now())
+            .await
+            .unwrap();
+        assert!(note.contains("/deploy by @alice"), "{note}");
+        let r = s
+            .pipeline
+            .rollout_for_pr(&repo.to_string(), 2)
+            .unwrap()
+            .expect("the /deploy started a rollout");
+        assert_eq!(r.environment, "staging");
+        assert_eq!(
+            model.calls.load(std::sync::atomic::Ordering::SeqCst),
+            usize::from(with_model)
+        );
+        if with_model {
+            assert!(r.risk_score.unwrap() >= 0.95, "{:?}", r.risk_score);
+        }
+        strategies.push((r.strategy, r.risk_score));
+    }
+    assert_eq!(strategies[0].0, Some(Strategy::Canary5), "{strategies:?}");
+    assert!(
+        strategies[1].1 < strategies[0].1,
+        "the policy alone scores lower: {strategies:?}"
+    );
 }
