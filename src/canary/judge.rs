@@ -167,8 +167,9 @@ pub struct MetricReport {
     /// rolls back when it exceeds `final_z`).
     pub margin_z: f64,
     /// z score of "canary worse at all" (ratio 1) from the whole-window rates, each track's
-    /// variance from its own wobble ([`stats::pooled_log_ratio_z`]); 0 before `min_intervals`
-    /// verified intervals. The last look rolls back when it exceeds `final_z`.
+    /// variance from its own wobble ([`stats::pooled_log_ratio_z`]). Only the last look uses it,
+    /// so it is 0 before `max_intervals` and with fewer than `min_intervals` verified
+    /// intervals. The last look rolls back when it exceeds `final_z`.
     pub pooled_z: f64,
     /// The verified interval (1-based) from which the evidence of "canary worse" is strongest:
     /// 1 for a regression from the start, later for one with a late onset.
@@ -335,7 +336,8 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
         return decision;
     }
 
-    decision.metrics = metric_reports(window, &pairs, cfg);
+    let last_look = t >= cfg.max_intervals as usize;
+    decision.metrics = metric_reports(window, &pairs, cfg, last_look);
     if let Some(m) = decision
         .metrics
         .iter()
@@ -394,7 +396,7 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
         decision.verdict = Verdict::Promote;
         return decision;
     }
-    if t >= cfg.max_intervals as usize {
+    if last_look {
         // The last look is two fixed-horizon tests more, each at half of a second `alpha` split
         // across the gating tests, so false rollbacks stay below 2 * alpha over the analysis.
         let final_z = stats::normal_upper_quantile(cfg.alpha / 2.0 / gating.len().max(1) as f64);
@@ -555,6 +557,7 @@ fn metric_reports(
     window: &Window,
     pairs: &[(&TrackSample, &TrackSample)],
     cfg: &JudgeConfig,
+    last_look: bool,
 ) -> Vec<MetricReport> {
     let mut tests = vec![Test {
         kind: MetricKind::Errors,
@@ -653,7 +656,7 @@ fn metric_reports(
     let promote_z = stats::normal_upper_quantile(cfg.promote_alpha);
     tests
         .into_iter()
-        .map(|t| run_test(t, log_threshold, promote_z, cfg))
+        .map(|t| run_test(t, log_threshold, promote_z, cfg, last_look))
         .collect()
 }
 
@@ -681,7 +684,13 @@ fn latency_bounds(base: &[u64], body_q: f64, tail_q: f64) -> (Option<usize>, Opt
     (body, tail)
 }
 
-fn run_test(t: Test, log_threshold: f64, promote_z: f64, cfg: &JudgeConfig) -> MetricReport {
+fn run_test(
+    t: Test,
+    log_threshold: f64,
+    promote_z: f64,
+    cfg: &JudgeConfig,
+    last_look: bool,
+) -> MetricReport {
     let (horizon, min_intervals) = (cfg.max_intervals as usize, cfg.min_intervals as usize);
     // "Lower is worse": compare the complements' direction by flipping which side we test:
     // the canary's events being *fewer* than its share is the regression.
@@ -705,11 +714,11 @@ fn run_test(t: Test, log_threshold: f64, promote_z: f64, cfg: &JudgeConfig) -> M
     let (log_evalue, start) =
         stats::log_changepoint_evalue(&incs, MIXTURE_TAU, FROM_START_WEIGHT, horizon);
     let tolerance_z = sign * tol.z();
-    // The whole-window look only runs at the last look, on up to `max_intervals` intervals of
-    // the window's own wobble: the pessimistic prior exists for the first few intervals of the
-    // sequential test and is not used here (see `pooled_z`). Fewer verified intervals than a
-    // promotion needs are too few to estimate the wobble from, so the look is not taken.
-    let pooled_z = (t.rows.len() >= min_intervals)
+    // The whole-window test runs only at the last look (not on every interval's hot path), on
+    // up to `max_intervals` intervals of the window's own wobble: the pessimistic prior exists
+    // for the first few intervals of the sequential test and is not used here. Fewer verified
+    // intervals than a promotion needs are too few to estimate the wobble from.
+    let pooled_z = (last_look && t.rows.len() >= min_intervals)
         .then(|| {
             let own_wobble = DispersionPrior {
                 kappa: t.prior.kappa,
