@@ -20,6 +20,9 @@ pub use settings::{JudgeConfig, JudgeMethod};
 
 use sample::Window;
 
+/// What [`is_metric_name`] allows, for the error messages that refuse a name.
+pub const METRIC_NAME_RULE: &str = "a metric name is letters, digits, '_' and '-'";
+
 /// Names of extra metrics appear in config keys, metric labels and reports: letters, digits,
 /// `_` and `-` only.
 pub fn is_metric_name(name: &str) -> bool {

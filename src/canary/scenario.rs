@@ -182,7 +182,8 @@ impl RawTrack {
     ) -> Result<Vec<Option<TrackSample>>, ParseError> {
         if let Some(name) = self.extra.keys().find(|n| !super::is_metric_name(n)) {
             return Err(ParseError::Invalid(format!(
-                "{track}.extra: {name:?} is not a metric name (letters, digits, '_' and '-')"
+                "{track}.extra: {name:?} is not a metric name ({})",
+                super::METRIC_NAME_RULE
             )));
         }
         let extra_lengths = self

@@ -278,28 +278,19 @@ impl JudgeConfig {
                 self.latency.tail_quantile, self.latency.body_quantile
             ));
         }
-        let extra_keys: Vec<(String, &ExtraMetricConfig)> = self
-            .extra
-            .iter()
-            .map(|(name, m)| (format!("extra.{name}"), m))
-            .collect();
-        for (name, _) in &extra_keys {
-            if !super::is_metric_name(&name["extra.".len()..]) {
-                problems.push(format!(
-                    "{key}.{name}: a metric name is letters, digits, '_' and '-'"
-                ));
-            }
+        for name in self.extra.keys().filter(|n| !super::is_metric_name(n)) {
+            problems.push(format!("{key}.extra.{name}: {}", super::METRIC_NAME_RULE));
         }
-        let extra_ratios = extra_keys.iter().flat_map(|(name, m)| {
+        let extra_ratios = self.extra.iter().flat_map(|(name, m)| {
             [
-                (format!("{name}.tolerance"), m.tolerance),
-                (format!("{name}.rollback_margin"), m.rollback_margin),
+                (format!("extra.{name}.tolerance"), m.tolerance),
+                (format!("extra.{name}.rollback_margin"), m.rollback_margin),
             ]
         });
-        let extra_priors: Vec<(String, f64)> = extra_keys
+        let extra_priors = self
+            .extra
             .iter()
-            .map(|(name, m)| (format!("{name}.dispersion_prior"), m.dispersion_prior))
-            .collect();
+            .map(|(name, m)| (format!("extra.{name}.dispersion_prior"), m.dispersion_prior));
         for (name, v) in [
             ("errors.tolerance".to_string(), self.errors.tolerance),
             ("latency.tolerance".to_string(), self.latency.tolerance),

@@ -183,7 +183,8 @@ impl QueryTemplates {
         for (name, t) in &self.extra {
             if !crate::canary::is_metric_name(name) {
                 problems.push(format!(
-                    "{key}.extra.{name}: a metric name is letters, digits, '_' and '-'"
+                    "{key}.extra.{name}: {}",
+                    crate::canary::METRIC_NAME_RULE
                 ));
             }
             if let Err(e) = template::check(t, &["track"]) {
