@@ -5,12 +5,13 @@
 //! Sections that belong to one concept are defined next to it (`risk::RiskConfig`,
 //! `gitops::GitopsConfig`, ...) and assembled here.
 
+use crate::adapters::secrets::Resolve;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::secret::{Secret, SecretRef};
+use deploybot_core::secret::{Secret, SecretRef};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -18,13 +19,13 @@ use crate::secret::{Secret, SecretRef};
 pub struct Config {
     pub server: ServerConfig,
     pub github: GithubConfig,
-    pub gitops: crate::gitops::GitopsConfig,
-    pub llm: crate::llm::LlmConfig,
-    pub prometheus: crate::prometheus::PrometheusConfig,
+    pub gitops: crate::adapters::gitops::GitopsConfig,
+    pub llm: crate::adapters::llm::LlmConfig,
+    pub prometheus: crate::adapters::prometheus::PrometheusConfig,
     pub store: StoreConfig,
-    pub risk: crate::risk::RiskConfig,
-    pub argocd: crate::argocd::ArgoCdConfig,
-    pub alerts: crate::alert::AlertsConfig,
+    pub risk: deploybot_core::risk::RiskConfig,
+    pub argocd: crate::adapters::argocd::ArgoCdConfig,
+    pub alerts: crate::adapters::alert::AlertsConfig,
     pub services: Vec<ServiceConfig>,
 }
 
@@ -43,10 +44,10 @@ pub struct ServerConfig {
     /// Path of a file holding the webhook secret.
     pub webhook_secret_file: Option<PathBuf>,
     /// How often live rollouts are ticked: analysis due, sync polled, retries re-issued.
-    pub tick_interval: crate::prometheus::PromDuration,
+    pub tick_interval: deploybot_core::duration::PromDuration,
     /// How often approvals and parked releases are re-read from GitHub, so that a lost webhook
     /// only delays a rollout.
-    pub reconcile_interval: crate::prometheus::PromDuration,
+    pub reconcile_interval: deploybot_core::duration::PromDuration,
     /// Public base URL of this server (`https://deploybot.example.com`): when set, PR status
     /// comments link to the rollout's status page under it.
     pub public_url: Option<String>,
@@ -60,8 +61,8 @@ impl Default for ServerConfig {
             max_body_bytes: 25 * 1024 * 1024,
             webhook_secret_env: None,
             webhook_secret_file: None,
-            tick_interval: crate::prometheus::PromDuration::from_secs(5),
-            reconcile_interval: crate::prometheus::PromDuration::from_secs(60),
+            tick_interval: deploybot_core::duration::PromDuration::from_secs(5),
+            reconcile_interval: deploybot_core::duration::PromDuration::from_secs(60),
             public_url: None,
         }
     }
@@ -200,10 +201,10 @@ pub struct ServiceConfig {
     pub analysis: AnalysisConfig,
     /// Per-service overrides of the risk thresholds.
     #[serde(default)]
-    pub risk: Option<crate::risk::RiskThresholds>,
+    pub risk: Option<deploybot_core::risk::RiskThresholds>,
     /// How rollouts of this service proceed: canary plan, bake, analysis interval, limits.
     #[serde(default)]
-    pub rollout: crate::rollout::config::RolloutConfig,
+    pub rollout: deploybot_core::rollout::config::RolloutConfig,
 }
 
 fn default_namespace() -> String {
@@ -228,7 +229,7 @@ pub struct EnvironmentConfig {
     pub branch: String,
     /// Manifest edits that deploy a new version (image tags) and shift traffic (canary weights).
     #[serde(default)]
-    pub targets: Vec<crate::manifest::TargetConfig>,
+    pub targets: Vec<deploybot_core::manifest::TargetConfig>,
     /// Whether a human must approve before this environment changes.
     #[serde(default)]
     pub require_approval: bool,
@@ -268,9 +269,9 @@ fn default_branch() -> String {
 #[serde(deny_unknown_fields, default)]
 pub struct AnalysisConfig {
     /// The judge and its statistical settings.
-    pub judge: crate::canary::JudgeConfig,
+    pub judge: deploybot_core::canary::JudgeConfig,
     /// PromQL templates for the metrics the judge reads.
-    pub queries: crate::prometheus::QueryTemplates,
+    pub queries: crate::adapters::prometheus::QueryTemplates,
 }
 
 /// A configuration that could not be loaded, with every problem found (not only the first).
@@ -380,9 +381,11 @@ impl Config {
                     "{key}.image: the image repository without a tag, got {image:?}"
                 ));
             }
-            if let Err(e) =
-                crate::rollout::trigger::image_tag(&s.image_tag, "0123456789abcdef", Some(1))
-            {
+            if let Err(e) = deploybot_core::rollout::trigger::image_tag(
+                &s.image_tag,
+                "0123456789abcdef",
+                Some(1),
+            ) {
                 p.push(format!("{key}.image_tag: {e}"));
             }
             let mut envs = std::collections::BTreeSet::new();
@@ -422,7 +425,8 @@ impl Config {
                 .queries
                 .validate(&format!("{key}.analysis.queries"), &mut p);
             if s.analysis.queries.latency.is_none()
-                && s.analysis.judge.latency.mode == crate::canary::settings::MetricMode::Gate
+                && s.analysis.judge.latency.mode
+                    == deploybot_core::canary::settings::MetricMode::Gate
             {
                 // The judge would wait forever for a histogram nobody asks for.
                 p.push(format!(
@@ -577,5 +581,15 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploybot.yaml");
         let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(!c.services.is_empty());
+    }
+
+    #[test]
+    fn the_example_config_documents_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploybot.yaml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(
+            config.services[0].analysis.judge,
+            deploybot_core::canary::JudgeConfig::default()
+        );
     }
 }

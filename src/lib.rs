@@ -1,24 +1,14 @@
 //! deploybot: a GitOps deployment bot. It risk-scores pull requests, ships changes by committing
 //! to a GitOps repository, judges canaries from Prometheus and reverts through git.
 //!
-//! See ARCHITECTURE.md for the module map and the path a webhook takes through them.
+//! This package is the imperative shell around `deploybot_core` (every decision, no I/O):
+//! `adapters` talk to the world behind the core's ports, `shell` runs the core's decisions
+//! against them (the webhook server, the worker, the rollout driver and pipeline), `demo` runs
+//! the same shell on replayed metrics and a virtual clock, and `cli` is the command line.
+//! ARCHITECTURE.md maps the modules and the path a webhook takes through them.
 
-pub mod alert;
-pub mod argocd;
-pub mod canary;
+pub mod adapters;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod github;
-pub mod gitops;
-pub mod llm;
-pub mod manifest;
-pub mod metrics;
-pub mod prometheus;
-pub mod risk;
-pub mod rollout;
-pub mod secret;
-pub mod store;
-pub mod telemetry;
-pub mod template;
-pub mod webhook;
+pub mod shell;

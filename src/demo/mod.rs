@@ -22,15 +22,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::canary::sample::{MetricsError, Window};
-use crate::canary::scenario::{Scenario, ScenarioLabels, Truth};
+use crate::adapters::store::Store;
 use crate::config::Config;
-use crate::rollout::driver::Clock;
-use crate::rollout::pipeline::{Gate, Pipeline, Release};
-use crate::rollout::runner::{LiveRunner, RunnerParts, WindowSource};
-use crate::rollout::store::RolloutStore;
-use crate::rollout::{Phase, Rollout};
-use crate::store::Store;
+use crate::shell::driver::Clock;
+use crate::shell::pipeline::{Gate, Pipeline, Release};
+use crate::shell::runner::{LiveRunner, RunnerParts, WindowSource};
+use deploybot_core::canary::sample::{MetricsError, Window};
+use deploybot_core::canary::scenario::{Scenario, ScenarioLabels, Truth};
+use deploybot_core::rollout::store::RolloutStore;
+use deploybot_core::rollout::{Phase, Rollout};
 use workspace::Workspace;
 
 /// The two changes the demo ships, as `git format-patch` output.
@@ -136,7 +136,7 @@ impl WindowSource for ReplayWindows {
 /// One change to ship and the replay its canary gets.
 struct Shipment {
     change_name: String,
-    change: crate::risk::Change,
+    change: deploybot_core::risk::Change,
     tag: String,
     scenario_name: String,
     window: Window,
@@ -147,7 +147,7 @@ fn default_scenarios() -> Vec<(String, Window, Truth)> {
     [("healthy-flat", 7), ("errors-x5.0", 11)]
         .iter()
         .filter_map(|(family, seed)| {
-            crate::canary::generate::suite(1, *seed)
+            deploybot_core::canary::generate::suite(1, *seed)
                 .into_iter()
                 .find(|g| g.family == *family)
                 .map(|g| (g.scenario.name, g.scenario.window, g.truth))
@@ -195,14 +195,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         load_scenarios(&args.scenarios)?
     };
-    let policy = crate::risk::policy::Policy::new(&config.risk)?;
+    let policy = deploybot_core::risk::policy::Policy::new(&config.risk)?;
     let thresholds = config.risk.thresholds.resolve(None);
     let shipments: Vec<Shipment> = scenarios
         .into_iter()
         .enumerate()
         .map(|(i, (scenario_name, window, truth))| {
             let (name, text) = CHANGES[i % CHANGES.len()];
-            let mut change = crate::risk::diff::parse_unified_diff(text)
+            let mut change = deploybot_core::risk::diff::parse_unified_diff(text)
                 .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
                 .into_change();
             // `git format-patch` carries the title and author in mail headers.
@@ -250,8 +250,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
-            let app = crate::rollout::page::page_router(store.clone())
-                .merge(crate::rollout::api::api_router(store.clone()));
+            let app = crate::shell::status_page::page_router(store.clone())
+                .merge(crate::shell::status_api::api_router(store.clone()));
             println!("  status page   http://{}/", listener.local_addr()?);
             Some(tokio::spawn(
                 async move { axum::serve(listener, app).await },
@@ -333,7 +333,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         outcomes.push(o);
         // A rollback holds the service; the next change is a new decision by a human.
         for env in ["staging", "production"] {
-            crate::rollout::links::release(&store, "checkout", env)?;
+            crate::adapters::store::links::release(&store, "checkout", env)?;
         }
     }
 
@@ -535,8 +535,8 @@ impl View {
     }
 }
 
-fn observation_text(o: &crate::rollout::Observation) -> String {
-    use crate::rollout::Observation as O;
+fn observation_text(o: &deploybot_core::rollout::Observation) -> String {
+    use deploybot_core::rollout::Observation as O;
     match o {
         O::Continue => "continue".into(),
         O::Promote => "promote".into(),

@@ -99,7 +99,7 @@ impl Workspace {
     pub fn config_text(&self) -> String {
         // Paths go into double-quoted YAML strings: escape what YAML would read specially.
         let quote = |s: String| s.replace('\\', "\\\\").replace('"', "\\\"");
-        crate::template::fill(
+        deploybot_core::template::fill(
             CONFIG,
             &[
                 ("repo_url", quote(self.repo_url()).as_str()),

@@ -8,8 +8,10 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use deploybot::argocd::{ArgoCdClient, ArgoCdError, SyncProgress, WaitError, sync_progress};
-use deploybot::secret::Secret;
+use deploybot::adapters::argocd::{
+    ArgoCdClient, ArgoCdError, SyncProgress, WaitError, sync_progress,
+};
+use deploybot_core::secret::Secret;
 
 const REV: &str = "9f1c2e7d4b3a59e8c1d2f3a4b5c6d7e8f9a0b1c2";
 

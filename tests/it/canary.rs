@@ -4,9 +4,9 @@
 
 use std::process::Command;
 
-use deploybot::canary::bench::{Case, generated, load_dir, score};
-use deploybot::canary::scenario::Truth;
-use deploybot::canary::{JudgeConfig, JudgeMethod};
+use deploybot::cli::bench::canary::{Case, generated, load_dir, score};
+use deploybot_core::canary::scenario::Truth;
+use deploybot_core::canary::{JudgeConfig, JudgeMethod};
 
 fn shared_suite() -> Vec<Case> {
     let dir = crate::support::shared_dir().join("canary-bench/scenarios");

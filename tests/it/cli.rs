@@ -143,7 +143,7 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
             .header("x-github-delivery", "cli-ping-1")
             .header(
                 "x-hub-signature-256",
-                deploybot::webhook::signature::sign(b"s3cret", body),
+                deploybot_core::webhook::signature::sign(b"s3cret", body),
             )
             .body(body.to_vec())
             .send()

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use deploybot::rollout::store::RolloutStore;
-use deploybot::rollout::{Phase, Rollout};
+use deploybot_core::rollout::store::RolloutStore;
+use deploybot_core::rollout::{Phase, Rollout};
 
 fn demo(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["demo", "--dir", dir.to_str().unwrap()];
@@ -14,7 +14,8 @@ fn demo(dir: &Path, extra: &[&str]) -> Output {
 }
 
 fn rollouts(dir: &Path) -> Vec<Rollout> {
-    let store = deploybot::store::Store::open(&dir.join("data/deploybot.sqlite3")).unwrap();
+    let store =
+        deploybot::adapters::store::Store::open(&dir.join("data/deploybot.sqlite3")).unwrap();
     store.recent(None, 100).unwrap()
 }
 

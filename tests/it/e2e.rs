@@ -30,16 +30,16 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use deploybot::adapters::store::DeliveryStatus;
 use deploybot::config::Config;
 use deploybot::demo::VirtualClock;
 use deploybot::demo::workspace::Workspace;
-use deploybot::rollout::driver::Clock;
-use deploybot::rollout::runner::PrometheusWindows;
-use deploybot::rollout::store::RolloutStore;
-use deploybot::rollout::{Phase, Rollout};
-use deploybot::store::DeliveryStatus;
-use deploybot::webhook::server::{Assembly, assemble};
-use deploybot::webhook::signature::sign;
+use deploybot::shell::driver::Clock;
+use deploybot::shell::runner::PrometheusWindows;
+use deploybot::shell::webhook::server::{Assembly, assemble};
+use deploybot_core::rollout::store::RolloutStore;
+use deploybot_core::rollout::{Phase, Rollout};
+use deploybot_core::webhook::signature::sign;
 
 use crate::support::fake_github::{BareRepo, FakeGithub, file, webhook};
 use crate::support::git_http::GitHttp;
@@ -425,7 +425,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         return;
     }
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("deploybot::rollout::runner=info")
+        .with_env_filter("deploybot::shell::runner=info")
         .with_test_writer()
         .try_init();
     let mut w = World::new().await;
@@ -692,7 +692,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         "{:#?}",
         w.comments_on(103)
     );
-    deploybot::rollout::links::release(&app.store, "checkout", "staging").unwrap();
+    deploybot::adapters::store::links::release(&app.store, "checkout", "staging").unwrap();
 
     // 4. Prometheus stops mid-analysis: paused, never promoted.
     let sha4 = "4444444444444444444444444444444444444444";

@@ -4,11 +4,11 @@
 //! `None`, a moved head is a permanent conflict, 5xx is transient).
 
 use axum::http::Method;
-use deploybot::github::rest::GithubRest;
-use deploybot::github::{Github, Permission, Reaction, RepoName};
-use deploybot::rollout::approval::{ApprovalOutcome, ReviewState, count_approvals};
-use deploybot::rollout::trigger::{CheckRun, ChecksGate, required_checks};
-use deploybot::secret::Secret;
+use deploybot::adapters::github::GithubRest;
+use deploybot_core::github::{Github, Permission, Reaction, RepoName};
+use deploybot_core::rollout::approval::{ApprovalOutcome, ReviewState, count_approvals};
+use deploybot_core::rollout::trigger::{CheckRun, ChecksGate, required_checks};
+use deploybot_core::secret::Secret;
 
 use crate::support::fake_github::{BOT, FakeGithub, webhook};
 

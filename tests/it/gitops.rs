@@ -6,15 +6,15 @@ mod fixture;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
-use deploybot::gitops::GitopsError;
-use deploybot::gitops::RetryConfig;
-use deploybot::gitops::edit::FileEdit;
-use deploybot::gitops::pull_request::{
+use deploybot::adapters::gitops::GitopsError;
+use deploybot::adapters::gitops::RetryConfig;
+use deploybot::adapters::gitops::pull_request::{
     OctocrabPullRequests, Proposal, ProposeRequest, PullRequests, bot_branch, propose,
 };
-use deploybot::gitops::repo::GitAuth;
-use deploybot::gitops::writer::{BranchLocks, WriteOutcome};
-use deploybot::secret::Secret;
+use deploybot::adapters::gitops::repo::GitAuth;
+use deploybot::adapters::gitops::writer::{BranchLocks, WriteOutcome};
+use deploybot_core::gitops::edit::FileEdit;
+use deploybot_core::secret::Secret;
 
 use crate::support::fake_github::FakeGithub;
 use crate::support::git_http::GitHttp;
@@ -177,7 +177,7 @@ async fn bad_edits_fail_clearly_and_commit_nothing() {
 /// `w` sets web's tag to 2.0.0 on main while someone else commits before each of our first
 /// `times` attempts: `commit(fx, attempt)` is what they commit.
 async fn write_web_while_racing(
-    w: &deploybot::gitops::Writer,
+    w: &deploybot::adapters::gitops::Writer,
     fx: &Arc<GitFixture>,
     times: u32,
     commit: impl Fn(&GitFixture, u32) + Send + Sync + 'static,
@@ -332,7 +332,7 @@ async fn race(fx: &GitFixture, url: &str, auth: GitAuth) {
     let a = fx.writer("a", url, auth.clone());
     let b = fx.writer("b", url, auth);
     let (left, right) = SERVICES.split_at(SERVICES.len() / 2);
-    let run = |w: deploybot::gitops::Writer, services: &'static [&'static str]| {
+    let run = |w: deploybot::adapters::gitops::Writer, services: &'static [&'static str]| {
         tokio::spawn(async move {
             let mut attempts = 0;
             let mut shas = Vec::new();
@@ -867,8 +867,8 @@ async fn a_clone_far_behind_catches_up_with_an_ordinary_fetch() {
 /// lands byte for byte, and the same change again makes no commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_manifest_editor_through_the_writer() {
-    use deploybot::gitops::ManifestEdit;
-    use deploybot::manifest::{Change, EditOptions};
+    use deploybot_core::gitops::ManifestEdit;
+    use deploybot_core::manifest::{Change, EditOptions};
 
     let fx = GitFixture::new();
     let w = fx.writer("m", &fx.file_url(), GitAuth::None);

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use deploybot::adapters::store::Store;
 use deploybot::config::Config;
 use deploybot::demo::workspace::Workspace;
-use deploybot::rollout::driver::{Clock, SystemClock};
-use deploybot::rollout::pipeline::{Gate, Pipeline, Release};
-use deploybot::rollout::runner::{LiveRunner, PrometheusWindows, RunnerParts};
-use deploybot::rollout::store::RolloutStore;
-use deploybot::rollout::{Phase, Rollout, Strategy};
-use deploybot::store::Store;
+use deploybot::shell::driver::{Clock, SystemClock};
+use deploybot::shell::pipeline::{Gate, Pipeline, Release};
+use deploybot::shell::runner::{LiveRunner, PrometheusWindows, RunnerParts};
+use deploybot_core::rollout::store::RolloutStore;
+use deploybot_core::rollout::{Phase, Rollout, Strategy};
 
 use crate::support::prometheus::{installed, start_scraping};
 
@@ -209,7 +209,7 @@ async fn a_live_scraped_canary_is_promoted_healthy_and_reverted_bad() {
         return;
     }
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("deploybot::rollout::runner=info")
+        .with_env_filter("deploybot::shell::runner=info")
         .with_test_writer()
         .try_init();
     let tmp = tempfile::tempdir().unwrap();
@@ -251,7 +251,7 @@ async fn a_live_scraped_canary_is_promoted_healthy_and_reverted_bad() {
     assert!(
         matches!(
             r.latest.as_ref().map(|s| &s.observation),
-            Some(deploybot::rollout::Observation::Promote)
+            Some(deploybot_core::rollout::Observation::Promote)
         ),
         "{r:#?}"
     );

@@ -17,4 +17,5 @@ mod risk;
 mod rollout;
 mod status_page;
 mod support;
+mod tidy;
 mod webhook;

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use deploybot::config::Config;
-use deploybot::webhook::event;
+use deploybot_core::webhook::event;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -632,7 +632,7 @@ fn events_the_intake_acts_on() -> BTreeSet<String> {
 fn every_event_the_parser_matches_is_a_known_github_event() {
     // The probe above only sees names in GITHUB_EVENTS; a new match arm in event.rs for an event
     // missing from that list would escape it, so the source's arms are checked against it.
-    let source = read("src/webhook/event.rs");
+    let source = read("crates/core/src/webhook/event.rs");
     let body = &source[source.find("pub fn parse(").expect("fn parse")..];
     let body = &body[..body.find("\nfn ").unwrap_or(body.len())];
     let arms: BTreeSet<&str> = body
@@ -905,7 +905,7 @@ fn alert_rules_are_valid_and_fire_on_the_failures_they_name() {
 
 #[test]
 fn alert_rules_and_operations_doc_name_only_series_deploybot_exports() {
-    let exported = deploybot::metrics::Metrics::default().render(Some(0));
+    let exported = deploybot::shell::metrics::Metrics::default().render(Some(0));
     let families: BTreeSet<&str> = exported
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -8,20 +8,20 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use deploybot::canary::generate;
+use deploybot::adapters::github::GithubRest;
+use deploybot::adapters::store::Store;
 use deploybot::config::Config;
 use deploybot::demo::workspace::Workspace;
 use deploybot::demo::{ReplayWindows, VirtualClock};
-use deploybot::github::RepoName;
-use deploybot::github::rest::GithubRest;
-use deploybot::rollout::driver::Clock;
-use deploybot::rollout::events::RolloutEvents;
-use deploybot::rollout::pipeline::{Gate, Pipeline, PipelineError, Release};
-use deploybot::rollout::runner::{LiveRunner, RunnerParts};
-use deploybot::rollout::store::RolloutStore;
-use deploybot::rollout::{Phase, Strategy};
-use deploybot::secret::Secret;
-use deploybot::store::Store;
+use deploybot::shell::driver::Clock;
+use deploybot::shell::events::RolloutEvents;
+use deploybot::shell::pipeline::{Gate, Pipeline, PipelineError, Release};
+use deploybot::shell::runner::{LiveRunner, RunnerParts};
+use deploybot_core::canary::generate;
+use deploybot_core::github::RepoName;
+use deploybot_core::rollout::store::RolloutStore;
+use deploybot_core::rollout::{Phase, Strategy};
+use deploybot_core::secret::Secret;
 
 use crate::support::fake_github::{BareRepo, FakeGithub, file, webhook};
 
@@ -142,7 +142,11 @@ const CANARY: Gate = Gate {
     approval_required: false,
 };
 
-async fn run_until(s: &Setup, minutes: i64, done: impl Fn(&[deploybot::rollout::Rollout]) -> bool) {
+async fn run_until(
+    s: &Setup,
+    minutes: i64,
+    done: impl Fn(&[deploybot_core::rollout::Rollout]) -> bool,
+) {
     for _ in 0..minutes * 2 {
         let now = s.clock.advance(30);
         s.pipeline.tick(now).await.unwrap();
@@ -331,7 +335,7 @@ struct AlarmedModel {
     calls: std::sync::atomic::AtomicUsize,
 }
 
-impl deploybot::llm::RiskModel for AlarmedModel {
+impl deploybot_core::risk::model::RiskModel for AlarmedModel {
     fn model(&self) -> &str {
         "alarmed-test-model"
     }
@@ -343,17 +347,20 @@ impl deploybot::llm::RiskModel for AlarmedModel {
     ) -> std::pin::Pin<
         Box<
             dyn std::future::Future<
-                    Output = Result<deploybot::llm::ModelVerdict, deploybot::llm::LlmError>,
+                    Output = Result<
+                        deploybot_core::risk::model::ModelVerdict,
+                        deploybot_core::risk::model::LlmError,
+                    >,
                 > + Send
                 + 'a,
         >,
     > {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async {
-            Ok(deploybot::llm::ModelVerdict {
+            Ok(deploybot_core::risk::model::ModelVerdict {
                 risk_score: 0.95,
                 risk_factors: vec!["touches how coupons are priced".into()],
-                recommended_strategy: deploybot::risk::Strategy::Canary5,
+                recommended_strategy: deploybot_core::risk::Strategy::Canary5,
                 requires_manual_approval: false,
                 rationale: "pricing change".into(),
             })
@@ -401,7 +408,7 @@ async fn deploy_command_ships_on_the_assessment_the_model_raised() {
         let model = AlarmedModel::default();
         let github = github_for(&gh);
         let events = RolloutEvents {
-            model: with_model.then_some(&model as &dyn deploybot::llm::RiskModel),
+            model: with_model.then_some(&model as &dyn deploybot_core::risk::model::RiskModel),
             ..events(&s, &github)
         };
         let note = events

@@ -20,10 +20,14 @@ use std::time::{Duration, Instant};
 
 use crate::support::prometheus::{installed, start_prometheus};
 
-use deploybot::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, TrackSample, Window};
-use deploybot::canary::settings::{ExtraMetricConfig, JudgeConfig};
-use deploybot::prometheus::cli::{JudgeOutcome, judge_window};
-use deploybot::prometheus::{PromDuration, PrometheusConfig, PrometheusSource, QueryTemplates};
+use deploybot::adapters::prometheus::{
+    PromDuration, PrometheusConfig, PrometheusSource, QueryTemplates,
+};
+use deploybot::cli::analyze::{JudgeOutcome, judge_window};
+use deploybot_core::canary::sample::{
+    AnalysisTarget, MetricsError, MetricsSource, TrackSample, Window,
+};
+use deploybot_core::canary::settings::{ExtraMetricConfig, JudgeConfig};
 
 const SCRAPE: i64 = 15;
 const MINUTES: i64 = 30;

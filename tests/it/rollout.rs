@@ -6,11 +6,11 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::{DateTime, Utc};
-use deploybot::rollout::store::RolloutStore;
-use deploybot::rollout::{
+use deploybot::adapters::store::Store;
+use deploybot_core::rollout::store::RolloutStore;
+use deploybot_core::rollout::{
     Command as Cmd, Input, Observation, Rollout, Settings, Strategy, Weight, step,
 };
-use deploybot::store::Store;
 
 fn deploybot() -> Command {
     Command::new(env!("CARGO_BIN_EXE_deploybot"))
@@ -297,7 +297,7 @@ mod api {
     use tower::ServiceExt;
 
     async fn get(store: &Store, uri: &str) -> (StatusCode, serde_json::Value) {
-        let resp = deploybot::rollout::api::api_router(store.clone())
+        let resp = deploybot::shell::status_api::api_router(store.clone())
             .oneshot(Request::get(uri).body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -372,8 +372,8 @@ mod driver {
     use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use deploybot::rollout::driver::{Driver, EffectError, EffectRunner};
-    use deploybot::rollout::{Effect, Phase};
+    use deploybot::shell::driver::{Driver, EffectError, EffectRunner};
+    use deploybot_core::rollout::{Effect, Phase};
     use futures_util::FutureExt;
 
     #[derive(Default)]
@@ -701,7 +701,7 @@ mod driver {
     /// clock does, so the loop's simulated time is deterministic.
     struct SteppingClock(AtomicI64);
 
-    impl deploybot::rollout::driver::Clock for SteppingClock {
+    impl deploybot::shell::driver::Clock for SteppingClock {
         fn now(&self) -> DateTime<Utc> {
             t(self.0.fetch_add(30, Ordering::SeqCst))
         }
@@ -756,9 +756,9 @@ mod alerts {
     use axum::extract::State;
     use axum::http::StatusCode;
     use axum::routing::post;
-    use deploybot::alert::Alerts;
-    use deploybot::rollout::{Level, Notice};
-    use deploybot::secret::Secret;
+    use deploybot::adapters::alert::Alerts;
+    use deploybot_core::rollout::{Level, Notice};
+    use deploybot_core::secret::Secret;
 
     async fn hook(
         State(seen): State<Arc<Mutex<Vec<serde_json::Value>>>>,

@@ -10,14 +10,14 @@ use crate::support::rollout::t;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use deploybot::canary::sample::{Interval, TrackSample, Window};
-use deploybot::rollout::metrics::points_from_window;
-use deploybot::rollout::store::RolloutStore;
-use deploybot::rollout::{
+use deploybot::adapters::store::Store;
+use deploybot_core::canary::sample::{Interval, TrackSample, Window};
+use deploybot_core::rollout::metrics::points_from_window;
+use deploybot_core::rollout::store::RolloutStore;
+use deploybot_core::rollout::{
     Decision, Input, Observation, Phase, Progress, Release, Rollout, Settings, Strategy, Trigger,
     Weight, step,
 };
-use deploybot::store::Store;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const LE: [f64; 5] = [0.05, 0.1, 0.25, 0.5, 1.0];
@@ -263,7 +263,7 @@ async fn chromium_renders_the_seeded_rollout_with_its_charts() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = deploybot::rollout::page::page_router(store.clone());
+    let app = deploybot::shell::status_page::page_router(store.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     // The headers keep the page inert; an unknown id is a 404 page, not an error.

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use deploybot::adapters::store::{DeliveryQueue, DeliveryStatus, Store, StoredDelivery};
 use deploybot::config::Config;
-use deploybot::metrics::Metrics;
-use deploybot::secret::Secret;
-use deploybot::store::{DeliveryQueue, DeliveryStatus, Store, StoredDelivery};
-use deploybot::webhook::event::{Event, Parsed};
-use deploybot::webhook::intake::{Intake, router};
-use deploybot::webhook::signature::sign;
-use deploybot::webhook::worker::{self, ProcessError, Processed, Processor, RetryPolicy};
+use deploybot::shell::metrics::Metrics;
+use deploybot::shell::webhook::intake::{Intake, router};
+use deploybot::shell::webhook::worker::{self, ProcessError, Processed, Processor, RetryPolicy};
+use deploybot_core::secret::Secret;
+use deploybot_core::webhook::event::{Event, Parsed};
+use deploybot_core::webhook::signature::sign;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use tokio::sync::{Notify, watch};
@@ -141,7 +141,7 @@ async fn every_real_payload_parses_into_its_variant_and_is_stored() {
         let action = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["action"]
             .as_str()
             .map(str::to_string);
-        let parsed = deploybot::webhook::event::parse(&event, &body)
+        let parsed = deploybot_core::webhook::event::parse(&event, &body)
             .unwrap_or_else(|e| panic!("{event}/{name}: {e}"));
         assert_eq!(
             parsed.event.kind(),
@@ -179,7 +179,7 @@ async fn specific_fields_are_read_from_real_payloads() {
     let body =
         std::fs::read(fixtures_dir().join("github-webhooks/pull_request/closed.payload.json"))
             .unwrap();
-    let p = deploybot::webhook::event::parse("pull_request", &body).unwrap();
+    let p = deploybot_core::webhook::event::parse("pull_request", &body).unwrap();
     assert_eq!(p.repository.as_deref(), Some("Codertocat/Hello-World"));
     match p.event {
         Event::PullRequest {
@@ -188,7 +188,7 @@ async fn specific_fields_are_read_from_real_payloads() {
         } => {
             assert_eq!(
                 action,
-                deploybot::webhook::event::PullRequestAction::Closed { merged: false }
+                deploybot_core::webhook::event::PullRequestAction::Closed { merged: false }
             );
             assert_eq!(pull_request.number, 2);
             assert_eq!(pull_request.head.sha.len(), 40);
@@ -198,10 +198,10 @@ async fn specific_fields_are_read_from_real_payloads() {
     let body =
         std::fs::read(fixtures_dir().join("github-webhooks/pull_request/labeled.payload.json"))
             .unwrap();
-    let p = deploybot::webhook::event::parse("pull_request", &body).unwrap();
+    let p = deploybot_core::webhook::event::parse("pull_request", &body).unwrap();
     assert!(matches!(
         p.event,
-        Event::PullRequest { action: deploybot::webhook::event::PullRequestAction::Labeled { ref label }, .. } if !label.is_empty()
+        Event::PullRequest { action: deploybot_core::webhook::event::PullRequestAction::Labeled { ref label }, .. } if !label.is_empty()
     ));
 }
 
@@ -523,6 +523,6 @@ proptest! {
     ) {
         prop_assume!(other != SECRET);
         let header = sign(other.as_bytes(), &body);
-        prop_assert!(deploybot::webhook::signature::verify(SECRET.as_bytes(), &body, Some(&header)).is_err());
+        prop_assert!(deploybot_core::webhook::signature::verify(SECRET.as_bytes(), &body, Some(&header)).is_err());
     }
 }

@@ -7,12 +7,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use deploybot::gitops::RetryConfig;
-use deploybot::gitops::commit_message::CommitInfo;
-use deploybot::gitops::edit::FileEdit;
-use deploybot::gitops::repo::{GitAuth, Remote, RemoteUrl};
-use deploybot::gitops::writer::{BranchLocks, Identity, Writer};
-use deploybot::manifest::{EditError, Edited, ValueChange};
+use deploybot::adapters::gitops::RetryConfig;
+use deploybot::adapters::gitops::repo::{GitAuth, Remote, RemoteUrl};
+use deploybot::adapters::gitops::writer::{BranchLocks, Identity, Writer};
+use deploybot_core::gitops::commit_message::CommitInfo;
+use deploybot_core::gitops::edit::FileEdit;
+use deploybot_core::manifest::{EditError, Edited, ValueChange};
 
 pub const BOT_EMAIL: &str = "deploybot@example.test";
 

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use deploybot::manifest;
+use deploybot_core::manifest;
 
 fn golden_dir() -> std::path::PathBuf {
     crate::support::fixtures_dir().join("manifests/golden")

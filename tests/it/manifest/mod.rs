@@ -6,7 +6,7 @@ mod golden;
 mod properties;
 mod real_manifests;
 
-use deploybot::manifest::{Change, EditOptions, HelmImagePaths};
+use deploybot_core::manifest::{Change, EditOptions, HelmImagePaths};
 
 /// Parses the `change:` / `options:` lines of a golden case (CLI-like words).
 pub fn parse_change(change: &str, options: &str) -> (Change, EditOptions) {

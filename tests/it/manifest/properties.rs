@@ -2,7 +2,7 @@
 //! around the target survive byte for byte, and the result parses to the same document except
 //! the target.
 
-use deploybot::manifest::{self, Change, EditError, EditOptions, ImageChange};
+use deploybot_core::manifest::{self, Change, EditError, EditOptions, ImageChange};
 use proptest::prelude::*;
 use yaml_serde::Value;
 

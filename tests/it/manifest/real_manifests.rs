@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use deploybot::manifest::{self, Change, EditError, EditOptions, ImageChange};
+use deploybot_core::manifest::{self, Change, EditError, EditOptions, ImageChange};
 use yaml_serde::Value;
 
 fn manifests_dir() -> PathBuf {

@@ -1,11 +1,11 @@
 //! Real upstream diffs (fixtures/diffs, sources in its README) land in the right bands.
 
-use deploybot::risk::diff::parse_unified_diff;
-use deploybot::risk::{FactorKind, Policy, RiskTier, Strategy, Thresholds};
+use deploybot_core::risk::diff::parse_unified_diff;
+use deploybot_core::risk::{FactorKind, Policy, RiskTier, Strategy, Thresholds};
 
 use crate::support::fixtures_dir;
 
-fn assess(name: &str) -> deploybot::risk::Assessment {
+fn assess(name: &str) -> deploybot_core::risk::Assessment {
     let text = std::fs::read_to_string(fixtures_dir().join("diffs").join(name)).unwrap();
     let change = parse_unified_diff(&text).unwrap().into_change();
     Policy::default().assess(&change, &Thresholds::default())

@@ -2,16 +2,17 @@
 //! exactly one comment, the right labels and status; a synchronize edits the same comment; a
 //! redelivery does not ask the model again.
 
+use deploybot::adapters::github::GithubRest;
+use deploybot::adapters::llm::{LlmClient, LlmConfig};
+use deploybot::adapters::store::Store;
+use deploybot::adapters::store::assessments::AssessmentStore;
 use deploybot::config::Config;
-use deploybot::github::rest::GithubRest;
-use deploybot::github::{CommentAction, Github, RepoName};
-use deploybot::llm::{LlmClient, LlmConfig, RiskModel};
-use deploybot::risk::comment::MARKER;
-use deploybot::risk::service::{assess_pull_request, pull_request_event};
-use deploybot::risk::store::AssessmentStore;
-use deploybot::risk::{RiskTier, Strategy};
-use deploybot::secret::Secret;
-use deploybot::store::Store;
+use deploybot::shell::assess::{assess_pull_request, pull_request_event};
+use deploybot_core::github::{CommentAction, Github, RepoName};
+use deploybot_core::risk::comment::MARKER;
+use deploybot_core::risk::model::RiskModel;
+use deploybot_core::risk::{RiskTier, Strategy};
+use deploybot_core::secret::Secret;
 use serde_json::Value;
 
 use axum::http::Method;
@@ -244,7 +245,7 @@ async fn a_redelivery_for_the_same_head_does_not_ask_the_model_again() {
     assert!(body.contains("| llm | model |"), "{body}");
     assert!(body.contains("Model: fake-model"), "{body}");
     assert!(
-        body.contains(deploybot::risk::prompt::prompt_version()),
+        body.contains(deploybot_core::risk::prompt::prompt_version()),
         "{body}"
     );
 }
@@ -293,17 +294,17 @@ async fn files_are_read_across_pages_and_truncated_patches_count() {
     gh.push("abc", files, &["m"]);
     let github = client(&gh);
     let repo: RepoName = "Codertocat/Hello-World".parse().unwrap();
-    let (_, change) = deploybot::risk::service::load_pull(&github, &repo, 2)
+    let (_, change) = deploybot::shell::assess::load_pull(&github, &repo, 2)
         .await
         .unwrap();
     assert_eq!(change.files.len(), 6, "three pages of two");
     assert_eq!(change.truncated_patches, 1);
-    let a =
-        deploybot::risk::Policy::default().assess(&change, &deploybot::risk::Thresholds::default());
+    let a = deploybot_core::risk::Policy::default()
+        .assess(&change, &deploybot_core::risk::Thresholds::default());
     assert!(
         a.risk_factors
             .iter()
-            .any(|f| f.category == deploybot::risk::FactorKind::UnknownContent)
+            .any(|f| f.category == deploybot_core::risk::FactorKind::UnknownContent)
     );
 }
 
@@ -351,12 +352,12 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
-    use deploybot::metrics::Metrics;
-    use deploybot::store::DeliveryQueue;
-    use deploybot::webhook::dispatch::Dispatcher;
-    use deploybot::webhook::intake::{Intake, router};
-    use deploybot::webhook::signature::sign;
-    use deploybot::webhook::worker::{self, RetryPolicy};
+    use deploybot::adapters::store::DeliveryQueue;
+    use deploybot::shell::metrics::Metrics;
+    use deploybot::shell::webhook::dispatch::Dispatcher;
+    use deploybot::shell::webhook::intake::{Intake, router};
+    use deploybot::shell::webhook::worker::{self, RetryPolicy};
+    use deploybot_core::webhook::signature::sign;
     use tokio::sync::{Notify, watch};
     use tower::ServiceExt;
 
@@ -380,16 +381,14 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
         metrics: Arc::new(Metrics::default()),
         wake: Arc::new(Notify::new()),
     }));
-    let dispatcher = Arc::new(
-        Dispatcher::<deploybot::rollout::runner::PrometheusWindows> {
-            config,
-            github: Arc::new(client(&gh)),
-            model: None,
-            store: store.clone(),
-            pipeline: None,
-            clock: Arc::new(deploybot::rollout::driver::SystemClock),
-        },
-    );
+    let dispatcher = Arc::new(Dispatcher::<deploybot::shell::runner::PrometheusWindows> {
+        config,
+        github: Arc::new(client(&gh)),
+        model: None,
+        store: store.clone(),
+        pipeline: None,
+        clock: Arc::new(deploybot::shell::driver::SystemClock),
+    });
     let deliver = |id: &str, payload: &Value| {
         let body = serde_json::to_vec(payload).unwrap();
         Request::post("/webhook")
@@ -435,7 +434,7 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
     let d = store.delivery("d-opened").unwrap().unwrap();
     assert_eq!(
         d.status,
-        deploybot::store::DeliveryStatus::Done,
+        deploybot::adapters::store::DeliveryStatus::Done,
         "{:?}",
         d.detail
     );

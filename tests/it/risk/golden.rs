@@ -1,10 +1,10 @@
 //! Golden files pin the user-visible text: the PR comment and the model prompt. Refresh them with
 //! `DEPLOYBOT_UPDATE_GOLDEN=1 cargo test --test it risk::golden` and review the diff.
 
-use deploybot::llm::ModelVerdict;
-use deploybot::risk::combine::{ModelOutcome, combine};
-use deploybot::risk::diff::parse_unified_diff;
-use deploybot::risk::{Policy, Thresholds, comment, prompt};
+use deploybot_core::risk::combine::{ModelOutcome, combine};
+use deploybot_core::risk::diff::parse_unified_diff;
+use deploybot_core::risk::model::ModelVerdict;
+use deploybot_core::risk::{Policy, Thresholds, comment, prompt};
 
 use crate::support::fixtures_dir;
 
@@ -30,7 +30,7 @@ fn check(name: &str, actual: &str) {
     }
 }
 
-fn migration() -> deploybot::risk::Change {
+fn migration() -> deploybot_core::risk::Change {
     let text =
         std::fs::read_to_string(fixtures_dir().join("diffs/migration-deploybot-deliveries.diff"))
             .unwrap();
@@ -63,7 +63,7 @@ fn comment_with_model_factors_and_rationale() {
             verdict: ModelVerdict {
                 risk_score: 0.82,
                 risk_factors: vec!["new table on the delivery path".into(), "no down-migration".into()],
-                recommended_strategy: deploybot::risk::Strategy::Canary5,
+                recommended_strategy: deploybot_core::risk::Strategy::Canary5,
                 requires_manual_approval: true,
                 rationale: "The migration creates the durable queue table.\nRolling it back loses queued deliveries.".into(),
             },

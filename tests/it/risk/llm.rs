@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use deploybot::llm::{LlmClient, LlmConfig, RiskModel};
-use deploybot::risk::diff::parse_unified_diff;
-use deploybot::risk::service::assess_change;
-use deploybot::risk::{
+use deploybot::adapters::llm::{LlmClient, LlmConfig};
+use deploybot::shell::assess::assess_change;
+use deploybot_core::risk::diff::parse_unified_diff;
+use deploybot_core::risk::model::RiskModel;
+use deploybot_core::risk::{
     Assessment, AssessmentSource, Change, FactorKind, FactorSource, Policy, Strategy, Thresholds,
 };
 
@@ -152,7 +153,7 @@ async fn a_valid_reply_can_raise_the_assessment_and_is_recorded() {
     );
     assert_eq!(
         a.prompt_version.as_deref(),
-        Some(deploybot::risk::prompt::prompt_version())
+        Some(deploybot_core::risk::prompt::prompt_version())
     );
 
     let seen = server.seen();
@@ -447,7 +448,7 @@ async fn live_model_if_configured() {
     let t = Thresholds::default();
     let floor = policy.assess(&c, &t);
     let a = assess_change(&policy, &t, &c, Some(&client as &dyn RiskModel), 4_000).await;
-    eprintln!("{}", deploybot::risk::cli::summary(&a));
+    eprintln!("{}", deploybot::cli::risk::summary(&a));
     assert_floor_holds(&floor, &a);
     assert!(a.model.is_some());
 }

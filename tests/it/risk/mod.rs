@@ -7,4 +7,3 @@ mod fixtures;
 mod github;
 mod golden;
 mod llm;
-mod tidy;

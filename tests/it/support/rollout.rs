@@ -1,7 +1,7 @@
 //! Rollout records for the integration tests: a fixed clock and the usual change.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use deploybot::rollout::{Release, Trigger};
+use deploybot_core::rollout::{Release, Trigger};
 
 /// `s` seconds after 2026-11-26 10:00 UTC.
 pub fn t(s: i64) -> DateTime<Utc> {

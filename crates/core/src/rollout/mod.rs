@@ -1,0 +1,105 @@
+//! The rollout: the state machine that takes one image to one environment of one service, step
+//! by step, through git, watched by the canary judge, and reverts it when the judge (or a human)
+//! says so.
+//!
+//! The core is one pure function, [`step`]: `(rollout, input, now) -> Transition { next,
+//! effects, decision, note }`. It does no I/O and reads no clock; effects are data that the shell
+//! runs (and that must be idempotent). Around it: `store` (persistence and the audit trail),
+//! `driver` (the shell: step, persist, run effects, recover after a crash), `cli` and `api`
+//! (`status`, `history`, `GET /api/rollouts`), `metrics` (the per-interval metric history from
+//! the judge's windows), `page` and `chart` (the HTML status page and its SVG / Mermaid charts),
+//! `comment` (the PR status comment), `command` (PR comment commands), `approval` (counting
+//! approvals), `trigger` (image tag, required checks) and `config` (the per-service section). It deliberately does not know about GitHub, git,
+//! Prometheus or Argo CD: the integrator maps their results onto [`Input`] and runs each
+//! [`Effect`] through an `EffectRunner`.
+//!
+//! # Phases
+//!
+//! `RiskAssessment -> [AwaitingApproval] -> Canary{0,w0} -> ProgressiveRollout -> Canary{1,w1}
+//! -> ... -> FullRollout -> Verification -> Complete`, or `RolledBack`, `Paused{reason}`,
+//! `Superseded`, `Failed{reason}`. Terminal: `Complete`, `RolledBack`, `Superseded`, `Failed`.
+//! Within a step, [`Progress`] tracks `Committing -> Syncing -> Live`, so a pause never loses a
+//! commit in flight.
+//!
+//! # Transition table
+//!
+//! Each row is a test in `step::tests` (`table_rows`). "live" = any non-terminal phase. Any input
+//! not listed for a phase is rejected with a reason and changes nothing.
+//!
+//! | # | phase (progress) | input | next phase | effects |
+//! |---|---|---|---|---|
+//! | 1 | RiskAssessment | Assessed (canary, no approval) | Canary{0,w0} (Committing) | CommitStep, Comment, SetStatus |
+//! | 2 | RiskAssessment | Assessed (direct) | FullRollout (Committing 100) | CommitStep, Comment, SetStatus |
+//! | 3 | RiskAssessment | Assessed (approval required) | AwaitingApproval | OpenApprovalPr, Comment, SetStatus |
+//! | 4 | RiskAssessment | Assessed (score outside 0..=1) | rejected | — |
+//! | 5 | AwaitingApproval | Approved by a reviewer | Canary{0,w0} (Committing via PR) | MergeApprovalPr, Comment, SetStatus |
+//! | 6 | AwaitingApproval | Approved by the change's author | rejected | — |
+//! | 7 | AwaitingApproval | ApprovalRevoked | unchanged | — |
+//! | 8 | Canary (Committing w) | Committed{sha, w} | Canary (Syncing) | WaitForSync |
+//! | 9 | Canary (Committing w) | Committed{sha, other weight} | rejected | — |
+//! | 10 | Canary (Syncing sha) | Synced{sha} | Canary (Live) | — |
+//! | 11 | Canary (Syncing) | Synced{other revision} | rejected | — |
+//! | 12 | Canary (Syncing) | Tick past the sync deadline | Paused (or RolledBack if `on_sync_failure: rollback`) | Comment, SetStatus, Notify |
+//! | 12b | Canary (Syncing) | Tick before the sync deadline | unchanged | WaitForSync (poll again) |
+//! | 13 | Canary (Syncing) | SyncFailed | Paused | Comment, SetStatus, Notify |
+//! | 14 | Canary (Live) | Tick, an interval since the last query | unchanged phase | QueryMetrics |
+//! | 15 | Canary (Live) | Tick, not due | unchanged | — |
+//! | 16 | Canary (Live) | Judged Continue | unchanged phase, snapshot recorded | — |
+//! | 17 | Canary (Live) | Judged Promote, bake not complete | unchanged phase | — |
+//! | 18 | Canary{i} (Live) | Judged Promote, bake complete | ProgressiveRollout (Committing w{i+1}) | CommitStep, Comment, SetStatus |
+//! | 19 | Canary{last below 100} (Live) | Judged Promote, bake complete | FullRollout (Committing 100) | CommitStep, Comment, SetStatus |
+//! | 20 | ProgressiveRollout (Committing w) | Committed{sha, w} | Canary{i+1, w} (Syncing) | WaitForSync |
+//! | 21 | Canary (Live) | Judged Rollback{metric, evidence} | RolledBack, revert owed | Revert, Comment, SetStatus, Label `deploy/rolled-back`, HoldService, Notify |
+//! | 22 | Canary (Live) | Judged Hold, within `max_hold_intervals` | unchanged phase | — |
+//! | 23 | Canary (Live) | Judged Hold past `max_hold_intervals` (or `escalate`) | Paused | Comment, SetStatus, Notify |
+//! | 24 | Canary (Live) | MetricsUnavailable | Paused | Comment, SetStatus, Notify |
+//! | 25 | Canary (Syncing) | Judged | rejected (no analysis window) | — |
+//! | 26 | Canary (Live), last observation Promote | `/promote` | next step (as 18) | CommitStep, Comment, SetStatus |
+//! | 27 | Canary (Live), no Promote yet | `/promote` | unchanged phase, bake skipped | — |
+//! | 28 | FullRollout (Syncing 100) | Synced | Verification (Live) | Comment, SetStatus |
+//! | 29 | Verification (Live) | Judged Promote, verification time served | Complete | Comment, SetStatus, Notify |
+//! | 30 | Verification (Live) | Judged Rollback | RolledBack | Revert, ... (as 21) |
+//! | 31 | live | `/pause` | Paused | Comment, SetStatus |
+//! | 32 | Paused | `/resume` | the phase before the pause (bake restarts) | outstanding effects, Comment, SetStatus |
+//! | 33 | Paused | Judged | rejected | — |
+//! | 34 | live | `/rollback` | RolledBack (revert owed if anything was committed) | Revert, ... (as 21) |
+//! | 35 | live | `/hold` | Paused, held | Comment, SetStatus, HoldService, Notify |
+//! | 36 | Paused, held | `/resume` | rejected | — |
+//! | 37 | Paused, held | `/hold cancel` | the phase before the hold | ReleaseService, outstanding effects, Comment, SetStatus |
+//! | 38 | live | Superseded{by} | Superseded | Comment, SetStatus |
+//! | 39 | RolledBack, revert owed | Reverted{sha} | RolledBack, revert done | — |
+//! | 40 | terminal | any command, Superseded, Committed | rejected | — |
+//! | 41 | live | EffectFailed transient | unchanged phase, `retry_at` set | — |
+//! | 42 | any, `retry_at` passed | Tick | unchanged phase | the outstanding effects again |
+//! | 43 | live | EffectFailed CommitStep permanent | Failed | Comment, SetStatus, Notify |
+//! | 44 | RolledBack, revert owed | EffectFailed Revert permanent | RolledBack, revert failed | Comment, Notify critical |
+//! | 45 | live | `/deploy` | rejected (it starts a new rollout) | — |
+//!
+//! Promotion between environments (staging, then production) is a new rollout per environment,
+//! started by the orchestrator once the previous environment's rollout is `Complete`.
+
+pub mod approval;
+pub mod chart;
+pub mod command;
+pub mod comment;
+pub mod config;
+pub mod input;
+pub mod metrics;
+pub mod page;
+pub mod plan;
+pub mod record;
+pub mod step;
+pub mod store;
+/// Fixtures for tests of the rollout and of the shell around it (a fixed epoch, the usual
+/// trigger); compiled only for tests and for the `test-support` feature.
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+pub mod trigger;
+
+pub use input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};
+pub use plan::{Plan, PlanError, Strategy, Weight};
+pub use record::{
+    CommitRecord, MetricPoint, ObservationKind, Phase, Progress, Release, RevertRecord, Rollout,
+    Settings, Snapshot, SyncFailurePolicy, Trigger,
+};
+pub use step::{Decision, Transition, outstanding, step};

@@ -1,0 +1,86 @@
+//! The rollout persistence port: what the shell needs from a store of rollouts (create, save a
+//! transition with its audit row, read live and recent ones, the audit trail, the metric
+//! history), in the core's types. The SQLite implementation is the shell's
+//! (`deploybot::adapters::store`).
+
+use chrono::{DateTime, Utc};
+
+use super::input::{Effect, Input};
+use super::record::{MetricPoint, Rollout};
+use super::step::Transition;
+
+/// What the rollout store could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutStoreError {
+    /// The store itself failed (disk, lock, database); the cause is kept.
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync + 'static>),
+    #[error(
+        "starting rollout {id}: {service}/{environment} already has a live rollout ({existing})"
+    )]
+    LiveConflict {
+        id: String,
+        service: String,
+        environment: String,
+        existing: String,
+    },
+    #[error("saving rollout {id}: it changed since it was read (another writer moved it)")]
+    Conflict { id: String },
+    #[error("saving rollout {id}: no such rollout")]
+    NotFound { id: String },
+    #[error("reading rollout {id}: stored record is not valid: {message}")]
+    Corrupt { id: String, message: String },
+}
+
+/// One row of the audit trail.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub rollout_id: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// `Input::name()`, or `created`.
+    pub cause: String,
+    pub input: Option<Input>,
+    pub decision: String,
+    pub note: String,
+    pub effects: Vec<Effect>,
+    /// The phase after the event.
+    pub phase: String,
+}
+
+/// The rollout persistence port.
+pub trait RolloutStore {
+    /// Stores a new rollout and its `created` audit row. Fails with `LiveConflict` when its
+    /// service and environment already have a live rollout.
+    fn create(&self, rollout: &Rollout, actor: &str) -> Result<(), RolloutStoreError>;
+    /// Stores `transition` (which `step` computed from `before` and `input`) and its audit row in
+    /// one transaction. Unchanged ticks are not recorded (they would drown the trail).
+    fn save(
+        &self,
+        before: &Rollout,
+        input: &Input,
+        transition: &Transition,
+    ) -> Result<(), RolloutStoreError>;
+    /// Every rollout the shell still has work for (see `Rollout::is_live`), oldest first.
+    fn live(&self) -> Result<Vec<Rollout>, RolloutStoreError>;
+    fn get(&self, id: &str) -> Result<Option<Rollout>, RolloutStoreError>;
+    /// The most recently updated rollouts, of one service or all, newest first.
+    fn recent(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Rollout>, RolloutStoreError>;
+    /// The audit trail of a service's rollouts, oldest first.
+    fn history(&self, service: &str) -> Result<Vec<AuditEvent>, RolloutStoreError>;
+    /// Records what the judge saw for `deploy_id`, in one transaction. Idempotent: a point whose
+    /// (time, metric) is already stored updates that row (consecutive queries overlap), and a
+    /// value already known is not replaced by a missing one. `NotFound` for an unknown rollout.
+    fn record_metrics(
+        &self,
+        deploy_id: &str,
+        points: &[MetricPoint],
+    ) -> Result<(), RolloutStoreError>;
+    /// The metric history of `deploy_id`, oldest first (then by metric name).
+    fn metrics(&self, deploy_id: &str) -> Result<Vec<MetricPoint>, RolloutStoreError>;
+}

@@ -1,0 +1,610 @@
+//! The write loop: fetch the branch tip, plan a commit on it in memory (edited blobs, a tree
+//! built with `TreeBuilder`, no index, no checkout), push without force, and on a lost race
+//! re-fetch and plan again on the new tip, with bounded exponential backoff and jitter.
+//!
+//! Writes to one (repository, branch) are serialized by an async mutex per key. Across
+//! processes the remote itself arbitrates: pushes are fast-forward only, so a loser retries and
+//! never overwrites. What to commit is a [`Planner`]: edits ([`Writer::write`]) and reverts
+//! (`revert.rs`) are two planners over the same loop.
+
+use deploybot_core::gitops::FileChange;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use git2::{Commit, FileMode, ObjectType, Oid, Repository, Signature, Tree};
+
+use crate::adapters::gitops::push::{PushFailure, push};
+use crate::adapters::gitops::repo::{LocalClone, Remote};
+use crate::adapters::gitops::{GitopsError, RetryConfig};
+use deploybot_core::gitops::commit_message::{CommitInfo, render_commit};
+use deploybot_core::gitops::edit::FileEdit;
+
+/// The bot's name and email on its commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// A new commit is on the remote branch.
+    Committed {
+        commit: String,
+        parent: String,
+        changes: Vec<FileChange>,
+        /// 1 when the first push landed.
+        attempts: u32,
+    },
+    /// The branch already had the target values; `head` is its tip.
+    Unchanged { head: String },
+}
+
+impl WriteOutcome {
+    /// The branch tip after the write.
+    pub fn head(&self) -> &str {
+        match self {
+            WriteOutcome::Committed { commit, .. } => commit,
+            WriteOutcome::Unchanged { head } => head,
+        }
+    }
+}
+
+/// What a planner wants committed on a tip.
+#[derive(Debug)]
+pub enum CommitPlan {
+    Unchanged,
+    Commit {
+        tree: Oid,
+        message: String,
+        changes: Vec<FileChange>,
+    },
+}
+
+/// Decides the commit to make on a given tip. Called again on the new tip after a lost race,
+/// so it must be semantic (re-derive from the tip), and it may refuse (conflict).
+pub trait Planner: Send {
+    fn plan(
+        &mut self,
+        repo: &Repository,
+        branch: &str,
+        tip: &Commit<'_>,
+    ) -> Result<CommitPlan, GitopsError>;
+}
+
+/// Which branch to write and where a missing branch starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub branch: String,
+    /// When the branch does not exist yet, create it from this branch's tip (PR mode).
+    /// `None`: a missing branch is an error.
+    pub create_from: Option<String>,
+    /// Refuse to build on a tip that someone other than the bot committed (bot branches).
+    pub bot_owned: bool,
+}
+
+impl Target {
+    pub fn branch(branch: impl Into<String>) -> Target {
+        Target {
+            branch: branch.into(),
+            create_from: None,
+            bot_owned: false,
+        }
+    }
+}
+
+/// One async mutex per (repository, branch) key, shared by every writer of a process.
+#[derive(Debug, Clone, Default)]
+pub struct BranchLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl BranchLocks {
+    pub async fn lock(&self, repo: &str, branch: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(format!("{repo}\n{branch}")).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+}
+
+/// Writes to one GitOps repository through its local clone.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    clone: Arc<LocalClone>,
+    identity: Identity,
+    retry: RetryConfig,
+    locks: BranchLocks,
+}
+
+impl Writer {
+    /// Opens (or creates) the local clone of `remote` under `data_dir`.
+    pub fn open(
+        data_dir: &Path,
+        remote: Remote,
+        identity: Identity,
+        retry: RetryConfig,
+        locks: BranchLocks,
+    ) -> Result<Writer, GitopsError> {
+        Ok(Writer {
+            clone: Arc::new(LocalClone::open(data_dir, remote)?),
+            identity,
+            retry,
+            locks,
+        })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn clone_path(&self) -> &Path {
+        self.clone.path()
+    }
+
+    /// Applies `edits` to `branch` in one commit with a message rendered from `info`.
+    /// Files already at their targets make no commit.
+    pub async fn write(
+        &self,
+        branch: &str,
+        edits: Vec<Arc<dyn FileEdit>>,
+        info: CommitInfo,
+    ) -> Result<WriteOutcome, GitopsError> {
+        self.write_to(Target::branch(branch), edits, info).await
+    }
+
+    /// [`Writer::write`] with control over branch creation and ownership.
+    pub async fn write_to(
+        &self,
+        target: Target,
+        edits: Vec<Arc<dyn FileEdit>>,
+        info: CommitInfo,
+    ) -> Result<WriteOutcome, GitopsError> {
+        let planner = EditPlanner {
+            edits,
+            info,
+            first: None,
+        };
+        self.run(target, Box::new(planner)).await
+    }
+
+    /// The tip of `branch` on the remote (fetched now), with its author and committer emails.
+    pub async fn remote_tip(&self, branch: &str) -> Result<Option<TipInfo>, GitopsError> {
+        let clone = self.clone.clone();
+        let branch = branch.to_string();
+        blocking(move || {
+            let repo = clone.repository()?;
+            let Some(oid) = clone.fetch(&repo, &branch)? else {
+                return Ok(None);
+            };
+            let c = repo
+                .find_commit(oid)
+                .map_err(GitopsError::git(format!("reading the tip of {branch}")))?;
+            Ok(Some(TipInfo {
+                commit: oid.to_string(),
+                author_email: c.author().email().unwrap_or("").to_string(),
+                committer_email: c.committer().email().unwrap_or("").to_string(),
+            }))
+        })
+        .await
+    }
+
+    /// The retry loop shared by writes and reverts, serialized per (repository, branch).
+    pub(crate) async fn run(
+        &self,
+        target: Target,
+        mut planner: Box<dyn Planner>,
+    ) -> Result<WriteOutcome, GitopsError> {
+        let _guard = self
+            .locks
+            .lock(self.clone.remote().url.as_str(), &target.branch)
+            .await;
+        let clone = self.clone.clone();
+        let identity = self.identity.clone();
+        let retry = self.retry.clone();
+        blocking(move || run_blocking(&clone, &identity, &retry, &target, planner.as_mut())).await
+    }
+}
+
+/// The remote tip of a branch and who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TipInfo {
+    pub commit: String,
+    pub author_email: String,
+    pub committer_email: String,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, GitopsError> + Send + 'static,
+) -> Result<T, GitopsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| GitopsError::Io {
+            doing: "running a git operation".into(),
+            message: e.to_string(),
+        })?
+}
+
+fn run_blocking(
+    clone: &LocalClone,
+    identity: &Identity,
+    retry: &RetryConfig,
+    target: &Target,
+    planner: &mut dyn Planner,
+) -> Result<WriteOutcome, GitopsError> {
+    let branch = &target.branch;
+    let mut last = String::new();
+    for attempt in 1..=retry.max_attempts {
+        let repo = clone.repository()?;
+        let started = std::time::Instant::now();
+        let branch_tip = clone.fetch(&repo, branch)?;
+        let fetched = started.elapsed();
+        let tip_oid = match branch_tip {
+            Some(oid) => {
+                if target.bot_owned {
+                    refuse_foreign_tip(&repo, branch, oid, identity)?;
+                }
+                oid
+            }
+            None => match &target.create_from {
+                Some(base) => {
+                    clone
+                        .fetch(&repo, base)?
+                        .ok_or_else(|| GitopsError::BranchMissing {
+                            branch: base.clone(),
+                            url: clone.remote().url.redacted(),
+                        })?
+                }
+                None => {
+                    return Err(GitopsError::BranchMissing {
+                        branch: branch.clone(),
+                        url: clone.remote().url.redacted(),
+                    });
+                }
+            },
+        };
+        let tip = repo
+            .find_commit(tip_oid)
+            .map_err(GitopsError::git(format!("reading the tip of {branch}")))?;
+        let plan = planner.plan(&repo, branch, &tip)?;
+        let planned = started.elapsed();
+        let (tree, message, changes) = match plan {
+            CommitPlan::Commit {
+                tree,
+                message,
+                changes,
+            } => (tree, message, changes),
+            CommitPlan::Unchanged => {
+                // A new branch with nothing to change is not worth creating.
+                return Ok(WriteOutcome::Unchanged {
+                    head: tip_oid.to_string(),
+                });
+            }
+        };
+        let doing = format!("committing to {branch}");
+        let tree = repo.find_tree(tree).map_err(GitopsError::git(&doing))?;
+        let sig =
+            Signature::now(&identity.name, &identity.email).map_err(GitopsError::git(&doing))?;
+        let commit = repo
+            .commit(None, &sig, &sig, &message, &tree, &[&tip])
+            .map_err(GitopsError::git(&doing))?;
+        let committed_at = started.elapsed();
+        let pushed = push(clone, &repo, commit, branch, branch_tip);
+        tracing::debug!(branch = %branch, attempt, ?fetched, ?planned, ?committed_at, total = ?started.elapsed(), "write attempt timings");
+        match pushed {
+            Ok(()) => {
+                tracing::info!(branch = %branch, commit = %commit, attempt, "pushed");
+                return Ok(WriteOutcome::Committed {
+                    commit: commit.to_string(),
+                    parent: tip_oid.to_string(),
+                    changes,
+                    attempts: attempt,
+                });
+            }
+            Err(PushFailure::Permanent(e)) => return Err(e),
+            Err(PushFailure::Race(why)) => {
+                tracing::info!(branch = %branch, attempt, why = %why, "lost a push race; retrying on the new tip");
+                last = why;
+                // Let other branches of this clone work while we wait.
+                drop(tree);
+                drop(tip);
+                drop(repo);
+                if attempt < retry.max_attempts {
+                    std::thread::sleep(retry.backoff(attempt));
+                }
+            }
+        }
+    }
+    Err(GitopsError::RetriesExhausted {
+        branch: branch.clone(),
+        attempts: retry.max_attempts,
+        last,
+    })
+}
+
+fn refuse_foreign_tip(
+    repo: &Repository,
+    branch: &str,
+    oid: Oid,
+    identity: &Identity,
+) -> Result<(), GitopsError> {
+    let c = repo
+        .find_commit(oid)
+        .map_err(GitopsError::git(format!("reading the tip of {branch}")))?;
+    for who in [c.author(), c.committer()] {
+        let email = who.email().unwrap_or("");
+        if email != identity.email {
+            return Err(GitopsError::HumanEdited {
+                branch: branch.to_string(),
+                commit: oid.to_string(),
+                who: format!("{} <{email}>", who.name().unwrap_or("?")),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Plans a commit from semantic file edits, and checks on every retry that the values the
+/// first attempt saw are still the ones upstream.
+struct EditPlanner {
+    edits: Vec<Arc<dyn FileEdit>>,
+    info: CommitInfo,
+    /// `(path, changes)` as computed on the first tip: the values the change was planned from.
+    first: Option<Vec<FileChange>>,
+}
+
+impl Planner for EditPlanner {
+    fn plan(
+        &mut self,
+        repo: &Repository,
+        branch: &str,
+        tip: &Commit<'_>,
+    ) -> Result<CommitPlan, GitopsError> {
+        let base = tip
+            .tree()
+            .map_err(GitopsError::git(format!("reading the tree of {branch}")))?;
+        // Several edits may target one file: apply them in order on the evolving text.
+        let mut texts: BTreeMap<String, String> = BTreeMap::new();
+        let mut changed: Vec<FileChange> = Vec::new();
+        for edit in &self.edits {
+            let path = edit.path().trim_start_matches('/').to_string();
+            let text = match texts.get(&path) {
+                Some(t) => t.clone(),
+                None => read_text(repo, &base, &path, branch, tip.id())?,
+            };
+            let edited = edit.apply(&text).map_err(|source| GitopsError::Edit {
+                path: path.clone(),
+                branch: branch.to_string(),
+                source,
+            })?;
+            if !edited.changes.is_empty() {
+                texts.insert(path.clone(), edited.text);
+                changed.push(FileChange {
+                    path,
+                    changes: edited.changes,
+                });
+            }
+        }
+        match &self.first {
+            None => self.first = Some(changed.clone()),
+            Some(first) => check_unchanged_upstream(branch, first, &changed)?,
+        }
+        if changed.is_empty() {
+            return Ok(CommitPlan::Unchanged);
+        }
+        let mut updates = BTreeMap::new();
+        for (path, text) in &texts {
+            let blob = repo
+                .blob(text.as_bytes())
+                .map_err(GitopsError::git(format!("writing {path}")))?;
+            updates.insert(path.as_str(), blob);
+        }
+        let tree = replace_blobs(repo, Some(&base), &updates)
+            .map_err(GitopsError::git(format!("building the tree for {branch}")))?;
+        Ok(CommitPlan::Commit {
+            tree,
+            message: render_commit(&self.info, &changed),
+            changes: changed,
+        })
+    }
+}
+
+/// A retry must change the same values from the same old values; otherwise someone else changed
+/// what we were about to change, and overwriting it would lose their update.
+fn check_unchanged_upstream(
+    branch: &str,
+    first: &[FileChange],
+    now: &[FileChange],
+) -> Result<(), GitopsError> {
+    // Everything already at the target (someone made the same change): nothing to do, no conflict.
+    if now.is_empty() {
+        return Ok(());
+    }
+    for f in first {
+        let current = now.iter().find(|n| n.path == f.path);
+        for c in &f.changes {
+            let found = current.and_then(|n| n.changes.iter().find(|x| x.location == c.location));
+            match found {
+                Some(x) if x.old == c.old => {}
+                Some(x) => {
+                    return Err(conflict(branch, &f.path, &c.location, &c.old, &x.old));
+                }
+                // That value is at the target now while others are not: someone else touched it.
+                None => {
+                    return Err(conflict(branch, &f.path, &c.location, &c.old, &c.new));
+                }
+            }
+        }
+    }
+    for n in now {
+        for x in &n.changes {
+            let planned = first
+                .iter()
+                .find(|f| f.path == n.path)
+                .is_some_and(|f| f.changes.iter().any(|c| c.location == x.location));
+            if !planned {
+                return Err(conflict(branch, &n.path, &x.location, &x.new, &x.old));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn conflict(branch: &str, path: &str, location: &str, expected: &str, found: &str) -> GitopsError {
+    GitopsError::Conflict {
+        branch: branch.to_string(),
+        path: path.to_string(),
+        location: location.to_string(),
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}
+
+fn read_text(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    path: &str,
+    branch: &str,
+    commit: Oid,
+) -> Result<String, GitopsError> {
+    let missing = || GitopsError::FileMissing {
+        path: path.to_string(),
+        branch: branch.to_string(),
+        commit: commit.to_string(),
+    };
+    let entry = tree.get_path(Path::new(path)).map_err(|_| missing())?;
+    if entry.kind() != Some(ObjectType::Blob) {
+        return Err(missing());
+    }
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(GitopsError::git(format!("reading {path} on {branch}")))?;
+    String::from_utf8(blob.content().to_vec()).map_err(|_| GitopsError::NotText {
+        path: path.to_string(),
+        branch: branch.to_string(),
+    })
+}
+
+/// A new tree equal to `base` except for the given `path -> blob` replacements. Only the trees on
+/// the paths to the changed files are rewritten, so the cost follows the depth of the change,
+/// not the size of the repository.
+pub(crate) fn replace_blobs(
+    repo: &Repository,
+    base: Option<&Tree<'_>>,
+    updates: &BTreeMap<&str, Oid>,
+) -> Result<Oid, git2::Error> {
+    let mut builder = repo.treebuilder(base)?;
+    let mut subdirs: BTreeMap<&str, BTreeMap<&str, Oid>> = BTreeMap::new();
+    for (path, blob) in updates {
+        match path.split_once('/') {
+            None => {
+                // Keep an executable bit if the file had one.
+                let mode = base
+                    .and_then(|t| t.get_name(path))
+                    .map(|e| e.filemode())
+                    .filter(|m| *m == i32::from(FileMode::BlobExecutable))
+                    .map(|_| FileMode::BlobExecutable)
+                    .unwrap_or(FileMode::Blob);
+                builder.insert(path, *blob, mode.into())?;
+            }
+            Some((dir, rest)) => {
+                subdirs.entry(dir).or_default().insert(rest, *blob);
+            }
+        }
+    }
+    for (dir, inner) in subdirs {
+        let sub = match base.and_then(|t| t.get_name(dir)) {
+            Some(e) if e.kind() == Some(ObjectType::Tree) => Some(repo.find_tree(e.id())?),
+            _ => None,
+        };
+        let oid = replace_blobs(repo, sub.as_ref(), &inner)?;
+        builder.insert(dir, oid, FileMode::Tree.into())?;
+    }
+    builder.write()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deploybot_core::manifest::ValueChange;
+
+    fn vc(location: &str, old: &str, new: &str) -> ValueChange {
+        ValueChange {
+            location: location.into(),
+            line: 1,
+            old: old.into(),
+            new: new.into(),
+        }
+    }
+
+    fn fc(path: &str, changes: Vec<ValueChange>) -> Vec<FileChange> {
+        vec![FileChange {
+            path: path.into(),
+            changes,
+        }]
+    }
+
+    #[test]
+    fn same_old_values_on_a_new_tip_are_not_a_conflict() {
+        let first = fc("a.yaml", vec![vc("image", "1.0", "2.0")]);
+        assert!(check_unchanged_upstream("main", &first, &first.clone()).is_ok());
+        assert!(check_unchanged_upstream("main", &first, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_changed_old_value_is_a_conflict_naming_both_values() {
+        let first = fc("a.yaml", vec![vc("image", "1.0", "2.0")]);
+        let now = fc("a.yaml", vec![vc("image", "1.5", "2.0")]);
+        let e = check_unchanged_upstream("main", &first, &now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"1.0\"") && e.contains("\"1.5\"") && e.contains("a.yaml"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn replace_blobs_rewrites_only_the_path_and_keeps_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let a = repo.blob(b"a").unwrap();
+        let x = repo.blob(b"#!/bin/sh").unwrap();
+        let mut inner = BTreeMap::new();
+        inner.insert("apps/web/deploy.yaml", a);
+        inner.insert("apps/web/run.sh", x);
+        inner.insert("README", a);
+        let t1 = replace_blobs(&repo, None, &inner).unwrap();
+        // mark run.sh executable by hand
+        let tree = repo.find_tree(t1).unwrap();
+        let web = repo
+            .find_tree(tree.get_path(Path::new("apps/web")).unwrap().id())
+            .unwrap();
+        let mut b = repo.treebuilder(Some(&web)).unwrap();
+        b.insert("run.sh", x, FileMode::BlobExecutable.into())
+            .unwrap();
+        let web2 = b.write().unwrap();
+        let mut apps = repo.treebuilder(None).unwrap();
+        apps.insert("web", web2, FileMode::Tree.into()).unwrap();
+        let apps = apps.write().unwrap();
+        let mut root = repo.treebuilder(Some(&tree)).unwrap();
+        root.insert("apps", apps, FileMode::Tree.into()).unwrap();
+        let t2 = repo.find_tree(root.write().unwrap()).unwrap();
+
+        let y = repo.blob(b"#!/bin/bash").unwrap();
+        let mut up = BTreeMap::new();
+        up.insert("apps/web/run.sh", y);
+        let t3 = repo
+            .find_tree(replace_blobs(&repo, Some(&t2), &up).unwrap())
+            .unwrap();
+        let e = t3.get_path(Path::new("apps/web/run.sh")).unwrap();
+        assert_eq!(e.id(), y);
+        assert_eq!(e.filemode(), i32::from(FileMode::BlobExecutable));
+        assert_eq!(t3.get_path(Path::new("README")).unwrap().id(), a);
+        assert_eq!(
+            t3.get_path(Path::new("apps/web/deploy.yaml")).unwrap().id(),
+            a
+        );
+    }
+}

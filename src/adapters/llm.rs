@@ -1,0 +1,393 @@
+//! The language-model adapter: an OpenAI-compatible chat-completions client that asks for a
+//! structured risk assessment and validates the answer strictly.
+//!
+//! Request and response bodies are async-openai's types; the HTTP exchange is reqwest's, so that
+//! the timeout, the retry bound and `Retry-After` are ours to decide (async-openai's built-in retry
+//! layer would wait as long as a server asks). Nothing here decides risk: `risk::combine` takes the
+//! verdict and may only use it to add caution.
+
+use crate::adapters::secrets::Resolve;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_openai::types::chat::{
+    ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestUserMessageArgs,
+    CreateChatCompletionRequest, CreateChatCompletionRequestArgs, CreateChatCompletionResponse,
+    FinishReason, ResponseFormat, ResponseFormatJsonSchema,
+};
+use deploybot_core::risk::model::{
+    LlmError, ModelVerdict, RiskModel, parse_verdict, verdict_schema,
+};
+use serde::{Deserialize, Serialize};
+
+use deploybot_core::secret::{Secret, SecretRef};
+
+/// The `llm` config section. Without `base_url` no model is called: the policy alone decides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// OpenAI-compatible API base URL (e.g. `http://127.0.0.1:8081/v1`).
+    pub base_url: Option<String>,
+    /// Model name.
+    pub model: Option<String>,
+    /// Environment variable holding the API key (none for local servers without auth).
+    pub api_key_env: Option<String>,
+    /// File holding the API key.
+    pub api_key_file: Option<PathBuf>,
+    /// Time allowed for one request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Retries after the first attempt (429, 5xx, timeouts, connection errors).
+    pub max_retries: u32,
+    /// Longest wait between attempts in milliseconds; a `Retry-After` above it ends the retries.
+    pub max_retry_wait_ms: u64,
+    /// Prompt budget in tokens (estimated at 4 characters each); larger diffs are summarised.
+    pub max_prompt_tokens: usize,
+    /// Reply budget in tokens.
+    pub max_output_tokens: u32,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            base_url: None,
+            model: None,
+            api_key_env: None,
+            api_key_file: None,
+            timeout_ms: 30_000,
+            max_retries: 2,
+            max_retry_wait_ms: 20_000,
+            max_prompt_tokens: 12_000,
+            max_output_tokens: 800,
+        }
+    }
+}
+
+impl LlmConfig {
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(e) = self.api_key_ref() {
+            problems.push(e);
+        }
+        let Some(url) = &self.base_url else {
+            return;
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problems.push(format!(
+                "llm.base_url: must start with http:// or https://, got {url:?}"
+            ));
+        }
+        if self.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+            problems.push("llm.model: required when llm.base_url is set".into());
+        }
+        if self.timeout_ms == 0 {
+            problems.push("llm.timeout_ms: must be greater than 0".into());
+        }
+        if self.max_retries > 10 {
+            problems.push(format!(
+                "llm.max_retries: at most 10, got {}",
+                self.max_retries
+            ));
+        }
+        if self.max_prompt_tokens < 1000 {
+            problems.push(format!(
+                "llm.max_prompt_tokens: at least 1000, got {}",
+                self.max_prompt_tokens
+            ));
+        }
+        if self.max_output_tokens < 100 {
+            problems.push(format!(
+                "llm.max_output_tokens: at least 100, got {}",
+                self.max_output_tokens
+            ));
+        }
+    }
+
+    pub fn api_key_ref(&self) -> Result<Option<SecretRef>, String> {
+        SecretRef::from_pair(
+            "llm.api_key",
+            self.api_key_env.as_ref(),
+            self.api_key_file.as_ref(),
+        )
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.base_url.is_some()
+    }
+}
+
+/// The OpenAI-compatible client.
+pub struct LlmClient {
+    http: reqwest::Client,
+    endpoint: String,
+    model: String,
+    api_key: Option<Secret>,
+    timeout: Duration,
+    max_retries: u32,
+    max_retry_wait: Duration,
+    max_output_tokens: u32,
+}
+
+impl std::fmt::Debug for LlmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmClient")
+            .field("endpoint", &self.endpoint)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlmClient {
+    /// The client for a config, or `None` when no model is configured.
+    pub fn from_config(config: &LlmConfig) -> Result<Option<LlmClient>, LlmError> {
+        let Some(base) = &config.base_url else {
+            return Ok(None);
+        };
+        let model = config
+            .model
+            .clone()
+            .ok_or_else(|| LlmError::Config("llm.model is required".into()))?;
+        let api_key = match config.api_key_ref().map_err(LlmError::Config)? {
+            Some(r) => Some(
+                r.resolve()
+                    .map_err(|e| LlmError::Config(format!("llm.api_key: {e}")))?,
+            ),
+            None => None,
+        };
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("deploybot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| LlmError::Config(format!("building the HTTP client: {e}")))?;
+        Ok(Some(LlmClient {
+            http,
+            endpoint: format!("{}/chat/completions", base.trim_end_matches('/')),
+            model,
+            api_key,
+            timeout,
+            max_retries: config.max_retries,
+            max_retry_wait: Duration::from_millis(config.max_retry_wait_ms),
+            max_output_tokens: config.max_output_tokens,
+        }))
+    }
+
+    /// The request body: temperature 0, the schema as `response_format`.
+    pub fn request(
+        &self,
+        system: &str,
+        user: &str,
+    ) -> Result<CreateChatCompletionRequest, LlmError> {
+        let build = |e: async_openai::error::OpenAIError| LlmError::Config(e.to_string());
+        CreateChatCompletionRequestArgs::default()
+            .model(self.model.clone())
+            .temperature(0.0)
+            .max_completion_tokens(self.max_output_tokens)
+            .response_format(ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: Some("Deployment risk assessment".into()),
+                    name: "risk_assessment".into(),
+                    schema: verdict_schema(),
+                    strict: Some(true),
+                },
+            })
+            .messages(vec![
+                ChatCompletionRequestSystemMessageArgs::default()
+                    .content(system)
+                    .build()
+                    .map_err(build)?
+                    .into(),
+                ChatCompletionRequestUserMessageArgs::default()
+                    .content(user)
+                    .build()
+                    .map_err(build)?
+                    .into(),
+            ])
+            .build()
+            .map_err(build)
+    }
+
+    async fn attempt(
+        &self,
+        body: &CreateChatCompletionRequest,
+    ) -> Result<ModelVerdict, (LlmError, Option<Duration>)> {
+        let mut req = self.http.post(&self.endpoint).json(body);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key.expose());
+        }
+        let resp = req.send().await.map_err(|e| (self.classify(&e), None))?;
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let bytes = resp.bytes().await.map_err(|e| (self.classify(&e), None))?;
+        if status.as_u16() == 429 {
+            return Err((LlmError::RateLimited { retry_after }, retry_after));
+        }
+        if !status.is_success() {
+            let body: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+            return Err((
+                LlmError::Http {
+                    status: status.as_u16(),
+                    body,
+                },
+                retry_after,
+            ));
+        }
+        let reply: CreateChatCompletionResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| (LlmError::Malformed(e.to_string()), None))?;
+        let choice = reply
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| (LlmError::Malformed("no choices".into()), None))?;
+        if let Some(r) = choice.message.refusal.filter(|r| !r.trim().is_empty()) {
+            return Err((LlmError::Refused(r.chars().take(200).collect()), None));
+        }
+        if choice.finish_reason == Some(FinishReason::Length) {
+            return Err((
+                LlmError::Malformed("the reply was cut at the token limit".into()),
+                None,
+            ));
+        }
+        if choice.finish_reason == Some(FinishReason::ContentFilter) {
+            return Err((LlmError::Refused("content filter".into()), None));
+        }
+        let content = choice.message.content.unwrap_or_default();
+        parse_verdict(&content).map_err(|e| (e, None))
+    }
+
+    fn classify(&self, e: &reqwest::Error) -> LlmError {
+        if e.is_timeout() {
+            LlmError::Timeout(self.timeout)
+        } else {
+            LlmError::Transport(without_url(e))
+        }
+    }
+
+    /// Asks once, retrying transient failures at most `max_retries` times.
+    pub async fn ask(&self, system: &str, user: &str) -> Result<ModelVerdict, LlmError> {
+        let body = self.request(system, user)?;
+        let mut attempt = 0u32;
+        loop {
+            match self.attempt(&body).await {
+                Ok(v) => return Ok(v),
+                Err((e, server_wait)) => {
+                    if !e.is_transient() || attempt >= self.max_retries {
+                        return Err(e);
+                    }
+                    let wait = match server_wait {
+                        Some(w) if w > self.max_retry_wait => return Err(e),
+                        Some(w) => w,
+                        None => (Duration::from_millis(200) * 2u32.pow(attempt.min(10)))
+                            .min(self.max_retry_wait),
+                    };
+                    tracing::warn!(model = %self.model, attempt, ?wait, error = %e, "model request failed, retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+impl RiskModel for LlmClient {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn assess<'a>(
+        &'a self,
+        system: &'a str,
+        user: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<ModelVerdict, LlmError>> + Send + 'a>> {
+        Box::pin(self.ask(system, user))
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// reqwest errors print the URL; a URL may carry credentials, so it is dropped.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), "<endpoint>");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_is_temperature_zero_with_the_schema() {
+        let c = LlmClient::from_config(&LlmConfig {
+            base_url: Some("http://127.0.0.1:9/v1/".into()),
+            model: Some("m".into()),
+            ..LlmConfig::default()
+        })
+        .unwrap()
+        .unwrap();
+        let body = serde_json::to_value(c.request("sys", "usr").unwrap()).unwrap();
+        assert_eq!(body["temperature"], 0.0);
+        assert_eq!(body["response_format"]["type"], "json_schema");
+        assert_eq!(
+            body["response_format"]["json_schema"]["schema"],
+            verdict_schema()
+        );
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert_eq!(body["messages"][1]["content"], "usr");
+        assert_eq!(c.endpoint, "http://127.0.0.1:9/v1/chat/completions");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+    #[test]
+    fn config_validation_names_keys() {
+        let mut p = Vec::new();
+        LlmConfig {
+            base_url: Some("ftp://x".into()),
+            timeout_ms: 0,
+            ..LlmConfig::default()
+        }
+        .validate(&mut p);
+        let all = p.join("\n");
+        assert!(all.contains("llm.base_url"), "{all}");
+        assert!(all.contains("llm.model"), "{all}");
+        assert!(all.contains("llm.timeout_ms"), "{all}");
+        let mut p = Vec::new();
+        LlmConfig::default().validate(&mut p);
+        assert!(p.is_empty(), "{p:?}");
+    }
+}

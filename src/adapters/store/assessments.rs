@@ -1,0 +1,145 @@
+//! Where assessments are kept: the `assessments` table (migration 0002) behind a small port, so
+//! that a redelivered event for the same head SHA and inputs reuses the stored result instead of
+//! asking the model again, and later steps (rollout) can read what was decided.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::adapters::store::{Store, StoreError};
+use deploybot_core::risk::Assessment;
+
+/// What identifies one assessment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssessmentKey {
+    pub repository: String,
+    pub pr_number: u64,
+    pub head_sha: String,
+    pub inputs_digest: String,
+}
+
+/// The assessment store port.
+pub trait AssessmentStore: Send + Sync {
+    fn find(&self, key: &AssessmentKey) -> Result<Option<Assessment>, StoreError>;
+    /// Stores (or replaces) the assessment for `key`.
+    fn save(&self, key: &AssessmentKey, assessment: &Assessment) -> Result<(), StoreError>;
+    /// The most recent assessment of a PR with its head SHA.
+    fn latest(
+        &self,
+        repository: &str,
+        pr_number: u64,
+    ) -> Result<Option<(String, Assessment)>, StoreError>;
+}
+
+fn decode(json: String) -> Result<Assessment, rusqlite::Error> {
+    serde_json::from_str(&json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+impl AssessmentStore for Store {
+    fn find(&self, key: &AssessmentKey) -> Result<Option<Assessment>, StoreError> {
+        let json: Option<String> = self.with_conn(|c| {
+            c.query_row(
+                "SELECT result FROM assessments WHERE repository = ?1 AND pr_number = ?2 \
+                 AND head_sha = ?3 AND inputs_digest = ?4",
+                params![
+                    key.repository,
+                    key.pr_number as i64,
+                    key.head_sha,
+                    key.inputs_digest
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        match json {
+            Some(j) => Ok(Some(decode(j)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn save(&self, key: &AssessmentKey, a: &Assessment) -> Result<(), StoreError> {
+        let json = serde_json::to_string(a).map_err(|e| {
+            StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+        })?;
+        self.with_conn(|c| {
+            c.execute(
+                "INSERT INTO assessments (repository, pr_number, head_sha, inputs_digest, result, \
+                 risk_score, model, prompt_version, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (repository, pr_number, head_sha, inputs_digest) DO UPDATE SET \
+                 result = excluded.result, risk_score = excluded.risk_score, \
+                 model = excluded.model, prompt_version = excluded.prompt_version, \
+                 created_at = excluded.created_at",
+                params![
+                    key.repository,
+                    key.pr_number as i64,
+                    key.head_sha,
+                    key.inputs_digest,
+                    json,
+                    a.risk_score,
+                    a.model,
+                    a.prompt_version,
+                    chrono::Utc::now().to_rfc3339(),
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn latest(
+        &self,
+        repository: &str,
+        pr_number: u64,
+    ) -> Result<Option<(String, Assessment)>, StoreError> {
+        let row: Option<(String, String)> = self.with_conn(|c| {
+            c.query_row(
+                "SELECT head_sha, result FROM assessments WHERE repository = ?1 AND pr_number = ?2 \
+                 ORDER BY created_at DESC, id DESC LIMIT 1",
+                params![repository, pr_number as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        match row {
+            Some((sha, j)) => Ok(Some((sha, decode(j)?))),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deploybot_core::risk::{Policy, Thresholds};
+
+    #[test]
+    fn assessments_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let key = AssessmentKey {
+            repository: "o/r".into(),
+            pr_number: 7,
+            head_sha: "abc".into(),
+            inputs_digest: "d1".into(),
+        };
+        let a = Policy::default().assess(
+            &deploybot_core::risk::Change::default(),
+            &Thresholds::default(),
+        );
+        {
+            let store = Store::open(&path).unwrap();
+            assert_eq!(store.find(&key).unwrap(), None);
+            store.save(&key, &a).unwrap();
+            store.save(&key, &a).unwrap(); // idempotent
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.find(&key).unwrap(), Some(a.clone()));
+        let other = AssessmentKey {
+            inputs_digest: "d2".into(),
+            ..key.clone()
+        };
+        assert_eq!(store.find(&other).unwrap(), None);
+        assert_eq!(store.latest("o/r", 7).unwrap(), Some(("abc".into(), a)));
+        assert_eq!(store.latest("o/r", 8).unwrap(), None);
+    }
+}

@@ -1,0 +1,640 @@
+//! Persistence of rollouts: the SQLite implementation of the core's `RolloutStore` port on
+//! `Store` (tables from migrations `0003_rollouts.sql` and, for the per-interval
+//! metric history, `0005_rollout_metrics.sql`).
+//!
+//! A transition is saved atomically: the new record and its audit row commit together, and only
+//! if the stored record is still the one the transition started from (so two writers cannot both
+//! move a rollout). One live rollout per (service, environment) is enforced by a unique index.
+//! This module decides nothing: it stores what `step` returned.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use deploybot_core::rollout::store::{AuditEvent, RolloutStore, RolloutStoreError};
+use deploybot_core::rollout::{Decision, Effect, Input, MetricPoint, Rollout, Transition, Weight};
+
+use crate::adapters::store::{Store, StoreError};
+
+impl From<StoreError> for RolloutStoreError {
+    fn from(e: StoreError) -> Self {
+        RolloutStoreError::Backend(Box::new(e))
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, rusqlite::Error> {
+    serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn parse_record(id: &str, json: &str) -> Result<Rollout, RolloutStoreError> {
+    serde_json::from_str(json).map_err(|e| RolloutStoreError::Corrupt {
+        id: id.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_event(
+    c: &Connection,
+    rollout_id: &str,
+    at: DateTime<Utc>,
+    actor: &str,
+    cause: &str,
+    input: Option<&Input>,
+    decision: Decision,
+    note: &str,
+    effects: &[Effect],
+    phase: &str,
+) -> Result<(), rusqlite::Error> {
+    let input = input.map(to_json).transpose()?;
+    c.execute(
+        "INSERT INTO rollout_events \
+         (rollout_id, at, actor, cause, input, decision, note, effects, phase) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            rollout_id,
+            ts(at),
+            actor,
+            cause,
+            input,
+            decision_str(decision),
+            note,
+            to_json(&effects)?,
+            phase
+        ],
+    )?;
+    Ok(())
+}
+
+fn decision_str(d: Decision) -> &'static str {
+    match d {
+        Decision::Applied => "applied",
+        Decision::Unchanged => "unchanged",
+        Decision::Rejected => "rejected",
+    }
+}
+
+fn collect_records(rows: Vec<(String, String)>) -> Result<Vec<Rollout>, RolloutStoreError> {
+    rows.iter()
+        .map(|(id, json)| parse_record(id, json))
+        .collect()
+}
+
+impl RolloutStore for Store {
+    fn create(&self, r: &Rollout, actor: &str) -> Result<(), RolloutStoreError> {
+        let outcome = self.with_conn(|c| {
+            let tx = c.unchecked_transaction()?;
+            let inserted = tx.execute(
+                "INSERT INTO rollouts \
+                 (id, service, environment, phase, live, record, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    r.deploy_id,
+                    r.service,
+                    r.environment,
+                    r.phase.name(),
+                    r.is_live(),
+                    to_json(r)?,
+                    ts(r.created_at),
+                    ts(r.updated_at)
+                ],
+            );
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Ok(Err(())),
+                Err(e) => return Err(e),
+            }
+            insert_event(
+                &tx,
+                &r.deploy_id,
+                r.created_at,
+                actor,
+                "created",
+                None,
+                Decision::Applied,
+                &format!(
+                    "rollout of {} to {}/{} created",
+                    r.image_tag, r.service, r.environment
+                ),
+                &[],
+                r.phase.name(),
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })?;
+        if outcome.is_ok() {
+            return Ok(());
+        }
+        // Either the id exists or another rollout is live: name the live one when there is one.
+        let existing = self.with_conn(|c| {
+            c.query_row(
+                "SELECT id FROM rollouts WHERE service = ?1 AND environment = ?2 AND live = 1",
+                params![r.service, r.environment],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()
+        })?;
+        Err(RolloutStoreError::LiveConflict {
+            id: r.deploy_id.clone(),
+            service: r.service.clone(),
+            environment: r.environment.clone(),
+            existing: existing.unwrap_or_else(|| format!("{} itself", r.deploy_id)),
+        })
+    }
+
+    fn save(
+        &self,
+        before: &Rollout,
+        input: &Input,
+        t: &Transition,
+    ) -> Result<(), RolloutStoreError> {
+        if t.decision == Decision::Unchanged && *input == Input::Tick {
+            return Ok(());
+        }
+        let id = before.deploy_id.clone();
+        let next = &t.next;
+        let updated = self.with_conn(|c| {
+            let tx = c.unchecked_transaction()?;
+            let n = tx.execute(
+                "UPDATE rollouts SET phase = ?2, live = ?3, record = ?4, updated_at = ?5 \
+                 WHERE id = ?1 AND record = ?6",
+                params![
+                    id,
+                    next.phase.name(),
+                    next.is_live(),
+                    to_json(next)?,
+                    ts(next.updated_at),
+                    to_json(before)?
+                ],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            insert_event(
+                &tx,
+                &id,
+                t.at,
+                &input.actor(),
+                &input.name(),
+                Some(input),
+                t.decision,
+                &t.note,
+                &t.effects,
+                next.phase.name(),
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })?;
+        if updated {
+            return Ok(());
+        }
+        match self.get(&id)? {
+            Some(_) => Err(RolloutStoreError::Conflict { id }),
+            None => Err(RolloutStoreError::NotFound { id }),
+        }
+    }
+
+    fn live(&self) -> Result<Vec<Rollout>, RolloutStoreError> {
+        let rows = self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, record FROM rollouts WHERE live = 1 ORDER BY created_at, id",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })?;
+        collect_records(rows)
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Rollout>, RolloutStoreError> {
+        let row = self.with_conn(|c| {
+            c.query_row("SELECT record FROM rollouts WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+        })?;
+        row.map(|json| parse_record(id, &json)).transpose()
+    }
+
+    fn recent(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Rollout>, RolloutStoreError> {
+        let rows = self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, record FROM rollouts WHERE (?1 IS NULL OR service = ?1) \
+                 ORDER BY updated_at DESC, id LIMIT ?2",
+            )?;
+            stmt.query_map(params![service, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
+        })?;
+        collect_records(rows)
+    }
+
+    fn history(&self, service: &str) -> Result<Vec<AuditEvent>, RolloutStoreError> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+            String,
+            String,
+        );
+        let rows: Vec<Row> = self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT e.seq, e.rollout_id, e.at, e.actor, e.cause, e.input, e.decision, \
+                 e.note, e.effects, e.phase \
+                 FROM rollout_events e JOIN rollouts r ON r.id = e.rollout_id \
+                 WHERE r.service = ?1 ORDER BY e.seq",
+            )?;
+            stmt.query_map([service], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            })?
+            .collect()
+        })?;
+        rows.into_iter()
+            .map(
+                |(seq, rollout_id, at, actor, cause, input, decision, note, effects, phase)| {
+                    let corrupt = |message: String| RolloutStoreError::Corrupt {
+                        id: format!("{rollout_id} (event {seq})"),
+                        message,
+                    };
+                    Ok(AuditEvent {
+                        at: DateTime::parse_from_rfc3339(&at)
+                            .map_err(|e| corrupt(e.to_string()))?
+                            .with_timezone(&Utc),
+                        input: input
+                            .map(|j| serde_json::from_str(&j))
+                            .transpose()
+                            .map_err(|e| corrupt(e.to_string()))?,
+                        effects: serde_json::from_str(&effects)
+                            .map_err(|e| corrupt(e.to_string()))?,
+                        seq,
+                        rollout_id,
+                        actor,
+                        cause,
+                        decision,
+                        note,
+                        phase,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn record_metrics(
+        &self,
+        deploy_id: &str,
+        points: &[MetricPoint],
+    ) -> Result<(), RolloutStoreError> {
+        let outcome = self.with_conn(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO rollout_metrics (deploy_id, at, weight, metric, canary, baseline) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (deploy_id, at, metric) DO UPDATE SET \
+                     weight = excluded.weight, \
+                     canary = coalesce(excluded.canary, canary), \
+                     baseline = coalesce(excluded.baseline, baseline)",
+                )?;
+                for p in points {
+                    // SQLite stores NaN as NULL anyway; say so explicitly, and keep infinities out.
+                    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+                    let inserted = stmt.execute(params![
+                        deploy_id,
+                        ts(p.at),
+                        p.weight.percent(),
+                        p.metric,
+                        finite(p.canary),
+                        finite(p.baseline)
+                    ]);
+                    match inserted {
+                        Ok(_) => {}
+                        Err(e) if is_unique_violation(&e) => return Ok(false),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(true)
+        })?;
+        if outcome {
+            Ok(())
+        } else {
+            // The only constraint an upsert can still break is the rollout's foreign key.
+            Err(RolloutStoreError::NotFound {
+                id: deploy_id.to_string(),
+            })
+        }
+    }
+
+    fn metrics(&self, deploy_id: &str) -> Result<Vec<MetricPoint>, RolloutStoreError> {
+        type Row = (String, i64, String, Option<f64>, Option<f64>);
+        let rows: Vec<Row> = self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, weight, metric, canary, baseline FROM rollout_metrics \
+                 WHERE deploy_id = ?1 ORDER BY at, metric",
+            )?;
+            stmt.query_map([deploy_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect()
+        })?;
+        rows.into_iter()
+            .map(|(at, weight, metric, canary, baseline)| {
+                let corrupt = |message: String| RolloutStoreError::Corrupt {
+                    id: format!("{deploy_id} (metric {metric} at {at})"),
+                    message,
+                };
+                Ok(MetricPoint {
+                    at: DateTime::parse_from_rfc3339(&at)
+                        .map_err(|e| corrupt(e.to_string()))?
+                        .with_timezone(&Utc),
+                    weight: u8::try_from(weight)
+                        .ok()
+                        .and_then(Weight::new)
+                        .ok_or_else(|| corrupt(format!("weight {weight} is not a percentage")))?,
+                    canary,
+                    baseline,
+                    metric,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deploybot_core::rollout::testing::{t, trigger};
+    use deploybot_core::rollout::{
+        Command, Observation, Release, Settings, Strategy, Trigger, Weight, step,
+    };
+
+    fn rollout(id: &str, service: &str, env: &str) -> Rollout {
+        Rollout::new(
+            Trigger {
+                release: Release {
+                    image_tag: format!("sha-{id}"),
+                    ..trigger(id, service, env).release
+                },
+                ..trigger(id, service, env)
+            },
+            Settings::default(),
+            t(0),
+        )
+    }
+
+    /// Steps and saves; returns the new record.
+    fn apply(store: &Store, r: &Rollout, input: Input, at: i64) -> Rollout {
+        let tr = step(r, input.clone(), t(at));
+        store.save(r, &input, &tr).unwrap();
+        tr.next
+    }
+
+    #[test]
+    fn transitions_survive_a_reopen_with_their_audit_trail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deploybot.sqlite3");
+        let id;
+        {
+            let store = Store::open(&path).unwrap();
+            let mut r = rollout("d1", "checkout", "staging");
+            id = r.deploy_id.clone();
+            store.create(&r, "@alice").unwrap();
+            r = apply(
+                &store,
+                &r,
+                Input::Assessed {
+                    risk_score: 0.3,
+                    strategy: Strategy::Canary10,
+                    approval_required: false,
+                },
+                1,
+            );
+            r = apply(
+                &store,
+                &r,
+                Input::Committed {
+                    sha: "c1".into(),
+                    weight: Weight::new(10).unwrap(),
+                },
+                2,
+            );
+            // A tick with nothing due is not worth an audit row; a rejected input is.
+            r = apply(&store, &r, Input::Tick, 3);
+            apply(&store, &r, Input::Judged(Observation::Promote), 4);
+        }
+        let store = Store::open(&path).unwrap();
+        let live = store.live().unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].deploy_id, id);
+        assert_eq!(live[0].commits.len(), 1);
+        assert_eq!(store.get(&id).unwrap().unwrap(), live[0]);
+        let trail = store.history("checkout").unwrap();
+        let causes: Vec<(&str, &str)> = trail
+            .iter()
+            .map(|e| (e.cause.as_str(), e.decision.as_str()))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                ("created", "applied"),
+                ("assessed", "applied"),
+                ("committed", "applied"),
+                ("judged:promote", "rejected"),
+            ]
+        );
+        assert_eq!(trail[1].actor, "risk");
+        assert!(matches!(trail[1].effects[0], Effect::CommitStep { .. }));
+        assert_eq!(trail[2].phase, "canary");
+        assert!(store.history("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn one_live_rollout_per_service_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let first = rollout("d1", "checkout", "production");
+        store.create(&first, "@a").unwrap();
+        let err = store
+            .create(&rollout("d2", "checkout", "production"), "@a")
+            .unwrap_err();
+        assert!(
+            matches!(&err, RolloutStoreError::LiveConflict { existing, .. } if existing == "d1"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("already has a live rollout (d1)"));
+        // Another environment, or another service, is independent.
+        store
+            .create(&rollout("d3", "checkout", "staging"), "@a")
+            .unwrap();
+        store
+            .create(&rollout("d4", "cart", "production"), "@a")
+            .unwrap();
+        // Once the first is no longer live, the next may start.
+        apply(
+            &store,
+            &first,
+            Input::Command {
+                cmd: Command::Rollback,
+                by: "ops".into(),
+            },
+            5,
+        );
+        store
+            .create(&rollout("d2", "checkout", "production"), "@a")
+            .unwrap();
+        let recent = store.recent(Some("checkout"), 10).unwrap();
+        assert_eq!(recent.len(), 3);
+        assert_eq!(store.recent(None, 2).unwrap().len(), 2);
+        let live: Vec<String> = store
+            .live()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.deploy_id)
+            .collect();
+        assert_eq!(live, ["d2", "d3", "d4"]);
+    }
+
+    #[test]
+    fn a_stale_writer_cannot_overwrite_a_newer_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let r = rollout("d1", "checkout", "staging");
+        store.create(&r, "@a").unwrap();
+        let pause = Input::Command {
+            cmd: Command::Pause,
+            by: "ops".into(),
+        };
+        apply(&store, &r, pause.clone(), 1);
+        // A second writer still holding the original record.
+        let stale = step(&r, pause.clone(), t(2));
+        let err = store.save(&r, &pause, &stale).unwrap_err();
+        assert!(matches!(err, RolloutStoreError::Conflict { .. }), "{err}");
+        let ghost = rollout("nope", "x", "y");
+        let tr = step(&ghost, pause.clone(), t(1));
+        assert!(matches!(
+            store.save(&ghost, &pause, &tr).unwrap_err(),
+            RolloutStoreError::NotFound { .. }
+        ));
+        assert_eq!(store.history("checkout").unwrap().len(), 2);
+    }
+
+    fn point(at: i64, metric: &str, canary: Option<f64>, baseline: Option<f64>) -> MetricPoint {
+        MetricPoint {
+            at: t(at),
+            weight: Weight::new(10).unwrap(),
+            metric: metric.into(),
+            canary,
+            baseline,
+        }
+    }
+
+    #[test]
+    fn metric_history_is_idempotent_ordered_and_keeps_known_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .create(&rollout("d1", "checkout", "staging"), "@a")
+            .unwrap();
+        store
+            .create(&rollout("d2", "cart", "staging"), "@a")
+            .unwrap();
+        // Stored out of order, across two calls that overlap by one interval.
+        store
+            .record_metrics(
+                "d1",
+                &[
+                    point(120, "error_rate", Some(0.02), Some(0.01)),
+                    point(60, "p99_latency_seconds", Some(0.25), None),
+                    point(60, "error_rate", Some(0.01), Some(0.01)),
+                ],
+            )
+            .unwrap();
+        store
+            .record_metrics(
+                "d1",
+                &[
+                    // Same interval again: the missing canary does not erase the known one,
+                    // the newly known baseline fills the gap.
+                    point(60, "p99_latency_seconds", None, Some(0.2)),
+                    point(180, "error_rate", Some(0.03), None),
+                ],
+            )
+            .unwrap();
+        store
+            .record_metrics("d2", &[point(60, "error_rate", Some(0.5), Some(0.5))])
+            .unwrap();
+        let got = store.metrics("d1").unwrap();
+        assert_eq!(
+            got,
+            [
+                point(60, "error_rate", Some(0.01), Some(0.01)),
+                point(60, "p99_latency_seconds", Some(0.25), Some(0.2)),
+                point(120, "error_rate", Some(0.02), Some(0.01)),
+                point(180, "error_rate", Some(0.03), None),
+            ]
+        );
+        // Survives a reopen; an empty batch is a no-op.
+        store.record_metrics("d1", &[]).unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(store.metrics("d1").unwrap(), got);
+        assert_eq!(store.metrics("d2").unwrap().len(), 1);
+        assert!(store.metrics("unknown").unwrap().is_empty());
+    }
+
+    #[test]
+    fn metrics_of_an_unknown_rollout_are_refused_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let err = store
+            .record_metrics("ghost", &[point(60, "error_rate", Some(0.1), Some(0.1))])
+            .unwrap_err();
+        assert!(
+            matches!(&err, RolloutStoreError::NotFound { id } if id == "ghost"),
+            "{err}"
+        );
+        // Non-finite values are stored as missing, not as a number the chart would misdraw.
+        store
+            .create(&rollout("d1", "checkout", "staging"), "@a")
+            .unwrap();
+        store
+            .record_metrics(
+                "d1",
+                &[point(60, "error_rate", Some(f64::NAN), Some(f64::INFINITY))],
+            )
+            .unwrap();
+        assert_eq!(
+            store.metrics("d1").unwrap(),
+            [point(60, "error_rate", None, None)]
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! `deploybot status` and `deploybot history`: rollouts and their audit trail, read from the
+//! store, printed for people (or as JSON with `--json`).
+//!
+//! Read-only: these commands never create a database or move a rollout.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::adapters::store::Store;
+use crate::config::{Config, StoreConfig};
+use deploybot_core::rollout::input::{Effect, Observation};
+use deploybot_core::rollout::record::{Progress, Rollout};
+use deploybot_core::rollout::store::{AuditEvent, RolloutStore};
+
+/// Where the store is: a data directory, or the config file that names one.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreLocation {
+    /// Data directory holding deploybot.sqlite3.
+    #[arg(long, conflicts_with = "config")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file whose store.data_dir is used (default data dir: ./deploybot-data).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+impl StoreLocation {
+    /// Opens the existing store; refuses to create an empty one where the user mistyped a path.
+    fn open(&self) -> anyhow::Result<Store> {
+        let store_config = match (&self.data_dir, &self.config) {
+            (Some(dir), _) => StoreConfig {
+                data_dir: dir.clone(),
+            },
+            (None, Some(file)) => Config::load(file)?.store,
+            (None, None) => StoreConfig::default(),
+        };
+        let path = store_config.database_path();
+        if !path.is_file() {
+            anyhow::bail!(
+                "no deploybot database at {} (pass --data-dir or --config)",
+                path.display()
+            );
+        }
+        Store::open(&path).with_context(|| format!("opening {}", path.display()))
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    /// Only this service's rollouts.
+    pub service: Option<String>,
+    #[command(flatten)]
+    pub store: StoreLocation,
+    /// How many recent rollouts to show besides the live ones.
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Print JSON (the stored records) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryArgs {
+    pub service: String,
+    #[command(flatten)]
+    pub store: StoreLocation,
+    /// Print JSON (the audit events) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `deploybot status [SERVICE]`: live rollouts first, then the most recent others.
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let store = args.store.open()?;
+    let service = args.service.as_deref();
+    let mut rollouts: Vec<Rollout> = store
+        .live()
+        .context("reading live rollouts")?
+        .into_iter()
+        .filter(|r| service.is_none_or(|s| r.service == s))
+        .collect();
+    for r in store
+        .recent(service, args.limit)
+        .context("reading recent rollouts")?
+    {
+        if !rollouts.iter().any(|x| x.deploy_id == r.deploy_id) {
+            rollouts.push(r);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rollouts)?);
+    } else if rollouts.is_empty() {
+        println!(
+            "no rollouts{}",
+            service.map(|s| format!(" for {s}")).unwrap_or_default()
+        );
+    } else {
+        for r in &rollouts {
+            print!("{}", render_rollout(r));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deploybot history SERVICE`: every recorded input, oldest first.
+pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let store = args.store.open()?;
+    let events = store
+        .history(&args.service)
+        .with_context(|| format!("reading the history of {}", args.service))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+    } else if events.is_empty() {
+        println!("no history for {}", args.service);
+    } else {
+        for e in &events {
+            println!("{}", render_event(e));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One rollout as a small block of aligned lines.
+pub fn render_rollout(r: &Rollout) -> String {
+    let mut out = String::new();
+    let live = if r.is_live() { "  [live]" } else { "" };
+    let _ = writeln!(
+        out,
+        "{}/{}  {}  {}{live}",
+        r.service, r.environment, r.deploy_id, r.phase
+    );
+    let pr = r
+        .pull_request
+        .map(|n| format!(", PR #{n}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  image     {} (was {}), by {}{pr}",
+        r.image_tag, r.previous_tag, r.author
+    );
+    if let (Some(strategy), Some(plan)) = (r.strategy, &r.plan) {
+        let risk = r
+            .risk_score
+            .map(|s| format!(" (risk {s:.2})"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  strategy  {strategy}{risk}, plan {plan}");
+    }
+    let progress = match &r.progress {
+        Progress::Idle => String::new(),
+        Progress::Committing { weight, .. } => format!(", committing {weight}"),
+        Progress::Syncing {
+            weight, revision, ..
+        } => format!(", {weight} committed as {revision}, waiting for sync"),
+        Progress::Live { since, .. } => format!(" (live since {})", since.to_rfc3339()),
+    };
+    let _ = writeln!(out, "  traffic   {}{progress}", r.canary_weight);
+    if let Some(s) = &r.latest {
+        let what = match &s.observation {
+            Observation::Continue => "continue".to_string(),
+            Observation::Promote => "promote".to_string(),
+            Observation::Rollback { metric, evidence } => {
+                format!("rollback on {metric}: {evidence}")
+            }
+            Observation::Hold { reason, .. } => format!("hold: {reason}"),
+        };
+        let _ = writeln!(
+            out,
+            "  judge     {what} at {} ({})",
+            s.weight,
+            s.at.to_rfc3339()
+        );
+    }
+    if !r.commits.is_empty() {
+        let commits: Vec<String> = r
+            .commits
+            .iter()
+            .map(|c| format!("{} ({})", c.sha, c.weight))
+            .collect();
+        let _ = writeln!(out, "  commits   {}", commits.join(", "));
+    }
+    if let Some(v) = &r.revert {
+        let state = match (&v.sha, &v.failed) {
+            (Some(sha), _) => format!("reverted as {sha}"),
+            (None, Some(err)) => format!("REVERT FAILED: {err}"),
+            (None, None) => "revert pending".to_string(),
+        };
+        let _ = writeln!(out, "  rollback  {}: {state}", v.reason);
+    }
+    if r.held {
+        let _ = writeln!(
+            out,
+            "  held      emergency hold in force (/hold cancel lifts it)"
+        );
+    }
+    let _ = writeln!(out, "  updated   {}", r.updated_at.to_rfc3339());
+    out
+}
+
+/// One audit event on one line: when, which rollout, who, what, the decision, the phase after,
+/// the effects asked for, and the note.
+pub fn render_event(e: &AuditEvent) -> String {
+    let effects: Vec<String> = e.effects.iter().map(effect_label).collect();
+    let effects = if effects.is_empty() {
+        String::new()
+    } else {
+        format!(" -> {}", effects.join(", "))
+    };
+    format!(
+        "{}  {}  {:<10} {:<18} {:<9} {:<19} {}{effects}",
+        e.at.to_rfc3339(),
+        e.rollout_id,
+        e.actor,
+        e.cause,
+        e.decision,
+        e.phase,
+        e.note
+    )
+}
+
+fn effect_label(e: &Effect) -> String {
+    match e {
+        Effect::CommitStep { weight, .. } => format!("commit {weight}"),
+        Effect::OpenApprovalPr { weight, .. } => format!("open approval PR ({weight})"),
+        Effect::MergeApprovalPr => "merge approval PR".into(),
+        Effect::Revert { commits, .. } => format!("revert {}", commits.join(" ")),
+        Effect::Comment { .. } => "comment".into(),
+        Effect::Label { name } => format!("label {name}"),
+        Effect::SetStatus { state, .. } => format!("status {state:?}").to_lowercase(),
+        Effect::QueryMetrics { window_secs } => format!("query metrics ({window_secs}s)"),
+        Effect::WaitForSync { revision, .. } => format!("wait for sync of {revision}"),
+        Effect::Notify { level, .. } => format!("notify {level:?}").to_lowercase(),
+        Effect::HoldService { .. } => "hold service".into(),
+        Effect::ReleaseService => "release service".into(),
+    }
+}

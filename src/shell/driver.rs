@@ -1,0 +1,233 @@
+//! The imperative shell around `step`: loads a rollout, steps it, persists the transition, runs
+//! the effects through an `EffectRunner`, and feeds their results back in.
+//!
+//! Crash safety comes from the order of things: a transition (and the effects it asks for) is on
+//! disk before any effect runs; an effect's result is fed back only after every effect of its
+//! batch ran; and on start `recover` re-issues what each live record still owes
+//! (`step::outstanding`). Effects are idempotent, so re-running one after a crash changes nothing
+//! that already happened. The driver holds no state of its own and reads no clock: `now` is given.
+//!
+//! `run` is the loop the server spawns: recover, then tick on an interval. Not here (yet): the
+//! real `EffectRunner` over the GitOps writer, GitHub, Argo CD and the judge.
+
+use std::collections::VecDeque;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use deploybot_core::rollout::input::{Effect, Input};
+use deploybot_core::rollout::record::Rollout;
+use deploybot_core::rollout::step::{Transition, outstanding, step};
+use deploybot_core::rollout::store::{RolloutStore, RolloutStoreError};
+
+/// Most inputs one `feed` processes (its own plus the effects' results), so a runner that
+/// keeps answering can never spin the driver forever.
+const MAX_CHAIN: usize = 64;
+
+/// Why an effect did not happen. The runner classifies: transient errors are retried later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct EffectError {
+    pub reason: String,
+    pub transient: bool,
+}
+
+/// Runs effects. Implementations must be idempotent: running an effect twice (after a crash)
+/// must leave the world as running it once did, and answer the same.
+pub trait EffectRunner: Send + Sync {
+    /// Runs `effect` for `rollout`; returns the input its outcome produces, if any
+    /// (`CommitStep` and `MergeApprovalPr` -> `Committed` with the weight in flight,
+    /// `Revert` -> `Reverted`, `WaitForSync` -> `Synced` or
+    /// `SyncFailed`, `QueryMetrics` -> `Judged` or `MetricsUnavailable`).
+    fn run(
+        &self,
+        rollout: &Rollout,
+        effect: &Effect,
+    ) -> impl Future<Output = Result<Option<Input>, EffectError>> + Send;
+}
+
+/// Where the shell gets the time; the core never reads a clock.
+pub trait Clock {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What the driver could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{0}")]
+    Store(#[from] RolloutStoreError),
+    #[error("driving rollout {0}: no such rollout")]
+    NotFound(String),
+}
+
+/// The rollout shell over a store and an effect runner.
+pub struct Driver<S, R> {
+    store: S,
+    runner: R,
+}
+
+impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
+    pub fn new(store: S, runner: R) -> Self {
+        Driver { store, runner }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Stores a new rollout and feeds it its first input (usually `Assessed`).
+    pub async fn start(
+        &self,
+        rollout: &Rollout,
+        actor: &str,
+        first: Input,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Transition>, DriverError> {
+        self.store.create(rollout, actor)?;
+        self.feed(&rollout.deploy_id, first, now).await
+    }
+
+    /// Starts `rollout`, superseding the live rollout of the same service and environment if
+    /// there is one (the issue's default policy: the newer version wins). The old rollout is
+    /// moved to `Superseded` first, through `step` and the audit trail like any other input; a
+    /// crash between the two leaves the old one superseded and the trigger (a durable webhook
+    /// delivery) retried, which then starts the new one.
+    pub async fn start_superseding(
+        &self,
+        rollout: &Rollout,
+        actor: &str,
+        first: Input,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Transition>, DriverError> {
+        let mut done = Vec::new();
+        let live = self.store.live()?;
+        if let Some(old) = live.iter().find(|r| {
+            r.service == rollout.service
+                && r.environment == rollout.environment
+                && r.deploy_id != rollout.deploy_id
+                && !r.phase.is_terminal()
+        }) {
+            let input = Input::Superseded {
+                by_deploy_id: rollout.deploy_id.clone(),
+            };
+            done.extend(self.feed(&old.deploy_id, input, now).await?);
+        }
+        done.extend(self.start(rollout, actor, first, now).await?);
+        Ok(done)
+    }
+
+    /// Applies `input` to rollout `id`, persists, runs the effects, and feeds their results
+    /// back until nothing more follows. Returns every transition made, in order.
+    pub async fn feed(
+        &self,
+        id: &str,
+        input: Input,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Transition>, DriverError> {
+        let mut queue = VecDeque::from([input]);
+        let mut done = Vec::new();
+        while let Some(input) = queue.pop_front() {
+            if done.len() >= MAX_CHAIN {
+                tracing::warn!(rollout = id, "stopping a chain of {MAX_CHAIN} inputs");
+                break;
+            }
+            let before = self
+                .store
+                .get(id)?
+                .ok_or_else(|| DriverError::NotFound(id.to_string()))?;
+            let t = step(&before, input.clone(), now);
+            self.store.save(&before, &input, &t)?;
+            queue.extend(self.run_all(&t.next, &t.effects).await);
+            done.push(t);
+        }
+        Ok(done)
+    }
+
+    /// On start: every live rollout re-issues what its record says is still owed, and the
+    /// results are fed back. Safe to call any number of times.
+    pub async fn recover(&self, now: DateTime<Utc>) -> Result<usize, DriverError> {
+        let live = self.store.live()?;
+        for r in &live {
+            let owed = outstanding(r);
+            if owed.is_empty() {
+                continue;
+            }
+            tracing::info!(rollout = %r.deploy_id, effects = owed.len(), "re-issuing owed effects");
+            for input in self.run_all(r, &owed).await {
+                self.feed(&r.deploy_id, input, now).await?;
+            }
+        }
+        Ok(live.len())
+    }
+
+    /// Feeds a `Tick` to every live rollout. One rollout's failure (say, a write conflict) is
+    /// logged and does not keep the others from their tick.
+    pub async fn tick_all(&self, now: DateTime<Utc>) -> Result<(), DriverError> {
+        for r in self.store.live()? {
+            if let Err(e) = self.feed(&r.deploy_id, Input::Tick, now).await {
+                tracing::warn!(rollout = %r.deploy_id, "ticking: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The shell's loop: `recover`, then a `tick_all` every `every`, until `shutdown` resolves.
+    /// Time comes from `clock`, so tests run it on tokio's paused clock.
+    pub async fn run(
+        &self,
+        clock: &impl Clock,
+        every: std::time::Duration,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), DriverError> {
+        self.recover(clock.now()).await?;
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = interval.tick() => {
+                    if let Err(e) = self.tick_all(clock.now()).await {
+                        tracing::warn!("ticking rollouts: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs every effect of a batch, collecting the inputs their outcomes produce. Results are
+    /// fed back only after the whole batch ran, so a crash mid-batch leaves the record saying
+    /// what is owed.
+    async fn run_all(&self, rollout: &Rollout, effects: &[Effect]) -> Vec<Input> {
+        let mut results = Vec::new();
+        for effect in effects {
+            match self.runner.run(rollout, effect).await {
+                Ok(Some(input)) => results.push(input),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        rollout = %rollout.deploy_id,
+                        effect = ?effect.kind(),
+                        transient = e.transient,
+                        "effect failed: {}", e.reason
+                    );
+                    results.push(Input::EffectFailed {
+                        effect: effect.kind(),
+                        reason: e.reason,
+                        transient: e.transient,
+                    });
+                }
+            }
+        }
+        results
+    }
+}

@@ -1,0 +1,602 @@
+//! What GitHub events mean for rollouts: a merged change becomes a release (once its required
+//! checks pass), a PR comment becomes a command (after the commenter's permission is checked), a
+//! review on an approval PR may approve its rollout. Also the periodic reconcile, which re-reads
+//! what webhooks would have said (approvals, checks), so a lost delivery only delays things.
+//!
+//! The shell between the webhook dispatch and the pipeline; the decisions it relies on are pure
+//! (`command::parse`, `approval::count_approvals`, `trigger::required_checks`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::adapters::store::links::{self, PendingRelease};
+use crate::config::{Config, ServiceConfig};
+use crate::shell::driver::EffectRunner;
+use crate::shell::pipeline::{CommandOutcome, Gate, Pipeline, PipelineError, Release};
+use deploybot_core::github::{Github, GithubError, Reaction, RepoName};
+use deploybot_core::rollout::approval::{ApprovalOutcome, count_approvals};
+use deploybot_core::rollout::command::{self, Parsed};
+use deploybot_core::rollout::input::{Command, Input};
+use deploybot_core::rollout::record::{Phase, Rollout};
+use deploybot_core::rollout::trigger::{ChecksGate, image_tag, required_checks};
+
+/// Why an event could not be handled; transient ones are retried by the webhook worker.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct EventError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl From<GithubError> for EventError {
+    fn from(e: GithubError) -> Self {
+        EventError {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<PipelineError> for EventError {
+    fn from(e: PipelineError) -> Self {
+        EventError {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::adapters::store::StoreError> for EventError {
+    fn from(e: crate::adapters::store::StoreError) -> Self {
+        EventError {
+            transient: true,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn refused(message: impl Into<String>) -> EventError {
+    EventError {
+        message: message.into(),
+        transient: false,
+    }
+}
+
+/// The rollout side of GitHub events.
+pub struct RolloutEvents<'a, R> {
+    pub config: &'a Config,
+    pub github: &'a dyn Github,
+    /// The LLM the risk assessment uses, so `/deploy` finds (or makes) the same assessment the
+    /// PR got, never a policy-only one that forgot what the model raised.
+    pub model: Option<&'a dyn deploybot_core::risk::model::RiskModel>,
+    pub pipeline: &'a Pipeline<R>,
+}
+
+/// A merged app PR, as the webhook gives it.
+pub struct Merged<'a> {
+    pub repo: &'a RepoName,
+    pub number: u64,
+    pub merge_sha: &'a str,
+    pub title: &'a str,
+    pub author: &'a str,
+    pub merged_by: &'a str,
+}
+
+impl<R: EffectRunner> RolloutEvents<'_, R> {
+    fn service_of(&self, repo: &RepoName) -> Option<&ServiceConfig> {
+        self.config
+            .services
+            .iter()
+            .find(|s| s.app_repo.eq_ignore_ascii_case(&repo.to_string()))
+    }
+
+    /// A merged PR: its release starts once the required checks pass (parked until then).
+    pub async fn on_merged(
+        &self,
+        m: Merged<'_>,
+        gate: Gate,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        let Some(service) = self.service_of(m.repo) else {
+            return Ok(format!("{} deploys no service", m.repo));
+        };
+        if service.image.is_none() || service.environments.is_empty() {
+            return Ok(format!(
+                "{}: no image or environments configured; assessed only",
+                service.name
+            ));
+        }
+        let tag = image_tag(&service.image_tag, m.merge_sha, Some(m.number)).map_err(refused)?;
+        let files = self
+            .github
+            .pull_request_files(m.repo, m.number)
+            .await?
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        let release = Release {
+            service: service.name.clone(),
+            image_tag: tag,
+            previous_tag: String::new(),
+            changed_files: files,
+            commit_message: m.title.to_string(),
+            author: m.author.to_string(),
+            pull_request: Some(m.number),
+            commit_sha: Some(m.merge_sha.to_string()),
+        };
+        let pending = PendingRelease {
+            release,
+            gate,
+            waiting: "required checks".into(),
+        };
+        links::park_release(self.pipeline.store(), &pending, now)?;
+        tracing::info!(service = %service.name, sha = m.merge_sha, merged_by = m.merged_by, "release parked until its checks pass");
+        self.release_parked(now).await
+    }
+
+    /// Starts every parked release whose checks passed; drops those whose checks failed.
+    pub async fn release_parked(&self, now: DateTime<Utc>) -> Result<String, EventError> {
+        let mut notes = Vec::new();
+        for p in links::parked_releases(self.pipeline.store())? {
+            let Some(service) = self
+                .config
+                .services
+                .iter()
+                .find(|s| s.name == p.release.service)
+            else {
+                continue;
+            };
+            let repo: RepoName = service.app_repo.parse().map_err(refused)?;
+            let sha = p.release.commit_sha.clone().unwrap_or_default();
+            let gate = if service.required_checks.is_empty() {
+                ChecksGate::Ready
+            } else {
+                let runs = self.github.check_runs(&repo, &sha).await?;
+                required_checks(&service.required_checks, &runs)
+            };
+            match gate {
+                ChecksGate::Ready => {
+                    let id = match self
+                        .pipeline
+                        .start(&p.release, p.gate, None, "github", now)
+                        .await
+                    {
+                        Ok(id) => id,
+                        Err(PipelineError::Busy { live, .. }) => {
+                            notes.push(self.repark(&p, format!("queued behind {live}"), now)?);
+                            continue;
+                        }
+                        Err(e @ PipelineError::Held { .. }) => {
+                            links::unpark_release(self.pipeline.store(), &service.name, &sha)?;
+                            notes.push(format!("{} not started: {e}", p.release.image_tag));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    links::unpark_release(self.pipeline.store(), &service.name, &sha)?;
+                    notes.push(format!("started {id}"));
+                }
+                ChecksGate::Waiting { pending } => {
+                    let waiting = format!("waiting for {}", pending.join(", "));
+                    notes.push(self.repark(&p, waiting, now)?);
+                }
+                ChecksGate::Failed { check, conclusion } => {
+                    links::unpark_release(self.pipeline.store(), &service.name, &sha)?;
+                    tracing::warn!(service = %service.name, %sha, %check, %conclusion, "not deploying: a required check failed");
+                    notes.push(format!(
+                        "{} not deployed: required check {check} is {conclusion}",
+                        p.release.image_tag
+                    ));
+                }
+            }
+        }
+        Ok(if notes.is_empty() {
+            "no release waiting".into()
+        } else {
+            notes.join("; ")
+        })
+    }
+
+    /// Keeps `p` parked, saying what it waits for now; returns the note for the log.
+    fn repark(
+        &self,
+        p: &PendingRelease,
+        waiting: String,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        let note = format!("{}: {waiting}", p.release.image_tag);
+        links::park_release(
+            self.pipeline.store(),
+            &PendingRelease {
+                waiting,
+                ..p.clone()
+            },
+            now,
+        )?;
+        Ok(note)
+    }
+
+    /// A comment on a PR: a command for its rollout, if it is one.
+    pub async fn on_comment(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        comment_id: u64,
+        author: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        let parsed = command::parse(body);
+        let (cmd, environment) = match &parsed {
+            Parsed::NotACommand => return Ok("not a command".into()),
+            Parsed::Help | Parsed::Unknown { .. } | Parsed::Invalid { .. } => {
+                if let Some(text) = command::reply(&parsed) {
+                    self.github.create_comment(repo, number, &text).await?;
+                }
+                self.github
+                    .add_reaction(repo, comment_id, Reaction::Eyes)
+                    .await?;
+                return Ok(format!("answered {parsed:?}"));
+            }
+            Parsed::Status => {
+                let text = match self.pipeline.rollout_for_pr(&repo.to_string(), number)? {
+                    Some(r) => format!(
+                        "```\n{}\n```",
+                        crate::cli::rollouts::render_rollout(&r).trim_end()
+                    ),
+                    None => "No rollout of this pull request yet.".into(),
+                };
+                self.github.create_comment(repo, number, &text).await?;
+                return Ok("status posted".into());
+            }
+            Parsed::Act { cmd, environment } => (*cmd, environment.clone()),
+        };
+        // Checked when executed, not when parsed: permissions may have changed since.
+        let permission = self.github.collaborator_permission(repo, author).await?;
+        if !permission.can_write() {
+            self.github
+                .add_reaction(repo, comment_id, Reaction::Confused)
+                .await?;
+            let text = format!(
+                "@{author} `{}` needs write access to {repo}; you have {}.",
+                cmd.as_str(),
+                permission.as_str()
+            );
+            self.github.create_comment(repo, number, &text).await?;
+            tracing::warn!(%repo, number, %author, command = cmd.as_str(), "command refused: no write access");
+            return Ok(format!(
+                "refused {} by {author}: no write access",
+                cmd.as_str()
+            ));
+        }
+        let outcome = if cmd == Command::Deploy {
+            self.deploy(repo, number, author, environment.as_deref(), now)
+                .await?
+        } else {
+            self.pipeline
+                .command(&repo.to_string(), number, cmd, author, now)
+                .await?
+        };
+        let (reaction, note) = match &outcome {
+            CommandOutcome::Applied { deploy_id, note } => {
+                (Reaction::PlusOne, format!("{deploy_id}: {note}"))
+            }
+            CommandOutcome::Rejected { deploy_id, note } => {
+                (Reaction::Confused, format!("{deploy_id}: {note}"))
+            }
+            CommandOutcome::NoRollout => (
+                Reaction::Confused,
+                "no rollout of this pull request".to_string(),
+            ),
+        };
+        self.github.add_reaction(repo, comment_id, reaction).await?;
+        if reaction == Reaction::Confused {
+            let text = format!("@{author} `{}` was not applied: {note}", cmd.as_str());
+            self.github.create_comment(repo, number, &text).await?;
+        }
+        Ok(format!("{} by {author}: {note}", cmd.as_str()))
+    }
+
+    /// `/deploy [env]` on a merged PR: starts its release now (checks are the human's call).
+    async fn deploy(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        author: &str,
+        environment: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<CommandOutcome, EventError> {
+        let pr = self.github.pull_request(repo, number).await?;
+        let (true, Some(sha)) = (pr.merged, pr.merge_commit_sha.clone()) else {
+            return Ok(CommandOutcome::Rejected {
+                deploy_id: "-".into(),
+                note: "only a merged pull request can be deployed".into(),
+            });
+        };
+        let Some(service) = self.service_of(repo) else {
+            return Ok(CommandOutcome::NoRollout);
+        };
+        let stored = crate::shell::assess::assess_pull_request(
+            self.config,
+            self.github,
+            self.model,
+            self.pipeline.store(),
+            repo,
+            number,
+            &pr.head_sha,
+        )
+        .await
+        .map_err(|e| EventError {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        })?;
+        let release = Release {
+            service: service.name.clone(),
+            image_tag: image_tag(&service.image_tag, &sha, Some(number)).map_err(refused)?,
+            previous_tag: String::new(),
+            changed_files: Vec::new(),
+            commit_message: pr.title.clone(),
+            author: pr.author.clone(),
+            pull_request: Some(number),
+            commit_sha: Some(sha),
+        };
+        let gate = Gate::from_assessment(&stored.assessment);
+        match self
+            .pipeline
+            .start(&release, gate, environment, author, now)
+            .await
+        {
+            Ok(id) => Ok(CommandOutcome::Applied {
+                deploy_id: id,
+                note: format!("/deploy by @{author}"),
+            }),
+            Err(
+                e @ (PipelineError::Held { .. }
+                | PipelineError::Busy { .. }
+                | PipelineError::UnknownEnvironment { .. }),
+            ) => Ok(CommandOutcome::Rejected {
+                deploy_id: "-".into(),
+                note: e.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An approval PR merged by a person: their merge is their approval (branch protection
+    /// governed it); the rollout then continues from the merge commit.
+    pub async fn on_approval_merged(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        merged_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        let store = self.pipeline.store();
+        let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
+            return Ok(format!("{repo}#{number} is not an approval PR"));
+        };
+        let t = self
+            .pipeline
+            .feed(
+                &link.deploy_id,
+                Input::Approved {
+                    by: merged_by.to_string(),
+                },
+                now,
+            )
+            .await?;
+        let note = t.first().map(|t| t.note.clone()).unwrap_or_default();
+        Ok(format!("{} merged by {merged_by}: {note}", link.deploy_id))
+    }
+
+    /// A review (or any change) on an approval PR: approves its rollout when the reviews count.
+    pub async fn on_review(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        let store = self.pipeline.store();
+        let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
+            return Ok(format!("{repo}#{number} is not an approval PR"));
+        };
+        let Some(rollout) =
+            deploybot_core::rollout::store::RolloutStore::get(store, &link.deploy_id)
+                .map_err(PipelineError::from)?
+        else {
+            return Ok(format!("rollout {} is gone", link.deploy_id));
+        };
+        self.check_approval(repo, number, &rollout, now).await
+    }
+
+    async fn check_approval(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        rollout: &Rollout,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        if rollout.phase != Phase::AwaitingApproval {
+            return Ok(format!(
+                "{} is {}, not awaiting approval",
+                rollout.deploy_id, rollout.phase
+            ));
+        }
+        let env = self
+            .config
+            .services
+            .iter()
+            .find(|s| s.name == rollout.service)
+            .and_then(|s| {
+                s.environments
+                    .iter()
+                    .find(|e| e.name == rollout.environment)
+            });
+        let (required, teams) = env
+            .map(|e| {
+                (
+                    e.required_approvals.max(1) as usize,
+                    e.approving_teams.clone(),
+                )
+            })
+            .unwrap_or((1, Vec::new()));
+        let pr = self.github.pull_request(repo, number).await?;
+        if env.is_some_and(|e| {
+            e.approvals_counted_by == crate::config::ApprovalAuthority::BranchProtection
+        }) {
+            return self
+                .merge_if_protection_allows(repo, number, &pr, rollout, now)
+                .await;
+        }
+        let reviews = self.github.pull_request_reviews(repo, number).await?;
+        let mut team_members = Vec::new();
+        for t in &teams {
+            if let Some((org, slug)) = t.split_once('/') {
+                team_members.extend(self.github.team_members(org, slug).await?);
+            }
+        }
+        let mut allowed: BTreeMap<String, bool> = BTreeMap::new();
+        for r in &reviews {
+            let login = r.reviewer.to_ascii_lowercase();
+            if allowed.contains_key(&login) {
+                continue;
+            }
+            let ok = team_members.iter().any(|m| m.eq_ignore_ascii_case(&login))
+                || self
+                    .github
+                    .collaborator_permission(repo, &r.reviewer)
+                    .await?
+                    .can_write();
+            allowed.insert(login, ok);
+        }
+        let outcome = count_approvals(
+            &reviews,
+            &pr.head_sha,
+            &rollout.author,
+            |who| {
+                allowed
+                    .get(&who.to_ascii_lowercase())
+                    .copied()
+                    .unwrap_or(false)
+            },
+            required,
+        );
+        match outcome {
+            ApprovalOutcome::Approved { by } => {
+                let input = Input::Approved { by: by.join(", ") };
+                let t = self.pipeline.feed(&rollout.deploy_id, input, now).await?;
+                let note = t.first().map(|t| t.note.clone()).unwrap_or_default();
+                Ok(format!(
+                    "{} approved by {}: {note}",
+                    rollout.deploy_id,
+                    by.join(", ")
+                ))
+            }
+            ApprovalOutcome::Waiting {
+                have,
+                need,
+                ignored,
+            } => Ok(format!(
+                "{}: {have} of {need} approvals{}",
+                rollout.deploy_id,
+                if ignored.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (not counted: {})",
+                        ignored
+                            .iter()
+                            .map(|(who, why)| format!("{who} {why}"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                }
+            )),
+            ApprovalOutcome::Blocked { by } => {
+                Ok(format!("{}: changes requested by {by}", rollout.deploy_id))
+            }
+        }
+    }
+
+    /// Branch protection decides: try the merge at the reviewed head; GitHub refuses (405) until
+    /// the rules are met. A merge is the approval, by whoever approved the head.
+    async fn merge_if_protection_allows(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        pr: &deploybot_core::github::PullRequest,
+        rollout: &Rollout,
+        now: DateTime<Utc>,
+    ) -> Result<String, EventError> {
+        if !pr.merged {
+            match self
+                .github
+                .merge_pull_request(repo, number, &pr.head_sha)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.status == Some(405) || e.is_conflict() => {
+                    return Ok(format!(
+                        "{}: branch protection does not allow the merge yet: {}",
+                        rollout.deploy_id, e.message
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let reviews = self.github.pull_request_reviews(repo, number).await?;
+        let mut approvers: Vec<String> = reviews
+            .iter()
+            .filter(|r| {
+                r.state == deploybot_core::rollout::approval::ReviewState::Approved
+                    && r.commit_sha == pr.head_sha
+            })
+            .map(|r| r.reviewer.clone())
+            .collect();
+        approvers.sort();
+        approvers.dedup();
+        let by = if approvers.is_empty() {
+            "branch protection".to_string()
+        } else {
+            approvers.join(", ")
+        };
+        let t = self
+            .pipeline
+            .feed(&rollout.deploy_id, Input::Approved { by: by.clone() }, now)
+            .await?;
+        let note = t.first().map(|t| t.note.clone()).unwrap_or_default();
+        Ok(format!(
+            "{} approved by {by} (branch protection): {note}",
+            rollout.deploy_id
+        ))
+    }
+
+    /// What webhooks would have said, re-read: approvals of rollouts awaiting one, and parked
+    /// releases. A failure is logged and retried on the next reconcile.
+    pub async fn reconcile(&self, now: DateTime<Utc>) {
+        if let Err(e) = self.release_parked(now).await {
+            tracing::warn!("reconcile: parked releases: {e}");
+        }
+        let store = self.pipeline.store();
+        let live = match deploybot_core::rollout::store::RolloutStore::live(store) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("reconcile: reading rollouts: {e}");
+                return;
+            }
+        };
+        for r in live.iter().filter(|r| r.phase == Phase::AwaitingApproval) {
+            let Ok(Some(link)) = links::approval_pr(store, &r.deploy_id) else {
+                continue;
+            };
+            let Ok(repo) = link.repo.parse::<RepoName>() else {
+                continue;
+            };
+            match self.check_approval(&repo, link.number, r, now).await {
+                Ok(note) => tracing::debug!(rollout = %r.deploy_id, "reconcile: {note}"),
+                Err(e) => tracing::warn!(rollout = %r.deploy_id, "reconcile: approval: {e}"),
+            }
+        }
+    }
+}

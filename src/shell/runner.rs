@@ -1,0 +1,942 @@
+//! The production `EffectRunner`: where a rollout's effects meet the world. Commits and reverts
+//! go through the GitOps writer, approval PRs through PR mode, comments, labels and statuses
+//! through the GitHub port, sync waits through Argo CD (or a settle time), judgements through a
+//! metrics source and the canary judge, alerts through `alert`.
+//!
+//! Every effect is idempotent, because the driver re-issues what a record still owes after a
+//! crash: a commit whose values are already on the branch makes no commit, a revert already
+//! applied changes nothing, the status comment is found by its marker and edited, an approval PR
+//! is reused, a merged approval PR answers with its merge commit. Nothing here blocks for long:
+//! a sync that is not live yet answers nothing and is asked again on the next tick.
+//!
+//! It decides nothing: what to do next is `rollout::step`'s, on the inputs this returns.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use crate::adapters::argocd::{ArgoCdClient, SyncProgress, sync_progress};
+use crate::adapters::gitops::pull_request::{
+    OctocrabPullRequests, Proposal, ProposeRequest, bot_branch,
+};
+use crate::adapters::gitops::writer::BranchLocks;
+use crate::adapters::gitops::{FileEdit, GitopsError, ManifestEdit, Writer};
+use crate::adapters::store::Store;
+use crate::adapters::store::links;
+use crate::config::{Config, EnvironmentConfig, ServiceConfig};
+use crate::shell::driver::{Clock, EffectError, EffectRunner};
+use deploybot_core::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, Window};
+use deploybot_core::canary::{Decision, JudgeConfig, Verdict};
+use deploybot_core::github::{CommitStatus, Github, LabelSpec, RepoName};
+use deploybot_core::gitops::commit_message::CommitInfo;
+use deploybot_core::rollout::input::{Effect, Input, Notice, Observation, StatusState};
+use deploybot_core::rollout::plan::Weight;
+use deploybot_core::rollout::record::{Phase, Rollout, secs};
+use deploybot_core::rollout::store::RolloutStore;
+
+/// Where the runner reads a rollout's metrics: Prometheus in production, a replay in the demo.
+pub trait WindowSource: Send + Sync {
+    /// The intervals of `step_secs` of `rollout`'s service and environment from `start` to
+    /// `end` (unix seconds), with the canary weight the rollout committed.
+    fn window(
+        &self,
+        rollout: &Rollout,
+        start: i64,
+        end: i64,
+        step_secs: u64,
+    ) -> impl Future<Output = Result<Window, MetricsError>> + Send;
+}
+
+/// Prometheus, with each service's own query templates. The client (and its bearer token) is
+/// built once; a configuration it cannot be built from is reported by `problem` at start-up and
+/// makes every query fail as permanent, which pauses the rollouts that need it.
+pub struct PrometheusWindows {
+    config: Arc<Config>,
+    client: Result<crate::adapters::prometheus::PrometheusClient, String>,
+}
+
+impl PrometheusWindows {
+    pub fn new(config: Arc<Config>) -> Self {
+        let client = crate::adapters::prometheus::PrometheusClient::from_config(&config.prometheus);
+        PrometheusWindows { config, client }
+    }
+
+    /// Why no canary can be judged with this configuration, if so.
+    pub fn problem(&self) -> Option<&str> {
+        self.client.as_ref().err().map(String::as_str)
+    }
+}
+
+impl WindowSource for PrometheusWindows {
+    async fn window(
+        &self,
+        rollout: &Rollout,
+        start: i64,
+        end: i64,
+        step_secs: u64,
+    ) -> Result<Window, MetricsError> {
+        let service = service_config(&self.config, &rollout.service)
+            .map_err(|e| MetricsError::Permanent(e.reason))?;
+        let client = self.client.clone().map_err(MetricsError::Permanent)?;
+        crate::adapters::prometheus::PrometheusSource::new(
+            client,
+            service.analysis.queries.clone(),
+            &self.config.prometheus,
+        )
+        .with_canary_weight(f64::from(rollout.canary_weight.percent()) / 100.0)
+        .window(&analysis_target(rollout), start, end, step_secs)
+        .await
+    }
+}
+
+pub fn analysis_target(r: &Rollout) -> AnalysisTarget {
+    AnalysisTarget {
+        service: r.service.clone(),
+        namespace: r.namespace.clone(),
+        environment: r.environment.clone(),
+    }
+}
+
+/// The edges the runner talks to. `github` is optional so the demo runs without an account:
+/// comments and labels are then only logged.
+pub struct RunnerParts<W> {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub github: Option<Arc<dyn Github>>,
+    /// Token for GitHub's pull request API in the GitOps repository (approval PRs).
+    pub github_token: Option<deploybot_core::secret::Secret>,
+    pub argocd: Option<ArgoCdClient>,
+    pub alerts: crate::adapters::alert::Alerts,
+    pub windows: W,
+    pub clock: Arc<dyn Clock + Send + Sync>,
+    /// Where alerts are counted for `/metrics`, when served.
+    pub metrics: Option<Arc<crate::shell::metrics::Metrics>>,
+}
+
+impl<W> RunnerParts<W> {
+    /// Parts with no GitHub, no Argo CD (the settle time), alerts as log lines only and no
+    /// `/metrics`: the demo's, and a base for tests to add edges to.
+    pub fn offline(
+        config: Arc<Config>,
+        store: Store,
+        windows: W,
+        clock: Arc<dyn Clock + Send + Sync>,
+    ) -> Self {
+        RunnerParts {
+            config,
+            store,
+            github: None,
+            github_token: None,
+            argocd: None,
+            alerts: crate::adapters::alert::Alerts::log_only(),
+            windows,
+            clock,
+            metrics: None,
+        }
+    }
+}
+
+/// The production runner.
+pub struct LiveRunner<W> {
+    parts: RunnerParts<W>,
+    writers: Mutex<HashMap<String, Arc<Writer>>>,
+    locks: BranchLocks,
+}
+
+fn transient(reason: impl Into<String>) -> EffectError {
+    EffectError {
+        reason: reason.into(),
+        transient: true,
+    }
+}
+
+fn permanent(reason: impl Into<String>) -> EffectError {
+    EffectError {
+        reason: reason.into(),
+        transient: false,
+    }
+}
+
+/// Whether retrying a failed write can help: network and race trouble yes, a refusal no.
+fn gitops_error(e: GitopsError) -> EffectError {
+    let retry = matches!(
+        e,
+        GitopsError::Git { .. }
+            | GitopsError::Io { .. }
+            | GitopsError::RetriesExhausted { .. }
+            | GitopsError::GitHub { .. }
+    );
+    EffectError {
+        reason: e.to_string(),
+        transient: retry,
+    }
+}
+
+fn service_config<'a>(config: &'a Config, name: &str) -> Result<&'a ServiceConfig, EffectError> {
+    config
+        .services
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| permanent(format!("service {name:?} is not in the configuration")))
+}
+
+fn environment_config<'a>(
+    config: &'a Config,
+    r: &Rollout,
+) -> Result<(&'a ServiceConfig, &'a EnvironmentConfig), EffectError> {
+    let service = service_config(config, &r.service)?;
+    let env = service
+        .environments
+        .iter()
+        .find(|e| e.name == r.environment)
+        .ok_or_else(|| {
+            permanent(format!(
+                "environment {:?} of service {:?} is not in the configuration",
+                r.environment, r.service
+            ))
+        })?;
+    Ok((service, env))
+}
+
+/// The full image reference a rollout deploys.
+pub fn image_ref(service: &ServiceConfig, tag: &str) -> Result<String, EffectError> {
+    let image = service.image.as_deref().ok_or_else(|| {
+        permanent(format!(
+            "services[{}].image is not set: deploybot does not know which image to deploy",
+            service.name
+        ))
+    })?;
+    Ok(format!("{image}:{tag}"))
+}
+
+/// The manifest edits of a step to `weight` (see `TargetConfig::step_change`).
+pub fn step_edits(
+    service: &ServiceConfig,
+    env: &EnvironmentConfig,
+    tag: &str,
+    weight: Weight,
+) -> Result<Vec<Arc<dyn FileEdit>>, EffectError> {
+    let image = image_ref(service, tag)?;
+    let edits: Vec<Arc<dyn FileEdit>> = env
+        .targets
+        .iter()
+        .filter_map(|t| {
+            t.step_change(&image, weight.percent()).map(|change| {
+                Arc::new(ManifestEdit {
+                    path: t.path.clone(),
+                    change,
+                    options: t.edit_options(),
+                }) as Arc<dyn FileEdit>
+            })
+        })
+        .collect();
+    if edits.is_empty() {
+        return Err(permanent(format!(
+            "{}/{}: no target changes at {weight} (set services[].environments[].targets)",
+            service.name, env.name
+        )));
+    }
+    Ok(edits)
+}
+
+fn step_label(r: &Rollout, weight: Weight) -> String {
+    match r
+        .plan
+        .as_ref()
+        .and_then(|p| p.position(weight).map(|i| (i, p.len())))
+    {
+        Some(_) if weight.is_full() => "promote to 100%".into(),
+        Some((i, n)) => format!("canary {}/{n}", i + 1),
+        None => format!("step {weight}"),
+    }
+}
+
+/// The verification verdict at 100 %: the new version now serves as the stable track, so there
+/// is no baseline to compare with; it must serve traffic and stay under the error guardrail.
+pub fn verification_observation(window: &Window, judge: &JudgeConfig) -> Observation {
+    let Some(last) = window.intervals.last() else {
+        return Observation::Hold {
+            reason: "no metrics for the verification interval yet".into(),
+            escalate: false,
+        };
+    };
+    let Some(sample) = last.baseline.as_ref() else {
+        return Observation::Hold {
+            reason: "no metrics for the new version's stable series".into(),
+            escalate: false,
+        };
+    };
+    // Too little traffic verifies nothing: hold rather than complete on a handful of requests.
+    if sample.requests < judge.guardrails.min_requests.max(1) {
+        return Observation::Hold {
+            reason: format!(
+                "the new version served {} requests, fewer than the {} needed to verify it",
+                sample.requests,
+                judge.guardrails.min_requests.max(1)
+            ),
+            escalate: false,
+        };
+    }
+    let rate = sample.errors as f64 / sample.requests as f64;
+    let limit = judge.guardrails.max_canary_error_rate.unwrap_or(0.2);
+    if rate > limit {
+        return Observation::Rollback {
+            metric: "error_rate".into(),
+            evidence: format!(
+                "at 100 % the new version failed {} of {} requests ({:.2} %), above the {:.2} % guardrail",
+                sample.errors,
+                sample.requests,
+                rate * 100.0,
+                limit * 100.0
+            ),
+        };
+    }
+    Observation::Promote
+}
+
+/// The judge's decision in the rollout's terms.
+pub fn observation(decision: &Decision) -> Observation {
+    match &decision.verdict {
+        Verdict::Continue => Observation::Continue,
+        Verdict::Promote => Observation::Promote,
+        Verdict::Rollback { metric, evidence } => Observation::Rollback {
+            metric: metric.clone(),
+            evidence: evidence.clone(),
+        },
+        Verdict::Hold { reason, escalate } => Observation::Hold {
+            reason: reason.to_string(),
+            escalate: *escalate,
+        },
+    }
+}
+
+impl<W: WindowSource> LiveRunner<W> {
+    pub fn new(parts: RunnerParts<W>) -> Self {
+        LiveRunner {
+            parts,
+            writers: Mutex::new(HashMap::new()),
+            locks: BranchLocks::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.parts.store
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.parts.clock.now()
+    }
+
+    /// The writer of an environment's repository; one per URL, shared by every rollout.
+    fn writer(&self, env: &EnvironmentConfig) -> Result<Arc<Writer>, EffectError> {
+        let config = &self.parts.config;
+        let url = env
+            .repo_url
+            .as_deref()
+            .or(config.gitops.repo_url.as_deref())
+            .ok_or_else(|| permanent(format!("environment {}: no GitOps repository", env.name)))?;
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = writers.get(url) {
+            return Ok(w.clone());
+        }
+        let fallback = config.github.token_ref().map_err(permanent)?;
+        let w = Arc::new(
+            config
+                .gitops
+                .writer(
+                    &config.store.data_dir.join("gitops"),
+                    url,
+                    fallback.as_ref(),
+                    self.locks.clone(),
+                )
+                .map_err(gitops_error)?,
+        );
+        writers.insert(url.to_string(), w.clone());
+        Ok(w)
+    }
+
+    fn commit_info(&self, r: &Rollout, weight: Weight, image: &str, summary: String) -> CommitInfo {
+        let service = service_config(&self.parts.config, &r.service).ok();
+        CommitInfo {
+            summary,
+            deploy_id: r.deploy_id.clone(),
+            service: r.service.clone(),
+            environment: r.environment.clone(),
+            step: Some(step_label(r, weight)),
+            weight: Some(weight.percent()),
+            image: Some(image.to_string()),
+            risk_score: r.risk_score.map(|s| (s * 100.0).round() as u32),
+            source_pr: match (service, r.pull_request) {
+                (Some(s), Some(n)) => Some(format!("{}#{n}", s.app_repo)),
+                _ => None,
+            },
+        }
+    }
+
+    async fn commit_step(
+        &self,
+        r: &Rollout,
+        weight: Weight,
+        tag: &str,
+    ) -> Result<Input, EffectError> {
+        let (service, env) = environment_config(&self.parts.config, r)?;
+        let edits = step_edits(service, env, tag, weight)?;
+        let image = image_ref(service, tag)?;
+        let summary = format!("deploy {image} to {} at {weight}", r.environment);
+        let info = self.commit_info(r, weight, &image, summary);
+        let outcome = self
+            .writer(env)?
+            .write(&env.branch, edits, info)
+            .await
+            .map_err(gitops_error)?;
+        tracing::info!(rollout = %r.deploy_id, %weight, head = outcome.head(), "step committed");
+        Ok(Input::Committed {
+            sha: outcome.head().to_string(),
+            weight,
+        })
+    }
+
+    fn gitops_repo(&self, env: &EnvironmentConfig) -> Result<RepoName, EffectError> {
+        let gitops = &self.parts.config.gitops;
+        let name = match &env.repo_url {
+            Some(url) => crate::adapters::gitops::GitopsConfig {
+                repo_url: Some(url.clone()),
+                ..Default::default()
+            }
+            .repo_full_name(),
+            None => gitops.repo_full_name(),
+        };
+        name.ok_or_else(|| {
+            permanent(format!(
+                "approval PRs need the GitOps repository on GitHub: set gitops.github_repo \
+                 ({} is not a github.com URL)",
+                env.repo_url
+                    .as_deref()
+                    .or(gitops.repo_url.as_deref())
+                    .unwrap_or("no repo_url")
+            ))
+        })?
+        .parse()
+        .map_err(permanent)
+    }
+
+    async fn open_approval_pr(
+        &self,
+        r: &Rollout,
+        weight: Weight,
+        tag: &str,
+    ) -> Result<(), EffectError> {
+        let config = &self.parts.config;
+        let (service, env) = environment_config(config, r)?;
+        let repo = self.gitops_repo(env)?;
+        let token = self
+            .parts
+            .github_token
+            .as_ref()
+            .ok_or_else(|| permanent("approval PRs need a GitHub token (github.token_env)"))?;
+        let prs = OctocrabPullRequests::new(&config.github.api_url, token, &repo.owner, &repo.name)
+            .map_err(gitops_error)?;
+        let image = image_ref(service, tag)?;
+        let branch = bot_branch(
+            &config.gitops.branch_prefix,
+            &r.service,
+            &r.environment,
+            &r.deploy_id,
+        );
+        let req = ProposeRequest {
+            base: env.branch.clone(),
+            branch: branch.clone(),
+            edits: step_edits(service, env, tag, weight)?,
+            info: self.commit_info(
+                r,
+                weight,
+                &image,
+                format!(
+                    "deploy {image} to {} at {weight} (needs approval)",
+                    r.environment
+                ),
+            ),
+            labels: config.gitops.pr_labels.clone(),
+            human_edited_label: config.gitops.human_edited_label.clone(),
+        };
+        let writer = self.writer(env)?;
+        let pr = match crate::adapters::gitops::pull_request::propose(&writer, &prs, req)
+            .await
+            .map_err(gitops_error)?
+        {
+            Proposal::Opened { pr, .. } | Proposal::Reused { pr, .. } => pr,
+            Proposal::HumanEdited { pr: Some(pr), .. } => pr,
+            Proposal::HumanEdited { pr: None, who, .. } => {
+                return Err(permanent(format!(
+                    "the approval branch {branch} has a commit by {who} and no open PR"
+                )));
+            }
+            Proposal::NothingToPropose { head } => {
+                return Err(permanent(format!(
+                    "{} is already at {image} ({head}): nothing to approve",
+                    env.branch
+                )));
+            }
+        };
+        links::record_approval_pr(
+            &self.parts.store,
+            &links::ApprovalPr {
+                deploy_id: r.deploy_id.clone(),
+                repo: repo.to_string(),
+                number: pr.number,
+                branch,
+            },
+        )
+        .map_err(|e| transient(e.to_string()))?;
+        tracing::info!(rollout = %r.deploy_id, pr = pr.number, "approval PR open");
+        Ok(())
+    }
+
+    async fn merge_approval_pr(&self, r: &Rollout) -> Result<Input, EffectError> {
+        let github = self.github()?;
+        let link = links::approval_pr(&self.parts.store, &r.deploy_id)
+            .map_err(|e| transient(e.to_string()))?
+            .ok_or_else(|| permanent("no approval PR is recorded for this rollout"))?;
+        let repo: RepoName = link.repo.parse().map_err(permanent)?;
+        let weight = r
+            .progress
+            .weight()
+            .ok_or_else(|| permanent("no step is in flight"))?;
+        let pr = github
+            .pull_request(&repo, link.number)
+            .await
+            .map_err(github_error)?;
+        // A human may have merged it already (or we did, before a crash): use that merge.
+        let sha = match (pr.merged, pr.merge_commit_sha.clone()) {
+            (true, Some(sha)) => sha,
+            _ => github
+                .merge_pull_request(&repo, link.number, &pr.head_sha)
+                .await
+                .map_err(github_error)?,
+        };
+        tracing::info!(rollout = %r.deploy_id, pr = link.number, %sha, "approval PR merged");
+        Ok(Input::Committed { sha, weight })
+    }
+
+    async fn revert(
+        &self,
+        r: &Rollout,
+        commits: &[String],
+        reason: &str,
+        evidence: &str,
+    ) -> Result<Input, EffectError> {
+        let (_, env) = environment_config(&self.parts.config, r)?;
+        let writer = self.writer(env)?;
+        let why = if evidence.is_empty() {
+            reason.to_string()
+        } else {
+            format!("{reason}\n\nEvidence: {evidence}")
+        };
+        let mut head = None;
+        // Newest first: each revert applies on top of the previous one, as `git revert` would.
+        for sha in commits.iter().rev() {
+            let outcome = writer
+                .revert(&env.branch, sha, &why)
+                .await
+                .map_err(gitops_error)?;
+            head = Some(outcome.head().to_string());
+        }
+        let sha = match head {
+            Some(h) => h,
+            None => writer
+                .remote_tip(&env.branch)
+                .await
+                .map_err(gitops_error)?
+                .map(|t| t.commit)
+                .unwrap_or_default(),
+        };
+        tracing::warn!(rollout = %r.deploy_id, %sha, "rolled back through git: {reason}");
+        Ok(Input::Reverted { sha })
+    }
+
+    fn github(&self) -> Result<&Arc<dyn Github>, EffectError> {
+        self.parts
+            .github
+            .as_ref()
+            .ok_or_else(|| permanent("GitHub is not configured"))
+    }
+
+    fn app_repo(&self, r: &Rollout) -> Result<RepoName, EffectError> {
+        service_config(&self.parts.config, &r.service)?
+            .app_repo
+            .parse()
+            .map_err(permanent)
+    }
+
+    async fn comment(&self, r: &Rollout, notice: &Notice) -> Result<(), EffectError> {
+        let points = self.parts.store.metrics(&r.deploy_id).unwrap_or_default();
+        let body = deploybot_core::rollout::comment::status_comment_with_chart(
+            r,
+            notice,
+            &points,
+            self.parts.config.server.public_url.as_deref(),
+        );
+        let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.pull_request) else {
+            tracing::info!(rollout = %r.deploy_id, "{}", deploybot_core::rollout::comment::notice_text(notice));
+            return Ok(());
+        };
+        let repo = self.app_repo(r)?;
+        deploybot_core::github::upsert_marked_comment(
+            github.as_ref(),
+            &repo,
+            pr,
+            &deploybot_core::rollout::comment::marker(&r.deploy_id),
+            &self.parts.config.github.bot_login,
+            &body,
+        )
+        .await
+        .map_err(github_error)?;
+        Ok(())
+    }
+
+    async fn label(&self, r: &Rollout, name: &str) -> Result<(), EffectError> {
+        let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.pull_request) else {
+            return Ok(());
+        };
+        let repo = self.app_repo(r)?;
+        let spec = LabelSpec {
+            name: name.to_string(),
+            color: "b60205".into(),
+            description: "deploybot rolled this change back".into(),
+        };
+        github
+            .ensure_label(&repo, &spec)
+            .await
+            .map_err(github_error)?;
+        github
+            .add_labels(&repo, pr, std::slice::from_ref(&spec.name))
+            .await
+            .map_err(github_error)
+    }
+
+    async fn set_status(
+        &self,
+        r: &Rollout,
+        state: StatusState,
+        phase: &Phase,
+    ) -> Result<(), EffectError> {
+        let (Some(github), Some(sha)) = (self.parts.github.as_ref(), r.commit_sha.as_deref())
+        else {
+            return Ok(());
+        };
+        let repo = self.app_repo(r)?;
+        let status = CommitStatus {
+            state: match state {
+                StatusState::Pending => deploybot_core::github::StatusState::Pending,
+                StatusState::Success => deploybot_core::github::StatusState::Success,
+                StatusState::Failure => deploybot_core::github::StatusState::Failure,
+                StatusState::Error => deploybot_core::github::StatusState::Error,
+            },
+            context: format!("deploybot/{}", r.environment),
+            description: format!("{}: {phase}", r.environment),
+            target_url: self
+                .parts
+                .config
+                .server
+                .public_url
+                .as_deref()
+                .map(|u| deploybot_core::rollout::page::rollout_page_url(u, &r.deploy_id)),
+        };
+        github
+            .set_commit_status(&repo, sha, &status)
+            .await
+            .map_err(github_error)
+    }
+
+    async fn query_metrics(&self, r: &Rollout) -> Result<Input, EffectError> {
+        let since = match &r.progress {
+            deploybot_core::rollout::record::Progress::Live { since, .. } => *since,
+            _ => return Err(permanent("metrics asked for with no live step")),
+        };
+        let step = r.settings.analysis_interval_secs.max(1);
+        let start = since.timestamp();
+        let now = self.now().timestamp();
+        // Whole intervals only: a partial one would read as a traffic drop.
+        let end = start + (now - start).max(0) / step as i64 * step as i64;
+        let service = service_config(&self.parts.config, &r.service)?;
+        let window = match self.parts.windows.window(r, start, end, step).await {
+            Ok(w) => w,
+            Err(MetricsError::Unavailable(reason)) => {
+                return Ok(Input::MetricsUnavailable { reason });
+            }
+            Err(MetricsError::Permanent(reason)) => {
+                return Ok(Input::MetricsUnavailable {
+                    reason: format!("the metrics query is wrong: {reason}"),
+                });
+            }
+        };
+        // The history the status page and the PR chart draw; losing it must not stop a rollout.
+        if let Some(end_at) = DateTime::from_timestamp(end, 0) {
+            let points = deploybot_core::rollout::metrics::points_from_window(
+                &window,
+                end_at,
+                r.canary_weight,
+            );
+            if let Err(e) = self.parts.store.record_metrics(&r.deploy_id, &points) {
+                tracing::warn!(rollout = %r.deploy_id, "recording metric history: {e}");
+            }
+        }
+        let judge = &service.analysis.judge;
+        let observation = if r.phase == Phase::Verification
+            || r.resume_to.as_deref() == Some(&Phase::Verification)
+        {
+            verification_observation(&window, judge)
+        } else {
+            let decision = deploybot_core::canary::judge(&window, window.intervals.len(), judge);
+            tracing::info!(
+                rollout = %r.deploy_id,
+                intervals = window.intervals.len(),
+                verdict = decision.verdict.name(),
+                "judged: {}", decision.reason()
+            );
+            observation(&decision)
+        };
+        Ok(Input::Judged(observation))
+    }
+
+    async fn wait_for_sync(
+        &self,
+        r: &Rollout,
+        revision: &str,
+    ) -> Result<Option<Input>, EffectError> {
+        let Some(argocd) = &self.parts.argocd else {
+            let settle = secs(
+                self.parts
+                    .config
+                    .argocd
+                    .settle_time
+                    .as_millis()
+                    .div_ceil(1000),
+            );
+            let committed = r
+                .commits
+                .iter()
+                .rev()
+                .find(|c| c.sha == revision)
+                .map(|c| c.at)
+                .unwrap_or(r.updated_at);
+            return Ok((committed + settle <= self.now()).then(|| Input::Synced {
+                revision: revision.to_string(),
+            }));
+        };
+        let app = self
+            .parts
+            .config
+            .argocd
+            .application_name(&r.service, &r.environment);
+        let refresh = self.parts.config.argocd.refresh;
+        match argocd.application(&app, refresh).await {
+            Ok(status) => Ok(match sync_progress(&status, revision) {
+                SyncProgress::Live => Some(Input::Synced {
+                    revision: revision.to_string(),
+                }),
+                SyncProgress::Failed(reason) => Some(Input::SyncFailed {
+                    reason: format!("Argo CD application {app}: {reason}"),
+                }),
+                SyncProgress::Waiting(why) => {
+                    tracing::debug!(rollout = %r.deploy_id, %app, "waiting for sync: {why}");
+                    None
+                }
+            }),
+            // Asked again on the next tick; the deadline in the record bounds the wait.
+            Err(e) if e.is_transient() => {
+                tracing::warn!(rollout = %r.deploy_id, %app, "reading Argo CD: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(permanent(format!("reading Argo CD application {app}: {e}"))),
+        }
+    }
+}
+
+fn github_error(e: deploybot_core::github::GithubError) -> EffectError {
+    EffectError {
+        transient: e.is_transient(),
+        reason: e.to_string(),
+    }
+}
+
+impl<W: WindowSource> EffectRunner for LiveRunner<W> {
+    async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, EffectError> {
+        let subject = format!("{}/{} {}", r.service, r.environment, r.deploy_id);
+        match effect {
+            Effect::CommitStep { weight, image_tag } => {
+                self.commit_step(r, *weight, image_tag).await.map(Some)
+            }
+            Effect::OpenApprovalPr { weight, image_tag } => {
+                self.open_approval_pr(r, *weight, image_tag).await?;
+                Ok(None)
+            }
+            Effect::MergeApprovalPr => self.merge_approval_pr(r).await.map(Some),
+            Effect::Revert {
+                commits,
+                reason,
+                evidence,
+                ..
+            } => self.revert(r, commits, reason, evidence).await.map(Some),
+            Effect::Comment { notice } => self.comment(r, notice).await.map(|()| None),
+            Effect::Label { name } => self.label(r, name).await.map(|()| None),
+            Effect::SetStatus { state, phase } => {
+                self.set_status(r, *state, phase).await.map(|()| None)
+            }
+            Effect::QueryMetrics { .. } => self.query_metrics(r).await.map(Some),
+            Effect::WaitForSync { revision, .. } => self.wait_for_sync(r, revision).await,
+            Effect::Notify { level, notice } => {
+                if let Some(m) = &self.parts.metrics {
+                    m.rollout_alert(level.as_str(), notice.kind());
+                }
+                // An alert that cannot be delivered must not stop the rollout: it is logged.
+                if let Err(e) = self.parts.alerts.send(&subject, *level, notice).await {
+                    tracing::warn!(rollout = %r.deploy_id, "alert not delivered: {}", e.message);
+                }
+                Ok(None)
+            }
+            Effect::HoldService { reason } => {
+                links::hold(
+                    &self.parts.store,
+                    &r.service,
+                    &r.environment,
+                    &r.deploy_id,
+                    reason,
+                    self.now(),
+                )
+                .map_err(|e| transient(e.to_string()))?;
+                Ok(None)
+            }
+            Effect::ReleaseService => {
+                links::release(&self.parts.store, &r.service, &r.environment)
+                    .map_err(|e| transient(e.to_string()))?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deploybot_core::canary::sample::{Interval, TrackSample};
+
+    fn window(baseline: Option<(u64, u64)>) -> Window {
+        Window {
+            step_seconds: 60,
+            canary_weight: 0.0,
+            latency_buckets_le: vec![],
+            intervals: vec![Interval {
+                baseline: baseline.map(|(requests, errors)| TrackSample {
+                    requests,
+                    errors,
+                    latency_buckets: vec![],
+                    extra: Default::default(),
+                }),
+                canary: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn verification_holds_without_traffic_and_rolls_back_over_the_guardrail() {
+        let judge = JudgeConfig::default();
+        let hold = |w: &Window| {
+            matches!(
+                verification_observation(w, &judge),
+                Observation::Hold { .. }
+            )
+        };
+        assert!(hold(&Window {
+            intervals: vec![],
+            ..window(None)
+        }));
+        assert!(hold(&window(None)), "a missing series is not a pass");
+        assert!(hold(&window(Some((0, 0)))), "no traffic is not a pass");
+        assert_eq!(
+            verification_observation(&window(Some((1000, 3))), &judge),
+            Observation::Promote
+        );
+        match verification_observation(&window(Some((1000, 300))), &judge) {
+            Observation::Rollback { metric, evidence } => {
+                assert_eq!(metric, "error_rate");
+                assert!(evidence.contains("300 of 1000"), "{evidence}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            hold(&window(Some((10, 5)))),
+            "ten requests verify nothing, whatever they say"
+        );
+    }
+
+    fn service(yaml: &str) -> ServiceConfig {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn step_edits_need_an_image_and_a_target_that_changes() {
+        let with_targets = service(
+            "name: s\napp_repo: o/s\nimage: ghcr.io/o/s\nenvironments:\n  - name: staging\n    \
+             targets:\n      - path: c.yaml\n        track: canary\n      - path: r.yaml\n        \
+             kind: weight\n        canary: s-canary\n",
+        );
+        let env = &with_targets.environments[0];
+        let w = |p| Weight::new(p).unwrap();
+        let paths = |edits: Vec<Arc<dyn FileEdit>>| {
+            edits
+                .iter()
+                .map(|e| e.path().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            paths(step_edits(&with_targets, env, "v2", w(5)).unwrap()),
+            ["c.yaml", "r.yaml"]
+        );
+        let no_image = ServiceConfig {
+            image: None,
+            ..with_targets.clone()
+        };
+        let err = step_edits(&no_image, env, "v2", w(5)).err().unwrap();
+        assert!(
+            err.reason.contains("image is not set") && !err.transient,
+            "{err}"
+        );
+        let stable_only = service(
+            "name: s\napp_repo: o/s\nimage: ghcr.io/o/s\nenvironments:\n  - name: staging\n    \
+             targets:\n      - path: d.yaml\n",
+        );
+        let env = &stable_only.environments[0];
+        let err = step_edits(&stable_only, env, "v2", w(5)).err().unwrap();
+        assert!(err.reason.contains("no target changes at 5%"), "{err}");
+        assert_eq!(
+            paths(step_edits(&stable_only, env, "v2", w(100)).unwrap()),
+            ["d.yaml"]
+        );
+    }
+
+    #[test]
+    fn judge_verdicts_map_onto_observations() {
+        let d = |verdict| Decision {
+            interval: 1,
+            verdict,
+            verified_intervals: 1,
+            metrics: vec![],
+            canary_share: None,
+            note: None,
+        };
+        assert_eq!(observation(&d(Verdict::Promote)), Observation::Promote);
+        assert_eq!(
+            observation(&d(Verdict::Hold {
+                reason: deploybot_core::canary::HoldReason::NoCanaryTraffic,
+                escalate: true
+            })),
+            Observation::Hold {
+                reason: deploybot_core::canary::HoldReason::NoCanaryTraffic.to_string(),
+                escalate: true
+            }
+        );
+    }
+}

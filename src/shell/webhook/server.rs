@@ -1,0 +1,249 @@
+//! `deploybot serve`: opens the store, starts the webhook worker, the rollout loop and the HTTP
+//! listener, and stops them cleanly on SIGINT/SIGTERM (the worker finishes the delivery in
+//! hand; the rest stay queued; live rollouts are re-examined on the next start).
+//!
+//! `assemble` builds the whole service from a config and its edges (metrics source, clock)
+//! without binding a port, so the end-to-end tests drive exactly what `serve` runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{Notify, watch};
+use tracing::info;
+
+use crate::adapters::store::Store;
+use crate::config::Config;
+use crate::shell::driver::Clock;
+use crate::shell::events::RolloutEvents;
+use crate::shell::metrics::Metrics;
+use crate::shell::pipeline::Pipeline;
+use crate::shell::runner::{LiveRunner, PrometheusWindows, RunnerParts, WindowSource};
+use crate::shell::webhook::dispatch::Dispatcher;
+use crate::shell::webhook::intake::{Intake, router};
+use crate::shell::webhook::worker::{self, RetryPolicy};
+use deploybot_core::github::Github;
+
+/// Everything `serve` runs, assembled but not started listening.
+pub struct Assembly<W: WindowSource + 'static> {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub router: axum::Router,
+    pub pipeline: Arc<Pipeline<LiveRunner<W>>>,
+    pub github: Arc<dyn Github>,
+    pub model: Option<Arc<dyn deploybot_core::risk::model::RiskModel>>,
+    pub clock: Arc<dyn Clock + Send + Sync>,
+    worker: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl<W: WindowSource + 'static> Assembly<W> {
+    /// The rollout side of GitHub events, for the reconcile.
+    pub fn events(&self) -> RolloutEvents<'_, LiveRunner<W>> {
+        RolloutEvents {
+            config: &self.config,
+            github: self.github.as_ref(),
+            model: self.model.as_deref(),
+            pipeline: &self.pipeline,
+        }
+    }
+
+    /// One turn of the rollout loop at the clock's time: every live rollout ticks, verified
+    /// releases move to the next environment.
+    pub async fn tick(&self) {
+        if let Err(e) = self.pipeline.tick(self.clock.now()).await {
+            tracing::warn!("rollout tick: {e}");
+        }
+    }
+
+    /// Stops everything at once, mid-delivery or mid-effect, as a killed process would
+    /// (for crash tests: nothing is flushed or finished).
+    pub fn abort(self) {
+        self.worker.abort();
+    }
+
+    /// Stops the webhook worker after the delivery in hand.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.worker.await;
+    }
+}
+
+/// Resolves an optional secret reference, naming the key when it cannot be read.
+fn resolve(
+    r: Result<Option<deploybot_core::secret::SecretRef>, String>,
+    key: &str,
+) -> anyhow::Result<Option<deploybot_core::secret::Secret>> {
+    crate::adapters::secrets::resolve_optional(r, key).map_err(anyhow::Error::msg)
+}
+
+/// Builds the service: store, GitHub client, optional LLM, Argo CD, alerts, the rollout
+/// pipeline over `windows`, the webhook worker (started) and the HTTP router.
+pub async fn assemble<W: WindowSource + 'static>(
+    config: Config,
+    windows: W,
+    clock: Arc<dyn Clock + Send + Sync>,
+) -> anyhow::Result<Assembly<W>> {
+    let secret = config
+        .server
+        .webhook_secret()
+        .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let db = config.store.database_path();
+    let store = Store::open(&db).context("opening the store")?;
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::default());
+    let wake = Arc::new(Notify::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let token = resolve(config.github.token_ref(), "github.token")?;
+    if token.is_none() {
+        tracing::warn!("no github.token_env/_file: GitHub API calls are unauthenticated");
+    }
+    let github: Arc<dyn Github> = Arc::new(
+        crate::adapters::github::GithubRest::new(&config.github.api_url, token.as_ref())
+            .context("setting up the GitHub client")?,
+    );
+    let model = crate::shell::assess::model_client(&config)?
+        .map(|m| Arc::new(m) as Arc<dyn deploybot_core::risk::model::RiskModel>);
+    if model.is_none() {
+        info!("no llm.base_url: the deterministic risk policy alone decides");
+    }
+    let argocd = crate::adapters::argocd::ArgoCdClient::from_config(&config.argocd)
+        .map_err(anyhow::Error::msg)?;
+    if argocd.is_none() {
+        info!(settle_time = %config.argocd.settle_time, "no argocd.url: each commit settles for a fixed time");
+    }
+    let alerts = crate::adapters::alert::Alerts::new(
+        resolve(config.alerts.webhook_ref(), "alerts.webhook_url")?,
+        Duration::from_millis(config.alerts.timeout.as_millis()),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let runner = LiveRunner::new(RunnerParts {
+        config: Arc::clone(&config),
+        store: store.clone(),
+        github: Some(Arc::clone(&github)),
+        github_token: token,
+        argocd,
+        alerts,
+        windows,
+        clock: Arc::clone(&clock),
+        metrics: Some(Arc::clone(&metrics)),
+    });
+    let pipeline = Arc::new(Pipeline::new(Arc::clone(&config), store.clone(), runner));
+
+    let worker = tokio::spawn(worker::run(
+        store.clone(),
+        Arc::new(Dispatcher {
+            config: Arc::clone(&config),
+            github: Arc::clone(&github),
+            model: model.clone(),
+            store: store.clone(),
+            pipeline: Some(Arc::clone(&pipeline)),
+            clock: Arc::clone(&clock),
+        }),
+        Arc::clone(&metrics),
+        Arc::clone(&wake),
+        RetryPolicy::default(),
+        stop_rx,
+    ));
+
+    let router = router(Arc::new(Intake {
+        config: Arc::clone(&config),
+        secret,
+        queue: store.clone(),
+        metrics,
+        wake,
+    }))
+    .merge(crate::shell::status_api::api_router(store.clone()))
+    .merge(crate::shell::status_page::page_router(store.clone()));
+    Ok(Assembly {
+        config,
+        store,
+        router,
+        pipeline,
+        github,
+        model,
+        clock,
+        worker,
+        stop: stop_tx,
+    })
+}
+
+/// The rollout loop: re-examine live rollouts (a restart continues them), then tick every
+/// `server.tick_interval` and reconcile every `server.reconcile_interval` until `stop` is set.
+pub async fn rollout_loop<W: WindowSource + 'static>(
+    app: &Assembly<W>,
+    mut stop: watch::Receiver<bool>,
+) {
+    match app.pipeline.driver().recover(app.clock.now()).await {
+        Ok(n) => info!(live = n, "rollouts re-examined"),
+        Err(e) => tracing::warn!("re-examining rollouts: {e}"),
+    }
+    let every = Duration::from_millis(app.config.server.tick_interval.as_millis());
+    let reconcile_every = Duration::from_millis(app.config.server.reconcile_interval.as_millis());
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reconcile = tokio::time::interval(reconcile_every);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => app.tick().await,
+            _ = reconcile.tick() => app.events().reconcile(app.clock.now()).await,
+        }
+    }
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let windows = PrometheusWindows::new(Arc::new(config.clone()));
+    if let Some(problem) = windows.problem() {
+        tracing::warn!("canaries cannot be judged, rollouts will pause at analysis: {problem}");
+    }
+    let app = assemble(config, windows, Arc::new(crate::shell::driver::SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(app.config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", app.config.server.listen))?;
+    info!(
+        listen = %listener.local_addr()?,
+        webhook_path = %app.config.server.webhook_path,
+        store = %app.config.store.database_path().display(),
+        "deploybot listening"
+    );
+    let (loop_stop, loop_rx) = watch::channel(false);
+    let served = {
+        let rollouts = rollout_loop(&app, loop_rx);
+        let http =
+            axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown_signal());
+        tokio::pin!(rollouts);
+        tokio::select! {
+            r = http => r,
+            _ = &mut rollouts => Ok(()),
+        }
+    };
+    let _ = loop_stop.send(true);
+    served.context("serving HTTP")?;
+    info!("shutting down: finishing the delivery in hand");
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
