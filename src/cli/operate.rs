@@ -18,9 +18,9 @@ use crate::config::Config;
 use crate::shell::driver::{Clock, SystemClock};
 use crate::shell::pipeline::{Gate, Pipeline, Release};
 use crate::shell::runner::{LiveRunner, PrometheusWindows, RunnerParts};
+use deploybot_core::risk::Strategy;
 use deploybot_core::rollout::input::{Command, Input};
-use deploybot_core::rollout::plan::Strategy;
-use deploybot_core::rollout::step::Decision;
+use deploybot_core::rollout::step::Outcome;
 use deploybot_core::rollout::store::RolloutStore;
 
 #[derive(Debug, clap::Subcommand)]
@@ -202,7 +202,7 @@ pub async fn run(cmd: RolloutCommand) -> anyhow::Result<ExitCode> {
     if let Some(r) = pipeline.store().get(&steer.deploy_id)? {
         println!("{}", crate::cli::rollouts::render_rollout(&r).trim_end());
     }
-    Ok(if first.decision == Decision::Rejected {
+    Ok(if first.outcome == Outcome::Rejected {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS

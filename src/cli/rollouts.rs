@@ -12,8 +12,9 @@ use anyhow::Context as _;
 use crate::adapters::store::Store;
 use crate::config::{Config, StoreConfig};
 use deploybot_core::rollout::input::{Effect, Observation};
-use deploybot_core::rollout::record::{Progress, Rollout};
+use deploybot_core::rollout::record::{Progress, Revert, Rollout, Step};
 use deploybot_core::rollout::store::{AuditEvent, RolloutStore};
+use deploybot_core::rollout::view::RolloutView;
 
 /// Where the store is: a data directory, or the config file that names one.
 #[derive(Debug, Clone, clap::Args)]
@@ -79,7 +80,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .live()
         .context("reading live rollouts")?
         .into_iter()
-        .filter(|r| service.is_none_or(|s| r.service == s))
+        .filter(|r| service.is_none_or(|s| r.service() == s))
         .collect();
     for r in store
         .recent(service, args.limit)
@@ -90,7 +91,8 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rollouts)?);
+        let views: Vec<RolloutView> = rollouts.iter().map(RolloutView::of).collect();
+        println!("{}", serde_json::to_string_pretty(&views)?);
     } else if rollouts.is_empty() {
         println!(
             "no rollouts{}",
@@ -129,33 +131,46 @@ pub fn render_rollout(r: &Rollout) -> String {
     let _ = writeln!(
         out,
         "{}/{}  {}  {}{live}",
-        r.service, r.environment, r.deploy_id, r.phase
+        r.service(),
+        r.environment(),
+        r.deploy_id,
+        r.phase()
     );
     let pr = r
+        .release
         .pull_request
         .map(|n| format!(", PR #{n}"))
         .unwrap_or_default();
     let _ = writeln!(
         out,
         "  image     {} (was {}), by {}{pr}",
-        r.image_tag, r.previous_tag, r.author
+        r.image_tag(),
+        r.release.previous_tag,
+        r.release.author
     );
-    if let (Some(strategy), Some(plan)) = (r.strategy, &r.plan) {
-        let risk = r
-            .risk_score
-            .map(|s| format!(" (risk {s:.2})"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "  strategy  {strategy}{risk}, plan {plan}");
+    if let Some(c) = r.course() {
+        let _ = writeln!(
+            out,
+            "  strategy  {} (risk {:.2}), plan {}",
+            c.strategy, c.risk_score, c.plan
+        );
     }
-    let progress = match &r.progress {
-        Progress::Idle => String::new(),
-        Progress::Committing { weight, .. } => format!(", committing {weight}"),
-        Progress::Syncing {
-            weight, revision, ..
-        } => format!(", {weight} committed as {revision}, waiting for sync"),
-        Progress::Live { since, .. } => format!(" (live since {})", since.to_rfc3339()),
+    let progress = match r.step() {
+        None => String::new(),
+        Some(Step {
+            weight,
+            progress: Progress::Committing { .. },
+        }) => format!(", committing {weight}"),
+        Some(Step {
+            weight,
+            progress: Progress::Syncing { revision, .. },
+        }) => format!(", {weight} committed as {revision}, waiting for sync"),
+        Some(Step {
+            progress: Progress::Live { since, .. },
+            ..
+        }) => format!(" (live since {})", since.to_rfc3339()),
     };
-    let _ = writeln!(out, "  traffic   {}{progress}", r.canary_weight);
+    let _ = writeln!(out, "  traffic   {}{progress}", r.traffic());
     if let Some(s) = &r.latest {
         let what = match &s.observation {
             Observation::Continue => "continue".to_string(),
@@ -180,15 +195,16 @@ pub fn render_rollout(r: &Rollout) -> String {
             .collect();
         let _ = writeln!(out, "  commits   {}", commits.join(", "));
     }
-    if let Some(v) = &r.revert {
-        let state = match (&v.sha, &v.failed) {
-            (Some(sha), _) => format!("reverted as {sha}"),
-            (None, Some(err)) => format!("REVERT FAILED: {err}"),
-            (None, None) => "revert pending".to_string(),
+    if let Some((v, revert)) = r.rollback() {
+        let state = match revert {
+            Some(Revert::Done { sha }) => format!("reverted as {sha}"),
+            Some(Revert::Failed { reason }) => format!("REVERT FAILED: {reason}"),
+            Some(Revert::NotNeeded) => "nothing was committed".to_string(),
+            None => "revert pending".to_string(),
         };
         let _ = writeln!(out, "  rollback  {}: {state}", v.reason);
     }
-    if r.held {
+    if r.pause().is_some_and(|p| p.held) {
         let _ = writeln!(
             out,
             "  held      emergency hold in force (/hold cancel lifts it)"

@@ -30,7 +30,7 @@ use crate::shell::runner::{LiveRunner, RunnerParts, WindowSource};
 use deploybot_core::canary::sample::{MetricsError, Window};
 use deploybot_core::canary::scenario::{Scenario, ScenarioLabels, Truth};
 use deploybot_core::rollout::store::RolloutStore;
-use deploybot_core::rollout::{Phase, Rollout};
+use deploybot_core::rollout::{Phase, Revert, Rollout};
 use workspace::Workspace;
 
 /// The two changes the demo ships, as `git format-patch` output.
@@ -114,10 +114,10 @@ impl WindowSource for ReplayWindows {
         let recorded = self
             .by_tag
             .iter()
-            .find(|(tag, _)| *tag == rollout.image_tag)
+            .find(|(tag, _)| *tag == rollout.image_tag())
             .map(|(_, w)| w)
             .ok_or_else(|| {
-                MetricsError::Unavailable(format!("no replay for {}", rollout.image_tag))
+                MetricsError::Unavailable(format!("no replay for {}", rollout.image_tag()))
             })?;
         if step_secs != recorded.step_seconds {
             return Err(MetricsError::Permanent(format!(
@@ -314,7 +314,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let mine: Vec<Rollout> = store
                 .recent(Some("checkout"), 50)?
                 .into_iter()
-                .filter(|r| r.image_tag == s.tag)
+                .filter(|r| r.image_tag() == s.tag)
                 .collect();
             view.show(&mine, now);
             if settled(&config, &mine) || ticks > 2000 {
@@ -325,7 +325,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let mine: Vec<Rollout> = store
             .recent(Some("checkout"), 50)?
             .into_iter()
-            .filter(|r| r.image_tag == s.tag)
+            .filter(|r| r.image_tag() == s.tag)
             .collect();
         let virtual_minutes = (clock.now() - started).num_minutes();
         let o = judge_outcome(&config, s, &mine, virtual_minutes);
@@ -361,7 +361,7 @@ fn settled(config: &Config, rollouts: &[Rollout]) -> bool {
     if rollouts.is_empty() {
         return false;
     }
-    let stuck = |r: &Rollout| r.phase.is_terminal() || matches!(r.phase, Phase::Paused { .. });
+    let stuck = |r: &Rollout| r.phase().is_terminal() || matches!(r.phase(), Phase::Paused { .. });
     if !rollouts.iter().all(|r| stuck(r) && !r.revert_owed()) {
         return false;
     }
@@ -372,10 +372,8 @@ fn settled(config: &Config, rollouts: &[Rollout]) -> bool {
         .collect();
     let last = envs.last().copied();
     // Completed everywhere, or stopped before the last environment.
-    rollouts.iter().any(|r| r.phase != Phase::Complete)
-        || rollouts
-            .iter()
-            .any(|r| Some(r.environment.as_str()) == last)
+    rollouts.iter().any(|r| r.phase() != Phase::Complete)
+        || rollouts.iter().any(|r| Some(r.environment()) == last)
 }
 
 fn judge_outcome(config: &Config, s: &Shipment, rollouts: &[Rollout], minutes: i64) -> Outcome {
@@ -387,14 +385,14 @@ fn judge_outcome(config: &Config, s: &Shipment, rollouts: &[Rollout], minutes: i
     let all_complete = envs.iter().all(|e| {
         rollouts
             .iter()
-            .any(|r| r.environment == *e && r.phase == Phase::Complete)
+            .any(|r| r.environment() == *e && r.phase() == Phase::Complete)
     });
-    let rolled_back = rollouts.iter().find(|r| {
-        r.phase == Phase::RolledBack && r.revert.as_ref().is_some_and(|v| v.sha.is_some())
-    });
+    let rolled_back = rollouts
+        .iter()
+        .find(|r| matches!(r.rollback(), Some((_, Some(Revert::Done { .. })))));
     let paused = rollouts
         .iter()
-        .find(|r| matches!(r.phase, Phase::Paused { .. }));
+        .find(|r| matches!(r.phase(), Phase::Paused { .. }));
     let promoted_anywhere_unverified = matches!(s.truth, Truth::Hold) && all_complete;
     let (what, as_designed) = if all_complete {
         (
@@ -405,17 +403,20 @@ fn judge_outcome(config: &Config, s: &Shipment, rollouts: &[Rollout], minutes: i
             s.truth == Truth::Promote,
         )
     } else if let Some(r) = rolled_back {
-        let v = r.revert.as_ref().expect("checked above");
+        let (v, _) = r.rollback().expect("checked above");
         (
             format!(
                 "rolled back in {} at {} after {minutes} virtual minutes: {} ({})",
-                r.environment, r.canary_weight, v.reason, v.evidence
+                r.environment(),
+                r.traffic(),
+                v.reason,
+                v.evidence
             ),
             s.truth == Truth::Rollback,
         )
     } else if let Some(r) = paused {
         (
-            format!("paused in {}: {}", r.environment, r.phase),
+            format!("paused in {}: {}", r.environment(), r.phase()),
             s.truth == Truth::Hold,
         )
     } else {
@@ -491,7 +492,7 @@ impl View {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let clock = now.format("%H:%M");
         for r in rollouts.iter().rev() {
-            let state = format!("{} {}", r.phase, r.canary_weight);
+            let state = format!("{} {}", r.phase(), r.traffic());
             if seen.get(&r.deploy_id) != Some(&state) {
                 if self.tty {
                     print!("\r\x1b[2K");
@@ -503,9 +504,9 @@ impl View {
                     .unwrap_or_default();
                 println!(
                     "  [{clock}] {:<10} {:<28} traffic {:>4}{evidence}",
-                    r.environment,
-                    r.phase.to_string(),
-                    r.canary_weight.to_string()
+                    r.environment(),
+                    r.phase().to_string(),
+                    r.traffic().to_string()
                 );
                 seen.insert(r.deploy_id.clone(), state);
             }
@@ -520,7 +521,9 @@ impl View {
                 .unwrap_or_else(|| "waiting for the first interval".into());
             print!(
                 "\r\x1b[2K  [{clock}] {} {} {}: {evidence}",
-                r.environment, r.phase, r.canary_weight
+                r.environment(),
+                r.phase(),
+                r.traffic()
             );
             use std::io::Write;
             let _ = std::io::stdout().flush();

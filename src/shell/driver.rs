@@ -111,10 +111,10 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
         let mut done = Vec::new();
         let live = self.store.live()?;
         if let Some(old) = live.iter().find(|r| {
-            r.service == rollout.service
-                && r.environment == rollout.environment
+            r.service() == rollout.service()
+                && r.environment() == rollout.environment()
                 && r.deploy_id != rollout.deploy_id
-                && !r.phase.is_terminal()
+                && !r.phase().is_terminal()
         }) {
             let input = Input::Superseded {
                 by_deploy_id: rollout.deploy_id.clone(),

@@ -417,21 +417,22 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         rollout: &Rollout,
         now: DateTime<Utc>,
     ) -> Result<String, EventError> {
-        if rollout.phase != Phase::AwaitingApproval {
+        if rollout.phase() != Phase::AwaitingApproval {
             return Ok(format!(
                 "{} is {}, not awaiting approval",
-                rollout.deploy_id, rollout.phase
+                rollout.deploy_id,
+                rollout.phase()
             ));
         }
         let env = self
             .config
             .services
             .iter()
-            .find(|s| s.name == rollout.service)
+            .find(|s| s.name == rollout.service())
             .and_then(|s| {
                 s.environments
                     .iter()
-                    .find(|e| e.name == rollout.environment)
+                    .find(|e| e.name == rollout.environment())
             });
         let (required, teams) = env
             .map(|e| {
@@ -473,7 +474,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         let outcome = count_approvals(
             &reviews,
             &pr.head_sha,
-            &rollout.author,
+            &rollout.release.author,
             |who| {
                 allowed
                     .get(&who.to_ascii_lowercase())
@@ -586,7 +587,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 return;
             }
         };
-        for r in live.iter().filter(|r| r.phase == Phase::AwaitingApproval) {
+        for r in live.iter().filter(|r| r.phase() == Phase::AwaitingApproval) {
             let Ok(Some(link)) = links::approval_pr(store, &r.deploy_id) else {
                 continue;
             };

@@ -15,35 +15,15 @@ use crate::adapters::store::Store;
 use crate::adapters::store::links;
 use crate::config::{Config, ServiceConfig};
 use crate::shell::driver::{Driver, DriverError, EffectRunner};
+pub use deploybot_core::rollout::admission::Gate;
+use deploybot_core::rollout::admission::{
+    Admission, Destination, Environment, admit, deploy_id, promotions,
+};
 use deploybot_core::rollout::input::{Command, Input};
-use deploybot_core::rollout::plan::Strategy;
 pub use deploybot_core::rollout::record::Release;
-use deploybot_core::rollout::record::{Phase, Rollout, Trigger};
-use deploybot_core::rollout::step::Transition;
+use deploybot_core::rollout::record::{Phase, Rollout, Target};
+use deploybot_core::rollout::step::{Outcome, Transition};
 use deploybot_core::rollout::store::RolloutStore;
-
-/// The risk assessment's word, in rollout terms.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Gate {
-    pub risk_score: f64,
-    pub strategy: Strategy,
-    pub approval_required: bool,
-}
-
-impl Gate {
-    pub fn from_assessment(a: &deploybot_core::risk::Assessment) -> Gate {
-        Gate {
-            risk_score: a.risk_score,
-            strategy: match a.recommended_strategy {
-                deploybot_core::risk::Strategy::Direct => Strategy::Direct,
-                deploybot_core::risk::Strategy::Canary25 => Strategy::Canary25,
-                deploybot_core::risk::Strategy::Canary10 => Strategy::Canary10,
-                deploybot_core::risk::Strategy::Canary5 => Strategy::Canary5,
-            },
-            approval_required: a.requires_manual_approval,
-        }
-    }
-}
 
 /// Why a release did not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,13 +92,6 @@ pub struct Pipeline<R> {
     driver: Driver<Store, R>,
 }
 
-/// The id of the `n`th rollout (from 1) of `tag` to `environment`: readable and deterministic,
-/// so a redelivered trigger finds the rollout it already started.
-pub fn deploy_id(service: &str, environment: &str, tag: &str, n: u32) -> String {
-    let base = format!("{service}-{environment}-{tag}");
-    if n <= 1 { base } else { format!("{base}-{n}") }
-}
-
 impl<R: EffectRunner> Pipeline<R> {
     pub fn new(config: Arc<Config>, store: Store, runner: R) -> Self {
         Pipeline {
@@ -146,7 +119,8 @@ impl<R: EffectRunner> Pipeline<R> {
 
     /// Starts `release` in `environment` (default: the first), superseding the live rollout
     /// there. A trigger delivered twice finds its rollout and starts nothing new; returns the
-    /// deploy id either way.
+    /// deploy id either way. What it gets is `admission::admit`'s decision; this only reads the
+    /// environment from the store and carries the answer out.
     pub async fn start(
         &self,
         release: &Release,
@@ -170,76 +144,84 @@ impl<R: EffectRunner> Pipeline<R> {
                 .first()
                 .ok_or_else(|| PipelineError::NoEnvironments(service.name.clone()))?,
         };
-        if let Some(h) = links::hold_of(&self.store, &service.name, &env.name)? {
-            return Err(PipelineError::Held {
-                service: h.service,
-                environment: h.environment,
-                deploy_id: h.deploy_id,
-                reason: h.reason,
-                since: h.since,
-            });
+        let hold = links::hold_of(&self.store, &service.name, &env.name)?;
+        let live = self
+            .store
+            .live()?
+            .into_iter()
+            .find(|r| r.service() == service.name && r.environment() == env.name);
+        let mut same_tag = Vec::new();
+        while let Some(r) = self.store.get(&deploy_id(
+            &service.name,
+            &env.name,
+            &release.image_tag,
+            same_tag.len() + 1,
+        ))? {
+            same_tag.push(r);
         }
-        let mut n = 1;
-        let id = loop {
-            let id = deploy_id(&service.name, &env.name, &release.image_tag, n);
-            match self.store.get(&id)? {
-                Some(r) if r.is_live() => {
-                    tracing::info!(rollout = %id, "already rolling out; not starting it again");
-                    return Ok(id);
-                }
-                Some(_) => n += 1,
-                None => break id,
-            }
-        };
-        if service.rollout.on_new_version == deploybot_core::rollout::config::OnNewVersion::Queue
-            && let Some(live) = self.store.live()?.into_iter().find(|r| {
-                r.service == service.name && r.environment == env.name && !r.phase.is_terminal()
-            })
-        {
-            return Err(PipelineError::Busy {
-                service: service.name.clone(),
-                environment: env.name.clone(),
-                live: live.deploy_id,
-            });
-        }
-        // "Was" what deploybot last completed here, when the trigger did not say.
-        let previous_tag = if release.previous_tag.is_empty() {
-            self.store
-                .recent(Some(&service.name), 200)?
-                .into_iter()
-                .find(|r| r.environment == env.name && r.phase == Phase::Complete)
-                .map(|r| r.image_tag)
-                .unwrap_or_default()
-        } else {
-            release.previous_tag.clone()
-        };
+        let last_completed = self
+            .store
+            .recent(Some(&service.name), 200)?
+            .into_iter()
+            .find(|r| r.environment() == env.name && r.phase() == Phase::Complete);
         let settings = service
             .rollout
             .settings()
             .map_err(|e| PipelineError::UnknownService(format!("{}: {e}", service.name)))?;
-        let rollout = Rollout::new(
-            Trigger {
-                deploy_id: id.clone(),
-                namespace: service.namespace.clone(),
+        let dest = Destination {
+            target: Target {
                 environment: env.name.clone(),
-                release: Release {
-                    previous_tag,
-                    ..release.clone()
-                },
+                namespace: service.namespace.clone(),
             },
             settings,
-            now,
-        );
-        let first = Input::Assessed {
-            risk_score: gate.risk_score,
-            strategy: gate.strategy,
-            approval_required: gate.approval_required || env.require_approval,
+            require_approval: env.require_approval,
+            on_new_version: service.rollout.on_new_version,
         };
-        tracing::info!(rollout = %id, strategy = %gate.strategy, "starting rollout");
-        self.driver
-            .start_superseding(&rollout, actor, first, now)
-            .await?;
-        Ok(id)
+        let environment = Environment {
+            hold: hold.as_ref(),
+            live: live.as_ref(),
+            same_tag: &same_tag,
+            last_completed_tag: last_completed.as_ref().map(|r| r.image_tag()),
+        };
+        match admit(environment, release, gate, &dest, now) {
+            Admission::Held { hold } => Err(PipelineError::Held {
+                service: hold.service,
+                environment: hold.environment,
+                deploy_id: hold.deploy_id,
+                reason: hold.reason,
+                since: hold.since,
+            }),
+            Admission::Queue { behind } => Err(PipelineError::Busy {
+                service: service.name.clone(),
+                environment: env.name.clone(),
+                live: behind,
+            }),
+            Admission::AlreadyRunning { deploy_id } => {
+                tracing::info!(rollout = %deploy_id, "already rolling out; not starting it again");
+                Ok(deploy_id)
+            }
+            Admission::Start { rollout, first } => {
+                tracing::info!(rollout = %rollout.deploy_id, strategy = %gate.strategy, "starting rollout");
+                self.driver.start(&rollout, actor, first, now).await?;
+                Ok(rollout.deploy_id)
+            }
+            Admission::Supersede {
+                rollout,
+                first,
+                superseded,
+            } => {
+                tracing::info!(rollout = %rollout.deploy_id, %superseded, strategy = %gate.strategy, "starting rollout, superseding the live one");
+                // The old one first, through `step` and the audit trail like any input; a crash
+                // between the two leaves it superseded and the trigger (a durable delivery)
+                // retried, which then starts the new one.
+                let by = Input::Superseded {
+                    by_deploy_id: rollout.deploy_id.clone(),
+                };
+                self.driver.feed(&superseded, by, now).await?;
+                self.driver.start(&rollout, actor, first, now).await?;
+                Ok(rollout.deploy_id)
+            }
+        }
     }
 
     /// One turn of the loop: every live rollout gets a tick, then completed environments
@@ -249,50 +231,31 @@ impl<R: EffectRunner> Pipeline<R> {
         self.promote_completed(now).await
     }
 
-    /// Starts the next environment of every release whose rollout completed, once.
+    /// Starts the next environment of every release whose rollout completed, once
+    /// (`admission::promotions` decides which).
     pub async fn promote_completed(&self, now: DateTime<Utc>) -> Result<(), PipelineError> {
         let recent = self.store.recent(None, 200)?;
-        for done in recent.iter().filter(|r| r.phase == Phase::Complete) {
-            let Ok(service) = self.service(&done.service) else {
-                continue;
-            };
-            let Some(pos) = service
-                .environments
-                .iter()
-                .position(|e| e.name == done.environment)
-            else {
-                continue;
-            };
-            let Some(next) = service.environments.get(pos + 1) else {
-                continue;
-            };
-            let started = recent.iter().any(|r| {
-                r.service == done.service
-                    && r.environment == next.name
-                    && r.image_tag == done.image_tag
-                    && r.created_at >= done.created_at
-            });
-            if started {
-                continue;
-            }
-            let (Some(risk_score), Some(strategy)) = (done.risk_score, done.strategy) else {
-                continue;
-            };
-            let release = done.release();
-            let gate = Gate {
-                risk_score,
-                strategy,
-                approval_required: done.approval_required,
-            };
+        let order: std::collections::BTreeMap<&str, Vec<String>> = self
+            .config
+            .services
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.environments.iter().map(|e| e.name.clone()).collect(),
+                )
+            })
+            .collect();
+        for p in promotions(&recent, |service| order.get(service).map(Vec::as_slice)) {
             match self
-                .start(&release, gate, Some(&next.name), "pipeline", now)
+                .start(&p.release, p.gate, Some(&p.environment), "pipeline", now)
                 .await
             {
                 Ok(id) => tracing::info!(
-                    from = %done.deploy_id, rollout = %id,
-                    "{} verified in {}; promoting to {}", done.image_tag, done.environment, next.name
+                    from = %p.from, rollout = %id,
+                    "{} verified; promoting to {}", p.release.image_tag, p.environment
                 ),
-                Err(e) => tracing::warn!(from = %done.deploy_id, "promoting to {}: {e}", next.name),
+                Err(e) => tracing::warn!(from = %p.from, "promoting to {}: {e}", p.environment),
             }
         }
         Ok(())
@@ -317,12 +280,13 @@ impl<R: EffectRunner> Pipeline<R> {
             .collect();
         let recent = self.store.recent(None, 500)?;
         // The live one first; else the newest (a terminal rollout still answers /status).
-        let mine =
-            |r: &&Rollout| r.pull_request == Some(number) && services.contains(&r.service.as_str());
+        let mine = |r: &&Rollout| {
+            r.release.pull_request == Some(number) && services.contains(&r.service())
+        };
         Ok(recent
             .iter()
             .filter(mine)
-            .find(|r| r.is_live() && !r.phase.is_terminal())
+            .find(|r| r.is_live() && !r.phase().is_terminal())
             .or_else(|| recent.iter().find(mine))
             .cloned())
     }
@@ -340,12 +304,12 @@ impl<R: EffectRunner> Pipeline<R> {
             return Ok(CommandOutcome::NoRollout);
         };
         // `/hold cancel` also releases the hold a rollback left behind, on a finished rollout.
-        if cmd == Command::HoldCancel && r.phase.is_terminal() {
-            let released = links::release(&self.store, &r.service, &r.environment)?;
+        if cmd == Command::HoldCancel && r.phase().is_terminal() {
+            let released = links::release(&self.store, r.service(), r.environment())?;
             let note = if released {
-                format!("{}/{} released by @{by}", r.service, r.environment)
+                format!("{}/{} released by @{by}", r.service(), r.environment())
             } else {
-                format!("{}/{} was not held", r.service, r.environment)
+                format!("{}/{} was not held", r.service(), r.environment())
             };
             tracing::info!(rollout = %r.deploy_id, "{note}");
             return Ok(CommandOutcome::Applied {
@@ -374,12 +338,10 @@ impl<R: EffectRunner> Pipeline<R> {
 
 fn outcome(deploy_id: String, transitions: &[Transition]) -> CommandOutcome {
     match transitions.first() {
-        Some(t) if t.decision == deploybot_core::rollout::step::Decision::Rejected => {
-            CommandOutcome::Rejected {
-                deploy_id,
-                note: t.note.clone(),
-            }
-        }
+        Some(t) if t.outcome == Outcome::Rejected => CommandOutcome::Rejected {
+            deploy_id,
+            note: t.note.clone(),
+        },
         Some(t) => CommandOutcome::Applied {
             deploy_id,
             note: t.note.clone(),

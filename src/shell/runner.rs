@@ -33,7 +33,7 @@ use deploybot_core::github::{CommitStatus, Github, LabelSpec, RepoName};
 use deploybot_core::gitops::commit_message::CommitInfo;
 use deploybot_core::rollout::input::{Effect, Input, Notice, Observation, StatusState};
 use deploybot_core::rollout::plan::Weight;
-use deploybot_core::rollout::record::{Phase, Rollout, secs};
+use deploybot_core::rollout::record::{Phase, Progress, Rollout, secs};
 use deploybot_core::rollout::store::RolloutStore;
 
 /// Where the runner reads a rollout's metrics: Prometheus in production, a replay in the demo.
@@ -77,7 +77,7 @@ impl WindowSource for PrometheusWindows {
         end: i64,
         step_secs: u64,
     ) -> Result<Window, MetricsError> {
-        let service = service_config(&self.config, &rollout.service)
+        let service = service_config(&self.config, rollout.service())
             .map_err(|e| MetricsError::Permanent(e.reason))?;
         let client = self.client.clone().map_err(MetricsError::Permanent)?;
         crate::adapters::prometheus::PrometheusSource::new(
@@ -85,7 +85,7 @@ impl WindowSource for PrometheusWindows {
             service.analysis.queries.clone(),
             &self.config.prometheus,
         )
-        .with_canary_weight(f64::from(rollout.canary_weight.percent()) / 100.0)
+        .with_canary_weight(f64::from(rollout.traffic().percent()) / 100.0)
         .window(&analysis_target(rollout), start, end, step_secs)
         .await
     }
@@ -93,9 +93,9 @@ impl WindowSource for PrometheusWindows {
 
 pub fn analysis_target(r: &Rollout) -> AnalysisTarget {
     AnalysisTarget {
-        service: r.service.clone(),
-        namespace: r.namespace.clone(),
-        environment: r.environment.clone(),
+        service: r.service().to_string(),
+        namespace: r.target.namespace.clone(),
+        environment: r.environment().to_string(),
     }
 }
 
@@ -186,15 +186,16 @@ fn environment_config<'a>(
     config: &'a Config,
     r: &Rollout,
 ) -> Result<(&'a ServiceConfig, &'a EnvironmentConfig), EffectError> {
-    let service = service_config(config, &r.service)?;
+    let service = service_config(config, r.service())?;
     let env = service
         .environments
         .iter()
-        .find(|e| e.name == r.environment)
+        .find(|e| e.name == r.environment())
         .ok_or_else(|| {
             permanent(format!(
                 "environment {:?} of service {:?} is not in the configuration",
-                r.environment, r.service
+                r.environment(),
+                r.service()
             ))
         })?;
     Ok((service, env))
@@ -243,8 +244,8 @@ pub fn step_edits(
 
 fn step_label(r: &Rollout, weight: Weight) -> String {
     match r
-        .plan
-        .as_ref()
+        .course()
+        .map(|c| &c.plan)
         .and_then(|p| p.position(weight).map(|i| (i, p.len())))
     {
         Some(_) if weight.is_full() => "promote to 100%".into(),
@@ -358,17 +359,17 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     fn commit_info(&self, r: &Rollout, weight: Weight, image: &str, summary: String) -> CommitInfo {
-        let service = service_config(&self.parts.config, &r.service).ok();
+        let service = service_config(&self.parts.config, r.service()).ok();
         CommitInfo {
             summary,
             deploy_id: r.deploy_id.clone(),
-            service: r.service.clone(),
-            environment: r.environment.clone(),
+            service: r.service().to_string(),
+            environment: r.environment().to_string(),
             step: Some(step_label(r, weight)),
             weight: Some(weight.percent()),
             image: Some(image.to_string()),
-            risk_score: r.risk_score.map(|s| (s * 100.0).round() as u32),
-            source_pr: match (service, r.pull_request) {
+            risk_score: r.course().map(|c| (c.risk_score * 100.0).round() as u32),
+            source_pr: match (service, r.release.pull_request) {
                 (Some(s), Some(n)) => Some(format!("{}#{n}", s.app_repo)),
                 _ => None,
             },
@@ -384,7 +385,7 @@ impl<W: WindowSource> LiveRunner<W> {
         let (service, env) = environment_config(&self.parts.config, r)?;
         let edits = step_edits(service, env, tag, weight)?;
         let image = image_ref(service, tag)?;
-        let summary = format!("deploy {image} to {} at {weight}", r.environment);
+        let summary = format!("deploy {image} to {} at {weight}", r.environment());
         let info = self.commit_info(r, weight, &image, summary);
         let outcome = self
             .writer(env)?
@@ -441,8 +442,8 @@ impl<W: WindowSource> LiveRunner<W> {
         let image = image_ref(service, tag)?;
         let branch = bot_branch(
             &config.gitops.branch_prefix,
-            &r.service,
-            &r.environment,
+            r.service(),
+            r.environment(),
             &r.deploy_id,
         );
         let req = ProposeRequest {
@@ -455,7 +456,7 @@ impl<W: WindowSource> LiveRunner<W> {
                 &image,
                 format!(
                     "deploy {image} to {} at {weight} (needs approval)",
-                    r.environment
+                    r.environment()
                 ),
             ),
             labels: config.gitops.pr_labels.clone(),
@@ -501,8 +502,8 @@ impl<W: WindowSource> LiveRunner<W> {
             .ok_or_else(|| permanent("no approval PR is recorded for this rollout"))?;
         let repo: RepoName = link.repo.parse().map_err(permanent)?;
         let weight = r
-            .progress
-            .weight()
+            .step()
+            .map(|s| s.weight)
             .ok_or_else(|| permanent("no step is in flight"))?;
         let pr = github
             .pull_request(&repo, link.number)
@@ -564,7 +565,7 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     fn app_repo(&self, r: &Rollout) -> Result<RepoName, EffectError> {
-        service_config(&self.parts.config, &r.service)?
+        service_config(&self.parts.config, r.service())?
             .app_repo
             .parse()
             .map_err(permanent)
@@ -578,7 +579,7 @@ impl<W: WindowSource> LiveRunner<W> {
             &points,
             self.parts.config.server.public_url.as_deref(),
         );
-        let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.pull_request) else {
+        let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.release.pull_request) else {
             tracing::info!(rollout = %r.deploy_id, "{}", deploybot_core::rollout::comment::notice_text(notice));
             return Ok(());
         };
@@ -597,7 +598,7 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     async fn label(&self, r: &Rollout, name: &str) -> Result<(), EffectError> {
-        let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.pull_request) else {
+        let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.release.pull_request) else {
             return Ok(());
         };
         let repo = self.app_repo(r)?;
@@ -622,7 +623,8 @@ impl<W: WindowSource> LiveRunner<W> {
         state: StatusState,
         phase: &Phase,
     ) -> Result<(), EffectError> {
-        let (Some(github), Some(sha)) = (self.parts.github.as_ref(), r.commit_sha.as_deref())
+        let (Some(github), Some(sha)) =
+            (self.parts.github.as_ref(), r.release.commit_sha.as_deref())
         else {
             return Ok(());
         };
@@ -634,8 +636,8 @@ impl<W: WindowSource> LiveRunner<W> {
                 StatusState::Failure => deploybot_core::github::StatusState::Failure,
                 StatusState::Error => deploybot_core::github::StatusState::Error,
             },
-            context: format!("deploybot/{}", r.environment),
-            description: format!("{}: {phase}", r.environment),
+            context: format!("deploybot/{}", r.environment()),
+            description: format!("{}: {phase}", r.environment()),
             target_url: self
                 .parts
                 .config
@@ -651,8 +653,8 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     async fn query_metrics(&self, r: &Rollout) -> Result<Input, EffectError> {
-        let since = match &r.progress {
-            deploybot_core::rollout::record::Progress::Live { since, .. } => *since,
+        let since = match r.step().map(|s| &s.progress) {
+            Some(deploybot_core::rollout::record::Progress::Live { since, .. }) => *since,
             _ => return Err(permanent("metrics asked for with no live step")),
         };
         let step = r.settings.analysis_interval_secs.max(1);
@@ -660,7 +662,7 @@ impl<W: WindowSource> LiveRunner<W> {
         let now = self.now().timestamp();
         // Whole intervals only: a partial one would read as a traffic drop.
         let end = start + (now - start).max(0) / step as i64 * step as i64;
-        let service = service_config(&self.parts.config, &r.service)?;
+        let service = service_config(&self.parts.config, r.service())?;
         let window = match self.parts.windows.window(r, start, end, step).await {
             Ok(w) => w,
             Err(MetricsError::Unavailable(reason)) => {
@@ -674,19 +676,18 @@ impl<W: WindowSource> LiveRunner<W> {
         };
         // The history the status page and the PR chart draw; losing it must not stop a rollout.
         if let Some(end_at) = DateTime::from_timestamp(end, 0) {
-            let points = deploybot_core::rollout::metrics::points_from_window(
-                &window,
-                end_at,
-                r.canary_weight,
-            );
+            let points =
+                deploybot_core::rollout::metrics::points_from_window(&window, end_at, r.traffic());
             if let Err(e) = self.parts.store.record_metrics(&r.deploy_id, &points) {
                 tracing::warn!(rollout = %r.deploy_id, "recording metric history: {e}");
             }
         }
         let judge = &service.analysis.judge;
-        let observation = if r.phase == Phase::Verification
-            || r.resume_to.as_deref() == Some(&Phase::Verification)
-        {
+        // 100 % live (verification, or paused in it): no baseline is left to compare with.
+        let verifying = r
+            .step()
+            .is_some_and(|s| s.weight.is_full() && matches!(s.progress, Progress::Live { .. }));
+        let observation = if verifying {
             verification_observation(&window, judge)
         } else {
             let decision = deploybot_core::canary::judge(&window, window.intervals.len(), judge);
@@ -730,7 +731,7 @@ impl<W: WindowSource> LiveRunner<W> {
             .parts
             .config
             .argocd
-            .application_name(&r.service, &r.environment);
+            .application_name(r.service(), r.environment());
         let refresh = self.parts.config.argocd.refresh;
         match argocd.application(&app, refresh).await {
             Ok(status) => Ok(match sync_progress(&status, revision) {
@@ -764,7 +765,7 @@ fn github_error(e: deploybot_core::github::GithubError) -> EffectError {
 
 impl<W: WindowSource> EffectRunner for LiveRunner<W> {
     async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, EffectError> {
-        let subject = format!("{}/{} {}", r.service, r.environment, r.deploy_id);
+        let subject = format!("{}/{} {}", r.service(), r.environment(), r.deploy_id);
         match effect {
             Effect::CommitStep { weight, image_tag } => {
                 self.commit_step(r, *weight, image_tag).await.map(Some)
@@ -800,8 +801,8 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
             Effect::HoldService { reason } => {
                 links::hold(
                     &self.parts.store,
-                    &r.service,
-                    &r.environment,
+                    r.service(),
+                    r.environment(),
                     &r.deploy_id,
                     reason,
                     self.now(),
@@ -810,7 +811,7 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 Ok(None)
             }
             Effect::ReleaseService => {
-                links::release(&self.parts.store, &r.service, &r.environment)
+                links::release(&self.parts.store, r.service(), r.environment())
                     .map_err(|e| transient(e.to_string()))?;
                 Ok(None)
             }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::store::Store;
 use deploybot_core::rollout::record::Rollout;
 use deploybot_core::rollout::store::{AuditEvent, RolloutStore};
+use deploybot_core::rollout::view::RolloutView;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
@@ -40,12 +41,12 @@ struct ListQuery {
 
 #[derive(Serialize)]
 struct List {
-    rollouts: Vec<Rollout>,
+    rollouts: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize)]
 struct One {
-    rollout: Rollout,
+    rollout: serde_json::Value,
     events: Vec<AuditEvent>,
 }
 
@@ -88,7 +89,7 @@ async fn list(
             .live()
             .map_err(internal)?
             .into_iter()
-            .filter(|r| service.is_none_or(|s| r.service == s))
+            .filter(|r| service.is_none_or(|s| r.service() == s))
             .collect();
         if !q.live {
             for r in store.recent(service, limit).map_err(internal)? {
@@ -98,7 +99,9 @@ async fn list(
             }
         }
         out.truncate(limit);
-        Ok(out)
+        out.iter()
+            .map(|r| serde_json::to_value(RolloutView::of(r)).map_err(internal))
+            .collect()
     })
     .await?;
     Ok(Json(List { rollouts }))
@@ -111,11 +114,12 @@ async fn one(State(store): State<Store>, Path(id): Path<String>) -> Result<Json<
             .map_err(internal)?
             .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no rollout with id {id}")))?;
         let events = store
-            .history(&rollout.service)
+            .history(rollout.service())
             .map_err(internal)?
             .into_iter()
             .filter(|e| e.rollout_id == id)
             .collect();
+        let rollout = serde_json::to_value(RolloutView::of(&rollout)).map_err(internal)?;
         Ok(Json(One { rollout, events }))
     })
     .await

@@ -85,7 +85,7 @@ async fn one(State(store): State<Store>, Path(id): Path<String>) -> Response {
             ));
         };
         let events: Vec<AuditEvent> = store
-            .history(&r.service)
+            .history(r.service())
             .map_err(|e| format!("reading the audit trail of {id}: {e}"))?
             .into_iter()
             .filter(|e| e.rollout_id == id)

@@ -47,22 +47,22 @@ fn the_default_demo_promotes_the_healthy_change_and_reverts_the_regression() {
     let all = rollouts(&dir);
     let find = |env: &str, tag: &str| {
         all.iter()
-            .find(|r| r.environment == env && r.image_tag == tag)
+            .find(|r| r.environment() == env && r.image_tag() == tag)
             .unwrap_or_else(|| panic!("no rollout of {tag} in {env}: {all:#?}"))
     };
-    assert_eq!(find("staging", "1.5.0").phase, Phase::Complete);
-    assert_eq!(find("production", "1.5.0").phase, Phase::Complete);
+    assert_eq!(find("staging", "1.5.0").phase(), Phase::Complete);
+    assert_eq!(find("production", "1.5.0").phase(), Phase::Complete);
     let bad = find("staging", "1.5.1");
-    assert_eq!(bad.phase, Phase::RolledBack);
+    assert_eq!(bad.phase(), Phase::RolledBack);
     assert!(
         !all.iter()
-            .any(|r| r.environment == "production" && r.image_tag == "1.5.1"),
+            .any(|r| r.environment() == "production" && r.image_tag() == "1.5.1"),
         "a regression must never reach production"
     );
 
     // Git says the same: bot commits with trailers, and a revert carrying the judge's evidence.
     let log = git_log(&dir);
-    let revert = bad.revert.as_ref().unwrap().sha.clone().unwrap();
+    let revert = bad.reverted_as().unwrap().to_string();
     let revert_msg = log
         .split("--end--")
         .find(|c| c.trim_start().starts_with(&revert))
@@ -132,9 +132,9 @@ fn an_unverifiable_canary_pauses_and_a_wrong_expectation_fails_the_demo() {
     let all = rollouts(&dir);
     assert_eq!(all.len(), 1, "{all:#?}");
     assert!(
-        matches!(&all[0].phase, Phase::Paused { reason } if reason.contains("canary")),
+        matches!(&all[0].phase(), Phase::Paused { reason } if reason.contains("canary")),
         "{:?}",
-        all[0].phase
+        all[0].phase()
     );
     assert!(
         all[0].commits.len() == 1,
@@ -274,8 +274,8 @@ fn operators_start_steer_and_roll_back_from_the_cli() {
         .into_iter()
         .find(|r| r.deploy_id == "checkout-staging-2.0.0")
         .unwrap();
-    assert_eq!(r.phase, Phase::RolledBack);
-    assert!(r.revert.unwrap().sha.is_some());
+    assert_eq!(r.phase(), Phase::RolledBack);
+    assert!(r.reverted_as().is_some());
 
     // Held: nothing ships to staging until someone releases it.
     let out = deploybot(&["rollout", "start", "--config", config, "checkout", "2.0.1"]);

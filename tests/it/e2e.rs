@@ -412,11 +412,11 @@ fn uuid_ish() -> String {
 
 fn find<'a>(all: &'a [Rollout], env: &str, tag: &str) -> Option<&'a Rollout> {
     all.iter()
-        .find(|r| r.environment == env && r.image_tag == tag)
+        .find(|r| r.environment() == env && r.image_tag() == tag)
 }
 
 fn phase_of(all: &[Rollout], env: &str, tag: &str) -> Option<Phase> {
-    find(all, env, tag).map(|r| r.phase.clone())
+    find(all, env, tag).map(|r| r.phase().clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,9 +605,9 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     assert!(note.contains("/rollback by alice"), "{note}");
     let all = app.store.recent(None, 20).unwrap();
     let r2 = find(&all, "staging", tag2).unwrap();
-    assert_eq!(r2.phase, Phase::RolledBack);
+    assert_eq!(r2.phase(), Phase::RolledBack);
     assert_eq!(
-        r2.previous_tag, tag1,
+        r2.release.previous_tag, tag1,
         "what deploybot last completed in staging"
     );
     let log = w.git_log();
@@ -659,8 +659,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     )
     .await;
     w.run_until(&app, 15, "regression rolled back", |all| {
-        find(all, "staging", tag3)
-            .is_some_and(|r| r.revert.as_ref().is_some_and(|v| v.sha.is_some()))
+        find(all, "staging", tag3).is_some_and(|r| r.reverted_as().is_some())
     })
     .await;
     let all = app.store.recent(None, 20).unwrap();
@@ -701,7 +700,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     w.deliver(&app, "pull_request", &w.merged_pr(104, sha4, "Docs"))
         .await;
     w.run_until(&app, 5, "fourth change synced", |all| {
-        find(all, "staging", tag4).is_some_and(|r| r.canary_weight.percent() == 25)
+        find(all, "staging", tag4).is_some_and(|r| r.traffic().percent() == 25)
     })
     .await;
     w.prometheus.stop();
@@ -714,9 +713,9 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     let all = app.store.recent(None, 20).unwrap();
     let r4 = find(&all, "staging", tag4).unwrap();
     assert!(
-        matches!(&r4.phase, Phase::Paused { reason } if reason.contains("metrics unavailable")),
+        matches!(&r4.phase(), Phase::Paused { reason } if reason.contains("metrics unavailable")),
         "{:?}",
-        r4.phase
+        r4.phase()
     );
     assert_eq!(r4.commits.len(), 1, "never promoted past the first step");
     assert_eq!(w.git_log().len(), commits);

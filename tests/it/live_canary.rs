@@ -15,8 +15,9 @@ use deploybot::demo::workspace::Workspace;
 use deploybot::shell::driver::{Clock, SystemClock};
 use deploybot::shell::pipeline::{Gate, Pipeline, Release};
 use deploybot::shell::runner::{LiveRunner, PrometheusWindows, RunnerParts};
+use deploybot_core::risk::Strategy;
 use deploybot_core::rollout::store::RolloutStore;
-use deploybot_core::rollout::{Phase, Rollout, Strategy};
+use deploybot_core::rollout::{Phase, Rollout};
 
 use crate::support::prometheus::{installed, start_scraping};
 
@@ -244,7 +245,7 @@ async fn a_live_scraped_canary_is_promoted_healthy_and_reverted_bad() {
         (&exporter, &ws.gitops),
         &release("1.5.0"),
         "healthy canary complete",
-        |r| r.phase == Phase::Complete,
+        |r| r.phase() == Phase::Complete,
     )
     .await;
     assert_eq!(r.commits.len(), 2, "25 %, then 100 %: {r:#?}");
@@ -262,16 +263,16 @@ async fn a_live_scraped_canary_is_promoted_healthy_and_reverted_bad() {
         (&exporter, &ws.gitops),
         &release("1.6.0"),
         "bad canary reverted",
-        |r| r.revert.as_ref().is_some_and(|v| v.sha.is_some()),
+        |r| r.reverted_as().is_some(),
     )
     .await;
-    assert_eq!(r.phase, Phase::RolledBack);
+    assert_eq!(r.phase(), Phase::RolledBack);
     assert_eq!(
         r.commits.len(),
         1,
         "never promoted past its first step: {r:#?}"
     );
-    let evidence = &r.revert.as_ref().unwrap().evidence;
+    let evidence = &r.rollback().unwrap().0.evidence;
     assert!(evidence.contains("canary"), "{evidence}");
     assert!(exporter.bad.load(Ordering::SeqCst));
     let log = std::process::Command::new("git")

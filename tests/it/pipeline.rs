@@ -19,8 +19,9 @@ use deploybot::shell::pipeline::{Gate, Pipeline, PipelineError, Release};
 use deploybot::shell::runner::{LiveRunner, RunnerParts};
 use deploybot_core::canary::generate;
 use deploybot_core::github::RepoName;
+use deploybot_core::risk::Strategy;
+use deploybot_core::rollout::Phase;
 use deploybot_core::rollout::store::RolloutStore;
-use deploybot_core::rollout::{Phase, Strategy};
 use deploybot_core::secret::Secret;
 
 use crate::support::fake_github::{BareRepo, FakeGithub, file, webhook};
@@ -175,7 +176,7 @@ async fn a_new_version_supersedes_by_default_and_queues_when_asked() {
         .await
         .unwrap();
     let store = s.pipeline.store();
-    assert_eq!(store.get(&a).unwrap().unwrap().phase, Phase::Superseded);
+    assert_eq!(store.get(&a).unwrap().unwrap().phase(), Phase::Superseded);
     assert!(store.get(&b).unwrap().unwrap().is_live());
 
     // Queue: the newer version waits, then starts when the running one is done.
@@ -202,7 +203,7 @@ async fn a_new_version_supersedes_by_default_and_queues_when_asked() {
     );
     run_until(&s, 60, |all| {
         all.iter()
-            .any(|r| r.deploy_id == a && r.phase == Phase::Complete)
+            .any(|r| r.deploy_id == a && r.phase() == Phase::Complete)
     })
     .await;
     let b = s
@@ -238,7 +239,7 @@ async fn awaiting_approval(gh: &FakeGithub, counted_by: &str) -> (Setup, String,
         .await
         .unwrap();
     assert_eq!(
-        s.pipeline.store().get(&id).unwrap().unwrap().phase,
+        s.pipeline.store().get(&id).unwrap().unwrap().phase(),
         Phase::AwaitingApproval
     );
     let n = gh.open_prs()[0]["number"].as_u64().unwrap();
@@ -281,7 +282,7 @@ async fn a_person_merging_the_approval_pr_approves_it() {
         .unwrap();
     assert!(note.contains("merged by erin"), "{note}");
     let r = s.pipeline.store().get(&id).unwrap().unwrap();
-    assert_eq!(r.approved_by.as_deref(), Some("erin"));
+    assert_eq!(r.approved_by(), Some("erin"));
     assert_eq!(r.commits.len(), 1, "{r:#?}");
     assert_eq!(
         r.commits[0].sha, merge,
@@ -311,7 +312,7 @@ async fn branch_protection_can_decide_instead_of_deploybot() {
     let note = events.on_review(&repo, n, s.clock.now()).await.unwrap();
     assert!(note.contains("does not allow the merge yet"), "{note}");
     assert_eq!(
-        s.pipeline.store().get(&id).unwrap().unwrap().phase,
+        s.pipeline.store().get(&id).unwrap().unwrap().phase(),
         Phase::AwaitingApproval
     );
 
@@ -421,19 +422,24 @@ async fn deploy_command_ships_on_the_assessment_the_model_raised() {
             .rollout_for_pr(&repo.to_string(), 2)
             .unwrap()
             .expect("the /deploy started a rollout");
-        assert_eq!(r.environment, "staging");
+        assert_eq!(r.environment(), "staging");
         assert_eq!(
             model.calls.load(std::sync::atomic::Ordering::SeqCst),
             usize::from(with_model)
         );
         if with_model {
-            assert!(r.risk_score.unwrap() >= 0.95, "{:?}", r.risk_score);
+            let course = r.course().unwrap();
+            assert!(course.risk_score >= 0.95, "{:?}", course.risk_score);
         }
-        strategies.push((r.strategy, r.risk_score));
+        strategies.push(r.course().map(|c| (c.strategy, c.risk_score)));
     }
-    assert_eq!(strategies[0].0, Some(Strategy::Canary5), "{strategies:?}");
+    assert_eq!(
+        strategies[0].map(|s| s.0),
+        Some(Strategy::Canary5),
+        "{strategies:?}"
+    );
     assert!(
-        strategies[1].1 < strategies[0].1,
+        strategies[1].map(|s| s.1) < strategies[0].map(|s| s.1),
         "the policy alone scores lower: {strategies:?}"
     );
 }

@@ -7,9 +7,10 @@ use std::process::Command;
 
 use chrono::{DateTime, Utc};
 use deploybot::adapters::store::Store;
+use deploybot_core::risk::Strategy;
 use deploybot_core::rollout::store::RolloutStore;
 use deploybot_core::rollout::{
-    Command as Cmd, Input, Observation, Rollout, Settings, Strategy, Weight, step,
+    Command as Cmd, Input, Observation, Rollout, Settings, Weight, step,
 };
 
 fn deploybot() -> Command {
@@ -195,14 +196,27 @@ fn status_shows_live_rollouts_first_with_traffic_commits_and_evidence() {
 }
 
 #[test]
-fn status_and_history_as_json_are_the_stored_records() {
+fn status_and_history_as_json_carry_the_facts_and_the_stored_state() {
     let dir = tempfile::tempdir().unwrap();
     drop(seed(dir.path()));
     let data = dir.path().to_str().unwrap();
     let (ok, out, err) = run(&["status", "--json", "--data-dir", data]);
     assert!(ok, "{err}");
-    let rollouts: Vec<Rollout> = serde_json::from_str(&out).unwrap();
-    let ids: Vec<&str> = rollouts.iter().map(|r| r.deploy_id.as_str()).collect();
+    let rollouts: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = rollouts
+        .iter()
+        .map(|r| r["deploy_id"].as_str().unwrap())
+        .collect();
+    for r in &rollouts {
+        // The typed state is there whole, beside the flat facts derived from it.
+        let state: deploybot_core::rollout::State =
+            serde_json::from_value(r["state"].clone()).unwrap();
+        assert_eq!(
+            r["live"],
+            !matches!(state, deploybot_core::rollout::State::Ended { .. })
+        );
+    }
+    assert_eq!(rollouts[0]["phase"]["kind"], "canary");
     assert_eq!(ids[0], "d-live", "live first: {ids:?}");
     assert_eq!(ids.len(), 3);
 
@@ -438,7 +452,7 @@ mod driver {
                     }),
                     Effect::QueryMetrics { .. } => Some(Input::Judged(
                         w.judge
-                            .get(&r.canary_weight.percent())
+                            .get(&r.traffic().percent())
                             .cloned()
                             .unwrap_or(Observation::Promote),
                     )),
@@ -460,7 +474,7 @@ mod driver {
                         None
                     }
                     Effect::HoldService { .. } => {
-                        w.held.insert(r.service.clone());
+                        w.held.insert(r.service().to_string());
                         None
                     }
                     _ => None,
@@ -545,7 +559,7 @@ mod driver {
         let clean = Arc::new(Mutex::new(World::default()));
         let (r, crashed) = crash_and_resume(dir.path(), clean.clone(), None).await;
         assert!(!crashed);
-        assert_eq!(r.phase, Phase::Complete);
+        assert_eq!(r.phase(), Phase::Complete);
         let total = clean.lock().unwrap().executed;
         assert!(
             total > 20,
@@ -560,7 +574,7 @@ mod driver {
             let (r, crashed) = crash_and_resume(dir.path(), world.clone(), Some(k)).await;
             assert!(crashed, "effect {k} of {total} should have been reached");
             let w = world.lock().unwrap();
-            assert_eq!(r.phase, Phase::Complete, "crash after effect {k}");
+            assert_eq!(r.phase(), Phase::Complete, "crash after effect {k}");
             assert_eq!(
                 commits_of(&w),
                 want,
@@ -590,7 +604,7 @@ mod driver {
         }));
         let dir = tempfile::tempdir().unwrap();
         let (r, _) = crash_and_resume(dir.path(), clean.clone(), None).await;
-        assert_eq!(r.phase, Phase::RolledBack);
+        assert_eq!(r.phase(), Phase::RolledBack);
         let total = clean.lock().unwrap().executed;
         for k in 1..=total {
             let dir = tempfile::tempdir().unwrap();
@@ -600,15 +614,14 @@ mod driver {
             }));
             let (r, _) = crash_and_resume(dir.path(), world.clone(), Some(k)).await;
             let w = world.lock().unwrap();
-            assert_eq!(r.phase, Phase::RolledBack, "crash after effect {k}");
+            assert_eq!(r.phase(), Phase::RolledBack, "crash after effect {k}");
             assert_eq!(
                 commits_of(&w),
                 ["5%", "10%", "revert"],
                 "crash after effect {k}"
             );
-            let revert = r.revert.as_ref().unwrap();
-            assert_eq!(revert.sha.as_deref(), Some(w.git[2].0.as_str()));
-            assert!(revert.evidence.contains("canary 4.1%"));
+            assert_eq!(r.reverted_as(), Some(w.git[2].0.as_str()));
+            assert!(r.rollback().unwrap().0.evidence.contains("canary 4.1%"));
             assert!(
                 w.labels.contains("deploy/rolled-back"),
                 "crash after effect {k}"
@@ -626,7 +639,7 @@ mod driver {
             ..World::default()
         }));
         let (r, _) = crash_and_resume(dir.path(), world.clone(), None).await;
-        assert_eq!(r.phase, Phase::Complete);
+        assert_eq!(r.phase(), Phase::Complete);
         assert_eq!(
             commits_of(&world.lock().unwrap()),
             ["5%", "10%", "25%", "50%", "100%"]
@@ -678,7 +691,7 @@ mod driver {
             .await
             .unwrap();
         let old = driver.store().get("d-1").unwrap().unwrap();
-        assert_eq!(old.phase, Phase::Superseded);
+        assert_eq!(old.phase(), Phase::Superseded);
         let live: Vec<String> = driver
             .store()
             .live()
@@ -742,7 +755,7 @@ mod driver {
             .await
             .unwrap();
         let r = driver.store().get("d-1").unwrap().unwrap();
-        assert_eq!(r.phase, Phase::Complete);
+        assert_eq!(r.phase(), Phase::Complete);
         assert_eq!(commits_of(&world.lock().unwrap()), ["25%", "50%", "100%"]);
     }
 }

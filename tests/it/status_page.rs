@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use deploybot::adapters::store::Store;
 use deploybot_core::canary::sample::{Interval, TrackSample, Window};
+use deploybot_core::risk::Strategy;
 use deploybot_core::rollout::metrics::points_from_window;
 use deploybot_core::rollout::store::RolloutStore;
 use deploybot_core::rollout::{
-    Decision, Input, Observation, Phase, Progress, Release, Rollout, Settings, Strategy, Trigger,
+    Input, Observation, Outcome, Phase, Progress, Release, Rollout, Settings, Step, Trigger,
     Weight, step,
 };
 
@@ -42,8 +43,8 @@ fn trigger(id: &str, service: &str, message: &str) -> Trigger {
 fn apply(store: &Store, r: Rollout, input: Input, at: i64) -> Rollout {
     let tr = step(&r, input.clone(), t(at));
     assert_ne!(
-        tr.decision,
-        Decision::Rejected,
+        tr.outcome,
+        Outcome::Rejected,
         "{input:?} at {at}: {}",
         tr.note
     );
@@ -145,8 +146,12 @@ fn seed(store: &Store) -> (String, String) {
         .record_metrics(&id, &points_from_window(&healthy, t(240), w10))
         .unwrap();
     r = apply(store, r, Input::Judged(Observation::Promote), 240);
-    let Progress::Committing { weight: next, .. } = r.progress else {
-        panic!("promote did not commit the next step: {:?}", r.progress);
+    let Some(Step {
+        weight: next,
+        progress: Progress::Committing { .. },
+    }) = r.step().cloned()
+    else {
+        panic!("promote did not commit the next step: {:?}", r.state);
     };
     r = apply(
         store,
@@ -198,7 +203,7 @@ fn seed(store: &Store) -> (String, String) {
         },
         490,
     );
-    assert_eq!(r.phase, Phase::RolledBack);
+    assert_eq!(r.phase(), Phase::RolledBack);
 
     let live_id = "pr-7-production".to_string();
     let live = Rollout::new(

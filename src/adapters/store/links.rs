@@ -9,16 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use crate::adapters::store::{Store, StoreError};
-
-/// A held service environment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Hold {
-    pub service: String,
-    pub environment: String,
-    pub deploy_id: String,
-    pub reason: String,
-    pub since: String,
-}
+use deploybot_core::rollout::admission::HeldService;
 
 /// An approval pull request in the GitOps repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,14 +60,14 @@ pub fn hold_of(
     store: &Store,
     service: &str,
     environment: &str,
-) -> Result<Option<Hold>, StoreError> {
+) -> Result<Option<HeldService>, StoreError> {
     store.with_conn(|c| {
         c.query_row(
             "SELECT service, environment, deploy_id, reason, since FROM service_holds \
              WHERE service = ?1 AND environment = ?2",
             params![service, environment],
             |r| {
-                Ok(Hold {
+                Ok(HeldService {
                     service: r.get(0)?,
                     environment: r.get(1)?,
                     deploy_id: r.get(2)?,

@@ -15,27 +15,38 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-/// Versioned schema migrations, applied in order; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[(&str, &str)] = &[
+/// One schema migration: SQL, or code for what SQL cannot do (rewriting stored JSON).
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&rusqlite::Transaction) -> Result<(), rusqlite::Error>),
+}
+
+/// Versioned schema migrations, applied in order, each in its own transaction;
+/// `PRAGMA user_version` records the last one applied.
+const MIGRATIONS: &[(&str, Migration)] = &[
     (
         "0001_deliveries",
-        include_str!("migrations/0001_deliveries.sql"),
+        Migration::Sql(include_str!("migrations/0001_deliveries.sql")),
     ),
     (
         "0002_assessments",
-        include_str!("migrations/0002_assessments.sql"),
+        Migration::Sql(include_str!("migrations/0002_assessments.sql")),
     ),
     (
         "0003_rollouts",
-        include_str!("migrations/0003_rollouts.sql"),
+        Migration::Sql(include_str!("migrations/0003_rollouts.sql")),
     ),
     (
         "0004_rollout_shell",
-        include_str!("migrations/0004_rollout_shell.sql"),
+        Migration::Sql(include_str!("migrations/0004_rollout_shell.sql")),
     ),
     (
         "0005_rollout_metrics",
-        include_str!("migrations/0005_rollout_metrics.sql"),
+        Migration::Sql(include_str!("migrations/0005_rollout_metrics.sql")),
+    ),
+    (
+        "0006_rollout_state",
+        Migration::Code(rollouts::rewrite_format_1_records),
     ),
 ];
 
@@ -171,13 +182,16 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
 
 fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, (_name, sql)) in MIGRATIONS.iter().enumerate() {
+    for (i, (_name, migration)) in MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;
         if version <= current {
             continue;
         }
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        match migration {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Code(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
     }

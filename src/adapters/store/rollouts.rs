@@ -10,8 +10,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use deploybot_core::rollout::legacy;
 use deploybot_core::rollout::store::{AuditEvent, RolloutStore, RolloutStoreError};
-use deploybot_core::rollout::{Decision, Effect, Input, MetricPoint, Rollout, Transition, Weight};
+use deploybot_core::rollout::{Effect, Input, MetricPoint, Outcome, Rollout, Transition, Weight};
 
 use crate::adapters::store::{Store, StoreError};
 
@@ -30,7 +31,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, rusqlite::Error> {
 }
 
 fn parse_record(id: &str, json: &str) -> Result<Rollout, RolloutStoreError> {
-    serde_json::from_str(json).map_err(|e| RolloutStoreError::Corrupt {
+    legacy::decode(json).map_err(|e| RolloutStoreError::Corrupt {
         id: id.to_string(),
         message: e.to_string(),
     })
@@ -41,6 +42,29 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
+/// Migration 0006: rewrites every rollout record stored in format 1 (before the `State` sum
+/// type) in today's format, in the migration's transaction. Saving compares the stored record
+/// with the one the transition started from, so old records must be in today's exact form.
+pub(super) fn rewrite_format_1_records(tx: &rusqlite::Transaction) -> Result<(), rusqlite::Error> {
+    let rows: Vec<(String, String)> = {
+        let mut stmt = tx.prepare("SELECT id, record FROM rollouts")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    for (id, json) in rows.iter().filter(|(_, json)| legacy::is_format_1(json)) {
+        let upgraded = legacy::decode(json).map_err(|e| {
+            rusqlite::Error::ToSqlConversionFailure(
+                format!("upgrading rollout record {id}: {e}").into(),
+            )
+        })?;
+        tx.execute(
+            "UPDATE rollouts SET record = ?2 WHERE id = ?1",
+            params![id, to_json(&upgraded)?],
+        )?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn insert_event(
     c: &Connection,
@@ -49,7 +73,7 @@ fn insert_event(
     actor: &str,
     cause: &str,
     input: Option<&Input>,
-    decision: Decision,
+    outcome: Outcome,
     note: &str,
     effects: &[Effect],
     phase: &str,
@@ -65,21 +89,13 @@ fn insert_event(
             actor,
             cause,
             input,
-            decision_str(decision),
+            outcome.as_str(),
             note,
             to_json(&effects)?,
             phase
         ],
     )?;
     Ok(())
-}
-
-fn decision_str(d: Decision) -> &'static str {
-    match d {
-        Decision::Applied => "applied",
-        Decision::Unchanged => "unchanged",
-        Decision::Rejected => "rejected",
-    }
 }
 
 fn collect_records(rows: Vec<(String, String)>) -> Result<Vec<Rollout>, RolloutStoreError> {
@@ -98,9 +114,9 @@ impl RolloutStore for Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     r.deploy_id,
-                    r.service,
-                    r.environment,
-                    r.phase.name(),
+                    r.service(),
+                    r.environment(),
+                    r.phase().name(),
                     r.is_live(),
                     to_json(r)?,
                     ts(r.created_at),
@@ -119,13 +135,15 @@ impl RolloutStore for Store {
                 actor,
                 "created",
                 None,
-                Decision::Applied,
+                Outcome::Applied,
                 &format!(
                     "rollout of {} to {}/{} created",
-                    r.image_tag, r.service, r.environment
+                    r.image_tag(),
+                    r.service(),
+                    r.environment()
                 ),
                 &[],
-                r.phase.name(),
+                r.phase().name(),
             )?;
             tx.commit()?;
             Ok(Ok(()))
@@ -137,15 +155,15 @@ impl RolloutStore for Store {
         let existing = self.with_conn(|c| {
             c.query_row(
                 "SELECT id FROM rollouts WHERE service = ?1 AND environment = ?2 AND live = 1",
-                params![r.service, r.environment],
+                params![r.service(), r.environment()],
                 |row| row.get::<_, String>(0),
             )
             .optional()
         })?;
         Err(RolloutStoreError::LiveConflict {
             id: r.deploy_id.clone(),
-            service: r.service.clone(),
-            environment: r.environment.clone(),
+            service: r.service().to_string(),
+            environment: r.environment().to_string(),
             existing: existing.unwrap_or_else(|| format!("{} itself", r.deploy_id)),
         })
     }
@@ -156,7 +174,7 @@ impl RolloutStore for Store {
         input: &Input,
         t: &Transition,
     ) -> Result<(), RolloutStoreError> {
-        if t.decision == Decision::Unchanged && *input == Input::Tick {
+        if t.outcome == Outcome::Unchanged && *input == Input::Tick {
             return Ok(());
         }
         let id = before.deploy_id.clone();
@@ -168,7 +186,7 @@ impl RolloutStore for Store {
                  WHERE id = ?1 AND record = ?6",
                 params![
                     id,
-                    next.phase.name(),
+                    next.phase().name(),
                     next.is_live(),
                     to_json(next)?,
                     ts(next.updated_at),
@@ -185,10 +203,10 @@ impl RolloutStore for Store {
                 &input.actor(),
                 &input.name(),
                 Some(input),
-                t.decision,
+                t.outcome,
                 &t.note,
                 &t.effects,
-                next.phase.name(),
+                next.phase().name(),
             )?;
             tx.commit()?;
             Ok(true)
@@ -392,10 +410,9 @@ impl RolloutStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deploybot_core::risk::Strategy;
     use deploybot_core::rollout::testing::{t, trigger};
-    use deploybot_core::rollout::{
-        Command, Observation, Release, Settings, Strategy, Trigger, Weight, step,
-    };
+    use deploybot_core::rollout::{Command, Observation, Release, Settings, Trigger, Weight, step};
 
     fn rollout(id: &str, service: &str, env: &str) -> Rollout {
         Rollout::new(
@@ -416,6 +433,95 @@ mod tests {
         let tr = step(r, input.clone(), t(at));
         store.save(r, &input, &tr).unwrap();
         tr.next
+    }
+
+    /// A store written by the version before the `State` sum type (the demo's real database:
+    /// two completed rollouts and a rolled-back one with their audit trails and metrics), plus
+    /// one format-1 record for every state a rollout could be in, each of its own service so
+    /// the live ones do not collide. Opening it migrates every record once; each reads back as
+    /// what it was, and a live one keeps moving.
+    #[test]
+    fn a_store_written_before_the_state_type_opens_migrated_and_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deploybot.sqlite3");
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rollout");
+        std::fs::copy(fixtures.join("store-v1.sqlite3"), &path).unwrap();
+        let mut old = Vec::new();
+        {
+            let c = Connection::open(&path).unwrap();
+            let version: i64 = c
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, 5, "the fixture is a format-1 store");
+            for entry in std::fs::read_dir(fixtures.join("records-v1")).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                v["deploy_id"] = name.clone().into();
+                v["service"] = name.clone().into();
+                let phase: deploybot_core::rollout::Phase =
+                    serde_json::from_value(v["phase"].clone()).unwrap();
+                let owed = v["revert"].is_object()
+                    && v["revert"]["sha"].is_null()
+                    && v["revert"]["failed"].is_null();
+                let live = !phase.is_terminal() || owed;
+                c.execute(
+                    "INSERT INTO rollouts (id, service, environment, phase, live, record, \
+                     created_at, updated_at) VALUES (?1, ?1, 'production', ?2, ?3, ?4, ?5, ?5)",
+                    params![
+                        name,
+                        phase.name(),
+                        live,
+                        v.to_string(),
+                        "2026-11-26T10:00:00.000Z"
+                    ],
+                )
+                .unwrap();
+                old.push((name, phase, live));
+            }
+        }
+        assert_eq!(old.len(), 19);
+        let store = Store::open(&path).unwrap();
+        let raw: Vec<String> = store
+            .with_conn(|c| {
+                let mut stmt = c.prepare("SELECT record FROM rollouts")?;
+                stmt.query_map([], |r| r.get(0))?.collect()
+            })
+            .unwrap();
+        assert_eq!(raw.len(), 22, "the demo's three and the nineteen");
+        assert!(raw.iter().all(|j| !legacy::is_format_1(j)), "all rewritten");
+        for (id, phase, live) in &old {
+            let r = store.get(id).unwrap().unwrap();
+            assert_eq!((&r.phase(), r.is_live()), (phase, *live), "{id}");
+        }
+        let demo = store.get("checkout-staging-1.5.1").unwrap().unwrap();
+        assert!(demo.reverted_as().is_some(), "{:?}", demo.state);
+        assert_eq!(
+            store.history("checkout").unwrap().len(),
+            95,
+            "the audit trail is kept"
+        );
+        assert_eq!(
+            store.metrics("checkout-production-1.5.0").unwrap().len(),
+            34
+        );
+        // A migrated live rollout keeps moving: its stored record is today's exact form.
+        let r = store.get("live-judged").unwrap().unwrap();
+        let next = apply(
+            &store,
+            &r,
+            Input::Command {
+                cmd: Command::Pause,
+                by: "ops".into(),
+            },
+            5000,
+        );
+        assert_eq!(store.get("live-judged").unwrap().unwrap(), next);
+        // And reopening does not migrate again.
+        drop(store);
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.get("live-judged").unwrap().unwrap(), next);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Rollout records for the integration tests: a fixed clock and the usual change.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use deploybot_core::rollout::{Release, Trigger};
+use deploybot_core::rollout::{Release, Target, Trigger};
 
 /// `s` seconds after 2026-11-26 10:00 UTC.
 pub fn t(s: i64) -> DateTime<Utc> {
@@ -15,8 +15,10 @@ pub fn t(s: i64) -> DateTime<Utc> {
 pub fn trigger(id: &str, service: &str, env: &str) -> Trigger {
     Trigger {
         deploy_id: id.into(),
-        namespace: "shop".into(),
-        environment: env.into(),
+        target: Target {
+            environment: env.into(),
+            namespace: "shop".into(),
+        },
         release: Release {
             service: service.into(),
             image_tag: format!("sha-{id}"),

@@ -27,11 +27,13 @@ pub use policy::{Policy, PolicyError};
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     Direct,
-    #[serde(rename = "canary_25")]
+    // The aliases read rollout records and audit rows stored before the rollout and the risk
+    // assessment shared this one type (the rollout's copy spelled them `canary25`).
+    #[serde(rename = "canary_25", alias = "canary25")]
     Canary25,
-    #[serde(rename = "canary_10")]
+    #[serde(rename = "canary_10", alias = "canary10")]
     Canary10,
-    #[serde(rename = "canary_5")]
+    #[serde(rename = "canary_5", alias = "canary5")]
     Canary5,
 }
 

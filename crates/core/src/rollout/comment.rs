@@ -11,7 +11,7 @@
 use super::chart::mermaid_error_rate;
 use super::input::{Notice, Observation};
 use super::page::rollout_page_url;
-use super::record::{MetricPoint, Phase, Progress, Rollout};
+use super::record::{MetricPoint, Phase, Progress, Rollout, Step};
 
 const STATUS_TEMPLATE: &str = crate::template::ROLLOUT_STATUS_COMMENT_MD;
 const NOTICES: &str = crate::template::ROLLOUT_NOTICES_TXT;
@@ -55,8 +55,8 @@ pub fn notice_text(notice: &Notice) -> String {
 }
 
 fn next_step(r: &Rollout) -> String {
-    let plan = r.plan.as_ref();
-    match &r.phase {
+    let plan = r.course().map(|c| &c.plan);
+    match &r.phase() {
         Phase::RiskAssessment => "assessing the risk of the change".into(),
         Phase::AwaitingApproval => {
             "a reviewer (not the author) approves the approval PR; deploybot merges it".into()
@@ -114,20 +114,29 @@ pub fn status_comment_with_chart(
     render(r, notice, &extras)
 }
 
+/// The new version's traffic, and the step in flight when one is being committed or synced:
+/// `25%`, `25% (committing 50%)`, `25% (50% committed, waiting for sync)`.
+pub fn traffic_text(r: &Rollout) -> String {
+    let traffic = r.traffic();
+    match r.step() {
+        Some(Step {
+            weight,
+            progress: Progress::Committing { .. },
+        }) => format!("{traffic} (committing {weight})"),
+        Some(Step {
+            weight,
+            progress: Progress::Syncing { .. },
+        }) => format!("{traffic} ({weight} committed, waiting for sync)"),
+        _ => traffic.to_string(),
+    }
+}
+
 fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
-    let strategy = match (r.strategy, &r.plan, r.risk_score) {
-        (Some(s), Some(plan), Some(risk)) => format!("{s} (risk {risk:.2}): {plan}"),
-        _ => "not assessed yet".into(),
+    let strategy = match r.course() {
+        Some(c) => format!("{} (risk {:.2}): {}", c.strategy, c.risk_score, c.plan),
+        None => "not assessed yet".into(),
     };
-    let traffic = match &r.progress {
-        Progress::Committing { weight, .. } => {
-            format!("{} (committing {weight})", r.canary_weight)
-        }
-        Progress::Syncing { weight, .. } => {
-            format!("{} ({weight} committed, waiting for sync)", r.canary_weight)
-        }
-        Progress::Idle | Progress::Live { .. } => r.canary_weight.to_string(),
-    };
+    let traffic = traffic_text(r);
     let evidence = match r.latest.as_ref().map(|s| (&s.observation, s.weight)) {
         None => "no analysis yet".into(),
         Some((Observation::Continue, w)) => format!("continue at {w}"),
@@ -150,17 +159,17 @@ fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
         STATUS_TEMPLATE,
         &[
             ("deploy_id", r.deploy_id.as_str()),
-            ("service", r.service.as_str()),
-            ("environment", r.environment.as_str()),
+            ("service", r.service()),
+            ("environment", r.environment()),
             ("headline", notice_text(notice).as_str()),
-            ("phase", r.phase.to_string().as_str()),
-            ("image_tag", r.image_tag.as_str()),
+            ("phase", r.phase().to_string().as_str()),
+            ("image_tag", r.image_tag()),
             (
                 "previous_tag",
-                if r.previous_tag.is_empty() {
+                if r.release.previous_tag.is_empty() {
                     "unknown"
                 } else {
-                    r.previous_tag.as_str()
+                    r.release.previous_tag.as_str()
                 },
             ),
             ("strategy", strategy.as_str()),
@@ -176,8 +185,9 @@ fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::risk::Strategy;
     use crate::rollout::testing::{golden, rolled_back_at_25, t, trigger};
-    use crate::rollout::{Input, Settings, Strategy, Weight, step};
+    use crate::rollout::{Input, Settings, Weight, step};
 
     fn drive(inputs: Vec<Input>) -> (Rollout, Vec<Notice>) {
         let mut r = Rollout::new(

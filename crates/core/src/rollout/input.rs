@@ -9,8 +9,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::plan::{Strategy, Weight};
+use super::plan::Weight;
 use super::record::Phase;
+use crate::risk::Strategy;
 
 /// The canary judge's word on one analysis interval, in the rollout's terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

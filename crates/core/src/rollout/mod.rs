@@ -3,23 +3,26 @@
 //! says so.
 //!
 //! The core is one pure function, [`step`]: `(rollout, input, now) -> Transition { next,
-//! effects, decision, note }`. It does no I/O and reads no clock; effects are data that the shell
-//! runs (and that must be idempotent). Around it: `store` (persistence and the audit trail),
-//! `driver` (the shell: step, persist, run effects, recover after a crash), `cli` and `api`
-//! (`status`, `history`, `GET /api/rollouts`), `metrics` (the per-interval metric history from
-//! the judge's windows), `page` and `chart` (the HTML status page and its SVG / Mermaid charts),
-//! `comment` (the PR status comment), `command` (PR comment commands), `approval` (counting
-//! approvals), `trigger` (image tag, required checks) and `config` (the per-service section). It deliberately does not know about GitHub, git,
-//! Prometheus or Argo CD: the integrator maps their results onto [`Input`] and runs each
-//! [`Effect`] through an `EffectRunner`.
+//! effects, outcome, note }`. It does no I/O and reads no clock; effects are data that the shell
+//! runs (and that must be idempotent). Beside it: `record` (the [`Rollout`] and its [`State`]),
+//! `admission` (which release starts where: supersede, queue, held, the next environment),
+//! `store` (the persistence port), `legacy` (records stored by earlier versions), `view` (the
+//! JSON shape), `metrics` (the per-interval metric history), `page`, `chart` and `comment` (the
+//! status page, its charts and the PR status comment), `command` (PR comment commands),
+//! `approval` (counting approvals), `trigger` (image tag, required checks) and `config` (the
+//! per-service section). It deliberately does not know about GitHub, git, Prometheus or Argo CD:
+//! the shell maps their results onto [`Input`] and runs each [`Effect`].
 //!
-//! # Phases
+//! # States
 //!
+//! A rollout is `Running(Live)`, `Paused { pause, resume: Live }`, `RollingBack` (the revert is
+//! owed) or `Ended(End)`; `Live` is `Assessing -> AwaitingApproval -> Shipping { course, step }`,
+//! and a [`Step`] is one weight of the plan with its [`Progress`] (`Committing -> Syncing ->
+//! Live`), so a pause never loses a commit in flight. [`Phase`] names what a table shows:
 //! `RiskAssessment -> [AwaitingApproval] -> Canary{0,w0} -> ProgressiveRollout -> Canary{1,w1}
 //! -> ... -> FullRollout -> Verification -> Complete`, or `RolledBack`, `Paused{reason}`,
-//! `Superseded`, `Failed{reason}`. Terminal: `Complete`, `RolledBack`, `Superseded`, `Failed`.
-//! Within a step, [`Progress`] tracks `Committing -> Syncing -> Live`, so a pause never loses a
-//! commit in flight.
+//! `Superseded`, `Failed{reason}`. Terminal phases: `Complete`, `RolledBack`, `Superseded`,
+//! `Failed` (a `RolledBack` rollout is still live for the shell while its revert is owed).
 //!
 //! # Transition table
 //!
@@ -78,12 +81,14 @@
 //! Promotion between environments (staging, then production) is a new rollout per environment,
 //! started by the orchestrator once the previous environment's rollout is `Complete`.
 
+pub mod admission;
 pub mod approval;
 pub mod chart;
 pub mod command;
 pub mod comment;
 pub mod config;
 pub mod input;
+pub mod legacy;
 pub mod metrics;
 pub mod page;
 pub mod plan;
@@ -95,11 +100,13 @@ pub mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod trigger;
+pub mod view;
 
 pub use input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};
-pub use plan::{Plan, PlanError, Strategy, Weight};
+pub use plan::{Plan, PlanError, Weight};
 pub use record::{
-    CommitRecord, MetricPoint, ObservationKind, Phase, Progress, Release, RevertRecord, Rollout,
-    Settings, Snapshot, SyncFailurePolicy, Trigger,
+    Approval, CommitRecord, Course, End, Live, MetricPoint, ObservationKind, Pause, Phase,
+    Progress, Release, Revert, Rollback, Rollout, Settings, Snapshot, State, Step,
+    SyncFailurePolicy, Target, Trigger,
 };
-pub use step::{Decision, Transition, outstanding, step};
+pub use step::{Outcome, Transition, outstanding, step};

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::chart::{self, Mark, MarkKind};
 use super::input::{Input, Observation};
 use super::metrics::{ERROR_RATE, P99_LATENCY};
-use super::record::{MetricPoint, Progress, Rollout};
+use super::record::{MetricPoint, Progress, Revert, Rollout, Step};
 use super::store::AuditEvent;
 use crate::template::fill;
 
@@ -93,26 +93,30 @@ fn page(title: &str, location: &str, content: &str, refresh: bool, now: DateTime
 fn phase_badge(r: &Rollout) -> String {
     format!(
         r#"<span class="phase phase-{}">{}</span>"#,
-        r.phase.name(),
-        escape(&r.phase.to_string())
+        r.phase().name(),
+        escape(&r.phase().to_string())
     )
 }
 
 fn traffic(r: &Rollout) -> String {
-    let w = r.canary_weight.percent();
+    let w = r.traffic().percent();
     // The record keeps the last synced weight; once the revert is in git, that is history.
-    if let Some(sha) = r.revert.as_ref().and_then(|v| v.sha.as_ref()) {
+    if let Some((_, Some(Revert::Done { sha }))) = r.rollback() {
         return format!(
             r#"<span class="nowrap"><span class="bar"><span style="width:0%"></span></span>0% <span class="muted">(was {w}%, reverted in <code>{}</code>)</span></span>"#,
             escape(sha)
         );
     }
-    let moving = match &r.progress {
-        Progress::Committing { weight, .. } => format!(" <span class=\"muted\">→ {weight}</span>"),
-        Progress::Syncing { weight, .. } => {
-            format!(" <span class=\"muted\">→ {weight} syncing</span>")
-        }
-        Progress::Idle | Progress::Live { .. } => String::new(),
+    let moving = match r.step() {
+        Some(Step {
+            weight,
+            progress: Progress::Committing { .. },
+        }) => format!(" <span class=\"muted\">→ {weight}</span>"),
+        Some(Step {
+            weight,
+            progress: Progress::Syncing { .. },
+        }) => format!(" <span class=\"muted\">→ {weight} syncing</span>"),
+        _ => String::new(),
     };
     format!(
         r#"<span class="nowrap"><span class="bar"><span style="width:{w}%"></span></span>{w}%{moving}</span>"#
@@ -131,13 +135,14 @@ fn first_line(text: &str, max: usize) -> String {
 
 fn change(r: &Rollout) -> String {
     let pr = r
+        .release
         .pull_request
         .map(|n| format!(" · PR #{n}"))
         .unwrap_or_default();
     format!(
         r#"{}<br><span class="muted">by {}{}</span>"#,
-        escape(&first_line(&r.commit_message, 80)),
-        escape(&r.author),
+        escape(&first_line(&r.release.commit_message, 80)),
+        escape(&r.release.author),
         pr
     )
 }
@@ -152,11 +157,11 @@ fn index_rows(rollouts: &[&Rollout], empty: &str) -> String {
             out,
             r#"<tr><td><a href="/rollouts/{href}"><strong>{service}</strong></a></td><td>{env}</td><td>{phase}</td><td>{traffic}</td><td><code>{image}</code></td><td>{change}</td><td class="nowrap">{updated}</td></tr>"#,
             href = escape(&path_segment(&r.deploy_id)),
-            service = escape(&r.service),
-            env = escape(&r.environment),
+            service = escape(r.service()),
+            env = escape(r.environment()),
             phase = phase_badge(r),
             traffic = traffic(r),
-            image = escape(&r.image_tag),
+            image = escape(r.image_tag()),
             change = change(r),
             updated = time(r.updated_at),
         );
@@ -234,14 +239,17 @@ fn facts(r: &Rollout) -> String {
         "Image",
         &format!(
             "<code>{}</code> <span class=\"muted\">(was <code>{}</code>)</span>",
-            escape(&r.image_tag),
-            escape(&r.previous_tag)
+            escape(r.image_tag()),
+            escape(&r.release.previous_tag)
         ),
     );
     fact(&mut f, "Traffic to canary", &traffic(r));
-    let strategy = match (r.strategy, &r.plan, r.risk_score) {
-        (Some(s), Some(plan), Some(risk)) => escape(&format!("{s} (risk {risk:.2}): {plan}")),
-        _ => "<span class=\"muted\">not assessed yet</span>".into(),
+    let strategy = match r.course() {
+        Some(c) => escape(&format!(
+            "{} (risk {:.2}): {}",
+            c.strategy, c.risk_score, c.plan
+        )),
+        None => "<span class=\"muted\">not assessed yet</span>".into(),
     };
     fact(&mut f, "Strategy", &strategy);
     let judge = match &r.latest {
@@ -274,11 +282,12 @@ fn facts(r: &Rollout) -> String {
             .join(", ")
     };
     fact(&mut f, "Commits", &commits);
-    if let Some(v) = &r.revert {
-        let state = match (&v.sha, &v.failed) {
-            (Some(sha), _) => format!("reverted as <code>{}</code>", escape(sha)),
-            (None, Some(why)) => format!("revert failed: {}", escape(why)),
-            (None, None) => "revert in progress".into(),
+    if let Some((v, revert)) = r.rollback() {
+        let state = match revert {
+            Some(Revert::Done { sha }) => format!("reverted as <code>{}</code>", escape(sha)),
+            Some(Revert::Failed { reason }) => format!("revert failed: {}", escape(reason)),
+            Some(Revert::NotNeeded) => "nothing to revert".into(),
+            None => "revert in progress".into(),
         };
         fact(
             &mut f,
@@ -291,10 +300,12 @@ fn facts(r: &Rollout) -> String {
         );
     }
     let pr = r
+        .release
         .pull_request
         .map(|n| format!(" · PR #{n}"))
         .unwrap_or_default();
     let sha = r
+        .release
         .commit_sha
         .as_deref()
         .map(|s| {
@@ -307,17 +318,17 @@ fn facts(r: &Rollout) -> String {
         "Change",
         &format!(
             "{}<br><span class=\"muted\">by {}{pr}{sha}</span>",
-            escape(&first_line(&r.commit_message, 200)),
-            escape(&r.author)
+            escape(&first_line(&r.release.commit_message, 200)),
+            escape(&r.release.author)
         ),
     );
-    if let Some(by) = &r.approved_by {
+    if let Some(by) = r.approved_by() {
         fact(&mut f, "Approved by", &escape(by));
     }
     fact(
         &mut f,
         "Namespace",
-        &format!("<code>{}</code>", escape(&r.namespace)),
+        &format!("<code>{}</code>", escape(&r.target.namespace)),
     );
     fact(
         &mut f,
@@ -393,10 +404,10 @@ pub fn render_rollout(
     let content = fill(
         ROLLOUT,
         &[
-            ("service", &escape(&r.service)),
-            ("environment", &escape(&r.environment)),
-            ("phase_name", r.phase.name()),
-            ("phase", &escape(&r.phase.to_string())),
+            ("service", &escape(r.service())),
+            ("environment", &escape(r.environment())),
+            ("phase_name", r.phase().name()),
+            ("phase", &escape(&r.phase().to_string())),
             ("deploy_id", &escape(&r.deploy_id)),
             ("facts", &facts(r)),
             ("charts", &charts(points, &marks)),
@@ -405,8 +416,8 @@ pub fn render_rollout(
         ],
     );
     page(
-        &format!("deploybot: {} to {}", r.service, r.environment),
-        &format!("rollouts / {} / {}", r.service, r.deploy_id),
+        &format!("deploybot: {} to {}", r.service(), r.environment()),
+        &format!("rollouts / {} / {}", r.service(), r.deploy_id),
         &content,
         r.is_live(),
         now,
@@ -425,8 +436,9 @@ pub fn render_message(title: &str, message: &str, now: DateTime<Utc>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::risk::Strategy;
     use crate::rollout::testing::{t, trigger};
-    use crate::rollout::{Command, Release, Settings, Strategy, Trigger, Weight, step};
+    use crate::rollout::{Command, Release, Settings, Trigger, Weight, step};
 
     const EVIL: &str = "<script>alert('x')</script>";
 
@@ -458,10 +470,10 @@ mod tests {
                 actor: input.actor(),
                 cause: input.name(),
                 input: Some(input),
-                decision: format!("{:?}", tr.decision).to_lowercase(),
+                decision: tr.outcome.as_str().to_string(),
                 note: tr.note.clone(),
                 effects: tr.effects.clone(),
-                phase: tr.next.phase.name().into(),
+                phase: tr.next.phase().name().into(),
             });
             r = tr.next;
         }
@@ -571,7 +583,7 @@ mod tests {
     #[test]
     fn the_rollout_page_shows_facts_charts_and_timeline() {
         let (r, events, points) = canary_history();
-        assert_eq!(r.phase.name(), "rolled_back");
+        assert_eq!(r.phase().name(), "rolled_back");
         let html = render_rollout(&r, &events, &points, t(200));
         // One chart per metric, error rate first.
         assert_eq!(html.matches("<svg class=\"chart\"").count(), 2);

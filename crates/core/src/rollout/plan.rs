@@ -1,5 +1,5 @@
-//! The shape of a rollout: traffic weights (`Weight`), the steps a rollout walks through (`Plan`)
-//! and the strategy the risk assessment picks (`Strategy`).
+//! The shape of a rollout: traffic weights (`Weight`) and the steps a rollout walks through
+//! (`Plan`), which the strategy the risk assessment picks (`risk::Strategy`) selects.
 //!
 //! These are newtypes that hold their invariants at construction, so the state machine never has
 //! to re-check them. They do not know about time, phases or I/O.
@@ -7,6 +7,8 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::risk::Strategy;
 
 /// A share of traffic in percent, always within `0..=100`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -130,9 +132,10 @@ impl Plan {
     /// The plan a strategy follows, given the service's canary plan: `direct` is one step to 100;
     /// `canary_N` starts at N and continues with the service plan's weights above N.
     pub fn for_strategy(strategy: Strategy, service_plan: &Plan) -> Plan {
-        let Some(first) = strategy.first_weight() else {
+        let first = Weight(strategy.first_weight());
+        if first.is_full() {
             return Plan::direct();
-        };
+        }
         let mut weights = vec![first];
         weights.extend(service_plan.0.iter().copied().filter(|w| *w > first));
         // The service plan ends at 100, so `weights` does too; strictly increasing by filter.
@@ -151,44 +154,6 @@ impl<'de> Deserialize<'de> for Plan {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let percents = Vec::<u32>::deserialize(d)?;
         Plan::new(&percents).map_err(serde::de::Error::custom)
-    }
-}
-
-/// The rollout strategy the risk assessment recommends (the article's four).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// One commit to 100 percent, then verification.
-    Direct,
-    Canary5,
-    Canary10,
-    Canary25,
-}
-
-impl Strategy {
-    /// The first canary weight, or `None` for `direct`.
-    pub fn first_weight(self) -> Option<Weight> {
-        match self {
-            Strategy::Direct => None,
-            Strategy::Canary5 => Some(Weight(5)),
-            Strategy::Canary10 => Some(Weight(10)),
-            Strategy::Canary25 => Some(Weight(25)),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Direct => "direct",
-            Strategy::Canary5 => "canary_5",
-            Strategy::Canary10 => "canary_10",
-            Strategy::Canary25 => "canary_25",
-        }
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -1,47 +1,231 @@
-//! The rollout record: its phase, the article's deployment context, the plan and settings it
-//! follows, and how far the current step has got. This is what the store persists as JSON and
-//! what `status` prints.
+//! The rollout record: one release going to one environment, with the settings it follows and
+//! one closed [`State`] whose variants carry exactly the data valid in them. A weight exists once
+//! (the step's); a paused rollout holds the live state it resumes to; a rollback whose revert is
+//! still owed is live (`RollingBack`), and an ended rollout (`Ended`) can never be live again.
 //!
-//! Plain data only: transitions live in `rollout::step`, persistence in `rollout::store`.
+//! [`Phase`] is not stored: it is a view of the state (`Rollout::phase`) for tables, the store's
+//! `phase` column, commit statuses and the audit trail, whose names it keeps.
+//!
+//! Plain data only: transitions live in `rollout::step`, persistence behind `rollout::store`,
+//! and records stored by earlier versions are read by `rollout::legacy`.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::input::Observation;
-use super::plan::{Plan, Strategy, Weight};
+use super::plan::{Plan, Weight};
+use crate::risk::Strategy;
 
-/// Where a rollout stands. `Complete`, `RolledBack`, `Superseded` and `Failed` are terminal: no
-/// input moves a rollout out of them. The others are live.
+/// One rollout of one image to one environment of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    pub deploy_id: String,
+    /// What is shipped (the service, its image tag, the change behind it).
+    pub release: Release,
+    /// Where it goes.
+    pub target: Target,
+    /// The timing and limits it follows, copied when it started.
+    pub settings: Settings,
+    pub state: State,
+    /// Every commit this rollout made, oldest first: what a rollback reverts.
+    pub commits: Vec<CommitRecord>,
+    /// The judge's latest word (the status comment, `/rollback`'s evidence).
+    pub latest: Option<Snapshot>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The environment a rollout ships to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub environment: String,
+    /// Kubernetes namespace (`{{namespace}}` in PromQL).
+    pub namespace: String,
+}
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum State {
+    /// Moving: assessing, waiting for an approval, or shipping a step.
+    Running {
+        live: Live,
+        /// An effect failed transiently: what is owed is re-issued on the first tick after this.
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// Stopped by a person or an alert; never promotes while here. `resume` is where `/resume`
+    /// (or `/hold cancel`) returns; a commit or sync in flight keeps being tracked in it.
+    Paused {
+        pause: Pause,
+        resume: Live,
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// A rollback was decided and the revert of this rollout's commits is owed. Live for the
+    /// shell until the revert is recorded (or fails).
+    RollingBack {
+        rollback: Rollback,
+        course: Option<Course>,
+        /// The new version's traffic when the rollback was decided.
+        traffic: Weight,
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// Over: no input moves a rollout out of here.
+    Ended {
+        end: End,
+        /// The course it followed; `None` when it ended before it was assessed.
+        course: Option<Course>,
+        /// The new version's traffic when it ended.
+        traffic: Weight,
+    },
+}
+
+/// A live, unpaused stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Live {
+    /// Created from a trigger; waiting for the risk assessment to set the course.
+    Assessing,
+    /// The course requires a human: an approval PR is open in the GitOps repository and
+    /// nothing is applied until it is approved.
+    AwaitingApproval { course: Course },
+    /// Shipping one step of the plan.
+    Shipping { course: Course, step: Step },
+}
+
+/// How a rollout ships, as its assessment set it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Course {
+    pub risk_score: f64,
+    pub strategy: Strategy,
+    /// The weights the strategy picked from the service's canary plan.
+    pub plan: Plan,
+    pub approval: Approval,
+}
+
+/// Whether the rollout needs a human's approval, and whose it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Approval {
+    NotRequired,
+    /// Required; `by` is set once approved.
+    Required {
+        by: Option<String>,
+    },
+}
+
+/// The step being shipped: its weight (the only place a rollout's weight is stored) and how far
+/// its change has got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub weight: Weight,
+    pub progress: Progress,
+}
+
+/// How far the current step's change has got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Progress {
+    /// The commit was requested (directly, or by merging the approval PR).
+    Committing {
+        since: DateTime<Utc>,
+        /// The change is the approval PR, to be merged rather than committed.
+        via_approval_pr: bool,
+    },
+    /// Committed as `revision`; waiting for Argo CD (or the settle time) to report it synced.
+    Syncing {
+        revision: String,
+        deadline: DateTime<Utc>,
+    },
+    /// Live since `since`: the step bakes and is judged every interval.
+    Live {
+        since: DateTime<Utc>,
+        /// When metrics were last requested (for the interval).
+        last_query_at: Option<DateTime<Utc>>,
+        /// The judge's last word on this step; a step advances only on `Promote`.
+        last_observation: Option<ObservationKind>,
+        /// `/promote` was given: advance on the next `Promote` without waiting for the bake.
+        skip_bake: bool,
+        /// Consecutive `Hold` observations on this step.
+        holds: u32,
+    },
+}
+
+/// Why a rollout is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pause {
+    pub reason: String,
+    /// An emergency hold (`/hold`): the service is held and only `/hold cancel` resumes.
+    pub held: bool,
+}
+
+/// A rollback decided for a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    pub reason: String,
+    pub evidence: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// How a rollout ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum End {
+    /// Verified at 100 %.
+    Complete,
+    /// Rolled back, and what became of the revert.
+    RolledBack { rollback: Rollback, revert: Revert },
+    /// A newer rollout of the same service and environment replaced this one.
+    Superseded { by: String },
+    /// Something that cannot be retried went wrong; a human must look.
+    Failed { reason: String },
+}
+
+/// What became of a rolled-back rollout's revert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Revert {
+    /// Nothing had reached the GitOps repository.
+    NotNeeded,
+    /// Reverted as `sha`.
+    Done { sha: String },
+    /// The revert could not be made; a human must revert.
+    Failed { reason: String },
+}
+
+/// Where a rollout stands, by name: a view of [`State`] for tables, the store's `phase` column,
+/// commit statuses and the audit trail. `Complete`, `RolledBack`, `Superseded` and `Failed` are
+/// terminal (a `RolledBack` rollout may still owe its revert: see `Rollout::is_live`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Phase {
-    /// Created from a trigger; waiting for the risk assessment to pick a strategy.
     RiskAssessment,
-    /// The assessment (or the environment) requires a human: an approval PR is open in the
-    /// GitOps repository and nothing is applied until it is approved.
     AwaitingApproval,
-    /// Step `step` of the plan (index from 0) at `weight` below 100 %: being committed, synced,
-    /// then baked and judged every analysis interval.
-    Canary { step: usize, weight: Weight },
-    /// A canary step was promoted and the commit for the next canary weight is being made. Once
-    /// it is committed the rollout is `Canary` again at the next step.
+    /// Step `step` of the plan (index from 0) at `weight` below 100 %.
+    Canary {
+        step: usize,
+        weight: Weight,
+    },
+    /// A canary step was promoted and the commit for the next canary weight is being made.
     ProgressiveRollout,
     /// The commit that sends 100 % of traffic to the new version is being made and synced.
     FullRollout,
-    /// 100 % is live; the new version is judged for the verification time before completing.
+    /// 100 % is live and judged for the verification time.
     Verification,
-    /// Terminal: verified at 100 %.
     Complete,
-    /// Terminal: the rollout's commits are reverted (or the revert is in flight, see
-    /// `Rollout::revert`) and the service is held.
     RolledBack,
-    /// Live but stopped: never promotes while here. Left by `/resume` (or `/hold cancel` when
-    /// the pause is an emergency hold); `/rollback` still works.
-    Paused { reason: String },
-    /// Terminal: a newer rollout of the same service and environment replaced this one.
+    Paused {
+        reason: String,
+    },
     Superseded,
-    /// Terminal: something that cannot be retried went wrong; a human must look.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 impl Phase {
@@ -81,51 +265,6 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// How far the current step's change has got. Kept apart from `Phase` so a pause does not lose
-/// track of a commit or a sync that is still in flight.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Progress {
-    /// Nothing applied or in flight (before the first step, or after the rollout ended).
-    Idle,
-    /// A commit to `weight` was requested (directly, or by merging the approval PR).
-    Committing {
-        weight: Weight,
-        since: DateTime<Utc>,
-        /// The change is the approval PR, to be merged rather than committed.
-        via_approval_pr: bool,
-    },
-    /// Committed as `revision`; waiting for Argo CD (or the settle time) to report it synced.
-    Syncing {
-        weight: Weight,
-        revision: String,
-        deadline: DateTime<Utc>,
-    },
-    /// `weight` is live since `since`: the step bakes and is judged every interval.
-    Live {
-        weight: Weight,
-        since: DateTime<Utc>,
-        /// When metrics were last requested (for the interval).
-        last_query_at: Option<DateTime<Utc>>,
-        /// The judge's last word on this step; a step advances only on `Promote`.
-        last_observation: Option<ObservationKind>,
-        /// `/promote` was given: advance on the next `Promote` without waiting for the bake.
-        skip_bake: bool,
-    },
-}
-
-impl Progress {
-    /// The weight applied or being applied.
-    pub fn weight(&self) -> Option<Weight> {
-        match self {
-            Progress::Idle => None,
-            Progress::Committing { weight, .. }
-            | Progress::Syncing { weight, .. }
-            | Progress::Live { weight, .. } => Some(*weight),
-        }
-    }
-}
-
 /// The judge's observation without its payload, remembered per step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +273,17 @@ pub enum ObservationKind {
     Promote,
     Rollback,
     Hold,
+}
+
+impl ObservationKind {
+    pub fn of(o: &Observation) -> ObservationKind {
+        match o {
+            Observation::Continue => ObservationKind::Continue,
+            Observation::Promote => ObservationKind::Promote,
+            Observation::Rollback { .. } => ObservationKind::Rollback,
+            Observation::Hold { .. } => ObservationKind::Hold,
+        }
+    }
 }
 
 /// The latest metrics evidence, shown in the status comment and `deploybot status`.
@@ -164,17 +314,6 @@ pub struct CommitRecord {
     pub sha: String,
     pub weight: Weight,
     pub at: DateTime<Utc>,
-}
-
-/// A rollback decided for this rollout. While `sha` is `None` and `failed` is `None`, the revert
-/// is still owed and the rollout stays live for the shell even though its phase is terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevertRecord {
-    pub reason: String,
-    pub evidence: String,
-    pub requested_at: DateTime<Utc>,
-    pub sha: Option<String>,
-    pub failed: Option<String>,
 }
 
 /// What to do when a commit is not reported synced and healthy by its deadline.
@@ -222,6 +361,7 @@ impl Default for Settings {
     }
 }
 
+/// `n` seconds as a `TimeDelta`, saturating rather than overflowing.
 pub fn secs(n: u64) -> TimeDelta {
     TimeDelta::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
 }
@@ -247,114 +387,197 @@ pub struct Release {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
     pub deploy_id: String,
-    pub namespace: String,
-    pub environment: String,
+    pub target: Target,
     pub release: Release,
 }
 
-/// One rollout of one image to one environment of one service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rollout {
-    pub deploy_id: String,
-    pub service: String,
-    pub namespace: String,
-    pub environment: String,
-    pub image_tag: String,
-    pub previous_tag: String,
-    pub changed_files: Vec<String>,
-    pub commit_message: String,
-    pub author: String,
-    pub pull_request: Option<u64>,
-    #[serde(default)]
-    pub commit_sha: Option<String>,
+impl Live {
+    /// The course, once assessed.
+    pub fn course(&self) -> Option<&Course> {
+        match self {
+            Live::Assessing => None,
+            Live::AwaitingApproval { course } | Live::Shipping { course, .. } => Some(course),
+        }
+    }
 
-    pub phase: Phase,
-    pub risk_score: Option<f64>,
-    pub strategy: Option<Strategy>,
-    /// The plan the strategy picked; `None` until assessed.
-    pub plan: Option<Plan>,
-    pub approval_required: bool,
-    pub approved_by: Option<String>,
-    pub settings: Settings,
+    fn phase(&self) -> Phase {
+        match self {
+            Live::Assessing => Phase::RiskAssessment,
+            Live::AwaitingApproval { .. } => Phase::AwaitingApproval,
+            Live::Shipping { course, step } => {
+                let index = course.plan.position(step.weight).unwrap_or(0);
+                let live = matches!(step.progress, Progress::Live { .. });
+                let committing = matches!(step.progress, Progress::Committing { .. });
+                if step.weight.is_full() {
+                    if live {
+                        Phase::Verification
+                    } else {
+                        Phase::FullRollout
+                    }
+                } else if committing && index > 0 {
+                    Phase::ProgressiveRollout
+                } else {
+                    Phase::Canary {
+                        step: index,
+                        weight: step.weight,
+                    }
+                }
+            }
+        }
+    }
 
-    /// Traffic the new version receives, as last confirmed synced.
-    pub canary_weight: Weight,
-    pub progress: Progress,
-    pub latest: Option<Snapshot>,
-    pub commits: Vec<CommitRecord>,
-    /// Consecutive `Hold` observations on the current step.
-    pub hold_intervals: u32,
-    /// Emergency hold (`/hold`): only `/hold cancel` resumes.
-    pub held: bool,
-    /// The phase a pause returns to.
-    pub resume_to: Option<Box<Phase>>,
-    pub revert: Option<RevertRecord>,
-    /// An effect failed transiently: re-issue outstanding effects on the first tick after this.
-    pub retry_at: Option<DateTime<Utc>>,
-
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    /// The new version's share of traffic: the step's weight once it is live, the previous
+    /// step's while the next one is committed and synced.
+    fn traffic(&self) -> Weight {
+        match self {
+            Live::Assessing | Live::AwaitingApproval { .. } => Weight::ZERO,
+            Live::Shipping { step, .. } if matches!(step.progress, Progress::Live { .. }) => {
+                step.weight
+            }
+            Live::Shipping { course, step } => course
+                .plan
+                .position(step.weight)
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| course.plan.get(i))
+                .unwrap_or(Weight::ZERO),
+        }
+    }
 }
 
 impl Rollout {
-    /// A new rollout in `RiskAssessment`.
+    /// A new rollout, waiting for its assessment.
     pub fn new(trigger: Trigger, settings: Settings, now: DateTime<Utc>) -> Rollout {
-        let r = trigger.release;
         Rollout {
             deploy_id: trigger.deploy_id,
-            service: r.service,
-            namespace: trigger.namespace,
-            environment: trigger.environment,
-            image_tag: r.image_tag,
-            previous_tag: r.previous_tag,
-            changed_files: r.changed_files,
-            commit_message: r.commit_message,
-            author: r.author,
-            pull_request: r.pull_request,
-            commit_sha: r.commit_sha,
-            phase: Phase::RiskAssessment,
-            risk_score: None,
-            strategy: None,
-            plan: None,
-            approval_required: false,
-            approved_by: None,
+            release: trigger.release,
+            target: trigger.target,
             settings,
-            canary_weight: Weight::ZERO,
-            progress: Progress::Idle,
-            latest: None,
+            state: State::Running {
+                live: Live::Assessing,
+                retry_at: None,
+            },
             commits: Vec::new(),
-            hold_intervals: 0,
-            held: false,
-            resume_to: None,
-            revert: None,
-            retry_at: None,
+            latest: None,
             created_at: now,
             updated_at: now,
         }
     }
 
-    /// Whether the shell still has work for this rollout: a live phase, or a revert still owed.
-    pub fn is_live(&self) -> bool {
-        !self.phase.is_terminal() || self.revert_owed()
+    pub fn service(&self) -> &str {
+        &self.release.service
     }
 
-    /// The release this rollout ships (to start it in another environment).
-    pub fn release(&self) -> Release {
-        Release {
-            service: self.service.clone(),
-            image_tag: self.image_tag.clone(),
-            previous_tag: self.previous_tag.clone(),
-            changed_files: self.changed_files.clone(),
-            commit_message: self.commit_message.clone(),
-            author: self.author.clone(),
-            pull_request: self.pull_request,
-            commit_sha: self.commit_sha.clone(),
+    pub fn environment(&self) -> &str {
+        &self.target.environment
+    }
+
+    pub fn image_tag(&self) -> &str {
+        &self.release.image_tag
+    }
+
+    /// Where it stands, by name.
+    pub fn phase(&self) -> Phase {
+        match &self.state {
+            State::Running { live, .. } => live.phase(),
+            State::Paused { pause, .. } => Phase::Paused {
+                reason: pause.reason.clone(),
+            },
+            State::RollingBack { .. } => Phase::RolledBack,
+            State::Ended { end, .. } => match end {
+                End::Complete => Phase::Complete,
+                End::RolledBack { .. } => Phase::RolledBack,
+                End::Superseded { .. } => Phase::Superseded,
+                End::Failed { reason } => Phase::Failed {
+                    reason: reason.clone(),
+                },
+            },
+        }
+    }
+
+    /// The live stage: the running one, or the one a pause returns to.
+    pub fn live(&self) -> Option<&Live> {
+        match &self.state {
+            State::Running { live, .. } | State::Paused { resume: live, .. } => Some(live),
+            State::RollingBack { .. } | State::Ended { .. } => None,
+        }
+    }
+
+    /// The course the assessment set, once assessed.
+    pub fn course(&self) -> Option<&Course> {
+        match &self.state {
+            State::Running { live, .. } | State::Paused { resume: live, .. } => live.course(),
+            State::RollingBack { course, .. } | State::Ended { course, .. } => course.as_ref(),
+        }
+    }
+
+    /// The step being shipped (also while paused).
+    pub fn step(&self) -> Option<&Step> {
+        match self.live() {
+            Some(Live::Shipping { step, .. }) => Some(step),
+            _ => None,
+        }
+    }
+
+    /// The new version's share of traffic as last confirmed live.
+    pub fn traffic(&self) -> Weight {
+        match &self.state {
+            State::Running { live, .. } | State::Paused { resume: live, .. } => live.traffic(),
+            State::RollingBack { traffic, .. } | State::Ended { traffic, .. } => *traffic,
+        }
+    }
+
+    /// The pause in force, if paused.
+    pub fn pause(&self) -> Option<&Pause> {
+        match &self.state {
+            State::Paused { pause, .. } => Some(pause),
+            _ => None,
+        }
+    }
+
+    /// When owed effects are re-issued after a transient failure, if one is pending.
+    pub fn retry_at(&self) -> Option<DateTime<Utc>> {
+        match &self.state {
+            State::Running { retry_at, .. }
+            | State::Paused { retry_at, .. }
+            | State::RollingBack { retry_at, .. } => *retry_at,
+            State::Ended { .. } => None,
+        }
+    }
+
+    /// The rollback decided for this rollout, and its revert (`None` while still owed).
+    pub fn rollback(&self) -> Option<(&Rollback, Option<&Revert>)> {
+        match &self.state {
+            State::RollingBack { rollback, .. } => Some((rollback, None)),
+            State::Ended {
+                end: End::RolledBack { rollback, revert },
+                ..
+            } => Some((rollback, Some(revert))),
+            _ => None,
+        }
+    }
+
+    /// Whether the shell still has work for this rollout: running, paused, or a revert owed.
+    pub fn is_live(&self) -> bool {
+        !matches!(self.state, State::Ended { .. })
+    }
+
+    /// The revert commit, once the rollback is in the GitOps repository.
+    pub fn reverted_as(&self) -> Option<&str> {
+        match self.rollback()? {
+            (_, Some(Revert::Done { sha })) => Some(sha),
+            _ => None,
+        }
+    }
+
+    /// Who approved it, when an approval was required and given.
+    pub fn approved_by(&self) -> Option<&str> {
+        match &self.course()?.approval {
+            Approval::Required { by } => by.as_deref(),
+            Approval::NotRequired => None,
         }
     }
 
     pub fn revert_owed(&self) -> bool {
-        self.revert
-            .as_ref()
-            .is_some_and(|r| r.sha.is_none() && r.failed.is_none())
+        matches!(self.state, State::RollingBack { .. })
     }
 }

@@ -2,18 +2,19 @@
 //! (time is the `now` argument), no randomness. The transition table is in the module docs of
 //! `crate::rollout`, and each of its rows is a test below.
 //!
-//! An input that makes no sense in the current phase is rejected with a reason and changes
+//! An input that makes no sense in the current state is rejected with a reason and changes
 //! nothing; nothing here panics on input.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};
-use super::plan::{Plan, Strategy, Weight};
+use super::plan::{Plan, Weight};
 use super::record::{
-    CommitRecord, ObservationKind, Phase, Progress, RevertRecord, Rollout, Snapshot,
-    SyncFailurePolicy, secs,
+    Approval, CommitRecord, Course, End, Live, ObservationKind, Pause, Progress, Revert, Rollback,
+    Rollout, Snapshot, State, Step, SyncFailurePolicy, secs,
 };
+use crate::risk::Strategy;
 
 /// The label put on the app PR when a rollout is rolled back.
 pub const ROLLED_BACK_LABEL: &str = "deploy/rolled-back";
@@ -21,13 +22,24 @@ pub const ROLLED_BACK_LABEL: &str = "deploy/rolled-back";
 /// What became of an input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Decision {
+pub enum Outcome {
     /// The record changed or effects were asked for.
     Applied,
     /// Accepted, nothing to do (e.g. a tick with nothing due).
     Unchanged,
-    /// Not valid in this phase; `note` says why. The record is unchanged.
+    /// Not valid in this state; `note` says why. The record is unchanged.
     Rejected,
+}
+
+impl Outcome {
+    /// Its stored name (`applied`, `unchanged`, `rejected`), as the audit trail keeps it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Rejected => "rejected",
+        }
+    }
 }
 
 /// The result of one step: the next record, the effects the shell should run, and a one-line
@@ -36,7 +48,7 @@ pub enum Decision {
 pub struct Transition {
     pub next: Rollout,
     pub effects: Vec<Effect>,
-    pub decision: Decision,
+    pub outcome: Outcome,
     pub note: String,
     /// When the input was applied (the `now` given to `step`), for the audit trail.
     pub at: DateTime<Utc>,
@@ -56,16 +68,16 @@ pub fn step(rollout: &Rollout, input: Input, now: DateTime<Utc>) -> Transition {
                 .effects
                 .iter()
                 .all(|e| matches!(e, Effect::WaitForSync { .. }));
-            let decision = if m.r == *rollout && polls_only {
-                Decision::Unchanged
+            let outcome = if m.r == *rollout && polls_only {
+                Outcome::Unchanged
             } else {
                 m.r.updated_at = now;
-                Decision::Applied
+                Outcome::Applied
             };
             Transition {
                 next: m.r,
                 effects: m.effects,
-                decision,
+                outcome,
                 note,
                 at: now,
             }
@@ -73,7 +85,7 @@ pub fn step(rollout: &Rollout, input: Input, now: DateTime<Utc>) -> Transition {
         Err(reason) => Transition {
             next: rollout.clone(),
             effects: Vec::new(),
-            decision: Decision::Rejected,
+            outcome: Outcome::Rejected,
             note: reason,
             at: now,
         },
@@ -83,70 +95,62 @@ pub fn step(rollout: &Rollout, input: Input, now: DateTime<Utc>) -> Transition {
 /// The effects a record says are still owed: what the shell re-issues after a restart or a
 /// transient failure. Re-issuing is safe because every effect is idempotent.
 pub fn outstanding(r: &Rollout) -> Vec<Effect> {
-    if r.revert_owed() {
-        // The label and the hold matter as much as the revert: until the revert is recorded,
-        // a restart re-issues all three.
-        let reason = r
-            .revert
-            .as_ref()
-            .map(|v| v.reason.clone())
-            .unwrap_or_default();
-        return vec![
-            revert_effect(r),
+    match &r.state {
+        State::RollingBack { rollback, .. } => vec![
+            // The label and the hold matter as much as the revert: until the revert is
+            // recorded, a restart re-issues all three.
+            revert_effect(r, rollback),
             Effect::Label {
                 name: ROLLED_BACK_LABEL.into(),
             },
-            Effect::HoldService { reason },
-        ];
-    }
-    if r.phase.is_terminal() {
-        return Vec::new();
-    }
-    match &r.progress {
-        Progress::Committing {
-            via_approval_pr: true,
+            Effect::HoldService {
+                reason: rollback.reason.clone(),
+            },
+        ],
+        State::Ended { .. } => Vec::new(),
+        // An approval PR is (re)opened only while waiting for it, not while paused.
+        State::Running {
+            live: Live::AwaitingApproval { course },
             ..
-        } => vec![Effect::MergeApprovalPr],
-        Progress::Committing { weight, .. } => vec![Effect::CommitStep {
-            weight: *weight,
-            image_tag: r.image_tag.clone(),
+        } => vec![Effect::OpenApprovalPr {
+            weight: first_weight(&course.plan),
+            image_tag: r.release.image_tag.clone(),
         }],
-        Progress::Syncing {
-            revision, deadline, ..
-        } => vec![Effect::WaitForSync {
-            revision: revision.clone(),
-            deadline: *deadline,
-        }],
-        Progress::Idle if r.phase == Phase::AwaitingApproval => first_weight(r)
-            .map(|weight| Effect::OpenApprovalPr {
-                weight,
-                image_tag: r.image_tag.clone(),
-            })
-            .into_iter()
-            .collect(),
-        Progress::Idle | Progress::Live { .. } => Vec::new(),
+        State::Running { live, .. } | State::Paused { resume: live, .. } => match live {
+            Live::Shipping { step, .. } => match &step.progress {
+                Progress::Committing {
+                    via_approval_pr: true,
+                    ..
+                } => vec![Effect::MergeApprovalPr],
+                Progress::Committing { .. } => vec![Effect::CommitStep {
+                    weight: step.weight,
+                    image_tag: r.release.image_tag.clone(),
+                }],
+                Progress::Syncing { revision, deadline } => vec![Effect::WaitForSync {
+                    revision: revision.clone(),
+                    deadline: *deadline,
+                }],
+                Progress::Live { .. } => Vec::new(),
+            },
+            Live::Assessing | Live::AwaitingApproval { .. } => Vec::new(),
+        },
     }
 }
 
-fn first_weight(r: &Rollout) -> Option<Weight> {
-    r.plan.as_ref().and_then(|p| p.get(0))
+fn first_weight(plan: &Plan) -> Weight {
+    plan.get(0).unwrap_or(Weight::FULL)
 }
 
-fn revert_effect(r: &Rollout) -> Effect {
-    let (reason, evidence) = r
-        .revert
-        .as_ref()
-        .map(|v| (v.reason.clone(), v.evidence.clone()))
-        .unwrap_or_default();
+fn revert_effect(r: &Rollout, rollback: &Rollback) -> Effect {
     Effect::Revert {
         deploy_id: r.deploy_id.clone(),
         commits: r.commits.iter().map(|c| c.sha.clone()).collect(),
-        reason,
-        evidence,
+        reason: rollback.reason.clone(),
+        evidence: rollback.evidence.clone(),
     }
 }
 
-type Outcome = Result<String, String>;
+type Applied = Result<String, String>;
 
 struct Machine {
     r: Rollout,
@@ -155,7 +159,7 @@ struct Machine {
 }
 
 impl Machine {
-    fn apply(&mut self, input: Input) -> Outcome {
+    fn apply(&mut self, input: Input) -> Applied {
         match input {
             Input::Assessed {
                 risk_score,
@@ -163,8 +167,10 @@ impl Machine {
                 approval_required,
             } => self.assessed(risk_score, strategy, approval_required),
             Input::Approved { by } => self.approved(by),
-            Input::ApprovalRevoked => match self.r.phase {
-                Phase::AwaitingApproval => Ok("approval withdrawn; still waiting".into()),
+            Input::ApprovalRevoked => match self.running() {
+                Some(Live::AwaitingApproval { .. }) => {
+                    Ok("approval withdrawn; still waiting".into())
+                }
                 _ => Err(self.not_in_phase("an approval change")),
             },
             Input::Committed { sha, weight } => self.committed(sha, weight),
@@ -180,9 +186,9 @@ impl Machine {
             Input::Command { cmd, by } => self.command(cmd, by),
             Input::Superseded { by_deploy_id } => {
                 self.require_live("superseding")?;
-                // Progress is kept: the record still says what was applied when it was replaced.
-                self.r.phase = Phase::Superseded;
-                self.r.resume_to = None;
+                self.end(End::Superseded {
+                    by: by_deploy_id.clone(),
+                });
                 self.effects.push(Effect::Comment {
                     notice: Notice::Superseded {
                         by_deploy_id: by_deploy_id.clone(),
@@ -192,13 +198,14 @@ impl Machine {
                 Ok(format!("superseded by {by_deploy_id}"))
             }
             Input::Reverted { sha } => {
-                if !self.r.revert_owed() {
+                let State::RollingBack { rollback, .. } = &self.r.state else {
                     return Err("no revert is owed".into());
-                }
-                if let Some(v) = self.r.revert.as_mut() {
-                    v.sha = Some(sha.clone());
-                }
-                self.r.retry_at = None;
+                };
+                let rollback = rollback.clone();
+                self.end(End::RolledBack {
+                    rollback,
+                    revert: Revert::Done { sha: sha.clone() },
+                });
                 Ok(format!("reverted as {sha}"))
             }
             Input::EffectFailed {
@@ -209,57 +216,114 @@ impl Machine {
         }
     }
 
-    fn not_in_phase(&self, what: &str) -> String {
-        format!("{what} is not valid in phase {}", self.r.phase)
+    // ----- reading the state -----
+
+    /// The live stage when running (not paused).
+    fn running(&self) -> Option<&Live> {
+        match &self.r.state {
+            State::Running { live, .. } => Some(live),
+            _ => None,
+        }
     }
 
+    /// The live stage, running or the one a pause returns to.
+    fn live_mut(&mut self) -> Option<&mut Live> {
+        match &mut self.r.state {
+            State::Running { live, .. } | State::Paused { resume: live, .. } => Some(live),
+            _ => None,
+        }
+    }
+
+    fn step_mut(&mut self) -> Option<&mut Step> {
+        match self.live_mut() {
+            Some(Live::Shipping { step, .. }) => Some(step),
+            _ => None,
+        }
+    }
+
+    fn is_paused(&self) -> bool {
+        matches!(self.r.state, State::Paused { .. })
+    }
+
+    fn not_in_phase(&self, what: &str) -> String {
+        format!("{what} is not valid in phase {}", self.r.phase())
+    }
+
+    /// Live and not rolled back: the rollout still takes commands and commits.
     fn require_live(&self, what: &str) -> Result<(), String> {
-        if self.r.phase.is_terminal() {
-            Err(format!("{what}: the rollout is already {}", self.r.phase))
-        } else {
-            Ok(())
+        match self.r.state {
+            State::Running { .. } | State::Paused { .. } => Ok(()),
+            State::RollingBack { .. } | State::Ended { .. } => {
+                Err(format!("{what}: the rollout is already {}", self.r.phase()))
+            }
         }
     }
 
     /// Judgements and metric failures only count while a step is live and being judged.
     fn require_analysis_window(&self, what: &str) -> Result<(), String> {
-        let judged_phase = matches!(self.r.phase, Phase::Canary { .. } | Phase::Verification);
-        if judged_phase && matches!(self.r.progress, Progress::Live { .. }) {
-            Ok(())
-        } else {
-            Err(format!(
+        match self.running() {
+            Some(Live::Shipping { step, .. }) if matches!(step.progress, Progress::Live { .. }) => {
+                Ok(())
+            }
+            _ => Err(format!(
                 "{what} ignored: no analysis window is open in phase {}",
-                self.r.phase
-            ))
+                self.r.phase()
+            )),
         }
     }
+
+    // ----- writing the state -----
 
     fn status(&mut self, state: StatusState) {
         self.effects.push(Effect::SetStatus {
             state,
-            phase: self.r.phase.clone(),
+            phase: self.r.phase(),
         });
     }
 
-    fn assessed(&mut self, risk_score: f64, strategy: Strategy, approval: bool) -> Outcome {
-        if self.r.phase != Phase::RiskAssessment {
+    fn set_retry_at(&mut self, at: Option<DateTime<Utc>>) {
+        match &mut self.r.state {
+            State::Running { retry_at, .. }
+            | State::Paused { retry_at, .. }
+            | State::RollingBack { retry_at, .. } => *retry_at = at,
+            State::Ended { .. } => {}
+        }
+    }
+
+    /// Ends the rollout, keeping the course it followed and the traffic it had.
+    fn end(&mut self, end: End) {
+        self.r.state = State::Ended {
+            course: self.r.course().cloned(),
+            traffic: self.r.traffic(),
+            end,
+        };
+    }
+
+    fn assessed(&mut self, risk_score: f64, strategy: Strategy, approval: bool) -> Applied {
+        if !matches!(self.running(), Some(Live::Assessing)) {
             return Err(self.not_in_phase("an assessment"));
         }
         if !(0.0..=1.0).contains(&risk_score) {
             return Err(format!("risk score {risk_score} is not within 0..=1"));
         }
         let plan = Plan::for_strategy(strategy, &self.r.settings.canary_plan);
-        let first = plan.get(0).unwrap_or(Weight::FULL);
         let note = format!("{strategy} (risk {risk_score:.2}): plan {plan}");
-        self.r.risk_score = Some(risk_score);
-        self.r.strategy = Some(strategy);
-        self.r.plan = Some(plan);
-        self.r.approval_required = approval;
+        let course = Course {
+            risk_score,
+            strategy,
+            plan,
+            approval: if approval {
+                Approval::Required { by: None }
+            } else {
+                Approval::NotRequired
+            },
+        };
         if approval {
-            self.r.phase = Phase::AwaitingApproval;
+            let first = first_weight(&course.plan);
+            self.set_live(Live::AwaitingApproval { course });
             self.effects.push(Effect::OpenApprovalPr {
                 weight: first,
-                image_tag: self.r.image_tag.clone(),
+                image_tag: self.r.release.image_tag.clone(),
             });
             self.effects.push(Effect::Comment {
                 notice: Notice::AwaitingApproval,
@@ -267,43 +331,53 @@ impl Machine {
             self.status(StatusState::Pending);
             Ok(format!("{note}; waiting for approval"))
         } else {
-            self.begin_first_step(false);
+            self.begin_first_step(course, false);
             Ok(note)
         }
     }
 
-    fn approved(&mut self, by: String) -> Outcome {
-        if self.r.phase != Phase::AwaitingApproval {
-            return Err(self.not_in_phase("an approval"));
+    /// Replaces the running stage, keeping a pending retry.
+    fn set_live(&mut self, next: Live) {
+        if let Some(live) = self.live_mut() {
+            *live = next;
         }
-        if by.eq_ignore_ascii_case(&self.r.author) {
+    }
+
+    fn approved(&mut self, by: String) -> Applied {
+        let Some(Live::AwaitingApproval { course }) = self.running() else {
+            return Err(self.not_in_phase("an approval"));
+        };
+        if by.eq_ignore_ascii_case(&self.r.release.author) {
             return Err(format!(
                 "@{by} wrote the change and cannot approve its rollout"
             ));
         }
-        self.r.approved_by = Some(by.clone());
-        self.begin_first_step(true);
+        let mut course = course.clone();
+        course.approval = Approval::Required {
+            by: Some(by.clone()),
+        };
+        self.begin_first_step(course, true);
         Ok(format!("approved by @{by}"))
     }
 
-    fn begin_first_step(&mut self, via_approval_pr: bool) {
-        let w = first_weight(&self.r).unwrap_or(Weight::FULL);
-        self.r.phase = if w.is_full() {
-            Phase::FullRollout
-        } else {
-            Phase::Canary { step: 0, weight: w }
-        };
-        self.r.progress = Progress::Committing {
-            weight: w,
-            since: self.now,
-            via_approval_pr,
-        };
+    fn begin_first_step(&mut self, course: Course, via_approval_pr: bool) {
+        let w = first_weight(&course.plan);
+        self.set_live(Live::Shipping {
+            course,
+            step: Step {
+                weight: w,
+                progress: Progress::Committing {
+                    since: self.now,
+                    via_approval_pr,
+                },
+            },
+        });
         self.effects.push(if via_approval_pr {
             Effect::MergeApprovalPr
         } else {
             Effect::CommitStep {
                 weight: w,
-                image_tag: self.r.image_tag.clone(),
+                image_tag: self.r.release.image_tag.clone(),
             }
         });
         self.effects.push(Effect::Comment {
@@ -312,44 +386,32 @@ impl Machine {
         self.status(StatusState::Pending);
     }
 
-    /// The phase the rollout is in, or returns to when paused.
-    fn effective_phase(&mut self) -> &mut Phase {
-        match (&self.r.phase, &mut self.r.resume_to) {
-            (Phase::Paused { .. }, Some(to)) => to.as_mut(),
-            _ => &mut self.r.phase,
-        }
-    }
-
-    fn committed(&mut self, sha: String, weight: Weight) -> Outcome {
+    fn committed(&mut self, sha: String, weight: Weight) -> Applied {
         self.require_live("a commit")?;
-        match self.r.progress {
-            Progress::Committing { weight: w, .. } if w == weight => {}
-            Progress::Committing { weight: w, .. } => {
+        let deadline = self.now + secs(self.r.settings.sync_timeout_secs);
+        let Some(step) = self.step_mut() else {
+            return Err(format!("commit {sha} reported but no commit is in flight"));
+        };
+        match step.progress {
+            Progress::Committing { .. } if step.weight == weight => {}
+            Progress::Committing { .. } => {
                 return Err(format!(
-                    "commit {sha} is for {weight} but the step in flight is {w}"
+                    "commit {sha} is for {weight} but the step in flight is {}",
+                    step.weight
                 ));
             }
             _ => return Err(format!("commit {sha} reported but no commit is in flight")),
         }
-        let step = self.r.plan.as_ref().and_then(|p| p.position(weight));
-        let phase = self.effective_phase();
-        if *phase == Phase::ProgressiveRollout
-            && let Some(step) = step
-        {
-            *phase = Phase::Canary { step, weight };
-        }
+        step.progress = Progress::Syncing {
+            revision: sha.clone(),
+            deadline,
+        };
         self.r.commits.push(CommitRecord {
             sha: sha.clone(),
             weight,
             at: self.now,
         });
-        let deadline = self.now + secs(self.r.settings.sync_timeout_secs);
-        self.r.progress = Progress::Syncing {
-            weight,
-            revision: sha.clone(),
-            deadline,
-        };
-        self.r.retry_at = None;
+        self.set_retry_at(None);
         self.effects.push(Effect::WaitForSync {
             revision: sha.clone(),
             deadline,
@@ -357,44 +419,43 @@ impl Machine {
         Ok(format!("committed {weight} as {sha}; waiting for sync"))
     }
 
-    fn synced(&mut self, revision: String) -> Outcome {
+    fn synced(&mut self, revision: String) -> Applied {
         self.require_live("a sync")?;
-        let weight = match &self.r.progress {
-            Progress::Syncing {
-                weight,
-                revision: r,
-                ..
-            } if *r == revision => *weight,
+        let now = self.now;
+        let step = match self.step_mut() {
+            Some(step) if matches!(&step.progress, Progress::Syncing { revision: r, .. } if *r == revision) => {
+                step
+            }
             _ => return Err(format!("revision {revision} is not the one being synced")),
         };
-        self.r.canary_weight = weight;
-        self.r.progress = Progress::Live {
-            weight,
-            since: self.now,
+        step.progress = Progress::Live {
+            since: now,
             last_query_at: None,
             last_observation: None,
             skip_bake: false,
+            holds: 0,
         };
-        self.r.hold_intervals = 0;
-        let phase = self.effective_phase();
-        if *phase == Phase::FullRollout {
-            *phase = Phase::Verification;
+        let weight = step.weight;
+        if weight.is_full() {
             self.effects.push(Effect::Comment {
                 notice: Notice::Verifying,
             });
-            if !matches!(self.r.phase, Phase::Paused { .. }) {
+            if !self.is_paused() {
                 self.status(StatusState::Pending);
             }
         }
         Ok(format!("{weight} synced and healthy; analysis window open"))
     }
 
-    fn sync_failed(&mut self, reason: String) -> Outcome {
+    fn sync_failed(&mut self, reason: String) -> Applied {
         self.require_live("a sync failure")?;
-        if !matches!(self.r.progress, Progress::Syncing { .. }) {
+        if !matches!(
+            self.step_mut().map(|s| &s.progress),
+            Some(Progress::Syncing { .. })
+        ) {
             return Err("a sync failure reported but nothing is syncing".into());
         }
-        if matches!(self.r.phase, Phase::Paused { .. }) {
+        if self.is_paused() {
             return Ok(format!("sync failed while paused: {reason}"));
         }
         match self.r.settings.on_sync_failure {
@@ -409,43 +470,45 @@ impl Machine {
         }
     }
 
-    fn judged(&mut self, observation: Observation) -> Outcome {
+    fn judged(&mut self, observation: Observation) -> Applied {
         self.require_analysis_window("a judgement")?;
+        let now = self.now;
+        let max_holds = self.r.settings.max_hold_intervals;
+        let Some(step) = self.step_mut() else {
+            return Err("no step is live".into());
+        };
+        let weight = step.weight;
         let Progress::Live {
-            weight,
             since,
             skip_bake,
+            last_observation,
+            holds,
             ..
-        } = self.r.progress
+        } = &mut step.progress
         else {
             return Err("no step is live".into());
         };
+        *last_observation = Some(ObservationKind::of(&observation));
+        let (since, skip_bake) = (*since, *skip_bake);
+        let n = match &observation {
+            Observation::Hold { .. } => *holds + 1,
+            _ => 0,
+        };
+        *holds = n;
         self.r.latest = Some(Snapshot {
-            at: self.now,
+            at: now,
             weight,
             observation: observation.clone(),
         });
-        let kind = match observation {
-            Observation::Continue => ObservationKind::Continue,
-            Observation::Promote => ObservationKind::Promote,
-            Observation::Rollback { .. } => ObservationKind::Rollback,
-            Observation::Hold { .. } => ObservationKind::Hold,
-        };
-        if let Progress::Live {
-            last_observation, ..
-        } = &mut self.r.progress
-        {
-            *last_observation = Some(kind);
-        }
         match observation {
-            Observation::Continue => {
-                self.r.hold_intervals = 0;
-                Ok(format!("judge: continue at {weight}"))
-            }
+            Observation::Continue => Ok(format!("judge: continue at {weight}")),
             Observation::Promote => {
-                self.r.hold_intervals = 0;
-                let bake = secs(self.bake_secs());
-                let remaining = (since + bake) - self.now;
+                let bake = secs(if weight.is_full() {
+                    self.r.settings.verification_secs
+                } else {
+                    self.r.settings.bake_secs
+                });
+                let remaining = (since + bake) - now;
                 if skip_bake || remaining <= chrono::TimeDelta::zero() {
                     Ok(self.advance())
                 } else {
@@ -460,9 +523,7 @@ impl Machine {
                 Ok(format!("judge: rollback on {metric}"))
             }
             Observation::Hold { reason, escalate } => {
-                self.r.hold_intervals += 1;
-                let n = self.r.hold_intervals;
-                if escalate || n > self.r.settings.max_hold_intervals {
+                if escalate || n > max_holds {
                     self.pause(
                         format!("judge inconclusive for {n} interval(s): {reason}"),
                         true,
@@ -475,20 +536,19 @@ impl Machine {
         }
     }
 
-    fn bake_secs(&self) -> u64 {
-        if self.r.phase == Phase::Verification {
-            self.r.settings.verification_secs
-        } else {
-            self.r.settings.bake_secs
-        }
-    }
-
     /// Moves past the live step: to the next weight, or from verification to complete.
     fn advance(&mut self) -> String {
-        self.r.hold_intervals = 0;
-        if self.r.phase == Phase::Verification {
-            self.r.phase = Phase::Complete;
-            self.r.progress = Progress::Idle;
+        let now = self.now;
+        let image_tag = self.r.release.image_tag.clone();
+        let Some(Live::Shipping { course, step }) = self.live_mut() else {
+            return "nothing to advance".into();
+        };
+        if let Progress::Live { holds, .. } = &mut step.progress {
+            *holds = 0;
+        }
+        let weight = step.weight;
+        if weight.is_full() {
+            self.end(End::Complete);
             self.effects.push(Effect::Comment {
                 notice: Notice::Completed,
             });
@@ -499,25 +559,23 @@ impl Machine {
             });
             return "verified: complete".into();
         }
-        let Phase::Canary { step, weight } = self.r.phase else {
-            return "nothing to advance".into();
-        };
-        let Some(next) = self.r.plan.as_ref().and_then(|p| p.get(step + 1)) else {
+        let Some(next) = course
+            .plan
+            .position(weight)
+            .and_then(|i| course.plan.get(i + 1))
+        else {
             return "the plan has no further step".into();
         };
-        self.r.phase = if next.is_full() {
-            Phase::FullRollout
-        } else {
-            Phase::ProgressiveRollout
-        };
-        self.r.progress = Progress::Committing {
+        *step = Step {
             weight: next,
-            since: self.now,
-            via_approval_pr: false,
+            progress: Progress::Committing {
+                since: now,
+                via_approval_pr: false,
+            },
         };
         self.effects.push(Effect::CommitStep {
             weight: next,
-            image_tag: self.r.image_tag.clone(),
+            image_tag,
         });
         self.effects.push(Effect::Comment {
             notice: Notice::Promoted {
@@ -529,12 +587,38 @@ impl Machine {
         format!("promoted {weight} -> {next}")
     }
 
+    /// Pauses (or re-words the pause in force, keeping what it resumes to and any hold).
     fn pause(&mut self, reason: String, alert: bool) {
-        if !matches!(self.r.phase, Phase::Paused { .. }) {
-            self.r.resume_to = Some(Box::new(self.r.phase.clone()));
-        }
-        self.r.phase = Phase::Paused {
-            reason: reason.clone(),
+        let state = std::mem::replace(
+            &mut self.r.state,
+            State::Ended {
+                end: End::Complete,
+                course: None,
+                traffic: Weight::ZERO,
+            },
+        );
+        self.r.state = match state {
+            State::Running { live, retry_at } => State::Paused {
+                pause: Pause {
+                    reason: reason.clone(),
+                    held: false,
+                },
+                resume: live,
+                retry_at,
+            },
+            State::Paused {
+                pause,
+                resume,
+                retry_at,
+            } => State::Paused {
+                pause: Pause {
+                    reason: reason.clone(),
+                    held: pause.held,
+                },
+                resume,
+                retry_at,
+            },
+            other => other,
         };
         self.effects.push(Effect::Comment {
             notice: Notice::Paused {
@@ -551,47 +635,67 @@ impl Machine {
     }
 
     fn resume(&mut self, notice: Notice) {
-        let to = self
-            .r
-            .resume_to
-            .take()
-            .map(|b| *b)
-            .unwrap_or(Phase::RiskAssessment);
-        self.r.phase = to;
-        self.r.hold_intervals = 0;
+        let State::Paused {
+            resume: mut live,
+            retry_at,
+            ..
+        } = self.r.state.clone()
+        else {
+            return;
+        };
         // A pause means the time was not watched (or watched badly): the bake starts again and
         // a fresh Promote is needed.
         let now = self.now;
         let timeout = secs(self.r.settings.sync_timeout_secs);
-        match &mut self.r.progress {
-            Progress::Live {
-                since,
-                last_query_at,
-                last_observation,
-                skip_bake,
-                ..
-            } => {
-                *since = now;
-                *last_query_at = None;
-                *last_observation = None;
-                *skip_bake = false;
+        if let Live::Shipping { step, .. } = &mut live {
+            match &mut step.progress {
+                Progress::Live {
+                    since,
+                    last_query_at,
+                    last_observation,
+                    skip_bake,
+                    holds,
+                } => {
+                    *since = now;
+                    *last_query_at = None;
+                    *last_observation = None;
+                    *skip_bake = false;
+                    *holds = 0;
+                }
+                Progress::Syncing { deadline, .. } if *deadline <= now => {
+                    *deadline = now + timeout;
+                }
+                _ => {}
             }
-            Progress::Syncing { deadline, .. } if *deadline <= now => {
-                *deadline = now + timeout;
-            }
-            _ => {}
         }
+        self.r.state = State::Running { live, retry_at };
         self.effects.extend(outstanding(&self.r));
         self.effects.push(Effect::Comment { notice });
         self.status(StatusState::Pending);
     }
 
     fn rollback(&mut self, reason: String, evidence: String) {
-        let applied = !self.r.commits.is_empty() || self.r.progress != Progress::Idle;
-        self.r.phase = Phase::RolledBack;
-        self.r.progress = Progress::Idle;
-        self.r.resume_to = None;
-        self.r.retry_at = None;
+        // Anything shipped (a step committed or in flight) must be reverted; an assessment or
+        // an unapproved approval PR reached nothing.
+        let applied = !self.r.commits.is_empty() || self.r.step().is_some();
+        let rollback = Rollback {
+            reason: reason.clone(),
+            evidence: evidence.clone(),
+            requested_at: self.now,
+        };
+        if applied {
+            self.r.state = State::RollingBack {
+                course: self.r.course().cloned(),
+                traffic: self.r.traffic(),
+                rollback: rollback.clone(),
+                retry_at: None,
+            };
+        } else {
+            self.end(End::RolledBack {
+                rollback: rollback.clone(),
+                revert: Revert::NotNeeded,
+            });
+        }
         self.effects.push(Effect::Comment {
             notice: Notice::RolledBack {
                 reason: reason.clone(),
@@ -603,14 +707,7 @@ impl Machine {
             // Nothing reached the GitOps repository: there is nothing to revert or hold.
             return;
         }
-        self.r.revert = Some(RevertRecord {
-            reason: reason.clone(),
-            evidence: evidence.clone(),
-            requested_at: self.now,
-            sha: None,
-            failed: None,
-        });
-        self.effects.insert(0, revert_effect(&self.r));
+        self.effects.insert(0, revert_effect(&self.r, &rollback));
         self.effects.push(Effect::Label {
             name: ROLLED_BACK_LABEL.into(),
         });
@@ -625,19 +722,25 @@ impl Machine {
 
     fn tick(&mut self) -> String {
         let now = self.now;
-        if self.r.retry_at.is_some_and(|t| t <= now) {
-            self.r.retry_at = None;
+        if self.r.retry_at().is_some_and(|t| t <= now) {
+            self.set_retry_at(None);
             let owed = outstanding(&self.r);
             if !owed.is_empty() {
                 self.effects.extend(owed);
                 return "retrying outstanding effects".into();
             }
         }
-        if self.r.phase.is_terminal() || matches!(self.r.phase, Phase::Paused { .. }) {
-            return format!("{}: nothing due", self.r.phase.name());
-        }
-        match self.r.progress {
-            Progress::Syncing { deadline, .. } if deadline <= now => {
+        let interval = self.r.settings.analysis_interval_secs;
+        let step = match &mut self.r.state {
+            State::Running {
+                live: Live::Shipping { step, .. },
+                ..
+            } => step,
+            State::Running { .. } => return "nothing due".into(),
+            _ => return format!("{}: nothing due", self.r.phase().name()),
+        };
+        match &mut step.progress {
+            Progress::Syncing { deadline, .. } if *deadline <= now => {
                 let reason = format!("not synced and healthy by {}", deadline.to_rfc3339());
                 match self.sync_failed(reason) {
                     Ok(note) | Err(note) => note,
@@ -645,14 +748,10 @@ impl Machine {
             }
             // Sync is polled: each tick asks again whether the revision is live, so a waiting
             // runner never blocks the loop and a lost answer is asked again.
-            Progress::Syncing {
-                ref revision,
-                deadline,
-                ..
-            } => {
+            Progress::Syncing { revision, deadline } => {
                 self.effects.push(Effect::WaitForSync {
                     revision: revision.clone(),
-                    deadline,
+                    deadline: *deadline,
                 });
                 "syncing: asking again".into()
             }
@@ -660,39 +759,40 @@ impl Machine {
                 since,
                 last_query_at,
                 ..
-            } if matches!(self.r.phase, Phase::Canary { .. } | Phase::Verification) => {
-                let interval = self.r.settings.analysis_interval_secs;
-                let due = last_query_at.unwrap_or(since) + secs(interval);
+            } => {
+                let due = last_query_at.unwrap_or(*since) + secs(interval);
                 if due > now {
                     return "analysis not due".into();
                 }
-                if let Progress::Live { last_query_at, .. } = &mut self.r.progress {
-                    *last_query_at = Some(now);
-                }
+                *last_query_at = Some(now);
                 self.effects.push(Effect::QueryMetrics {
                     window_secs: interval,
                 });
                 "analysis due: querying metrics".into()
             }
-            _ => "nothing due".into(),
+            Progress::Committing { .. } => "nothing due".into(),
         }
     }
 
-    fn command(&mut self, cmd: Command, by: String) -> Outcome {
+    fn command(&mut self, cmd: Command, by: String) -> Applied {
         match cmd {
             Command::Deploy => Err(format!(
                 "{} starts a new rollout; this one ({}) is already {}",
                 cmd.as_str(),
                 self.r.deploy_id,
-                self.r.phase
+                self.r.phase()
             )),
             Command::Promote => {
                 self.require_analysis_window("/promote")?;
-                if let Progress::Live {
-                    last_observation,
-                    skip_bake,
+                if let Some(Step {
+                    progress:
+                        Progress::Live {
+                            last_observation,
+                            skip_bake,
+                            ..
+                        },
                     ..
-                } = &mut self.r.progress
+                }) = self.step_mut()
                 {
                     if *last_observation == Some(ObservationKind::Promote) {
                         let note = self.advance();
@@ -706,18 +806,19 @@ impl Machine {
             }
             Command::Pause => {
                 self.require_live("/pause")?;
-                if matches!(self.r.phase, Phase::Paused { .. }) {
+                if self.is_paused() {
                     return Err("already paused".into());
                 }
                 self.pause(format!("paused by @{by}"), false);
                 Ok(format!("paused by @{by}"))
             }
             Command::Resume => {
-                if !matches!(self.r.phase, Phase::Paused { .. }) {
-                    return Err(self.not_in_phase("/resume"));
-                }
-                if self.r.held {
-                    return Err("an emergency hold is in force: /hold cancel lifts it".into());
+                match self.r.pause() {
+                    None => return Err(self.not_in_phase("/resume")),
+                    Some(p) if p.held => {
+                        return Err("an emergency hold is in force: /hold cancel lifts it".into());
+                    }
+                    Some(_) => {}
                 }
                 self.resume(Notice::Resumed { by: by.clone() });
                 Ok(format!("resumed by @{by}"))
@@ -733,12 +834,14 @@ impl Machine {
             }
             Command::Hold => {
                 self.require_live("/hold")?;
-                if self.r.held {
+                if self.r.pause().is_some_and(|p| p.held) {
                     return Err("already held".into());
                 }
-                self.r.held = true;
                 let reason = format!("emergency hold by @{by}");
                 self.pause(reason.clone(), false);
+                if let State::Paused { pause, .. } = &mut self.r.state {
+                    pause.held = true;
+                }
                 self.effects.push(Effect::HoldService { reason });
                 self.effects.push(Effect::Notify {
                     level: Level::Warn,
@@ -747,10 +850,9 @@ impl Machine {
                 Ok(format!("held by @{by}"))
             }
             Command::HoldCancel => {
-                if !self.r.held || self.r.phase.is_terminal() {
+                if !self.r.pause().is_some_and(|p| p.held) {
                     return Err("no emergency hold is in force".into());
                 }
-                self.r.held = false;
                 self.effects.push(Effect::ReleaseService);
                 self.resume(Notice::HoldReleased { by: by.clone() });
                 Ok(format!("hold lifted by @{by}"))
@@ -758,25 +860,22 @@ impl Machine {
         }
     }
 
-    fn effect_failed(&mut self, effect: EffectKind, reason: String, transient: bool) -> Outcome {
+    fn effect_failed(&mut self, effect: EffectKind, reason: String, transient: bool) -> Applied {
         let what = format!("{effect:?} failed: {reason}");
         if transient {
             if !self.r.is_live() {
                 return Ok(format!("{what} (rollout over; not retried)"));
             }
-            self.r.retry_at = Some(self.now + secs(self.r.settings.retry_after_secs));
-            return Ok(format!(
-                "{what}; retrying after {}s",
-                self.r.settings.retry_after_secs
-            ));
+            let after = self.r.settings.retry_after_secs;
+            self.set_retry_at(Some(self.now + secs(after)));
+            return Ok(format!("{what}; retrying after {after}s"));
         }
         match effect {
             EffectKind::CommitStep | EffectKind::MergeApprovalPr | EffectKind::OpenApprovalPr => {
                 self.require_live("a failed commit")?;
-                self.r.phase = Phase::Failed {
+                self.end(End::Failed {
                     reason: what.clone(),
-                };
-                self.r.resume_to = None;
+                });
                 self.effects.push(Effect::Comment {
                     notice: Notice::Failed {
                         reason: what.clone(),
@@ -792,12 +891,16 @@ impl Machine {
                 Ok(what)
             }
             EffectKind::Revert => {
-                if !self.r.revert_owed() {
+                let State::RollingBack { rollback, .. } = &self.r.state else {
                     return Err("a revert failure reported but no revert is owed".into());
-                }
-                if let Some(v) = self.r.revert.as_mut() {
-                    v.failed = Some(reason.clone());
-                }
+                };
+                let rollback = rollback.clone();
+                self.end(End::RolledBack {
+                    rollback,
+                    revert: Revert::Failed {
+                        reason: reason.clone(),
+                    },
+                });
                 self.effects.push(Effect::Comment {
                     notice: Notice::RevertFailed {
                         reason: reason.clone(),
@@ -830,7 +933,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::record::Settings;
+    use crate::rollout::record::{Phase, Settings};
     use crate::rollout::testing::{t, trigger};
     use EffectKind as K;
 
@@ -892,8 +995,8 @@ mod tests {
         for (at, input) in given {
             let tr = step(&r, input.clone(), t(*at));
             assert_ne!(
-                tr.decision,
-                Decision::Rejected,
+                tr.outcome,
+                Outcome::Rejected,
                 "setup input {input:?} rejected: {}",
                 tr.note
             );
@@ -902,50 +1005,56 @@ mod tests {
         r
     }
 
-    /// One row of the transition table: from the state `given` builds, `when` leads to `phase`
-    /// (its Display) with exactly `effects` (in order) and `decision`.
+    /// One row of the transition table (`row`, as numbered in `crate::rollout`'s docs): from
+    /// the state `given` builds, `when` leads to `phase` (its Display) with exactly `effects` (in
+    /// order) and `outcome`. A failure names the row.
     #[track_caller]
     fn check_from(
+        row: &str,
         start: Rollout,
         given: &[(i64, Input)],
         when: (i64, Input),
         phase: &str,
         effects: &[EffectKind],
-        decision: Decision,
+        outcome: Outcome,
     ) -> Transition {
         let before = drive(start, given);
         let tr = step(&before, when.1.clone(), t(when.0));
         let kinds: Vec<EffectKind> = tr.effects.iter().map(Effect::kind).collect();
         assert_eq!(
             (
-                tr.next.phase.to_string().as_str(),
+                tr.next.phase().to_string().as_str(),
                 kinds.as_slice(),
-                tr.decision
+                tr.outcome
             ),
-            (phase, effects, decision),
-            "input {:?}: {}",
+            (phase, effects, outcome),
+            "row {row}: input {:?}: {}",
             when.1,
             tr.note
         );
-        if decision == Decision::Rejected {
-            assert_eq!(tr.next, before, "a rejected input must change nothing");
-            assert!(!tr.note.is_empty(), "a rejection must say why");
+        if outcome == Outcome::Rejected {
+            assert_eq!(
+                tr.next, before,
+                "row {row}: a rejected input must change nothing"
+            );
+            assert!(!tr.note.is_empty(), "row {row}: a rejection must say why");
         }
         tr
     }
 
     #[track_caller]
     fn check(
+        row: &str,
         given: &[(i64, Input)],
         when: (i64, Input),
         phase: &str,
         effects: &[EffectKind],
-        decision: Decision,
+        outcome: Outcome,
     ) -> Transition {
-        check_from(fresh(), given, when, phase, effects, decision)
+        check_from(row, fresh(), given, when, phase, effects, outcome)
     }
 
-    use Decision::{Applied, Rejected, Unchanged};
+    use Outcome::{Applied, Rejected, Unchanged};
 
     fn committing5() -> Vec<(i64, Input)> {
         vec![(0, assessed(Strategy::Canary5, false))]
@@ -1001,6 +1110,7 @@ mod tests {
         ];
         // 1-4: assessment.
         check(
+            "1",
             &[],
             (0, assessed(Strategy::Canary5, false)),
             CANARY5,
@@ -1008,6 +1118,7 @@ mod tests {
             Applied,
         );
         check(
+            "2",
             &[],
             (0, assessed(Strategy::Direct, false)),
             "full_rollout",
@@ -1015,6 +1126,7 @@ mod tests {
             Applied,
         );
         check(
+            "3",
             &[],
             (0, assessed(Strategy::Canary10, true)),
             "awaiting_approval",
@@ -1022,6 +1134,7 @@ mod tests {
             Applied,
         );
         check(
+            "4",
             &[],
             (
                 0,
@@ -1039,6 +1152,7 @@ mod tests {
         let awaiting = [(0, assessed(Strategy::Canary10, true))];
         let by = |who: &str| Input::Approved { by: who.into() };
         check(
+            "5",
             &awaiting,
             (5, by("bob")),
             "canary (step 1, 10%)",
@@ -1046,6 +1160,7 @@ mod tests {
             Applied,
         );
         check(
+            "6",
             &awaiting,
             (5, by("Alice")),
             "awaiting_approval",
@@ -1053,6 +1168,7 @@ mod tests {
             Rejected,
         );
         check(
+            "7",
             &awaiting,
             (5, Input::ApprovalRevoked),
             "awaiting_approval",
@@ -1061,6 +1177,7 @@ mod tests {
         );
         // 8-13: commit and sync.
         check(
+            "8",
             &committing5(),
             (1, committed("c1", 5)),
             CANARY5,
@@ -1068,15 +1185,24 @@ mod tests {
             Applied,
         );
         check(
+            "9",
             &committing5(),
             (1, committed("c1", 10)),
             CANARY5,
             &[],
             Rejected,
         );
-        check(&syncing5(), (2, synced("c1")), CANARY5, &[], Applied);
-        check(&syncing5(), (2, synced("zzz")), CANARY5, &[], Rejected);
+        check("10", &syncing5(), (2, synced("c1")), CANARY5, &[], Applied);
         check(
+            "11",
+            &syncing5(),
+            (2, synced("zzz")),
+            CANARY5,
+            &[],
+            Rejected,
+        );
+        check(
+            "12",
             &syncing5(),
             (602, Input::Tick),
             "paused (sync failed: not synced and healthy by 2026-11-26T10:10:01+00:00)",
@@ -1084,6 +1210,7 @@ mod tests {
             Applied,
         );
         check(
+            "12b",
             &syncing5(),
             (30, Input::Tick),
             CANARY5,
@@ -1091,6 +1218,7 @@ mod tests {
             Unchanged,
         );
         check(
+            "13",
             &syncing5(),
             (
                 30,
@@ -1104,14 +1232,16 @@ mod tests {
         );
         // 14-17: analysis.
         check(
+            "14",
             &live5(),
             (62, Input::Tick),
             CANARY5,
             &[K::QueryMetrics],
             Applied,
         );
-        check(&live5(), (30, Input::Tick), CANARY5, &[], Unchanged);
+        check("15", &live5(), (30, Input::Tick), CANARY5, &[], Unchanged);
         check(
+            "16",
             &live5(),
             (62, judged(Observation::Continue)),
             CANARY5,
@@ -1119,6 +1249,7 @@ mod tests {
             Applied,
         );
         check(
+            "17",
             &live5(),
             (100, judged(Observation::Promote)),
             CANARY5,
@@ -1127,6 +1258,7 @@ mod tests {
         );
         // 18-20: promotion.
         check(
+            "18",
             &live5(),
             (602, judged(Observation::Promote)),
             "progressive_rollout",
@@ -1134,6 +1266,7 @@ mod tests {
             Applied,
         );
         check(
+            "19",
             &live50(),
             (1402, judged(Observation::Promote)),
             "full_rollout",
@@ -1141,6 +1274,7 @@ mod tests {
             Applied,
         );
         check(
+            "20",
             &plus(live5(), &[(602, judged(Observation::Promote))]),
             (603, committed("c2", 10)),
             "canary (step 2, 10%)",
@@ -1149,6 +1283,7 @@ mod tests {
         );
         // 21-25: rollback, hold, missing metrics.
         check(
+            "21",
             &live5(),
             (62, judged(rollback_obs())),
             "rolled_back",
@@ -1156,6 +1291,7 @@ mod tests {
             Applied,
         );
         check(
+            "22",
             &plus(
                 live5(),
                 &[(62, judged(hold_obs())), (122, judged(hold_obs()))],
@@ -1166,6 +1302,7 @@ mod tests {
             Applied,
         );
         check(
+            "23",
             &plus(
                 live5(),
                 &[
@@ -1180,6 +1317,7 @@ mod tests {
             Applied,
         );
         check(
+            "24",
             &live5(),
             (
                 62,
@@ -1192,6 +1330,7 @@ mod tests {
             Applied,
         );
         check(
+            "25",
             &syncing5(),
             (62, judged(Observation::Promote)),
             CANARY5,
@@ -1200,6 +1339,7 @@ mod tests {
         );
         // 26-27: /promote.
         check(
+            "26",
             &plus(live5(), &[(100, judged(Observation::Promote))]),
             (101, cmd(Command::Promote, "carol")),
             "progressive_rollout",
@@ -1207,6 +1347,7 @@ mod tests {
             Applied,
         );
         check(
+            "27",
             &live5(),
             (100, cmd(Command::Promote, "carol")),
             CANARY5,
@@ -1219,6 +1360,7 @@ mod tests {
             (1, committed("c1", 100)),
         ];
         check(
+            "28",
             &full_syncing,
             (2, synced("c1")),
             "verification",
@@ -1226,6 +1368,7 @@ mod tests {
             Applied,
         );
         check(
+            "29",
             &verifying(),
             (602, judged(Observation::Promote)),
             "complete",
@@ -1233,6 +1376,7 @@ mod tests {
             Applied,
         );
         check(
+            "30",
             &verifying(),
             (62, judged(rollback_obs())),
             "rolled_back",
@@ -1242,6 +1386,7 @@ mod tests {
         // 31-33: pause and resume.
         let paused = plus(live5(), &[(100, cmd(Command::Pause, "carol"))]);
         check(
+            "31",
             &live5(),
             (100, cmd(Command::Pause, "carol")),
             "paused (paused by @carol)",
@@ -1249,6 +1394,7 @@ mod tests {
             Applied,
         );
         check(
+            "32",
             &paused,
             (200, cmd(Command::Resume, "carol")),
             CANARY5,
@@ -1256,6 +1402,7 @@ mod tests {
             Applied,
         );
         check(
+            "33",
             &paused,
             (200, judged(Observation::Promote)),
             "paused (paused by @carol)",
@@ -1264,6 +1411,7 @@ mod tests {
         );
         // 34: /rollback, with and without anything committed.
         check(
+            "34",
             &live5(),
             (100, cmd(Command::Rollback, "dave")),
             "rolled_back",
@@ -1271,6 +1419,7 @@ mod tests {
             Applied,
         );
         check(
+            "34 (nothing committed)",
             &awaiting,
             (5, cmd(Command::Rollback, "dave")),
             "rolled_back",
@@ -1280,6 +1429,7 @@ mod tests {
         // 35-37: emergency hold.
         let held = plus(live5(), &[(100, cmd(Command::Hold, "erin"))]);
         check(
+            "35",
             &live5(),
             (100, cmd(Command::Hold, "erin")),
             "paused (emergency hold by @erin)",
@@ -1287,6 +1437,7 @@ mod tests {
             Applied,
         );
         check(
+            "36",
             &held,
             (200, cmd(Command::Resume, "erin")),
             "paused (emergency hold by @erin)",
@@ -1294,6 +1445,7 @@ mod tests {
             Rejected,
         );
         check(
+            "37",
             &held,
             (200, cmd(Command::HoldCancel, "erin")),
             CANARY5,
@@ -1302,6 +1454,7 @@ mod tests {
         );
         // 38: superseded.
         check(
+            "38",
             &live5(),
             (
                 100,
@@ -1316,6 +1469,7 @@ mod tests {
         // 39-40: terminal phases.
         let rolled = plus(live5(), &[(62, judged(rollback_obs()))]);
         check(
+            "39",
             &rolled,
             (70, Input::Reverted { sha: "r1".into() }),
             "rolled_back",
@@ -1323,6 +1477,7 @@ mod tests {
             Applied,
         );
         check(
+            "40 (/resume)",
             &rolled,
             (70, cmd(Command::Resume, "x")),
             "rolled_back",
@@ -1330,6 +1485,7 @@ mod tests {
             Rejected,
         );
         check(
+            "40 (/rollback)",
             &rolled,
             (70, cmd(Command::Rollback, "x")),
             "rolled_back",
@@ -1337,6 +1493,7 @@ mod tests {
             Rejected,
         );
         check(
+            "40 (commit)",
             &rolled,
             (70, committed("c9", 5)),
             "rolled_back",
@@ -1345,6 +1502,7 @@ mod tests {
         );
         let complete = plus(verifying(), &[(602, judged(Observation::Promote))]);
         check(
+            "40 (superseded)",
             &complete,
             (
                 700,
@@ -1357,13 +1515,21 @@ mod tests {
             Rejected,
         );
         check(
+            "40 (/hold)",
             &complete,
             (700, cmd(Command::Hold, "x")),
             "complete",
             &[],
             Rejected,
         );
-        check(&complete, (700, Input::Tick), "complete", &[], Unchanged);
+        check(
+            "40 (tick)",
+            &complete,
+            (700, Input::Tick),
+            "complete",
+            &[],
+            Unchanged,
+        );
         // 41-42: transient failure and retry.
         let failed_once = Input::EffectFailed {
             effect: K::CommitStep,
@@ -1371,6 +1537,7 @@ mod tests {
             transient: true,
         };
         check(
+            "41",
             &committing5(),
             (1, failed_once.clone()),
             CANARY5,
@@ -1378,8 +1545,16 @@ mod tests {
             Applied,
         );
         let retrying = plus(committing5(), &[(1, failed_once)]);
-        check(&retrying, (10, Input::Tick), CANARY5, &[], Unchanged);
         check(
+            "42 (not due)",
+            &retrying,
+            (10, Input::Tick),
+            CANARY5,
+            &[],
+            Unchanged,
+        );
+        check(
+            "42",
             &retrying,
             (31, Input::Tick),
             CANARY5,
@@ -1388,6 +1563,7 @@ mod tests {
         );
         // 43-44: permanent failures.
         check(
+            "43",
             &committing5(),
             (
                 1,
@@ -1402,6 +1578,7 @@ mod tests {
             Applied,
         );
         check(
+            "44",
             &rolled,
             (
                 70,
@@ -1417,6 +1594,7 @@ mod tests {
         );
         // 45: /deploy.
         check(
+            "45",
             &live5(),
             (100, cmd(Command::Deploy, "x")),
             CANARY5,
@@ -1432,6 +1610,7 @@ mod tests {
             ..Settings::default()
         };
         let tr = check_from(
+            "12 (on_sync_failure: rollback)",
             fresh_with(settings),
             &syncing5(),
             (602, Input::Tick),
@@ -1478,7 +1657,10 @@ mod tests {
         assert!(tr.next.is_live(), "a revert is still owed");
         let done = step(&tr.next, Input::Reverted { sha: "r1".into() }, t(701)).next;
         assert!(!done.is_live());
-        assert_eq!(done.revert.unwrap().sha.as_deref(), Some("r1"));
+        assert_eq!(
+            done.rollback().and_then(|(_, revert)| revert.cloned()),
+            Some(Revert::Done { sha: "r1".into() })
+        );
     }
 
     #[test]
@@ -1488,7 +1670,7 @@ mod tests {
         let mut go = |r: &Rollout, input: Input, dt: i64| {
             clock += dt;
             let tr = step(r, input, t(clock));
-            assert_ne!(tr.decision, Decision::Rejected, "{}", tr.note);
+            assert_ne!(tr.outcome, Outcome::Rejected, "{}", tr.note);
             tr
         };
         r = go(&r, assessed(Strategy::Canary5, false), 0).next;
@@ -1497,11 +1679,11 @@ mod tests {
             let sha = format!("c{i}");
             r = go(&r, committed(&sha, p), 1).next;
             r = go(&r, synced(&sha), 1).next;
-            assert_eq!(r.canary_weight, w(p));
+            assert_eq!(r.traffic(), w(p));
             commits.push(sha);
             r = go(&r, judged(Observation::Promote), 601).next;
         }
-        assert_eq!(r.phase, Phase::Complete);
+        assert_eq!(r.phase(), Phase::Complete);
         assert_eq!(
             r.commits.iter().map(|c| c.sha.clone()).collect::<Vec<_>>(),
             commits
@@ -1565,16 +1747,16 @@ mod tests {
             ),
         );
         assert_eq!(
-            r.phase,
+            r.phase(),
             Phase::Canary {
                 step: 1,
                 weight: w(10)
             }
         );
-        assert_eq!(r.canary_weight, w(10));
+        assert_eq!(r.traffic(), w(10));
         // The bake restarted at the resume: a promote right after is not enough.
         let tr = step(&r, judged(Observation::Promote), t(760));
-        assert_eq!(tr.next.phase, r.phase);
+        assert_eq!(tr.next.phase(), r.phase());
     }
 
     #[test]
@@ -1592,12 +1774,12 @@ mod tests {
             ),
         );
         assert_eq!(
-            r.phase.to_string(),
+            r.phase().to_string(),
             CANARY5,
             "no promote stands: still at 5%"
         );
         let tr = step(&r, judged(Observation::Promote), t(760));
-        assert_eq!(tr.next.phase, Phase::ProgressiveRollout);
+        assert_eq!(tr.next.phase(), Phase::ProgressiveRollout);
     }
 
     #[test]
@@ -1668,7 +1850,7 @@ mod tests {
         ];
 
         fn concrete(a: &Abstract, r: &Rollout, n: usize) -> Option<Input> {
-            let in_flight = r.progress.weight().unwrap_or(Weight::FULL);
+            let in_flight = r.step().map_or(Weight::FULL, |s| s.weight);
             Some(match a {
                 Abstract::Assess(s, approval) => assessed(
                     [
@@ -1687,8 +1869,8 @@ mod tests {
                     weight: if *right { in_flight } else { w(50) },
                 },
                 Abstract::Sync(right) => Input::Synced {
-                    revision: match (&r.progress, right) {
-                        (Progress::Syncing { revision, .. }, true) => revision.clone(),
+                    revision: match (r.step().map(|s| &s.progress), right) {
+                        (Some(Progress::Syncing { revision, .. }), true) => revision.clone(),
                         _ => "elsewhere".into(),
                     },
                 },
@@ -1737,17 +1919,20 @@ mod tests {
         }
 
         fn live_since(r: &Rollout) -> Option<DateTime<Utc>> {
-            match r.progress {
-                Progress::Live { since, .. } => Some(since),
+            match r.step().map(|s| &s.progress) {
+                Some(Progress::Live { since, .. }) => Some(*since),
                 _ => None,
             }
         }
 
         fn applied(r: &Rollout) -> Weight {
-            r.progress
-                .weight()
-                .unwrap_or(Weight::ZERO)
-                .max(r.canary_weight)
+            r.step().map_or(Weight::ZERO, |s| s.weight).max(r.traffic())
+        }
+
+        fn live_weight(r: &Rollout) -> Option<Weight> {
+            r.step()
+                .filter(|s| matches!(s.progress, Progress::Live { .. }))
+                .map(|s| s.weight)
         }
 
         proptest! {
@@ -1771,44 +1956,44 @@ mod tests {
                     let Some(input) = concrete(a, &r, n) else { continue };
                     let tr = step(&r, input.clone(), t(clock));
                     let next = &tr.next;
-                    if tr.decision == Decision::Rejected {
+                    if tr.outcome == Outcome::Rejected {
                         prop_assert_eq!(next, &r);
                         prop_assert!(tr.effects.is_empty());
                         continue;
                     }
-                    if r.phase.is_terminal() {
-                        prop_assert_eq!(&next.phase, &r.phase, "terminal phases stay terminal");
+                    if !r.is_live() {
+                        prop_assert_eq!(&next.state, &r.state, "ended rollouts stay ended");
+                    }
+                    if r.phase().is_terminal() {
+                        prop_assert_eq!(next.phase(), r.phase(), "terminal phases stay terminal");
                     }
                     if let Input::Judged(o) = &input {
-                        last = Some(match o {
-                            Observation::Continue => ObservationKind::Continue,
-                            Observation::Promote => ObservationKind::Promote,
-                            Observation::Rollback { .. } => ObservationKind::Rollback,
-                            Observation::Hold { .. } => ObservationKind::Hold,
-                        });
+                        last = Some(ObservationKind::of(o));
                     }
-                    let advanced = match (&r.progress, &next.progress) {
-                        (Progress::Live { weight, .. }, p) => {
-                            p.weight().is_some_and(|nw| nw > *weight)
-                                || (next.phase == Phase::Complete && r.phase != Phase::Complete)
+                    let advanced = match (live_weight(&r), next.step()) {
+                        (Some(weight), s) => {
+                            s.is_some_and(|s| s.weight > weight)
+                                || (next.phase() == Phase::Complete && r.phase() != Phase::Complete)
                         }
                         _ => false,
                     };
                     if advanced {
                         prop_assert_eq!(
                             last, Some(ObservationKind::Promote),
-                            "advanced from {:?} on {:?} without a standing Promote", r.progress, input
+                            "advanced from {:?} on {:?} without a standing Promote", r.state, input
                         );
-                        promoted.push(r.canary_weight);
+                        promoted.push(r.traffic());
                     }
-                    if next.phase != Phase::RolledBack {
+                    // While a rollout ships, its weights only rise; only a rollback takes traffic
+                    // back, and an ended rollout ships nothing more.
+                    if next.live().is_some() {
                         prop_assert!(applied(next) >= applied(&r), "weights only increase");
                     }
                     if live_since(next) != live_since(&r) {
                         last = None;
                     }
-                    if next.phase == Phase::Complete && r.phase != Phase::Complete {
-                        let plan = next.plan.clone().expect("assessed");
+                    if next.phase() == Phase::Complete && r.phase() != Phase::Complete {
+                        let plan = next.course().expect("assessed").plan.clone();
                         for weight in plan.weights() {
                             prop_assert!(
                                 promoted.contains(weight),

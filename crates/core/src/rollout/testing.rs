@@ -3,8 +3,9 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::input::{Input, Observation};
-use super::plan::{Strategy, Weight};
-use super::record::{Release, Trigger};
+use super::plan::Weight;
+use super::record::{Release, Target, Trigger};
+use crate::risk::Strategy;
 
 /// `s` seconds after 2026-11-26 10:00 UTC, the tests' fixed epoch.
 pub fn t(s: i64) -> DateTime<Utc> {
@@ -58,8 +59,10 @@ pub fn rolled_back_at_25(evidence: &str) -> Vec<Input> {
 pub fn trigger(deploy_id: &str, service: &str, environment: &str) -> Trigger {
     Trigger {
         deploy_id: deploy_id.into(),
-        namespace: "shop".into(),
-        environment: environment.into(),
+        target: Target {
+            environment: environment.into(),
+            namespace: "shop".into(),
+        },
         release: Release {
             service: service.into(),
             image_tag: "sha-abc1234".into(),
