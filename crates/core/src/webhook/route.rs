@@ -91,16 +91,8 @@ pub enum Route {
         number: u64,
         merged_by: String,
     },
-    /// A person commented on a pull request: maybe a command for its rollout. `service` is set
-    /// on an application repository's pull request (only those can be `/deploy`ed).
-    Command {
-        repo: RepoName,
-        number: u64,
-        service: Option<String>,
-        comment_id: u64,
-        author: String,
-        body: String,
-    },
+    /// A person commented on a pull request: maybe a command for its rollout.
+    Command(Comment),
     /// A person reviewed a pull request (or dismissed a review): if it is an approval PR, its
     /// reviews may now approve the rollout.
     Review { repo: RepoName, number: u64 },
@@ -108,6 +100,18 @@ pub enum Route {
     ChecksChanged,
     /// Nothing to do; the reason is recorded with the delivery.
     Ignore { reason: String },
+}
+
+/// A person's comment on a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub repo: RepoName,
+    pub number: u64,
+    /// Set on an application repository's pull request (only those can be `/deploy`ed).
+    pub service: Option<String>,
+    pub comment_id: u64,
+    pub author: String,
+    pub body: String,
 }
 
 /// What a merged application PR's release needs, as the webhook gives it.
@@ -215,14 +219,14 @@ pub fn route(parsed: &Parsed, repos: &Repos) -> Route {
             issue_number,
             comment,
             ..
-        } => Route::Command {
+        } => Route::Command(Comment {
             repo: name,
             number: *issue_number,
             service: repos.service_of(repo).map(str::to_string),
             comment_id: comment.id,
             author: comment.user.login.clone(),
             body: comment.body.clone(),
-        },
+        }),
         Event::PullRequestReview {
             pull_request,
             review,
@@ -353,14 +357,14 @@ mod tests {
     }
 
     fn command(service: Option<&str>) -> Route {
-        Route::Command {
+        Route::Command(Comment {
             repo: name(),
             number: 1,
             service: service.map(str::to_string),
             comment_id: 492700400,
             author: "Codertocat".into(),
             body: "You are totally right! I'll get this fixed right away.".into(),
-        }
+        })
     }
 
     fn merge(v: &mut Value) {
