@@ -342,15 +342,6 @@ pub async fn publish(
         is_managed_label,
     )
     .await?;
-    let mut description = format!(
-        "risk {:.2} {} · {}",
-        a.risk_score,
-        a.tier.as_str(),
-        a.recommended_strategy
-    );
-    if a.requires_manual_approval {
-        description.push_str(" · needs approval");
-    }
     github
         .set_commit_status(
             repo,
@@ -358,7 +349,7 @@ pub async fn publish(
             &CommitStatus {
                 state: StatusState::Success,
                 context: STATUS_CONTEXT.into(),
-                description,
+                description: deploybot_core::risk::comment::status_description(a),
                 target_url: None,
             },
         )

@@ -228,13 +228,9 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 return Ok(format!("answered {parsed:?}"));
             }
             Parsed::Status => {
-                let text = match self.pipeline.rollout_for_pr(&repo.to_string(), number)? {
-                    Some(r) => format!(
-                        "```\n{}\n```",
-                        crate::cli::rollouts::render_rollout(&r).trim_end()
-                    ),
-                    None => "No rollout of this pull request yet.".into(),
-                };
+                let rollout = self.pipeline.rollout_for_pr(&repo.to_string(), number)?;
+                let rendered = rollout.as_ref().map(crate::cli::rollouts::render_rollout);
+                let text = command::status_reply(rendered.as_deref());
                 self.github.create_comment(repo, number, &text).await?;
                 return Ok("status posted".into());
             }
@@ -246,11 +242,8 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             self.github
                 .add_reaction(repo, comment_id, Reaction::Confused)
                 .await?;
-            let text = format!(
-                "@{author} `{}` needs write access to {repo}; you have {}.",
-                cmd.as_str(),
-                permission.as_str()
-            );
+            let text =
+                command::needs_write_access(author, cmd, &repo.to_string(), permission.as_str());
             self.github.create_comment(repo, number, &text).await?;
             tracing::warn!(%repo, number, %author, command = cmd.as_str(), "command refused: no write access");
             return Ok(format!(
@@ -281,7 +274,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         };
         self.github.add_reaction(repo, comment_id, reaction).await?;
         if reaction == Reaction::Confused {
-            let text = format!("@{author} `{}` was not applied: {note}", cmd.as_str());
+            let text = command::not_applied(author, cmd, &note);
             self.github.create_comment(repo, number, &text).await?;
         }
         Ok(format!("{} by {author}: {note}", cmd.as_str()))

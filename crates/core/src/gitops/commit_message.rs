@@ -11,6 +11,34 @@ const COMMIT_TEMPLATE: &str = crate::template::COMMIT_MESSAGE_TXT;
 const REVERT_TEMPLATE: &str = crate::template::REVERT_MESSAGE_TXT;
 const PR_TITLE_TEMPLATE: &str = crate::template::GITOPS_PR_TITLE_TXT;
 const PR_BODY_TEMPLATE: &str = crate::template::GITOPS_PR_BODY_MD;
+const SUMMARY_TEMPLATE: &str = crate::template::COMMIT_SUMMARY_TXT;
+const REVERT_REASON_TEMPLATE: &str = crate::template::REVERT_REASON_TXT;
+
+/// The summary of a step's commit: `image` to `environment` at `weight` (e.g. `25%`); an
+/// approval PR's says it needs approval.
+pub fn step_summary(image: &str, environment: &str, weight: &str, needs_approval: bool) -> String {
+    let kind = if needs_approval { "approval" } else { "step" };
+    fill(
+        crate::template::line(SUMMARY_TEMPLATE, kind),
+        &[
+            ("image", image),
+            ("environment", environment),
+            ("weight", weight),
+        ],
+    )
+}
+
+/// Why a rollout is reverted, as its revert commits say it: the reason and, when the judge gave
+/// any, its evidence.
+pub fn revert_reason(reason: &str, evidence: &str) -> String {
+    if evidence.is_empty() {
+        return reason.to_string();
+    }
+    fill(
+        crate::template::text(REVERT_REASON_TEMPLATE),
+        &[("reason", reason), ("evidence", evidence)],
+    )
+}
 
 /// What a deploy step is, for people reading `git log` and for tools parsing its trailers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! The status comment deploybot keeps on the app PR, rendered from `templates/rollout/`: where
-//! the rollout stands, the judge's latest evidence, what happens next, and the commands.
+//! the rollout stands, the judge's latest evidence, what happens next, and the commands. Also the
+//! other texts a rollout sends: its commit status description and its alerts.
 //!
 //! `status_comment_with_chart` adds, when there is data for it, a Mermaid chart of the canary's
 //! error rate against the baseline's (`rollout::chart`) and a link to the rollout's status page
@@ -9,13 +10,15 @@
 //! GitHub adapter's job, not this module's.
 
 use super::chart::mermaid_error_rate;
-use super::input::{Notice, Observation};
+use super::input::{Level, Notice, Observation};
 use super::page::rollout_page_url;
 use super::record::{MetricPoint, Phase, Progress, Rollout};
 
 const STATUS_TEMPLATE: &str = crate::template::ROLLOUT_STATUS_COMMENT_MD;
 const NOTICES: &str = crate::template::ROLLOUT_NOTICES_TXT;
 const PAGE_LINK: &str = crate::template::ROLLOUT_STATUS_PAGE_LINK_MD;
+const COMMIT_STATUS: &str = crate::template::COMMIT_STATUS_TXT;
+const ALERT: &str = crate::template::ALERT_TXT;
 
 /// The marker line that identifies a rollout's status comment, so it is edited, not duplicated.
 pub fn marker(deploy_id: &str) -> String {
@@ -42,16 +45,24 @@ pub fn notice_text(notice: &Notice) -> String {
         }
         Notice::Superseded { by_deploy_id } => vec![("by_deploy_id", by_deploy_id.clone())],
     };
-    let line = NOTICES
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(kind)
-                .and_then(|rest| rest.strip_prefix(": "))
-        })
-        .unwrap_or(kind);
     let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    fill(line, &values)
+    fill(crate::template::line(NOTICES, kind), &values)
+}
+
+/// The description of the `deploybot/ENVIRONMENT` commit status a rollout sets.
+pub fn commit_status(environment: &str, phase: &Phase) -> String {
+    fill(
+        crate::template::line(COMMIT_STATUS, "rollout"),
+        &[("environment", environment), ("phase", &phase.to_string())],
+    )
+}
+
+/// The alert a notice sends at `level` about the rollout `subject` (`service/environment id`).
+pub fn alert_text(subject: &str, level: Level, notice: &Notice) -> String {
+    fill(
+        crate::template::line(ALERT, level.as_str()),
+        &[("subject", subject), ("notice", &notice_text(notice))],
+    )
 }
 
 fn next_step(r: &Rollout) -> String {
@@ -288,5 +299,20 @@ mod tests {
             assert!(text.ends_with('.'), "no template line for {n:?}: {text:?}");
             assert!(!text.contains("{{"), "unfilled placeholder in {text:?}");
         }
+    }
+
+    #[test]
+    fn alert_text_names_level_subject_and_notice() {
+        assert_eq!(
+            alert_text(
+                "checkout/production d-1",
+                Level::Warn,
+                &Notice::Paused {
+                    reason: "metrics unavailable: connection refused".into()
+                }
+            ),
+            "[deploybot warning] checkout/production d-1: Paused: metrics unavailable: \
+             connection refused. Nothing will be promoted until someone comments `/resume`."
+        );
     }
 }
