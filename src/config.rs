@@ -456,17 +456,6 @@ impl Config {
         p
     }
 
-    /// Whether a repository (`owner/name`, case-insensitive as on GitHub) is configured.
-    pub fn knows_repo(&self, full_name: &str) -> bool {
-        self.services
-            .iter()
-            .any(|s| s.app_repo.eq_ignore_ascii_case(full_name))
-            || self
-                .gitops
-                .repo_full_name()
-                .is_some_and(|r| r.eq_ignore_ascii_case(full_name))
-    }
-
     /// The effective config as YAML. Only secret references exist in it, so it is safe to print.
     pub fn to_yaml(&self) -> String {
         yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))

@@ -3,12 +3,13 @@
 //! Mattermost, Rocket.Chat and Google Chat accept).
 //!
 //! The webhook URL carries its own credential, so it is held as a `Secret` and never logged.
-//! Deliberately not here: the PR comment (the GitHub adapter's) and the `/metrics` counter (the
+//! Deliberately not here: the alert's text (`rollout::comment::alert_text`, from
+//! `templates/alert.txt`), the PR comment (the GitHub adapter's) and the `/metrics` counter (the
 //! metrics module's).
 
 use std::time::Duration;
 
-use deploybot_core::rollout::comment::notice_text;
+use deploybot_core::rollout::comment::alert_text;
 use deploybot_core::rollout::{Level, Notice};
 use deploybot_core::secret::Secret;
 
@@ -68,16 +69,6 @@ pub struct Alerts {
     http: reqwest::Client,
 }
 
-/// The text of an alert about `rollout` (e.g. `checkout/production d-1`).
-pub fn alert_text(subject: &str, level: Level, notice: &Notice) -> String {
-    let tag = match level {
-        Level::Info => "info",
-        Level::Warn => "warning",
-        Level::Critical => "CRITICAL",
-    };
-    format!("[deploybot {tag}] {subject}: {}", notice_text(notice))
-}
-
 impl Alerts {
     pub fn new(webhook: Option<Secret>, timeout: Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()
@@ -135,25 +126,5 @@ impl Alerts {
                 transient: status.is_server_error() || status.as_u16() == 429,
             })
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn alert_text_names_level_subject_and_notice() {
-        assert_eq!(
-            alert_text(
-                "checkout/production d-1",
-                Level::Warn,
-                &Notice::Paused {
-                    reason: "metrics unavailable: connection refused".into()
-                }
-            ),
-            "[deploybot warning] checkout/production d-1: Paused: metrics unavailable: \
-             connection refused. Nothing will be promoted until someone comments `/resume`."
-        );
     }
 }

@@ -2,8 +2,9 @@
 //! diff or a pull request, and publishes a pull request's result (comment, labels, status).
 //! This is the imperative shell around the pure `policy`, `combine`, `prompt` and `comment`.
 //!
-//! The webhook intake calls [`assess_pull_request`] for `pull_request` opened / synchronize /
-//! reopened / ready_for_review and closed-as-merged (see [`should_assess`]).
+//! The webhook dispatch calls [`assess_pull_request`] for the pull requests its route sends here
+//! (`deploybot_core::webhook::route`: opened, synchronize, reopened, ready_for_review and
+//! closed-as-merged, of a service's application repository).
 
 use crate::adapters::secrets::Resolve;
 use anyhow::Context;
@@ -48,65 +49,6 @@ impl RiskError {
             RiskError::Policy(_) => false,
         }
     }
-}
-
-/// Which `pull_request` actions deserve an assessment.
-pub fn should_assess(action: &str, merged: bool) -> bool {
-    matches!(
-        action,
-        "opened" | "synchronize" | "reopened" | "ready_for_review"
-    ) || (action == "closed" && merged)
-}
-
-/// What the intake needs from a `pull_request` delivery to call [`assess_pull_request`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullRequestEvent {
-    pub action: String,
-    pub repo: RepoName,
-    pub number: u64,
-    pub head_sha: String,
-    pub merged: bool,
-}
-
-impl PullRequestEvent {
-    /// Whether this delivery deserves an assessment (see [`should_assess`]).
-    pub fn wants_assessment(&self) -> bool {
-        should_assess(&self.action, self.merged)
-    }
-}
-
-/// Reads the fields the assessment needs from a `pull_request` webhook body.
-pub fn pull_request_event(payload: &[u8]) -> Result<PullRequestEvent, String> {
-    #[derive(serde::Deserialize)]
-    struct Repo {
-        full_name: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Head {
-        sha: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Pr {
-        number: u64,
-        head: Head,
-        #[serde(default)]
-        merged: Option<bool>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Payload {
-        action: String,
-        repository: Repo,
-        pull_request: Pr,
-    }
-    let p: Payload = serde_json::from_slice(payload)
-        .map_err(|e| format!("reading a pull_request delivery: {e}"))?;
-    Ok(PullRequestEvent {
-        action: p.action,
-        repo: p.repository.full_name.parse()?,
-        number: p.pull_request.number,
-        head_sha: p.pull_request.head.sha,
-        merged: p.pull_request.merged.unwrap_or(false),
-    })
 }
 
 /// The result of assessing a pull request.
@@ -400,15 +342,6 @@ pub async fn publish(
         is_managed_label,
     )
     .await?;
-    let mut description = format!(
-        "risk {:.2} {} · {}",
-        a.risk_score,
-        a.tier.as_str(),
-        a.recommended_strategy
-    );
-    if a.requires_manual_approval {
-        description.push_str(" · needs approval");
-    }
     github
         .set_commit_status(
             repo,
@@ -416,7 +349,7 @@ pub async fn publish(
             &CommitStatus {
                 state: StatusState::Success,
                 context: STATUS_CONTEXT.into(),
-                description,
+                description: deploybot_core::risk::comment::status_description(a),
                 target_url: None,
             },
         )
@@ -514,16 +447,6 @@ mod tests {
         // two unreadable patches plus two files GitHub did not list
         assert_eq!(c.truncated_patches, 4);
         assert_eq!(c.labels, ["x"]);
-    }
-
-    #[test]
-    fn which_events_are_assessed() {
-        for a in ["opened", "synchronize", "reopened", "ready_for_review"] {
-            assert!(should_assess(a, false), "{a}");
-        }
-        assert!(should_assess("closed", true));
-        assert!(!should_assess("closed", false));
-        assert!(!should_assess("labeled", false));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use deploybot_core::rollout::command::{self, Parsed};
 use deploybot_core::rollout::input::{Command, Input};
 use deploybot_core::rollout::record::{Phase, Rollout};
 use deploybot_core::rollout::trigger::{ChecksGate, image_tag, required_checks};
+use deploybot_core::webhook::route::Comment;
 
 /// Why an event could not be handled; transient ones are retried by the webhook worker.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,8 @@ pub struct RolloutEvents<'a, R> {
 pub struct Merged<'a> {
     pub repo: &'a RepoName,
     pub number: u64,
+    /// The service whose application repository `repo` is (the route found it).
+    pub service: &'a str,
     pub merge_sha: &'a str,
     pub title: &'a str,
     pub author: &'a str,
@@ -84,11 +87,8 @@ pub struct Merged<'a> {
 }
 
 impl<R: EffectRunner> RolloutEvents<'_, R> {
-    fn service_of(&self, repo: &RepoName) -> Option<&ServiceConfig> {
-        self.config
-            .services
-            .iter()
-            .find(|s| s.app_repo.eq_ignore_ascii_case(&repo.to_string()))
+    fn service_named(&self, name: &str) -> Option<&ServiceConfig> {
+        self.config.services.iter().find(|s| s.name == name)
     }
 
     /// A merged PR: its release starts once the required checks pass (parked until then).
@@ -98,7 +98,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         gate: Gate,
         now: DateTime<Utc>,
     ) -> Result<String, EventError> {
-        let Some(service) = self.service_of(m.repo) else {
+        let Some(service) = self.service_named(m.service) else {
             return Ok(format!("{} deploys no service", m.repo));
         };
         if service.image.is_none() || service.environments.is_empty() {
@@ -139,12 +139,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
     pub async fn release_parked(&self, now: DateTime<Utc>) -> Result<String, EventError> {
         let mut notes = Vec::new();
         for p in links::parked_releases(self.pipeline.store())? {
-            let Some(service) = self
-                .config
-                .services
-                .iter()
-                .find(|s| s.name == p.release.service)
-            else {
+            let Some(service) = self.service_named(&p.release.service) else {
                 continue;
             };
             let repo: RepoName = service.app_repo.parse().map_err(refused)?;
@@ -218,16 +213,9 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
     }
 
     /// A comment on a PR: a command for its rollout, if it is one.
-    pub async fn on_comment(
-        &self,
-        repo: &RepoName,
-        number: u64,
-        comment_id: u64,
-        author: &str,
-        body: &str,
-        now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
-        let parsed = command::parse(body);
+    pub async fn on_comment(&self, c: &Comment, now: DateTime<Utc>) -> Result<String, EventError> {
+        let (repo, number, comment_id, author) = (&c.repo, c.number, c.comment_id, &c.author);
+        let parsed = command::parse(&c.body);
         let (cmd, environment) = match &parsed {
             Parsed::NotACommand => return Ok("not a command".into()),
             Parsed::Help | Parsed::Unknown { .. } | Parsed::Invalid { .. } => {
@@ -240,13 +228,9 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 return Ok(format!("answered {parsed:?}"));
             }
             Parsed::Status => {
-                let text = match self.pipeline.rollout_for_pr(&repo.to_string(), number)? {
-                    Some(r) => format!(
-                        "```\n{}\n```",
-                        crate::cli::rollouts::render_rollout(&r).trim_end()
-                    ),
-                    None => "No rollout of this pull request yet.".into(),
-                };
+                let rollout = self.pipeline.rollout_for_pr(&repo.to_string(), number)?;
+                let rendered = rollout.as_ref().map(crate::cli::rollouts::render_rollout);
+                let text = command::status_reply(rendered.as_deref());
                 self.github.create_comment(repo, number, &text).await?;
                 return Ok("status posted".into());
             }
@@ -258,11 +242,8 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             self.github
                 .add_reaction(repo, comment_id, Reaction::Confused)
                 .await?;
-            let text = format!(
-                "@{author} `{}` needs write access to {repo}; you have {}.",
-                cmd.as_str(),
-                permission.as_str()
-            );
+            let text =
+                command::needs_write_access(author, cmd, &repo.to_string(), permission.as_str());
             self.github.create_comment(repo, number, &text).await?;
             tracing::warn!(%repo, number, %author, command = cmd.as_str(), "command refused: no write access");
             return Ok(format!(
@@ -271,7 +252,8 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             ));
         }
         let outcome = if cmd == Command::Deploy {
-            self.deploy(repo, number, author, environment.as_deref(), now)
+            let service = c.service.as_deref();
+            self.deploy(repo, number, service, author, environment.as_deref(), now)
                 .await?
         } else {
             self.pipeline
@@ -292,7 +274,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         };
         self.github.add_reaction(repo, comment_id, reaction).await?;
         if reaction == Reaction::Confused {
-            let text = format!("@{author} `{}` was not applied: {note}", cmd.as_str());
+            let text = command::not_applied(author, cmd, &note);
             self.github.create_comment(repo, number, &text).await?;
         }
         Ok(format!("{} by {author}: {note}", cmd.as_str()))
@@ -303,6 +285,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         &self,
         repo: &RepoName,
         number: u64,
+        service: Option<&str>,
         author: &str,
         environment: Option<&str>,
         now: DateTime<Utc>,
@@ -314,7 +297,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 note: "only a merged pull request can be deployed".into(),
             });
         };
-        let Some(service) = self.service_of(repo) else {
+        let Some(service) = service.and_then(|name| self.service_named(name)) else {
             return Ok(CommandOutcome::NoRollout);
         };
         let stored = crate::shell::assess::assess_pull_request(
@@ -424,16 +407,11 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 rollout.phase()
             ));
         }
-        let env = self
-            .config
-            .services
-            .iter()
-            .find(|s| s.name == rollout.service())
-            .and_then(|s| {
-                s.environments
-                    .iter()
-                    .find(|e| e.name == rollout.environment())
-            });
+        let env = self.service_named(rollout.service()).and_then(|s| {
+            s.environments
+                .iter()
+                .find(|e| e.name == rollout.environment())
+        });
         let (required, teams) = env
             .map(|e| {
                 (

@@ -30,7 +30,7 @@ use crate::shell::driver::{Clock, EffectError, EffectRunner};
 use deploybot_core::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, Window};
 use deploybot_core::canary::{Decision, JudgeConfig, Verdict};
 use deploybot_core::github::{CommitStatus, Github, LabelSpec, RepoName};
-use deploybot_core::gitops::commit_message::CommitInfo;
+use deploybot_core::gitops::commit_message::{CommitInfo, revert_reason, step_summary};
 use deploybot_core::rollout::input::{Effect, Input, Notice, Observation, StatusState};
 use deploybot_core::rollout::plan::Weight;
 use deploybot_core::rollout::record::{Phase, Progress, Rollout, secs};
@@ -385,7 +385,7 @@ impl<W: WindowSource> LiveRunner<W> {
         let (service, env) = environment_config(&self.parts.config, r)?;
         let edits = step_edits(service, env, tag, weight)?;
         let image = image_ref(service, tag)?;
-        let summary = format!("deploy {image} to {} at {weight}", r.environment());
+        let summary = step_summary(&image, r.environment(), &weight.to_string(), false);
         let info = self.commit_info(r, weight, &image, summary);
         let outcome = self
             .writer(env)?
@@ -454,10 +454,7 @@ impl<W: WindowSource> LiveRunner<W> {
                 r,
                 weight,
                 &image,
-                format!(
-                    "deploy {image} to {} at {weight} (needs approval)",
-                    r.environment()
-                ),
+                step_summary(&image, r.environment(), &weight.to_string(), true),
             ),
             labels: config.gitops.pr_labels.clone(),
             human_edited_label: config.gitops.human_edited_label.clone(),
@@ -530,11 +527,7 @@ impl<W: WindowSource> LiveRunner<W> {
     ) -> Result<Input, EffectError> {
         let (_, env) = environment_config(&self.parts.config, r)?;
         let writer = self.writer(env)?;
-        let why = if evidence.is_empty() {
-            reason.to_string()
-        } else {
-            format!("{reason}\n\nEvidence: {evidence}")
-        };
+        let why = revert_reason(reason, evidence);
         let mut head = None;
         // Newest first: each revert applies on top of the previous one, as `git revert` would.
         for sha in commits.iter().rev() {
@@ -637,7 +630,7 @@ impl<W: WindowSource> LiveRunner<W> {
                 StatusState::Error => deploybot_core::github::StatusState::Error,
             },
             context: format!("deploybot/{}", r.environment()),
-            description: format!("{}: {phase}", r.environment()),
+            description: deploybot_core::rollout::comment::commit_status(r.environment(), phase),
             target_url: self
                 .parts
                 .config

@@ -23,6 +23,7 @@ use deploybot_core::risk::Strategy;
 use deploybot_core::rollout::Phase;
 use deploybot_core::rollout::store::RolloutStore;
 use deploybot_core::secret::Secret;
+use deploybot_core::webhook::route::Comment;
 
 use crate::support::fake_github::{BareRepo, FakeGithub, file, webhook};
 
@@ -412,10 +413,17 @@ async fn deploy_command_ships_on_the_assessment_the_model_raised() {
             model: with_model.then_some(&model as &dyn deploybot_core::risk::model::RiskModel),
             ..events(&s, &github)
         };
-        let note = events
-            .on_comment(&repo, 2, comment, "alice", "/deploy staging", s.clock.now())
-            .await
-            .unwrap();
+        // What the webhook route gives the handler for this comment.
+        let repos = deploybot::shell::webhook::repos(&s.config);
+        let c = Comment {
+            repo: repo.clone(),
+            number: 2,
+            service: repos.service_of(&repo.to_string()).map(str::to_string),
+            comment_id: comment,
+            author: "alice".into(),
+            body: "/deploy staging".into(),
+        };
+        let note = events.on_comment(&c, s.clock.now()).await.unwrap();
         assert!(note.contains("/deploy by @alice"), "{note}");
         let r = s
             .pipeline

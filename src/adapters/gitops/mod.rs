@@ -270,35 +270,8 @@ impl GitopsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deploybot_core::gitops::FileChange;
-    use deploybot_core::gitops::commit_message::{CommitInfo, render_commit};
-    use deploybot_core::manifest::ValueChange;
-
-    fn info() -> CommitInfo {
-        CommitInfo {
-            summary: "ship ghcr.io/acme/checkout:1.4.2".into(),
-            deploy_id: "d-20261126-0042".into(),
-            service: "checkout".into(),
-            environment: "production".into(),
-            step: Some("canary 2/5".into()),
-            weight: Some(20),
-            image: Some("ghcr.io/acme/checkout:1.4.2".into()),
-            risk_score: Some(37),
-            source_pr: Some("acme/checkout#42".into()),
-        }
-    }
-
-    fn changes() -> Vec<FileChange> {
-        vec![FileChange {
-            path: "apps/checkout/production/deployment.yaml".into(),
-            changes: vec![ValueChange {
-                location: "doc 0: spec.template.spec.containers[0].image".into(),
-                line: 21,
-                old: "ghcr.io/acme/checkout:1.4.1".into(),
-                new: "ghcr.io/acme/checkout:1.4.2".into(),
-            }],
-        }]
-    }
+    use deploybot_core::gitops::commit_message::render_commit;
+    use deploybot_core::gitops::testing::{changes, info};
 
     #[test]
     fn trailers_parse_back_with_git() {

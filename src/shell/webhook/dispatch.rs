@@ -1,7 +1,8 @@
-//! Routes a parsed delivery to the concept that acts on it. Pull requests of configured services
-//! are risk-assessed (comment, labels, status) and, once merged, become releases; comments on
-//! pull requests are commands; reviews may approve an approval PR; completed check suites and
-//! workflow runs release what waited for its checks. `rollout::events` does the rollout side.
+//! Executes a delivery's route (`deploybot_core::webhook::route`, which decided what it means):
+//! pull requests of configured services are risk-assessed (comment, labels, status) and, once
+//! merged, become releases; comments on pull requests are commands; reviews and merges may
+//! approve an approval PR; completed checks and published packages release what waited for its
+//! checks. `shell::events` does the rollout side.
 
 use std::sync::Arc;
 
@@ -13,10 +14,12 @@ use crate::shell::driver::Clock;
 use crate::shell::events::{EventError, Merged, RolloutEvents};
 use crate::shell::pipeline::{Gate, Pipeline};
 use crate::shell::runner::{LiveRunner, PrometheusWindows, WindowSource};
+use crate::shell::webhook::repos;
 use crate::shell::webhook::worker::{ProcessError, Processed, Processor};
 use deploybot_core::github::{Github, RepoName};
 use deploybot_core::risk::model::RiskModel;
-use deploybot_core::webhook::event::{Event, Parsed, PullRequestAction};
+use deploybot_core::webhook::event::Parsed;
+use deploybot_core::webhook::route::{self, Route, route};
 
 /// The production processor. `W` is where rollouts read metrics (Prometheus in production).
 pub struct Dispatcher<W = PrometheusWindows> {
@@ -31,11 +34,6 @@ pub struct Dispatcher<W = PrometheusWindows> {
     pub clock: Arc<dyn Clock + Send + Sync>,
 }
 
-/// Who sent the event (the merger, for a merged pull request).
-fn sender(parsed: &Parsed) -> &str {
-    parsed.sender.as_ref().map_or("-", |s| s.login.as_str())
-}
-
 fn process_error(e: EventError) -> ProcessError {
     if e.transient {
         ProcessError::Transient(e.message)
@@ -44,189 +42,63 @@ fn process_error(e: EventError) -> ProcessError {
     }
 }
 
+/// A rollout handler's note, or its failure as the worker's error policy needs it.
+fn done(result: Result<String, EventError>) -> Result<Processed, ProcessError> {
+    result.map(Processed::Done).map_err(process_error)
+}
+
+fn no_pipeline() -> Processed {
+    Processed::Ignored("no rollout pipeline".into())
+}
+
 impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
     async fn process(
         &self,
         _delivery: &StoredDelivery,
         parsed: &Parsed,
     ) -> Result<Processed, ProcessError> {
-        let repo = parsed.repository.as_deref().unwrap_or("-");
-        Ok(match &parsed.event {
-            Event::Ping { zen, .. } => Processed::Done(format!(
-                "ping from {repo}: {}",
+        let events = self.pipeline.as_ref().map(|p| self.events(p));
+        Ok(match route(parsed, &repos(&self.config)) {
+            Route::Ignore { reason } => Processed::Ignored(reason),
+            Route::Ping { repo, zen } => Processed::Done(format!(
+                "ping from {}: {}",
+                repo.as_deref().unwrap_or("-"),
                 zen.as_deref().unwrap_or("(no zen)")
             )),
-            Event::PullRequest {
-                action,
-                pull_request,
+            Route::Assess {
+                repo,
+                number,
+                service,
+                head_sha,
+                merged,
             } => {
-                let relevant = matches!(
-                    action,
-                    PullRequestAction::Opened
-                        | PullRequestAction::Synchronize
-                        | PullRequestAction::Reopened
-                        | PullRequestAction::ReadyForReview
-                        | PullRequestAction::Closed { merged: true }
-                );
-                let approval_merged = matches!(action, PullRequestAction::Closed { merged: true })
-                    && self.is_gitops(repo);
-                if let (true, Some(pipeline)) = (approval_merged, &self.pipeline) {
-                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
-                    let merged_by = sender(parsed);
-                    let note = self
-                        .events(pipeline)
-                        .on_approval_merged(&name, pull_request.number, merged_by, self.clock.now())
-                        .await
-                        .map_err(process_error)?;
-                    return Ok(Processed::Done(note));
-                }
-                if !relevant || self.service_for(repo).is_none() {
-                    Processed::Ignored(format!(
-                        "{action:?} on {repo}#{} needs no action",
-                        pull_request.number
-                    ))
-                } else {
-                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
-                    let done = assess_pull_request(
-                        &self.config,
-                        self.github.as_ref(),
-                        self.model.as_deref(),
-                        &self.store,
-                        &name,
-                        pull_request.number,
-                        &pull_request.head.sha,
-                    )
-                    .await
-                    .map_err(|e| {
-                        let what = format!("assessing {repo}#{}: {e}", pull_request.number);
-                        if e.is_transient() {
-                            ProcessError::Transient(what)
-                        } else {
-                            ProcessError::Permanent(what)
-                        }
-                    })?;
-                    let a = &done.assessment;
-                    let shipped = match (action, &self.pipeline) {
-                        (PullRequestAction::Closed { merged: true }, Some(pipeline)) => {
-                            let merge_sha =
-                                pull_request.merge_commit_sha.as_deref().ok_or_else(|| {
-                                    ProcessError::Permanent(format!(
-                                        "{repo}#{} is merged but has no merge_commit_sha",
-                                        pull_request.number
-                                    ))
-                                })?;
-                            let merged_by = sender(parsed);
-                            let note = self
-                                .events(pipeline)
-                                .on_merged(
-                                    Merged {
-                                        repo: &name,
-                                        number: pull_request.number,
-                                        merge_sha,
-                                        title: &pull_request.title,
-                                        author: &pull_request.user.login,
-                                        merged_by,
-                                    },
-                                    Gate::from_assessment(a),
-                                    self.clock.now(),
-                                )
-                                .await
-                                .map_err(process_error)?;
-                            format!("; merged: {note}")
-                        }
-                        _ => String::new(),
-                    };
-                    Processed::Done(
-                        format!(
-                            "assessed {repo}#{} at {}: score {:.2}, {}, approval {}{}",
-                            pull_request.number,
-                            done.head_sha,
-                            a.risk_score,
-                            a.recommended_strategy.as_str(),
-                            if a.requires_manual_approval {
-                                "required"
-                            } else {
-                                "not required"
-                            },
-                            if done.reused {
-                                " (stored result reused)"
-                            } else {
-                                ""
-                            },
-                        ) + &shipped,
-                    )
-                }
+                self.assess(&repo, number, &service, &head_sha, merged.as_ref())
+                    .await?
             }
-            Event::IssueComment {
-                on_pull_request: false,
-                issue_number,
-                ..
-            } => Processed::Ignored(format!(
-                "comment on issue {repo}#{issue_number}, not a pull request"
-            )),
-            Event::IssueComment { comment, .. } if comment.user.is_bot() => {
-                Processed::Ignored(format!("comment by bot {}", comment.user.login))
-            }
-            Event::IssueComment {
-                issue_number,
-                comment,
-                ..
-            } => match &self.pipeline {
-                Some(pipeline) if self.service_for(repo).is_some() || self.is_gitops(repo) => {
-                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
-                    let note = self
-                        .events(pipeline)
-                        .on_comment(
-                            &name,
-                            *issue_number,
-                            comment.id,
-                            &comment.user.login,
-                            &comment.body,
-                            self.clock.now(),
-                        )
-                        .await
-                        .map_err(process_error)?;
-                    Processed::Done(note)
-                }
-                _ => Processed::Ignored(format!(
-                    "comment on {repo}#{issue_number}: no rollouts here"
-                )),
+            Route::ApprovalMerged {
+                repo,
+                number,
+                merged_by,
+            } => match &events {
+                Some(e) => done(
+                    e.on_approval_merged(&repo, number, &merged_by, self.clock.now())
+                        .await,
+                )?,
+                None => no_pipeline(),
             },
-            Event::PullRequestReview {
-                pull_request,
-                review,
-                ..
-            } if review.user.is_bot() => Processed::Ignored(format!(
-                "review on {repo}#{} by bot {}",
-                pull_request.number, review.user.login
-            )),
-            Event::PullRequestReview { pull_request, .. } => match &self.pipeline {
-                Some(pipeline) => {
-                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
-                    let note = self
-                        .events(pipeline)
-                        .on_review(&name, pull_request.number, self.clock.now())
-                        .await
-                        .map_err(process_error)?;
-                    Processed::Done(note)
-                }
-                None => Processed::Ignored("no rollout pipeline".into()),
+            Route::Command(comment) => match &events {
+                Some(e) => done(e.on_comment(&comment, self.clock.now()).await)?,
+                None => no_pipeline(),
+            },
+            Route::Review { repo, number } => match &events {
+                Some(e) => done(e.on_review(&repo, number, self.clock.now()).await)?,
+                None => no_pipeline(),
             },
             // CI finished or an image landed: a parked release may be ready now.
-            Event::CheckSuiteCompleted(_)
-            | Event::WorkflowRunCompleted(_)
-            | Event::PackagePublished(_) => match &self.pipeline {
-                Some(pipeline) => Processed::Done(
-                    self.events(pipeline)
-                        .release_parked(self.clock.now())
-                        .await
-                        .map_err(process_error)?,
-                ),
-                None => Processed::Ignored("no rollout pipeline".into()),
+            Route::ChecksChanged => match &events {
+                Some(e) => done(e.release_parked(self.clock.now()).await)?,
+                None => no_pipeline(),
             },
-            Event::Ignored { event } => {
-                Processed::Ignored(format!("deploybot does not act on {event}"))
-            }
         })
     }
 }
@@ -244,14 +116,80 @@ impl<W: WindowSource> Dispatcher<W> {
         }
     }
 
-    fn is_gitops(&self, repo: &str) -> bool {
-        self.config.knows_repo(repo) && self.service_for(repo).is_none()
-    }
-
-    fn service_for(&self, repo: &str) -> Option<&crate::config::ServiceConfig> {
-        self.config
-            .services
-            .iter()
-            .find(|s| s.app_repo.eq_ignore_ascii_case(repo))
+    /// Assesses an app PR and publishes the result; a merged one then becomes a release (when
+    /// there is a pipeline to start it).
+    async fn assess(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        service: &str,
+        head_sha: &str,
+        merged: Option<&route::Merged>,
+    ) -> Result<Processed, ProcessError> {
+        let done = assess_pull_request(
+            &self.config,
+            self.github.as_ref(),
+            self.model.as_deref(),
+            &self.store,
+            repo,
+            number,
+            head_sha,
+        )
+        .await
+        .map_err(|e| {
+            let what = format!("assessing {repo}#{number}: {e}");
+            if e.is_transient() {
+                ProcessError::Transient(what)
+            } else {
+                ProcessError::Permanent(what)
+            }
+        })?;
+        let a = &done.assessment;
+        let shipped = match (merged, &self.pipeline) {
+            (Some(m), Some(pipeline)) => {
+                let merge_sha = m.merge_sha.as_deref().ok_or_else(|| {
+                    ProcessError::Permanent(format!(
+                        "{repo}#{number} is merged but has no merge_commit_sha"
+                    ))
+                })?;
+                let note = self
+                    .events(pipeline)
+                    .on_merged(
+                        Merged {
+                            repo,
+                            number,
+                            service,
+                            merge_sha,
+                            title: &m.title,
+                            author: &m.author,
+                            merged_by: &m.merged_by,
+                        },
+                        Gate::from_assessment(a),
+                        self.clock.now(),
+                    )
+                    .await
+                    .map_err(process_error)?;
+                format!("; merged: {note}")
+            }
+            _ => String::new(),
+        };
+        Ok(Processed::Done(
+            format!(
+                "assessed {repo}#{number} at {}: score {:.2}, {}, approval {}{}",
+                done.head_sha,
+                a.risk_score,
+                a.recommended_strategy.as_str(),
+                if a.requires_manual_approval {
+                    "required"
+                } else {
+                    "not required"
+                },
+                if done.reused {
+                    " (stored result reused)"
+                } else {
+                    ""
+                },
+            ) + &shipped,
+        ))
     }
 }

@@ -19,6 +19,7 @@ use crate::adapters::store::{DeliveryQueue, DeliveryStatus, Inserted, NewDeliver
 use crate::config::Config;
 use crate::shell::metrics::Metrics;
 use deploybot_core::secret::Secret;
+use deploybot_core::webhook::route::{Route, route};
 use deploybot_core::webhook::{event, signature};
 
 /// Everything the intake needs; shared by all requests.
@@ -250,24 +251,11 @@ async fn receive_inner<Q: DeliveryQueue>(
     }
 }
 
-/// Decides whether a verified, parsed delivery is queued or only recorded.
+/// Decides whether a verified, parsed delivery is queued or only recorded: what its route
+/// ignores is recorded with the reason, everything else is queued for the worker.
 fn triage(config: &Config, parsed: &event::Parsed) -> (DeliveryStatus, Option<String>) {
-    if let event::Event::Ignored { event } = &parsed.event {
-        return (
-            DeliveryStatus::Ignored,
-            Some(format!("deploybot does not act on {event}")),
-        );
-    }
-    match &parsed.repository {
-        Some(repo) if !config.knows_repo(repo) => (
-            DeliveryStatus::Ignored,
-            Some(format!("repository {repo} is not configured")),
-        ),
-        // Organisation-level deliveries (an org hook's ping) name no repository.
-        None if !matches!(parsed.event, event::Event::Ping { .. }) => (
-            DeliveryStatus::Ignored,
-            Some("delivery names no repository".into()),
-        ),
+    match route(parsed, &super::repos(config)) {
+        Route::Ignore { reason } => (DeliveryStatus::Ignored, Some(reason)),
         _ => (DeliveryStatus::Pending, None),
     }
 }

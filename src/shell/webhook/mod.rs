@@ -1,11 +1,31 @@
 //! The GitHub webhook intake: verify the signature, parse the event, persist the delivery, answer
 //! 202, and process it later from the durable queue.
 //!
-//! The path of a delivery: `intake` (HTTP: cap, verify, parse, triage, store, answer) ->
+//! The path of a delivery: `intake` (HTTP: cap, verify, parse, route, store, answer) ->
 //! the store's `deliveries` table -> `worker` (arrival order, retries, crash-safe) ->
-//! `dispatch` (which concept acts on it).
+//! `dispatch` (executes the route: which concept acts on it). What a delivery means is decided
+//! once, by the pure `deploybot_core::webhook::route`.
+
+use crate::config::Config;
+use deploybot_core::webhook::route::Repos;
 
 pub mod dispatch;
 pub mod intake;
 pub mod server;
 pub mod worker;
+
+/// The repositories the routing knows, read from the config: each service's `app_repo`, the
+/// GitOps repository (`gitops.github_repo`, or the github.com `gitops.repo_url`), and
+/// `github.bot_login`.
+pub fn repos(config: &Config) -> Repos {
+    let repos = config
+        .services
+        .iter()
+        .fold(Repos::new(&config.github.bot_login), |r, s| {
+            r.with_app(&s.app_repo, &s.name)
+        });
+    match config.gitops.repo_full_name() {
+        Some(gitops) => repos.with_gitops(gitops),
+        None => repos,
+    }
+}

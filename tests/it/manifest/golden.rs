@@ -1,17 +1,19 @@
 //! Golden cases: `fixtures/manifests/golden/<case>/` holds `case` (path, change, options),
 //! `input.yaml`, and either `expected.yaml` + `changes.txt` or `expected.err`.
-//! Refresh with `UPDATE_GOLDEN=1 cargo test --test it manifest::golden`.
+//! Refresh with `UPDATE_GOLDEN=1 cargo test --test it manifest::golden` (`support::golden`).
 
 use std::fs;
 use std::path::Path;
 
 use deploybot_core::manifest;
 
+use crate::support::golden;
+
 fn golden_dir() -> std::path::PathBuf {
     crate::support::fixtures_dir().join("manifests/golden")
 }
 
-/// Runs one case and compares (or, with UPDATE_GOLDEN=1, rewrites) its expectations.
+/// Runs one case and compares (or, with `UPDATE_GOLDEN=1`, rewrites) its expectations.
 fn check(dir: &Path) -> Result<(), String> {
     let case =
         fs::read_to_string(dir.join("case")).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -42,7 +44,7 @@ fn check(dir: &Path) -> Result<(), String> {
         }
         Err(e) => outputs.push(("expected.err", format!("{e}\n"))),
     }
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let update = golden::updating();
     let stale = if result.is_ok() {
         ["expected.err"].as_slice()
     } else {
@@ -62,24 +64,8 @@ fn check(dir: &Path) -> Result<(), String> {
         }
     }
     for (name, got) in outputs {
-        let path = dir.join(name);
-        if update {
-            fs::write(&path, &got).unwrap();
-            continue;
-        }
-        match fs::read_to_string(&path) {
-            Ok(want) if want == got => {}
-            Ok(want) => problems.push(format!(
-                "{}: differs\n{}",
-                path.display(),
-                similar::TextDiff::from_lines(&want, &got)
-                    .unified_diff()
-                    .header("expected", "got")
-            )),
-            Err(_) => problems.push(format!(
-                "{}: missing (run with UPDATE_GOLDEN=1)\n{got}",
-                path.display()
-            )),
+        if let Err(e) = golden::compare(&dir.join(name), &got) {
+            problems.push(e);
         }
     }
     if problems.is_empty() {
@@ -105,7 +91,7 @@ fn golden_cases() {
 /// edit reports, or the "only the target's bytes" promise is not what the goldens pin.
 #[test]
 fn golden_edits_touch_only_reported_lines() {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+    if golden::updating() {
         return; // golden_cases is rewriting the files right now
     }
     for dir in fs::read_dir(golden_dir())

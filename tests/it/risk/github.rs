@@ -7,12 +7,14 @@ use deploybot::adapters::llm::{LlmClient, LlmConfig};
 use deploybot::adapters::store::Store;
 use deploybot::adapters::store::assessments::AssessmentStore;
 use deploybot::config::Config;
-use deploybot::shell::assess::{assess_pull_request, pull_request_event};
+use deploybot::shell::assess::assess_pull_request;
 use deploybot_core::github::{CommentAction, Github, RepoName};
 use deploybot_core::risk::comment::MARKER;
 use deploybot_core::risk::model::RiskModel;
 use deploybot_core::risk::{RiskTier, Strategy};
 use deploybot_core::secret::Secret;
+use deploybot_core::webhook::event::parse;
+use deploybot_core::webhook::route::{Repos, Route, route};
 use serde_json::Value;
 
 use axum::http::Method;
@@ -28,35 +30,54 @@ const CODE_PATCH: &str = "@@ -1,3 +1,4 @@\n fn place() {\n+    audit();\n     sa
 const README_PATCH: &str = "@@ -1 +1 @@\n-# Hello\n+# Hello, World";
 const CSS_PATCH: &str = "@@ -1 +1 @@\n-a { color: red; }\n+a { color: blue; }";
 
-/// What the intake pulls out of a delivery, from the real payload bytes.
-fn event(payload: &Value) -> (RepoName, u64, String, bool) {
-    let e = pull_request_event(&serde_json::to_vec(payload).unwrap()).unwrap();
-    let assess = e.wants_assessment();
-    (e.repo, e.number, e.head_sha, assess)
+/// The repositories of a config whose service `hello` is deployed from `repo`.
+fn repos(repo: &str) -> Repos {
+    Repos::new("deploybot[bot]").with_app(repo, "hello")
+}
+
+/// What the route makes of a `pull_request` delivery whose repository is configured, from the
+/// real payload bytes.
+fn route_of(bytes: &[u8]) -> Route {
+    let parsed = parse("pull_request", bytes).unwrap();
+    route(&parsed, &repos(parsed.repository.as_deref().unwrap()))
+}
+
+/// The assessment a delivery is routed to: repository, number and head.
+fn event(payload: &Value) -> (RepoName, u64, String) {
+    match route_of(&serde_json::to_vec(payload).unwrap()) {
+        Route::Assess {
+            repo,
+            number,
+            head_sha,
+            ..
+        } => (repo, number, head_sha),
+        other => panic!("not routed to an assessment: {other:?}"),
+    }
 }
 
 #[test]
 fn every_real_pull_request_payload_is_read() {
-    let dir = crate::support::shared_dir().join("fixtures/github-webhooks/pull_request");
+    let dir = crate::support::fixtures_dir().join("github-webhooks/pull_request");
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let e = pull_request_event(&bytes).unwrap();
-        assert_eq!(e.head_sha.len(), 40);
-        let action = e.action.as_str();
+        let payload: Value = serde_json::from_slice(&bytes).unwrap();
+        let action = payload["action"].as_str().unwrap();
+        let merged = payload["pull_request"]["merged"] == Value::Bool(true);
         let expected = matches!(
             action,
             "opened" | "synchronize" | "reopened" | "ready_for_review"
-        ) || (action == "closed" && e.merged);
-        assert_eq!(e.wants_assessment(), expected, "{action}");
+        ) || (action == "closed" && merged);
+        match route_of(&bytes) {
+            Route::Assess { head_sha, .. } => {
+                assert!(expected, "{action} is assessed");
+                assert_eq!(head_sha.len(), 40);
+            }
+            other => assert!(!expected, "{action} is not assessed: {other:?}"),
+        }
         seen += 1;
     }
     assert!(seen >= 20);
-    assert!(
-        pull_request_event(b"{\"action\": \"opened\"}")
-            .unwrap_err()
-            .contains("reading a pull_request delivery")
-    );
 }
 
 fn first_push(gh: &FakeGithub, sha: &str) {
@@ -84,8 +105,7 @@ fn client(gh: &FakeGithub) -> GithubRest {
 #[tokio::test]
 async fn a_pull_request_gets_one_comment_labels_and_a_status_and_synchronize_edits_it() {
     let opened = webhook("pull_request", "opened");
-    let (repo, number, sha, assess) = event(&opened);
-    assert!(assess);
+    let (repo, number, sha) = event(&opened);
     let gh = FakeGithub::start_with_pr(&opened).await;
     first_push(&gh, &sha);
     // Someone quotes the marker: it must not be taken for deploybot's comment.
@@ -161,8 +181,8 @@ async fn a_pull_request_gets_one_comment_labels_and_a_status_and_synchronize_edi
 
     // synchronize: a new head that only restyles.
     let sync = webhook("pull_request", "synchronize");
-    let (_, _, _, assess) = event(&sync);
-    assert!(assess);
+    // Routed to an assessment (`event` panics otherwise).
+    event(&sync);
     let new_sha = "0123456789abcdef0123456789abcdef01234567";
     gh.push(
         new_sha,
@@ -202,7 +222,7 @@ async fn a_pull_request_gets_one_comment_labels_and_a_status_and_synchronize_edi
 #[tokio::test]
 async fn a_redelivery_for_the_same_head_does_not_ask_the_model_again() {
     let opened = webhook("pull_request", "opened");
-    let (repo, number, sha, _) = event(&opened);
+    let (repo, number, sha) = event(&opened);
     let gh = FakeGithub::start_with_pr(&opened).await;
     first_push(&gh, &sha);
     let model_server = FakeOpenAi::start(vec![]).await;
@@ -311,7 +331,7 @@ async fn files_are_read_across_pages_and_truncated_patches_count() {
 #[tokio::test]
 async fn secondary_rate_limits_are_waited_out_within_bounds() {
     let opened = webhook("pull_request", "opened");
-    let (repo, number, sha, _) = event(&opened);
+    let (repo, number, sha) = event(&opened);
     let gh = FakeGithub::start_with_pr(&opened).await;
     first_push(&gh, &sha);
     gh.fail_next(Method::POST, "/comments", 403, SECONDARY_LIMIT, Some(1));
@@ -362,7 +382,7 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
     use tower::ServiceExt;
 
     let opened = webhook("pull_request", "opened");
-    let (repo, _number, sha, _) = event(&opened);
+    let (repo, _number, sha) = event(&opened);
     let gh = FakeGithub::start_with_pr(&opened).await;
     first_push(&gh, &sha);
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
 //! Golden files pin the user-visible text: the PR comment and the model prompt. Refresh them with
-//! `DEPLOYBOT_UPDATE_GOLDEN=1 cargo test --test it risk::golden` and review the diff.
+//! `UPDATE_GOLDEN=1 cargo test --test it risk::golden` and review the diff.
 
 use deploybot_core::risk::combine::{ModelOutcome, combine};
 use deploybot_core::risk::diff::parse_unified_diff;
@@ -7,28 +7,7 @@ use deploybot_core::risk::model::ModelVerdict;
 use deploybot_core::risk::{Policy, Thresholds, comment, prompt};
 
 use crate::support::fixtures_dir;
-
-fn check(name: &str, actual: &str) {
-    let path = fixtures_dir().join("golden").join(name);
-    if std::env::var_os("DEPLOYBOT_UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (set DEPLOYBOT_UPDATE_GOLDEN=1 to create it)",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let diff = similar::TextDiff::from_lines(expected.as_str(), actual)
-            .unified_diff()
-            .header("expected", "actual")
-            .to_string();
-        panic!("{name} differs from its golden file:\n{diff}");
-    }
-}
+use crate::support::golden::check;
 
 fn migration() -> deploybot_core::risk::Change {
     let text =
@@ -41,7 +20,7 @@ fn migration() -> deploybot_core::risk::Change {
 fn policy_only_comment() {
     let a = Policy::default().assess(&migration(), &Thresholds::default());
     check(
-        "risk_comment_policy.md",
+        "golden/risk_comment_policy.md",
         &comment::render(
             &a,
             "example-org/checkout",
@@ -71,7 +50,7 @@ fn comment_with_model_factors_and_rationale() {
         &t,
     );
     check(
-        "risk_comment_llm.md",
+        "golden/risk_comment_llm.md",
         &comment::render(
             &a,
             "example-org/checkout",
@@ -96,7 +75,7 @@ fn comment_when_the_model_failed() {
         &t,
     );
     check(
-        "risk_comment_model_failed.md",
+        "golden/risk_comment_model_failed.md",
         &comment::render(&a, "example-org/checkout", 7, "0123456789abcdef"),
     );
 }
@@ -108,7 +87,7 @@ fn prompt_for_a_migration() {
     let floor = p.assess(&change, &Thresholds::default());
     let built = prompt::build(&change, &floor, &p, 12_000);
     check(
-        "risk_prompt_migration.txt",
+        "golden/risk_prompt_migration.txt",
         &format!(
             "=== system ===\n{}\n=== user ===\n{}\n",
             built.system, built.user

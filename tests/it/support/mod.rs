@@ -16,5 +16,6 @@ pub fn fixtures_dir() -> PathBuf {
 
 pub mod fake_github;
 pub mod git_http;
+pub mod golden;
 pub mod prometheus;
 pub mod rollout;

@@ -43,30 +43,3 @@ pub fn verdict_markdown(decision: &Decision, canary_weight: f64) -> String {
         .replace("{{share}}", &share)
         .replace("{{weight}}", &format!("{:.2} %", canary_weight * 100.0))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::canary::scenario::Scenario;
-    use crate::canary::{JudgeConfig, replay};
-
-    /// Golden test: the comment for a shared regression scenario. Refresh with
-    /// `UPDATE_GOLDEN=1 cargo test --lib canary::render`.
-    #[test]
-    fn rollback_comment_matches_the_golden_file() {
-        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        let scenario =
-            Scenario::load(&root.join("../shared/canary-bench/scenarios/errors-x5.0-00.json"))
-                .unwrap();
-        let d = replay(&scenario.window, &JudgeConfig::default());
-        let text = verdict_markdown(&d, scenario.window.canary_weight);
-        let golden = root.join("fixtures/canary/verdict-errors-x5.0-00.md");
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&golden, &text).unwrap();
-        }
-        let expected = std::fs::read_to_string(&golden).unwrap();
-        assert_eq!(text, expected);
-        assert!(text.contains("### Canary verdict: rollback"));
-        assert!(!text.contains("{{"), "unfilled placeholder in {text}");
-    }
-}

@@ -11,6 +11,34 @@ const COMMIT_TEMPLATE: &str = crate::template::COMMIT_MESSAGE_TXT;
 const REVERT_TEMPLATE: &str = crate::template::REVERT_MESSAGE_TXT;
 const PR_TITLE_TEMPLATE: &str = crate::template::GITOPS_PR_TITLE_TXT;
 const PR_BODY_TEMPLATE: &str = crate::template::GITOPS_PR_BODY_MD;
+const SUMMARY_TEMPLATE: &str = crate::template::COMMIT_SUMMARY_TXT;
+const REVERT_REASON_TEMPLATE: &str = crate::template::REVERT_REASON_TXT;
+
+/// The summary of a step's commit: `image` to `environment` at `weight` (e.g. `25%`); an
+/// approval PR's says it needs approval.
+pub fn step_summary(image: &str, environment: &str, weight: &str, needs_approval: bool) -> String {
+    let kind = if needs_approval { "approval" } else { "step" };
+    fill(
+        crate::template::line(SUMMARY_TEMPLATE, kind),
+        &[
+            ("image", image),
+            ("environment", environment),
+            ("weight", weight),
+        ],
+    )
+}
+
+/// Why a rollout is reverted, as its revert commits say it: the reason and, when the judge gave
+/// any, its evidence.
+pub fn revert_reason(reason: &str, evidence: &str) -> String {
+    if evidence.is_empty() {
+        return reason.to_string();
+    }
+    fill(
+        crate::template::text(REVERT_REASON_TEMPLATE),
+        &[("reason", reason), ("evidence", evidence)],
+    )
+}
 
 /// What a deploy step is, for people reading `git log` and for tools parsing its trailers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -223,88 +251,6 @@ fn md_inline(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::ValueChange;
-
-    fn info() -> CommitInfo {
-        CommitInfo {
-            summary: "ship ghcr.io/acme/checkout:1.4.2".into(),
-            deploy_id: "d-20261126-0042".into(),
-            service: "checkout".into(),
-            environment: "production".into(),
-            step: Some("canary 2/5".into()),
-            weight: Some(20),
-            image: Some("ghcr.io/acme/checkout:1.4.2".into()),
-            risk_score: Some(37),
-            source_pr: Some("acme/checkout#42".into()),
-        }
-    }
-
-    fn changes() -> Vec<FileChange> {
-        vec![FileChange {
-            path: "apps/checkout/production/deployment.yaml".into(),
-            changes: vec![ValueChange {
-                location: "doc 0: spec.template.spec.containers[0].image".into(),
-                line: 21,
-                old: "ghcr.io/acme/checkout:1.4.1".into(),
-                new: "ghcr.io/acme/checkout:1.4.2".into(),
-            }],
-        }]
-    }
-
-    fn golden(name: &str, actual: &str) {
-        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-            .join("fixtures/gitops")
-            .join(name);
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, actual).unwrap();
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-        assert_eq!(actual, expected, "golden {name} differs");
-    }
-
-    #[test]
-    fn commit_message_golden() {
-        golden(
-            "commit_message.golden.txt",
-            &render_commit(&info(), &changes()),
-        );
-    }
-
-    #[test]
-    fn revert_message_golden() {
-        let original: Vec<(String, String)> = info()
-            .trailers()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        golden(
-            "revert_message.golden.txt",
-            &render_revert(
-                "deploy(checkout/production): ship ghcr.io/acme/checkout:1.4.2",
-                "0123456789abcdef0123456789abcdef01234567",
-                "Canary failed: error rate 4.1% vs 0.3% baseline (Mann-Whitney U, p=0.002, \
-                 window 10m, 1200 vs 1180 requests).",
-                &original,
-            ),
-        );
-    }
-
-    #[test]
-    fn pull_request_golden() {
-        let t = render_pull_request(
-            &info(),
-            &changes(),
-            "deploybot/checkout/production/d-20261126-0042",
-            "main",
-            "deploybot/human-edited",
-        );
-        golden(
-            "pull_request.golden.md",
-            &format!("{}\n---\n{}", t.title, t.body),
-        );
-    }
 
     #[test]
     fn substitution_leaves_unknown_names_visible() {

@@ -4,5 +4,9 @@
 
 pub mod commit_message;
 pub mod edit;
+/// A sample step for tests of the texts and of the writer; compiled only for tests and for the
+/// `test-support` feature.
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 pub use edit::{FileChange, FileEdit, ManifestEdit};

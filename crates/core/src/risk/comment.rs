@@ -1,4 +1,5 @@
-//! The pull-request status comment: `templates/risk_comment.md` filled with an assessment.
+//! The pull-request status comment: `templates/risk_comment.md` filled with an assessment; and
+//! the `deploybot/risk` commit status description (`templates/commit_status.txt`).
 //!
 //! Pure. Text that came from the model (factors, rationale) is untrusted: it is escaped so that it
 //! cannot break the table, inject HTML, ping people or close the `<details>` block. The comment is
@@ -18,6 +19,23 @@ fn commands(repo: &str, pr: u64) -> String {
     format!(
         "No comment commands yet. To re-run this assessment from a shell:\n\n\
          ```\ndeploybot assess --repo {repo} --pr {pr}\n```"
+    )
+}
+
+/// The description of the `deploybot/risk` commit status for `a`.
+pub fn status_description(a: &Assessment) -> String {
+    let kind = if a.requires_manual_approval {
+        "risk_needs_approval"
+    } else {
+        "risk"
+    };
+    fill(
+        crate::template::line(crate::template::COMMIT_STATUS_TXT, kind),
+        &[
+            ("score", &format!("{:.2}", a.risk_score)),
+            ("tier", a.tier.as_str()),
+            ("strategy", &a.recommended_strategy.to_string()),
+        ],
     )
 }
 

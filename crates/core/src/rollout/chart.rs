@@ -518,7 +518,7 @@ mod tests {
     use super::*;
     use crate::rollout::Weight;
     use crate::rollout::metrics::P99_LATENCY;
-    use crate::rollout::testing::{golden, t};
+    use crate::rollout::testing::t;
 
     fn p(at: i64, w: u8, metric: &str, c: Option<f64>, b: Option<f64>) -> MetricPoint {
         MetricPoint {
@@ -652,20 +652,6 @@ mod tests {
         assert!(svg.contains("no samples yet"));
         assert!(polylines(&svg).is_empty());
         assert!(!svg.contains("NaN"));
-    }
-
-    #[test]
-    fn mermaid_chart_is_pinned() {
-        let mut points = vec![
-            p(60, 10, ERROR_RATE, Some(0.004), Some(0.005)),
-            p(120, 10, ERROR_RATE, Some(0.006), Some(0.004)),
-            // Missing a track: left out.
-            p(180, 10, ERROR_RATE, None, Some(0.004)),
-            p(240, 25, ERROR_RATE, Some(0.021), Some(0.005)),
-            p(300, 25, ERROR_RATE, Some(0.043), Some(0.004)),
-        ];
-        points.push(p(300, 25, P99_LATENCY, Some(0.3), Some(0.2)));
-        golden("status-chart.mermaid.md", &mermaid_error_rate(&points));
     }
 
     #[test]

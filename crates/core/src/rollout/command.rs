@@ -2,14 +2,19 @@
 //! (`/deploy [env]`, `/promote`, `/pause`, `/resume`, `/rollback`, `/hold`, `/hold cancel`,
 //! `/status`, `/help`), with a "did you mean" for near misses.
 //!
-//! Pure text in, data out. Deliberately not here: ignoring bots, checking the commenter's
-//! permission (done through the GitHub API when the command is executed), acknowledging with a
-//! reaction; those belong to the webhook dispatch.
+//! Pure text in, data out, and the replies deploybot posts, rendered from `templates/rollout/`.
+//! Deliberately not here: ignoring bots (the webhook route), checking the commenter's permission
+//! (done through the GitHub API when the command is executed), acknowledging with a reaction;
+//! those belong to the shell's event handlers.
 
 use super::input::Command;
+use crate::template::{fill, line, text};
 
 const HELP: &str = crate::template::ROLLOUT_HELP_MD;
 const UNKNOWN: &str = crate::template::ROLLOUT_UNKNOWN_COMMAND_MD;
+const INVALID: &str = crate::template::ROLLOUT_INVALID_COMMAND_MD;
+const REPLIES: &str = crate::template::ROLLOUT_REPLIES_TXT;
+const STATUS_REPLY: &str = crate::template::ROLLOUT_STATUS_REPLY_MD;
 
 /// What a comment asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,11 +155,46 @@ pub fn reply(parsed: &Parsed) -> Option<String> {
                     .replace("{{suggestion}}", &hint),
             )
         }
-        Parsed::Invalid { given, reason } => Some(format!(
-            "`{given}`: {reason}. Comment `/help` for the list.\n"
+        Parsed::Invalid { given, reason } => Some(fill(
+            INVALID,
+            &[("given", given.as_str()), ("reason", reason.as_str())],
         )),
         Parsed::NotACommand | Parsed::Act { .. } | Parsed::Status => None,
     }
+}
+
+/// The `/status` reply: the rollout of the pull request as `deploybot rollout show` prints it
+/// (`rendered`), or that there is none yet.
+pub fn status_reply(rendered: Option<&str>) -> String {
+    match rendered {
+        Some(r) => fill(text(STATUS_REPLY), &[("rollout", r.trim_end())]),
+        None => line(REPLIES, "no_rollout").to_string(),
+    }
+}
+
+/// The reply to `cmd` by `author`, refused because their `permission` on `repo` is not write.
+pub fn needs_write_access(author: &str, cmd: Command, repo: &str, permission: &str) -> String {
+    fill(
+        line(REPLIES, "needs_write_access"),
+        &[
+            ("author", author),
+            ("command", cmd.as_str()),
+            ("repo", repo),
+            ("permission", permission),
+        ],
+    )
+}
+
+/// The reply to `cmd` by `author` that was not applied, and why (`note`).
+pub fn not_applied(author: &str, cmd: Command, note: &str) -> String {
+    fill(
+        line(REPLIES, "not_applied"),
+        &[
+            ("author", author),
+            ("command", cmd.as_str()),
+            ("note", note),
+        ],
+    )
 }
 
 #[cfg(test)]

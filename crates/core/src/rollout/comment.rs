@@ -1,5 +1,6 @@
 //! The status comment deploybot keeps on the app PR, rendered from `templates/rollout/`: where
-//! the rollout stands, the judge's latest evidence, what happens next, and the commands.
+//! the rollout stands, the judge's latest evidence, what happens next, and the commands. Also the
+//! other texts a rollout sends: its commit status description and its alerts.
 //!
 //! `status_comment_with_chart` adds, when there is data for it, a Mermaid chart of the canary's
 //! error rate against the baseline's (`rollout::chart`) and a link to the rollout's status page
@@ -9,13 +10,15 @@
 //! GitHub adapter's job, not this module's.
 
 use super::chart::mermaid_error_rate;
-use super::input::{Notice, Observation};
+use super::input::{Level, Notice, Observation};
 use super::page::rollout_page_url;
 use super::record::{MetricPoint, Phase, Progress, Rollout, Step};
 
 const STATUS_TEMPLATE: &str = crate::template::ROLLOUT_STATUS_COMMENT_MD;
 const NOTICES: &str = crate::template::ROLLOUT_NOTICES_TXT;
 const PAGE_LINK: &str = crate::template::ROLLOUT_STATUS_PAGE_LINK_MD;
+const COMMIT_STATUS: &str = crate::template::COMMIT_STATUS_TXT;
+const ALERT: &str = crate::template::ALERT_TXT;
 
 /// The marker line that identifies a rollout's status comment, so it is edited, not duplicated.
 pub fn marker(deploy_id: &str) -> String {
@@ -42,16 +45,24 @@ pub fn notice_text(notice: &Notice) -> String {
         }
         Notice::Superseded { by_deploy_id } => vec![("by_deploy_id", by_deploy_id.clone())],
     };
-    let line = NOTICES
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(kind)
-                .and_then(|rest| rest.strip_prefix(": "))
-        })
-        .unwrap_or(kind);
     let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    fill(line, &values)
+    fill(crate::template::line(NOTICES, kind), &values)
+}
+
+/// The description of the `deploybot/ENVIRONMENT` commit status a rollout sets.
+pub fn commit_status(environment: &str, phase: &Phase) -> String {
+    fill(
+        crate::template::line(COMMIT_STATUS, "rollout"),
+        &[("environment", environment), ("phase", &phase.to_string())],
+    )
+}
+
+/// The alert a notice sends at `level` about the rollout `subject` (`service/environment id`).
+pub fn alert_text(subject: &str, level: Level, notice: &Notice) -> String {
+    fill(
+        crate::template::line(ALERT, level.as_str()),
+        &[("subject", subject), ("notice", &notice_text(notice))],
+    )
 }
 
 fn next_step(r: &Rollout) -> String {
@@ -185,118 +196,19 @@ fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::risk::Strategy;
-    use crate::rollout::testing::{golden, rolled_back_at_25, t, trigger};
-    use crate::rollout::{Input, Settings, Weight, step};
 
-    fn drive(inputs: Vec<Input>) -> (Rollout, Vec<Notice>) {
-        let mut r = Rollout::new(
-            trigger("d-42", "checkout", "production"),
-            Settings::default(),
-            t(0),
-        );
-        let mut notices = Vec::new();
-        for (i, input) in inputs.into_iter().enumerate() {
-            let tr = step(&r, input, t(i as i64 * 700));
-            for e in &tr.effects {
-                if let crate::rollout::Effect::Comment { notice } = e {
-                    notices.push(notice.clone());
+    #[test]
+    fn alert_text_names_level_subject_and_notice() {
+        assert_eq!(
+            alert_text(
+                "checkout/production d-1",
+                Level::Warn,
+                &Notice::Paused {
+                    reason: "metrics unavailable: connection refused".into()
                 }
-            }
-            r = tr.next;
-        }
-        (r, notices)
-    }
-
-    #[test]
-    fn status_comments_are_pinned() {
-        let w = |p| Weight::new(p).unwrap();
-        let (r, notices) = drive(vec![
-            Input::Assessed {
-                risk_score: 0.42,
-                strategy: Strategy::Canary5,
-                approval_required: false,
-            },
-            Input::Committed {
-                sha: "c0ffee1".into(),
-                weight: w(5),
-            },
-            Input::Synced {
-                revision: "c0ffee1".into(),
-            },
-            Input::Judged(Observation::Promote),
-        ]);
-        golden(
-            "status-promoted.md",
-            &status_comment(&r, notices.last().unwrap()),
+            ),
+            "[deploybot warning] checkout/production d-1: Paused: metrics unavailable: \
+             connection refused. Nothing will be promoted until someone comments `/resume`."
         );
-        let (r, notices) = drive(rolled_back_at_25(
-            "canary 4.1% vs baseline 0.3% (Mann-Whitney p=0.001)",
-        ));
-        let body = status_comment(&r, notices.last().unwrap());
-        assert!(body.starts_with(&marker("d-42")));
-        golden("status-rolled-back.md", &body);
-    }
-
-    #[test]
-    fn status_comment_with_chart_is_pinned() {
-        let w = |p| Weight::new(p).unwrap();
-        let (r, notices) = drive(rolled_back_at_25("canary 4.1% vs baseline 0.3%"));
-        let notice = notices.last().unwrap();
-        let points: Vec<MetricPoint> = [(0.003, 0.003), (0.012, 0.002), (0.041, 0.003)]
-            .iter()
-            .enumerate()
-            .map(|(i, (c, b))| MetricPoint {
-                at: t(1400 + 60 * i as i64),
-                weight: w(25),
-                metric: crate::rollout::metrics::ERROR_RATE.into(),
-                canary: Some(*c),
-                baseline: Some(*b),
-            })
-            .collect();
-        let body =
-            status_comment_with_chart(&r, notice, &points, Some("https://deploybot.example.com/"));
-        assert!(body.starts_with(&marker("d-42")));
-        golden("status-with-chart.md", &body);
-        // Nothing to add: exactly the plain comment, so existing comments do not change.
-        assert_eq!(
-            status_comment_with_chart(&r, notice, &points[..1], None),
-            status_comment(&r, notice)
-        );
-        assert_eq!(
-            status_comment_with_chart(&r, notice, &[], Some("  ")),
-            status_comment(&r, notice)
-        );
-    }
-
-    #[test]
-    fn every_notice_kind_has_its_text() {
-        let by = || "bob".to_string();
-        let w = Weight::new(5).unwrap();
-        let all = [
-            Notice::AwaitingApproval,
-            Notice::StepStarted { weight: w },
-            Notice::Promoted { from: w, to: w },
-            Notice::Verifying,
-            Notice::Completed,
-            Notice::Paused { reason: "r".into() },
-            Notice::Resumed { by: by() },
-            Notice::Held { by: by() },
-            Notice::HoldReleased { by: by() },
-            Notice::RolledBack {
-                reason: "r".into(),
-                evidence: "e".into(),
-            },
-            Notice::RevertFailed { reason: "r".into() },
-            Notice::Superseded {
-                by_deploy_id: "d".into(),
-            },
-            Notice::Failed { reason: "r".into() },
-        ];
-        for n in &all {
-            let text = notice_text(n);
-            assert!(text.ends_with('.'), "no template line for {n:?}: {text:?}");
-            assert!(!text.contains("{{"), "unfilled placeholder in {text:?}");
-        }
     }
 }

@@ -1,4 +1,6 @@
-//! Test helpers shared by the rollout modules' unit tests: a fixed clock and golden files.
+//! Test helpers shared by the rollout modules' unit tests and the shell's tests: a fixed clock,
+//! the usual trigger and a rollback. Golden files are the root's integration tests'
+//! (`tests/it/golden.rs`): the core's tests read no files.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -13,22 +15,6 @@ pub fn t(s: i64) -> DateTime<Utc> {
         .unwrap()
         .with_timezone(&Utc)
         + TimeDelta::seconds(s)
-}
-
-/// Compares with `fixtures/rollout/NAME`; `UPDATE_GOLDEN=1` rewrites the file instead.
-pub fn golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .join("fixtures/rollout")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
-    assert_eq!(
-        actual, want,
-        "golden {name} differs (UPDATE_GOLDEN=1 to accept)"
-    );
 }
 
 /// A `canary_25` rollout committed and synced at 25 % as `bad0001`, then rolled back by the
