@@ -52,7 +52,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Replay file for the canary metrics of each change, in order (repeat the flag; the format
-    /// of ../shared/canary-bench/scenarios). Its `truth` says what the demo expects: promote,
+    /// of fixtures/canary-bench/scenarios). Its `truth` says what the demo expects: promote,
     /// rollback or hold. Default: a healthy canary, then one with 5x the baseline's errors.
     #[arg(long = "scenario", value_name = "FILE")]
     pub scenarios: Vec<PathBuf>,

@@ -1,4 +1,4 @@
-//! Every manifest in `../shared/fixtures/manifests/` that carries an image or a weight is
+//! Every manifest in `fixtures/manifests/real/` that carries an image or a weight is
 //! edited and diffed (only the target lines differ, and the parsed documents differ only at the
 //! target); Helm templates are refused; the kustomize trees are rendered with `kubectl
 //! kustomize` before and after, and only the image changes.
@@ -10,7 +10,7 @@ use deploybot_core::manifest::{self, Change, EditError, EditOptions, ImageChange
 use yaml_serde::Value;
 
 fn manifests_dir() -> PathBuf {
-    crate::support::shared_dir().join("fixtures/manifests")
+    crate::support::fixtures_dir().join("manifests/real")
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -37,7 +37,7 @@ fn event(payload: &Value) -> (RepoName, u64, String, bool) {
 
 #[test]
 fn every_real_pull_request_payload_is_read() {
-    let dir = crate::support::shared_dir().join("fixtures/github-webhooks/pull_request");
+    let dir = crate::support::fixtures_dir().join("github-webhooks/pull_request");
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();

@@ -55,9 +55,10 @@ mod tests {
     #[test]
     fn rollback_comment_matches_the_golden_file() {
         let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        let scenario =
-            Scenario::load(&root.join("../shared/canary-bench/scenarios/errors-x5.0-00.json"))
-                .unwrap();
+        let scenario = Scenario::parse(include_str!(
+            "../../../../fixtures/canary-bench/scenarios/errors-x5.0-00.json"
+        ))
+        .unwrap();
         let d = replay(&scenario.window, &JudgeConfig::default());
         let text = verdict_markdown(&d, scenario.window.canary_weight);
         let golden = root.join("fixtures/canary/verdict-errors-x5.0-00.md");
