@@ -12,3 +12,4 @@ pub mod fake_github;
 pub mod git_http;
 pub mod prometheus;
 pub mod rollout;
+pub mod tool;
