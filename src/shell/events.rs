@@ -243,7 +243,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 let text = match self.pipeline.rollout_for_pr(&repo.to_string(), number)? {
                     Some(r) => format!(
                         "```\n{}\n```",
-                        crate::cli::rollouts::render_rollout(&r).trim_end()
+                        deploybot_core::rollout::summary::render_rollout(&r).trim_end()
                     ),
                     None => "No rollout of this pull request yet.".into(),
                 };

@@ -15,35 +15,12 @@ use crate::adapters::store::Store;
 use crate::adapters::store::links;
 use crate::config::{Config, ServiceConfig};
 use crate::shell::driver::{Driver, DriverError, EffectRunner};
+pub use deploybot_core::rollout::gate::Gate;
 use deploybot_core::rollout::input::{Command, Input};
-use deploybot_core::rollout::plan::Strategy;
 pub use deploybot_core::rollout::record::Release;
 use deploybot_core::rollout::record::{Phase, Rollout, Trigger};
 use deploybot_core::rollout::step::Transition;
 use deploybot_core::rollout::store::RolloutStore;
-
-/// The risk assessment's word, in rollout terms.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Gate {
-    pub risk_score: f64,
-    pub strategy: Strategy,
-    pub approval_required: bool,
-}
-
-impl Gate {
-    pub fn from_assessment(a: &deploybot_core::risk::Assessment) -> Gate {
-        Gate {
-            risk_score: a.risk_score,
-            strategy: match a.recommended_strategy {
-                deploybot_core::risk::Strategy::Direct => Strategy::Direct,
-                deploybot_core::risk::Strategy::Canary25 => Strategy::Canary25,
-                deploybot_core::risk::Strategy::Canary10 => Strategy::Canary10,
-                deploybot_core::risk::Strategy::Canary5 => Strategy::Canary5,
-            },
-            approval_required: a.requires_manual_approval,
-        }
-    }
-}
 
 /// Why a release did not start.
 #[derive(Debug, thiserror::Error)]

@@ -140,8 +140,8 @@ pub fn approval_pr_by_number(
 /// A merged change waiting for its required checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingRelease {
-    pub release: crate::shell::pipeline::Release,
-    pub gate: crate::shell::pipeline::Gate,
+    pub release: deploybot_core::rollout::record::Release,
+    pub gate: deploybot_core::rollout::gate::Gate,
     pub waiting: String,
 }
 
