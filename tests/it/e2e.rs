@@ -26,10 +26,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{Request, StatusCode};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use deploybot::adapters::clock::SystemClock;
 use deploybot::adapters::store::DeliveryStatus;
 use deploybot::config::Config;
 use deploybot::demo::VirtualClock;
@@ -59,7 +60,7 @@ const REGRESSION_AT: i64 = 100;
 /// The virtual timeline starts this many minutes before the real now, so the whole of it is in
 /// the past and backfilled.
 fn timeline_start() -> i64 {
-    let now = Utc::now().timestamp();
+    let now = SystemClock.now().timestamp();
     (now - (SPAN + 5) * 60) / 60 * 60
 }
 
@@ -407,7 +408,10 @@ impl World {
 }
 
 fn uuid_ish() -> String {
-    format!("{:x}", Utc::now().timestamp_nanos_opt().unwrap_or_default())
+    format!(
+        "{:x}",
+        SystemClock.now().timestamp_nanos_opt().unwrap_or_default()
+    )
 }
 
 fn find<'a>(all: &'a [Rollout], env: &str, tag: &str) -> Option<&'a Rollout> {

@@ -8,6 +8,7 @@
 
 use crate::support::rollout::t;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deploybot::adapters::store::Store;
@@ -260,7 +261,10 @@ async fn chromium_renders_the_seeded_rollout_with_its_charts() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = deploybot::shell::status_page::page_router(store.clone());
+    let app = deploybot::shell::status_page::page_router(
+        store.clone(),
+        Arc::new(deploybot::adapters::clock::SystemClock),
+    );
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     // The headers keep the page inert; an unknown id is a 404 page, not an error.

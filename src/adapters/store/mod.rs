@@ -12,8 +12,11 @@ pub mod rollouts;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use deploybot_core::clock::Clock as _;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
+
+use crate::adapters::clock::SystemClock;
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` records the last one.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -382,7 +385,7 @@ impl DeliveryQueue for Store {
                     delivery_id,
                     status.as_str(),
                     detail,
-                    chrono::Utc::now().to_rfc3339()
+                    SystemClock.now().to_rfc3339()
                 ],
             )
             .map(|_| ())

@@ -53,6 +53,10 @@ mod tests {
     /// Golden test: the comment for a shared regression scenario. Refresh with
     /// `UPDATE_GOLDEN=1 cargo test --lib canary::render`.
     #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test code: golden files are read from the repository, never at run time"
+    )]
     fn rollback_comment_matches_the_golden_file() {
         let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
         let scenario = Scenario::parse(include_str!(

@@ -251,6 +251,10 @@ mod tests {
         }]
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test code: golden files are read from the repository, never at run time"
+    )]
     fn golden(name: &str, actual: &str) {
         let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
             .join("fixtures/gitops")

@@ -15,6 +15,10 @@ pub fn t(s: i64) -> DateTime<Utc> {
 }
 
 /// Compares with `fixtures/rollout/NAME`; `UPDATE_GOLDEN=1` rewrites the file instead.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test code: golden files are read from the repository, never at run time"
+)]
 pub fn golden(name: &str, actual: &str) {
     let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .join("fixtures/rollout")
