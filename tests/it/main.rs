@@ -8,6 +8,7 @@ mod demo;
 mod e2e;
 mod github;
 mod gitops;
+mod layering;
 mod live_canary;
 mod manifest;
 mod packaging;
