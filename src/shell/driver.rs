@@ -53,7 +53,7 @@ pub use deploybot_core::clock::Clock;
 /// What the driver could not do.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] RolloutStoreError),
     #[error("driving rollout {0}: no such rollout")]
     NotFound(String),

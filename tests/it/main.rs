@@ -6,6 +6,7 @@ mod canary;
 mod cli;
 mod demo;
 mod e2e;
+mod errors;
 mod github;
 mod gitops;
 mod layering;

@@ -47,10 +47,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
 pub enum StoreError {
     #[error("opening the store at {path}: {message}")]
     Open { path: PathBuf, message: String },
+    /// The database's message is part of this one, so it is not also the `source()`: an error
+    /// chain (`{:#}`) would print it twice.
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("store writer has stopped")]
     WriterGone,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
 }
 
 /// A delivery as received, before it is stored.
