@@ -767,34 +767,55 @@ fn the_checker_passes_downward_imports() {
     );
 }
 
+/// Fails unless one of `problems` says `needle`.
+fn assert_reported(problems: &[String], needle: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(needle)),
+        "no problem says {needle:?}: {problems:#?}"
+    );
+}
+
 #[test]
 fn the_checker_sees_an_upward_import_however_it_is_written() {
-    for (rel, text) in [
-        ("low.rs", "use crate::high::H;"),
-        ("low.rs", "pub fn f() { crate::high::g(); }"),
+    for (rel, text, says) in [
+        ("low.rs", "use crate::high::H;", "1: `low` uses `high`"),
+        (
+            "low.rs",
+            "pub fn f() { crate::high::g(); }",
+            "1: `low` uses `high`",
+        ),
         (
             "low.rs",
             "use crate::{\n    mid::deep::x::f, // and\n    high::{self, H},\n};",
+            "1: `low` uses `high`",
         ),
-        ("low.rs", "pub use crate::{mid as m};"),
-        ("mid/deep/x.rs", "use super::super::super::high::H;"),
+        (
+            "low.rs",
+            "pub use crate::{mid as m};",
+            "1: `low` uses `mid`",
+        ),
+        (
+            "mid/deep/x.rs",
+            "use super::super::super::high::H;",
+            "1: `mid` uses `high`",
+        ),
         (
             "mid/deep/x.rs",
             "mod inner { pub fn f() { super::super::super::super::high::g() } }",
+            "1: `mid` uses `high`",
         ),
-        ("low.rs", "#[cfg(feature = \"x\")]\nuse crate::high::H;"),
+        (
+            "low.rs",
+            "#[cfg(feature = \"x\")]\nuse crate::high::H;",
+            "2: `low` uses `high`",
+        ),
     ] {
         let problems = problems_with(&[(rel, text)]);
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.contains("uses `high`") || p.contains("uses `mid`")),
-            "{text:?} in {rel}: {problems:#?}"
+        assert_reported(
+            &problems,
+            &format!("src/{rel}:{says}, which the Layers put above it"),
         );
-        assert!(
-            problems.iter().any(|p| p.contains("import cycle")),
-            "{text:?} closes a cycle: {problems:#?}"
-        );
+        assert_reported(&problems, "import cycle");
     }
     // A peer is not a lower layer either.
     let problems = check(
@@ -806,11 +827,9 @@ fn the_checker_sees_an_upward_import_however_it_is_written() {
         ]),
     )
     .problems;
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("`low` uses `mid`, which the Layers put beside it")),
-        "{problems:#?}"
+    assert_reported(
+        &problems,
+        "`low` uses `mid`, which the Layers put beside it",
     );
 }
 
@@ -852,16 +871,6 @@ fn the_checker_names_modules_missing_from_the_layers_and_layers_without_source()
         &sources(&[TOY, &[("extra.rs", "//! Extra.\n")]].concat()),
     )
     .problems;
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("module `extra` is on no layer")),
-        "{problems:#?}"
-    );
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("list `gone`, which has no source")),
-        "{problems:#?}"
-    );
+    assert_reported(&problems, "module `extra` is on no layer");
+    assert_reported(&problems, "list `gone`, which has no source");
 }
