@@ -277,10 +277,11 @@ pub struct AnalysisConfig {
 /// A configuration that could not be loaded, with every problem found (not only the first).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading config file {path}: {source}")]
+    /// The cause is part of the message, so not also the `source()` (printed once).
+    #[error("reading config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("parsing config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -294,9 +295,9 @@ pub enum ConfigError {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Config::from_yaml(&text, path)
     }

@@ -15,6 +15,8 @@ use octocrab::Octocrab;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::adapters::clock::SystemClock;
+use deploybot_core::clock::Clock as _;
 use deploybot_core::github::{
     Comment, CommitStatus, Github, GithubError, GithubFuture, LabelSpec, Permission, PullFile,
     PullRequest, Reaction, RepoName,
@@ -131,7 +133,8 @@ impl GithubRest {
         }
         .map_err(|e| fail(None, octocrab_message(&e)))?;
         let status = resp.status().as_u16();
-        let wait = rate_limit_wait(status, resp.headers());
+        // The wait is slept in real time, so it is measured against the wall clock.
+        let wait = rate_limit_wait(status, resp.headers(), SystemClock.now());
         let next = resp
             .headers()
             .get("link")
@@ -266,6 +269,7 @@ fn octocrab_message(e: &octocrab::Error) -> String {
 fn rate_limit_wait(
     status: u16,
     headers: &reqwest::header::HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Option<std::time::Duration> {
     if status != 429 && status != 403 {
         return None;
@@ -276,9 +280,8 @@ fn rate_limit_wait(
     }
     if header("x-ratelimit-remaining") == Some("0") {
         let reset = header("x-ratelimit-reset")?.trim().parse::<i64>().ok()?;
-        let now = chrono::Utc::now().timestamp();
         return Some(std::time::Duration::from_secs(
-            reset.saturating_sub(now).max(1) as u64,
+            reset.saturating_sub(now.timestamp()).max(1) as u64,
         ));
     }
     // A 403 without either header is a permission problem, not a limit.
@@ -909,27 +912,28 @@ mod tests {
 
     #[test]
     fn rate_limit_waits_come_only_from_github_headers() {
+        let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
         let mut h = reqwest::header::HeaderMap::new();
         assert_eq!(
-            rate_limit_wait(403, &h),
+            rate_limit_wait(403, &h, now),
             None,
             "a plain 403 is a permission problem"
         );
         h.insert("retry-after", "2".parse().unwrap());
         assert_eq!(
-            rate_limit_wait(403, &h),
+            rate_limit_wait(403, &h, now),
             Some(std::time::Duration::from_secs(2))
         );
         assert_eq!(
-            rate_limit_wait(429, &h),
+            rate_limit_wait(429, &h, now),
             Some(std::time::Duration::from_secs(2))
         );
-        assert_eq!(rate_limit_wait(500, &h), None);
+        assert_eq!(rate_limit_wait(500, &h, now), None);
         let mut h = reqwest::header::HeaderMap::new();
         h.insert("x-ratelimit-remaining", "0".parse().unwrap());
-        let reset = chrono::Utc::now().timestamp() + 30;
+        let reset = now.timestamp() + 30;
         h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
-        let w = rate_limit_wait(403, &h).unwrap();
+        let w = rate_limit_wait(403, &h, now).unwrap();
         assert!(w.as_secs() >= 28 && w.as_secs() <= 30, "{w:?}");
     }
 

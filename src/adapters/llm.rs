@@ -6,6 +6,7 @@
 //! layer would wait as long as a server asks). Nothing here decides risk: `risk::combine` takes the
 //! verdict and may only use it to add caution.
 
+use crate::adapters::clock::SystemClock;
 use crate::adapters::secrets::Resolve;
 use std::future::Future;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use deploybot_core::risk::model::{
 };
 use serde::{Deserialize, Serialize};
 
+use deploybot_core::clock::Clock as _;
 use deploybot_core::secret::{Secret, SecretRef};
 
 /// The `llm` config section. Without `base_url` no model is called: the policy alone decides.
@@ -219,7 +221,8 @@ impl LlmClient {
         }
         let resp = req.send().await.map_err(|e| (self.classify(&e), None))?;
         let status = resp.status();
-        let retry_after = retry_after(resp.headers());
+        // The wait is slept in real time, so a date is measured against the wall clock.
+        let retry_after = retry_after(resp.headers(), SystemClock.now());
         let bytes = resp.bytes().await.map_err(|e| (self.classify(&e), None))?;
         if status.as_u16() == 429 {
             return Err((LlmError::RateLimited { retry_after }, retry_after));
@@ -306,7 +309,10 @@ impl RiskModel for LlmClient {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
@@ -316,7 +322,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    let delta = when.with_timezone(&chrono::Utc) - now;
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
@@ -362,16 +368,17 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
+        let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
         let mut h = reqwest::header::HeaderMap::new();
         h.insert("retry-after", "3".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(3)));
         h.insert(
             "retry-after",
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
         h.insert("retry-after", "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&h, now), None);
     }
     #[test]
     fn config_validation_names_keys() {

@@ -5,9 +5,11 @@
 
 pub mod alert;
 pub mod argocd;
+pub mod clock;
 pub mod github;
 pub mod gitops;
 pub mod llm;
 pub mod prometheus;
+pub mod scenario;
 pub mod secrets;
 pub mod store;

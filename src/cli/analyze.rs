@@ -9,10 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::adapters::clock::SystemClock;
 use crate::adapters::prometheus::{PromDuration, PrometheusSource};
 use crate::config::Config;
 use deploybot_core::canary::JudgeConfig;
 use deploybot_core::canary::sample::{AnalysisTarget, MetricsSource, TrackSample, Window};
+use deploybot_core::clock::Clock as _;
 
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {
@@ -116,7 +118,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     }
     let now = match args.until {
         Some(t) => t,
-        None => chrono::Utc::now().timestamp(),
+        None => SystemClock.now().timestamp(),
     };
     let step_i = step as i64;
     // Whole intervals only: a half-finished last interval would look like a traffic drop.

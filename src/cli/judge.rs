@@ -97,7 +97,7 @@ pub async fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     for path in &args.scenarios {
-        let scenario = Scenario::load(path)?;
+        let scenario = crate::adapters::scenario::load(path)?;
         let o = outcome(&scenario, &config);
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&o)?)?;

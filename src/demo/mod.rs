@@ -22,13 +22,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use crate::adapters::scenario;
 use crate::adapters::store::Store;
 use crate::config::Config;
 use crate::shell::driver::Clock;
 use crate::shell::pipeline::{Gate, Pipeline, Release};
 use crate::shell::runner::{LiveRunner, RunnerParts, WindowSource};
 use deploybot_core::canary::sample::{MetricsError, Window};
-use deploybot_core::canary::scenario::{Scenario, ScenarioLabels, Truth};
+use deploybot_core::canary::scenario::Truth;
 use deploybot_core::rollout::store::RolloutStore;
 use deploybot_core::rollout::{Phase, Revert, Rollout};
 use workspace::Workspace;
@@ -52,7 +53,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Replay file for the canary metrics of each change, in order (repeat the flag; the format
-    /// of ../shared/canary-bench/scenarios). Its `truth` says what the demo expects: promote,
+    /// of fixtures/canary-bench/scenarios). Its `truth` says what the demo expects: promote,
     /// rollback or hold. Default: a healthy canary, then one with 5x the baseline's errors.
     #[arg(long = "scenario", value_name = "FILE")]
     pub scenarios: Vec<PathBuf>,
@@ -159,8 +160,8 @@ fn load_scenarios(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Window, Trut
     paths
         .iter()
         .map(|p| {
-            let s = Scenario::load(p).with_context(|| format!("reading {}", p.display()))?;
-            let truth = ScenarioLabels::load(p)
+            let s = scenario::load(p).with_context(|| format!("reading {}", p.display()))?;
+            let truth = scenario::load_labels(p)
                 .map(|l| l.truth)
                 .unwrap_or(Truth::Promote);
             Ok((s.name, s.window, truth))
@@ -250,8 +251,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
-            let app = crate::shell::status_page::page_router(store.clone())
-                .merge(crate::shell::status_api::api_router(store.clone()));
+            // Pages are dated by the wall clock: "rendered at" is when a person loaded the page,
+            // even while the rollouts on it run on the demo's virtual time.
+            let app = crate::shell::status_page::page_router(
+                store.clone(),
+                Arc::new(crate::adapters::clock::SystemClock),
+            )
+            .merge(crate::shell::status_api::api_router(store.clone()));
             println!("  status page   http://{}/", listener.local_addr()?);
             Some(tokio::spawn(
                 async move { axum::serve(listener, app).await },

@@ -34,10 +34,17 @@ pub const NEEDS_APPROVAL: &str = "needs-approval";
 pub enum RiskError {
     #[error(transparent)]
     Github(#[from] GithubError),
+    /// The store's message is part of this one, not also the `source()` (printed once).
     #[error("storing the assessment: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error(transparent)]
     Policy(#[from] deploybot_core::risk::PolicyError),
+}
+
+impl From<StoreError> for RiskError {
+    fn from(e: StoreError) -> Self {
+        RiskError::Store(e)
+    }
 }
 
 impl RiskError {

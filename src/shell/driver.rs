@@ -46,24 +46,14 @@ pub trait EffectRunner: Send + Sync {
     ) -> impl Future<Output = Result<Option<Input>, EffectError>> + Send;
 }
 
-/// Where the shell gets the time; the core never reads a clock.
-pub trait Clock {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The wall clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+// The clock port and the wall clock, where the driver's users have always found them.
+pub use crate::adapters::clock::SystemClock;
+pub use deploybot_core::clock::Clock;
 
 /// What the driver could not do.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] RolloutStoreError),
     #[error("driving rollout {0}: no such rollout")]
     NotFound(String),

@@ -229,7 +229,9 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             }
             Parsed::Status => {
                 let rollout = self.pipeline.rollout_for_pr(&repo.to_string(), number)?;
-                let rendered = rollout.as_ref().map(crate::cli::rollouts::render_rollout);
+                let rendered = rollout
+                    .as_ref()
+                    .map(deploybot_core::rollout::summary::render_rollout);
                 let text = command::status_reply(rendered.as_deref());
                 self.github.create_comment(repo, number, &text).await?;
                 return Ok("status posted".into());

@@ -57,11 +57,11 @@ pub enum PipelineError {
         environment: String,
         live: String,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Driver(#[from] DriverError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::adapters::store::StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     RolloutStore(#[from] deploybot_core::rollout::store::RolloutStoreError),
 }
 

@@ -2,23 +2,34 @@
 //! `GET /` and `GET /rollouts/{id}`. Reads the store off the async workers and answers with
 //! headers that keep the page inert. `page_router` does not listen by itself.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
+use deploybot_core::clock::Clock;
 use deploybot_core::rollout::page::{RECENT, render_index, render_message, render_rollout};
 use deploybot_core::rollout::store::{AuditEvent, RolloutStore};
 
 use crate::adapters::store::Store;
 
-/// The router serving the status page over `store`: `GET /` and `GET /rollouts/{id}`.
-pub fn page_router(store: Store) -> Router {
+/// What the pages read: the store, and the clock that dates each page.
+#[derive(Clone)]
+struct Pages {
+    store: Store,
+    clock: Arc<dyn Clock + Send + Sync>,
+}
+
+/// The router serving the status page over `store`: `GET /` and `GET /rollouts/{id}`, each page
+/// stamped with `clock`'s time.
+pub fn page_router(store: Store, clock: Arc<dyn Clock + Send + Sync>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/rollouts/{id}", get(one))
-        .with_state(store)
+        .with_state(Pages { store, clock })
 }
 
 /// An HTML answer with headers that keep the page inert: no script may run, nothing loads from
@@ -44,9 +55,9 @@ fn html(status: StatusCode, body: String) -> Response {
 /// Reads the store off the async workers (SQLite is synchronous) and renders; a store error is
 /// a 500 page naming what failed.
 async fn render_blocking(
+    now: DateTime<Utc>,
     f: impl FnOnce(DateTime<Utc>) -> Result<(StatusCode, String), String> + Send + 'static,
 ) -> Response {
-    let now = Utc::now();
     match tokio::task::spawn_blocking(move || f(now)).await {
         Ok(Ok((status, body))) => html(status, body),
         Ok(Err(message)) => html(
@@ -60,8 +71,8 @@ async fn render_blocking(
     }
 }
 
-async fn index(State(store): State<Store>) -> Response {
-    render_blocking(move |now| {
+async fn index(State(Pages { store, clock }): State<Pages>) -> Response {
+    render_blocking(clock.now(), move |now| {
         let live = store
             .live()
             .map_err(|e| format!("reading live rollouts: {e}"))?;
@@ -73,8 +84,8 @@ async fn index(State(store): State<Store>) -> Response {
     .await
 }
 
-async fn one(State(store): State<Store>, Path(id): Path<String>) -> Response {
-    render_blocking(move |now| {
+async fn one(State(Pages { store, clock }): State<Pages>, Path(id): Path<String>) -> Response {
+    render_blocking(clock.now(), move |now| {
         let Some(r) = store
             .get(&id)
             .map_err(|e| format!("reading rollout {id}: {e}"))?

@@ -1,4 +1,4 @@
-//! The canary judge on the shared scenario suite (`../shared/canary-bench`): the hard goals as a
+//! The canary judge on the shared scenario suite (`fixtures/canary-bench`): the hard goals as a
 //! correctness test (not a timing one), the references' published numbers as a check that the
 //! scorer and the references are what they claim, and the `deploybot judge` CLI end to end.
 
@@ -9,7 +9,7 @@ use deploybot_core::canary::scenario::Truth;
 use deploybot_core::canary::{JudgeConfig, JudgeMethod};
 
 fn shared_suite() -> Vec<Case> {
-    let dir = crate::support::shared_dir().join("canary-bench/scenarios");
+    let dir = crate::support::fixtures_dir().join("canary-bench/scenarios");
     let cases = load_dir(&dir).expect("loading the shared canary suite");
     assert_eq!(cases.len(), 185, "the shared suite has 185 scenarios");
     cases
@@ -145,7 +145,7 @@ fn deploybot() -> Command {
 
 #[test]
 fn judge_cli_prints_one_json_object_per_scenario_and_ignores_the_answer_key() {
-    let dir = crate::support::shared_dir().join("canary-bench/scenarios");
+    let dir = crate::support::fixtures_dir().join("canary-bench/scenarios");
     let files = [
         "errors-x20.0-00.json",
         "canary-no-traffic-00.json",
@@ -219,7 +219,8 @@ fn judge_cli_reports_bad_input_and_bad_config_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.json"), "{err}");
 
-    let scenario = crate::support::shared_dir().join("canary-bench/scenarios/healthy-flat-00.json");
+    let scenario =
+        crate::support::fixtures_dir().join("canary-bench/scenarios/healthy-flat-00.json");
     let cfg = tmp.path().join("judge.yaml");
     std::fs::write(&cfg, "alpha: 2\nerrors: {tolerance: 0.5}\n").unwrap();
     let out = deploybot()

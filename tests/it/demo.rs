@@ -110,12 +110,9 @@ fn the_default_demo_promotes_the_healthy_change_and_reverts_the_regression() {
 }
 
 fn scenario(name: &str) -> String {
-    let p = format!(
-        "{}/../shared/canary-bench/scenarios/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    assert!(Path::new(&p).exists(), "{p}");
-    p
+    let p = crate::support::fixtures_dir().join(format!("canary-bench/scenarios/{name}.json"));
+    assert!(p.exists(), "{}", p.display());
+    p.display().to_string()
 }
 
 #[test]

@@ -334,9 +334,9 @@ fn pull_request_golden() {
 /// The verdict comment for a shared regression scenario.
 #[test]
 fn rollback_comment_matches_the_golden_file() {
-    let scenario = Scenario::load(
-        &crate::support::shared_dir().join("canary-bench/scenarios/errors-x5.0-00.json"),
-    )
+    let scenario = Scenario::parse(include_str!(
+        "../../fixtures/canary-bench/scenarios/errors-x5.0-00.json"
+    ))
     .unwrap();
     let d = replay(&scenario.window, &JudgeConfig::default());
     let text = verdict_markdown(&d, scenario.window.canary_weight);

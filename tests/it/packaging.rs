@@ -3,8 +3,8 @@
 //! run against a real `deploybot serve`, the GitHub App manifest against the events the intake
 //! acts on, and the configuration reference against the config structs.
 //!
-//! Docker itself does not run here; kubectl may be absent, in which case the rendering test
-//! says SKIPPED on the terminal (not only in captured output) and the file checks still run.
+//! Docker itself does not run here. kubectl, promtool and bash are required (`support::tool`):
+//! a machine without them fails the test that needs them, naming the Debian package.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::tool;
 use deploybot::config::Config;
 use deploybot_core::webhook::event;
 use serde::Deserialize;
@@ -32,28 +33,6 @@ fn yaml_documents(text: &str, what: &str) -> Vec<Value> {
         .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("parsing {what}: {e}")))
         .filter(|v| !v.is_null())
         .collect()
-}
-
-/// Written straight to the terminal: libtest captures `println!`, and a skip must be seen.
-fn loud(line: &str) {
-    let _ = writeln!(std::io::stderr(), "\n*** {line} ***\n");
-}
-
-fn kubectl() -> Option<PathBuf> {
-    let candidates = std::env::var_os("KUBECTL")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin/kubectl")])
-        .chain(
-            std::env::var_os("PATH")
-                .map(|p| {
-                    std::env::split_paths(&p)
-                        .map(|d| d.join("kubectl"))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default(),
-        );
-    candidates.into_iter().find(|p| p.is_file())
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
@@ -87,11 +66,8 @@ fn rendered_base(kubectl: &Path) -> BTreeMap<String, Value> {
 
 #[test]
 fn kustomize_renders_a_single_non_root_deploybot_wired_to_its_config() {
-    let Some(kubectl) = kubectl() else {
-        loud(
-            "SKIPPED packaging::kustomize_renders...: kubectl not found (install Debian's kubernetes-client or set KUBECTL)",
-        );
-        return;
+    let Some(kubectl) = tool::require("kubectl", "kubernetes-client") else {
+        return; // missing, and opted out of failing: said so on stderr
     };
     let objects = rendered_base(&kubectl);
     let kinds: BTreeSet<&str> = objects.keys().map(String::as_str).collect();
@@ -477,14 +453,9 @@ fn dockerfile_healthcheck_passes_on_a_live_server_and_fails_without_one() {
         argv.iter().any(|a| a.contains("127.0.0.1/8080")),
         "{argv:?}"
     );
-    if !Path::new(&format!("/bin/{}", argv[0])).exists()
-        && !Path::new(&format!("/usr/bin/{}", argv[0])).exists()
-    {
-        loud(&format!(
-            "SKIPPED packaging healthcheck run: {} not found",
-            argv[0]
-        ));
-        return;
+    // The HEALTHCHECK's program (bash) is also the name of its Debian package.
+    if tool::require(&argv[0], &argv[0]).is_none() {
+        return; // missing, and opted out of failing: said so on stderr
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -868,21 +839,10 @@ fn example_key_check_notices_a_missing_key() {
     ));
 }
 
-fn promtool() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("promtool"))
-                .find(|p| p.is_file())
-        })
-        .or_else(|| Some(PathBuf::from("/usr/bin/promtool")).filter(|p| p.is_file()))
-}
-
 #[test]
 fn alert_rules_are_valid_and_fire_on_the_failures_they_name() {
-    let Some(promtool) = promtool() else {
-        loud("SKIPPED packaging::alert_rules...: promtool not found (Debian package prometheus)");
-        return;
+    let Some(promtool) = tool::require("promtool", "prometheus") else {
+        return; // missing, and opted out of failing: said so on stderr
     };
     for args in [
         ["check", "rules", "deploy/prometheus-rules.yaml"],

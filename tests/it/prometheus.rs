@@ -12,14 +12,15 @@
 //! `checkout`, is healthy on errors and latency but fails 10x the checkouts. Expected numbers are
 //! computed from the same plan that generated the series, not pasted.
 //!
-//! Skipped, loudly, only when /usr/bin/prometheus is not installed.
+//! Without the Debian `prometheus` package it fails, naming the package (`support::tool`).
 
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::prometheus::{installed, start_prometheus};
+use crate::support::prometheus::{require_tools, start_prometheus};
 
+use deploybot::adapters::clock::SystemClock;
 use deploybot::adapters::prometheus::{
     PromDuration, PrometheusConfig, PrometheusSource, QueryTemplates,
 };
@@ -28,6 +29,7 @@ use deploybot_core::canary::sample::{
     AnalysisTarget, MetricsError, MetricsSource, TrackSample, Window,
 };
 use deploybot_core::canary::settings::{ExtraMetricConfig, JudgeConfig};
+use deploybot_core::clock::Clock as _;
 
 const SCRAPE: i64 = 15;
 const MINUTES: i64 = 30;
@@ -281,13 +283,10 @@ fn slow_share(w: &Window, canary: bool) -> f64 {
 
 #[tokio::test]
 async fn real_prometheus_windows_show_healthy_regressed_and_vanished_canaries() {
-    if !installed() {
-        return;
+    if !require_tools() {
+        return; // missing, and opted out of failing: said so on stderr
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = SystemClock.now().timestamp();
     // Recent data (inside the default retention), aligned to whole minutes.
     let end = now / 60 * 60 - 120;
     let start = end - 60 * MINUTES;

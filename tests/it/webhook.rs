@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use deploybot::adapters::clock::SystemClock;
 use deploybot::adapters::store::{DeliveryQueue, DeliveryStatus, Store, StoredDelivery};
 use deploybot::config::Config;
 use deploybot::shell::metrics::Metrics;
@@ -53,6 +54,7 @@ fn app_with(config: Config) -> App {
         queue: store.clone(),
         metrics: Arc::new(Metrics::default()),
         wake: Arc::new(Notify::new()),
+        clock: Arc::new(SystemClock),
     }));
     App {
         router,
@@ -441,6 +443,7 @@ async fn a_crash_after_the_202_loses_nothing_and_processes_once() {
             queue: store.clone(),
             metrics: Arc::new(Metrics::default()),
             wake: Arc::new(Notify::new()),
+            clock: Arc::new(SystemClock),
         }));
         for id in ["c1", "c2"] {
             let resp = router

@@ -386,15 +386,12 @@ mod tests {
 }
 
 /// What went wrong while writing to the GitOps repository. Every message says what was being
-/// done and where; none carries a secret (tokens are only ever inside `Secret`).
+/// done and where; none carries a secret (tokens are only ever inside `Secret`). A `cause` is
+/// part of the message and so not also the `source()`, which would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum GitopsError {
-    #[error("{doing}: {source}")]
-    Git {
-        doing: String,
-        #[source]
-        source: git2::Error,
-    },
+    #[error("{doing}: {cause}")]
+    Git { doing: String, cause: git2::Error },
     #[error("{doing}: {url} rejected the credentials: {message}")]
     Auth {
         doing: String,
@@ -413,12 +410,11 @@ pub enum GitopsError {
     },
     #[error("editing {path} on {branch}: the file is not UTF-8 text")]
     NotText { path: String, branch: String },
-    #[error("editing {path} on {branch}: {source}")]
+    #[error("editing {path} on {branch}: {cause}")]
     Edit {
         path: String,
         branch: String,
-        #[source]
-        source: deploybot_core::manifest::EditError,
+        cause: deploybot_core::manifest::EditError,
     },
     #[error(
         "conflict on {branch}: {path} ({location}) was {expected:?} when the change was planned \
@@ -473,6 +469,6 @@ pub enum GitopsError {
 impl GitopsError {
     pub(crate) fn git(doing: impl Into<String>) -> impl FnOnce(git2::Error) -> GitopsError {
         let doing = doing.into();
-        move |source| GitopsError::Git { doing, source }
+        move |cause| GitopsError::Git { doing, cause }
     }
 }

@@ -188,7 +188,7 @@ impl AuthState {
         } else {
             GitopsError::Git {
                 doing: doing.into(),
-                source: e,
+                cause: e,
             }
         }
     }

@@ -373,10 +373,10 @@ impl Planner for EditPlanner {
                 Some(t) => t.clone(),
                 None => read_text(repo, &base, &path, branch, tip.id())?,
             };
-            let edited = edit.apply(&text).map_err(|source| GitopsError::Edit {
+            let edited = edit.apply(&text).map_err(|cause| GitopsError::Edit {
                 path: path.clone(),
                 branch: branch.to_string(),
-                source,
+                cause,
             })?;
             if !edited.changes.is_empty() {
                 texts.insert(path.clone(), edited.text);

@@ -4,7 +4,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use crate::adapters::clock::SystemClock;
 use crate::adapters::store::{Store, StoreError};
+use deploybot_core::clock::Clock as _;
 use deploybot_core::risk::Assessment;
 
 /// What identifies one assessment.
@@ -79,7 +81,7 @@ impl AssessmentStore for Store {
                     a.risk_score,
                     a.model,
                     a.prompt_version,
-                    chrono::Utc::now().to_rfc3339(),
+                    SystemClock.now().to_rfc3339(),
                 ],
             )
             .map(|_| ())

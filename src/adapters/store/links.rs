@@ -131,8 +131,8 @@ pub fn approval_pr_by_number(
 /// A merged change waiting for its required checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingRelease {
-    pub release: crate::shell::pipeline::Release,
-    pub gate: crate::shell::pipeline::Gate,
+    pub release: deploybot_core::rollout::record::Release,
+    pub gate: deploybot_core::rollout::admission::Gate,
     pub waiting: String,
 }
 
@@ -202,7 +202,7 @@ mod tests {
     fn holds_and_approval_prs_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let now = Utc::now();
+        let now = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
         assert_eq!(hold_of(&store, "checkout", "staging").unwrap(), None);
         hold(&store, "checkout", "staging", "d-1", "error rate", now).unwrap();
         hold(&store, "checkout", "staging", "d-2", "later", now).unwrap();

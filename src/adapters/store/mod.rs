@@ -12,8 +12,11 @@ pub mod rollouts;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use deploybot_core::clock::Clock as _;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
+
+use crate::adapters::clock::SystemClock;
 
 /// One schema migration: SQL, or code for what SQL cannot do (rewriting stored JSON).
 enum Migration {
@@ -55,10 +58,18 @@ const MIGRATIONS: &[(&str, Migration)] = &[
 pub enum StoreError {
     #[error("opening the store at {path}: {message}")]
     Open { path: PathBuf, message: String },
+    /// The database's message is part of this one, so it is not also the `source()`: an error
+    /// chain (`{:#}`) would print it twice.
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("store writer has stopped")]
     WriterGone,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
 }
 
 /// A delivery as received, before it is stored.
@@ -396,7 +407,7 @@ impl DeliveryQueue for Store {
                     delivery_id,
                     status.as_str(),
                     detail,
-                    chrono::Utc::now().to_rfc3339()
+                    SystemClock.now().to_rfc3339()
                 ],
             )
             .map(|_| ())

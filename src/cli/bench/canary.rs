@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::adapters::scenario;
 use deploybot_core::canary::generate::{self, is_gross, is_subtle};
-use deploybot_core::canary::scenario::{Scenario, ScenarioLabels, Truth};
+use deploybot_core::canary::scenario::{Scenario, Truth};
 use deploybot_core::canary::settings::{JudgeConfig, JudgeMethod};
 use deploybot_core::canary::{Verdict, judge, replay};
 
@@ -56,8 +57,8 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Case>> {
     paths
         .iter()
         .map(|p| {
-            let scenario = Scenario::load(p)?;
-            let labels = ScenarioLabels::load(p)?;
+            let scenario = scenario::load(p)?;
+            let labels = scenario::load_labels(p)?;
             Ok(Case {
                 scenario,
                 family: labels.family,

@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use std::io::Write;
 
+use crate::adapters::clock::SystemClock;
 use crate::adapters::gitops::RetryConfig;
 use crate::adapters::gitops::repo::{GitAuth, Remote, RemoteUrl};
 use crate::adapters::gitops::writer::{BranchLocks, Identity, Writer};
+use deploybot_core::clock::Clock as _;
 use deploybot_core::gitops::commit_message::CommitInfo;
 use deploybot_core::gitops::edit::FileEdit;
 use deploybot_core::manifest::{EditError, Edited, ValueChange};
@@ -60,7 +62,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             std::env::temp_dir().join(format!(
                 "deploybot-bench-git-{}-{}",
                 std::process::id(),
-                chrono::Utc::now().timestamp_millis()
+                SystemClock.now().timestamp_millis()
             )),
             true,
         ),

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::Notify;
 
+use crate::adapters::clock::SystemClock;
 use crate::adapters::store::{DeliveryQueue, DeliveryStatus, NewDelivery, Store};
 use crate::config::Config;
 use crate::shell::metrics::Metrics;
 use crate::shell::webhook::intake::{Intake, router};
+use deploybot_core::clock::Clock as _;
 use deploybot_core::secret::Secret;
 use deploybot_core::webhook::signature;
 
@@ -115,7 +117,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 event: "pull_request".into(),
                 action: Some("opened".into()),
                 repository: Some(REPO.into()),
-                received_at: chrono::Utc::now().to_rfc3339(),
+                received_at: SystemClock.now().to_rfc3339(),
                 payload: body.to_vec(),
                 status: DeliveryStatus::Pending,
                 detail: None,
@@ -139,6 +141,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         queue: store.clone(),
         metrics: Arc::new(Metrics::default()),
         wake: Arc::new(Notify::new()),
+        clock: Arc::new(SystemClock),
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhook", listener.local_addr()?);

@@ -18,6 +18,7 @@ use tracing::{Instrument, info, warn};
 use crate::adapters::store::{DeliveryQueue, DeliveryStatus, Inserted, NewDelivery};
 use crate::config::Config;
 use crate::shell::metrics::Metrics;
+use deploybot_core::clock::Clock;
 use deploybot_core::secret::Secret;
 use deploybot_core::webhook::route::{Route, route};
 use deploybot_core::webhook::{event, signature};
@@ -30,6 +31,8 @@ pub struct Intake<Q> {
     pub metrics: Arc<Metrics>,
     /// Wakes the worker when a delivery was queued, so it does not wait for its next poll.
     pub wake: Arc<Notify>,
+    /// Stamps each delivery's arrival.
+    pub clock: Arc<dyn Clock + Send + Sync>,
 }
 
 /// The router with every route the `serve` listener exposes.
@@ -215,7 +218,7 @@ async fn receive_inner<Q: DeliveryQueue>(
         event: event_name.clone(),
         action: parsed.action.clone(),
         repository: parsed.repository.clone(),
-        received_at: chrono::Utc::now().to_rfc3339(),
+        received_at: intake.clock.now().to_rfc3339(),
         payload: body.to_vec(),
         status,
         detail: detail.clone(),

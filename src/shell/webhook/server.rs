@@ -153,9 +153,13 @@ pub async fn assemble<W: WindowSource + 'static>(
         queue: store.clone(),
         metrics,
         wake,
+        clock: Arc::clone(&clock),
     }))
     .merge(crate::shell::status_api::api_router(store.clone()))
-    .merge(crate::shell::status_page::page_router(store.clone()));
+    .merge(crate::shell::status_page::page_router(
+        store.clone(),
+        Arc::clone(&clock),
+    ));
     Ok(Assembly {
         config,
         store,

@@ -1,4 +1,4 @@
-//! Every manifest in `../shared/fixtures/manifests/` that carries an image or a weight is
+//! Every manifest in `fixtures/manifests/real/` that carries an image or a weight is
 //! edited and diffed (only the target lines differ, and the parsed documents differ only at the
 //! target); Helm templates are refused; the kustomize trees are rendered with `kubectl
 //! kustomize` before and after, and only the image changes.
@@ -10,7 +10,7 @@ use deploybot_core::manifest::{self, Change, EditError, EditOptions, ImageChange
 use yaml_serde::Value;
 
 fn manifests_dir() -> PathBuf {
-    crate::support::shared_dir().join("fixtures/manifests")
+    crate::support::fixtures_dir().join("manifests/real")
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -227,12 +227,7 @@ fn every_shared_manifest_is_edited_only_at_its_target() {
     );
 }
 
-fn kubectl() -> Option<&'static str> {
-    let path = "/usr/bin/kubectl";
-    Path::new(path).exists().then_some(path)
-}
-
-fn render(kubectl: &str, dir: &Path) -> String {
+fn render(kubectl: &Path, dir: &Path) -> String {
     let out = Command::new(kubectl)
         .arg("kustomize")
         .arg(dir)
@@ -297,9 +292,8 @@ fn assert_render_changes_only(before: &str, after: &str, old: &str, new: &str) {
 
 #[test]
 fn kustomize_trees_render_with_only_the_image_changed() {
-    let Some(kubectl) = kubectl() else {
-        println!("SKIPPED: kubectl not found at /usr/bin/kubectl; kustomize renders not checked");
-        return;
+    let Some(kubectl) = crate::support::tool::require("kubectl", "kubernetes-client") else {
+        return; // missing, and opted out of failing: said so on stderr
     };
     let tmp = tempfile::tempdir().unwrap();
     let boutique = tmp.path().join("boutique");
@@ -311,14 +305,14 @@ fn kustomize_trees_render_with_only_the_image_changed() {
     let name = old.rsplit_once(':').unwrap().0;
 
     // 1. The base Deployment edited directly.
-    let before = render(kubectl, &boutique);
+    let before = render(&kubectl, &boutique);
     let change = Change::SetImage(format!("{name}=:v0.10.7").parse::<ImageChange>().unwrap());
     edit_file(
         &boutique.join("base/frontend.yaml"),
         &change,
         &EditOptions::default(),
     );
-    let after = render(kubectl, &boutique);
+    let after = render(&kubectl, &boutique);
     assert_render_changes_only(&before, &after, old, &format!("{name}:v0.10.7"));
 
     // 2. An images: entry added to the overlay kustomization, then bumped in place.
@@ -328,7 +322,7 @@ fn kustomize_trees_render_with_only_the_image_changed() {
     };
     let change = Change::SetImage(format!("{name}=:v0.11.0").parse().unwrap());
     edit_file(&boutique.join("kustomization.yaml"), &change, &add);
-    let after_add = render(kubectl, &boutique);
+    let after_add = render(&kubectl, &boutique);
     assert_render_changes_only(
         &after,
         &after_add,
@@ -341,7 +335,7 @@ fn kustomize_trees_render_with_only_the_image_changed() {
         &change,
         &EditOptions::default(),
     );
-    let after_bump = render(kubectl, &boutique);
+    let after_bump = render(&kubectl, &boutique);
     assert_render_changes_only(
         &after_add,
         &after_bump,
@@ -355,10 +349,10 @@ fn kustomize_trees_render_with_only_the_image_changed() {
         &manifests_dir().join("argocd-example-apps/kustomize-guestbook"),
         &guestbook,
     );
-    let before = render(kubectl, &guestbook);
+    let before = render(&kubectl, &guestbook);
     let change = Change::SetImage("gcr.io/google-samples/gb-frontend=:v6".parse().unwrap());
     edit_file(&guestbook.join("kustomization.yaml"), &change, &add);
-    let after = render(kubectl, &guestbook);
+    let after = render(&kubectl, &guestbook);
     assert_render_changes_only(
         &before,
         &after,

@@ -400,6 +400,7 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
         queue: store.clone(),
         metrics: Arc::new(Metrics::default()),
         wake: Arc::new(Notify::new()),
+        clock: Arc::new(deploybot::shell::driver::SystemClock),
     }));
     let dispatcher = Arc::new(Dispatcher::<deploybot::shell::runner::PrometheusWindows> {
         config,

@@ -3,7 +3,7 @@
 //! PRs) and rollouts (reviews, collaborator permissions, team members, reactions, merge at a
 //! SHA, check runs and the combined status).
 //!
-//! Objects are built from the real webhook payloads in ../shared/fixtures/github-webhooks (the
+//! Objects are built from the real webhook payloads in fixtures/github-webhooks (the
 //! pull request, comment, review, user, label and app objects are the same in webhooks and REST),
 //! so octocrab and the adapter deserialize what GitHub really sends; objects with no webhook
 //! example (check run, reaction, permission, combined status, merge result) follow GitHub's
@@ -26,7 +26,7 @@ use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::shared_dir;
+use super::fixtures_dir;
 
 /// Largest page the fake serves, small so that pagination is exercised.
 const PAGE: usize = 2;
@@ -34,11 +34,9 @@ const PAGE: usize = 2;
 /// The login of whoever holds the token: comments and reactions are written as it.
 pub const BOT: &str = "deploybot[bot]";
 
-/// A real webhook delivery from ../shared/fixtures/github-webhooks.
+/// A real webhook delivery from fixtures/github-webhooks.
 pub fn webhook(event: &str, action: &str) -> Value {
-    let path = shared_dir().join(format!(
-        "fixtures/github-webhooks/{event}/{action}.payload.json"
-    ));
+    let path = fixtures_dir().join(format!("github-webhooks/{event}/{action}.payload.json"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 

@@ -2,14 +2,8 @@
 
 use std::path::PathBuf;
 
-/// `../shared/fixtures` beside the checkout, as CI lays it out.
-#[allow(dead_code)]
-pub fn shared_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
-}
-
-/// This crate's own `fixtures/`.
-#[allow(dead_code)]
+/// This crate's own `fixtures/`: everything the tests read is in the repository, so a fresh
+/// clone tests the same as CI.
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
@@ -19,3 +13,4 @@ pub mod git_http;
 pub mod golden;
 pub mod prometheus;
 pub mod rollout;
+pub mod tool;

@@ -2,12 +2,11 @@
 //! OpenMetrics, turned into TSDB blocks with `promtool tsdb create-blocks-from openmetrics`, and
 //! a server started over them on a free loopback port, killed when dropped.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const PROMETHEUS: &str = "/usr/bin/prometheus";
-pub const PROMTOOL: &str = "/usr/bin/promtool";
+use super::tool;
 
 /// A `prometheus` process over a temp data dir; killed when dropped, whatever the test did.
 pub struct PrometheusServer {
@@ -31,15 +30,17 @@ impl Drop for PrometheusServer {
     }
 }
 
-pub fn installed() -> bool {
-    if Path::new(PROMETHEUS).exists() && Path::new(PROMTOOL).exists() {
-        return true;
-    }
-    eprintln!(
-        "\n!!!!!!!! SKIPPED: {PROMETHEUS} / {PROMTOOL} not installed; \
-         `apt-get install prometheus` to run the real-Prometheus tests !!!!!!!!\n"
-    );
-    false
+/// Whether the real-Prometheus tests can run: `prometheus` and `promtool` (Debian package
+/// prometheus) installed. Missing, the test fails, unless the opt-out of [`tool::require`] is
+/// set: then this says so and answers false.
+pub fn require_tools() -> bool {
+    tool::require("prometheus", "prometheus").is_some()
+        && tool::require("promtool", "prometheus").is_some()
+}
+
+/// The path of a Prometheus program, once [`require_tools`] said they are installed.
+fn program(name: &str) -> PathBuf {
+    tool::require(name, "prometheus").expect("checked by require_tools")
 }
 
 pub fn free_port() -> u16 {
@@ -57,7 +58,7 @@ pub async fn start_prometheus(openmetrics: &str) -> PrometheusServer {
     std::fs::create_dir(&data).unwrap();
     let input = dir.path().join("series.om");
     std::fs::write(&input, openmetrics).unwrap();
-    let out = Command::new(PROMTOOL)
+    let out = Command::new(program("promtool"))
         .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
         .arg(&input)
         .arg(&data)
@@ -100,7 +101,7 @@ async fn serve(dir: tempfile::TempDir, config_text: &str) -> PrometheusServer {
         let port = free_port();
         let log_path = server._dir.path().join("prometheus.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(PROMETHEUS)
+        let child = Command::new(program("prometheus"))
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))

@@ -1,12 +1,12 @@
 //! The replay source: recorded canary analyses in the `deploybot-canary-scenario/1` format of
-//! `../shared/canary-bench`, read into a [`Window`] and served through [`MetricsSource`].
+//! `../shared/canary-bench`, parsed from text into a [`Window`] and served through
+//! [`MetricsSource`]. Reading the files is the shell's (`deploybot::adapters::scenario`).
 //!
 //! What the judge may see ([`Scenario`]) is parsed separately from the answer key
 //! ([`ScenarioLabels`]: `truth`, `family`), so nothing that judges can read the answer: the
 //! `effect` field is never parsed at all. A `null` step stays a missing sample, never a zero.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -52,23 +52,6 @@ pub enum Truth {
     Hold,
 }
 
-/// Why a scenario file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    #[error("reading scenario {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("parsing scenario {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("scenario {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
 #[derive(Deserialize)]
 struct RawScenario {
     format: String,
@@ -92,24 +75,6 @@ struct RawTrack {
 }
 
 impl Scenario {
-    /// Reads one scenario file.
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Scenario::parse(&text).map_err(|e| match e {
-            ParseError::Json(source) => ScenarioError::Parse {
-                path: path.to_path_buf(),
-                source,
-            },
-            ParseError::Invalid(message) => ScenarioError::Invalid {
-                path: path.to_path_buf(),
-                message,
-            },
-        })
-    }
-
     /// Parses scenario JSON text (everything but the answer key).
     pub fn parse(text: &str) -> Result<Scenario, ParseError> {
         let raw: RawScenario = serde_json::from_str(text).map_err(ParseError::Json)?;
@@ -149,16 +114,9 @@ impl Scenario {
 }
 
 impl ScenarioLabels {
-    /// Reads the answer key of a scenario file (for scoring only).
-    pub fn load(path: &Path) -> Result<ScenarioLabels, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| ScenarioError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })
+    /// Parses the answer key out of scenario JSON text (for scoring only).
+    pub fn parse(text: &str) -> Result<ScenarioLabels, ParseError> {
+        serde_json::from_str(text).map_err(ParseError::Json)
     }
 }
 

@@ -95,6 +95,7 @@ pub mod plan;
 pub mod record;
 pub mod step;
 pub mod store;
+pub mod summary;
 /// Fixtures for tests of the rollout and of the shell around it (a fixed epoch, the usual
 /// trigger); compiled only for tests and for the `test-support` feature.
 #[cfg(any(test, feature = "test-support"))]
