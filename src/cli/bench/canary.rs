@@ -344,7 +344,8 @@ fn curves(cases: &[Case], base: &JudgeConfig) -> String {
 }
 
 /// Microseconds per decision of each judge, over every prefix of every case, and the ratio to
-/// the article's judge measured in the same run.
+/// the judge of the article deploybot started from (docs/decisions.md names it), measured in
+/// the same run.
 fn cost(cases: &[Case], base: &JudgeConfig) -> String {
     let mut out = String::from(
         "| judge | decisions | µs per decision | vs article-mann-whitney |\n| --- | --- | --- | --- |\n",

@@ -1,6 +1,7 @@
 //! The reference judges deploybot's judge is measured against, implemented faithfully to what
 //! they are (including their blind spots, which is the point of measuring them):
-//! - the article's loop: every 5 intervals a one-sided Mann-Whitney U test on per-interval error
+//! - the article's loop (the article deploybot started from, *Building a Deployment Agent: CI/CD Orchestration with AI-Powered Decision Making*;
+//!   docs/decisions.md): every 5 intervals a one-sided Mann-Whitney U test on per-interval error
 //!   rates and p99 latencies of the last 15 intervals, rollback if p < 0.05, promote if both
 //!   p > 0.3, and after the third check the loop ends and the rollout proceeds (promotes);
 //! - fixed thresholds per interval like Flagger's defaults: canary error rate > 1 % or p99 >

@@ -62,7 +62,8 @@ impl Default for JudgeConfig {
 pub enum JudgeMethod {
     /// deploybot's sequential within-interval judge.
     Sequential,
-    /// Reference: the article's loop (Mann-Whitney every 5 intervals, 3 checks).
+    /// Reference: the loop of the article deploybot started from (docs/decisions.md names it):
+    /// Mann-Whitney every 5 intervals, 3 checks.
     ArticleMannWhitney,
     /// Reference: fixed thresholds per interval, like Flagger's defaults.
     FixedThresholds,

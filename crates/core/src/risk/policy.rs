@@ -7,7 +7,8 @@
 //! combined as independent chances of trouble: `score = 1 - Π(1 - w)`, so adding a risky file
 //! never lowers the score and two medium risks together are riskier than either.
 //!
-//! The order and the defaults follow the rubric of the article the project started from:
+//! The order and the defaults follow the rubric of the article the project started from
+//! (*Building a Deployment Agent: CI/CD Orchestration with AI-Powered Decision Making*; docs/decisions.md):
 //! migrations and API contracts high, infrastructure/config medium, application medium scaled by
 //! size, frontend/cosmetic low, tests and docs minimal, unknown content riskier.
 //! No I/O, no clock, no randomness.

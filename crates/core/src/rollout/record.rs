@@ -366,7 +366,8 @@ pub fn secs(n: u64) -> TimeDelta {
     TimeDelta::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
 }
 
-/// A version of a service to ship, before any environment: the article's deployment context.
+/// A version of a service to ship, before any environment: the deployment context of the article
+/// deploybot started from (docs/decisions.md names it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
     pub service: String,

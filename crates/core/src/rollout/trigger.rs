@@ -1,6 +1,7 @@
 //! From a merged change to a rollout's start: the image tag the configured template names, and
-//! the gate on the commit's required checks (the article's pipeline: lint, test, llm-eval,
-//! sbom-cve-scan). Pure decisions over plain data; fetching check runs is the GitHub adapter's.
+//! the gate on the commit's required checks (as in the pipeline of the article deploybot started
+//! from, which docs/decisions.md names: lint, test, llm-eval, sbom-cve-scan). Pure decisions over
+//! plain data; fetching check runs is the GitHub adapter's.
 
 use std::collections::BTreeMap;
 
