@@ -6,6 +6,7 @@
 //! in as an argument, text comes in as `&str`, and effects go out as data.
 
 pub mod canary;
+pub mod config;
 pub mod duration;
 pub mod github;
 pub mod gitops;

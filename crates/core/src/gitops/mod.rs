@@ -4,5 +4,6 @@
 
 pub mod commit_message;
 pub mod edit;
+pub mod remote;
 
 pub use edit::{FileChange, FileEdit, ManifestEdit};
