@@ -520,13 +520,15 @@ impl Resolver {
     fn prometheus(&mut self, c: &raw::PrometheusConfig) -> Option<PrometheusSpec> {
         const KEY: &str = "prometheus";
         let mut ok = true;
-        let url = match &c.url {
-            Some(text) => Some(base_url(text).map_err(|e| {
-                format!("{KEY}.url: {e}; write it as http://prometheus.monitoring:9090")
-            })),
-            None => None,
-        }
-        .map(|r| self.ok(r));
+        let url = c
+            .url
+            .as_ref()
+            .map(|text| {
+                base_url(text).map_err(|e| {
+                    format!("{KEY}.url: {e}; write it as http://prometheus.monitoring:9090")
+                })
+            })
+            .map(|r| self.ok(r));
         for (name, d) in [
             ("timeout", c.timeout),
             ("backoff", c.backoff),
