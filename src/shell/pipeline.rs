@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 
 use crate::adapters::store::Store;
 use crate::adapters::store::links;
-use crate::config::{Config, ServiceConfig};
+use crate::config::{Config, ServiceSpec};
 use crate::shell::driver::{Driver, DriverError, EffectRunner};
+use deploybot_core::github::RepoName;
 use deploybot_core::rollout::input::{Command, Input};
 use deploybot_core::rollout::plan::Strategy;
 pub use deploybot_core::rollout::record::Release;
@@ -136,11 +137,9 @@ impl<R: EffectRunner> Pipeline<R> {
         &self.store
     }
 
-    fn service(&self, name: &str) -> Result<&ServiceConfig, PipelineError> {
+    fn service(&self, name: &str) -> Result<&ServiceSpec, PipelineError> {
         self.config
-            .services
-            .iter()
-            .find(|s| s.name == name)
+            .service(name)
             .ok_or_else(|| PipelineError::UnknownService(name.to_string()))
     }
 
@@ -157,16 +156,16 @@ impl<R: EffectRunner> Pipeline<R> {
     ) -> Result<String, PipelineError> {
         let service = self.service(&release.service)?;
         let env = match environment {
-            Some(name) => service
-                .environments
-                .iter()
-                .find(|e| e.name == name)
-                .ok_or_else(|| PipelineError::UnknownEnvironment {
-                    service: service.name.clone(),
-                    environment: name.to_string(),
-                })?,
+            Some(name) => {
+                service
+                    .environment(name)
+                    .ok_or_else(|| PipelineError::UnknownEnvironment {
+                        service: service.name.clone(),
+                        environment: name.to_string(),
+                    })?
+            }
             None => service
-                .environments
+                .environments()
                 .first()
                 .ok_or_else(|| PipelineError::NoEnvironments(service.name.clone()))?,
         };
@@ -191,7 +190,7 @@ impl<R: EffectRunner> Pipeline<R> {
                 None => break id,
             }
         };
-        if service.rollout.on_new_version == deploybot_core::rollout::config::OnNewVersion::Queue
+        if service.on_new_version == deploybot_core::rollout::config::OnNewVersion::Queue
             && let Some(live) = self.store.live()?.into_iter().find(|r| {
                 r.service == service.name && r.environment == env.name && !r.phase.is_terminal()
             })
@@ -213,10 +212,6 @@ impl<R: EffectRunner> Pipeline<R> {
         } else {
             release.previous_tag.clone()
         };
-        let settings = service
-            .rollout
-            .settings()
-            .map_err(|e| PipelineError::UnknownService(format!("{}: {e}", service.name)))?;
         let rollout = Rollout::new(
             Trigger {
                 deploy_id: id.clone(),
@@ -227,13 +222,13 @@ impl<R: EffectRunner> Pipeline<R> {
                     ..release.clone()
                 },
             },
-            settings,
+            service.settings.clone(),
             now,
         );
         let first = Input::Assessed {
             risk_score: gate.risk_score,
             strategy: gate.strategy,
-            approval_required: gate.approval_required || env.require_approval,
+            approval_required: gate.approval_required || env.approval.required,
         };
         tracing::info!(rollout = %id, strategy = %gate.strategy, "starting rollout");
         self.driver
@@ -256,14 +251,11 @@ impl<R: EffectRunner> Pipeline<R> {
             let Ok(service) = self.service(&done.service) else {
                 continue;
             };
-            let Some(pos) = service
-                .environments
-                .iter()
-                .position(|e| e.name == done.environment)
-            else {
+            let environments = service.environments();
+            let Some(pos) = environments.iter().position(|e| e.name == done.environment) else {
                 continue;
             };
-            let Some(next) = service.environments.get(pos + 1) else {
+            let Some(next) = environments.get(pos + 1) else {
                 continue;
             };
             let started = recent.iter().any(|r| {
@@ -302,17 +294,15 @@ impl<R: EffectRunner> Pipeline<R> {
     /// PR it is.
     pub fn rollout_for_pr(
         &self,
-        repo: &str,
+        repo: &RepoName,
         number: u64,
     ) -> Result<Option<Rollout>, PipelineError> {
-        if let Some(link) = links::approval_pr_by_number(&self.store, repo, number)? {
+        if let Some(link) = links::approval_pr_by_number(&self.store, &repo.to_string(), number)? {
             return Ok(self.store.get(&link.deploy_id)?);
         }
         let services: Vec<&str> = self
             .config
-            .services
-            .iter()
-            .filter(|s| s.app_repo.eq_ignore_ascii_case(repo))
+            .services_by_app_repo(repo)
             .map(|s| s.name.as_str())
             .collect();
         let recent = self.store.recent(None, 500)?;
@@ -330,7 +320,7 @@ impl<R: EffectRunner> Pipeline<R> {
     /// Gives `cmd` (already permission-checked) to the rollout of `repo#number`.
     pub async fn command(
         &self,
-        repo: &str,
+        repo: &RepoName,
         number: u64,
         cmd: Command,
         by: &str,

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use std::io::Write;
 
-use crate::adapters::gitops::RetryConfig;
 use crate::adapters::gitops::repo::{GitAuth, Remote, RemoteUrl};
 use crate::adapters::gitops::writer::{BranchLocks, Identity, Writer};
 use deploybot_core::gitops::commit_message::CommitInfo;
@@ -182,7 +181,7 @@ async fn measure(
             name: "deploybot".into(),
             email: "deploybot@bench.invalid".into(),
         },
-        RetryConfig::default(),
+        crate::config::Config::default().gitops.retry,
         BranchLocks::default(),
     )?;
     // Warm-up: the first write fills the empty bare clone.

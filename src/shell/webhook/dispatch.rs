@@ -245,13 +245,12 @@ impl<W: WindowSource> Dispatcher<W> {
     }
 
     fn is_gitops(&self, repo: &str) -> bool {
-        self.config.knows_repo(repo) && self.service_for(repo).is_none()
+        repo.parse::<RepoName>().is_ok_and(|r| {
+            self.config.is_gitops_repo(&r) && self.config.service_by_app_repo(&r).is_none()
+        })
     }
 
-    fn service_for(&self, repo: &str) -> Option<&crate::config::ServiceConfig> {
-        self.config
-            .services
-            .iter()
-            .find(|s| s.app_repo.eq_ignore_ascii_case(repo))
+    fn service_for(&self, repo: &str) -> Option<&crate::config::ServiceSpec> {
+        self.config.service_by_app_repo(&repo.parse().ok()?)
     }
 }

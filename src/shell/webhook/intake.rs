@@ -259,10 +259,16 @@ fn triage(config: &Config, parsed: &event::Parsed) -> (DeliveryStatus, Option<St
         );
     }
     match &parsed.repository {
-        Some(repo) if !config.knows_repo(repo) => (
-            DeliveryStatus::Ignored,
-            Some(format!("repository {repo} is not configured")),
-        ),
+        Some(repo)
+            if !repo
+                .parse::<deploybot_core::github::RepoName>()
+                .is_ok_and(|r| config.is_configured_repo(&r)) =>
+        {
+            (
+                DeliveryStatus::Ignored,
+                Some(format!("repository {repo} is not configured")),
+            )
+        }
         // Organisation-level deliveries (an org hook's ping) name no repository.
         None if !matches!(parsed.event, event::Event::Ping { .. }) => (
             DeliveryStatus::Ignored,

@@ -19,8 +19,6 @@ use std::path::PathBuf;
 
 use url::Url;
 
-use crate::canary::JudgeConfig;
-use crate::canary::query::QueryTemplates;
 use crate::duration::PromDuration;
 use crate::github::RepoName;
 use crate::gitops::remote::RemoteUrl;
@@ -87,6 +85,14 @@ pub struct GithubSpec {
     pub api_url: Url,
     pub token: Option<SecretRef>,
     pub bot_login: String,
+}
+
+impl GithubSpec {
+    /// The API base as clients join paths to it: without the `/` a parsed URL ends a bare host
+    /// with (`https://api.github.com`).
+    pub fn api_base(&self) -> &str {
+        self.api_url.as_str().trim_end_matches('/')
+    }
 }
 
 /// `gitops`: identity, bot branches and retries of the writer; each environment's repository is
@@ -310,14 +316,6 @@ impl ServiceSpec {
     pub fn environment(&self, name: &str) -> Option<&EnvironmentSpec> {
         self.environments().iter().find(|e| e.name == name)
     }
-
-    pub fn judge(&self) -> &JudgeConfig {
-        &self.analysis.judge
-    }
-
-    pub fn queries(&self) -> &QueryTemplates {
-        &self.analysis.queries
-    }
 }
 
 /// One environment of a service.
@@ -437,10 +435,18 @@ impl Config {
         self.services.iter().find(|s| s.name == name)
     }
 
-    /// The service whose pull requests come from `repo` (compared as GitHub does, ignoring
-    /// case).
+    /// The (first) service whose pull requests come from `repo`, compared as GitHub does,
+    /// ignoring case.
     pub fn service_by_app_repo(&self, repo: &RepoName) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.app_repo.same_repo(repo))
+    }
+
+    /// Every service whose pull requests come from `repo` (a monorepo deploys several).
+    pub fn services_by_app_repo<'a>(
+        &'a self,
+        repo: &'a RepoName,
+    ) -> impl Iterator<Item = &'a ServiceSpec> + 'a {
+        self.services.iter().filter(|s| s.app_repo.same_repo(repo))
     }
 
     /// Whether `repo` is the GitOps repository on GitHub (`gitops.github_repo`, or the one

@@ -710,7 +710,7 @@ impl Resolver {
                 ));
                 ok = false;
             }
-            match self.environment(&ekey, e, &raw.gitops, gitops) {
+            match self.environment(&ekey, e, raw, gitops) {
                 Some(env) => environments.push(env),
                 None => ok = false,
             }
@@ -765,9 +765,10 @@ impl Resolver {
         &mut self,
         ekey: &str,
         e: &raw::EnvironmentConfig,
-        raw_gitops: &raw::GitopsConfig,
+        raw: &RawConfig,
         gitops: Option<&GitopsSpec>,
     ) -> Option<EnvironmentSpec> {
+        let (raw_gitops, raw_github) = (&raw.gitops, &raw.github);
         let mut ok = true;
         // An environment's own repository is named on GitHub only by its URL; the default one
         // also by gitops.github_repo.
@@ -816,6 +817,31 @@ impl Resolver {
             ok &= self
                 .check(|p| t.validate(&format!("{ekey}.targets[{k}]"), p))
                 .is_some();
+        }
+        // An environment that always asks for approval opens an approval PR at its first step:
+        // what that needs must be there at start-up, not be found missing mid-rollout.
+        if let (true, Some(repo)) = (e.require_approval, &repo) {
+            if repo.github.is_none() {
+                let fix = if e.repo_url.is_some() {
+                    "give this environment a github.com repo_url, or use gitops.repo_url with \
+                     gitops.github_repo"
+                } else {
+                    "set gitops.github_repo"
+                };
+                self.problem(format!(
+                    "{ekey}.require_approval: approval PRs need the GitOps repository on GitHub, \
+                     and {} is not a github.com URL; {fix}",
+                    repo.url.redacted()
+                ));
+                ok = false;
+            }
+            if raw_github.token_env.is_none() && raw_github.token_file.is_none() {
+                self.problem(format!(
+                    "{ekey}.require_approval: approval PRs need a GitHub token; set \
+                     github.token_env or github.token_file"
+                ));
+                ok = false;
+            }
         }
         let spec = EnvironmentSpec {
             name: e.name.clone(),

@@ -41,7 +41,8 @@ fn problems_with(yaml: &str, secrets: &dyn SecretPresence) -> String {
     }
 }
 
-const ONE_SERVICE: &str = "gitops:\n  repo_url: https://github.com/acme/gitops.git\nservices:\n  \
+const ONE_SERVICE: &str = "github:\n  token_env: GITHUB_TOKEN\n\
+    gitops:\n  repo_url: https://github.com/acme/gitops.git\nservices:\n  \
     - name: checkout\n    app_repo: acme/checkout\n    image: ghcr.io/acme/checkout\n    \
     environments:\n      - name: staging\n      - name: production\n        \
     require_approval: true\n        required_approvals: 2\n        \
@@ -194,6 +195,14 @@ fn each_refusal_names_key_value_and_fix() {
         (
             "services:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n",
             "services[0].environments[0].repo_url: no repository (set it here or gitops.repo_url)",
+        ),
+        (
+            "gitops:\n  repo_url: file:///g\ngithub:\n  token_env: T\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        require_approval: true\n",
+            "services[0].environments[0].require_approval: approval PRs need the GitOps repository on GitHub, and file:///g is not a github.com URL; set gitops.github_repo",
+        ),
+        (
+            "gitops:\n  repo_url: file:///g\n  github_repo: o/g\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        require_approval: true\n",
+            "services[0].environments[0].require_approval: approval PRs need a GitHub token; set github.token_env or github.token_file",
         ),
         (
             "llm:\n  base_url: ftp://x\n  model: m\n",
