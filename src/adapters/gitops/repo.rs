@@ -1,5 +1,6 @@
-//! The local clone of a GitOps repository and the conversation with its remote: URL parsing,
-//! credentials (token over HTTPS, agent or key over ssh) and fetching one branch.
+//! The local clone of a GitOps repository and the conversation with its remote: credentials
+//! (token over HTTPS, agent or key over ssh) and fetching one branch. The remote's URL was parsed
+//! when the config resolved (`deploybot_core::gitops::remote::RemoteUrl`).
 //!
 //! The clone is bare: the writer builds trees from blobs and never checks files out, so the cost
 //! of a write does not grow with the repository. It is created once per repository under the

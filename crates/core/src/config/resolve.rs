@@ -710,7 +710,7 @@ impl Resolver {
                 ));
                 ok = false;
             }
-            match self.environment(&ekey, e, raw, gitops) {
+            match self.environment(&ekey, e, &raw.gitops, gitops) {
                 Some(env) => environments.push(env),
                 None => ok = false,
             }
@@ -765,10 +765,9 @@ impl Resolver {
         &mut self,
         ekey: &str,
         e: &raw::EnvironmentConfig,
-        raw: &RawConfig,
+        raw_gitops: &raw::GitopsConfig,
         gitops: Option<&GitopsSpec>,
     ) -> Option<EnvironmentSpec> {
-        let (raw_gitops, raw_github) = (&raw.gitops, &raw.github);
         let mut ok = true;
         // An environment's own repository is named on GitHub only by its URL; the default one
         // also by gitops.github_repo.
@@ -818,8 +817,10 @@ impl Resolver {
                 .check(|p| t.validate(&format!("{ekey}.targets[{k}]"), p))
                 .is_some();
         }
-        // An environment that always asks for approval opens an approval PR at its first step:
-        // what that needs must be there at start-up, not be found missing mid-rollout.
+        // An environment that always asks for approval opens an approval PR at its first step,
+        // in a repository that must be named on GitHub: known now, not found missing
+        // mid-rollout. (The token it also needs may be left out on purpose, to run without an
+        // account; `serve` warns about that at start-up.)
         if let (true, Some(repo)) = (e.require_approval, &repo) {
             if repo.github.is_none() {
                 let fix = if e.repo_url.is_some() {
@@ -832,13 +833,6 @@ impl Resolver {
                     "{ekey}.require_approval: approval PRs need the GitOps repository on GitHub, \
                      and {} is not a github.com URL; {fix}",
                     repo.url.redacted()
-                ));
-                ok = false;
-            }
-            if raw_github.token_env.is_none() && raw_github.token_file.is_none() {
-                self.problem(format!(
-                    "{ekey}.require_approval: approval PRs need a GitHub token; set \
-                     github.token_env or github.token_file"
                 ));
                 ok = false;
             }

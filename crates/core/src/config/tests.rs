@@ -201,10 +201,6 @@ fn each_refusal_names_key_value_and_fix() {
             "services[0].environments[0].require_approval: approval PRs need the GitOps repository on GitHub, and file:///g is not a github.com URL; set gitops.github_repo",
         ),
         (
-            "gitops:\n  repo_url: file:///g\n  github_repo: o/g\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        require_approval: true\n",
-            "services[0].environments[0].require_approval: approval PRs need a GitHub token; set github.token_env or github.token_file",
-        ),
-        (
             "llm:\n  base_url: ftp://x\n  model: m\n",
             "llm.base_url: \"ftp://x\" must be an http:// or https:// URL with a host; write it as",
         ),
