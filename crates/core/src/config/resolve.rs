@@ -821,21 +821,21 @@ impl Resolver {
         // in a repository that must be named on GitHub: known now, not found missing
         // mid-rollout. (The token it also needs may be left out on purpose, to run without an
         // account; `serve` warns about that at start-up.)
-        if let (true, Some(repo)) = (e.require_approval, &repo) {
-            if repo.github.is_none() {
-                let fix = if e.repo_url.is_some() {
-                    "give this environment a github.com repo_url, or use gitops.repo_url with \
-                     gitops.github_repo"
-                } else {
-                    "set gitops.github_repo"
-                };
-                self.problem(format!(
-                    "{ekey}.require_approval: approval PRs need the GitOps repository on GitHub, \
-                     and {} is not a github.com URL; {fix}",
-                    repo.url.redacted()
-                ));
-                ok = false;
-            }
+        if let (true, Some(repo)) = (e.require_approval, &repo)
+            && repo.github.is_none()
+        {
+            let fix = if e.repo_url.is_some() {
+                "give this environment a github.com repo_url, or use gitops.repo_url with \
+                 gitops.github_repo"
+            } else {
+                "set gitops.github_repo"
+            };
+            self.problem(format!(
+                "{ekey}.require_approval: approval PRs need the GitOps repository on GitHub, and \
+                 {} is not a github.com URL; {fix}",
+                repo.url.redacted()
+            ));
+            ok = false;
         }
         let spec = EnvironmentSpec {
             name: e.name.clone(),
