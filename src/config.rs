@@ -2,10 +2,11 @@
 //! and resolves it into the typed `Config` the rest of deploybot runs on (every problem listed at
 //! once, each naming the key, the value and the fix).
 //!
-//! Commands that act on the world (`serve`, `rollout`) load with [`load`], which also checks that
-//! every secret the config references can be read here; the others load the shape only
-//! ([`load_shape`]) and read the few secrets they use themselves through
-//! `adapters::secrets::Secrets`. Deprecated keys are logged as warnings when the file loads.
+//! `serve` loads with [`load`], which also checks that every secret the config references can be
+//! read here; the other commands load the shape ([`load_shape`]) and read the secrets they use
+//! through `adapters::secrets::Secrets`, which names every one it cannot read. Either way a
+//! missing secret stops the command before it starts. Deprecated keys are logged as warnings
+//! when the file loads.
 
 use std::path::{Path, PathBuf};
 
