@@ -13,47 +13,6 @@ use deploybot_core::rollout::comment::alert_text;
 use deploybot_core::rollout::{Level, Notice};
 use deploybot_core::secret::Secret;
 
-/// The `alerts:` config section.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertsConfig {
-    /// Environment variable holding a Slack-compatible incoming-webhook URL (the URL is the
-    /// credential). Unset: alerts are log lines (and PR comments) only.
-    pub webhook_url_env: Option<String>,
-    /// File holding the webhook URL.
-    pub webhook_url_file: Option<std::path::PathBuf>,
-    pub timeout: deploybot_core::duration::PromDuration,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        AlertsConfig {
-            webhook_url_env: None,
-            webhook_url_file: None,
-            timeout: deploybot_core::duration::PromDuration::from_secs(10),
-        }
-    }
-}
-
-impl AlertsConfig {
-    pub fn webhook_ref(&self) -> Result<Option<deploybot_core::secret::SecretRef>, String> {
-        deploybot_core::secret::SecretRef::from_pair(
-            "alerts.webhook_url",
-            self.webhook_url_env.as_ref(),
-            self.webhook_url_file.as_ref(),
-        )
-    }
-
-    pub fn validate(&self, problems: &mut Vec<String>) {
-        if let Err(e) = self.webhook_ref() {
-            problems.push(e);
-        }
-        if self.timeout.is_zero() {
-            problems.push("alerts.timeout: must be greater than 0".into());
-        }
-    }
-}
-
 /// Why an alert was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("posting the alert webhook: {message}")]

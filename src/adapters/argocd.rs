@@ -12,93 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use deploybot_core::config::ArgoCdSpec;
 use deploybot_core::secret::Secret;
-
-/// The `argocd:` config section.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArgoCdConfig {
-    /// Argo CD server URL. Unset: no Argo CD; deploybot waits `settle_time` after each commit.
-    pub url: Option<String>,
-    /// Environment variable holding an Argo CD API token (required with `url`).
-    pub token_env: Option<String>,
-    /// File holding the token.
-    pub token_file: Option<std::path::PathBuf>,
-    /// Application name of a service in an environment; `{service}` and `{environment}`.
-    pub application: String,
-    /// Ask Argo CD to re-read git after each commit instead of waiting for its poll.
-    pub refresh: bool,
-    pub timeout: deploybot_core::duration::PromDuration,
-    /// How often the Application is read while waiting.
-    pub poll: deploybot_core::duration::PromDuration,
-    /// Without Argo CD: how long after a commit the analysis window opens.
-    pub settle_time: deploybot_core::duration::PromDuration,
-}
-
-impl Default for ArgoCdConfig {
-    fn default() -> Self {
-        use deploybot_core::duration::PromDuration;
-        ArgoCdConfig {
-            url: None,
-            token_env: None,
-            token_file: None,
-            application: "{service}-{environment}".into(),
-            refresh: true,
-            timeout: PromDuration::from_secs(10),
-            poll: PromDuration::from_secs(5),
-            settle_time: PromDuration::from_secs(60),
-        }
-    }
-}
-
-impl ArgoCdConfig {
-    pub fn token_ref(&self) -> Result<Option<deploybot_core::secret::SecretRef>, String> {
-        deploybot_core::secret::SecretRef::from_pair(
-            "argocd.token",
-            self.token_env.as_ref(),
-            self.token_file.as_ref(),
-        )
-    }
-
-    /// The Application name for `service` in `environment`.
-    pub fn application_name(&self, service: &str, environment: &str) -> String {
-        self.application
-            .replace("{service}", service)
-            .replace("{environment}", environment)
-    }
-
-    pub fn validate(&self, problems: &mut Vec<String>) {
-        let token = self.token_ref();
-        if let Err(e) = &token {
-            problems.push(e.clone());
-        }
-        if let Some(url) = &self.url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                problems.push(format!("argocd.url: must be an http(s) URL, got {url:?}"));
-            }
-            if matches!(token, Ok(None)) {
-                problems
-                    .push("argocd.token_env or argocd.token_file: required with argocd.url".into());
-            }
-        }
-        let leftover = self
-            .application
-            .replace("{service}", "")
-            .replace("{environment}", "");
-        if leftover.contains(['{', '}']) || self.application.trim().is_empty() {
-            problems.push(format!(
-                "argocd.application: only {{service}} and {{environment}} may be used, got {:?}",
-                self.application
-            ));
-        }
-        if self.poll.is_zero() {
-            problems.push("argocd.poll: must be greater than 0".into());
-        }
-        if self.timeout.is_zero() {
-            problems.push("argocd.timeout: must be greater than 0".into());
-        }
-    }
-}
 
 /// What deploybot needs from an Application's status.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -263,16 +178,27 @@ pub fn parse_application(body: &[u8]) -> Result<AppStatus, String> {
 }
 
 impl ArgoCdClient {
-    /// The client the `argocd` section configures, its token resolved now; `None` without
-    /// `argocd.url` (commits then settle for `settle_time`).
-    pub fn from_config(config: &ArgoCdConfig) -> Result<Option<Self>, String> {
-        let Some(url) = &config.url else {
+    /// The client the `argocd` section configures; `token` is the `argocd.token` read at
+    /// start-up. `None` without `argocd.url` (commits then settle for `settle_time`).
+    pub fn from_config(
+        config: &ArgoCdSpec,
+        token: Option<&Secret>,
+    ) -> Result<Option<Self>, String> {
+        let Some(server) = &config.server else {
             return Ok(None);
         };
-        let token = crate::adapters::secrets::resolve_optional(config.token_ref(), "argocd.token")?
-            .ok_or("argocd.url is set but no argocd.token_env/_file")?;
-        let timeout = Duration::from_millis(config.timeout.as_millis());
-        ArgoCdClient::new(url, token, timeout).map(Some)
+        let token = token.ok_or_else(|| {
+            format!(
+                "argocd.url is set but {} was not read at start-up",
+                deploybot_core::config::SecretKey::ArgoCdToken.written(&server.token)
+            )
+        })?;
+        ArgoCdClient::new(
+            server.url.as_str(),
+            token.clone(),
+            config.timeout.as_duration(),
+        )
+        .map(Some)
     }
 
     /// A client for the Argo CD server at `base_url` (e.g. `https://argocd.example.com`).
@@ -459,35 +385,6 @@ mod tests {
             };
             assert_eq!(got, want, "{name}: {:?}", sync_progress(&app, revision));
         }
-    }
-
-    #[test]
-    fn config_is_validated_with_full_keys() {
-        let ok: ArgoCdConfig = yaml_serde::from_str(
-            "url: https://argocd.example.com\ntoken_env: ARGOCD_TOKEN\napplication: '{environment}-{service}'\n",
-        )
-        .unwrap();
-        let mut p = Vec::new();
-        ok.validate(&mut p);
-        assert!(p.is_empty(), "{p:?}");
-        assert_eq!(
-            ok.application_name("checkout", "staging"),
-            "staging-checkout"
-        );
-        let bad: ArgoCdConfig =
-            yaml_serde::from_str("url: argocd.local\napplication: '{svc}'\npoll: '0'\n").unwrap();
-        let mut p = Vec::new();
-        bad.validate(&mut p);
-        assert_eq!(
-            p,
-            [
-                "argocd.url: must be an http(s) URL, got \"argocd.local\"",
-                "argocd.token_env or argocd.token_file: required with argocd.url",
-                "argocd.application: only {service} and {environment} may be used, got \"{svc}\"",
-                "argocd.poll: must be greater than 0",
-            ]
-        );
-        assert!(yaml_serde::from_str::<ArgoCdConfig>("token: abc\n").is_err());
     }
 
     #[test]

@@ -7,9 +7,7 @@
 //! verdict and may only use it to add caution.
 
 use crate::adapters::clock::SystemClock;
-use crate::adapters::secrets::Resolve;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -21,102 +19,10 @@ use async_openai::types::chat::{
 use deploybot_core::risk::model::{
     LlmError, ModelVerdict, RiskModel, parse_verdict, verdict_schema,
 };
-use serde::{Deserialize, Serialize};
 
 use deploybot_core::clock::Clock as _;
-use deploybot_core::secret::{Secret, SecretRef};
-
-/// The `llm` config section. Without `base_url` no model is called: the policy alone decides.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LlmConfig {
-    /// OpenAI-compatible API base URL (e.g. `http://127.0.0.1:8081/v1`).
-    pub base_url: Option<String>,
-    /// Model name.
-    pub model: Option<String>,
-    /// Environment variable holding the API key (none for local servers without auth).
-    pub api_key_env: Option<String>,
-    /// File holding the API key.
-    pub api_key_file: Option<PathBuf>,
-    /// Time allowed for one request, in milliseconds.
-    pub timeout_ms: u64,
-    /// Retries after the first attempt (429, 5xx, timeouts, connection errors).
-    pub max_retries: u32,
-    /// Longest wait between attempts in milliseconds; a `Retry-After` above it ends the retries.
-    pub max_retry_wait_ms: u64,
-    /// Prompt budget in tokens (estimated at 4 characters each); larger diffs are summarised.
-    pub max_prompt_tokens: usize,
-    /// Reply budget in tokens.
-    pub max_output_tokens: u32,
-}
-
-impl Default for LlmConfig {
-    fn default() -> Self {
-        LlmConfig {
-            base_url: None,
-            model: None,
-            api_key_env: None,
-            api_key_file: None,
-            timeout_ms: 30_000,
-            max_retries: 2,
-            max_retry_wait_ms: 20_000,
-            max_prompt_tokens: 12_000,
-            max_output_tokens: 800,
-        }
-    }
-}
-
-impl LlmConfig {
-    pub fn validate(&self, problems: &mut Vec<String>) {
-        if let Err(e) = self.api_key_ref() {
-            problems.push(e);
-        }
-        let Some(url) = &self.base_url else {
-            return;
-        };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            problems.push(format!(
-                "llm.base_url: must start with http:// or https://, got {url:?}"
-            ));
-        }
-        if self.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
-            problems.push("llm.model: required when llm.base_url is set".into());
-        }
-        if self.timeout_ms == 0 {
-            problems.push("llm.timeout_ms: must be greater than 0".into());
-        }
-        if self.max_retries > 10 {
-            problems.push(format!(
-                "llm.max_retries: at most 10, got {}",
-                self.max_retries
-            ));
-        }
-        if self.max_prompt_tokens < 1000 {
-            problems.push(format!(
-                "llm.max_prompt_tokens: at least 1000, got {}",
-                self.max_prompt_tokens
-            ));
-        }
-        if self.max_output_tokens < 100 {
-            problems.push(format!(
-                "llm.max_output_tokens: at least 100, got {}",
-                self.max_output_tokens
-            ));
-        }
-    }
-
-    pub fn api_key_ref(&self) -> Result<Option<SecretRef>, String> {
-        SecretRef::from_pair(
-            "llm.api_key",
-            self.api_key_env.as_ref(),
-            self.api_key_file.as_ref(),
-        )
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.base_url.is_some()
-    }
-}
+use deploybot_core::config::ModelSpec;
+use deploybot_core::secret::Secret;
 
 /// The OpenAI-compatible client.
 pub struct LlmClient {
@@ -141,39 +47,28 @@ impl std::fmt::Debug for LlmClient {
 }
 
 impl LlmClient {
-    /// The client for a config, or `None` when no model is configured.
-    pub fn from_config(config: &LlmConfig) -> Result<Option<LlmClient>, LlmError> {
-        let Some(base) = &config.base_url else {
-            return Ok(None);
-        };
-        let model = config
-            .model
-            .clone()
-            .ok_or_else(|| LlmError::Config("llm.model is required".into()))?;
-        let api_key = match config.api_key_ref().map_err(LlmError::Config)? {
-            Some(r) => Some(
-                r.resolve()
-                    .map_err(|e| LlmError::Config(format!("llm.api_key: {e}")))?,
-            ),
-            None => None,
-        };
-        let timeout = Duration::from_millis(config.timeout_ms);
+    /// The client for the configured model; `api_key` is the `llm.api_key` read at start-up.
+    pub fn new(spec: &ModelSpec, api_key: Option<Secret>) -> Result<LlmClient, LlmError> {
+        let timeout = spec.timeout.as_duration();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("deploybot/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| LlmError::Config(format!("building the HTTP client: {e}")))?;
-        Ok(Some(LlmClient {
+        Ok(LlmClient {
             http,
-            endpoint: format!("{}/chat/completions", base.trim_end_matches('/')),
-            model,
+            endpoint: format!(
+                "{}/chat/completions",
+                spec.base_url.as_str().trim_end_matches('/')
+            ),
+            model: spec.model.clone(),
             api_key,
             timeout,
-            max_retries: config.max_retries,
-            max_retry_wait: Duration::from_millis(config.max_retry_wait_ms),
-            max_output_tokens: config.max_output_tokens,
-        }))
+            max_retries: spec.max_retries,
+            max_retry_wait: spec.max_retry_wait.as_duration(),
+            max_output_tokens: spec.max_output_tokens,
+        })
     }
 
     /// The request body: temperature 0, the schema as `response_format`.
@@ -347,13 +242,8 @@ mod tests {
 
     #[test]
     fn the_request_is_temperature_zero_with_the_schema() {
-        let c = LlmClient::from_config(&LlmConfig {
-            base_url: Some("http://127.0.0.1:9/v1/".into()),
-            model: Some("m".into()),
-            ..LlmConfig::default()
-        })
-        .unwrap()
-        .unwrap();
+        let spec = ModelSpec::new("http://127.0.0.1:9/v1/".parse().unwrap(), "m");
+        let c = LlmClient::new(&spec, None).unwrap();
         let body = serde_json::to_value(c.request("sys", "usr").unwrap()).unwrap();
         assert_eq!(body["temperature"], 0.0);
         assert_eq!(body["response_format"]["type"], "json_schema");
@@ -379,22 +269,5 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h, now), None);
-    }
-    #[test]
-    fn config_validation_names_keys() {
-        let mut p = Vec::new();
-        LlmConfig {
-            base_url: Some("ftp://x".into()),
-            timeout_ms: 0,
-            ..LlmConfig::default()
-        }
-        .validate(&mut p);
-        let all = p.join("\n");
-        assert!(all.contains("llm.base_url"), "{all}");
-        assert!(all.contains("llm.model"), "{all}");
-        assert!(all.contains("llm.timeout_ms"), "{all}");
-        let mut p = Vec::new();
-        LlmConfig::default().validate(&mut p);
-        assert!(p.is_empty(), "{p:?}");
     }
 }

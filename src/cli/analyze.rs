@@ -11,7 +11,8 @@ use anyhow::Context as _;
 
 use crate::adapters::clock::SystemClock;
 use crate::adapters::prometheus::{PromDuration, PrometheusSource};
-use crate::config::Config;
+use crate::adapters::secrets::Secrets;
+use crate::config::SecretKey;
 use deploybot_core::canary::JudgeConfig;
 use deploybot_core::canary::sample::{AnalysisTarget, MetricsSource, TrackSample, Window};
 use deploybot_core::clock::Clock as _;
@@ -64,23 +65,21 @@ pub fn judge_window(window: &Window, config: &JudgeConfig) -> JudgeOutcome {
 }
 
 pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config)?;
-    let service = config
-        .services
-        .iter()
-        .find(|s| s.name == args.service)
-        .with_context(|| {
-            let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
-            format!(
-                "no service {:?} in {} (known: {})",
-                args.service,
-                args.config.display(),
-                known.join(", ")
-            )
-        })?;
-    if !service.environments.iter().any(|e| e.name == args.env) {
+    let config = crate::config::load_shape(&args.config)?;
+    let secrets = Secrets::read(&config, &[SecretKey::PrometheusBearerToken])
+        .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let service = config.service(&args.service).with_context(|| {
+        let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+        format!(
+            "no service {:?} in {} (known: {})",
+            args.service,
+            args.config.display(),
+            known.join(", ")
+        )
+    })?;
+    if service.environment(&args.env).is_none() {
         let known: Vec<&str> = service
-            .environments
+            .environments()
             .iter()
             .map(|e| e.name.as_str())
             .collect();
@@ -110,9 +109,12 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             args.interval
         );
     }
-    let mut source =
-        PrometheusSource::from_config(&config.prometheus, service.analysis.queries.clone())
-            .map_err(anyhow::Error::msg)?;
+    let mut source = PrometheusSource::from_config(
+        &config.prometheus,
+        secrets.get(SecretKey::PrometheusBearerToken).cloned(),
+        service.analysis.queries.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     if let Some(w) = args.canary_weight {
         source = source.with_canary_weight(w);
     }
@@ -416,7 +418,7 @@ mod tests {
         format!("{:#}", run(args).await.unwrap_err())
     }
 
-    const CONFIG: &str = "prometheus:\n  url: http://127.0.0.1:1\ngitops:\n  repo_url: https://example.invalid/g.git\nservices:\n  - name: checkout\n    app_repo: o/checkout\n    environments:\n      - name: production\n";
+    const CONFIG: &str = "prometheus:\n  url: http://127.0.0.1:1\ngitops:\n  repo_url: https://example.invalid/g.git\nservices:\n  - name: checkout\n    app_repo: o/checkout\n    image: ghcr.io/o/checkout\n    environments:\n      - name: production\n";
 
     #[tokio::test]
     async fn bad_arguments_are_named_before_any_query() {

@@ -38,12 +38,10 @@ pub fn load_judge_config(path: &Path, service: Option<&str>) -> anyhow::Result<J
         .as_mapping()
         .is_some_and(|m| m.contains_key("services") || m.contains_key("server"));
     if is_full {
-        let config = crate::config::Config::from_yaml(&text, path)?;
+        let config = crate::config::from_yaml(&text, path)?;
         let svc = match service {
             Some(name) => config
-                .services
-                .iter()
-                .find(|s| s.name == name)
+                .service(name)
                 .with_context(|| format!("{}: no service named {name:?}", path.display()))?,
             None => config
                 .services

@@ -13,9 +13,8 @@ pub mod telemetry;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-
-use crate::config::Config;
 
 /// deploybot: decides how each change ships, ships it through git, and takes it back when
 /// production says no.
@@ -44,7 +43,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run the service: receive GitHub webhooks and process them from the durable queue.
     ///
-    /// Refuses to start without a webhook secret (server.webhook_secret_env or _file).
+    /// Refuses to start without a webhook secret (server.webhook_secret_env or _file), and when
+    /// any secret the config references cannot be read (each one is named).
     /// Log verbosity follows RUST_LOG (default: info).
     Serve {
         /// Path of the YAML config file (see examples/deploybot.yaml).
@@ -53,10 +53,17 @@ pub enum Command {
     },
     /// Validate a config file and print the effective config (secrets appear only as references).
     ///
-    /// Exits 0 when valid, 1 with every problem listed (each naming its key) otherwise.
+    /// Also checks that every secret the config references can be read here, as `serve` will:
+    /// a missing one is a problem like any other. Where the secrets are not mounted (CI, a
+    /// laptop), pass --shape-only. Deprecated keys are printed as warnings (stderr) and the
+    /// effective config uses their replacements. Exits 0 when valid, 1 with every problem listed
+    /// (each naming its key, the value and the fix) otherwise.
     CheckConfig {
         /// Path of the YAML config file.
         file: PathBuf,
+        /// Check everything but whether the referenced secrets can be read.
+        #[arg(long)]
+        shape_only: bool,
     },
     /// Edit manifests in place, preserving every byte the edit does not own.
     #[command(subcommand)]
@@ -125,21 +132,18 @@ pub fn main() -> ExitCode {
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => {
-            let config = Config::load(&config)?;
+            let config = crate::config::load(&config).context("refusing to start")?;
             crate::shell::webhook::server::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(config) => {
-                print!("{}", config.to_yaml());
-                eprintln!("{}: valid", file.display());
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        Command::CheckConfig { file, shape_only } => {
+            let secrets: &dyn crate::config::SecretPresence = if shape_only {
+                &crate::config::ShapeOnly
+            } else {
+                &crate::adapters::secrets::Present
+            };
+            check_config(&file, secrets)
+        }
         Command::Manifest(cmd) => crate::cli::manifest::run(cmd).await,
         Command::Assess(args) => crate::cli::risk::run(args).await,
         Command::Judge(args) => crate::cli::judge::run(args).await,
@@ -152,5 +156,26 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Git(args)) => crate::cli::bench::git::run(args).await,
         Command::Bench(BenchCommand::Canary(args)) => crate::cli::bench::canary::run(args).await,
         Command::Bench(BenchCommand::Risk(args)) => crate::cli::bench::risk::run(args).await,
+    }
+}
+
+/// `check-config`: the effective config on stdout, warnings and the verdict on stderr.
+fn check_config(
+    file: &std::path::Path,
+    secrets: &dyn crate::config::SecretPresence,
+) -> anyhow::Result<ExitCode> {
+    match crate::config::check(file, secrets) {
+        Ok((raw, resolved)) => {
+            print!("{}", raw.effective().to_yaml());
+            for w in &resolved.warnings {
+                eprintln!("warning: {w}");
+            }
+            eprintln!("{}: valid", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::adapters::secrets::Secrets;
 use crate::adapters::store::Store;
-use crate::config::Config;
+use crate::config::{Config, SecretKey};
 use crate::shell::driver::{Clock, SystemClock};
 use crate::shell::pipeline::{Gate, Pipeline, Release};
 use crate::shell::runner::{LiveRunner, PrometheusWindows, RunnerParts};
@@ -92,34 +93,47 @@ fn operator() -> String {
 type LivePipeline = Pipeline<LiveRunner<PrometheusWindows>>;
 
 /// The pipeline `serve` would run, without GitHub when no token is configured (comments and
-/// labels are then only logged).
+/// labels are then only logged). The secrets it uses are read now; each one that cannot be is
+/// named, and nothing runs.
 fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<Config>)> {
-    let config = Arc::new(Config::load(config_path)?);
+    let config = Arc::new(crate::config::load_shape(config_path)?);
+    let secrets = Secrets::read(
+        &config,
+        &[
+            SecretKey::GithubToken,
+            SecretKey::GitopsToken,
+            SecretKey::PrometheusBearerToken,
+            SecretKey::ArgoCdToken,
+        ],
+    )
+    .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
     let path = config.store.database_path();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let store = Store::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let token =
-        crate::adapters::secrets::resolve_optional(config.github.token_ref(), "github.token")
-            .map_err(anyhow::Error::msg)?;
+    let token = secrets.get(SecretKey::GithubToken).cloned();
     let github = match &token {
         Some(t) => Some(Arc::new(
-            crate::adapters::github::GithubRest::new(&config.github.api_url, Some(t))
+            crate::adapters::github::GithubRest::new(config.github.api_base(), Some(t))
                 .context("setting up the GitHub client")?,
         ) as Arc<dyn deploybot_core::github::Github>),
         None => None,
     };
-    let argocd = crate::adapters::argocd::ArgoCdClient::from_config(&config.argocd)
-        .map_err(anyhow::Error::msg)?;
+    let argocd = crate::adapters::argocd::ArgoCdClient::from_config(
+        &config.argocd,
+        secrets.get(SecretKey::ArgoCdToken),
+    )
+    .map_err(anyhow::Error::msg)?;
     let mut parts = RunnerParts::offline(
         Arc::clone(&config),
         store.clone(),
-        PrometheusWindows::new(Arc::clone(&config)),
+        PrometheusWindows::new(Arc::clone(&config), &secrets),
         Arc::new(SystemClock),
     );
     parts.github = github;
     parts.github_token = token;
+    parts.gitops_token = secrets.get(SecretKey::GitopsToken).cloned();
     parts.argocd = argocd;
     let runner = LiveRunner::new(parts);
     Ok((Pipeline::new(Arc::clone(&config), store, runner), config))

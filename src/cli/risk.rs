@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::Config;
+use crate::adapters::secrets::Secrets;
+use crate::config::{Config, SecretKey};
 use deploybot_core::risk::{Assessment, FactorSource};
 
 #[derive(Debug, clap::Args)]
@@ -40,19 +41,27 @@ pub struct AssessArgs {
 
 pub async fn run(args: AssessArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => crate::config::load_shape(path)?,
         None => Config::default(),
     };
+    // Only the secrets this run uses: the model's key, and the token for a pull request.
+    let wanted: &[SecretKey] = if args.diff.is_some() {
+        &[SecretKey::LlmApiKey]
+    } else {
+        &[SecretKey::LlmApiKey, SecretKey::GithubToken]
+    };
+    let secrets =
+        Secrets::read(&config, wanted).map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
     let assessment = if let Some(diff) = &args.diff {
         let text = read_diff(diff)?;
-        crate::shell::assess::assess_diff(&config, args.service.as_deref(), &text).await?
+        crate::shell::assess::assess_diff(&config, &secrets, args.service.as_deref(), &text).await?
     } else {
         let repo = args
             .repo
             .as_deref()
             .expect("clap requires --repo or --diff");
         let pr = args.pr.expect("clap requires --pr with --repo");
-        crate::shell::assess::assess_pr_from_cli(&config, repo, pr, args.publish).await?
+        crate::shell::assess::assess_pr_from_cli(&config, &secrets, repo, pr, args.publish).await?
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&assessment)?);

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::adapters::store::Store;
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, StoreSpec};
 use deploybot_core::rollout::input::Effect;
 use deploybot_core::rollout::record::Rollout;
 use deploybot_core::rollout::store::{AuditEvent, RolloutStore};
@@ -31,11 +31,11 @@ impl StoreLocation {
     /// Opens the existing store; refuses to create an empty one where the user mistyped a path.
     fn open(&self) -> anyhow::Result<Store> {
         let store_config = match (&self.data_dir, &self.config) {
-            (Some(dir), _) => StoreConfig {
+            (Some(dir), _) => StoreSpec {
                 data_dir: dir.clone(),
             },
-            (None, Some(file)) => Config::load(file)?.store,
-            (None, None) => StoreConfig::default(),
+            (None, Some(file)) => crate::config::load_shape(file)?.store,
+            (None, None) => Config::default().store,
         };
         let path = store_config.database_path();
         if !path.is_file() {

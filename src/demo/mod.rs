@@ -185,9 +185,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .keep(),
     };
     let ws = Workspace::create(&root)?;
-    let config = Arc::new(Config::from_yaml(&ws.config_text(), &ws.config_path)?);
-    let problems = config.problems();
-    anyhow::ensure!(problems.is_empty(), "demo config: {}", problems.join("; "));
+    let config = Arc::new(crate::config::from_yaml(
+        &ws.config_text(),
+        &ws.config_path,
+    )?);
     std::fs::create_dir_all(&ws.data_dir)?;
     let store = Store::open(&config.store.database_path())?;
 
@@ -196,8 +197,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         load_scenarios(&args.scenarios)?
     };
-    let policy = deploybot_core::risk::policy::Policy::new(&config.risk)?;
-    let thresholds = config.risk.thresholds.resolve(None);
+    let policy = &config.risk.policy;
+    let thresholds = config.risk.thresholds;
     let shipments: Vec<Shipment> = scenarios
         .into_iter()
         .enumerate()
@@ -372,7 +373,7 @@ fn settled(config: &Config, rollouts: &[Rollout]) -> bool {
         return false;
     }
     let envs: Vec<&str> = config.services[0]
-        .environments
+        .environments()
         .iter()
         .map(|e| e.name.as_str())
         .collect();
@@ -384,7 +385,7 @@ fn settled(config: &Config, rollouts: &[Rollout]) -> bool {
 
 fn judge_outcome(config: &Config, s: &Shipment, rollouts: &[Rollout], minutes: i64) -> Outcome {
     let envs: Vec<&str> = config.services[0]
-        .environments
+        .environments()
         .iter()
         .map(|e| e.name.as_str())
         .collect();

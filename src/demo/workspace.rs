@@ -180,12 +180,12 @@ mod tests {
             let blob = repo.find_blob(entry.id()).unwrap();
             assert_eq!(blob.content(), content.as_bytes(), "{path}");
         }
-        let config = crate::config::Config::from_yaml(&ws.config_text(), &ws.config_path).unwrap();
+        // Resolving is the validity check: every problem would be an error here.
+        let config = crate::config::from_yaml(&ws.config_text(), &ws.config_path).unwrap();
         assert_eq!(
-            config.gitops.repo_url.as_deref(),
+            config.gitops.repo_url.as_ref().map(|u| u.as_str()),
             Some(ws.repo_url().as_str())
         );
-        assert!(config.problems().is_empty(), "{:?}", config.problems());
         let again = Workspace::create(&ws.root).err().unwrap().to_string();
         assert!(again.contains("not empty"), "{again}");
     }

@@ -6,14 +6,14 @@
 //! (`deploybot_core::webhook::route`: opened, synchronize, reopened, ready_for_review and
 //! closed-as-merged, of a service's application repository).
 
-use crate::adapters::secrets::Resolve;
+use crate::adapters::secrets::Secrets;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use crate::adapters::llm::LlmClient;
 use crate::adapters::store::StoreError;
 use crate::adapters::store::assessments::{AssessmentKey, AssessmentStore};
-use crate::config::Config;
+use crate::config::{Config, SecretKey};
 use deploybot_core::github::{
     CommentAction, CommitStatus, Github, GithubError, LabelSpec, PullFile, PullRequest, RepoName,
     StatusState,
@@ -107,52 +107,55 @@ pub async fn assess_change(
     combine(floor, outcome, thresholds)
 }
 
-/// The configured model client, if any.
-pub fn model_client(config: &Config) -> anyhow::Result<Option<LlmClient>> {
-    LlmClient::from_config(&config.llm).context("setting up the llm client")
+/// The configured model client, if any; its API key comes from the secrets read at start-up.
+pub fn model_client(config: &Config, secrets: &Secrets) -> anyhow::Result<Option<LlmClient>> {
+    let Some(spec) = &config.llm.model else {
+        return Ok(None);
+    };
+    let key = secrets.get(SecretKey::LlmApiKey).cloned();
+    if spec.api_key.is_some() && key.is_none() {
+        anyhow::bail!("setting up the llm client: llm.api_key was not read at start-up");
+    }
+    LlmClient::new(spec, key)
+        .map(Some)
+        .context("setting up the llm client")
 }
 
 /// The thresholds of `service` (by name) over the global ones.
 pub fn thresholds_for(config: &Config, service: Option<&str>) -> anyhow::Result<Thresholds> {
-    let over = match service {
+    Ok(match service {
         Some(name) => {
-            let s = config
-                .services
-                .iter()
-                .find(|s| s.name == name)
-                .with_context(|| format!("no service named {name:?} in the config"))?;
-            s.risk.as_ref()
+            config
+                .service(name)
+                .with_context(|| format!("no service named {name:?} in the config"))?
+                .thresholds
         }
-        None => None,
-    };
-    Ok(config.risk.thresholds.resolve(over))
+        None => config.risk.thresholds,
+    })
 }
 
 /// The thresholds of the service whose `app_repo` is `repo`.
 pub fn thresholds_for_repo(config: &Config, repo: &RepoName) -> Thresholds {
-    let full = repo.to_string();
-    let over = config
-        .services
-        .iter()
-        .find(|s| s.app_repo.eq_ignore_ascii_case(&full))
-        .and_then(|s| s.risk.as_ref());
-    config.risk.thresholds.resolve(over)
+    config
+        .service_by_app_repo(repo)
+        .map_or(config.risk.thresholds, |s| s.thresholds)
 }
 
 /// Assesses a unified diff.
 pub async fn assess_diff(
     config: &Config,
+    secrets: &Secrets,
     service: Option<&str>,
     diff: &str,
 ) -> anyhow::Result<Assessment> {
-    let policy = Policy::new(&config.risk)?;
+    let policy = &config.risk.policy;
     let thresholds = thresholds_for(config, service)?;
     let change = deploybot_core::risk::diff::parse_unified_diff(diff)
         .context("parsing the diff")?
         .into_change();
-    let client = model_client(config)?;
+    let client = model_client(config, secrets)?;
     Ok(assess_change(
-        &policy,
+        policy,
         &thresholds,
         &change,
         client.as_ref().map(|c| c as &dyn RiskModel),
@@ -227,7 +230,7 @@ pub fn inputs_digest(
 ) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(change).unwrap_or_default());
-    h.update(serde_json::to_vec(&config.risk).unwrap_or_default());
+    h.update(serde_json::to_vec(&config.risk.config).unwrap_or_default());
     h.update(format!("{thresholds:?}"));
     h.update(model.unwrap_or("-"));
     h.update(deploybot_core::risk::prompt::prompt_version());
@@ -279,7 +282,7 @@ pub async fn assess_pull_request(
     number: u64,
     head_sha: &str,
 ) -> Result<PrAssessment, RiskError> {
-    let policy = Policy::new(&config.risk)?;
+    let policy = &config.risk.policy;
     let thresholds = thresholds_for_repo(config, repo);
     let (pr, change) = load_pull(github, repo, number).await?;
     if pr.head_sha != head_sha {
@@ -302,7 +305,7 @@ pub async fn assess_pull_request(
         Some(a) => a,
         None => {
             let a = assess_change(
-                &policy,
+                policy,
                 &thresholds,
                 &change,
                 model,
@@ -367,20 +370,17 @@ pub async fn publish(
 /// `assess --repo --pr`: read-only unless `publish`, which also stores and posts the result.
 pub async fn assess_pr_from_cli(
     config: &Config,
+    secrets: &Secrets,
     repo: &str,
     pr: u64,
     publish: bool,
 ) -> anyhow::Result<Assessment> {
     let repo: RepoName = repo.parse().map_err(anyhow::Error::msg)?;
-    let token = match config.github.token_ref().map_err(anyhow::Error::msg)? {
-        Some(r) => Some(
-            r.resolve()
-                .map_err(|e| anyhow::anyhow!("github.token: {e}"))?,
-        ),
-        None => None,
-    };
-    let github = crate::adapters::github::GithubRest::new(&config.github.api_url, token.as_ref())?;
-    let client = model_client(config)?;
+    let github = crate::adapters::github::GithubRest::new(
+        config.github.api_base(),
+        secrets.get(SecretKey::GithubToken),
+    )?;
+    let client = model_client(config, secrets)?;
     let model = client.as_ref().map(|c| c as &dyn RiskModel);
     if publish {
         let store = crate::adapters::store::Store::open(&config.store.database_path())?;
@@ -391,13 +391,13 @@ pub async fn assess_pr_from_cli(
                 .with_context(|| format!("assessing {repo}#{pr}"))?;
         return Ok(done.assessment);
     }
-    let policy = Policy::new(&config.risk)?;
+    let policy = &config.risk.policy;
     let thresholds = thresholds_for_repo(config, &repo);
     let (_, change) = load_pull(&github, &repo, pr)
         .await
         .with_context(|| format!("assessing {repo}#{pr}"))?;
     Ok(assess_change(
-        &policy,
+        policy,
         &thresholds,
         &change,
         model,
@@ -459,8 +459,8 @@ mod tests {
     #[test]
     fn the_example_config_drives_the_policy_and_per_service_thresholds() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploybot.yaml");
-        let config = Config::load(&path).unwrap();
-        let policy = Policy::new(&config.risk).unwrap();
+        let config = crate::config::load_shape(&path).unwrap();
+        let policy = &config.risk.policy;
         assert_eq!(
             policy.classify("db/schema-changes/1.rb"),
             FactorKind::Migration,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::adapters::store::links::{self, PendingRelease};
-use crate::config::{Config, ServiceConfig};
+use crate::config::{Config, ServiceSpec};
 use crate::shell::driver::EffectRunner;
 use crate::shell::pipeline::{CommandOutcome, Gate, Pipeline, PipelineError, Release};
 use deploybot_core::github::{Github, GithubError, Reaction, RepoName};
@@ -19,7 +19,7 @@ use deploybot_core::rollout::approval::{ApprovalOutcome, count_approvals};
 use deploybot_core::rollout::command::{self, Parsed};
 use deploybot_core::rollout::input::{Command, Input};
 use deploybot_core::rollout::record::{Phase, Rollout};
-use deploybot_core::rollout::trigger::{ChecksGate, image_tag, required_checks};
+use deploybot_core::rollout::trigger::{ChecksGate, required_checks};
 use deploybot_core::webhook::route::Comment;
 
 /// Why an event could not be handled; transient ones are retried by the webhook worker.
@@ -87,8 +87,8 @@ pub struct Merged<'a> {
 }
 
 impl<R: EffectRunner> RolloutEvents<'_, R> {
-    fn service_named(&self, name: &str) -> Option<&ServiceConfig> {
-        self.config.services.iter().find(|s| s.name == name)
+    fn service_named(&self, name: &str) -> Option<&ServiceSpec> {
+        self.config.service(name)
     }
 
     /// A merged PR: its release starts once the required checks pass (parked until then).
@@ -101,13 +101,16 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         let Some(service) = self.service_named(m.service) else {
             return Ok(format!("{} deploys no service", m.repo));
         };
-        if service.image.is_none() || service.environments.is_empty() {
+        if service.deploy.is_none() {
             return Ok(format!(
-                "{}: no image or environments configured; assessed only",
+                "{}: no environments configured; assessed only",
                 service.name
             ));
         }
-        let tag = image_tag(&service.image_tag, m.merge_sha, Some(m.number)).map_err(refused)?;
+        let tag = service
+            .image_tag
+            .render(m.merge_sha, Some(m.number))
+            .map_err(refused)?;
         let files = self
             .github
             .pull_request_files(m.repo, m.number)
@@ -139,15 +142,15 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
     pub async fn release_parked(&self, now: DateTime<Utc>) -> Result<String, EventError> {
         let mut notes = Vec::new();
         for p in links::parked_releases(self.pipeline.store())? {
-            let Some(service) = self.service_named(&p.release.service) else {
+            let Some(service) = self.config.service(&p.release.service) else {
                 continue;
             };
-            let repo: RepoName = service.app_repo.parse().map_err(refused)?;
+            let repo = &service.app_repo;
             let sha = p.release.commit_sha.clone().unwrap_or_default();
             let gate = if service.required_checks.is_empty() {
                 ChecksGate::Ready
             } else {
-                let runs = self.github.check_runs(&repo, &sha).await?;
+                let runs = self.github.check_runs(repo, &sha).await?;
                 required_checks(&service.required_checks, &runs)
             };
             match gate {
@@ -228,7 +231,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 return Ok(format!("answered {parsed:?}"));
             }
             Parsed::Status => {
-                let rollout = self.pipeline.rollout_for_pr(&repo.to_string(), number)?;
+                let rollout = self.pipeline.rollout_for_pr(repo, number)?;
                 let rendered = rollout
                     .as_ref()
                     .map(deploybot_core::rollout::summary::render_rollout);
@@ -259,7 +262,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 .await?
         } else {
             self.pipeline
-                .command(&repo.to_string(), number, cmd, author, now)
+                .command(repo, number, cmd, author, now)
                 .await?
         };
         let (reaction, note) = match &outcome {
@@ -318,7 +321,10 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         })?;
         let release = Release {
             service: service.name.clone(),
-            image_tag: image_tag(&service.image_tag, &sha, Some(number)).map_err(refused)?,
+            image_tag: service
+                .image_tag
+                .render(&sha, Some(number))
+                .map_err(refused)?,
             previous_tag: String::new(),
             changed_files: Vec::new(),
             commit_message: pr.title.clone(),
@@ -409,33 +415,33 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 rollout.phase()
             ));
         }
-        let env = self.service_named(rollout.service()).and_then(|s| {
-            s.environments
-                .iter()
-                .find(|e| e.name == rollout.environment())
-        });
-        let (required, teams) = env
-            .map(|e| {
-                (
-                    e.required_approvals.max(1) as usize,
-                    e.approving_teams.clone(),
-                )
-            })
-            .unwrap_or((1, Vec::new()));
+        // Looked up, never assumed: an environment removed from the config while its rollout
+        // waits must not silently fall back to one approval by anybody with write access.
+        let Some(approval) = self
+            .config
+            .service(rollout.service())
+            .and_then(|s| s.environment(rollout.environment()))
+            .map(|e| &e.approval)
+        else {
+            return Err(refused(format!(
+                "{} awaits approval in {}/{}, which was removed from the configuration while \
+                 the rollout was live; put it back to count the approvals, or roll the rollout \
+                 back",
+                rollout.deploy_id,
+                rollout.service(),
+                rollout.environment()
+            )));
+        };
         let pr = self.github.pull_request(repo, number).await?;
-        if env.is_some_and(|e| {
-            e.approvals_counted_by == crate::config::ApprovalAuthority::BranchProtection
-        }) {
+        if approval.counted_by == crate::config::ApprovalAuthority::BranchProtection {
             return self
                 .merge_if_protection_allows(repo, number, &pr, rollout, now)
                 .await;
         }
         let reviews = self.github.pull_request_reviews(repo, number).await?;
         let mut team_members = Vec::new();
-        for t in &teams {
-            if let Some((org, slug)) = t.split_once('/') {
-                team_members.extend(self.github.team_members(org, slug).await?);
-            }
+        for t in &approval.teams {
+            team_members.extend(self.github.team_members(&t.org, &t.slug).await?);
         }
         let mut allowed: BTreeMap<String, bool> = BTreeMap::new();
         for r in &reviews {
@@ -461,7 +467,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                     .copied()
                     .unwrap_or(false)
             },
-            required,
+            approval.count,
         );
         match outcome {
             ApprovalOutcome::Approved { by } => {

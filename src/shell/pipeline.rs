@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 
 use crate::adapters::store::Store;
 use crate::adapters::store::links;
-use crate::config::{Config, ServiceConfig};
+use crate::config::{Config, ServiceSpec};
 use crate::shell::driver::{Driver, DriverError, EffectRunner};
+use deploybot_core::github::RepoName;
 pub use deploybot_core::rollout::admission::Gate;
 use deploybot_core::rollout::admission::{
     Admission, Destination, Environment, admit, deploy_id, promotions,
@@ -109,11 +110,9 @@ impl<R: EffectRunner> Pipeline<R> {
         &self.store
     }
 
-    fn service(&self, name: &str) -> Result<&ServiceConfig, PipelineError> {
+    fn service(&self, name: &str) -> Result<&ServiceSpec, PipelineError> {
         self.config
-            .services
-            .iter()
-            .find(|s| s.name == name)
+            .service(name)
             .ok_or_else(|| PipelineError::UnknownService(name.to_string()))
     }
 
@@ -131,16 +130,16 @@ impl<R: EffectRunner> Pipeline<R> {
     ) -> Result<String, PipelineError> {
         let service = self.service(&release.service)?;
         let env = match environment {
-            Some(name) => service
-                .environments
-                .iter()
-                .find(|e| e.name == name)
-                .ok_or_else(|| PipelineError::UnknownEnvironment {
-                    service: service.name.clone(),
-                    environment: name.to_string(),
-                })?,
+            Some(name) => {
+                service
+                    .environment(name)
+                    .ok_or_else(|| PipelineError::UnknownEnvironment {
+                        service: service.name.clone(),
+                        environment: name.to_string(),
+                    })?
+            }
             None => service
-                .environments
+                .environments()
                 .first()
                 .ok_or_else(|| PipelineError::NoEnvironments(service.name.clone()))?,
         };
@@ -164,18 +163,14 @@ impl<R: EffectRunner> Pipeline<R> {
             .recent(Some(&service.name), 200)?
             .into_iter()
             .find(|r| r.environment() == env.name && r.phase() == Phase::Complete);
-        let settings = service
-            .rollout
-            .settings()
-            .map_err(|e| PipelineError::UnknownService(format!("{}: {e}", service.name)))?;
         let dest = Destination {
             target: Target {
                 environment: env.name.clone(),
                 namespace: service.namespace.clone(),
             },
-            settings,
-            require_approval: env.require_approval,
-            on_new_version: service.rollout.on_new_version,
+            settings: service.settings.clone(),
+            require_approval: env.approval.required,
+            on_new_version: service.on_new_version,
         };
         let environment = Environment {
             hold: hold.as_ref(),
@@ -242,7 +237,7 @@ impl<R: EffectRunner> Pipeline<R> {
             .map(|s| {
                 (
                     s.name.as_str(),
-                    s.environments.iter().map(|e| e.name.clone()).collect(),
+                    s.environments().iter().map(|e| e.name.clone()).collect(),
                 )
             })
             .collect();
@@ -265,17 +260,15 @@ impl<R: EffectRunner> Pipeline<R> {
     /// PR it is.
     pub fn rollout_for_pr(
         &self,
-        repo: &str,
+        repo: &RepoName,
         number: u64,
     ) -> Result<Option<Rollout>, PipelineError> {
-        if let Some(link) = links::approval_pr_by_number(&self.store, repo, number)? {
+        if let Some(link) = links::approval_pr_by_number(&self.store, &repo.to_string(), number)? {
             return Ok(self.store.get(&link.deploy_id)?);
         }
         let services: Vec<&str> = self
             .config
-            .services
-            .iter()
-            .filter(|s| s.app_repo.eq_ignore_ascii_case(repo))
+            .services_by_app_repo(repo)
             .map(|s| s.name.as_str())
             .collect();
         let recent = self.store.recent(None, 500)?;
@@ -294,7 +287,7 @@ impl<R: EffectRunner> Pipeline<R> {
     /// Gives `cmd` (already permission-checked) to the rollout of `repo#number`.
     pub async fn command(
         &self,
-        repo: &str,
+        repo: &RepoName,
         number: u64,
         cmd: Command,
         by: &str,

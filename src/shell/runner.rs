@@ -23,9 +23,10 @@ use crate::adapters::gitops::pull_request::{
 };
 use crate::adapters::gitops::writer::BranchLocks;
 use crate::adapters::gitops::{FileEdit, GitopsError, ManifestEdit, Writer};
+use crate::adapters::secrets::Secrets;
 use crate::adapters::store::Store;
 use crate::adapters::store::links;
-use crate::config::{Config, EnvironmentConfig, ServiceConfig};
+use crate::config::{Config, EnvironmentSpec, ImageRepository, SecretKey, ServiceSpec};
 use crate::shell::driver::{Clock, EffectError, EffectRunner};
 use deploybot_core::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, Window};
 use deploybot_core::canary::{Decision, JudgeConfig, Verdict};
@@ -49,17 +50,20 @@ pub trait WindowSource: Send + Sync {
     ) -> impl Future<Output = Result<Window, MetricsError>> + Send;
 }
 
-/// Prometheus, with each service's own query templates. The client (and its bearer token) is
-/// built once; a configuration it cannot be built from is reported by `problem` at start-up and
-/// makes every query fail as permanent, which pauses the rollouts that need it.
+/// Prometheus, with each service's own query templates. The client (and its bearer token, read at
+/// start-up) is built once; without `prometheus.url` it cannot be, which `problem` reports at
+/// start-up and which makes every query fail as permanent, pausing the rollouts that need it.
 pub struct PrometheusWindows {
     config: Arc<Config>,
     client: Result<crate::adapters::prometheus::PrometheusClient, String>,
 }
 
 impl PrometheusWindows {
-    pub fn new(config: Arc<Config>) -> Self {
-        let client = crate::adapters::prometheus::PrometheusClient::from_config(&config.prometheus);
+    pub fn new(config: Arc<Config>, secrets: &Secrets) -> Self {
+        let client = crate::adapters::prometheus::PrometheusClient::from_config(
+            &config.prometheus,
+            secrets.get(SecretKey::PrometheusBearerToken).cloned(),
+        );
         PrometheusWindows { config, client }
     }
 
@@ -77,8 +81,8 @@ impl WindowSource for PrometheusWindows {
         end: i64,
         step_secs: u64,
     ) -> Result<Window, MetricsError> {
-        let service = service_config(&self.config, rollout.service())
-            .map_err(|e| MetricsError::Permanent(e.reason))?;
+        let service =
+            service_of(&self.config, rollout).map_err(|e| MetricsError::Permanent(e.reason))?;
         let client = self.client.clone().map_err(MetricsError::Permanent)?;
         crate::adapters::prometheus::PrometheusSource::new(
             client,
@@ -105,8 +109,11 @@ pub struct RunnerParts<W> {
     pub config: Arc<Config>,
     pub store: Store,
     pub github: Option<Arc<dyn Github>>,
-    /// Token for GitHub's pull request API in the GitOps repository (approval PRs).
+    /// Token for GitHub's pull request API in the GitOps repository (approval PRs), and for
+    /// https GitOps remotes when there is no `gitops_token`.
     pub github_token: Option<deploybot_core::secret::Secret>,
+    /// Token for https GitOps remotes (`gitops.token_*`).
+    pub gitops_token: Option<deploybot_core::secret::Secret>,
     pub argocd: Option<ArgoCdClient>,
     pub alerts: crate::adapters::alert::Alerts,
     pub windows: W,
@@ -129,6 +136,7 @@ impl<W> RunnerParts<W> {
             store,
             github: None,
             github_token: None,
+            gitops_token: None,
             argocd: None,
             alerts: crate::adapters::alert::Alerts::log_only(),
             windows,
@@ -174,52 +182,46 @@ fn gitops_error(e: GitopsError) -> EffectError {
     }
 }
 
-fn service_config<'a>(config: &'a Config, name: &str) -> Result<&'a ServiceConfig, EffectError> {
-    config
-        .services
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| permanent(format!("service {name:?} is not in the configuration")))
+/// The configured service of a rollout. A live rollout whose service was removed from the
+/// config cannot go on: the message says so rather than "unknown service".
+fn service_of<'a>(config: &'a Config, r: &Rollout) -> Result<&'a ServiceSpec, EffectError> {
+    config.service(r.service()).ok_or_else(|| {
+        permanent(format!(
+            "service {:?} was removed from the configuration while rollout {} was live; put it \
+             back to let the rollout finish or roll back",
+            r.service(),
+            r.deploy_id
+        ))
+    })
 }
 
-fn environment_config<'a>(
+/// The configured service and environment of a rollout, and the image it deploys.
+fn environment_of<'a>(
     config: &'a Config,
     r: &Rollout,
-) -> Result<(&'a ServiceConfig, &'a EnvironmentConfig), EffectError> {
-    let service = service_config(config, r.service())?;
-    let env = service
-        .environments
-        .iter()
-        .find(|e| e.name == r.environment())
-        .ok_or_else(|| {
-            permanent(format!(
-                "environment {:?} of service {:?} is not in the configuration",
-                r.environment(),
-                r.service()
-            ))
-        })?;
-    Ok((service, env))
+) -> Result<(&'a ServiceSpec, &'a ImageRepository, &'a EnvironmentSpec), EffectError> {
+    let service = service_of(config, r)?;
+    match (&service.deploy, service.environment(r.environment())) {
+        (Some(deploy), Some(env)) => Ok((service, &deploy.image, env)),
+        _ => Err(permanent(format!(
+            "environment {:?} of service {:?} was removed from the configuration while rollout \
+             {} was live; put it back to let the rollout finish or roll back",
+            r.environment(),
+            r.service(),
+            r.deploy_id
+        ))),
+    }
 }
 
-/// The full image reference a rollout deploys.
-pub fn image_ref(service: &ServiceConfig, tag: &str) -> Result<String, EffectError> {
-    let image = service.image.as_deref().ok_or_else(|| {
-        permanent(format!(
-            "services[{}].image is not set: deploybot does not know which image to deploy",
-            service.name
-        ))
-    })?;
-    Ok(format!("{image}:{tag}"))
-}
-
-/// The manifest edits of a step to `weight` (see `TargetConfig::step_change`).
+/// The manifest edits of a step of `service` to `weight` (see `TargetConfig::step_change`).
 pub fn step_edits(
-    service: &ServiceConfig,
-    env: &EnvironmentConfig,
+    service: &str,
+    image: &ImageRepository,
+    env: &EnvironmentSpec,
     tag: &str,
     weight: Weight,
 ) -> Result<Vec<Arc<dyn FileEdit>>, EffectError> {
-    let image = image_ref(service, tag)?;
+    let image = image.with_tag(tag);
     let edits: Vec<Arc<dyn FileEdit>> = env
         .targets
         .iter()
@@ -235,8 +237,8 @@ pub fn step_edits(
         .collect();
     if edits.is_empty() {
         return Err(permanent(format!(
-            "{}/{}: no target changes at {weight} (set services[].environments[].targets)",
-            service.name, env.name
+            "{service}/{}: no target changes at {weight} (set services[].environments[].targets)",
+            env.name
         )));
     }
     Ok(edits)
@@ -331,35 +333,34 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     /// The writer of an environment's repository; one per URL, shared by every rollout.
-    fn writer(&self, env: &EnvironmentConfig) -> Result<Arc<Writer>, EffectError> {
+    fn writer(&self, env: &EnvironmentSpec) -> Result<Arc<Writer>, EffectError> {
         let config = &self.parts.config;
-        let url = env
-            .repo_url
-            .as_deref()
-            .or(config.gitops.repo_url.as_deref())
-            .ok_or_else(|| permanent(format!("environment {}: no GitOps repository", env.name)))?;
+        let url = &env.repo.url;
         let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = writers.get(url) {
+        if let Some(w) = writers.get(url.as_str()) {
             return Ok(w.clone());
         }
-        let fallback = config.github.token_ref().map_err(permanent)?;
+        let token = self
+            .parts
+            .gitops_token
+            .as_ref()
+            .or(self.parts.github_token.as_ref());
         let w = Arc::new(
-            config
-                .gitops
-                .writer(
-                    &config.store.data_dir.join("gitops"),
-                    url,
-                    fallback.as_ref(),
-                    self.locks.clone(),
-                )
-                .map_err(gitops_error)?,
+            crate::adapters::gitops::writer(
+                &config.gitops,
+                &config.store.data_dir.join("gitops"),
+                url,
+                token,
+                self.locks.clone(),
+            )
+            .map_err(gitops_error)?,
         );
-        writers.insert(url.to_string(), w.clone());
+        writers.insert(url.as_str().to_string(), w.clone());
         Ok(w)
     }
 
     fn commit_info(&self, r: &Rollout, weight: Weight, image: &str, summary: String) -> CommitInfo {
-        let service = service_config(&self.parts.config, r.service()).ok();
+        let service = self.parts.config.service(r.service());
         CommitInfo {
             summary,
             deploy_id: r.deploy_id.clone(),
@@ -382,10 +383,15 @@ impl<W: WindowSource> LiveRunner<W> {
         weight: Weight,
         tag: &str,
     ) -> Result<Input, EffectError> {
-        let (service, env) = environment_config(&self.parts.config, r)?;
-        let edits = step_edits(service, env, tag, weight)?;
-        let image = image_ref(service, tag)?;
-        let summary = step_summary(&image, r.environment(), &weight.to_string(), false);
+        let (service, image, env) = environment_of(&self.parts.config, r)?;
+        let edits = step_edits(&service.name, image, env, tag, weight)?;
+        let image = image.with_tag(tag);
+        let summary = step_summary(
+            &image.to_string(),
+            r.environment(),
+            &weight.to_string(),
+            false,
+        );
         let info = self.commit_info(r, weight, &image, summary);
         let outcome = self
             .writer(env)?
@@ -399,28 +405,14 @@ impl<W: WindowSource> LiveRunner<W> {
         })
     }
 
-    fn gitops_repo(&self, env: &EnvironmentConfig) -> Result<RepoName, EffectError> {
-        let gitops = &self.parts.config.gitops;
-        let name = match &env.repo_url {
-            Some(url) => crate::adapters::gitops::GitopsConfig {
-                repo_url: Some(url.clone()),
-                ..Default::default()
-            }
-            .repo_full_name(),
-            None => gitops.repo_full_name(),
-        };
-        name.ok_or_else(|| {
+    fn gitops_repo(&self, env: &EnvironmentSpec) -> Result<RepoName, EffectError> {
+        env.repo.github.clone().ok_or_else(|| {
             permanent(format!(
                 "approval PRs need the GitOps repository on GitHub: set gitops.github_repo \
                  ({} is not a github.com URL)",
-                env.repo_url
-                    .as_deref()
-                    .or(gitops.repo_url.as_deref())
-                    .unwrap_or("no repo_url")
+                env.repo.url.redacted()
             ))
-        })?
-        .parse()
-        .map_err(permanent)
+        })
     }
 
     async fn open_approval_pr(
@@ -430,16 +422,18 @@ impl<W: WindowSource> LiveRunner<W> {
         tag: &str,
     ) -> Result<(), EffectError> {
         let config = &self.parts.config;
-        let (service, env) = environment_config(config, r)?;
+        let (service, image, env) = environment_of(config, r)?;
         let repo = self.gitops_repo(env)?;
         let token = self
             .parts
             .github_token
             .as_ref()
             .ok_or_else(|| permanent("approval PRs need a GitHub token (github.token_env)"))?;
-        let prs = OctocrabPullRequests::new(&config.github.api_url, token, &repo.owner, &repo.name)
-            .map_err(gitops_error)?;
-        let image = image_ref(service, tag)?;
+        let prs =
+            OctocrabPullRequests::new(config.github.api_base(), token, &repo.owner, &repo.name)
+                .map_err(gitops_error)?;
+        let edits = step_edits(&service.name, image, env, tag, weight)?;
+        let image = image.with_tag(tag);
         let branch = bot_branch(
             &config.gitops.branch_prefix,
             r.service(),
@@ -447,9 +441,9 @@ impl<W: WindowSource> LiveRunner<W> {
             &r.deploy_id,
         );
         let req = ProposeRequest {
-            base: env.branch.clone(),
+            base: env.branch.to_string(),
             branch: branch.clone(),
-            edits: step_edits(service, env, tag, weight)?,
+            edits,
             info: self.commit_info(
                 r,
                 weight,
@@ -525,7 +519,7 @@ impl<W: WindowSource> LiveRunner<W> {
         reason: &str,
         evidence: &str,
     ) -> Result<Input, EffectError> {
-        let (_, env) = environment_config(&self.parts.config, r)?;
+        let (_, _, env) = environment_of(&self.parts.config, r)?;
         let writer = self.writer(env)?;
         let why = revert_reason(reason, evidence);
         let mut head = None;
@@ -558,10 +552,7 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     fn app_repo(&self, r: &Rollout) -> Result<RepoName, EffectError> {
-        service_config(&self.parts.config, r.service())?
-            .app_repo
-            .parse()
-            .map_err(permanent)
+        Ok(service_of(&self.parts.config, r)?.app_repo.clone())
     }
 
     async fn comment(&self, r: &Rollout, notice: &Notice) -> Result<(), EffectError> {
@@ -570,7 +561,12 @@ impl<W: WindowSource> LiveRunner<W> {
             r,
             notice,
             &points,
-            self.parts.config.server.public_url.as_deref(),
+            self.parts
+                .config
+                .server
+                .public_url
+                .as_ref()
+                .map(|u| u.as_str()),
         );
         let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.release.pull_request) else {
             tracing::info!(rollout = %r.deploy_id, "{}", deploybot_core::rollout::comment::notice_text(notice));
@@ -636,8 +632,8 @@ impl<W: WindowSource> LiveRunner<W> {
                 .config
                 .server
                 .public_url
-                .as_deref()
-                .map(|u| deploybot_core::rollout::page::rollout_page_url(u, &r.deploy_id)),
+                .as_ref()
+                .map(|u| deploybot_core::rollout::page::rollout_page_url(u.as_str(), &r.deploy_id)),
         };
         github
             .set_commit_status(&repo, sha, &status)
@@ -655,7 +651,7 @@ impl<W: WindowSource> LiveRunner<W> {
         let now = self.now().timestamp();
         // Whole intervals only: a partial one would read as a traffic drop.
         let end = start + (now - start).max(0) / step as i64 * step as i64;
-        let service = service_config(&self.parts.config, r.service())?;
+        let service = service_of(&self.parts.config, r)?;
         let window = match self.parts.windows.window(r, start, end, step).await {
             Ok(w) => w,
             Err(MetricsError::Unavailable(reason)) => {
@@ -866,18 +862,28 @@ mod tests {
         );
     }
 
-    fn service(yaml: &str) -> ServiceConfig {
-        yaml_serde::from_str(yaml).unwrap()
+    fn service(yaml: &str) -> ServiceSpec {
+        let text = format!(
+            "gitops:\n  repo_url: file:///srv/g.git\nservices:\n  - {}",
+            yaml.replace('\n', "\n    ")
+        );
+        crate::config::from_yaml(&text, std::path::Path::new("t.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .services
+            .remove(0)
     }
 
+    /// (The image a step needs is required when the config resolves: see
+    /// `deploybot_core::config`'s tests.)
     #[test]
-    fn step_edits_need_an_image_and_a_target_that_changes() {
+    fn step_edits_need_a_target_that_changes() {
         let with_targets = service(
             "name: s\napp_repo: o/s\nimage: ghcr.io/o/s\nenvironments:\n  - name: staging\n    \
              targets:\n      - path: c.yaml\n        track: canary\n      - path: r.yaml\n        \
              kind: weight\n        canary: s-canary\n",
         );
-        let env = &with_targets.environments[0];
+        let deploy = with_targets.deploy.as_ref().unwrap();
+        let env = &deploy.environments[0];
         let w = |p| Weight::new(p).unwrap();
         let paths = |edits: Vec<Arc<dyn FileEdit>>| {
             edits
@@ -886,27 +892,22 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            paths(step_edits(&with_targets, env, "v2", w(5)).unwrap()),
+            paths(step_edits("s", &deploy.image, env, "v2", w(5)).unwrap()),
             ["c.yaml", "r.yaml"]
-        );
-        let no_image = ServiceConfig {
-            image: None,
-            ..with_targets.clone()
-        };
-        let err = step_edits(&no_image, env, "v2", w(5)).err().unwrap();
-        assert!(
-            err.reason.contains("image is not set") && !err.transient,
-            "{err}"
         );
         let stable_only = service(
             "name: s\napp_repo: o/s\nimage: ghcr.io/o/s\nenvironments:\n  - name: staging\n    \
              targets:\n      - path: d.yaml\n",
         );
-        let env = &stable_only.environments[0];
-        let err = step_edits(&stable_only, env, "v2", w(5)).err().unwrap();
+        let deploy = stable_only.deploy.as_ref().unwrap();
+        let env = &deploy.environments[0];
+        let err = step_edits("s", &deploy.image, env, "v2", w(5))
+            .err()
+            .unwrap();
         assert!(err.reason.contains("no target changes at 5%"), "{err}");
+        assert!(!err.transient);
         assert_eq!(
-            paths(step_edits(&stable_only, env, "v2", w(100)).unwrap()),
+            paths(step_edits("s", &deploy.image, env, "v2", w(100)).unwrap()),
             ["d.yaml"]
         );
     }

@@ -75,6 +75,44 @@ fn check_config_names_the_bad_key() {
 }
 
 #[test]
+fn check_config_reports_missing_secrets_unless_shape_only_and_warns_on_old_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "server:\n  webhook_secret_env: DEPLOYBOT_TEST_UNSET_9120\nllm:\n  timeout_ms: 5000\n",
+    )
+    .unwrap();
+    let out = deploybot()
+        .args(["check-config", cfg.to_str().unwrap()])
+        .env_remove("DEPLOYBOT_TEST_UNSET_9120")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server.webhook_secret_env (DEPLOYBOT_TEST_UNSET_9120): environment variable DEPLOYBOT_TEST_UNSET_9120 is not set"),
+        "{stderr}"
+    );
+    let out = deploybot()
+        .args(["check-config", "--shape-only", cfg.to_str().unwrap()])
+        .env_remove("DEPLOYBOT_TEST_UNSET_9120")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: llm.timeout_ms: deprecated; write llm.timeout: 5s instead"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("timeout: 5s") && !stdout.contains("timeout_ms"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn serve_refuses_to_start_without_a_secret() {
     let out = deploybot()
         .args(["serve", "--config", &example()])

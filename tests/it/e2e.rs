@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use deploybot::adapters::clock::SystemClock;
+use deploybot::adapters::secrets::Secrets;
 use deploybot::adapters::store::DeliveryStatus;
 use deploybot::config::Config;
 use deploybot::demo::VirtualClock;
@@ -212,7 +213,7 @@ impl World {
                 "repo_url": git.url("gitops.git"),
                 "github_repo": GITOPS_REPO,
                 "token_file": write_secret(&dir, "git-token", GIT_TOKEN),
-                "retry": {"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 50},
+                "retry": {"max_attempts": 3, "initial_backoff": "10ms", "max_backoff": "50ms"},
             },
             "prometheus": {"url": prometheus.url, "retries": 1, "backoff": "20ms", "max_backoff": "50ms"},
             "argocd": {"url": argo_url, "token_file": write_secret(&dir, "argo-token", ARGO_TOKEN)},
@@ -244,8 +245,8 @@ impl World {
             }],
         });
         let yaml = yaml_serde::to_string(&config).unwrap();
-        let config = Config::from_yaml(&yaml, &dir.join("deploybot.yaml")).unwrap();
-        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        // Resolving is the validity check: any problem is an error here.
+        let config = deploybot::config::from_yaml(&yaml, &dir.join("deploybot.yaml")).unwrap();
         World {
             config,
             gh,
@@ -259,7 +260,7 @@ impl World {
     }
 
     async fn start(&self) -> Assembly<PrometheusWindows> {
-        let windows = PrometheusWindows::new(Arc::new(self.config.clone()));
+        let windows = PrometheusWindows::new(Arc::new(self.config.clone()), &Secrets::none());
         let app = assemble(self.config.clone(), windows, Arc::new(self.clock.clone()))
             .await
             .unwrap();

@@ -8,7 +8,6 @@ use std::path::Path;
 use deploybot::adapters::gitops::GitopsError;
 use deploybot::adapters::store::Store;
 use deploybot::adapters::store::assessments::{AssessmentKey, AssessmentStore};
-use deploybot::config::Config;
 use deploybot::shell::assess::RiskError;
 use deploybot::shell::driver::DriverError;
 use deploybot::shell::pipeline::PipelineError;
@@ -75,7 +74,7 @@ fn a_risk_error_from_the_store_says_what_it_was_doing_once() {
 
 #[test]
 fn a_config_read_error_names_the_file_and_the_cause_once() {
-    let e = Config::load(Path::new("/nonexistent/deploybot.yaml")).unwrap_err();
+    let e = deploybot::config::load(Path::new("/nonexistent/deploybot.yaml")).unwrap_err();
     let text = rendered_once(
         anyhow::Error::new(e).context("starting serve"),
         "No such file or directory",

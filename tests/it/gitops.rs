@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
 use deploybot::adapters::gitops::GitopsError;
-use deploybot::adapters::gitops::RetryConfig;
 use deploybot::adapters::gitops::pull_request::{
     OctocrabPullRequests, Proposal, ProposeRequest, PullRequests, bot_branch, propose,
 };
 use deploybot::adapters::gitops::repo::GitAuth;
 use deploybot::adapters::gitops::writer::{BranchLocks, WriteOutcome};
+use deploybot::config::PushRetry;
+use deploybot_core::duration::PromDuration;
 use deploybot_core::gitops::edit::FileEdit;
 use deploybot_core::secret::Secret;
 
@@ -272,11 +273,11 @@ async fn a_changed_old_value_upstream_is_a_conflict_not_an_overwrite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_bounded() {
     let fx = Arc::new(GitFixture::new());
-    let retry = RetryConfig {
+    let retry = PushRetry {
         max_attempts: 3,
-        initial_backoff_ms: 1,
+        initial_backoff: PromDuration::from_millis(1),
         multiplier: 2.0,
-        max_backoff_ms: 5,
+        max_backoff: PromDuration::from_millis(5),
     };
     let w = writer_with(
         &fx.data_dir("a"),

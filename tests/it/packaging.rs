@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::tool;
-use deploybot::config::Config;
+use deploybot::config::{Config, RawConfig};
+use deploybot_core::secret::SecretRef;
 use deploybot_core::webhook::event;
 use serde::Deserialize;
 use serde_json::Value;
@@ -114,7 +115,7 @@ fn kustomize_renders_a_single_non_root_deploybot_wired_to_its_config() {
     let config_volume = volume_of("/configMap/name", cm_name);
     let config_text = str_at(cm, "/data/deploybot.yaml");
     assert_eq!(config_text, read("deploy/deploybot.yaml"));
-    let config = Config::from_yaml(config_text, Path::new("ConfigMap deploybot.yaml"))
+    let config = deploybot::config::from_yaml(config_text, Path::new("ConfigMap deploybot.yaml"))
         .unwrap_or_else(|e| panic!("{e}"));
 
     let mount_of = |volume: &str| -> String {
@@ -216,9 +217,15 @@ fn kustomize_renders_a_single_non_root_deploybot_wired_to_its_config() {
     assert_eq!(var("DEPLOYBOT_LOG_FORMAT")["value"], "json");
     let template = &yaml_documents(&read("deploy/secret.example.yaml"), "secret.example.yaml")[0];
     assert_eq!(str_at(template, "/kind"), "Secret");
+    fn env_name(r: Option<&SecretRef>) -> Option<&str> {
+        match r {
+            Some(SecretRef::Env(var)) => Some(var.as_str()),
+            _ => None,
+        }
+    }
     for referenced in [
-        config.server.webhook_secret_env.as_deref(),
-        config.github.token_env.as_deref(),
+        env_name(config.server.webhook_secret.as_ref()),
+        env_name(config.github.token.as_ref()),
     ] {
         let name = referenced.expect("the container config references its secrets by env");
         let key_ref = var(name)
@@ -240,8 +247,10 @@ fn kustomize_renders_a_single_non_root_deploybot_wired_to_its_config() {
 #[test]
 fn container_config_passes_check_config() {
     let out = Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        // The image's config, checked where its Secret is not mounted (as in CI).
         .args([
             "check-config",
+            "--shape-only",
             &repo_file("deploy/deploybot.yaml").display().to_string(),
         ])
         .output()
@@ -724,7 +733,7 @@ fn github_app_manifest_asks_for_exactly_what_deploybot_uses() {
     }
 }
 
-/// Keys of the YAML mapping at `section` (top level when empty) of `Config::default()`'s YAML,
+/// Keys of the YAML mapping at `section` (top level when empty) of `RawConfig::default()`'s YAML,
 /// so the list follows the structs.
 fn config_keys(value: &Value, section: &str) -> Vec<String> {
     let v = if section.is_empty() {
@@ -760,7 +769,8 @@ fn mentions_key(line: &str, key: &str) -> bool {
 
 #[test]
 fn every_config_key_is_documented_and_in_the_example() {
-    let defaults: Value = yaml_serde::from_str(&Config::default().to_yaml()).unwrap();
+    let defaults: Value =
+        yaml_serde::from_str(&RawConfig::default().effective().to_yaml()).unwrap();
     let reference = read("docs/configuration.md");
     let example = read("examples/deploybot.yaml");
     let mut missing = Vec::new();
@@ -795,11 +805,11 @@ fn every_config_key_is_documented_and_in_the_example() {
     }
     // The services list is empty by default: take its keys from one minimal service.
     let one_service: Value = yaml_serde::from_str(
-        &Config::from_yaml(
+        &RawConfig::from_yaml(
             "gitops:\n  repo_url: file:///x\nservices:\n  - name: a\n    app_repo: o/a\n    environments:\n      - name: e\n",
-            Path::new("test"),
         )
         .unwrap()
+        .effective()
         .to_yaml(),
     )
     .unwrap();

@@ -83,8 +83,8 @@ async fn setup_patched(
         assert!(text.contains(anchor), "no {anchor:?} in the demo config");
         text = text.replace(anchor, replacement);
     }
-    let config = Arc::new(Config::from_yaml(&text, &ws.config_path).unwrap());
-    assert!(config.problems().is_empty(), "{:?}", config.problems());
+    // Resolving is the validity check: any problem is an error here.
+    let config = Arc::new(deploybot::config::from_yaml(&text, &ws.config_path).unwrap());
     std::fs::create_dir_all(&ws.data_dir).unwrap();
     let store = Store::open(&config.store.database_path()).unwrap();
     let healthy = generate::suite(1, 7)
@@ -297,6 +297,41 @@ async fn a_person_merging_the_approval_pr_approves_it() {
     );
 }
 
+/// An environment removed from the config while its rollout waits for approval does not fall
+/// back to "one approval by anybody with write access": the review is refused, saying why.
+#[tokio::test]
+async fn approvals_for_an_environment_removed_from_the_config_are_refused() {
+    let gh = FakeGithub::start().await;
+    let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
+    let head = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
+    gh.add_review(n, "carol", "APPROVED", &head);
+    let mut without_production = (*s.config).clone();
+    for service in &mut without_production.services {
+        if let Some(deploy) = &mut service.deploy {
+            deploy.environments.retain(|e| e.name != "production");
+        }
+    }
+    let github = github_for(&gh);
+    let events = RolloutEvents {
+        config: &without_production,
+        github: &github,
+        model: None,
+        pipeline: &s.pipeline,
+    };
+    let repo: RepoName = GITOPS.parse().unwrap();
+    let e = events.on_review(&repo, n, s.clock.now()).await.unwrap_err();
+    assert!(!e.transient, "{e}");
+    assert!(
+        e.message
+            .contains("checkout/production, which was removed from the configuration"),
+        "{e}"
+    );
+    assert_eq!(
+        s.pipeline.store().get(&id).unwrap().unwrap().phase(),
+        Phase::AwaitingApproval
+    );
+}
+
 #[tokio::test]
 async fn branch_protection_can_decide_instead_of_deploybot() {
     let gh = FakeGithub::start().await;
@@ -427,7 +462,7 @@ async fn deploy_command_ships_on_the_assessment_the_model_raised() {
         assert!(note.contains("/deploy by @alice"), "{note}");
         let r = s
             .pipeline
-            .rollout_for_pr(&repo.to_string(), 2)
+            .rollout_for_pr(&repo, 2)
             .unwrap()
             .expect("the /deploy started a rollout");
         assert_eq!(r.environment(), "staging");

@@ -22,7 +22,7 @@ use crate::support::prometheus::{require_tools, start_prometheus};
 
 use deploybot::adapters::clock::SystemClock;
 use deploybot::adapters::prometheus::{
-    PromDuration, PrometheusConfig, PrometheusSource, QueryTemplates,
+    PromDuration, PrometheusSource, PrometheusSpec, QueryTemplates,
 };
 use deploybot::cli::analyze::{JudgeOutcome, judge_window};
 use deploybot_core::canary::sample::{
@@ -240,16 +240,16 @@ fn source_with(
     staleness_limit: PromDuration,
     templates: QueryTemplates,
 ) -> PrometheusSource {
-    let config = PrometheusConfig {
-        url: Some(url.into()),
+    let config = PrometheusSpec {
+        url: Some(deploybot::config::base_url(url).unwrap()),
         timeout: PromDuration::from_secs(5),
         retries: 2,
         backoff: PromDuration::from_millis(50),
         max_backoff: PromDuration::from_millis(100),
         staleness_limit,
-        ..PrometheusConfig::default()
+        ..PrometheusSpec::default()
     };
-    PrometheusSource::from_config(&config, templates)
+    PrometheusSource::from_config(&config, None, templates)
         .unwrap()
         .with_canary_weight(100.0 / 1100.0)
 }
@@ -541,7 +541,7 @@ fn analyze(url: &str, service: &str, end: i64) -> String {
     for name in ["healthy", "regressed"] {
         writeln!(
             yaml,
-            "  - name: {name}\n    app_repo: example-org/{name}\n    namespace: shop\n    environments:\n      - name: production"
+            "  - name: {name}\n    app_repo: example-org/{name}\n    namespace: shop\n    image: ghcr.io/example-org/{name}\n    environments:\n      - name: production"
         )
         .unwrap();
     }

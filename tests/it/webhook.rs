@@ -28,7 +28,7 @@ const SECRET: &str = "test-secret-0123456789";
 
 /// A config that knows every repository named in the fixture payloads.
 fn config() -> Config {
-    Config::from_yaml(
+    deploybot::config::from_yaml(
         "gitops:\n  repo_url: file:///tmp/none\nservices:\n\
          \x20 - {name: hello, app_repo: Codertocat/Hello-World}\n\
          \x20 - {name: octo, app_repo: octo-org/octo-repo}\n\

@@ -41,6 +41,13 @@ impl FromStr for RepoName {
     }
 }
 
+impl RepoName {
+    /// Whether `other` names the same repository: GitHub compares owner and name ignoring case.
+    pub fn same_repo(&self, other: &RepoName) -> bool {
+        self.owner.eq_ignore_ascii_case(&other.owner) && self.name.eq_ignore_ascii_case(&other.name)
+    }
+}
+
 impl fmt::Display for RepoName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.owner, self.name)

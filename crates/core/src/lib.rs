@@ -7,6 +7,7 @@
 
 pub mod canary;
 pub mod clock;
+pub mod config;
 pub mod duration;
 pub mod github;
 pub mod gitops;

@@ -18,252 +18,54 @@ pub mod repo;
 pub mod revert;
 pub mod writer;
 
-use crate::adapters::secrets::Resolve;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
+use deploybot_core::config::GitopsSpec;
+use deploybot_core::secret::Secret;
 
 pub use deploybot_core::gitops::{FileEdit, ManifestEdit};
 pub use writer::{CommitPlan, WriteOutcome, Writer};
 
-/// How a step reaches the branch Argo CD watches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteMode {
-    /// Commit and push straight to the environment branch.
-    #[default]
-    Direct,
-    /// Push to a bot branch and open (or reuse) a pull request against the environment branch.
-    PullRequest,
-}
-
-/// Bounded retry of races (rejected pushes), with exponential backoff and jitter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Attempts in total, the first included.
-    pub max_attempts: u32,
-    /// Wait before the second attempt, in milliseconds.
-    pub initial_backoff_ms: u64,
-    /// Growth of the wait per attempt.
-    pub multiplier: f64,
-    /// Longest wait between attempts, in milliseconds.
-    pub max_backoff_ms: u64,
-}
-
-impl Default for RetryConfig {
-    /// Kargo's values: 10 tries, 1 s growing 1.5x, capped at 30 s.
-    fn default() -> Self {
-        RetryConfig {
-            max_attempts: 10,
-            initial_backoff_ms: 1000,
-            multiplier: 1.5,
-            max_backoff_ms: 30_000,
-        }
+/// The remote at `url` with the credentials the config names: `token` (the `gitops.token`,
+/// else the `github.token`, read at start-up) for https, the key file or the agent for ssh,
+/// nothing for `file://`.
+pub fn remote(gitops: &GitopsSpec, url: &repo::RemoteUrl, token: Option<&Secret>) -> repo::Remote {
+    let auth = match url.transport() {
+        repo::Transport::File => repo::GitAuth::None,
+        repo::Transport::Ssh => repo::GitAuth::Ssh {
+            key_file: gitops.ssh_key_file.clone(),
+        },
+        repo::Transport::Http => match token {
+            Some(t) => repo::GitAuth::Token(t.clone()),
+            None => repo::GitAuth::None,
+        },
+    };
+    repo::Remote {
+        url: url.clone(),
+        auth,
     }
 }
 
-impl RetryConfig {
-    /// The wait before attempt `attempt + 1` (`attempt` >= 1): exponential, capped, with
-    /// "equal jitter" so that racing writers spread out but never wait less than half.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.initial_backoff_ms as f64 * self.multiplier.powi(attempt as i32 - 1);
-        let capped = base.min(self.max_backoff_ms as f64).max(0.0);
-        let half = capped / 2.0;
-        let jitter = rand::random::<f64>() * half;
-        Duration::from_micros(((half + jitter) * 1000.0) as u64)
-    }
-
-    pub fn validate(&self, key: &str, problems: &mut Vec<String>) {
-        if self.max_attempts == 0 {
-            problems.push(format!("{key}.max_attempts: must be at least 1"));
-        }
-        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            problems.push(format!(
-                "{key}.multiplier: must be a number >= 1, got {}",
-                self.multiplier
-            ));
-        }
-        if self.max_backoff_ms < self.initial_backoff_ms {
-            problems.push(format!(
-                "{key}.max_backoff_ms: must be >= {key}.initial_backoff_ms ({})",
-                self.initial_backoff_ms
-            ));
-        }
-    }
+/// A writer for `url` with the config's identity and retry settings.
+pub fn writer(
+    gitops: &GitopsSpec,
+    data_dir: &std::path::Path,
+    url: &repo::RemoteUrl,
+    token: Option<&Secret>,
+    locks: writer::BranchLocks,
+) -> Result<Writer, GitopsError> {
+    Writer::open(
+        data_dir,
+        remote(gitops, url, token),
+        identity(gitops),
+        gitops.retry.clone(),
+        locks,
+    )
 }
 
-/// The `gitops` config section.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GitopsConfig {
-    /// Default GitOps repository URL (`file://`, `https://`, `ssh://`) for environments that do
-    /// not name their own.
-    pub repo_url: Option<String>,
-    /// `owner/name` of the GitOps repository on GitHub, for approval PRs and its webhooks.
-    /// Default: read from `repo_url` when it is on github.com (set it for GitHub Enterprise).
-    pub github_repo: Option<String>,
-    /// `direct` or `pull_request`.
-    pub mode: WriteMode,
-    /// Name on the bot's commits (author and committer).
-    pub author_name: String,
-    /// Email on the bot's commits; also how the bot recognises its own commits.
-    pub author_email: String,
-    /// Prefix of bot branches in PR mode: `<prefix>/<service>/<env>/<deploy-id>`.
-    pub branch_prefix: String,
-    /// Labels put on the pull requests the bot opens.
-    pub pr_labels: Vec<String>,
-    /// Label put on a bot PR whose branch a human pushed to (the bot then stops updating it).
-    pub human_edited_label: String,
-    /// Environment variable holding the token for `https://` remotes (falls back to
-    /// `github.token_*`).
-    pub token_env: Option<String>,
-    /// File holding the token for `https://` remotes.
-    pub token_file: Option<PathBuf>,
-    /// Private key for `ssh://` remotes; unset means the ssh agent.
-    pub ssh_key_file: Option<PathBuf>,
-    /// Retry of rejected pushes.
-    pub retry: RetryConfig,
-}
-
-impl Default for GitopsConfig {
-    fn default() -> Self {
-        GitopsConfig {
-            repo_url: None,
-            github_repo: None,
-            mode: WriteMode::Direct,
-            author_name: "deploybot".into(),
-            author_email: "deploybot@users.noreply.github.com".into(),
-            branch_prefix: "deploybot".into(),
-            pr_labels: vec!["deploybot".into()],
-            human_edited_label: "deploybot/human-edited".into(),
-            token_env: None,
-            token_file: None,
-            ssh_key_file: None,
-            retry: RetryConfig::default(),
-        }
-    }
-}
-
-impl GitopsConfig {
-    pub fn validate(&self, problems: &mut Vec<String>) {
-        if let Some(url) = &self.repo_url
-            && let Err(e) = repo::RemoteUrl::parse(url)
-        {
-            problems.push(format!("gitops.repo_url: {e}"));
-        }
-        if self.author_name.trim().is_empty() {
-            problems.push("gitops.author_name: must not be empty".into());
-        }
-        if !self.author_email.contains('@') || self.author_email.contains(char::is_whitespace) {
-            problems.push(format!(
-                "gitops.author_email: must be an email address, got {:?}",
-                self.author_email
-            ));
-        }
-        let prefix = self.branch_prefix.trim_matches('/');
-        if prefix.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{prefix}/x")) {
-            problems.push(format!(
-                "gitops.branch_prefix: must be a valid branch name prefix, got {:?}",
-                self.branch_prefix
-            ));
-        }
-        for (i, l) in self.pr_labels.iter().enumerate() {
-            if l.trim().is_empty() {
-                problems.push(format!("gitops.pr_labels[{i}]: must not be empty"));
-            }
-        }
-        if self.human_edited_label.trim().is_empty() {
-            problems.push("gitops.human_edited_label: must not be empty".into());
-        }
-        if let Err(e) = self.token_ref() {
-            problems.push(e);
-        }
-        if let Some(r) = &self.github_repo
-            && r.parse::<deploybot_core::github::RepoName>().is_err()
-        {
-            problems.push(format!("gitops.github_repo: must be OWNER/NAME, got {r:?}"));
-        }
-        self.retry.validate("gitops.retry", problems);
-    }
-
-    /// The token reference for `https://` remotes, if configured here.
-    pub fn token_ref(&self) -> Result<Option<deploybot_core::secret::SecretRef>, String> {
-        deploybot_core::secret::SecretRef::from_pair(
-            "gitops.token",
-            self.token_env.as_ref(),
-            self.token_file.as_ref(),
-        )
-    }
-
-    /// The remote for `url` with the credentials this config names, resolved now: the
-    /// `gitops.token_*` (else `fallback_token`, e.g. `github.token_*`) for https, the key file or
-    /// the agent for ssh, nothing for `file://`. Errors name the key, never the value.
-    pub fn remote(
-        &self,
-        url: &str,
-        fallback_token: Option<&deploybot_core::secret::SecretRef>,
-    ) -> Result<repo::Remote, String> {
-        let url = repo::RemoteUrl::parse(url)?;
-        let auth = match url.transport() {
-            repo::Transport::File => repo::GitAuth::None,
-            repo::Transport::Ssh => repo::GitAuth::Ssh {
-                key_file: self.ssh_key_file.clone(),
-            },
-            repo::Transport::Http => match (self.token_ref()?, fallback_token) {
-                (Some(r), _) => {
-                    repo::GitAuth::Token(r.resolve().map_err(|e| format!("gitops.token: {e}"))?)
-                }
-                (None, Some(r)) => {
-                    repo::GitAuth::Token(r.resolve().map_err(|e| format!("github.token: {e}"))?)
-                }
-                (None, None) => repo::GitAuth::None,
-            },
-        };
-        Ok(repo::Remote { url, auth })
-    }
-
-    /// A writer for `url` with this config's identity and retry settings.
-    pub fn writer(
-        &self,
-        data_dir: &std::path::Path,
-        url: &str,
-        fallback_token: Option<&deploybot_core::secret::SecretRef>,
-        locks: writer::BranchLocks,
-    ) -> Result<Writer, GitopsError> {
-        let remote = self
-            .remote(url, fallback_token)
-            .map_err(|message| GitopsError::Io {
-                doing: format!("setting up the GitOps remote {url}"),
-                message,
-            })?;
-        Writer::open(data_dir, remote, self.identity(), self.retry.clone(), locks)
-    }
-
-    /// The bot identity on commits.
-    pub fn identity(&self) -> writer::Identity {
-        writer::Identity {
-            name: self.author_name.clone(),
-            email: self.author_email.clone(),
-        }
-    }
-
-    /// `owner/name` when the repository is on GitHub, so its webhooks are accepted.
-    pub fn repo_full_name(&self) -> Option<String> {
-        if let Some(r) = &self.github_repo {
-            return Some(r.clone());
-        }
-        let url = self.repo_url.as_deref()?;
-        let rest = url
-            .strip_prefix("https://github.com/")
-            .or_else(|| url.strip_prefix("git@github.com:"))
-            .or_else(|| url.strip_prefix("ssh://git@github.com/"))?;
-        Some(
-            rest.trim_end_matches(".git")
-                .trim_end_matches('/')
-                .to_string(),
-        )
+/// The bot identity on commits.
+pub fn identity(gitops: &GitopsSpec) -> writer::Identity {
+    writer::Identity {
+        name: gitops.author_name.clone(),
+        email: gitops.author_email.clone(),
     }
 }
 
@@ -305,83 +107,22 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid() {
-        let mut p = Vec::new();
-        GitopsConfig::default().validate(&mut p);
-        assert!(p.is_empty(), "{p:?}");
-    }
-
-    #[test]
-    fn problems_name_their_keys() {
-        let c = GitopsConfig {
-            repo_url: Some("ftp://x/y".into()),
-            author_email: "nobody".into(),
-            branch_prefix: "bad..prefix".into(),
-            retry: RetryConfig {
-                max_attempts: 0,
-                multiplier: 0.5,
-                ..RetryConfig::default()
-            },
-            ..GitopsConfig::default()
-        };
-        let mut p = Vec::new();
-        c.validate(&mut p);
-        let all = p.join("\n");
-        for key in [
-            "gitops.repo_url",
-            "gitops.author_email",
-            "gitops.branch_prefix",
-            "gitops.retry.max_attempts",
-            "gitops.retry.multiplier",
-        ] {
-            assert!(all.contains(key), "{key} missing in {all}");
-        }
-    }
-
-    #[test]
-    fn https_remotes_take_the_token_from_the_named_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("token");
-        std::fs::write(&file, "ghs_abc\n").unwrap();
-        let c = GitopsConfig {
-            token_file: Some(file),
-            ..GitopsConfig::default()
-        };
-        match c.remote("https://github.com/o/r.git", None).unwrap().auth {
+    fn https_remotes_carry_the_token_and_file_remotes_nothing() {
+        let gitops = deploybot_core::config::Config::default().gitops;
+        let url = |u: &str| repo::RemoteUrl::parse(u).unwrap();
+        let token = Secret::new("ghs_abc");
+        match remote(&gitops, &url("https://github.com/o/r.git"), Some(&token)).auth {
             repo::GitAuth::Token(t) => assert_eq!(t.expose(), "ghs_abc"),
             other => panic!("{other:?}"),
         }
-        let missing = GitopsConfig {
-            token_env: Some("DEPLOYBOT_TEST_UNSET_7731".into()),
-            ..GitopsConfig::default()
-        };
-        let e = missing
-            .remote("https://github.com/o/r.git", None)
-            .unwrap_err();
-        assert!(
-            e.contains("gitops.token") && e.contains("DEPLOYBOT_TEST_UNSET_7731"),
-            "{e}"
-        );
         assert!(matches!(
-            c.remote("file:///tmp/x.git", None).unwrap().auth,
+            remote(&gitops, &url("file:///tmp/x.git"), Some(&token)).auth,
             repo::GitAuth::None
         ));
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered_within_bounds() {
-        let r = RetryConfig {
-            max_attempts: 10,
-            initial_backoff_ms: 100,
-            multiplier: 2.0,
-            max_backoff_ms: 300,
-        };
-        for _ in 0..50 {
-            let first = r.backoff(1);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-            let late = r.backoff(8);
-            assert!(late >= Duration::from_millis(150) && late <= Duration::from_millis(300));
-        }
+        assert!(matches!(
+            remote(&gitops, &url("git@github.com:o/r.git"), None).auth,
+            repo::GitAuth::Ssh { key_file: None }
+        ));
     }
 }
 

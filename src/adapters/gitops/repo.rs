@@ -1,5 +1,6 @@
-//! The local clone of a GitOps repository and the conversation with its remote: URL parsing,
-//! credentials (token over HTTPS, agent or key over ssh) and fetching one branch.
+//! The local clone of a GitOps repository and the conversation with its remote: credentials
+//! (token over HTTPS, agent or key over ssh) and fetching one branch. The remote's URL was parsed
+//! when the config resolved (`deploybot_core::gitops::remote::RemoteUrl`).
 //!
 //! The clone is bare: the writer builds trees from blobs and never checks files out, so the cost
 //! of a write does not grow with the repository. It is created once per repository under the
@@ -19,91 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::adapters::gitops::GitopsError;
 use deploybot_core::secret::Secret;
 
-/// How a remote is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    File,
-    Http,
-    Ssh,
-}
-
-/// A remote URL that deploybot knows how to reach.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RemoteUrl {
-    url: String,
-    transport: Transport,
-}
-
-impl RemoteUrl {
-    pub fn parse(url: &str) -> Result<RemoteUrl, String> {
-        let transport = if url.starts_with("file://") {
-            Transport::File
-        } else if url.starts_with("https://") || url.starts_with("http://") {
-            Transport::Http
-        } else if url.starts_with("ssh://") || is_scp_like(url) {
-            Transport::Ssh
-        } else {
-            return Err(format!(
-                "unsupported repository URL {:?}: use file://, https://, http://, ssh:// or \
-                 user@host:path",
-                redact(url)
-            ));
-        };
-        if transport == Transport::Http && userinfo(url).is_some_and(|u| u.contains(':')) {
-            return Err(format!(
-                "{}: do not put credentials in the URL; use gitops.token_env or gitops.token_file",
-                redact(url)
-            ));
-        }
-        Ok(RemoteUrl {
-            url: url.to_string(),
-            transport,
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.url
-    }
-
-    pub fn transport(&self) -> Transport {
-        self.transport
-    }
-
-    /// The URL without any userinfo, for messages.
-    pub fn redacted(&self) -> String {
-        redact(&self.url)
-    }
-}
-
-impl std::fmt::Debug for RemoteUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RemoteUrl({})", self.redacted())
-    }
-}
-
-fn is_scp_like(url: &str) -> bool {
-    match url.split_once(':') {
-        Some((host, path)) => {
-            !host.contains('/') && host.contains('@') && !path.is_empty() && !path.starts_with("//")
-        }
-        None => false,
-    }
-}
-
-fn userinfo(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    authority.rsplit_once('@').map(|(u, _)| u)
-}
-
-fn redact(url: &str) -> String {
-    match (url.split_once("://"), userinfo(url)) {
-        (Some((scheme, rest)), Some(u)) => {
-            format!("{scheme}://***@{}", &rest[u.len() + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
+pub use deploybot_core::gitops::remote::{RemoteUrl, Transport};
 
 /// Credentials for a remote. The token stays a [`Secret`] until libgit2 asks for it.
 #[derive(Debug, Clone)]
@@ -493,39 +410,42 @@ fn clone_dir_name(url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The core's pure branch-name check says what libgit2 says, on the names that matter.
     #[test]
-    fn urls_are_classified() {
-        assert_eq!(
-            RemoteUrl::parse("file:///tmp/x.git").unwrap().transport(),
-            Transport::File
-        );
-        assert_eq!(
-            RemoteUrl::parse("https://github.com/o/r.git")
-                .unwrap()
-                .transport(),
-            Transport::Http
-        );
-        assert_eq!(
-            RemoteUrl::parse("git@github.com:o/r.git")
-                .unwrap()
-                .transport(),
-            Transport::Ssh
-        );
-        assert_eq!(
-            RemoteUrl::parse("ssh://git@host/o/r.git")
-                .unwrap()
-                .transport(),
-            Transport::Ssh
-        );
-        assert!(RemoteUrl::parse("/tmp/x").is_err());
-    }
-
-    #[test]
-    fn credentials_in_urls_are_refused_and_never_echoed() {
-        let e =
-            RemoteUrl::parse("https://x-access-token:ghs_secret@github.com/o/r.git").unwrap_err();
-        assert!(!e.contains("ghs_secret"), "{e}");
-        assert!(e.contains("token_env"), "{e}");
+    fn the_core_ref_name_rules_agree_with_libgit2() {
+        for name in [
+            "main",
+            "env/production",
+            "deploybot/x",
+            "a..b",
+            "a b",
+            "x.lock",
+            ".hidden",
+            "a/",
+            "a//b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "a@{1}",
+            "end.",
+            "@",
+            "tab\t",
+            "release-1.2",
+            "a/.b",
+            "a.lock/b",
+            "ünï/côdé",
+        ] {
+            let full = format!("refs/heads/{name}");
+            assert_eq!(
+                deploybot_core::gitops::remote::is_valid_ref_name(&full),
+                git2::Reference::is_valid_name(&full),
+                "{full:?}"
+            );
+        }
     }
 
     #[test]

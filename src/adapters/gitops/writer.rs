@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use git2::{Commit, FileMode, ObjectType, Oid, Repository, Signature, Tree};
 
+use crate::adapters::gitops::GitopsError;
 use crate::adapters::gitops::push::{PushFailure, push};
 use crate::adapters::gitops::repo::{LocalClone, Remote};
-use crate::adapters::gitops::{GitopsError, RetryConfig};
+use deploybot_core::config::PushRetry;
 use deploybot_core::gitops::commit_message::{CommitInfo, render_commit};
 use deploybot_core::gitops::edit::FileEdit;
 
@@ -114,7 +115,7 @@ impl BranchLocks {
 pub struct Writer {
     clone: Arc<LocalClone>,
     identity: Identity,
-    retry: RetryConfig,
+    retry: PushRetry,
     locks: BranchLocks,
 }
 
@@ -124,7 +125,7 @@ impl Writer {
         data_dir: &Path,
         remote: Remote,
         identity: Identity,
-        retry: RetryConfig,
+        retry: PushRetry,
         locks: BranchLocks,
     ) -> Result<Writer, GitopsError> {
         Ok(Writer {
@@ -229,7 +230,7 @@ async fn blocking<T: Send + 'static>(
 fn run_blocking(
     clone: &LocalClone,
     identity: &Identity,
-    retry: &RetryConfig,
+    retry: &PushRetry,
     target: &Target,
     planner: &mut dyn Planner,
 ) -> Result<WriteOutcome, GitopsError> {
@@ -311,7 +312,7 @@ fn run_blocking(
                 drop(tip);
                 drop(repo);
                 if attempt < retry.max_attempts {
-                    std::thread::sleep(retry.backoff(attempt));
+                    std::thread::sleep(retry.backoff(attempt, rand::random::<f64>()));
                 }
             }
         }

@@ -6,15 +6,14 @@
 //! Deliberately knows nothing about canaries, tracks or counters: it returns what Prometheus said
 //! (including `NaN` and `+Inf`) and leaves the meaning to [`crate::adapters::prometheus::source`].
 
-use crate::adapters::secrets::Resolve;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
-use crate::adapters::prometheus::PrometheusConfig;
 use deploybot_core::canary::sample::MetricsError;
+use deploybot_core::config::PrometheusSpec;
 use deploybot_core::secret::Secret;
 
 /// One series of a query result: its labels and its points, oldest first.
@@ -67,20 +66,12 @@ enum AttemptError {
 }
 
 impl PrometheusClient {
-    /// Builds a client from the `prometheus` config section; resolves the bearer token (if any)
-    /// now, so a missing secret is reported at start-up and not at the first canary.
-    pub fn from_config(config: &PrometheusConfig) -> Result<Self, String> {
-        let url = config.url.as_deref().ok_or(
+    /// Builds a client from the `prometheus` config section; `token` is the bearer token read at
+    /// start-up.
+    pub fn from_config(config: &PrometheusSpec, token: Option<Secret>) -> Result<Self, String> {
+        let base = config.url.clone().ok_or(
             "prometheus.url: not set (deploybot needs a Prometheus server to judge canaries)",
         )?;
-        let base = parse_base_url(url).map_err(|e| format!("prometheus.url: {e}"))?;
-        let token = match config.bearer_token_ref()? {
-            Some(r) => Some(
-                r.resolve()
-                    .map_err(|e| format!("prometheus.bearer_token: {e}"))?,
-            ),
-            None => None,
-        };
         let timeout = config.timeout.as_duration();
         let http = reqwest::Client::builder()
             .connect_timeout(timeout)
@@ -376,27 +367,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Checks and normalises the base URL: http(s), and a trailing `/` so that joining
-/// `api/v1/query` keeps a path prefix (Prometheus behind `--web.route-prefix=/prom`).
-pub fn parse_base_url(url: &str) -> Result<Url, String> {
-    let mut base = Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    if base.scheme() != "http" && base.scheme() != "https" {
-        return Err(format!("{url:?}: scheme must be http or https"));
-    }
-    if base.host_str().is_none() {
-        return Err(format!("{url:?}: no host"));
-    }
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
-    }
-    Ok(base)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::adapters::prometheus::fake::{FakePrometheus, Reply, matrix};
+    use deploybot_core::config::base_url;
 
     /// Verbatim shape of a Prometheus 2.x range answer with a warning.
     const MATRIX: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[
@@ -553,13 +528,13 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
-        let config = PrometheusConfig {
-            url: Some(url),
+        let config = PrometheusSpec {
+            url: Some(base_url(&url).unwrap()),
             retries: 1,
             backoff: deploybot_core::duration::PromDuration::from_millis(5),
-            ..PrometheusConfig::default()
+            ..PrometheusSpec::default()
         };
-        let e = PrometheusClient::from_config(&config)
+        let e = PrometheusClient::from_config(&config, None)
             .unwrap()
             .query("up", 0)
             .await
@@ -572,15 +547,9 @@ mod tests {
 
     #[tokio::test]
     async fn bearer_token_is_sent_and_never_printed() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("token");
-        std::fs::write(&file, "s3cr3t\n").unwrap();
         let fake = FakePrometheus::start(|_, _| Reply::ok(matrix(&[]))).await;
-        let config = PrometheusConfig {
-            bearer_token_file: Some(file),
-            ..fake.config()
-        };
-        let client = PrometheusClient::from_config(&config).unwrap();
+        let client =
+            PrometheusClient::from_config(&fake.config(), Some(Secret::new("s3cr3t"))).unwrap();
         client.query("up", 0).await.unwrap();
         assert_eq!(
             fake.requests()[0].authorization.as_deref(),
@@ -591,24 +560,24 @@ mod tests {
 
     #[test]
     fn base_url_keeps_a_path_prefix() {
-        let u = parse_base_url("http://h:9090/prom").unwrap();
+        let u = base_url("http://h:9090/prom").unwrap();
         assert_eq!(
             u.join("api/v1/query").unwrap().as_str(),
             "http://h:9090/prom/api/v1/query"
         );
-        assert!(parse_base_url("file:///x").is_err());
-        assert!(parse_base_url("not a url").is_err());
+        assert!(base_url("file:///x").is_err());
+        assert!(base_url("not a url").is_err());
     }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let config = PrometheusConfig {
-            url: Some("http://127.0.0.1:1".into()),
+        let config = PrometheusSpec {
+            url: Some(base_url("http://127.0.0.1:1").unwrap()),
             backoff: deploybot_core::duration::PromDuration::from_millis(100),
             max_backoff: deploybot_core::duration::PromDuration::from_millis(300),
-            ..PrometheusConfig::default()
+            ..PrometheusSpec::default()
         };
-        let c = PrometheusClient::from_config(&config).unwrap();
+        let c = PrometheusClient::from_config(&config, None).unwrap();
         let waits: Vec<u128> = (0..4)
             .map(|a| c.backoff_before_retry(a).as_millis())
             .collect();

@@ -12,7 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use crate::adapters::prometheus::{PromDuration, PrometheusClient, PrometheusConfig};
+use crate::adapters::prometheus::{PromDuration, PrometheusClient, PrometheusSpec};
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -85,16 +85,16 @@ impl FakePrometheus {
 
     /// A client with short timeouts and backoff, so retry tests take milliseconds.
     pub fn client(&self) -> PrometheusClient {
-        PrometheusClient::from_config(&self.config()).unwrap()
+        PrometheusClient::from_config(&self.config(), None).unwrap()
     }
 
-    pub fn config(&self) -> PrometheusConfig {
-        PrometheusConfig {
-            url: Some(self.url.clone()),
+    pub fn config(&self) -> PrometheusSpec {
+        PrometheusSpec {
+            url: Some(deploybot_core::config::base_url(&self.url).unwrap()),
             timeout: PromDuration::from_millis(300),
             backoff: PromDuration::from_millis(10),
             max_backoff: PromDuration::from_millis(40),
-            ..PrometheusConfig::default()
+            ..PrometheusSpec::default()
         }
     }
 }

@@ -17,12 +17,13 @@
 use std::collections::BTreeMap;
 
 use crate::adapters::prometheus::api::{PrometheusClient, QueryResult, Range, Series};
-use crate::adapters::prometheus::{PrometheusConfig, QueryTemplates};
+use crate::adapters::prometheus::{PrometheusSpec, QueryTemplates};
 use deploybot_core::canary::query::{self, Bindings};
 use deploybot_core::canary::sample::{
     AnalysisTarget, Interval, MetricsError, MetricsSource, TrackSample, Window,
 };
 use deploybot_core::duration::PromDuration;
+use deploybot_core::secret::Secret;
 
 /// Reads canary windows of one service's analysis from one Prometheus server.
 #[derive(Debug, Clone)]
@@ -46,7 +47,7 @@ impl PrometheusSource {
     pub fn new(
         client: PrometheusClient,
         templates: QueryTemplates,
-        config: &PrometheusConfig,
+        config: &PrometheusSpec,
     ) -> Self {
         PrometheusSource {
             client,
@@ -56,13 +57,15 @@ impl PrometheusSource {
         }
     }
 
-    /// A source for one service's templates on the configured server (resolves the token now).
+    /// A source for one service's templates on the configured server; `token` is the bearer
+    /// token read at start-up.
     pub fn from_config(
-        config: &PrometheusConfig,
+        config: &PrometheusSpec,
+        token: Option<Secret>,
         templates: QueryTemplates,
     ) -> Result<Self, String> {
         Ok(Self::new(
-            PrometheusClient::from_config(config)?,
+            PrometheusClient::from_config(config, token)?,
             templates,
             config,
         ))

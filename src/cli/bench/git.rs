@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use std::io::Write;
 
 use crate::adapters::clock::SystemClock;
-use crate::adapters::gitops::RetryConfig;
 use crate::adapters::gitops::repo::{GitAuth, Remote, RemoteUrl};
 use crate::adapters::gitops::writer::{BranchLocks, Identity, Writer};
 use deploybot_core::clock::Clock as _;
@@ -184,7 +183,7 @@ async fn measure(
             name: "deploybot".into(),
             email: "deploybot@bench.invalid".into(),
         },
-        RetryConfig::default(),
+        crate::config::Config::default().gitops.retry,
         BranchLocks::default(),
     )?;
     // Warm-up: the first write fills the empty bare clone.

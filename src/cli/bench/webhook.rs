@@ -13,7 +13,6 @@ use tokio::sync::Notify;
 
 use crate::adapters::clock::SystemClock;
 use crate::adapters::store::{DeliveryQueue, DeliveryStatus, NewDelivery, Store};
-use crate::config::Config;
 use crate::shell::metrics::Metrics;
 use crate::shell::webhook::intake::{Intake, router};
 use deploybot_core::clock::Clock as _;
@@ -128,7 +127,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let floor = stats(samples, started.elapsed());
 
     // The real router on a loopback socket.
-    let config = Config::from_yaml(
+    let config = crate::config::from_yaml(
         &format!(
             "gitops:\n  repo_url: file:///dev/null\nservices:\n  - {{name: bench, app_repo: {REPO}}}\n"
         ),

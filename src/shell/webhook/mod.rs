@@ -22,10 +22,10 @@ pub fn repos(config: &Config) -> Repos {
         .services
         .iter()
         .fold(Repos::new(&config.github.bot_login), |r, s| {
-            r.with_app(&s.app_repo, &s.name)
+            r.with_app(s.app_repo.to_string(), &s.name)
         });
-    match config.gitops.repo_full_name() {
-        Some(gitops) => repos.with_gitops(gitops),
+    match &config.gitops.github_repo {
+        Some(gitops) => repos.with_gitops(gitops.to_string()),
         None => repos,
     }
 }

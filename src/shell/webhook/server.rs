@@ -6,14 +6,14 @@
 //! without binding a port, so the end-to-end tests drive exactly what `serve` runs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::{Notify, watch};
 use tracing::info;
 
+use crate::adapters::secrets::Secrets;
 use crate::adapters::store::Store;
-use crate::config::Config;
+use crate::config::{Config, SecretKey};
 use crate::shell::driver::Clock;
 use crate::shell::events::RolloutEvents;
 use crate::shell::metrics::Metrics;
@@ -69,25 +69,22 @@ impl<W: WindowSource + 'static> Assembly<W> {
     }
 }
 
-/// Resolves an optional secret reference, naming the key when it cannot be read.
-fn resolve(
-    r: Result<Option<deploybot_core::secret::SecretRef>, String>,
-    key: &str,
-) -> anyhow::Result<Option<deploybot_core::secret::Secret>> {
-    crate::adapters::secrets::resolve_optional(r, key).map_err(anyhow::Error::msg)
-}
-
 /// Builds the service: store, GitHub client, optional LLM, Argo CD, alerts, the rollout
-/// pipeline over `windows`, the webhook worker (started) and the HTTP router.
+/// pipeline over `windows`, the webhook worker (started) and the HTTP router. Reads every secret
+/// the config references first, and refuses to start naming each one it cannot read.
 pub async fn assemble<W: WindowSource + 'static>(
     config: Config,
     windows: W,
     clock: Arc<dyn Clock + Send + Sync>,
 ) -> anyhow::Result<Assembly<W>> {
-    let secret = config
-        .server
-        .webhook_secret()
+    let secrets = Secrets::read(&config, &SecretKey::ALL)
         .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let secret = secrets.get(SecretKey::WebhookSecret).cloned().ok_or_else(|| {
+        anyhow::anyhow!(
+            "refusing to start: server.webhook_secret_env or server.webhook_secret_file must be \
+             set: deploybot refuses to accept unsigned webhooks"
+        )
+    })?;
     let db = config.store.database_path();
     let store = Store::open(&db).context("opening the store")?;
     let config = Arc::new(config);
@@ -95,27 +92,33 @@ pub async fn assemble<W: WindowSource + 'static>(
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let token = resolve(config.github.token_ref(), "github.token")?;
+    let token = secrets.get(SecretKey::GithubToken).cloned();
     if token.is_none() {
-        tracing::warn!("no github.token_env/_file: GitHub API calls are unauthenticated");
+        tracing::warn!(
+            "no github.token_env/_file: GitHub API calls are unauthenticated, and approval PRs \
+             cannot be opened"
+        );
     }
     let github: Arc<dyn Github> = Arc::new(
-        crate::adapters::github::GithubRest::new(&config.github.api_url, token.as_ref())
+        crate::adapters::github::GithubRest::new(config.github.api_base(), token.as_ref())
             .context("setting up the GitHub client")?,
     );
-    let model = crate::shell::assess::model_client(&config)?
+    let model = crate::shell::assess::model_client(&config, &secrets)?
         .map(|m| Arc::new(m) as Arc<dyn deploybot_core::risk::model::RiskModel>);
     if model.is_none() {
         info!("no llm.base_url: the deterministic risk policy alone decides");
     }
-    let argocd = crate::adapters::argocd::ArgoCdClient::from_config(&config.argocd)
-        .map_err(anyhow::Error::msg)?;
+    let argocd = crate::adapters::argocd::ArgoCdClient::from_config(
+        &config.argocd,
+        secrets.get(SecretKey::ArgoCdToken),
+    )
+    .map_err(anyhow::Error::msg)?;
     if argocd.is_none() {
         info!(settle_time = %config.argocd.settle_time, "no argocd.url: each commit settles for a fixed time");
     }
     let alerts = crate::adapters::alert::Alerts::new(
-        resolve(config.alerts.webhook_ref(), "alerts.webhook_url")?,
-        Duration::from_millis(config.alerts.timeout.as_millis()),
+        secrets.get(SecretKey::AlertsWebhookUrl).cloned(),
+        config.alerts.timeout.as_duration(),
     )
     .map_err(anyhow::Error::msg)?;
     let runner = LiveRunner::new(RunnerParts {
@@ -123,6 +126,7 @@ pub async fn assemble<W: WindowSource + 'static>(
         store: store.clone(),
         github: Some(Arc::clone(&github)),
         github_token: token,
+        gitops_token: secrets.get(SecretKey::GitopsToken).cloned(),
         argocd,
         alerts,
         windows,
@@ -183,8 +187,8 @@ pub async fn rollout_loop<W: WindowSource + 'static>(
         Ok(n) => info!(live = n, "rollouts re-examined"),
         Err(e) => tracing::warn!("re-examining rollouts: {e}"),
     }
-    let every = Duration::from_millis(app.config.server.tick_interval.as_millis());
-    let reconcile_every = Duration::from_millis(app.config.server.reconcile_interval.as_millis());
+    let every = app.config.server.tick_interval.as_duration();
+    let reconcile_every = app.config.server.reconcile_interval.as_duration();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reconcile = tokio::time::interval(reconcile_every);
@@ -198,8 +202,12 @@ pub async fn rollout_loop<W: WindowSource + 'static>(
     }
 }
 
+/// Runs the service until SIGINT/SIGTERM. `config` was loaded with its secrets checked; they are
+/// read once here, and each one that cannot be read is named before anything starts.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let windows = PrometheusWindows::new(Arc::new(config.clone()));
+    let secrets = Secrets::read(&config, &SecretKey::ALL)
+        .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let windows = PrometheusWindows::new(Arc::new(config.clone()), &secrets);
     if let Some(problem) = windows.problem() {
         tracing::warn!("canaries cannot be judged, rollouts will pause at analysis: {problem}");
     }

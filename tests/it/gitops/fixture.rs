@@ -7,9 +7,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use deploybot::adapters::gitops::RetryConfig;
 use deploybot::adapters::gitops::repo::{GitAuth, Remote, RemoteUrl};
 use deploybot::adapters::gitops::writer::{BranchLocks, Identity, Writer};
+use deploybot::config::PushRetry;
+use deploybot_core::duration::PromDuration;
 use deploybot_core::gitops::commit_message::CommitInfo;
 use deploybot_core::gitops::edit::FileEdit;
 use deploybot_core::manifest::{EditError, Edited, ValueChange};
@@ -171,12 +172,12 @@ pub fn human_commit_at(
     sha
 }
 
-pub fn fast_retry() -> RetryConfig {
-    RetryConfig {
+pub fn fast_retry() -> PushRetry {
+    PushRetry {
         max_attempts: 10,
-        initial_backoff_ms: 5,
+        initial_backoff: PromDuration::from_millis(5),
         multiplier: 1.5,
-        max_backoff_ms: 40,
+        max_backoff: PromDuration::from_millis(40),
     }
 }
 
@@ -189,7 +190,7 @@ pub fn writer_with(
     url: &str,
     auth: GitAuth,
     locks: BranchLocks,
-    retry: RetryConfig,
+    retry: PushRetry,
 ) -> Writer {
     Writer::open(
         data_dir,

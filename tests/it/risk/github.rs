@@ -3,10 +3,11 @@
 //! redelivery does not ask the model again.
 
 use deploybot::adapters::github::GithubRest;
-use deploybot::adapters::llm::{LlmClient, LlmConfig};
+use deploybot::adapters::llm::LlmClient;
 use deploybot::adapters::store::Store;
 use deploybot::adapters::store::assessments::AssessmentStore;
 use deploybot::config::Config;
+use deploybot::config::ModelSpec;
 use deploybot::shell::assess::assess_pull_request;
 use deploybot_core::github::{CommentAction, Github, RepoName};
 use deploybot_core::risk::comment::MARKER;
@@ -233,12 +234,10 @@ async fn a_redelivery_for_the_same_head_does_not_ask_the_model_again() {
         &["schema change under load"],
         "Migration plus code.",
     )));
-    let llm = LlmClient::from_config(&LlmConfig {
-        base_url: Some(model_server.base_url()),
-        model: Some("fake-model".into()),
-        ..LlmConfig::default()
-    })
-    .unwrap()
+    let llm = LlmClient::new(
+        &ModelSpec::new(model_server.base_url().parse().unwrap(), "fake-model"),
+        None,
+    )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
@@ -388,7 +387,7 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
     let config = Arc::new(
-        Config::from_yaml(
+        deploybot::config::from_yaml(
             &format!("services:\n  - {{name: hello, app_repo: {repo}}}\n"),
             std::path::Path::new("t.yaml"),
         )

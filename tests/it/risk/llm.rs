@@ -3,13 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use deploybot::adapters::llm::{LlmClient, LlmConfig};
+use deploybot::adapters::llm::LlmClient;
+use deploybot::adapters::secrets::Resolve;
+use deploybot::config::ModelSpec;
 use deploybot::shell::assess::assess_change;
+use deploybot_core::duration::PromDuration;
 use deploybot_core::risk::diff::parse_unified_diff;
 use deploybot_core::risk::model::RiskModel;
 use deploybot_core::risk::{
     Assessment, AssessmentSource, Change, FactorKind, FactorSource, Policy, Strategy, Thresholds,
 };
+use deploybot_core::secret::SecretRef;
 
 use super::fake_openai::{FakeOpenAi, Reply, verdict};
 
@@ -45,7 +49,7 @@ fn change(diff: &str) -> Change {
 
 struct Setup {
     _dir: tempfile::TempDir,
-    config: LlmConfig,
+    config: ModelSpec,
 }
 
 fn config(server: &FakeOpenAi, timeout_ms: u64, max_retries: u32) -> Setup {
@@ -53,16 +57,22 @@ fn config(server: &FakeOpenAi, timeout_ms: u64, max_retries: u32) -> Setup {
     let key = dir.path().join("key");
     std::fs::write(&key, "sk-test-key-for-the-fake\n").unwrap();
     Setup {
-        config: LlmConfig {
-            base_url: Some(server.base_url()),
-            model: Some("fake-model".into()),
-            api_key_file: Some(key),
-            timeout_ms,
+        config: ModelSpec {
+            api_key: Some(SecretRef::File(key)),
+            timeout: PromDuration::from_millis(timeout_ms),
             max_retries,
-            max_retry_wait_ms: 5_000,
-            ..LlmConfig::default()
+            max_retry_wait: PromDuration::from_secs(5),
+            ..ModelSpec::new(server.base_url().parse().unwrap(), "fake-model")
         },
         _dir: dir,
+    }
+}
+
+impl Setup {
+    /// The client `serve` would build: the key file read as the shell reads secrets.
+    fn client(&self) -> LlmClient {
+        let key = self.config.api_key.as_ref().map(|r| r.resolve().unwrap());
+        LlmClient::new(&self.config, key).unwrap()
     }
 }
 
@@ -83,7 +93,7 @@ async fn run_change(
     max_retries: u32,
 ) -> (Assessment, Assessment) {
     let setup = config(server, timeout_ms, max_retries);
-    let client = LlmClient::from_config(&setup.config).unwrap().unwrap();
+    let client = setup.client();
     let policy = Policy::default();
     let t = Thresholds::default();
     let floor = policy.assess(c, &t);
@@ -328,8 +338,8 @@ async fn a_model_that_does_not_answer_in_time_means_approval() {
 async fn an_unreachable_endpoint_means_approval() {
     let server = FakeOpenAi::start(vec![]).await;
     let mut setup = config(&server, 1_000, 0);
-    setup.config.base_url = Some("http://127.0.0.1:1/v1".into());
-    let client = LlmClient::from_config(&setup.config).unwrap().unwrap();
+    setup.config.base_url = "http://127.0.0.1:1/v1".parse().unwrap();
+    let client = setup.client();
     let c = change(CSS_DIFF);
     let policy = Policy::default();
     let a = assess_change(
@@ -435,14 +445,15 @@ async fn injection_attempts_do_not_change_the_outcome() {
 async fn a_live_model_never_lowers_the_floor() {
     let url = std::env::var("DEPLOYBOT_LLM_URL")
         .expect("DEPLOYBOT_LLM_URL: the base URL of an OpenAI-compatible server (docs/risk.md)");
-    let config = LlmConfig {
-        base_url: Some(url),
-        model: Some(std::env::var("DEPLOYBOT_LLM_MODEL").unwrap_or_else(|_| "smollm2".into())),
-        timeout_ms: 120_000,
+    let config = ModelSpec {
+        timeout: PromDuration::from_secs(120),
         max_retries: 1,
-        ..LlmConfig::default()
+        ..ModelSpec::new(
+            url.parse().unwrap(),
+            std::env::var("DEPLOYBOT_LLM_MODEL").unwrap_or_else(|_| "smollm2".into()),
+        )
     };
-    let client = LlmClient::from_config(&config).unwrap().unwrap();
+    let client = LlmClient::new(&config, None).unwrap();
     let c = change(MIGRATION_DIFF);
     let policy = Policy::default();
     let t = Thresholds::default();

@@ -1,8 +1,13 @@
 //! PromQL templates: `{{service}}`, `{{namespace}}`, `{{environment}}`, `{{track}}` and
 //! `{{interval}}` replaced by the values of one query. Checked when the config loads, so a typo in
-//! a placeholder is a config error, not a query that silently matches nothing.
+//! a placeholder is a config error, not a query that silently matches nothing. A service's set of
+//! them (`services[].analysis.queries`) is [`QueryTemplates`].
 //!
 //! Deliberately not a template engine: no conditionals, no filters, no other placeholders.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::duration::PromDuration;
 
@@ -100,6 +105,98 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// Selects one service's series: the labels every default template uses.
+const SELECTOR: &str = r#"service="{{service}}",namespace="{{namespace}}",track="{{track}}""#;
+
+/// PromQL templates of a service's analysis (`services[].analysis.queries`). Each is evaluated
+/// once per track and per interval and must return one series (or, for `latency`, one per `le`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryTemplates {
+    /// Requests served by one track in one interval (a counter increment).
+    pub requests: String,
+    /// Failed requests of one track in one interval. Must give 0, not nothing, when the track
+    /// served requests without errors: the default adds `or 0 * <requests>` for that.
+    pub errors: String,
+    /// Cumulative latency histogram of one track in one interval, one series per `le`.
+    /// `null` disables latency analysis.
+    pub latency: Option<String>,
+    /// Timestamp (unix seconds) of the track's newest sample, for the staleness check.
+    /// `null` disables the check.
+    pub last_sample: Option<String>,
+    /// Value of the `track` label ({{track}}) on the stable version's series.
+    pub baseline_track: String,
+    /// Value of the `track` label ({{track}}) on the canary's series.
+    pub canary_track: String,
+    /// Extra counters by metric name (`analysis.judge.extra`): events of one track in one
+    /// interval, one series. Like `errors`, a template should give 0, not nothing, when the
+    /// track served requests without such events; nothing counts as a missing sample.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Default for QueryTemplates {
+    fn default() -> Self {
+        let requests =
+            format!("sum(increase(http_requests_total{{{SELECTOR}}}[{{{{interval}}}}]))");
+        let errors = format!(
+            "sum(increase(http_requests_total{{{SELECTOR},code=~\"5..\"}}[{{{{interval}}}}])) or 0 * {requests}"
+        );
+        QueryTemplates {
+            requests,
+            errors,
+            latency: Some(format!(
+                "sum by (le) (increase(http_request_duration_seconds_bucket{{{SELECTOR}}}[{{{{interval}}}}]))"
+            )),
+            last_sample: Some(format!("max(timestamp(http_requests_total{{{SELECTOR}}}))")),
+            baseline_track: "baseline".into(),
+            canary_track: "canary".into(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl QueryTemplates {
+    pub fn validate(&self, key: &str, problems: &mut Vec<String>) {
+        // Without {{track}} both tracks would read the same series and always look equal: a
+        // canary judged against itself.
+        let checks: [(&str, Option<&String>, &[&'static str]); 4] = [
+            ("requests", Some(&self.requests), &["track"]),
+            ("errors", Some(&self.errors), &["track"]),
+            ("latency", self.latency.as_ref(), &["track"]),
+            ("last_sample", self.last_sample.as_ref(), &["track"]),
+        ];
+        for (name, template, required) in checks {
+            if let Some(t) = template
+                && let Err(e) = check(t, required)
+            {
+                problems.push(format!("{key}.{name}: {e}"));
+            }
+        }
+        for (name, t) in &self.extra {
+            if !super::is_metric_name(name) {
+                problems.push(format!("{key}.extra.{name}: {}", super::METRIC_NAME_RULE));
+            }
+            if let Err(e) = check(t, &["track"]) {
+                problems.push(format!("{key}.extra.{name}: {e}"));
+            }
+        }
+        for (name, value) in [
+            ("baseline_track", &self.baseline_track),
+            ("canary_track", &self.canary_track),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!("{key}.{name}: must not be empty"));
+            }
+        }
+        if self.baseline_track == self.canary_track {
+            problems.push(format!(
+                "{key}.canary_track: must differ from {key}.baseline_track ({:?})",
+                self.baseline_track
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +253,42 @@ mod tests {
                 .to_string()
                 .contains("{{servce}}")
         );
+    }
+
+    #[test]
+    fn default_templates_are_valid() {
+        let mut p = Vec::new();
+        QueryTemplates::default().validate("q", &mut p);
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn templates_without_track_or_with_typos_are_rejected() {
+        let q: QueryTemplates = yaml_serde::from_str(
+            "requests: sum(increase(x[{{interval}}]))\nerrors: 'x{a=\"{{servce}}\"}'\ncanary_track: baseline\n",
+        )
+        .unwrap();
+        let mut p = Vec::new();
+        q.validate("services[0].analysis.queries", &mut p);
+        let p = p.join("\n");
+        assert!(
+            p.contains("services[0].analysis.queries.requests: must use {{track}}"),
+            "{p}"
+        );
+        assert!(
+            p.contains("services[0].analysis.queries.errors: unknown placeholder {{servce}}"),
+            "{p}"
+        );
+        assert!(
+            p.contains("services[0].analysis.queries.canary_track"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn latency_can_be_disabled_with_null() {
+        let q: QueryTemplates = yaml_serde::from_str("latency: null\n").unwrap();
+        assert_eq!(q.latency, None);
+        assert_eq!(q.requests, QueryTemplates::default().requests);
     }
 }

@@ -8,47 +8,98 @@ use std::collections::BTreeMap;
 /// The image tag for a merge commit, from a template with `{sha}`, `{short_sha}` (7 characters)
 /// and `{pr}` placeholders, e.g. `sha-{short_sha}`. The result must be a valid OCI tag.
 pub fn image_tag(template: &str, sha: &str, pr: Option<u64>) -> Result<String, String> {
-    if sha.len() < 7 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("{sha:?} is not a commit SHA"));
-    }
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| format!("image tag template {template:?}: unclosed {{"))?;
-        let value = match &after[..close] {
-            "sha" => sha.to_string(),
-            "short_sha" => sha[..7].to_string(),
-            "pr" => pr
-                .map(|n| n.to_string())
-                .ok_or_else(|| format!("image tag template {template:?}: {{pr}} but no PR"))?,
-            other => {
-                return Err(format!(
-                    "image tag template {template:?}: unknown placeholder {{{other}}} \
-                     (known: {{sha}}, {{short_sha}}, {{pr}})"
-                ));
+    TagTemplate::parse(template)?.render(sha, pr)
+}
+
+/// An image tag template (`services[].image_tag`), parsed once: its placeholders are known, so
+/// rendering can only fail on the commit it is given (not a SHA, `{pr}` without a PR, a result
+/// that is not a valid tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagTemplate {
+    text: String,
+    parts: Vec<TagPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TagPart {
+    Literal(String),
+    Sha,
+    ShortSha,
+    Pr,
+}
+
+impl TagTemplate {
+    pub fn parse(template: &str) -> Result<TagTemplate, String> {
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(TagPart::Literal(rest[..open].to_string()));
             }
-        };
-        out.push_str(&value);
-        rest = &after[close + 1..];
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("image tag template {template:?}: unclosed {{"))?;
+            parts.push(match &after[..close] {
+                "sha" => TagPart::Sha,
+                "short_sha" => TagPart::ShortSha,
+                "pr" => TagPart::Pr,
+                other => {
+                    return Err(format!(
+                        "image tag template {template:?}: unknown placeholder {{{other}}} \
+                         (known: {{sha}}, {{short_sha}}, {{pr}})"
+                    ));
+                }
+            });
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(TagPart::Literal(rest.to_string()));
+        }
+        Ok(TagTemplate {
+            text: template.to_string(),
+            parts,
+        })
     }
-    out.push_str(rest);
-    // OCI distribution spec: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
-    let valid = !out.is_empty()
-        && out.len() <= 128
-        && !out.starts_with(['.', '-'])
-        && out
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
-        Ok(out)
-    } else {
-        Err(format!(
-            "image tag template {template:?} gives {out:?}, not a valid image tag"
-        ))
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The tag for merge commit `sha` of pull request `pr`.
+    pub fn render(&self, sha: &str, pr: Option<u64>) -> Result<String, String> {
+        let template = &self.text;
+        if sha.len() < 7 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{sha:?} is not a commit SHA"));
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                TagPart::Literal(text) => out.push_str(text),
+                TagPart::Sha => out.push_str(sha),
+                TagPart::ShortSha => out.push_str(&sha[..7]),
+                TagPart::Pr => {
+                    out.push_str(&pr.map(|n| n.to_string()).ok_or_else(|| {
+                        format!("image tag template {template:?}: {{pr}} but no PR")
+                    })?)
+                }
+            }
+        }
+        // OCI distribution spec: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
+        let valid = !out.is_empty()
+            && out.len() <= 128
+            && !out.starts_with(['.', '-'])
+            && out
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if valid {
+            Ok(out)
+        } else {
+            Err(format!(
+                "image tag template {template:?} gives {out:?}, not a valid image tag"
+            ))
+        }
     }
 }
 

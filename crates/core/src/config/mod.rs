@@ -1,0 +1,572 @@
+//! The configuration, parsed once: [`raw`] is the YAML as written, [`resolve`] turns it into the
+//! typed [`Config`] every other part of deploybot reads. Resolution parses each value into the
+//! type that means it (repositories into [`RepoName`], remotes into [`RemoteUrl`], canary plans
+//! and timing into [`Settings`], tag templates into [`TagTemplate`], URLs into [`Url`],
+//! durations into [`PromDuration`]), checks that the secrets the config references are present
+//! (through the [`SecretPresence`] port: reading them is the shell's), and cross-checks sections.
+//! Every problem is collected before it fails, each naming the key, the value and the fix; a
+//! config that resolves cannot be found wanting at run time.
+//!
+//! Reading the file is the shell's (`deploybot::config`); this module only turns text into
+//! values.
+
+pub mod raw;
+mod resolve;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use url::Url;
+
+use crate::duration::PromDuration;
+use crate::github::RepoName;
+use crate::gitops::remote::RemoteUrl;
+use crate::manifest::TargetConfig;
+use crate::risk::policy::Policy;
+use crate::risk::{RiskConfig, Thresholds};
+use crate::rollout::config::OnNewVersion;
+use crate::rollout::record::Settings;
+use crate::rollout::trigger::TagTemplate;
+use crate::secret::SecretRef;
+
+pub use raw::{AnalysisConfig, ApprovalAuthority, RawConfig, WriteMode};
+pub use resolve::{base_url, resolve};
+
+/// The configuration deploybot runs on: every value parsed into its type, every cross-reference
+/// checked. Holds secret references only, never their values.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSpec,
+    pub github: GithubSpec,
+    pub gitops: GitopsSpec,
+    pub llm: LlmSpec,
+    pub prometheus: PrometheusSpec,
+    pub store: StoreSpec,
+    pub risk: RiskSpec,
+    pub argocd: ArgoCdSpec,
+    pub alerts: AlertsSpec,
+    pub services: Vec<ServiceSpec>,
+    /// The secret references in use; see [`Config::secrets`].
+    secrets: Vec<(SecretKey, SecretRef)>,
+}
+
+impl Default for Config {
+    /// The config of an empty file.
+    fn default() -> Self {
+        match resolve(&RawConfig::default(), &ShapeOnly) {
+            Ok(resolved) => resolved.config,
+            Err(p) => unreachable!("the default config resolves: {p}"),
+        }
+    }
+}
+
+/// `server`.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub listen: SocketAddr,
+    /// Starts with `/`.
+    pub webhook_path: String,
+    /// Greater than zero.
+    pub max_body_bytes: usize,
+    /// `serve` refuses to start without it.
+    pub webhook_secret: Option<SecretRef>,
+    /// At least 100 ms.
+    pub tick_interval: PromDuration,
+    /// At least 100 ms.
+    pub reconcile_interval: PromDuration,
+    /// An http(s) base with a host and no credentials, query or fragment.
+    pub public_url: Option<Url>,
+}
+
+/// `github`.
+#[derive(Debug, Clone)]
+pub struct GithubSpec {
+    pub api_url: Url,
+    pub token: Option<SecretRef>,
+    pub bot_login: String,
+}
+
+impl GithubSpec {
+    /// The API base as clients join paths to it: without the `/` a parsed URL ends a bare host
+    /// with (`https://api.github.com`).
+    pub fn api_base(&self) -> &str {
+        self.api_url.as_str().trim_end_matches('/')
+    }
+}
+
+/// `gitops`: identity, bot branches and retries of the writer; each environment's repository is
+/// on its [`EnvironmentSpec`].
+#[derive(Debug, Clone)]
+pub struct GitopsSpec {
+    /// The default repository of environments that do not name their own.
+    pub repo_url: Option<RemoteUrl>,
+    /// `gitops.github_repo`, else the `owner/name` of a github.com `repo_url`: where approval
+    /// PRs of environments without their own `repo_url` go, and whose webhooks are accepted.
+    pub github_repo: Option<RepoName>,
+    pub mode: WriteMode,
+    pub author_name: String,
+    /// Contains `@`; how the bot recognises its own commits.
+    pub author_email: String,
+    /// A valid branch-name prefix, without surrounding `/`.
+    pub branch_prefix: String,
+    pub pr_labels: Vec<String>,
+    pub human_edited_label: String,
+    /// For `https://` remotes; `github.token` is used when unset.
+    pub token: Option<SecretRef>,
+    /// For `ssh://` remotes; unset means the ssh agent.
+    pub ssh_key_file: Option<PathBuf>,
+    pub retry: PushRetry,
+}
+
+/// `gitops.retry`: how rejected pushes are retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushRetry {
+    /// Attempts in total, the first included; at least 1.
+    pub max_attempts: u32,
+    /// Wait before the second attempt.
+    pub initial_backoff: PromDuration,
+    /// Growth of the wait per attempt; at least 1.
+    pub multiplier: f64,
+    /// Longest wait; at least `initial_backoff`.
+    pub max_backoff: PromDuration,
+}
+
+impl PushRetry {
+    /// The wait before attempt `attempt + 1` (`attempt` >= 1): exponential, capped, with "equal
+    /// jitter" so that racing writers spread out but never wait less than half. `jitter` is a
+    /// random number in `[0, 1)` the caller draws.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> std::time::Duration {
+        let base =
+            self.initial_backoff.as_millis() as f64 * self.multiplier.powi(attempt as i32 - 1);
+        let capped = base.min(self.max_backoff.as_millis() as f64).max(0.0);
+        let half = capped / 2.0;
+        std::time::Duration::from_micros(((half + jitter * half) * 1000.0) as u64)
+    }
+}
+
+/// `llm`.
+#[derive(Debug, Clone)]
+pub struct LlmSpec {
+    /// The model to ask; `None` without `llm.base_url` (the policy alone decides).
+    pub model: Option<ModelSpec>,
+    /// Prompt budget in tokens, also used to summarise diffs when no model is asked.
+    pub max_prompt_tokens: usize,
+}
+
+/// An OpenAI-compatible model deploybot asks (`llm` with a `base_url`).
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// http(s).
+    pub base_url: Url,
+    /// Not empty.
+    pub model: String,
+    pub api_key: Option<SecretRef>,
+    /// Greater than zero.
+    pub timeout: PromDuration,
+    /// At most 10.
+    pub max_retries: u32,
+    pub max_retry_wait: PromDuration,
+    /// At least 100.
+    pub max_output_tokens: u32,
+}
+
+impl ModelSpec {
+    /// `model` at `base_url` with the default timeout, retries and reply budget.
+    pub fn new(base_url: Url, model: impl Into<String>) -> ModelSpec {
+        let d = raw::LlmConfig::default();
+        ModelSpec {
+            base_url,
+            model: model.into(),
+            api_key: None,
+            timeout: raw::defaults::LLM_TIMEOUT,
+            max_retries: d.max_retries,
+            max_retry_wait: raw::defaults::LLM_MAX_RETRY_WAIT,
+            max_output_tokens: d.max_output_tokens,
+        }
+    }
+}
+
+/// `prometheus`.
+#[derive(Debug, Clone)]
+pub struct PrometheusSpec {
+    /// An http(s) base ending in `/` (so joining `api/v1/query` keeps a path prefix); unset, no
+    /// canary can be judged.
+    pub url: Option<Url>,
+    /// Greater than zero.
+    pub timeout: PromDuration,
+    /// At most 10.
+    pub retries: u32,
+    /// Greater than zero.
+    pub backoff: PromDuration,
+    /// At least `backoff`.
+    pub max_backoff: PromDuration,
+    pub bearer_token: Option<SecretRef>,
+    /// Greater than zero.
+    pub staleness_limit: PromDuration,
+}
+
+impl Default for PrometheusSpec {
+    fn default() -> Self {
+        Config::default().prometheus
+    }
+}
+
+/// `store`.
+#[derive(Debug, Clone)]
+pub struct StoreSpec {
+    pub data_dir: PathBuf,
+}
+
+impl StoreSpec {
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("deploybot.sqlite3")
+    }
+}
+
+/// `risk`: the policy, compiled once, and the global thresholds.
+#[derive(Debug, Clone)]
+pub struct RiskSpec {
+    /// The section as written; part of the digest that decides whether a stored assessment is
+    /// still valid.
+    pub config: RiskConfig,
+    pub policy: Policy,
+    /// `risk.thresholds` over the built-in defaults.
+    pub thresholds: Thresholds,
+}
+
+/// `argocd`.
+#[derive(Debug, Clone)]
+pub struct ArgoCdSpec {
+    /// The server and its token; `None` without `argocd.url` (a commit then settles for
+    /// `settle_time`).
+    pub server: Option<ArgoCdServer>,
+    /// Uses only `{service}` and `{environment}`.
+    pub application: String,
+    pub refresh: bool,
+    /// Greater than zero.
+    pub timeout: PromDuration,
+    /// Greater than zero.
+    pub poll: PromDuration,
+    pub settle_time: PromDuration,
+}
+
+/// An Argo CD server deploybot reads Applications from.
+#[derive(Debug, Clone)]
+pub struct ArgoCdServer {
+    pub url: Url,
+    pub token: SecretRef,
+}
+
+impl ArgoCdSpec {
+    /// The Application name for `service` in `environment`.
+    pub fn application_name(&self, service: &str, environment: &str) -> String {
+        self.application
+            .replace("{service}", service)
+            .replace("{environment}", environment)
+    }
+}
+
+/// `alerts`.
+#[derive(Debug, Clone)]
+pub struct AlertsSpec {
+    pub webhook_url: Option<SecretRef>,
+    /// Greater than zero.
+    pub timeout: PromDuration,
+}
+
+/// One service.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// Unique, not empty.
+    pub name: String,
+    pub app_repo: RepoName,
+    pub namespace: String,
+    /// Renders the tag of a merged change.
+    pub image_tag: TagTemplate,
+    pub required_checks: Vec<String>,
+    /// What a rollout of this service deploys, and where; `None` for a service that is only
+    /// assessed (it has no environments).
+    pub deploy: Option<DeploySpec>,
+    /// The judge's settings and their queries, checked against each other.
+    pub analysis: AnalysisConfig,
+    /// `services[].risk` over `risk.thresholds`.
+    pub thresholds: Thresholds,
+    /// What a new rollout of this service copies into its record.
+    pub settings: Settings,
+    pub on_new_version: OnNewVersion,
+}
+
+/// What a service's rollouts deploy and where.
+#[derive(Debug, Clone)]
+pub struct DeploySpec {
+    pub image: ImageRepository,
+    /// In promotion order; never empty, names unique.
+    pub environments: Vec<EnvironmentSpec>,
+}
+
+impl ServiceSpec {
+    /// The environments in promotion order (none for a service that is only assessed).
+    pub fn environments(&self) -> &[EnvironmentSpec] {
+        self.deploy
+            .as_ref()
+            .map_or(&[][..], |d| d.environments.as_slice())
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&EnvironmentSpec> {
+        self.environments().iter().find(|e| e.name == name)
+    }
+}
+
+/// One environment of a service.
+#[derive(Debug, Clone)]
+pub struct EnvironmentSpec {
+    pub name: String,
+    /// Its own `repo_url`, else `gitops.repo_url`.
+    pub repo: GitopsRepo,
+    pub branch: BranchName,
+    pub targets: Vec<TargetConfig>,
+    pub approval: ApprovalRule,
+}
+
+/// A GitOps repository: where to push, and its name on GitHub when it is known (approval PRs).
+#[derive(Debug, Clone)]
+pub struct GitopsRepo {
+    pub url: RemoteUrl,
+    pub github: Option<RepoName>,
+}
+
+/// Who must approve before an environment changes, and how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRule {
+    /// Always ask, whatever the risk says.
+    pub required: bool,
+    /// Approvals an approval PR needs; at least 1.
+    pub count: usize,
+    /// Teams whose members may approve without write access.
+    pub teams: Vec<TeamName>,
+    pub counted_by: ApprovalAuthority,
+}
+
+/// A GitHub team, `org/team-slug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamName {
+    pub org: String,
+    pub slug: String,
+}
+
+impl std::str::FromStr for TeamName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('/') {
+            Some((org, slug)) if !org.is_empty() && !slug.is_empty() && !slug.contains('/') => {
+                Ok(TeamName {
+                    org: org.into(),
+                    slug: slug.into(),
+                })
+            }
+            _ => Err(format!("{s:?} is not ORG/TEAM-SLUG")),
+        }
+    }
+}
+
+impl fmt::Display for TeamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.org, self.slug)
+    }
+}
+
+/// A container image repository without a tag (`ghcr.io/acme/checkout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRepository(String);
+
+impl ImageRepository {
+    pub fn parse(s: &str) -> Result<ImageRepository, String> {
+        if s.trim().is_empty() || s.rsplit('/').next().is_some_and(|n| n.contains(':')) {
+            return Err(format!("{s:?} is not an image repository without a tag"));
+        }
+        Ok(ImageRepository(s.to_string()))
+    }
+
+    /// The full reference of `tag` (`ghcr.io/acme/checkout:1.4.2`).
+    pub fn with_tag(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A branch name git accepts (`git check-ref-format`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchName(String);
+
+impl BranchName {
+    pub fn parse(s: &str) -> Result<BranchName, String> {
+        if crate::gitops::remote::is_valid_branch_name(s) {
+            Ok(BranchName(s.to_string()))
+        } else {
+            Err(format!("{s:?} is not a valid branch name"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for BranchName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BranchName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The (first) service whose pull requests come from `repo`, compared as GitHub does,
+    /// ignoring case.
+    pub fn service_by_app_repo(&self, repo: &RepoName) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.app_repo.same_repo(repo))
+    }
+
+    /// Every service whose pull requests come from `repo` (a monorepo deploys several).
+    pub fn services_by_app_repo<'a>(
+        &'a self,
+        repo: &'a RepoName,
+    ) -> impl Iterator<Item = &'a ServiceSpec> + 'a {
+        self.services.iter().filter(|s| s.app_repo.same_repo(repo))
+    }
+
+    /// Whether `repo` is the GitOps repository on GitHub (`gitops.github_repo`, or the one
+    /// `gitops.repo_url` names), where approval PRs live.
+    pub fn is_gitops_repo(&self, repo: &RepoName) -> bool {
+        self.gitops
+            .github_repo
+            .as_ref()
+            .is_some_and(|g| g.same_repo(repo))
+    }
+
+    /// Whether deliveries from `repo` concern deploybot: an app repository or the GitOps one.
+    pub fn is_configured_repo(&self, repo: &RepoName) -> bool {
+        self.service_by_app_repo(repo).is_some() || self.is_gitops_repo(repo)
+    }
+
+    /// Every secret the config uses, with the key it is configured under. References in a
+    /// section that is switched off (an `llm.api_key_env` without `llm.base_url`, a
+    /// `gitops.token_env` with no https remote) are not used and not listed.
+    pub fn secrets(&self) -> &[(SecretKey, SecretRef)] {
+        &self.secrets
+    }
+}
+
+/// The secrets a config can reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecretKey {
+    WebhookSecret,
+    GithubToken,
+    GitopsToken,
+    LlmApiKey,
+    PrometheusBearerToken,
+    ArgoCdToken,
+    AlertsWebhookUrl,
+}
+
+impl SecretKey {
+    pub const ALL: [SecretKey; 7] = [
+        SecretKey::WebhookSecret,
+        SecretKey::GithubToken,
+        SecretKey::GitopsToken,
+        SecretKey::LlmApiKey,
+        SecretKey::PrometheusBearerToken,
+        SecretKey::ArgoCdToken,
+        SecretKey::AlertsWebhookUrl,
+    ];
+
+    /// The key without its `_env` / `_file` suffix, e.g. `github.token`.
+    pub fn key(self) -> &'static str {
+        match self {
+            SecretKey::WebhookSecret => "server.webhook_secret",
+            SecretKey::GithubToken => "github.token",
+            SecretKey::GitopsToken => "gitops.token",
+            SecretKey::LlmApiKey => "llm.api_key",
+            SecretKey::PrometheusBearerToken => "prometheus.bearer_token",
+            SecretKey::ArgoCdToken => "argocd.token",
+            SecretKey::AlertsWebhookUrl => "alerts.webhook_url",
+        }
+    }
+
+    /// The key as written in the file for `r`, e.g. `github.token_env`.
+    pub fn written(self, r: &SecretRef) -> String {
+        match r {
+            SecretRef::Env(_) => format!("{}_env", self.key()),
+            SecretRef::File(_) => format!("{}_file", self.key()),
+        }
+    }
+}
+
+/// Whether a referenced secret can be read where deploybot runs: the port through which
+/// resolution asks, since reading the environment or a file is I/O. The answer never carries the
+/// value.
+pub trait SecretPresence {
+    /// `Err` says why `r` cannot be read (`environment variable X is not set`).
+    fn check(&self, r: &SecretRef) -> Result<(), String>;
+}
+
+/// Checks the shape of secret references only, for where the secrets are not mounted
+/// (`check-config --shape-only`, tests, commands that need no secret).
+pub struct ShapeOnly;
+
+impl SecretPresence for ShapeOnly {
+    fn check(&self, _: &SecretRef) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A config that resolved, and what it should change before a later version stops reading it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub config: Config,
+    pub warnings: Vec<Warning>,
+}
+
+/// Something that works today and should be changed: a deprecated key, with its replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The key as written, e.g. `llm.timeout_ms`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a config does not resolve: every problem found, each naming the key, the value and the
+/// fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<String>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.join("\n  - "))
+    }
+}
+
+impl std::error::Error for Problems {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,511 @@
+//! Resolution as a user meets it: what a file resolves to, and every refusal, each naming the
+//! key, the value and the fix.
+
+use super::*;
+use crate::gitops::remote::Transport;
+
+/// A presence port that knows only the listed environment variables.
+struct Env(&'static [&'static str]);
+
+impl SecretPresence for Env {
+    fn check(&self, r: &SecretRef) -> Result<(), String> {
+        match r {
+            SecretRef::Env(v) if self.0.contains(&v.as_str()) => Ok(()),
+            SecretRef::Env(v) => Err(format!("environment variable {v} is not set")),
+            SecretRef::File(p) => Err(format!("reading secret file {}: not found", p.display())),
+        }
+    }
+}
+
+fn resolved(yaml: &str) -> Resolved {
+    let raw = RawConfig::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+    resolve(&raw, &ShapeOnly).unwrap_or_else(|p| panic!("{p}"))
+}
+
+fn parse(yaml: &str) -> Config {
+    let r = resolved(yaml);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    r.config
+}
+
+/// Every problem of `yaml`, one per line.
+fn problems(yaml: &str) -> String {
+    problems_with(yaml, &ShapeOnly)
+}
+
+fn problems_with(yaml: &str, secrets: &dyn SecretPresence) -> String {
+    let raw = RawConfig::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+    match resolve(&raw, secrets) {
+        Ok(_) => panic!("resolved:\n{yaml}"),
+        Err(p) => p.0.join("\n"),
+    }
+}
+
+const ONE_SERVICE: &str = "github:\n  token_env: GITHUB_TOKEN\n\
+    gitops:\n  repo_url: https://github.com/acme/gitops.git\nservices:\n  \
+    - name: checkout\n    app_repo: acme/checkout\n    image: ghcr.io/acme/checkout\n    \
+    environments:\n      - name: staging\n      - name: production\n        \
+    require_approval: true\n        required_approvals: 2\n        \
+    approving_teams: [acme/sre]\n        repo_url: git@github.com:acme/prod-gitops.git\n        \
+    branch: env/production\n";
+
+#[test]
+fn empty_file_is_the_default_config() {
+    let c = parse("");
+    assert_eq!(c.server.webhook_path, "/webhook");
+    assert_eq!(c.server.max_body_bytes, 25 * 1024 * 1024);
+    assert!(c.services.is_empty() && c.secrets().is_empty());
+    assert_eq!(
+        c.gitops.retry,
+        PushRetry {
+            max_attempts: 10,
+            initial_backoff: PromDuration::from_secs(1),
+            multiplier: 1.5,
+            max_backoff: PromDuration::from_secs(30),
+        }
+    );
+}
+
+#[test]
+fn values_are_typed_once() {
+    let c = parse(ONE_SERVICE);
+    let s = c.service("checkout").unwrap();
+    assert_eq!(s.app_repo.to_string(), "acme/checkout");
+    let deploy = s.deploy.as_ref().unwrap();
+    assert_eq!(deploy.image.with_tag("1.2"), "ghcr.io/acme/checkout:1.2");
+    assert_eq!(
+        s.image_tag.render("4f2a9c81d3e7", Some(7)).unwrap(),
+        "sha-4f2a9c8"
+    );
+    assert_eq!(
+        s.settings,
+        Settings::default(),
+        "the plan and timing, computed once"
+    );
+    let [staging, production] = &deploy.environments[..] else {
+        panic!("{:?}", deploy.environments)
+    };
+    // staging falls back to gitops.repo_url, and its GitHub name to that URL's.
+    assert_eq!(
+        staging.repo.url.as_str(),
+        "https://github.com/acme/gitops.git"
+    );
+    assert_eq!(
+        staging.repo.github.as_ref().unwrap().to_string(),
+        "acme/gitops"
+    );
+    assert_eq!(staging.branch.as_str(), "main");
+    assert_eq!(
+        staging.approval,
+        ApprovalRule {
+            required: false,
+            count: 1,
+            teams: vec![],
+            counted_by: ApprovalAuthority::Deploybot
+        }
+    );
+    assert_eq!(production.repo.url.transport(), Transport::Ssh);
+    assert_eq!(
+        production.repo.github.as_ref().unwrap().to_string(),
+        "acme/prod-gitops"
+    );
+    assert_eq!(&*production.branch, "env/production");
+    assert_eq!(production.approval.count, 2);
+    assert_eq!(
+        production.approval.teams,
+        [TeamName {
+            org: "acme".into(),
+            slug: "sre".into()
+        }]
+    );
+}
+
+#[test]
+fn repositories_are_looked_up_as_github_compares_them() {
+    let c = parse(ONE_SERVICE);
+    let repo = |s: &str| s.parse::<RepoName>().unwrap();
+    assert_eq!(
+        c.service_by_app_repo(&repo("ACME/Checkout"))
+            .map(|s| s.name.as_str()),
+        Some("checkout")
+    );
+    assert!(c.is_gitops_repo(&repo("Acme/GitOps")));
+    assert!(c.is_configured_repo(&repo("acme/gitops")));
+    assert!(!c.is_configured_repo(&repo("acme/other")));
+    assert!(c.service_by_app_repo(&repo("acme/gitops")).is_none());
+}
+
+#[test]
+fn urls_durations_and_plans_are_parsed() {
+    let c = parse(
+        "server:\n  public_url: https://deploybot.example.com\n\
+         prometheus:\n  url: http://h:9090/prom\n\
+         llm:\n  base_url: http://127.0.0.1:8081/v1\n  model: m\n  timeout: 5s\n\
+         argocd:\n  url: https://argocd.example.com\n  token_env: ARGOCD_TOKEN\n\
+         services:\n  - name: a\n    app_repo: o/a\n    rollout:\n      canary_plan: [10, 50, 100]\n      bake: 5m\n",
+    );
+    assert_eq!(
+        c.server.public_url.unwrap().as_str(),
+        "https://deploybot.example.com/"
+    );
+    assert_eq!(c.prometheus.url.unwrap().as_str(), "http://h:9090/prom/");
+    let model = c.llm.model.unwrap();
+    assert_eq!(model.base_url.as_str(), "http://127.0.0.1:8081/v1");
+    assert_eq!(model.timeout, PromDuration::from_secs(5));
+    assert_eq!(
+        c.argocd.server.unwrap().url.as_str(),
+        "https://argocd.example.com/"
+    );
+    let s = &c.services[0].settings;
+    assert_eq!(s.canary_plan.to_string(), "10 -> 50 -> 100");
+    assert_eq!(s.bake_secs, 300);
+}
+
+#[test]
+fn each_refusal_names_key_value_and_fix() {
+    for (yaml, want) in [
+        (
+            "services:\n  - name: a\n    app_repo: nope\n",
+            "services[0].app_repo: \"nope\" is not OWNER/NAME; write it as acme/checkout",
+        ),
+        (
+            "gitops:\n  github_repo: x\n",
+            "gitops.github_repo: \"x\" is not OWNER/NAME; write it as acme/gitops",
+        ),
+        (
+            "server:\n  webhook_path: hook\n",
+            "server.webhook_path: must start with '/', got \"hook\"; write it as \"/hook\"",
+        ),
+        (
+            "services:\n  - name: a\n    app_repo: o/a\n    image: ghcr.io/o/a:1.0\n",
+            "services[0].image: the image repository without a tag, got \"ghcr.io/o/a:1.0\"; write it as ghcr.io/acme/checkout",
+        ),
+        (
+            "gitops:\n  repo_url: file:///g\nservices:\n  - name: a\n    app_repo: o/a\n    environments:\n      - name: e\n",
+            "services[0].image: not set, but the service has environments to deploy to; set it",
+        ),
+        (
+            "gitops:\n  repo_url: file:///g\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        approving_teams: [sre]\n",
+            "services[0].environments[0].approving_teams: \"sre\" must be ORG/TEAM-SLUG (e.g. acme/sre)",
+        ),
+        (
+            "gitops:\n  repo_url: file:///g\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        branch: a..b\n",
+            "services[0].environments[0].branch: \"a..b\" is not a valid branch name; name the branch",
+        ),
+        (
+            "services:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n",
+            "services[0].environments[0].repo_url: no repository (set it here or gitops.repo_url)",
+        ),
+        (
+            "gitops:\n  repo_url: file:///g\ngithub:\n  token_env: T\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        require_approval: true\n",
+            "services[0].environments[0].require_approval: approval PRs need the GitOps repository on GitHub, and file:///g is not a github.com URL; set gitops.github_repo",
+        ),
+        (
+            "llm:\n  base_url: ftp://x\n  model: m\n",
+            "llm.base_url: \"ftp://x\" must be an http:// or https:// URL with a host; write it as",
+        ),
+        (
+            "services:\n  - name: a\n    app_repo: o/a\n    image_tag: 'v-{branch}'\n",
+            "services[0].image_tag: image tag template \"v-{branch}\": unknown placeholder {branch}",
+        ),
+        (
+            "services:\n  - name: a\n    app_repo: o/a\n    image_tag: 'v/{sha}'\n",
+            "not a valid image tag",
+        ),
+    ] {
+        let p = problems(yaml);
+        assert!(p.contains(want), "want {want:?} in:\n{p}");
+    }
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let p = problems(
+        "server:\n  webhook_path: hook\n  max_body_bytes: 0\n\
+         gitops:\n  author_email: nobody\n  retry:\n    max_attempts: 0\n\
+         prometheus:\n  retries: 99\n\
+         services:\n  - name: a\n    app_repo: nope\n    rollout:\n      canary_plan: [50, 25]\n\
+           \x20 - name: a\n    app_repo: o/a\n",
+    );
+    for key in [
+        "server.webhook_path",
+        "server.max_body_bytes: must be greater than 0, got 0",
+        "gitops.author_email: must be an email address, got \"nobody\"",
+        "gitops.retry.max_attempts",
+        "prometheus.retries: at most 10, got 99",
+        "services[0].app_repo",
+        "services[0].rollout.canary_plan: weights must strictly increase, but 25 follows 50",
+        "services[1].name: \"a\" is already the name of another service",
+    ] {
+        assert!(p.contains(key), "{key} missing in:\n{p}");
+    }
+}
+
+#[test]
+fn deprecated_millisecond_keys_warn_and_mean_the_same() {
+    let old = resolved(
+        "llm:\n  timeout_ms: 5000\n  max_retry_wait_ms: 1500\n\
+         gitops:\n  retry:\n    initial_backoff_ms: 10\n    max_backoff_ms: 100\n",
+    );
+    let new = parse(
+        "llm:\n  timeout: 5s\n  max_retry_wait: 1500ms\n\
+         gitops:\n  retry:\n    initial_backoff: 10ms\n    max_backoff: 100ms\n",
+    );
+    assert_eq!(old.config.gitops.retry, new.gitops.retry);
+    assert_eq!(
+        new.gitops.retry.initial_backoff,
+        PromDuration::from_millis(10)
+    );
+    let with_model = |y: &str| {
+        resolved(&format!("{y}  base_url: http://h/v1\n  model: m\n"))
+            .config
+            .llm
+            .model
+            .unwrap()
+    };
+    let (a, b) = (
+        with_model("llm:\n  timeout_ms: 5000\n  max_retry_wait_ms: 1500\n"),
+        with_model("llm:\n  timeout: 5s\n  max_retry_wait: 1500ms\n"),
+    );
+    assert_eq!((a.timeout, a.max_retry_wait), (b.timeout, b.max_retry_wait));
+    let warnings: Vec<String> = old.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "gitops.retry.initial_backoff_ms: deprecated; write gitops.retry.initial_backoff: 10ms instead (durations are written 500ms, 30s, 5m)",
+            "gitops.retry.max_backoff_ms: deprecated; write gitops.retry.max_backoff: 100ms instead (durations are written 500ms, 30s, 5m)",
+            "llm.timeout_ms: deprecated; write llm.timeout: 5s instead (durations are written 500ms, 30s, 5m)",
+            "llm.max_retry_wait_ms: deprecated; write llm.max_retry_wait: 1s500ms instead (durations are written 500ms, 30s, 5m)",
+        ]
+    );
+    // The effective config speaks only the new spelling.
+    let effective = RawConfig::from_yaml("llm:\n  timeout_ms: 5000\n")
+        .unwrap()
+        .effective()
+        .to_yaml();
+    assert!(effective.contains("timeout: 5s"), "{effective}");
+    assert!(!effective.contains("_ms"), "{effective}");
+}
+
+#[test]
+fn both_spellings_of_a_key_is_an_error() {
+    let p = problems("llm:\n  timeout: 5s\n  timeout_ms: 5000\n");
+    assert!(
+        p.contains("llm.timeout_ms: 5000 is the deprecated spelling of llm.timeout, which is also set; remove llm.timeout_ms"),
+        "{p}"
+    );
+    let p = problems("gitops:\n  retry:\n    max_backoff: 1s\n    max_backoff_ms: 1000\n");
+    assert!(p.contains("gitops.retry.max_backoff_ms"), "{p}");
+}
+
+#[test]
+fn a_bad_duration_is_a_parse_error_naming_the_value() {
+    let e = RawConfig::from_yaml("prometheus:\n  timeout: 10\n").unwrap_err();
+    assert!(e.contains("\"10\"") && e.contains("unit"), "{e}");
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_name() {
+    let e = RawConfig::from_yaml("server:\n  listn: 127.0.0.1:1\n").unwrap_err();
+    assert!(e.contains("listn"), "{e}");
+}
+
+#[test]
+fn inline_secret_is_not_a_key() {
+    let e = RawConfig::from_yaml("server:\n  webhook_secret: hunter2\n").unwrap_err();
+    assert!(e.contains("webhook_secret"), "{e}");
+}
+
+#[test]
+fn public_url_must_be_a_plain_http_base() {
+    for ok in [
+        "https://deploybot.example.com",
+        "http://10.0.0.1:8080/deploybot/",
+    ] {
+        parse(&format!("server:\n  public_url: {ok}\n"));
+    }
+    for (bad, why) in [
+        ("deploybot.example.com", "not a URL"),
+        ("ftp://example.com", "http:// or https://"),
+        ("https://user:pw@example.com", "credentials"),
+        ("https://example.com/?a=1", "query or fragment"),
+    ] {
+        let e = problems(&format!("server:\n  public_url: {bad}\n"));
+        assert!(
+            e.contains("server.public_url") && e.contains(why),
+            "{bad}: {e}"
+        );
+        assert!(!e.contains(":pw@"), "credentials echoed: {e}");
+    }
+}
+
+#[test]
+fn missing_secrets_are_named_by_key_and_reference_never_by_value() {
+    let yaml = "server:\n  webhook_secret_env: HOOK\n\
+                github:\n  token_file: /run/secrets/gh\n\
+                alerts:\n  webhook_url_env: ALERTS\n";
+    let p = problems_with(yaml, &Env(&["ALERTS"]));
+    assert!(
+        p.contains("server.webhook_secret_env (HOOK): environment variable HOOK is not set; set HOOK where deploybot runs, or remove the reference"),
+        "{p}"
+    );
+    assert!(
+        p.contains("github.token_file (/run/secrets/gh): reading secret file /run/secrets/gh: not found; mount the secret at /run/secrets/gh"),
+        "{p}"
+    );
+    assert!(!p.contains("alerts"), "a present secret is no problem: {p}");
+    // Shape only: the same file resolves where the secrets are not mounted.
+    let c = parse(yaml);
+    let keys: Vec<String> = c.secrets().iter().map(|(k, r)| k.written(r)).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.webhook_secret_env",
+            "github.token_file",
+            "alerts.webhook_url_env"
+        ]
+    );
+}
+
+#[test]
+fn secrets_of_switched_off_sections_are_not_required() {
+    // No base_url: no model is asked, so its key is not needed; a file:// remote needs no token.
+    let c = resolve(
+        &RawConfig::from_yaml(
+            "llm:\n  api_key_env: LLM\n\
+             gitops:\n  repo_url: file:///srv/g.git\n  token_env: GIT\n\
+             prometheus:\n  bearer_token_env: PROM\n",
+        )
+        .unwrap(),
+        &Env(&[]),
+    )
+    .unwrap_or_else(|p| panic!("{p}"));
+    assert!(c.config.secrets().is_empty());
+    // Pushing over https does use gitops.token.
+    let p = problems_with(
+        "gitops:\n  repo_url: https://github.com/o/g.git\n  token_env: GIT\nservices:\n  \
+         - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n",
+        &Env(&[]),
+    );
+    assert!(p.contains("gitops.token_env (GIT)"), "{p}");
+}
+
+#[test]
+fn an_extra_metric_needs_both_its_query_and_its_judgement() {
+    let service = |judge: &str, queries: &str| {
+        format!(
+            "services:\n  - name: shop\n    app_repo: acme/shop\n    analysis:\n      judge:\n        extra:\n{judge}      queries:\n        extra:\n{queries}"
+        )
+    };
+    let ok = service(
+        "          orders: {direction: lower-is-worse}\n",
+        "          orders: 'sum(increase(orders_total{track=\"{{track}}\"}[{{interval}}]))'\n",
+    );
+    let c = parse(&ok);
+    assert!(c.services[0].analysis.queries.extra.contains_key("orders"));
+    let e = problems(&service(
+        "          orders: {}\n",
+        "          refunds: 'sum(refunds_total{track=\"{{track}}\"})'\n",
+    ));
+    for needle in [
+        "services[0].analysis.judge.extra.orders: needs a query services[0].analysis.queries.extra.orders",
+        "services[0].analysis.queries.extra.refunds: no services[0].analysis.judge.extra.refunds",
+    ] {
+        assert!(e.contains(needle), "{e}");
+    }
+    let e = problems(&service(
+        "          orders: {}\n",
+        "          orders: 'sum(orders_total)'\n",
+    ));
+    assert!(
+        e.contains("services[0].analysis.queries.extra.orders: must use {{track}}"),
+        "{e}"
+    );
+}
+
+#[test]
+fn gitops_problems_name_their_keys() {
+    let p = problems(
+        "gitops:\n  repo_url: ftp://x/y\n  author_email: nobody\n  branch_prefix: bad..prefix\n  \
+         retry:\n    max_attempts: 0\n    multiplier: 0.5\n",
+    );
+    for key in [
+        "gitops.repo_url",
+        "gitops.author_email",
+        "gitops.branch_prefix",
+        "gitops.retry.max_attempts",
+        "gitops.retry.multiplier",
+    ] {
+        assert!(p.contains(key), "{key} missing in {p}");
+    }
+}
+
+#[test]
+fn llm_problems_name_their_keys() {
+    let p = problems("llm:\n  base_url: ftp://x\n  timeout: 0s\n");
+    for key in ["llm.base_url", "llm.model", "llm.timeout"] {
+        assert!(p.contains(key), "{key} missing in {p}");
+    }
+}
+
+#[test]
+fn prometheus_problems_name_their_keys() {
+    let p = problems(
+        "prometheus:\n  url: ftp://x\n  timeout: 0s\n  retries: 99\n  backoff: 2s\n  \
+         max_backoff: 1s\n  bearer_token_env: A\n  bearer_token_file: /b\n",
+    );
+    for key in [
+        "prometheus.url",
+        "prometheus.timeout",
+        "prometheus.retries",
+        "prometheus.max_backoff",
+        "prometheus.bearer_token",
+    ] {
+        assert!(p.contains(key), "{key} missing in {p}");
+    }
+    assert_eq!(parse("").prometheus.retries, 3);
+}
+
+#[test]
+fn argocd_is_checked_with_full_keys() {
+    let c = parse(
+        "argocd:\n  url: https://argocd.example.com\n  token_env: ARGOCD_TOKEN\n  \
+         application: '{environment}-{service}'\n",
+    );
+    assert_eq!(
+        c.argocd.application_name("checkout", "staging"),
+        "staging-checkout"
+    );
+    let p = problems("argocd:\n  url: argocd.local\n  application: '{svc}'\n  poll: '0'\n");
+    let lines: Vec<&str> = p.lines().collect();
+    assert_eq!(lines.len(), 4, "{p}");
+    for (line, want) in lines.iter().zip([
+        "argocd.url: must be an http(s) URL, got \"argocd.local\"",
+        "argocd.token_env or argocd.token_file: required with argocd.url",
+        "argocd.application: only {service} and {environment} may be used, got \"{svc}\"",
+        "argocd.poll: must be greater than 0",
+    ]) {
+        assert!(line.starts_with(want), "{line}");
+    }
+    assert!(RawConfig::from_yaml("argocd:\n  token: abc\n").is_err());
+}
+
+#[test]
+fn push_backoff_grows_is_capped_and_jittered_within_bounds() {
+    let r = PushRetry {
+        max_attempts: 10,
+        initial_backoff: PromDuration::from_millis(100),
+        multiplier: 2.0,
+        max_backoff: PromDuration::from_millis(300),
+    };
+    let ms = |d: std::time::Duration| d.as_millis();
+    assert_eq!(
+        (ms(r.backoff(1, 0.0)), ms(r.backoff(1, 0.999_999))),
+        (50, 99)
+    );
+    assert_eq!(ms(r.backoff(2, 0.0)), 100);
+    assert_eq!(
+        (ms(r.backoff(8, 0.0)), ms(r.backoff(8, 0.999_999))),
+        (150, 299)
+    );
+}
