@@ -4,7 +4,9 @@
 //! `sync_progress` is the pure decision; `ArgoCdClient` is the HTTP adapter (bearer token,
 //! optional refresh request). Errors are classified transient (5xx, 429, timeouts, connection)
 //! or permanent (401, 403, 404, a body that is not an Application). No reqwest or JSON types
-//! leave this module. `wait_until_live` is what a `WaitForSync` effect runs. Deliberately not
+//! leave this module. A `WaitForSync` effect reads the Application once per tick
+//! (`shell::runner`), so a wait never blocks the loop; `wait_until_live`, a blocking poll, is
+//! not used by the rollout. Deliberately not
 //! here: syncing or rolling back through Argo CD (deploybot rolls back through git, and Argo CD
 //! refuses its own rollback while auto-sync is on).
 

@@ -7,8 +7,8 @@
 //! (`step::outstanding`). Effects are idempotent, so re-running one after a crash changes nothing
 //! that already happened. The driver holds no state of its own and reads no clock: `now` is given.
 //!
-//! `run` is the loop the server spawns: recover, then tick on an interval. Not here (yet): the
-//! real `EffectRunner` over the GitOps writer, GitHub, Argo CD and the judge.
+//! `run` is the loop the server spawns: recover, then tick on an interval. The production
+//! `EffectRunner` is `shell::runner::LiveRunner`.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -2,10 +2,11 @@
 //! increments for the canary judge. Missing data is reported as missing, never as zero.
 //!
 //! - [`api`]: the HTTP client (`/api/v1/query`, `/api/v1/query_range`), JSON parsing, retries.
-//! - [`template`]: the `{{service}}`/`{{track}}`/... PromQL templates.
-//! - [`source`]: [`PrometheusSource`], the [`deploybot_core::canary::sample::MetricsSource`] that builds
-//!   a [`deploybot_core::canary::sample::Window`] from the query results.
-//! - [`cli`]: `deploybot analyze`.
+//! - [`source`]: [`PrometheusSource`], the [`deploybot_core::canary::sample::MetricsSource`] that
+//!   builds a [`deploybot_core::canary::sample::Window`] from the query results, rendering the
+//!   `{{service}}`/`{{track}}`/... PromQL templates of `deploybot_core::canary::query`.
+//!
+//! `deploybot analyze` (`cli::analyze`) is the command line over it.
 //!
 //! This module does not judge: the verdict belongs to `deploybot_core::canary`.
 
