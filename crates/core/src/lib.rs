@@ -7,9 +7,11 @@
 
 pub mod canary;
 pub mod duration;
+pub mod failure;
 pub mod github;
 pub mod gitops;
 pub mod manifest;
+pub mod retry;
 pub mod risk;
 pub mod rollout;
 pub mod secret;
