@@ -9,5 +9,6 @@ pub mod github;
 pub mod gitops;
 pub mod llm;
 pub mod prometheus;
+pub mod retry;
 pub mod secrets;
 pub mod store;

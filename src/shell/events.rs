@@ -4,7 +4,9 @@
 //! what webhooks would have said (approvals, checks), so a lost delivery only delays things.
 //!
 //! The shell between the webhook dispatch and the pipeline; the decisions it relies on are pure
-//! (`command::parse`, `approval::count_approvals`, `trigger::required_checks`).
+//! (`command::parse`, `approval::count_approvals`, `trigger::required_checks`). Its failures are
+//! `Failure`s classified where they happened (GitHub, the store, the pipeline); the webhook
+//! worker retries the transient ones.
 
 use std::collections::BTreeMap;
 
@@ -14,54 +16,13 @@ use crate::adapters::store::links::{self, PendingRelease};
 use crate::config::{Config, ServiceConfig};
 use crate::shell::driver::EffectRunner;
 use crate::shell::pipeline::{CommandOutcome, Gate, Pipeline, PipelineError, Release};
-use deploybot_core::github::{Github, GithubError, Reaction, RepoName};
+use deploybot_core::failure::Failure;
+use deploybot_core::github::{Github, Merge, Reaction, RepoName};
 use deploybot_core::rollout::approval::{ApprovalOutcome, count_approvals};
 use deploybot_core::rollout::command::{self, Parsed};
 use deploybot_core::rollout::input::{Command, Input};
 use deploybot_core::rollout::record::{Phase, Rollout};
 use deploybot_core::rollout::trigger::{ChecksGate, image_tag, required_checks};
-
-/// Why an event could not be handled; transient ones are retried by the webhook worker.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct EventError {
-    pub message: String,
-    pub transient: bool,
-}
-
-impl From<GithubError> for EventError {
-    fn from(e: GithubError) -> Self {
-        EventError {
-            transient: e.is_transient(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<PipelineError> for EventError {
-    fn from(e: PipelineError) -> Self {
-        EventError {
-            transient: e.is_transient(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<crate::adapters::store::StoreError> for EventError {
-    fn from(e: crate::adapters::store::StoreError) -> Self {
-        EventError {
-            transient: true,
-            message: e.to_string(),
-        }
-    }
-}
-
-fn refused(message: impl Into<String>) -> EventError {
-    EventError {
-        message: message.into(),
-        transient: false,
-    }
-}
 
 /// The rollout side of GitHub events.
 pub struct RolloutEvents<'a, R> {
@@ -97,7 +58,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         m: Merged<'_>,
         gate: Gate,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         let Some(service) = self.service_of(m.repo) else {
             return Ok(format!("{} deploys no service", m.repo));
         };
@@ -107,7 +68,8 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 service.name
             ));
         }
-        let tag = image_tag(&service.image_tag, m.merge_sha, Some(m.number)).map_err(refused)?;
+        let tag =
+            image_tag(&service.image_tag, m.merge_sha, Some(m.number)).map_err(Failure::refused)?;
         let files = self
             .github
             .pull_request_files(m.repo, m.number)
@@ -136,7 +98,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
     }
 
     /// Starts every parked release whose checks passed; drops those whose checks failed.
-    pub async fn release_parked(&self, now: DateTime<Utc>) -> Result<String, EventError> {
+    pub async fn release_parked(&self, now: DateTime<Utc>) -> Result<String, Failure> {
         let mut notes = Vec::new();
         for p in links::parked_releases(self.pipeline.store())? {
             let Some(service) = self
@@ -147,7 +109,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             else {
                 continue;
             };
-            let repo: RepoName = service.app_repo.parse().map_err(refused)?;
+            let repo: RepoName = service.app_repo.parse().map_err(Failure::refused)?;
             let sha = p.release.commit_sha.clone().unwrap_or_default();
             let gate = if service.required_checks.is_empty() {
                 ChecksGate::Ready
@@ -204,7 +166,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         p: &PendingRelease,
         waiting: String,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         let note = format!("{}: {waiting}", p.release.image_tag);
         links::park_release(
             self.pipeline.store(),
@@ -226,7 +188,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         author: &str,
         body: &str,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         let parsed = command::parse(body);
         let (cmd, environment) = match &parsed {
             Parsed::NotACommand => return Ok("not a command".into()),
@@ -306,7 +268,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         author: &str,
         environment: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<CommandOutcome, EventError> {
+    ) -> Result<CommandOutcome, Failure> {
         let pr = self.github.pull_request(repo, number).await?;
         let (true, Some(sha)) = (pr.merged, pr.merge_commit_sha.clone()) else {
             return Ok(CommandOutcome::Rejected {
@@ -326,14 +288,11 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             number,
             &pr.head_sha,
         )
-        .await
-        .map_err(|e| EventError {
-            transient: e.is_transient(),
-            message: e.to_string(),
-        })?;
+        .await?;
         let release = Release {
             service: service.name.clone(),
-            image_tag: image_tag(&service.image_tag, &sha, Some(number)).map_err(refused)?,
+            image_tag: image_tag(&service.image_tag, &sha, Some(number))
+                .map_err(Failure::refused)?,
             previous_tag: String::new(),
             changed_files: Vec::new(),
             commit_message: pr.title.clone(),
@@ -371,7 +330,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         number: u64,
         merged_by: &str,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         let store = self.pipeline.store();
         let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
             return Ok(format!("{repo}#{number} is not an approval PR"));
@@ -396,7 +355,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         repo: &RepoName,
         number: u64,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         let store = self.pipeline.store();
         let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
             return Ok(format!("{repo}#{number} is not an approval PR"));
@@ -416,7 +375,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         number: u64,
         rollout: &Rollout,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         if rollout.phase() != Phase::AwaitingApproval {
             return Ok(format!(
                 "{} is {}, not awaiting approval",
@@ -529,21 +488,20 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         pr: &deploybot_core::github::PullRequest,
         rollout: &Rollout,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         if !pr.merged {
             match self
                 .github
                 .merge_pull_request(repo, number, &pr.head_sha)
-                .await
+                .await?
             {
-                Ok(_) => {}
-                Err(e) if e.status == Some(405) || e.is_conflict() => {
+                Merge::Merged(_) => {}
+                Merge::HeadMoved(why) | Merge::NotMergeable(why) => {
                     return Ok(format!(
-                        "{}: branch protection does not allow the merge yet: {}",
-                        rollout.deploy_id, e.message
+                        "{}: branch protection does not allow the merge yet: {why}",
+                        rollout.deploy_id
                     ));
                 }
-                Err(e) => return Err(e.into()),
             }
         }
         let reviews = self.github.pull_request_reviews(repo, number).await?;

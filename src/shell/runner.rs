@@ -1,7 +1,8 @@
 //! The production `EffectRunner`: where a rollout's effects meet the world. Commits and reverts
-//! go through the GitOps writer, approval PRs through PR mode, comments, labels and statuses
-//! through the GitHub port, sync waits through Argo CD (or a settle time), judgements through a
-//! metrics source and the canary judge, alerts through `alert`.
+//! go through the git port (`GitopsRepo`, one per repository), approval PRs through PR mode,
+//! comments, labels and statuses through GitHub's roles, sync waits through Argo CD (or a settle
+//! time), judgements through a metrics source and the canary judge, alerts through `alert`.
+//! Every failure comes back classified (`Failure`); `step` decides what a transient one costs.
 //!
 //! Every effect is idempotent, because the driver re-issues what a record still owes after a
 //! crash: a commit whose values are already on the branch makes no commit, a revert already
@@ -11,26 +12,24 @@
 //!
 //! It decides nothing: what to do next is `rollout::step`'s, on the inputs this returns.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::adapters::argocd::{ArgoCdClient, SyncProgress, sync_progress};
-use crate::adapters::gitops::pull_request::{
-    OctocrabPullRequests, Proposal, ProposeRequest, bot_branch,
-};
-use crate::adapters::gitops::writer::BranchLocks;
-use crate::adapters::gitops::{FileEdit, GitopsError, ManifestEdit, Writer};
+use crate::adapters::gitops::pull_request::{Proposal, ProposeRequest, bot_branch};
+use crate::adapters::gitops::{FileEdit, ManifestEdit, Writers};
 use crate::adapters::store::Store;
 use crate::adapters::store::links;
 use crate::config::{Config, EnvironmentConfig, ServiceConfig};
-use crate::shell::driver::{Clock, EffectError, EffectRunner};
-use deploybot_core::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, Window};
+use crate::shell::driver::{Clock, EffectRunner};
+use deploybot_core::canary::sample::{AnalysisTarget, MetricsSource, Window};
 use deploybot_core::canary::{Decision, JudgeConfig, Verdict};
-use deploybot_core::github::{CommitStatus, Github, LabelSpec, RepoName};
+use deploybot_core::failure::Failure;
+use deploybot_core::github::{CommitStatus, Github, LabelSpec, Merge, RepoName};
 use deploybot_core::gitops::commit_message::CommitInfo;
+use deploybot_core::gitops::repo::{GitopsRepo, GitopsRepos};
 use deploybot_core::rollout::input::{Effect, Input, Notice, Observation, StatusState};
 use deploybot_core::rollout::plan::Weight;
 use deploybot_core::rollout::record::{Phase, Progress, Rollout, secs};
@@ -46,7 +45,7 @@ pub trait WindowSource: Send + Sync {
         start: i64,
         end: i64,
         step_secs: u64,
-    ) -> impl Future<Output = Result<Window, MetricsError>> + Send;
+    ) -> impl Future<Output = Result<Window, Failure>> + Send;
 }
 
 /// Prometheus, with each service's own query templates. The client (and its bearer token) is
@@ -76,10 +75,9 @@ impl WindowSource for PrometheusWindows {
         start: i64,
         end: i64,
         step_secs: u64,
-    ) -> Result<Window, MetricsError> {
-        let service = service_config(&self.config, rollout.service())
-            .map_err(|e| MetricsError::Permanent(e.reason))?;
-        let client = self.client.clone().map_err(MetricsError::Permanent)?;
+    ) -> Result<Window, Failure> {
+        let service = service_config(&self.config, rollout.service())?;
+        let client = self.client.clone().map_err(Failure::refused)?;
         crate::adapters::prometheus::PrometheusSource::new(
             client,
             service.analysis.queries.clone(),
@@ -104,8 +102,10 @@ pub fn analysis_target(r: &Rollout) -> AnalysisTarget {
 pub struct RunnerParts<W> {
     pub config: Arc<Config>,
     pub store: Store,
+    /// The GitOps repositories, by URL.
+    pub gitops: Arc<dyn GitopsRepos>,
     pub github: Option<Arc<dyn Github>>,
-    /// Token for GitHub's pull request API in the GitOps repository (approval PRs).
+    /// The GitHub token, whose presence approval PRs require (they are opened through `github`).
     pub github_token: Option<deploybot_core::secret::Secret>,
     pub argocd: Option<ArgoCdClient>,
     pub alerts: crate::adapters::alert::Alerts,
@@ -125,6 +125,7 @@ impl<W> RunnerParts<W> {
         clock: Arc<dyn Clock + Send + Sync>,
     ) -> Self {
         RunnerParts {
+            gitops: gitops_writers(&config),
             config,
             store,
             github: None,
@@ -138,61 +139,40 @@ impl<W> RunnerParts<W> {
     }
 }
 
+/// The git writers of `config`'s GitOps repositories (clones under the data directory; the
+/// `github.token_*` is their fallback for `https://` remotes).
+pub fn gitops_writers(config: &Config) -> Arc<dyn GitopsRepos> {
+    Arc::new(Writers::new(
+        config.gitops.clone(),
+        config.store.data_dir.join("gitops"),
+        config.github.token_ref(),
+    ))
+}
+
 /// The production runner.
 pub struct LiveRunner<W> {
     parts: RunnerParts<W>,
-    writers: Mutex<HashMap<String, Arc<Writer>>>,
-    locks: BranchLocks,
 }
 
-fn transient(reason: impl Into<String>) -> EffectError {
-    EffectError {
-        reason: reason.into(),
-        transient: true,
-    }
-}
-
-fn permanent(reason: impl Into<String>) -> EffectError {
-    EffectError {
-        reason: reason.into(),
-        transient: false,
-    }
-}
-
-/// Whether retrying a failed write can help: network and race trouble yes, a refusal no.
-fn gitops_error(e: GitopsError) -> EffectError {
-    let retry = matches!(
-        e,
-        GitopsError::Git { .. }
-            | GitopsError::Io { .. }
-            | GitopsError::RetriesExhausted { .. }
-            | GitopsError::GitHub { .. }
-    );
-    EffectError {
-        reason: e.to_string(),
-        transient: retry,
-    }
-}
-
-fn service_config<'a>(config: &'a Config, name: &str) -> Result<&'a ServiceConfig, EffectError> {
+fn service_config<'a>(config: &'a Config, name: &str) -> Result<&'a ServiceConfig, Failure> {
     config
         .services
         .iter()
         .find(|s| s.name == name)
-        .ok_or_else(|| permanent(format!("service {name:?} is not in the configuration")))
+        .ok_or_else(|| Failure::refused(format!("service {name:?} is not in the configuration")))
 }
 
 fn environment_config<'a>(
     config: &'a Config,
     r: &Rollout,
-) -> Result<(&'a ServiceConfig, &'a EnvironmentConfig), EffectError> {
+) -> Result<(&'a ServiceConfig, &'a EnvironmentConfig), Failure> {
     let service = service_config(config, r.service())?;
     let env = service
         .environments
         .iter()
         .find(|e| e.name == r.environment())
         .ok_or_else(|| {
-            permanent(format!(
+            Failure::refused(format!(
                 "environment {:?} of service {:?} is not in the configuration",
                 r.environment(),
                 r.service()
@@ -202,9 +182,9 @@ fn environment_config<'a>(
 }
 
 /// The full image reference a rollout deploys.
-pub fn image_ref(service: &ServiceConfig, tag: &str) -> Result<String, EffectError> {
+pub fn image_ref(service: &ServiceConfig, tag: &str) -> Result<String, Failure> {
     let image = service.image.as_deref().ok_or_else(|| {
-        permanent(format!(
+        Failure::refused(format!(
             "services[{}].image is not set: deploybot does not know which image to deploy",
             service.name
         ))
@@ -218,7 +198,7 @@ pub fn step_edits(
     env: &EnvironmentConfig,
     tag: &str,
     weight: Weight,
-) -> Result<Vec<Arc<dyn FileEdit>>, EffectError> {
+) -> Result<Vec<Arc<dyn FileEdit>>, Failure> {
     let image = image_ref(service, tag)?;
     let edits: Vec<Arc<dyn FileEdit>> = env
         .targets
@@ -234,7 +214,7 @@ pub fn step_edits(
         })
         .collect();
     if edits.is_empty() {
-        return Err(permanent(format!(
+        return Err(Failure::refused(format!(
             "{}/{}: no target changes at {weight} (set services[].environments[].targets)",
             service.name, env.name
         )));
@@ -315,11 +295,7 @@ pub fn observation(decision: &Decision) -> Observation {
 
 impl<W: WindowSource> LiveRunner<W> {
     pub fn new(parts: RunnerParts<W>) -> Self {
-        LiveRunner {
-            parts,
-            writers: Mutex::new(HashMap::new()),
-            locks: BranchLocks::default(),
-        }
+        LiveRunner { parts }
     }
 
     pub fn store(&self) -> &Store {
@@ -330,32 +306,17 @@ impl<W: WindowSource> LiveRunner<W> {
         self.parts.clock.now()
     }
 
-    /// The writer of an environment's repository; one per URL, shared by every rollout.
-    fn writer(&self, env: &EnvironmentConfig) -> Result<Arc<Writer>, EffectError> {
+    /// The GitOps repository of an environment; one per URL, shared by every rollout.
+    fn repo(&self, env: &EnvironmentConfig) -> Result<Arc<dyn GitopsRepo>, Failure> {
         let config = &self.parts.config;
         let url = env
             .repo_url
             .as_deref()
             .or(config.gitops.repo_url.as_deref())
-            .ok_or_else(|| permanent(format!("environment {}: no GitOps repository", env.name)))?;
-        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = writers.get(url) {
-            return Ok(w.clone());
-        }
-        let fallback = config.github.token_ref().map_err(permanent)?;
-        let w = Arc::new(
-            config
-                .gitops
-                .writer(
-                    &config.store.data_dir.join("gitops"),
-                    url,
-                    fallback.as_ref(),
-                    self.locks.clone(),
-                )
-                .map_err(gitops_error)?,
-        );
-        writers.insert(url.to_string(), w.clone());
-        Ok(w)
+            .ok_or_else(|| {
+                Failure::refused(format!("environment {}: no GitOps repository", env.name))
+            })?;
+        self.parts.gitops.repo(url)
     }
 
     fn commit_info(&self, r: &Rollout, weight: Weight, image: &str, summary: String) -> CommitInfo {
@@ -376,22 +337,13 @@ impl<W: WindowSource> LiveRunner<W> {
         }
     }
 
-    async fn commit_step(
-        &self,
-        r: &Rollout,
-        weight: Weight,
-        tag: &str,
-    ) -> Result<Input, EffectError> {
+    async fn commit_step(&self, r: &Rollout, weight: Weight, tag: &str) -> Result<Input, Failure> {
         let (service, env) = environment_config(&self.parts.config, r)?;
         let edits = step_edits(service, env, tag, weight)?;
         let image = image_ref(service, tag)?;
         let summary = format!("deploy {image} to {} at {weight}", r.environment());
         let info = self.commit_info(r, weight, &image, summary);
-        let outcome = self
-            .writer(env)?
-            .write(&env.branch, edits, info)
-            .await
-            .map_err(gitops_error)?;
+        let outcome = self.repo(env)?.write(&env.branch, edits, info).await?;
         tracing::info!(rollout = %r.deploy_id, %weight, head = outcome.head(), "step committed");
         Ok(Input::Committed {
             sha: outcome.head().to_string(),
@@ -399,7 +351,7 @@ impl<W: WindowSource> LiveRunner<W> {
         })
     }
 
-    fn gitops_repo(&self, env: &EnvironmentConfig) -> Result<RepoName, EffectError> {
+    fn gitops_repo(&self, env: &EnvironmentConfig) -> Result<RepoName, Failure> {
         let gitops = &self.parts.config.gitops;
         let name = match &env.repo_url {
             Some(url) => crate::adapters::gitops::GitopsConfig {
@@ -410,7 +362,7 @@ impl<W: WindowSource> LiveRunner<W> {
             None => gitops.repo_full_name(),
         };
         name.ok_or_else(|| {
-            permanent(format!(
+            Failure::refused(format!(
                 "approval PRs need the GitOps repository on GitHub: set gitops.github_repo \
                  ({} is not a github.com URL)",
                 env.repo_url
@@ -420,7 +372,7 @@ impl<W: WindowSource> LiveRunner<W> {
             ))
         })?
         .parse()
-        .map_err(permanent)
+        .map_err(Failure::refused)
     }
 
     async fn open_approval_pr(
@@ -428,17 +380,16 @@ impl<W: WindowSource> LiveRunner<W> {
         r: &Rollout,
         weight: Weight,
         tag: &str,
-    ) -> Result<(), EffectError> {
+    ) -> Result<(), Failure> {
         let config = &self.parts.config;
         let (service, env) = environment_config(config, r)?;
         let repo = self.gitops_repo(env)?;
-        let token = self
-            .parts
-            .github_token
-            .as_ref()
-            .ok_or_else(|| permanent("approval PRs need a GitHub token (github.token_env)"))?;
-        let prs = OctocrabPullRequests::new(&config.github.api_url, token, &repo.owner, &repo.name)
-            .map_err(gitops_error)?;
+        if self.parts.github_token.is_none() {
+            return Err(Failure::refused(
+                "approval PRs need a GitHub token (github.token_env)",
+            ));
+        }
+        let github = self.github()?;
         let image = image_ref(service, tag)?;
         let branch = bot_branch(
             &config.gitops.branch_prefix,
@@ -447,6 +398,7 @@ impl<W: WindowSource> LiveRunner<W> {
             &r.deploy_id,
         );
         let req = ProposeRequest {
+            repo: repo.clone(),
             base: env.branch.clone(),
             branch: branch.clone(),
             edits: step_edits(service, env, tag, weight)?,
@@ -462,20 +414,23 @@ impl<W: WindowSource> LiveRunner<W> {
             labels: config.gitops.pr_labels.clone(),
             human_edited_label: config.gitops.human_edited_label.clone(),
         };
-        let writer = self.writer(env)?;
-        let pr = match crate::adapters::gitops::pull_request::propose(&writer, &prs, req)
-            .await
-            .map_err(gitops_error)?
+        let gitops = self.repo(env)?;
+        let pr = match crate::adapters::gitops::pull_request::propose(
+            gitops.as_ref(),
+            github.as_ref(),
+            req,
+        )
+        .await?
         {
             Proposal::Opened { pr, .. } | Proposal::Reused { pr, .. } => pr,
             Proposal::HumanEdited { pr: Some(pr), .. } => pr,
             Proposal::HumanEdited { pr: None, who, .. } => {
-                return Err(permanent(format!(
+                return Err(Failure::refused(format!(
                     "the approval branch {branch} has a commit by {who} and no open PR"
                 )));
             }
             Proposal::NothingToPropose { head } => {
-                return Err(permanent(format!(
+                return Err(Failure::refused(format!(
                     "{} is already at {image} ({head}): nothing to approve",
                     env.branch
                 )));
@@ -489,33 +444,36 @@ impl<W: WindowSource> LiveRunner<W> {
                 number: pr.number,
                 branch,
             },
-        )
-        .map_err(|e| transient(e.to_string()))?;
+        )?;
         tracing::info!(rollout = %r.deploy_id, pr = pr.number, "approval PR open");
         Ok(())
     }
 
-    async fn merge_approval_pr(&self, r: &Rollout) -> Result<Input, EffectError> {
+    async fn merge_approval_pr(&self, r: &Rollout) -> Result<Input, Failure> {
         let github = self.github()?;
-        let link = links::approval_pr(&self.parts.store, &r.deploy_id)
-            .map_err(|e| transient(e.to_string()))?
-            .ok_or_else(|| permanent("no approval PR is recorded for this rollout"))?;
-        let repo: RepoName = link.repo.parse().map_err(permanent)?;
+        let link = links::approval_pr(&self.parts.store, &r.deploy_id)?
+            .ok_or_else(|| Failure::refused("no approval PR is recorded for this rollout"))?;
+        let repo: RepoName = link.repo.parse().map_err(Failure::refused)?;
         let weight = r
             .step()
             .map(|s| s.weight)
-            .ok_or_else(|| permanent("no step is in flight"))?;
-        let pr = github
-            .pull_request(&repo, link.number)
-            .await
-            .map_err(github_error)?;
+            .ok_or_else(|| Failure::refused("no step is in flight"))?;
+        let pr = github.pull_request(&repo, link.number).await?;
         // A human may have merged it already (or we did, before a crash): use that merge.
         let sha = match (pr.merged, pr.merge_commit_sha.clone()) {
             (true, Some(sha)) => sha,
-            _ => github
+            _ => match github
                 .merge_pull_request(&repo, link.number, &pr.head_sha)
-                .await
-                .map_err(github_error)?,
+                .await?
+            {
+                Merge::Merged(sha) => sha,
+                Merge::HeadMoved(why) | Merge::NotMergeable(why) => {
+                    return Err(Failure::permanent(
+                        format!("merging {repo}#{} at {}", link.number, pr.head_sha),
+                        why,
+                    ));
+                }
+            },
         };
         tracing::info!(rollout = %r.deploy_id, pr = link.number, %sha, "approval PR merged");
         Ok(Input::Committed { sha, weight })
@@ -527,9 +485,9 @@ impl<W: WindowSource> LiveRunner<W> {
         commits: &[String],
         reason: &str,
         evidence: &str,
-    ) -> Result<Input, EffectError> {
+    ) -> Result<Input, Failure> {
         let (_, env) = environment_config(&self.parts.config, r)?;
-        let writer = self.writer(env)?;
+        let gitops = self.repo(env)?;
         let why = if evidence.is_empty() {
             reason.to_string()
         } else {
@@ -538,40 +496,32 @@ impl<W: WindowSource> LiveRunner<W> {
         let mut head = None;
         // Newest first: each revert applies on top of the previous one, as `git revert` would.
         for sha in commits.iter().rev() {
-            let outcome = writer
-                .revert(&env.branch, sha, &why)
-                .await
-                .map_err(gitops_error)?;
+            let outcome = gitops.revert(&env.branch, sha, &why).await?;
             head = Some(outcome.head().to_string());
         }
         let sha = match head {
             Some(h) => h,
-            None => writer
-                .remote_tip(&env.branch)
-                .await
-                .map_err(gitops_error)?
-                .map(|t| t.commit)
-                .unwrap_or_default(),
+            None => gitops.tip(&env.branch).await?.unwrap_or_default(),
         };
         tracing::warn!(rollout = %r.deploy_id, %sha, "rolled back through git: {reason}");
         Ok(Input::Reverted { sha })
     }
 
-    fn github(&self) -> Result<&Arc<dyn Github>, EffectError> {
+    fn github(&self) -> Result<&Arc<dyn Github>, Failure> {
         self.parts
             .github
             .as_ref()
-            .ok_or_else(|| permanent("GitHub is not configured"))
+            .ok_or_else(|| Failure::refused("GitHub is not configured"))
     }
 
-    fn app_repo(&self, r: &Rollout) -> Result<RepoName, EffectError> {
+    fn app_repo(&self, r: &Rollout) -> Result<RepoName, Failure> {
         service_config(&self.parts.config, r.service())?
             .app_repo
             .parse()
-            .map_err(permanent)
+            .map_err(Failure::refused)
     }
 
-    async fn comment(&self, r: &Rollout, notice: &Notice) -> Result<(), EffectError> {
+    async fn comment(&self, r: &Rollout, notice: &Notice) -> Result<(), Failure> {
         let points = self.parts.store.metrics(&r.deploy_id).unwrap_or_default();
         let body = deploybot_core::rollout::comment::status_comment_with_chart(
             r,
@@ -592,12 +542,11 @@ impl<W: WindowSource> LiveRunner<W> {
             &self.parts.config.github.bot_login,
             &body,
         )
-        .await
-        .map_err(github_error)?;
+        .await?;
         Ok(())
     }
 
-    async fn label(&self, r: &Rollout, name: &str) -> Result<(), EffectError> {
+    async fn label(&self, r: &Rollout, name: &str) -> Result<(), Failure> {
         let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.release.pull_request) else {
             return Ok(());
         };
@@ -607,14 +556,10 @@ impl<W: WindowSource> LiveRunner<W> {
             color: "b60205".into(),
             description: "deploybot rolled this change back".into(),
         };
-        github
-            .ensure_label(&repo, &spec)
-            .await
-            .map_err(github_error)?;
+        github.ensure_label(&repo, &spec).await?;
         github
             .add_labels(&repo, pr, std::slice::from_ref(&spec.name))
             .await
-            .map_err(github_error)
     }
 
     async fn set_status(
@@ -622,7 +567,7 @@ impl<W: WindowSource> LiveRunner<W> {
         r: &Rollout,
         state: StatusState,
         phase: &Phase,
-    ) -> Result<(), EffectError> {
+    ) -> Result<(), Failure> {
         let (Some(github), Some(sha)) =
             (self.parts.github.as_ref(), r.release.commit_sha.as_deref())
         else {
@@ -646,16 +591,13 @@ impl<W: WindowSource> LiveRunner<W> {
                 .as_deref()
                 .map(|u| deploybot_core::rollout::page::rollout_page_url(u, &r.deploy_id)),
         };
-        github
-            .set_commit_status(&repo, sha, &status)
-            .await
-            .map_err(github_error)
+        github.set_commit_status(&repo, sha, &status).await
     }
 
-    async fn query_metrics(&self, r: &Rollout) -> Result<Input, EffectError> {
+    async fn query_metrics(&self, r: &Rollout) -> Result<Input, Failure> {
         let since = match r.step().map(|s| &s.progress) {
             Some(deploybot_core::rollout::record::Progress::Live { since, .. }) => *since,
-            _ => return Err(permanent("metrics asked for with no live step")),
+            _ => return Err(Failure::refused("metrics asked for with no live step")),
         };
         let step = r.settings.analysis_interval_secs.max(1);
         let start = since.timestamp();
@@ -665,12 +607,14 @@ impl<W: WindowSource> LiveRunner<W> {
         let service = service_config(&self.parts.config, r.service())?;
         let window = match self.parts.windows.window(r, start, end, step).await {
             Ok(w) => w,
-            Err(MetricsError::Unavailable(reason)) => {
-                return Ok(Input::MetricsUnavailable { reason });
-            }
-            Err(MetricsError::Permanent(reason)) => {
+            Err(f) if f.is_transient() => {
                 return Ok(Input::MetricsUnavailable {
-                    reason: format!("the metrics query is wrong: {reason}"),
+                    reason: f.to_string(),
+                });
+            }
+            Err(f) => {
+                return Ok(Input::MetricsUnavailable {
+                    reason: format!("the metrics query is wrong: {f}"),
                 });
             }
         };
@@ -702,11 +646,7 @@ impl<W: WindowSource> LiveRunner<W> {
         Ok(Input::Judged(observation))
     }
 
-    async fn wait_for_sync(
-        &self,
-        r: &Rollout,
-        revision: &str,
-    ) -> Result<Option<Input>, EffectError> {
+    async fn wait_for_sync(&self, r: &Rollout, revision: &str) -> Result<Option<Input>, Failure> {
         let Some(argocd) = &self.parts.argocd else {
             let settle = secs(
                 self.parts
@@ -751,20 +691,13 @@ impl<W: WindowSource> LiveRunner<W> {
                 tracing::warn!(rollout = %r.deploy_id, %app, "reading Argo CD: {e}");
                 Ok(None)
             }
-            Err(e) => Err(permanent(format!("reading Argo CD application {app}: {e}"))),
+            Err(e) => Err(e),
         }
     }
 }
 
-fn github_error(e: deploybot_core::github::GithubError) -> EffectError {
-    EffectError {
-        transient: e.is_transient(),
-        reason: e.to_string(),
-    }
-}
-
 impl<W: WindowSource> EffectRunner for LiveRunner<W> {
-    async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, EffectError> {
+    async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, Failure> {
         let subject = format!("{}/{} {}", r.service(), r.environment(), r.deploy_id);
         match effect {
             Effect::CommitStep { weight, image_tag } => {
@@ -794,7 +727,7 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 }
                 // An alert that cannot be delivered must not stop the rollout: it is logged.
                 if let Err(e) = self.parts.alerts.send(&subject, *level, notice).await {
-                    tracing::warn!(rollout = %r.deploy_id, "alert not delivered: {}", e.message);
+                    tracing::warn!(rollout = %r.deploy_id, "alert not delivered: {e}");
                 }
                 Ok(None)
             }
@@ -806,13 +739,11 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                     &r.deploy_id,
                     reason,
                     self.now(),
-                )
-                .map_err(|e| transient(e.to_string()))?;
+                )?;
                 Ok(None)
             }
             Effect::ReleaseService => {
-                links::release(&self.parts.store, r.service(), r.environment())
-                    .map_err(|e| transient(e.to_string()))?;
+                links::release(&self.parts.store, r.service(), r.environment())?;
                 Ok(None)
             }
         }
@@ -902,7 +833,7 @@ mod tests {
         };
         let err = step_edits(&no_image, env, "v2", w(5)).err().unwrap();
         assert!(
-            err.reason.contains("image is not set") && !err.transient,
+            err.to_string().contains("image is not set") && !err.is_transient(),
             "{err}"
         );
         let stable_only = service(
@@ -911,7 +842,7 @@ mod tests {
         );
         let env = &stable_only.environments[0];
         let err = step_edits(&stable_only, env, "v2", w(5)).err().unwrap();
-        assert!(err.reason.contains("no target changes at 5%"), "{err}");
+        assert!(err.to_string().contains("no target changes at 5%"), "{err}");
         assert_eq!(
             paths(step_edits(&stable_only, env, "v2", w(100)).unwrap()),
             ["d.yaml"]

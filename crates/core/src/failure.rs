@@ -55,6 +55,12 @@ impl Failure {
         Failure::new(Class::Permanent, doing, cause)
     }
 
+    /// A permanent failure whose reason already says what is wrong: the shell's own refusals
+    /// ("service \"x\" is not in the configuration"), with no peer to name.
+    pub fn refused(reason: impl Into<String>) -> Failure {
+        Failure::new(Class::Permanent, "", reason)
+    }
+
     /// The same failure with the wait the peer asked for.
     pub fn after(mut self, wait: Duration) -> Failure {
         self.retry_after = Some(wait);

@@ -4,14 +4,16 @@
 //!
 //! Layout: [`repo`] keeps the local bare clone and talks to the remote (fetch, auth), [`push`]
 //! pushes and classifies rejected refs, [`writer`] is the fetch-edit-commit-push loop,
-//! [`revert`] undoes one of the bot's commits, [`pull_request`] is PR mode and its GitHub port,
-//! [`commit_message`] renders messages from `templates/`. It does not decide *what* to change
-//! (that is `manifest`) nor *when* (the rollout).
+//! [`revert`] undoes one of the bot's commits, [`port`] is the core's git port
+//! (`GitopsRepo`) over the writer, [`pull_request`] is PR mode over the git and GitHub ports;
+//! messages are rendered by the core's `gitops::commit_message`. It does not decide *what* to
+//! change (that is `manifest`) nor *when* (the rollout).
 
 // GitopsError carries paths, refs and messages (about 150 bytes). It is returned once per write,
 // on a path dominated by network and disk I/O, so boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod port;
 pub mod pull_request;
 pub mod push;
 pub mod repo;
@@ -25,7 +27,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use deploybot_core::gitops::{FileEdit, ManifestEdit};
+pub use port::Writers;
 pub use writer::{CommitPlan, WriteOutcome, Writer};
+
+use deploybot_core::failure::{Class, Classified, Failure};
+use deploybot_core::retry::{Jitter, RetryOn, RetryPolicy};
 
 /// How a step reaches the branch Argo CD watches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,14 +71,17 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// The wait before attempt `attempt + 1` (`attempt` >= 1): exponential, capped, with
-    /// "equal jitter" so that racing writers spread out but never wait less than half.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.initial_backoff_ms as f64 * self.multiplier.powi(attempt as i32 - 1);
-        let capped = base.min(self.max_backoff_ms as f64).max(0.0);
-        let half = capped / 2.0;
-        let jitter = rand::random::<f64>() * half;
-        Duration::from_micros(((half + jitter) * 1000.0) as u64)
+    /// The retry policy of push races: exponential, capped, with "equal jitter" so that racing
+    /// writers spread out but never wait less than half.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial: Duration::from_millis(self.initial_backoff_ms),
+            multiplier: self.multiplier,
+            max: Duration::from_millis(self.max_backoff_ms),
+            jitter: Jitter::Equal,
+            on: RetryOn::Transient,
+        }
     }
 
     pub fn validate(&self, key: &str, problems: &mut Vec<String>) {
@@ -332,6 +341,40 @@ mod tests {
     }
 
     #[test]
+    fn a_push_race_is_transient_and_a_conflict_permanent() {
+        let race = GitopsError::RetriesExhausted {
+            branch: "main".into(),
+            attempts: 10,
+            last: "refs/heads/main: fetch first".into(),
+        };
+        let failure = Failure::from(race);
+        assert!(failure.is_transient());
+        assert!(
+            failure.to_string().contains("still racing other writers"),
+            "{failure}"
+        );
+        let conflict = GitopsError::Conflict {
+            branch: "main".into(),
+            path: "a.yaml".into(),
+            location: "image".into(),
+            expected: "1.0".into(),
+            found: "1.5".into(),
+        };
+        assert_eq!(conflict.class(), Class::Permanent);
+        let hook = GitopsError::HookRejected {
+            branch: "main".into(),
+            status: "pre-receive hook declined".into(),
+            message: "frozen".into(),
+        };
+        assert!(!Failure::from(hook).is_transient());
+        let io = GitopsError::Io {
+            doing: "fetching main".into(),
+            message: "connection reset".into(),
+        };
+        assert_eq!(io.class(), Class::Transient);
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let mut p = Vec::new();
         GitopsConfig::default().validate(&mut p);
@@ -403,12 +446,14 @@ mod tests {
             multiplier: 2.0,
             max_backoff_ms: 300,
         };
+        let p = r.policy();
         for _ in 0..50 {
-            let first = r.backoff(1);
+            let first = p.delay(1, rand::random()).unwrap();
             assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-            let late = r.backoff(8);
+            let late = p.delay(8, rand::random()).unwrap();
             assert!(late >= Duration::from_millis(150) && late <= Duration::from_millis(300));
         }
+        assert_eq!(p.delay(10, 0.5), None, "ten attempts, then give up");
     }
 }
 
@@ -493,8 +538,36 @@ pub enum GitopsError {
         commit: String,
         who: String,
     },
-    #[error("{doing}: {message}")]
-    GitHub { doing: String, message: String },
+}
+
+/// The writer's one classification: git and disk trouble, and push races that outlasted the
+/// retries, may pass later; a refusal (credentials, hook, protected branch, a human's commit),
+/// a conflict with someone else's change, or a missing branch or file will not.
+impl Classified for GitopsError {
+    fn class(&self) -> Class {
+        match self {
+            GitopsError::Git { .. }
+            | GitopsError::Io { .. }
+            | GitopsError::RetriesExhausted { .. } => Class::Transient,
+            GitopsError::Auth { .. }
+            | GitopsError::BranchMissing { .. }
+            | GitopsError::FileMissing { .. }
+            | GitopsError::NotText { .. }
+            | GitopsError::Edit { .. }
+            | GitopsError::Conflict { .. }
+            | GitopsError::HookRejected { .. }
+            | GitopsError::PushRejected { .. }
+            | GitopsError::RevertRefused { .. }
+            | GitopsError::HumanEdited { .. } => Class::Permanent,
+        }
+    }
+}
+
+/// Every message already says what was being done and where, so it is the whole cause.
+impl From<GitopsError> for Failure {
+    fn from(e: GitopsError) -> Failure {
+        Failure::new(e.class(), "", e.to_string())
+    }
 }
 
 impl GitopsError {

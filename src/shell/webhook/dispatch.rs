@@ -10,10 +10,11 @@ use crate::adapters::store::StoredDelivery;
 use crate::config::Config;
 use crate::shell::assess::assess_pull_request;
 use crate::shell::driver::Clock;
-use crate::shell::events::{EventError, Merged, RolloutEvents};
+use crate::shell::events::{Merged, RolloutEvents};
 use crate::shell::pipeline::{Gate, Pipeline};
 use crate::shell::runner::{LiveRunner, PrometheusWindows, WindowSource};
-use crate::shell::webhook::worker::{ProcessError, Processed, Processor};
+use crate::shell::webhook::worker::{Processed, Processor};
+use deploybot_core::failure::Failure;
 use deploybot_core::github::{Github, RepoName};
 use deploybot_core::risk::model::RiskModel;
 use deploybot_core::webhook::event::{Event, Parsed, PullRequestAction};
@@ -36,20 +37,12 @@ fn sender(parsed: &Parsed) -> &str {
     parsed.sender.as_ref().map_or("-", |s| s.login.as_str())
 }
 
-fn process_error(e: EventError) -> ProcessError {
-    if e.transient {
-        ProcessError::Transient(e.message)
-    } else {
-        ProcessError::Permanent(e.message)
-    }
-}
-
 impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
     async fn process(
         &self,
         _delivery: &StoredDelivery,
         parsed: &Parsed,
-    ) -> Result<Processed, ProcessError> {
+    ) -> Result<Processed, Failure> {
         let repo = parsed.repository.as_deref().unwrap_or("-");
         Ok(match &parsed.event {
             Event::Ping { zen, .. } => Processed::Done(format!(
@@ -71,13 +64,12 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                 let approval_merged = matches!(action, PullRequestAction::Closed { merged: true })
                     && self.is_gitops(repo);
                 if let (true, Some(pipeline)) = (approval_merged, &self.pipeline) {
-                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
+                    let name: RepoName = repo.parse().map_err(Failure::refused)?;
                     let merged_by = sender(parsed);
                     let note = self
                         .events(pipeline)
                         .on_approval_merged(&name, pull_request.number, merged_by, self.clock.now())
-                        .await
-                        .map_err(process_error)?;
+                        .await?;
                     return Ok(Processed::Done(note));
                 }
                 if !relevant || self.service_for(repo).is_none() {
@@ -86,7 +78,7 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                         pull_request.number
                     ))
                 } else {
-                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
+                    let name: RepoName = repo.parse().map_err(Failure::refused)?;
                     let done = assess_pull_request(
                         &self.config,
                         self.github.as_ref(),
@@ -98,19 +90,14 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                     )
                     .await
                     .map_err(|e| {
-                        let what = format!("assessing {repo}#{}: {e}", pull_request.number);
-                        if e.is_transient() {
-                            ProcessError::Transient(what)
-                        } else {
-                            ProcessError::Permanent(what)
-                        }
+                        e.context(format_args!("assessing {repo}#{}", pull_request.number))
                     })?;
                     let a = &done.assessment;
                     let shipped = match (action, &self.pipeline) {
                         (PullRequestAction::Closed { merged: true }, Some(pipeline)) => {
                             let merge_sha =
                                 pull_request.merge_commit_sha.as_deref().ok_or_else(|| {
-                                    ProcessError::Permanent(format!(
+                                    Failure::refused(format!(
                                         "{repo}#{} is merged but has no merge_commit_sha",
                                         pull_request.number
                                     ))
@@ -130,8 +117,7 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                                     Gate::from_assessment(a),
                                     self.clock.now(),
                                 )
-                                .await
-                                .map_err(process_error)?;
+                                .await?;
                             format!("; merged: {note}")
                         }
                         _ => String::new(),
@@ -173,7 +159,7 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                 ..
             } => match &self.pipeline {
                 Some(pipeline) if self.service_for(repo).is_some() || self.is_gitops(repo) => {
-                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
+                    let name: RepoName = repo.parse().map_err(Failure::refused)?;
                     let note = self
                         .events(pipeline)
                         .on_comment(
@@ -184,8 +170,7 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                             &comment.body,
                             self.clock.now(),
                         )
-                        .await
-                        .map_err(process_error)?;
+                        .await?;
                     Processed::Done(note)
                 }
                 _ => Processed::Ignored(format!(
@@ -202,12 +187,11 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
             )),
             Event::PullRequestReview { pull_request, .. } => match &self.pipeline {
                 Some(pipeline) => {
-                    let name: RepoName = repo.parse().map_err(ProcessError::Permanent)?;
+                    let name: RepoName = repo.parse().map_err(Failure::refused)?;
                     let note = self
                         .events(pipeline)
                         .on_review(&name, pull_request.number, self.clock.now())
-                        .await
-                        .map_err(process_error)?;
+                        .await?;
                     Processed::Done(note)
                 }
                 None => Processed::Ignored("no rollout pipeline".into()),
@@ -219,8 +203,7 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                 Some(pipeline) => Processed::Done(
                     self.events(pipeline)
                         .release_parked(self.clock.now())
-                        .await
-                        .map_err(process_error)?,
+                        .await?,
                 ),
                 None => Processed::Ignored("no rollout pipeline".into()),
             },

@@ -21,7 +21,7 @@ use crate::shell::pipeline::Pipeline;
 use crate::shell::runner::{LiveRunner, PrometheusWindows, RunnerParts, WindowSource};
 use crate::shell::webhook::dispatch::Dispatcher;
 use crate::shell::webhook::intake::{Intake, router};
-use crate::shell::webhook::worker::{self, RetryPolicy};
+use crate::shell::webhook::worker;
 use deploybot_core::github::Github;
 
 /// Everything `serve` runs, assembled but not started listening.
@@ -119,6 +119,7 @@ pub async fn assemble<W: WindowSource + 'static>(
     )
     .map_err(anyhow::Error::msg)?;
     let runner = LiveRunner::new(RunnerParts {
+        gitops: crate::shell::runner::gitops_writers(&config),
         config: Arc::clone(&config),
         store: store.clone(),
         github: Some(Arc::clone(&github)),
@@ -143,7 +144,7 @@ pub async fn assemble<W: WindowSource + 'static>(
         }),
         Arc::clone(&metrics),
         Arc::clone(&wake),
-        RetryPolicy::default(),
+        worker::delivery_retry(),
         stop_rx,
     ));
 
