@@ -54,7 +54,7 @@ impl std::fmt::Debug for GithubRest {
 /// Only the waits GitHub asks for: `retries` of them, each at most `max_wait`.
 fn rate_limit_policy(retries: u32, max_wait: std::time::Duration) -> RetryPolicy {
     RetryPolicy {
-        max_attempts: retries + 1,
+        max_attempts: retries.saturating_add(1),
         initial: std::time::Duration::ZERO,
         multiplier: 1.0,
         max: max_wait,

@@ -285,7 +285,7 @@ impl RiskModel for LlmClient {
 /// asking for longer ends the retries.
 fn retry_policy(config: &LlmConfig) -> RetryPolicy {
     RetryPolicy::doubling(
-        config.max_retries + 1,
+        config.max_retries.saturating_add(1),
         Duration::from_millis(200),
         Duration::from_millis(config.max_retry_wait_ms),
     )

@@ -89,7 +89,7 @@ impl PrometheusClient {
             token,
             timeout,
             retry: RetryPolicy::doubling(
-                config.retries + 1,
+                config.retries.saturating_add(1),
                 config.backoff.as_duration(),
                 config.max_backoff.as_duration(),
             ),
