@@ -9,18 +9,13 @@
 
 use std::time::Duration;
 
+use deploybot_core::failure::Failure;
 use deploybot_core::rollout::comment::alert_text;
 use deploybot_core::rollout::{Level, Notice};
 use deploybot_core::secret::Secret;
 
-/// Why an alert was not delivered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("posting the alert webhook: {message}")]
-pub struct AlertError {
-    pub message: String,
-    /// 5xx, 429 and connection errors are worth retrying.
-    pub transient: bool,
-}
+/// What a failed delivery was doing.
+const DOING: &str = "posting the alert webhook";
 
 /// The alert sink: a log line, plus the webhook when one is configured.
 pub struct Alerts {
@@ -47,12 +42,7 @@ impl Alerts {
     }
 
     /// Logs the alert and posts it to the webhook, if any.
-    pub async fn send(
-        &self,
-        subject: &str,
-        level: Level,
-        notice: &Notice,
-    ) -> Result<(), AlertError> {
+    pub async fn send(&self, subject: &str, level: Level, notice: &Notice) -> Result<(), Failure> {
         let text = alert_text(subject, level, notice);
         match level {
             Level::Info => tracing::info!(alert = %text),
@@ -68,22 +58,24 @@ impl Alerts {
             .send()
             .await
             // reqwest errors include the URL; the URL is the secret, so it is left out.
-            .map_err(|e| AlertError {
-                message: if e.is_timeout() {
-                    "timed out".into()
-                } else {
-                    "could not connect".into()
-                },
-                transient: true,
+            .map_err(|e| {
+                Failure::transient(
+                    DOING,
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "could not connect"
+                    },
+                )
             })?;
         let status = resp.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(AlertError {
-                message: format!("HTTP {status}"),
-                transient: status.is_server_error() || status.as_u16() == 429,
-            })
+        match status {
+            s if s.is_success() => Ok(()),
+            // The alert sink's one classification: 5xx and 429 may pass later.
+            s if s.is_server_error() || s.as_u16() == 429 => {
+                Err(Failure::transient(DOING, format!("HTTP {s}")))
+            }
+            s => Err(Failure::permanent(DOING, format!("HTTP {s}"))),
         }
     }
 }

@@ -2,9 +2,9 @@
 //! pushed revision is live (synced and healthy), still on its way, or failed.
 //!
 //! `sync_progress` is the pure decision; `ArgoCdClient` is the HTTP adapter (bearer token,
-//! optional refresh request). Errors are classified transient (5xx, 429, timeouts, connection)
-//! or permanent (401, 403, 404, a body that is not an Application). No reqwest or JSON types
-//! leave this module. A `WaitForSync` effect reads the Application once per tick
+//! optional refresh request). Errors become the core's `Failure`, transient (5xx, 429, timeouts,
+//! connection) or permanent (401, 403, 404, a body that is not an Application). No reqwest or
+//! JSON types leave this module. A `WaitForSync` effect reads the Application once per tick
 //! (`shell::runner`), so a wait never blocks the loop; `wait_until_live`, a blocking poll, is
 //! not used by the rollout. Deliberately not
 //! here: syncing or rolling back through Argo CD (deploybot rolls back through git, and Argo CD
@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use deploybot_core::config::ArgoCdSpec;
+use deploybot_core::failure::Failure;
 use deploybot_core::secret::Secret;
 
 /// What deploybot needs from an Application's status.
@@ -80,23 +81,6 @@ pub fn sync_progress(app: &AppStatus, revision: &str) -> SyncProgress {
             app.health_message.as_deref().unwrap_or("no message")
         )),
         other => SyncProgress::Waiting(format!("{revision} is synced but {other}")),
-    }
-}
-
-/// Why the Argo CD API could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ArgoCdError {
-    /// Worth retrying: 5xx, 429, timeout, connection refused.
-    #[error("reading Argo CD application {app}: {message}")]
-    Transient { app: String, message: String },
-    /// Retrying will not help: bad token, no such application, not an Application.
-    #[error("reading Argo CD application {app}: {message}")]
-    Permanent { app: String, message: String },
-}
-
-impl ArgoCdError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ArgoCdError::Transient { .. })
     }
 }
 
@@ -219,15 +203,13 @@ impl ArgoCdClient {
 
     /// Reads application `app`; with `refresh`, asks Argo CD to re-read git first (it otherwise
     /// polls only every three minutes).
-    pub async fn application(&self, app: &str, refresh: bool) -> Result<AppStatus, ArgoCdError> {
-        let transient = |message: String| ArgoCdError::Transient {
-            app: app.to_string(),
-            message,
-        };
-        let permanent = |message: String| ArgoCdError::Permanent {
-            app: app.to_string(),
-            message,
-        };
+    ///
+    /// Argo CD's one classification: 5xx, 429, timeouts and connection errors are transient;
+    /// a bad token, no such application or a body that is not an Application are permanent.
+    pub async fn application(&self, app: &str, refresh: bool) -> Result<AppStatus, Failure> {
+        let doing = format!("reading Argo CD application {app}");
+        let transient = |message: String| Failure::transient(doing.as_str(), message);
+        let permanent = |message: String| Failure::permanent(doing.as_str(), message);
         let mut req = self
             .http
             .get(format!("{}/api/v1/applications/{app}", self.base_url))
@@ -257,8 +239,8 @@ pub enum WaitError {
     #[error("not live within {waited:?}: {last}")]
     TimedOut { waited: Duration, last: String },
     /// A permanent API error (a transient one is retried until the deadline).
-    #[error("{0}")]
-    Api(ArgoCdError),
+    #[error(transparent)]
+    Api(Failure),
 }
 
 impl ArgoCdClient {

@@ -1,11 +1,13 @@
-//! The octocrab adapter of the GitHub port: REST calls against `github.api_url` (github.com or a
-//! GitHub Enterprise Server `/api/v3`), authenticated with the configured token.
+//! The octocrab adapter of every GitHub role (`deploybot_core::github`): REST calls against
+//! `github.api_url` (github.com or a GitHub Enterprise Server `/api/v3`), authenticated with the
+//! configured token. PR mode's writes on the GitOps repository go through it too, so there is
+//! one GitHub client and one error policy.
 //!
 //! It uses octocrab's raw request methods rather than its typed APIs so that status codes (404
 //! for a missing label or a non-collaborator, 422 for a label that already exists, 409 for a
 //! merge whose head moved, 200 for a reaction already given) and the `Link` header stay visible,
-//! and every call gets the same rate-limit waits; it translates GitHub's JSON into
-//! the port's domain types and its failures into `GithubError`, naming what was happening. The
+//! and every call gets the same rate-limit waits; it translates GitHub's JSON into the roles'
+//! domain types and classifies every failure once ([`fail`]), naming what was happening. The
 //! only retry here is GitHub's own request to wait (429, or 403 from a secondary rate limit, with
 //! `Retry-After` or an exhausted `x-ratelimit-remaining`), a few times and for a bounded wait;
 //! every other failure goes back to the caller, whose error policy decides.
@@ -16,11 +18,15 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::adapters::clock::SystemClock;
+use crate::adapters::retry::retry;
 use deploybot_core::clock::Clock as _;
+use deploybot_core::failure::{Class, Failure, PortFuture};
 use deploybot_core::github::{
-    Comment, CommitStatus, Github, GithubError, GithubFuture, LabelSpec, Permission, PullFile,
-    PullRequest, Reaction, RepoName,
+    Approvals, BotPullRequest, Checks, Comment, Comments, CommitStatus, GitopsPullRequests,
+    LabelSpec, Labels, Merge, Permission, PullFile, PullRequest, PullRequests, Reaction, RepoName,
 };
+use deploybot_core::gitops::commit_message::PullRequestText;
+use deploybot_core::retry::{Jitter, RetryOn, RetryPolicy};
 use deploybot_core::risk::FileStatus;
 use deploybot_core::rollout::approval::{Review, ReviewState};
 use deploybot_core::rollout::trigger::CheckRun;
@@ -32,9 +38,8 @@ const MAX_PAGES: usize = 40;
 /// GitHub through octocrab.
 pub struct GithubRest {
     client: Octocrab,
-    /// Rate-limit waits honoured per request, and the longest single wait.
-    rate_limit_retries: u32,
-    max_wait: std::time::Duration,
+    /// The waits GitHub asks for (rate limits), honoured per request.
+    rate_limits: RetryPolicy,
     /// Path of the API base (`/api/v3` on GitHub Enterprise Server, empty on github.com), removed
     /// from `Link` URLs because octocrab prefixes it again.
     base_path: String,
@@ -48,13 +53,22 @@ impl std::fmt::Debug for GithubRest {
     }
 }
 
+/// Only the waits GitHub asks for: `retries` of them, each at most `max_wait`.
+fn rate_limit_policy(retries: u32, max_wait: std::time::Duration) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: retries.saturating_add(1),
+        initial: std::time::Duration::ZERO,
+        multiplier: 1.0,
+        max: max_wait,
+        jitter: Jitter::None,
+        on: RetryOn::PeerRequest,
+    }
+}
+
 impl GithubRest {
-    pub fn new(api_url: &str, token: Option<&Secret>) -> Result<GithubRest, GithubError> {
-        let err = |message: String| GithubError {
-            action: format!("setting up the GitHub client for {api_url}"),
-            status: None,
-            message,
-        };
+    pub fn new(api_url: &str, token: Option<&Secret>) -> Result<GithubRest, Failure> {
+        let doing = format!("setting up the GitHub client for {api_url}");
+        let err = |message: String| fail(&doing, None, message);
         let uri = reqwest::Url::parse(api_url).map_err(|e| err(format!("{e}")))?;
         // octocrab's default retry repeats 429s and 5xx (POSTs included) at once, ignoring
         // Retry-After; the waits here honour it, and other failures go to the caller.
@@ -68,38 +82,38 @@ impl GithubRest {
         let client = builder.build().map_err(|e| err(e.to_string()))?;
         Ok(GithubRest {
             client,
-            rate_limit_retries: 3,
-            max_wait: std::time::Duration::from_secs(60),
+            rate_limits: rate_limit_policy(3, std::time::Duration::from_secs(60)),
             base_path: uri.path().trim_end_matches('/').to_string(),
         })
     }
 
     /// How often and how long to wait when GitHub says so (defaults: 3 times, 60 s at most).
     pub fn with_rate_limit_waits(mut self, retries: u32, max_wait: std::time::Duration) -> Self {
-        self.rate_limit_retries = retries;
-        self.max_wait = max_wait;
+        self.rate_limits = rate_limit_policy(retries, max_wait);
         self
     }
 
+    /// One request, tried again while GitHub asks to wait (within the policy's bounds).
     async fn send(
         &self,
         method: &str,
         route: &str,
         body: Option<&serde_json::Value>,
         action: &str,
-    ) -> Result<(u16, Option<String>, bytes::Bytes), GithubError> {
-        let mut waited = 0;
-        loop {
+    ) -> Result<(u16, Option<String>, bytes::Bytes), Failure> {
+        retry(&self.rate_limits, tokio::time::sleep, |_| async move {
             let (status, wait, next, bytes) = self.send_once(method, route, body, action).await?;
             match wait {
-                Some(w) if waited < self.rate_limit_retries && w <= self.max_wait => {
-                    tracing::warn!(action, status, ?w, "GitHub rate limit, waiting as asked");
-                    tokio::time::sleep(w).await;
-                    waited += 1;
-                }
-                _ => return Ok((status, next, bytes)),
+                // Whatever the message says, GitHub asking to wait means a later try may pass.
+                Some(w) => Err(Failure::transient(
+                    action,
+                    http_cause(status, &error_message(&bytes)),
+                )
+                .after(w)),
+                None => Ok((status, next, bytes)),
             }
-        }
+        })
+        .await
     }
 
     /// One request; the wait GitHub asks for, if it refused for rate limiting.
@@ -116,13 +130,8 @@ impl GithubRest {
             Option<String>,
             bytes::Bytes,
         ),
-        GithubError,
+        Failure,
     > {
-        let fail = |status: Option<u16>, message: String| GithubError {
-            action: action.to_string(),
-            status,
-            message,
-        };
         let resp = match method {
             "GET" => self.client._get(route).await,
             "POST" => self.client._post(route, body).await,
@@ -131,7 +140,7 @@ impl GithubRest {
             "DELETE" => self.client._delete(route, body).await,
             other => unreachable!("method {other}"),
         }
-        .map_err(|e| fail(None, octocrab_message(&e)))?;
+        .map_err(|e| fail(action, None, octocrab_message(&e)))?;
         let status = resp.status().as_u16();
         // The wait is slept in real time, so it is measured against the wall clock.
         let wait = rate_limit_wait(status, resp.headers(), SystemClock.now());
@@ -144,7 +153,7 @@ impl GithubRest {
             .into_body()
             .collect()
             .await
-            .map_err(|e| fail(Some(status), format!("reading the response: {e}")))?
+            .map_err(|e| fail(action, Some(status), format!("reading the response: {e}")))?
             .to_bytes();
         Ok((status, wait, next, bytes))
     }
@@ -156,7 +165,7 @@ impl GithubRest {
         route: &str,
         body: Option<&serde_json::Value>,
         action: &str,
-    ) -> Result<T, GithubError> {
+    ) -> Result<T, Failure> {
         let (status, _, bytes) = self.send(method, route, body, action).await?;
         ok_json(status, &bytes, action)
     }
@@ -166,7 +175,7 @@ impl GithubRest {
         &self,
         route: &str,
         action: &str,
-    ) -> Result<Vec<T>, GithubError> {
+    ) -> Result<Vec<T>, Failure> {
         self.all_pages_of(route, action, |page: Vec<T>| page).await
     }
 
@@ -177,7 +186,7 @@ impl GithubRest {
         route: &str,
         action: &str,
         items: impl Fn(P) -> Vec<T>,
-    ) -> Result<Vec<T>, GithubError> {
+    ) -> Result<Vec<T>, Failure> {
         let sep = if route.contains('?') { '&' } else { '?' };
         let mut route = format!("{route}{sep}per_page=100");
         let mut out = Vec::new();
@@ -190,11 +199,7 @@ impl GithubRest {
                 None => return Ok(out),
             }
         }
-        Err(GithubError {
-            action: action.to_string(),
-            status: None,
-            message: format!("more than {MAX_PAGES} pages"),
-        })
+        Err(fail(action, None, format!("more than {MAX_PAGES} pages")))
     }
 
     /// `https://host/api/v3/repos/...?page=2` -> `/repos/...?page=2`.
@@ -213,18 +218,45 @@ impl GithubRest {
     }
 }
 
-fn ok_json<T: DeserializeOwned>(status: u16, bytes: &[u8], action: &str) -> Result<T, GithubError> {
-    if !(200..300).contains(&status) {
-        return Err(GithubError {
-            action: action.to_string(),
-            status: Some(status),
-            message: error_message(bytes),
-        });
+/// GitHub's one classification. Rate limits (429, or a 403 saying so), server errors and
+/// failures with no answer at all may succeed later; anything else GitHub answered will not.
+fn class_of(status: Option<u16>, message: &str) -> Class {
+    let transient = match status {
+        None => true,
+        Some(s) => s == 429 || s == 403 && message.contains("rate limit") || s >= 500,
+    };
+    if transient {
+        Class::Transient
+    } else {
+        Class::Permanent
     }
-    serde_json::from_slice(bytes).map_err(|e| GithubError {
-        action: action.to_string(),
-        status: Some(status),
-        message: format!("unexpected response shape: {e}"),
+}
+
+/// `HTTP 404: Not Found`, or the message alone when GitHub never answered.
+fn http_cause(status: u16, message: &str) -> String {
+    format!("HTTP {status}: {message}")
+}
+
+/// A failure while `action`, classified from the status GitHub answered (if it did).
+fn fail(action: &str, status: Option<u16>, message: String) -> Failure {
+    let class = class_of(status, &message);
+    let cause = match status {
+        Some(s) => http_cause(s, &message),
+        None => message,
+    };
+    Failure::new(class, action, cause)
+}
+
+fn ok_json<T: DeserializeOwned>(status: u16, bytes: &[u8], action: &str) -> Result<T, Failure> {
+    if !(200..300).contains(&status) {
+        return Err(refused(status, bytes, action));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        fail(
+            action,
+            Some(status),
+            format!("unexpected response shape: {e}"),
+        )
     })
 }
 
@@ -241,12 +273,8 @@ fn error_message(bytes: &[u8]) -> String {
 }
 
 /// A failed response as an error.
-fn refused(status: u16, bytes: &[u8], action: &str) -> GithubError {
-    GithubError {
-        action: action.to_string(),
-        status: Some(status),
-        message: error_message(bytes),
-    }
+fn refused(status: u16, bytes: &[u8], action: &str) -> Failure {
+    fail(action, Some(status), error_message(bytes))
 }
 
 fn octocrab_message(e: &octocrab::Error) -> String {
@@ -424,6 +452,31 @@ struct WireMerge {
 }
 
 #[derive(Deserialize)]
+struct WireBranch {
+    #[serde(rename = "ref")]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct WireBotPull {
+    number: u64,
+    html_url: Option<String>,
+    head: WireBranch,
+    base: WireBranch,
+}
+
+impl From<WireBotPull> for BotPullRequest {
+    fn from(p: WireBotPull) -> BotPullRequest {
+        BotPullRequest {
+            number: p.number,
+            url: p.html_url.unwrap_or_default(),
+            head: p.head.name,
+            base: p.base.name,
+        }
+    }
+}
+
+#[derive(Deserialize)]
 struct WireCheckRun {
     id: u64,
     name: String,
@@ -460,12 +513,8 @@ fn status_as_check_run(s: WireStatus) -> CheckRun {
     }
 }
 
-impl Github for GithubRest {
-    fn pull_request<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        number: u64,
-    ) -> GithubFuture<'a, PullRequest> {
+impl PullRequests for GithubRest {
+    fn pull_request<'a>(&'a self, repo: &'a RepoName, number: u64) -> PortFuture<'a, PullRequest> {
         Box::pin(async move {
             let route = format!("/repos/{}/{}/pulls/{number}", repo.owner, repo.name);
             let p: WirePull = self
@@ -495,7 +544,7 @@ impl Github for GithubRest {
         &'a self,
         repo: &'a RepoName,
         number: u64,
-    ) -> GithubFuture<'a, Vec<PullFile>> {
+    ) -> PortFuture<'a, Vec<PullFile>> {
         Box::pin(async move {
             let route = format!("/repos/{}/{}/pulls/{number}/files", repo.owner, repo.name);
             let files: Vec<WireFile> = self
@@ -519,7 +568,7 @@ impl Github for GithubRest {
         &'a self,
         repo: &'a RepoName,
         number: u64,
-    ) -> GithubFuture<'a, Vec<String>> {
+    ) -> PortFuture<'a, Vec<String>> {
         Box::pin(async move {
             let route = format!("/repos/{}/{}/pulls/{number}/commits", repo.owner, repo.name);
             let commits: Vec<WireCommit> = self
@@ -528,12 +577,14 @@ impl Github for GithubRest {
             Ok(commits.into_iter().map(|c| c.commit.message).collect())
         })
     }
+}
 
+impl Comments for GithubRest {
     fn issue_comments<'a>(
         &'a self,
         repo: &'a RepoName,
         number: u64,
-    ) -> GithubFuture<'a, Vec<Comment>> {
+    ) -> PortFuture<'a, Vec<Comment>> {
         Box::pin(async move {
             let route = format!(
                 "/repos/{}/{}/issues/{number}/comments",
@@ -551,7 +602,7 @@ impl Github for GithubRest {
         repo: &'a RepoName,
         number: u64,
         body: &'a str,
-    ) -> GithubFuture<'a, Comment> {
+    ) -> PortFuture<'a, Comment> {
         Box::pin(async move {
             let route = format!(
                 "/repos/{}/{}/issues/{number}/comments",
@@ -574,7 +625,7 @@ impl Github for GithubRest {
         repo: &'a RepoName,
         comment_id: u64,
         body: &'a str,
-    ) -> GithubFuture<'a, Comment> {
+    ) -> PortFuture<'a, Comment> {
         Box::pin(async move {
             let route = format!(
                 "/repos/{}/{}/issues/comments/{comment_id}",
@@ -592,11 +643,34 @@ impl Github for GithubRest {
         })
     }
 
-    fn ensure_label<'a>(
+    fn add_reaction<'a>(
         &'a self,
         repo: &'a RepoName,
-        label: &'a LabelSpec,
-    ) -> GithubFuture<'a, ()> {
+        comment_id: u64,
+        content: Reaction,
+    ) -> PortFuture<'a, ()> {
+        Box::pin(async move {
+            let action = format!(
+                "reacting {} to comment {comment_id} in {repo}",
+                content.as_str()
+            );
+            let route = format!(
+                "/repos/{}/{}/issues/comments/{comment_id}/reactions",
+                repo.owner, repo.name
+            );
+            let body = serde_json::json!({ "content": content.as_str() });
+            let (status, _, bytes) = self.send("POST", &route, Some(&body), &action).await?;
+            match status {
+                // 200: the same reaction by the same user was already there.
+                200 | 201 => Ok(()),
+                s => Err(refused(s, &bytes, &action)),
+            }
+        })
+    }
+}
+
+impl Labels for GithubRest {
+    fn ensure_label<'a>(&'a self, repo: &'a RepoName, label: &'a LabelSpec) -> PortFuture<'a, ()> {
         Box::pin(async move {
             let action = format!("creating label {:?} in {repo}", label.name);
             let get = format!(
@@ -609,13 +683,7 @@ impl Github for GithubRest {
             match status {
                 200 => return Ok(()),
                 404 => {}
-                s => {
-                    return Err(GithubError {
-                        action: action.to_string(),
-                        status: Some(s),
-                        message: error_message(&bytes),
-                    });
-                }
+                s => return Err(refused(s, &bytes, &action)),
             }
             let post = format!("/repos/{}/{}/labels", repo.owner, repo.name);
             let body = serde_json::json!({
@@ -625,11 +693,7 @@ impl Github for GithubRest {
             match status {
                 // 422: created meanwhile by someone else; the label exists, which is the goal.
                 201 | 200 | 422 => Ok(()),
-                s => Err(GithubError {
-                    action: action.to_string(),
-                    status: Some(s),
-                    message: error_message(&bytes),
-                }),
+                s => Err(refused(s, &bytes, &action)),
             }
         })
     }
@@ -639,7 +703,7 @@ impl Github for GithubRest {
         repo: &'a RepoName,
         number: u64,
         labels: &'a [String],
-    ) -> GithubFuture<'a, ()> {
+    ) -> PortFuture<'a, ()> {
         Box::pin(async move {
             let route = format!("/repos/{}/{}/issues/{number}/labels", repo.owner, repo.name);
             let _: Vec<WireLabel> = self
@@ -659,7 +723,7 @@ impl Github for GithubRest {
         repo: &'a RepoName,
         number: u64,
         label: &'a str,
-    ) -> GithubFuture<'a, ()> {
+    ) -> PortFuture<'a, ()> {
         Box::pin(async move {
             let action = format!("removing label {label:?} from {repo}#{number}");
             let route = format!(
@@ -671,21 +735,19 @@ impl Github for GithubRest {
             let (status, _, bytes) = self.send("DELETE", &route, None, &action).await?;
             match status {
                 200 | 204 | 404 => Ok(()),
-                s => Err(GithubError {
-                    action: action.to_string(),
-                    status: Some(s),
-                    message: error_message(&bytes),
-                }),
+                s => Err(refused(s, &bytes, &action)),
             }
         })
     }
+}
 
+impl Checks for GithubRest {
     fn set_commit_status<'a>(
         &'a self,
         repo: &'a RepoName,
         sha: &'a str,
         status: &'a CommitStatus,
-    ) -> GithubFuture<'a, ()> {
+    ) -> PortFuture<'a, ()> {
         Box::pin(async move {
             let route = format!("/repos/{}/{}/statuses/{sha}", repo.owner, repo.name);
             let description: String = status.description.chars().take(140).collect();
@@ -708,150 +770,8 @@ impl Github for GithubRest {
             Ok(())
         })
     }
-    fn pull_request_reviews<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        number: u64,
-    ) -> GithubFuture<'a, Vec<Review>> {
-        Box::pin(async move {
-            let action = format!("listing reviews of {repo}#{number}");
-            let route = format!("/repos/{}/{}/pulls/{number}/reviews", repo.owner, repo.name);
-            let reviews: Vec<WireReview> = self.all_pages(&route, &action).await?;
-            let mut out = Vec::with_capacity(reviews.len());
-            for r in reviews {
-                // A deleted account's review can be neither attributed nor counted.
-                let Some(user) = r.user else { continue };
-                let state = review_state(&r.state).ok_or_else(|| GithubError {
-                    action: action.clone(),
-                    status: Some(200),
-                    message: format!("unknown review state {:?}", r.state),
-                })?;
-                out.push(Review {
-                    reviewer: user.login,
-                    state,
-                    // An empty SHA never matches a head, so such a review never counts.
-                    commit_sha: r.commit_id.unwrap_or_default(),
-                    // Only a pending review lacks it; pending is never decisive, so sorting it
-                    // first changes no outcome.
-                    submitted_at: r.submitted_at.unwrap_or(chrono::DateTime::UNIX_EPOCH),
-                });
-            }
-            Ok(out)
-        })
-    }
 
-    fn collaborator_permission<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        login: &'a str,
-    ) -> GithubFuture<'a, Permission> {
-        Box::pin(async move {
-            let action = format!("reading the permission of {login} on {repo}");
-            let route = format!(
-                "/repos/{}/{}/collaborators/{}/permission",
-                repo.owner,
-                repo.name,
-                segment(login)
-            );
-            let (status, _, bytes) = self.send("GET", &route, None, &action).await?;
-            if status == 404 {
-                return Ok(Permission::None);
-            }
-            let p: WirePermission = ok_json(status, &bytes, &action)?;
-            // A custom role has a name only its organization knows; its base permission is
-            // in `permission`.
-            p.role_name
-                .as_deref()
-                .and_then(Permission::from_github)
-                .or_else(|| Permission::from_github(&p.permission))
-                .ok_or_else(|| GithubError {
-                    action,
-                    status: Some(status),
-                    message: format!("unknown permission {:?}", p.permission),
-                })
-        })
-    }
-
-    fn team_members<'a>(
-        &'a self,
-        org: &'a str,
-        team_slug: &'a str,
-    ) -> GithubFuture<'a, Vec<String>> {
-        Box::pin(async move {
-            let route = format!(
-                "/orgs/{}/teams/{}/members",
-                segment(org),
-                segment(team_slug)
-            );
-            let users: Vec<WireUser> = self
-                .all_pages(
-                    &route,
-                    &format!("listing members of team {org}/{team_slug}"),
-                )
-                .await?;
-            Ok(users.into_iter().map(|u| u.login).collect())
-        })
-    }
-
-    fn add_reaction<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        comment_id: u64,
-        content: Reaction,
-    ) -> GithubFuture<'a, ()> {
-        Box::pin(async move {
-            let action = format!(
-                "reacting {} to comment {comment_id} in {repo}",
-                content.as_str()
-            );
-            let route = format!(
-                "/repos/{}/{}/issues/comments/{comment_id}/reactions",
-                repo.owner, repo.name
-            );
-            let body = serde_json::json!({ "content": content.as_str() });
-            let (status, _, bytes) = self.send("POST", &route, Some(&body), &action).await?;
-            match status {
-                // 200: the same reaction by the same user was already there.
-                200 | 201 => Ok(()),
-                s => Err(refused(s, &bytes, &action)),
-            }
-        })
-    }
-
-    fn merge_pull_request<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        number: u64,
-        expected_head_sha: &'a str,
-    ) -> GithubFuture<'a, String> {
-        Box::pin(async move {
-            let action = format!("merging {repo}#{number} at {expected_head_sha}");
-            let route = format!("/repos/{}/{}/pulls/{number}/merge", repo.owner, repo.name);
-            // `sha` makes GitHub refuse if the head moved after the approval was counted.
-            let body = serde_json::json!({ "sha": expected_head_sha, "merge_method": "merge" });
-            let (status, _, bytes) = self.send("PUT", &route, Some(&body), &action).await?;
-            match status {
-                409 => Err(GithubError {
-                    action,
-                    status: Some(409),
-                    message: format!(
-                        "the head moved past {expected_head_sha}, which is what was approved: {}",
-                        error_message(&bytes)
-                    ),
-                }),
-                _ => {
-                    let m: WireMerge = ok_json(status, &bytes, &action)?;
-                    Ok(m.sha)
-                }
-            }
-        })
-    }
-
-    fn check_runs<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        sha: &'a str,
-    ) -> GithubFuture<'a, Vec<CheckRun>> {
+    fn check_runs<'a>(&'a self, repo: &'a RepoName, sha: &'a str) -> PortFuture<'a, Vec<CheckRun>> {
         Box::pin(async move {
             let route = format!(
                 "/repos/{}/{}/commits/{}/check-runs",
@@ -894,9 +814,203 @@ impl Github for GithubRest {
     }
 }
 
+impl Approvals for GithubRest {
+    fn pull_request_reviews<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        number: u64,
+    ) -> PortFuture<'a, Vec<Review>> {
+        Box::pin(async move {
+            let action = format!("listing reviews of {repo}#{number}");
+            let route = format!("/repos/{}/{}/pulls/{number}/reviews", repo.owner, repo.name);
+            let reviews: Vec<WireReview> = self.all_pages(&route, &action).await?;
+            let mut out = Vec::with_capacity(reviews.len());
+            for r in reviews {
+                // A deleted account's review can be neither attributed nor counted.
+                let Some(user) = r.user else { continue };
+                let state = review_state(&r.state).ok_or_else(|| {
+                    fail(
+                        &action,
+                        Some(200),
+                        format!("unknown review state {:?}", r.state),
+                    )
+                })?;
+                out.push(Review {
+                    reviewer: user.login,
+                    state,
+                    // An empty SHA never matches a head, so such a review never counts.
+                    commit_sha: r.commit_id.unwrap_or_default(),
+                    // Only a pending review lacks it; pending is never decisive, so sorting it
+                    // first changes no outcome.
+                    submitted_at: r.submitted_at.unwrap_or(chrono::DateTime::UNIX_EPOCH),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn collaborator_permission<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        login: &'a str,
+    ) -> PortFuture<'a, Permission> {
+        Box::pin(async move {
+            let action = format!("reading the permission of {login} on {repo}");
+            let route = format!(
+                "/repos/{}/{}/collaborators/{}/permission",
+                repo.owner,
+                repo.name,
+                segment(login)
+            );
+            let (status, _, bytes) = self.send("GET", &route, None, &action).await?;
+            if status == 404 {
+                return Ok(Permission::None);
+            }
+            let p: WirePermission = ok_json(status, &bytes, &action)?;
+            // A custom role has a name only its organization knows; its base permission is
+            // in `permission`.
+            p.role_name
+                .as_deref()
+                .and_then(Permission::from_github)
+                .or_else(|| Permission::from_github(&p.permission))
+                .ok_or_else(|| {
+                    fail(
+                        &action,
+                        Some(status),
+                        format!("unknown permission {:?}", p.permission),
+                    )
+                })
+        })
+    }
+
+    fn team_members<'a>(&'a self, org: &'a str, team_slug: &'a str) -> PortFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let route = format!(
+                "/orgs/{}/teams/{}/members",
+                segment(org),
+                segment(team_slug)
+            );
+            let users: Vec<WireUser> = self
+                .all_pages(
+                    &route,
+                    &format!("listing members of team {org}/{team_slug}"),
+                )
+                .await?;
+            Ok(users.into_iter().map(|u| u.login).collect())
+        })
+    }
+}
+
+impl GitopsPullRequests for GithubRest {
+    fn find_open_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        head: &'a str,
+        base: &'a str,
+    ) -> PortFuture<'a, Option<BotPullRequest>> {
+        Box::pin(async move {
+            let action = format!(
+                "listing open pull requests {}:{head} -> {base} in {repo}",
+                repo.owner
+            );
+            let route = format!(
+                "/repos/{}/{}/pulls?state=open&head={}&base={}",
+                repo.owner,
+                repo.name,
+                segment(&format!("{}:{head}", repo.owner)),
+                segment(base)
+            );
+            let pulls: Vec<WireBotPull> = self.all_pages(&route, &action).await?;
+            // Filter again: the head filter silently matches nothing for a typo'd owner, and
+            // a proxy or an old GHES may ignore it altogether.
+            Ok(pulls
+                .into_iter()
+                .map(BotPullRequest::from)
+                .find(|pr| pr.head == head && pr.base == base))
+        })
+    }
+
+    fn open_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        head: &'a str,
+        base: &'a str,
+        text: &'a PullRequestText,
+    ) -> PortFuture<'a, BotPullRequest> {
+        Box::pin(async move {
+            let route = format!("/repos/{}/{}/pulls", repo.owner, repo.name);
+            let body = serde_json::json!({
+                "title": text.title, "head": head, "base": base, "body": text.body,
+            });
+            let pr: WireBotPull = self
+                .json(
+                    "POST",
+                    &route,
+                    Some(&body),
+                    &format!("opening a pull request {head} -> {base} in {repo}"),
+                )
+                .await?;
+            Ok(pr.into())
+        })
+    }
+
+    fn merge_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        number: u64,
+        expected_head_sha: &'a str,
+    ) -> PortFuture<'a, Merge> {
+        Box::pin(async move {
+            let action = format!("merging {repo}#{number} at {expected_head_sha}");
+            let route = format!("/repos/{}/{}/pulls/{number}/merge", repo.owner, repo.name);
+            // `sha` makes GitHub refuse if the head moved after the approval was counted.
+            let body = serde_json::json!({ "sha": expected_head_sha, "merge_method": "merge" });
+            let (status, _, bytes) = self.send("PUT", &route, Some(&body), &action).await?;
+            match status {
+                409 => Ok(Merge::HeadMoved(format!(
+                    "the head moved past {expected_head_sha}, which is what was approved: {}",
+                    error_message(&bytes)
+                ))),
+                // Conflicts, unmet branch protection, already merged: GitHub says which.
+                405 => Ok(Merge::NotMergeable(error_message(&bytes))),
+                _ => {
+                    let m: WireMerge = ok_json(status, &bytes, &action)?;
+                    Ok(Merge::Merged(m.sha))
+                }
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_classified_once_from_what_github_answered() {
+        let class = |status, message: &str| fail("x", status, message.into()).class;
+        assert_eq!(class(None, "connection reset"), Class::Transient);
+        assert_eq!(class(Some(502), ""), Class::Transient);
+        assert_eq!(class(Some(429), ""), Class::Transient);
+        assert_eq!(
+            class(Some(403), "You have exceeded a secondary rate limit"),
+            Class::Transient
+        );
+        assert_eq!(
+            class(Some(403), "Resource not accessible by integration"),
+            Class::Permanent
+        );
+        assert_eq!(class(Some(404), "Not Found"), Class::Permanent);
+        assert_eq!(
+            class(Some(409), "Head branch was modified"),
+            Class::Permanent
+        );
+        assert_eq!(class(Some(422), "Validation Failed"), Class::Permanent);
+        assert_eq!(
+            fail("x", Some(404), "Not Found".into()).to_string(),
+            "x: HTTP 404: Not Found"
+        );
+    }
 
     #[test]
     fn link_headers_and_segments() {

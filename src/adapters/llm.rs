@@ -20,8 +20,10 @@ use deploybot_core::risk::model::{
     LlmError, ModelVerdict, RiskModel, parse_verdict, verdict_schema,
 };
 
+use crate::adapters::retry::retry;
 use deploybot_core::clock::Clock as _;
 use deploybot_core::config::ModelSpec;
+use deploybot_core::retry::RetryPolicy;
 use deploybot_core::secret::Secret;
 
 /// The OpenAI-compatible client.
@@ -31,8 +33,7 @@ pub struct LlmClient {
     model: String,
     api_key: Option<Secret>,
     timeout: Duration,
-    max_retries: u32,
-    max_retry_wait: Duration,
+    retry: RetryPolicy,
     max_output_tokens: u32,
 }
 
@@ -65,8 +66,7 @@ impl LlmClient {
             model: spec.model.clone(),
             api_key,
             timeout,
-            max_retries: spec.max_retries,
-            max_retry_wait: spec.max_retry_wait.as_duration(),
+            retry: retry_policy(spec),
             max_output_tokens: spec.max_output_tokens,
         })
     }
@@ -106,53 +106,47 @@ impl LlmClient {
             .map_err(build)
     }
 
-    async fn attempt(
-        &self,
-        body: &CreateChatCompletionRequest,
-    ) -> Result<ModelVerdict, (LlmError, Option<Duration>)> {
+    async fn attempt(&self, body: &CreateChatCompletionRequest) -> Result<ModelVerdict, LlmError> {
         let mut req = self.http.post(&self.endpoint).json(body);
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key.expose());
         }
-        let resp = req.send().await.map_err(|e| (self.classify(&e), None))?;
+        let resp = req.send().await.map_err(|e| self.classify(&e))?;
         let status = resp.status();
         // The wait is slept in real time, so a date is measured against the wall clock.
         let retry_after = retry_after(resp.headers(), SystemClock.now());
-        let bytes = resp.bytes().await.map_err(|e| (self.classify(&e), None))?;
+        let bytes = resp.bytes().await.map_err(|e| self.classify(&e))?;
         if status.as_u16() == 429 {
-            return Err((LlmError::RateLimited { retry_after }, retry_after));
+            return Err(LlmError::RateLimited { retry_after });
         }
         if !status.is_success() {
             let body: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
-            return Err((
-                LlmError::Http {
-                    status: status.as_u16(),
-                    body,
-                },
+            return Err(LlmError::Http {
+                status: status.as_u16(),
+                body,
                 retry_after,
-            ));
+            });
         }
-        let reply: CreateChatCompletionResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| (LlmError::Malformed(e.to_string()), None))?;
+        let reply: CreateChatCompletionResponse =
+            serde_json::from_slice(&bytes).map_err(|e| LlmError::Malformed(e.to_string()))?;
         let choice = reply
             .choices
             .into_iter()
             .next()
-            .ok_or_else(|| (LlmError::Malformed("no choices".into()), None))?;
+            .ok_or_else(|| LlmError::Malformed("no choices".into()))?;
         if let Some(r) = choice.message.refusal.filter(|r| !r.trim().is_empty()) {
-            return Err((LlmError::Refused(r.chars().take(200).collect()), None));
+            return Err(LlmError::Refused(r.chars().take(200).collect()));
         }
         if choice.finish_reason == Some(FinishReason::Length) {
-            return Err((
-                LlmError::Malformed("the reply was cut at the token limit".into()),
-                None,
+            return Err(LlmError::Malformed(
+                "the reply was cut at the token limit".into(),
             ));
         }
         if choice.finish_reason == Some(FinishReason::ContentFilter) {
-            return Err((LlmError::Refused("content filter".into()), None));
+            return Err(LlmError::Refused("content filter".into()));
         }
         let content = choice.message.content.unwrap_or_default();
-        parse_verdict(&content).map_err(|e| (e, None))
+        parse_verdict(&content)
     }
 
     fn classify(&self, e: &reqwest::Error) -> LlmError {
@@ -163,29 +157,10 @@ impl LlmClient {
         }
     }
 
-    /// Asks once, retrying transient failures at most `max_retries` times.
+    /// Asks once, retrying transient failures as the retry policy says.
     pub async fn ask(&self, system: &str, user: &str) -> Result<ModelVerdict, LlmError> {
         let body = self.request(system, user)?;
-        let mut attempt = 0u32;
-        loop {
-            match self.attempt(&body).await {
-                Ok(v) => return Ok(v),
-                Err((e, server_wait)) => {
-                    if !e.is_transient() || attempt >= self.max_retries {
-                        return Err(e);
-                    }
-                    let wait = match server_wait {
-                        Some(w) if w > self.max_retry_wait => return Err(e),
-                        Some(w) => w,
-                        None => (Duration::from_millis(200) * 2u32.pow(attempt.min(10)))
-                            .min(self.max_retry_wait),
-                    };
-                    tracing::warn!(model = %self.model, attempt, ?wait, error = %e, "model request failed, retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-            }
-        }
+        retry(&self.retry, tokio::time::sleep, |_| self.attempt(&body)).await
     }
 }
 
@@ -201,6 +176,17 @@ impl RiskModel for LlmClient {
     ) -> Pin<Box<dyn Future<Output = Result<ModelVerdict, LlmError>> + Send + 'a>> {
         Box::pin(self.ask(system, user))
     }
+}
+
+/// The model's retry policy: `llm.max_retries` retries after the first try, waits doubling from
+/// 200 ms (or what the server asks in `Retry-After`) up to `llm.max_retry_wait`; a server
+/// asking for longer ends the retries.
+fn retry_policy(spec: &ModelSpec) -> RetryPolicy {
+    RetryPolicy::doubling(
+        spec.max_retries.saturating_add(1),
+        Duration::from_millis(200),
+        spec.max_retry_wait.as_duration(),
+    )
 }
 
 /// `Retry-After` as seconds or an HTTP date.

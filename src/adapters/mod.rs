@@ -10,6 +10,7 @@ pub mod github;
 pub mod gitops;
 pub mod llm;
 pub mod prometheus;
+pub mod retry;
 pub mod scenario;
 pub mod secrets;
 pub mod store;

@@ -131,9 +131,15 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
         PrometheusWindows::new(Arc::clone(&config), &secrets),
         Arc::new(SystemClock),
     );
+    parts.gitops = crate::shell::runner::gitops_writers(
+        &config,
+        secrets
+            .get(SecretKey::GitopsToken)
+            .or(token.as_ref())
+            .cloned(),
+    );
     parts.github = github;
     parts.github_token = token;
-    parts.gitops_token = secrets.get(SecretKey::GitopsToken).cloned();
     parts.argocd = argocd;
     let runner = LiveRunner::new(parts);
     Ok((Pipeline::new(Arc::clone(&config), store, runner), config))

@@ -28,8 +28,9 @@ use crate::config::Config;
 use crate::shell::driver::Clock;
 use crate::shell::pipeline::{Gate, Pipeline, Release};
 use crate::shell::runner::{LiveRunner, RunnerParts, WindowSource};
-use deploybot_core::canary::sample::{MetricsError, Window};
+use deploybot_core::canary::sample::Window;
 use deploybot_core::canary::scenario::Truth;
+use deploybot_core::failure::Failure;
 use deploybot_core::rollout::store::RolloutStore;
 use deploybot_core::rollout::{Phase, Revert, Rollout};
 use workspace::Workspace;
@@ -111,20 +112,26 @@ impl WindowSource for ReplayWindows {
         start: i64,
         end: i64,
         step_secs: u64,
-    ) -> Result<Window, MetricsError> {
+    ) -> Result<Window, Failure> {
         let recorded = self
             .by_tag
             .iter()
             .find(|(tag, _)| *tag == rollout.image_tag())
             .map(|(_, w)| w)
             .ok_or_else(|| {
-                MetricsError::Unavailable(format!("no replay for {}", rollout.image_tag()))
+                Failure::transient(
+                    "replaying metrics",
+                    format!("no replay for {}", rollout.image_tag()),
+                )
             })?;
         if step_secs != recorded.step_seconds {
-            return Err(MetricsError::Permanent(format!(
-                "the replay has {}s intervals, the rollout asks for {step_secs}s",
-                recorded.step_seconds
-            )));
+            return Err(Failure::permanent(
+                "replaying metrics",
+                format!(
+                    "the replay has {}s intervals, the rollout asks for {step_secs}s",
+                    recorded.step_seconds
+                ),
+            ));
         }
         let n = usize::try_from((end - start).max(0) / step_secs as i64).unwrap_or(0);
         Ok(Window {

@@ -11,12 +11,12 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use crate::adapters::llm::LlmClient;
-use crate::adapters::store::StoreError;
 use crate::adapters::store::assessments::{AssessmentKey, AssessmentStore};
 use crate::config::{Config, SecretKey};
+use deploybot_core::failure::Failure;
 use deploybot_core::github::{
-    CommentAction, CommitStatus, Github, GithubError, LabelSpec, PullFile, PullRequest, RepoName,
-    StatusState,
+    Checks, CommentAction, Comments, CommitStatus, LabelSpec, Labels, PullFile, PullRequest,
+    PullRequests, RepoName, StatusState,
 };
 use deploybot_core::risk::combine::{ModelOutcome, combine};
 use deploybot_core::risk::model::RiskModel;
@@ -28,35 +28,6 @@ use deploybot_core::risk::{
 pub const STATUS_CONTEXT: &str = "deploybot/risk";
 /// The label that says a human must approve before the change ships.
 pub const NEEDS_APPROVAL: &str = "needs-approval";
-
-/// What went wrong while assessing a pull request.
-#[derive(Debug, thiserror::Error)]
-pub enum RiskError {
-    #[error(transparent)]
-    Github(#[from] GithubError),
-    /// The store's message is part of this one, not also the `source()` (printed once).
-    #[error("storing the assessment: {0}")]
-    Store(StoreError),
-    #[error(transparent)]
-    Policy(#[from] deploybot_core::risk::PolicyError),
-}
-
-impl From<StoreError> for RiskError {
-    fn from(e: StoreError) -> Self {
-        RiskError::Store(e)
-    }
-}
-
-impl RiskError {
-    /// Whether retrying later may succeed (the intake's error policy).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            RiskError::Github(e) => e.is_transient(),
-            RiskError::Store(_) => true,
-            RiskError::Policy(_) => false,
-        }
-    }
-}
 
 /// The result of assessing a pull request.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,11 +180,11 @@ fn changed_file(f: PullFile) -> ChangedFile {
 }
 
 /// Reads a pull request and its change from GitHub.
-pub async fn load_pull(
-    github: &dyn Github,
+pub async fn load_pull<G: PullRequests + ?Sized>(
+    github: &G,
     repo: &RepoName,
     number: u64,
-) -> Result<(PullRequest, Change), GithubError> {
+) -> Result<(PullRequest, Change), Failure> {
     let pr = github.pull_request(repo, number).await?;
     let files = github.pull_request_files(repo, number).await?;
     let commits = github.pull_request_commits(repo, number).await?;
@@ -273,15 +244,21 @@ pub fn is_managed_label(label: &str) -> bool {
 /// (created once, edited afterwards), the risk labels and the `deploybot/risk` commit status.
 /// The PR is re-read from the API, so a stale event assesses the current head. A stored result
 /// for the same head and inputs is reused without asking the model, unless the model failed then.
-pub async fn assess_pull_request(
+///
+/// A failure is classified where it happened: GitHub's by its adapter, the store's as transient,
+/// an invalid risk policy as permanent.
+pub async fn assess_pull_request<G>(
     config: &Config,
-    github: &dyn Github,
+    github: &G,
     model: Option<&dyn RiskModel>,
     store: &dyn AssessmentStore,
     repo: &RepoName,
     number: u64,
     head_sha: &str,
-) -> Result<PrAssessment, RiskError> {
+) -> Result<PrAssessment, Failure>
+where
+    G: PullRequests + Comments + Labels + Checks + ?Sized,
+{
     let policy = &config.risk.policy;
     let thresholds = thresholds_for_repo(config, repo);
     let (pr, change) = load_pull(github, repo, number).await?;
@@ -295,7 +272,7 @@ pub async fn assess_pull_request(
         head_sha: pr.head_sha.clone(),
         inputs_digest: inputs_digest(config, &thresholds, &change, model.map(|m| m.model())),
     };
-    let stored = store.find(&key)?.filter(|a| {
+    let stored = store.find(&key).map_err(storing)?.filter(|a| {
         !a.risk_factors
             .iter()
             .any(|f| f.category == FactorKind::ModelUnavailable)
@@ -312,7 +289,7 @@ pub async fn assess_pull_request(
                 config.llm.max_prompt_tokens,
             )
             .await;
-            store.save(&key, &a)?;
+            store.save(&key, &a).map_err(storing)?;
             a
         }
     };
@@ -325,14 +302,19 @@ pub async fn assess_pull_request(
     })
 }
 
+/// A store failure while keeping assessments.
+fn storing(e: crate::adapters::store::StoreError) -> Failure {
+    Failure::from(e).context("storing the assessment")
+}
+
 /// Posts the result on the pull request. Every step is idempotent.
-pub async fn publish(
+pub async fn publish<G: Comments + Labels + Checks + ?Sized>(
     config: &Config,
-    github: &dyn Github,
+    github: &G,
     repo: &RepoName,
     pr: &PullRequest,
     a: &Assessment,
-) -> Result<CommentAction, GithubError> {
+) -> Result<CommentAction, Failure> {
     let body = deploybot_core::risk::comment::render(a, &repo.to_string(), pr.number, &pr.head_sha);
     let comment = deploybot_core::github::upsert_marked_comment(
         github,

@@ -15,6 +15,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use deploybot_core::failure::Failure;
 use deploybot_core::rollout::input::{Effect, Input};
 use deploybot_core::rollout::record::Rollout;
 use deploybot_core::rollout::step::{Transition, outstanding, step};
@@ -24,16 +25,9 @@ use deploybot_core::rollout::store::{RolloutStore, RolloutStoreError};
 /// keeps answering can never spin the driver forever.
 const MAX_CHAIN: usize = 64;
 
-/// Why an effect did not happen. The runner classifies: transient errors are retried later.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct EffectError {
-    pub reason: String,
-    pub transient: bool,
-}
-
 /// Runs effects. Implementations must be idempotent: running an effect twice (after a crash)
-/// must leave the world as running it once did, and answer the same.
+/// must leave the world as running it once did, and answer the same. A failed effect is a
+/// classified `Failure`: a transient one is re-issued after `settings.retry_after` by `step`.
 pub trait EffectRunner: Send + Sync {
     /// Runs `effect` for `rollout`; returns the input its outcome produces, if any
     /// (`CommitStep` and `MergeApprovalPr` -> `Committed` with the weight in flight,
@@ -43,7 +37,7 @@ pub trait EffectRunner: Send + Sync {
         &self,
         rollout: &Rollout,
         effect: &Effect,
-    ) -> impl Future<Output = Result<Option<Input>, EffectError>> + Send;
+    ) -> impl Future<Output = Result<Option<Input>, Failure>> + Send;
 }
 
 // The clock port and the wall clock, where the driver's users have always found them.
@@ -207,13 +201,13 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
                     tracing::warn!(
                         rollout = %rollout.deploy_id,
                         effect = ?effect.kind(),
-                        transient = e.transient,
-                        "effect failed: {}", e.reason
+                        transient = e.is_transient(),
+                        "effect failed: {e}"
                     );
                     results.push(Input::EffectFailed {
                         effect: effect.kind(),
-                        reason: e.reason,
-                        transient: e.transient,
+                        transient: e.is_transient(),
+                        reason: e.to_string(),
                     });
                 }
             }

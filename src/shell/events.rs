@@ -4,7 +4,9 @@
 //! what webhooks would have said (approvals, checks), so a lost delivery only delays things.
 //!
 //! The shell between the webhook dispatch and the pipeline; the decisions it relies on are pure
-//! (`command::parse`, `approval::count_approvals`, `trigger::required_checks`).
+//! (`command::parse`, `approval::count_approvals`, `trigger::required_checks`). Its failures are
+//! `Failure`s classified where they happened (GitHub, the store, the pipeline); the webhook
+//! worker retries the transient ones.
 
 use std::collections::BTreeMap;
 
@@ -14,55 +16,14 @@ use crate::adapters::store::links::{self, PendingRelease};
 use crate::config::{Config, ServiceSpec};
 use crate::shell::driver::EffectRunner;
 use crate::shell::pipeline::{CommandOutcome, Gate, Pipeline, PipelineError, Release};
-use deploybot_core::github::{Github, GithubError, Reaction, RepoName};
+use deploybot_core::failure::Failure;
+use deploybot_core::github::{Github, Merge, Reaction, RepoName};
 use deploybot_core::rollout::approval::{ApprovalOutcome, count_approvals};
 use deploybot_core::rollout::command::{self, Parsed};
 use deploybot_core::rollout::input::{Command, Input};
 use deploybot_core::rollout::record::{Phase, Rollout};
 use deploybot_core::rollout::trigger::{ChecksGate, required_checks};
 use deploybot_core::webhook::route::Comment;
-
-/// Why an event could not be handled; transient ones are retried by the webhook worker.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct EventError {
-    pub message: String,
-    pub transient: bool,
-}
-
-impl From<GithubError> for EventError {
-    fn from(e: GithubError) -> Self {
-        EventError {
-            transient: e.is_transient(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<PipelineError> for EventError {
-    fn from(e: PipelineError) -> Self {
-        EventError {
-            transient: e.is_transient(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<crate::adapters::store::StoreError> for EventError {
-    fn from(e: crate::adapters::store::StoreError) -> Self {
-        EventError {
-            transient: true,
-            message: e.to_string(),
-        }
-    }
-}
-
-fn refused(message: impl Into<String>) -> EventError {
-    EventError {
-        message: message.into(),
-        transient: false,
-    }
-}
 
 /// The rollout side of GitHub events.
 pub struct RolloutEvents<'a, R> {
@@ -97,7 +58,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         m: Merged<'_>,
         gate: Gate,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         let Some(service) = self.service_named(m.service) else {
             return Ok(format!("{} deploys no service", m.repo));
         };
@@ -110,7 +71,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         let tag = service
             .image_tag
             .render(m.merge_sha, Some(m.number))
-            .map_err(refused)?;
+            .map_err(Failure::refused)?;
         let files = self
             .github
             .pull_request_files(m.repo, m.number)
@@ -139,7 +100,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
     }
 
     /// Starts every parked release whose checks passed; drops those whose checks failed.
-    pub async fn release_parked(&self, now: DateTime<Utc>) -> Result<String, EventError> {
+    pub async fn release_parked(&self, now: DateTime<Utc>) -> Result<String, Failure> {
         let mut notes = Vec::new();
         for p in links::parked_releases(self.pipeline.store())? {
             let Some(service) = self.config.service(&p.release.service) else {
@@ -202,7 +163,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         p: &PendingRelease,
         waiting: String,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         let note = format!("{}: {waiting}", p.release.image_tag);
         links::park_release(
             self.pipeline.store(),
@@ -216,7 +177,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
     }
 
     /// A comment on a PR: a command for its rollout, if it is one.
-    pub async fn on_comment(&self, c: &Comment, now: DateTime<Utc>) -> Result<String, EventError> {
+    pub async fn on_comment(&self, c: &Comment, now: DateTime<Utc>) -> Result<String, Failure> {
         let (repo, number, comment_id, author) = (&c.repo, c.number, c.comment_id, &c.author);
         let parsed = command::parse(&c.body);
         let (cmd, environment) = match &parsed {
@@ -294,7 +255,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         author: &str,
         environment: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<CommandOutcome, EventError> {
+    ) -> Result<CommandOutcome, Failure> {
         let pr = self.github.pull_request(repo, number).await?;
         let (true, Some(sha)) = (pr.merged, pr.merge_commit_sha.clone()) else {
             return Ok(CommandOutcome::Rejected {
@@ -314,17 +275,13 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             number,
             &pr.head_sha,
         )
-        .await
-        .map_err(|e| EventError {
-            transient: e.is_transient(),
-            message: e.to_string(),
-        })?;
+        .await?;
         let release = Release {
             service: service.name.clone(),
             image_tag: service
                 .image_tag
                 .render(&sha, Some(number))
-                .map_err(refused)?,
+                .map_err(Failure::refused)?,
             previous_tag: String::new(),
             changed_files: Vec::new(),
             commit_message: pr.title.clone(),
@@ -362,7 +319,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         number: u64,
         merged_by: &str,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         let store = self.pipeline.store();
         let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
             return Ok(format!("{repo}#{number} is not an approval PR"));
@@ -387,7 +344,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         repo: &RepoName,
         number: u64,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         let store = self.pipeline.store();
         let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
             return Ok(format!("{repo}#{number} is not an approval PR"));
@@ -407,7 +364,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         number: u64,
         rollout: &Rollout,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         if rollout.phase() != Phase::AwaitingApproval {
             return Ok(format!(
                 "{} is {}, not awaiting approval",
@@ -423,7 +380,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             .and_then(|s| s.environment(rollout.environment()))
             .map(|e| &e.approval)
         else {
-            return Err(refused(format!(
+            return Err(Failure::refused(format!(
                 "{} awaits approval in {}/{}, which was removed from the configuration while \
                  the rollout was live; put it back to count the approvals, or roll the rollout \
                  back",
@@ -515,21 +472,20 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         pr: &deploybot_core::github::PullRequest,
         rollout: &Rollout,
         now: DateTime<Utc>,
-    ) -> Result<String, EventError> {
+    ) -> Result<String, Failure> {
         if !pr.merged {
             match self
                 .github
                 .merge_pull_request(repo, number, &pr.head_sha)
-                .await
+                .await?
             {
-                Ok(_) => {}
-                Err(e) if e.status == Some(405) || e.is_conflict() => {
+                Merge::Merged(_) => {}
+                Merge::HeadMoved(why) | Merge::NotMergeable(why) => {
                     return Ok(format!(
-                        "{}: branch protection does not allow the merge yet: {}",
-                        rollout.deploy_id, e.message
+                        "{}: branch protection does not allow the merge yet: {why}",
+                        rollout.deploy_id
                     ));
                 }
-                Err(e) => return Err(e.into()),
             }
         }
         let reviews = self.github.pull_request_reviews(repo, number).await?;

@@ -15,6 +15,7 @@ use crate::adapters::store::Store;
 use crate::adapters::store::links;
 use crate::config::{Config, ServiceSpec};
 use crate::shell::driver::{Driver, DriverError, EffectRunner};
+use deploybot_core::failure::{Class, Failure};
 use deploybot_core::github::RepoName;
 pub use deploybot_core::rollout::admission::Gate;
 use deploybot_core::rollout::admission::{
@@ -66,13 +67,21 @@ pub enum PipelineError {
     RolloutStore(#[from] deploybot_core::rollout::store::RolloutStoreError),
 }
 
-impl PipelineError {
-    /// Worth retrying later (the store was busy), as opposed to a refusal.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            PipelineError::Store(_) | PipelineError::RolloutStore(_) | PipelineError::Driver(_)
-        )
+/// The pipeline's one classification: the store being busy is worth retrying later; a refusal
+/// (unknown service or environment, held, busy) is not.
+impl From<PipelineError> for Failure {
+    fn from(e: PipelineError) -> Failure {
+        let class = match e {
+            PipelineError::Store(_) | PipelineError::RolloutStore(_) | PipelineError::Driver(_) => {
+                Class::Transient
+            }
+            PipelineError::UnknownService(_)
+            | PipelineError::UnknownEnvironment { .. }
+            | PipelineError::NoEnvironments(_)
+            | PipelineError::Held { .. }
+            | PipelineError::Busy { .. } => Class::Permanent,
+        };
+        Failure::new(class, "", e.to_string())
     }
 }
 

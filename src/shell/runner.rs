@@ -1,7 +1,8 @@
 //! The production `EffectRunner`: where a rollout's effects meet the world. Commits and reverts
-//! go through the GitOps writer, approval PRs through PR mode, comments, labels and statuses
-//! through the GitHub port, sync waits through Argo CD (or a settle time), judgements through a
-//! metrics source and the canary judge, alerts through `alert`.
+//! go through the git port (`GitopsRepo`, one per repository), approval PRs through PR mode,
+//! comments, labels and statuses through GitHub's roles, sync waits through Argo CD (or a settle
+//! time), judgements through a metrics source and the canary judge, alerts through `alert`.
+//! Every failure comes back classified (`Failure`); `step` decides what a transient one costs.
 //!
 //! Every effect is idempotent, because the driver re-issues what a record still owes after a
 //! crash: a commit whose values are already on the branch makes no commit, a revert already
@@ -11,27 +12,25 @@
 //!
 //! It decides nothing: what to do next is `rollout::step`'s, on the inputs this returns.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::adapters::argocd::{ArgoCdClient, SyncProgress, sync_progress};
-use crate::adapters::gitops::pull_request::{
-    OctocrabPullRequests, Proposal, ProposeRequest, bot_branch,
-};
-use crate::adapters::gitops::writer::BranchLocks;
-use crate::adapters::gitops::{FileEdit, GitopsError, ManifestEdit, Writer};
+use crate::adapters::gitops::pull_request::{Proposal, ProposeRequest, bot_branch};
+use crate::adapters::gitops::{FileEdit, ManifestEdit, Writers};
 use crate::adapters::secrets::Secrets;
 use crate::adapters::store::Store;
 use crate::adapters::store::links;
 use crate::config::{Config, EnvironmentSpec, ImageRepository, SecretKey, ServiceSpec};
-use crate::shell::driver::{Clock, EffectError, EffectRunner};
-use deploybot_core::canary::sample::{AnalysisTarget, MetricsError, MetricsSource, Window};
+use crate::shell::driver::{Clock, EffectRunner};
+use deploybot_core::canary::sample::{AnalysisTarget, MetricsSource, Window};
 use deploybot_core::canary::{Decision, JudgeConfig, Verdict};
-use deploybot_core::github::{CommitStatus, Github, LabelSpec, RepoName};
+use deploybot_core::failure::Failure;
+use deploybot_core::github::{CommitStatus, Github, LabelSpec, Merge, RepoName};
 use deploybot_core::gitops::commit_message::{CommitInfo, revert_reason, step_summary};
+use deploybot_core::gitops::repo::{GitopsRepo, GitopsRepos};
 use deploybot_core::rollout::input::{Effect, Input, Notice, Observation, StatusState};
 use deploybot_core::rollout::plan::Weight;
 use deploybot_core::rollout::record::{Phase, Progress, Rollout, secs};
@@ -47,7 +46,7 @@ pub trait WindowSource: Send + Sync {
         start: i64,
         end: i64,
         step_secs: u64,
-    ) -> impl Future<Output = Result<Window, MetricsError>> + Send;
+    ) -> impl Future<Output = Result<Window, Failure>> + Send;
 }
 
 /// Prometheus, with each service's own query templates. The client (and its bearer token, read at
@@ -80,10 +79,9 @@ impl WindowSource for PrometheusWindows {
         start: i64,
         end: i64,
         step_secs: u64,
-    ) -> Result<Window, MetricsError> {
-        let service =
-            service_of(&self.config, rollout).map_err(|e| MetricsError::Permanent(e.reason))?;
-        let client = self.client.clone().map_err(MetricsError::Permanent)?;
+    ) -> Result<Window, Failure> {
+        let service = service_of(&self.config, rollout)?;
+        let client = self.client.clone().map_err(Failure::refused)?;
         crate::adapters::prometheus::PrometheusSource::new(
             client,
             service.analysis.queries.clone(),
@@ -108,12 +106,11 @@ pub fn analysis_target(r: &Rollout) -> AnalysisTarget {
 pub struct RunnerParts<W> {
     pub config: Arc<Config>,
     pub store: Store,
+    /// The GitOps repositories, by URL.
+    pub gitops: Arc<dyn GitopsRepos>,
     pub github: Option<Arc<dyn Github>>,
-    /// Token for GitHub's pull request API in the GitOps repository (approval PRs), and for
-    /// https GitOps remotes when there is no `gitops_token`.
+    /// The GitHub token, whose presence approval PRs require (they are opened through `github`).
     pub github_token: Option<deploybot_core::secret::Secret>,
-    /// Token for https GitOps remotes (`gitops.token_*`).
-    pub gitops_token: Option<deploybot_core::secret::Secret>,
     pub argocd: Option<ArgoCdClient>,
     pub alerts: crate::adapters::alert::Alerts,
     pub windows: W,
@@ -132,11 +129,11 @@ impl<W> RunnerParts<W> {
         clock: Arc<dyn Clock + Send + Sync>,
     ) -> Self {
         RunnerParts {
+            gitops: gitops_writers(&config, None),
             config,
             store,
             github: None,
             github_token: None,
-            gitops_token: None,
             argocd: None,
             alerts: crate::adapters::alert::Alerts::log_only(),
             windows,
@@ -146,47 +143,30 @@ impl<W> RunnerParts<W> {
     }
 }
 
+/// The git writers of `config`'s GitOps repositories (clones under the data directory).
+/// `token` is what `https://` remotes authenticate with: the `gitops.token_*`, else the
+/// `github.token_*`, read at start-up.
+pub fn gitops_writers(
+    config: &Config,
+    token: Option<deploybot_core::secret::Secret>,
+) -> Arc<dyn GitopsRepos> {
+    Arc::new(Writers::new(
+        config.gitops.clone(),
+        config.store.data_dir.join("gitops"),
+        token,
+    ))
+}
+
 /// The production runner.
 pub struct LiveRunner<W> {
     parts: RunnerParts<W>,
-    writers: Mutex<HashMap<String, Arc<Writer>>>,
-    locks: BranchLocks,
-}
-
-fn transient(reason: impl Into<String>) -> EffectError {
-    EffectError {
-        reason: reason.into(),
-        transient: true,
-    }
-}
-
-fn permanent(reason: impl Into<String>) -> EffectError {
-    EffectError {
-        reason: reason.into(),
-        transient: false,
-    }
-}
-
-/// Whether retrying a failed write can help: network and race trouble yes, a refusal no.
-fn gitops_error(e: GitopsError) -> EffectError {
-    let retry = matches!(
-        e,
-        GitopsError::Git { .. }
-            | GitopsError::Io { .. }
-            | GitopsError::RetriesExhausted { .. }
-            | GitopsError::GitHub { .. }
-    );
-    EffectError {
-        reason: e.to_string(),
-        transient: retry,
-    }
 }
 
 /// The configured service of a rollout. A live rollout whose service was removed from the
 /// config cannot go on: the message says so rather than "unknown service".
-fn service_of<'a>(config: &'a Config, r: &Rollout) -> Result<&'a ServiceSpec, EffectError> {
+fn service_of<'a>(config: &'a Config, r: &Rollout) -> Result<&'a ServiceSpec, Failure> {
     config.service(r.service()).ok_or_else(|| {
-        permanent(format!(
+        Failure::refused(format!(
             "service {:?} was removed from the configuration while rollout {} was live; put it \
              back to let the rollout finish or roll back",
             r.service(),
@@ -199,11 +179,11 @@ fn service_of<'a>(config: &'a Config, r: &Rollout) -> Result<&'a ServiceSpec, Ef
 fn environment_of<'a>(
     config: &'a Config,
     r: &Rollout,
-) -> Result<(&'a ServiceSpec, &'a ImageRepository, &'a EnvironmentSpec), EffectError> {
+) -> Result<(&'a ServiceSpec, &'a ImageRepository, &'a EnvironmentSpec), Failure> {
     let service = service_of(config, r)?;
     match (&service.deploy, service.environment(r.environment())) {
         (Some(deploy), Some(env)) => Ok((service, &deploy.image, env)),
-        _ => Err(permanent(format!(
+        _ => Err(Failure::refused(format!(
             "environment {:?} of service {:?} was removed from the configuration while rollout \
              {} was live; put it back to let the rollout finish or roll back",
             r.environment(),
@@ -220,7 +200,7 @@ pub fn step_edits(
     env: &EnvironmentSpec,
     tag: &str,
     weight: Weight,
-) -> Result<Vec<Arc<dyn FileEdit>>, EffectError> {
+) -> Result<Vec<Arc<dyn FileEdit>>, Failure> {
     let image = image.with_tag(tag);
     let edits: Vec<Arc<dyn FileEdit>> = env
         .targets
@@ -236,7 +216,7 @@ pub fn step_edits(
         })
         .collect();
     if edits.is_empty() {
-        return Err(permanent(format!(
+        return Err(Failure::refused(format!(
             "{service}/{}: no target changes at {weight} (set services[].environments[].targets)",
             env.name
         )));
@@ -317,11 +297,7 @@ pub fn observation(decision: &Decision) -> Observation {
 
 impl<W: WindowSource> LiveRunner<W> {
     pub fn new(parts: RunnerParts<W>) -> Self {
-        LiveRunner {
-            parts,
-            writers: Mutex::new(HashMap::new()),
-            locks: BranchLocks::default(),
-        }
+        LiveRunner { parts }
     }
 
     pub fn store(&self) -> &Store {
@@ -332,31 +308,9 @@ impl<W: WindowSource> LiveRunner<W> {
         self.parts.clock.now()
     }
 
-    /// The writer of an environment's repository; one per URL, shared by every rollout.
-    fn writer(&self, env: &EnvironmentSpec) -> Result<Arc<Writer>, EffectError> {
-        let config = &self.parts.config;
-        let url = &env.repo.url;
-        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = writers.get(url.as_str()) {
-            return Ok(w.clone());
-        }
-        let token = self
-            .parts
-            .gitops_token
-            .as_ref()
-            .or(self.parts.github_token.as_ref());
-        let w = Arc::new(
-            crate::adapters::gitops::writer(
-                &config.gitops,
-                &config.store.data_dir.join("gitops"),
-                url,
-                token,
-                self.locks.clone(),
-            )
-            .map_err(gitops_error)?,
-        );
-        writers.insert(url.as_str().to_string(), w.clone());
-        Ok(w)
+    /// The GitOps repository of an environment; one per URL, shared by every rollout.
+    fn repo(&self, env: &EnvironmentSpec) -> Result<Arc<dyn GitopsRepo>, Failure> {
+        self.parts.gitops.repo(&env.repo.url)
     }
 
     fn commit_info(&self, r: &Rollout, weight: Weight, image: &str, summary: String) -> CommitInfo {
@@ -377,12 +331,7 @@ impl<W: WindowSource> LiveRunner<W> {
         }
     }
 
-    async fn commit_step(
-        &self,
-        r: &Rollout,
-        weight: Weight,
-        tag: &str,
-    ) -> Result<Input, EffectError> {
+    async fn commit_step(&self, r: &Rollout, weight: Weight, tag: &str) -> Result<Input, Failure> {
         let (service, image, env) = environment_of(&self.parts.config, r)?;
         let edits = step_edits(&service.name, image, env, tag, weight)?;
         let image = image.with_tag(tag);
@@ -393,11 +342,7 @@ impl<W: WindowSource> LiveRunner<W> {
             false,
         );
         let info = self.commit_info(r, weight, &image, summary);
-        let outcome = self
-            .writer(env)?
-            .write(&env.branch, edits, info)
-            .await
-            .map_err(gitops_error)?;
+        let outcome = self.repo(env)?.write(&env.branch, edits, info).await?;
         tracing::info!(rollout = %r.deploy_id, %weight, head = outcome.head(), "step committed");
         Ok(Input::Committed {
             sha: outcome.head().to_string(),
@@ -405,9 +350,9 @@ impl<W: WindowSource> LiveRunner<W> {
         })
     }
 
-    fn gitops_repo(&self, env: &EnvironmentSpec) -> Result<RepoName, EffectError> {
+    fn gitops_repo(&self, env: &EnvironmentSpec) -> Result<RepoName, Failure> {
         env.repo.github.clone().ok_or_else(|| {
-            permanent(format!(
+            Failure::refused(format!(
                 "approval PRs need the GitOps repository on GitHub: set gitops.github_repo \
                  ({} is not a github.com URL)",
                 env.repo.url.redacted()
@@ -420,20 +365,18 @@ impl<W: WindowSource> LiveRunner<W> {
         r: &Rollout,
         weight: Weight,
         tag: &str,
-    ) -> Result<(), EffectError> {
+    ) -> Result<(), Failure> {
         let config = &self.parts.config;
         let (service, image, env) = environment_of(config, r)?;
         let repo = self.gitops_repo(env)?;
-        let token = self
-            .parts
-            .github_token
-            .as_ref()
-            .ok_or_else(|| permanent("approval PRs need a GitHub token (github.token_env)"))?;
-        let prs =
-            OctocrabPullRequests::new(config.github.api_base(), token, &repo.owner, &repo.name)
-                .map_err(gitops_error)?;
+        if self.parts.github_token.is_none() {
+            return Err(Failure::refused(
+                "approval PRs need a GitHub token (github.token_env)",
+            ));
+        }
+        let github = self.github()?;
         let edits = step_edits(&service.name, image, env, tag, weight)?;
-        let image = image.with_tag(tag);
+        let image = image.with_tag(tag).to_string();
         let branch = bot_branch(
             &config.gitops.branch_prefix,
             r.service(),
@@ -441,6 +384,7 @@ impl<W: WindowSource> LiveRunner<W> {
             &r.deploy_id,
         );
         let req = ProposeRequest {
+            repo: repo.clone(),
             base: env.branch.to_string(),
             branch: branch.clone(),
             edits,
@@ -453,20 +397,23 @@ impl<W: WindowSource> LiveRunner<W> {
             labels: config.gitops.pr_labels.clone(),
             human_edited_label: config.gitops.human_edited_label.clone(),
         };
-        let writer = self.writer(env)?;
-        let pr = match crate::adapters::gitops::pull_request::propose(&writer, &prs, req)
-            .await
-            .map_err(gitops_error)?
+        let gitops = self.repo(env)?;
+        let pr = match crate::adapters::gitops::pull_request::propose(
+            gitops.as_ref(),
+            github.as_ref(),
+            req,
+        )
+        .await?
         {
             Proposal::Opened { pr, .. } | Proposal::Reused { pr, .. } => pr,
             Proposal::HumanEdited { pr: Some(pr), .. } => pr,
             Proposal::HumanEdited { pr: None, who, .. } => {
-                return Err(permanent(format!(
+                return Err(Failure::refused(format!(
                     "the approval branch {branch} has a commit by {who} and no open PR"
                 )));
             }
             Proposal::NothingToPropose { head } => {
-                return Err(permanent(format!(
+                return Err(Failure::refused(format!(
                     "{} is already at {image} ({head}): nothing to approve",
                     env.branch
                 )));
@@ -480,33 +427,36 @@ impl<W: WindowSource> LiveRunner<W> {
                 number: pr.number,
                 branch,
             },
-        )
-        .map_err(|e| transient(e.to_string()))?;
+        )?;
         tracing::info!(rollout = %r.deploy_id, pr = pr.number, "approval PR open");
         Ok(())
     }
 
-    async fn merge_approval_pr(&self, r: &Rollout) -> Result<Input, EffectError> {
+    async fn merge_approval_pr(&self, r: &Rollout) -> Result<Input, Failure> {
         let github = self.github()?;
-        let link = links::approval_pr(&self.parts.store, &r.deploy_id)
-            .map_err(|e| transient(e.to_string()))?
-            .ok_or_else(|| permanent("no approval PR is recorded for this rollout"))?;
-        let repo: RepoName = link.repo.parse().map_err(permanent)?;
+        let link = links::approval_pr(&self.parts.store, &r.deploy_id)?
+            .ok_or_else(|| Failure::refused("no approval PR is recorded for this rollout"))?;
+        let repo: RepoName = link.repo.parse().map_err(Failure::refused)?;
         let weight = r
             .step()
             .map(|s| s.weight)
-            .ok_or_else(|| permanent("no step is in flight"))?;
-        let pr = github
-            .pull_request(&repo, link.number)
-            .await
-            .map_err(github_error)?;
+            .ok_or_else(|| Failure::refused("no step is in flight"))?;
+        let pr = github.pull_request(&repo, link.number).await?;
         // A human may have merged it already (or we did, before a crash): use that merge.
         let sha = match (pr.merged, pr.merge_commit_sha.clone()) {
             (true, Some(sha)) => sha,
-            _ => github
+            _ => match github
                 .merge_pull_request(&repo, link.number, &pr.head_sha)
-                .await
-                .map_err(github_error)?,
+                .await?
+            {
+                Merge::Merged(sha) => sha,
+                Merge::HeadMoved(why) | Merge::NotMergeable(why) => {
+                    return Err(Failure::permanent(
+                        format!("merging {repo}#{} at {}", link.number, pr.head_sha),
+                        why,
+                    ));
+                }
+            },
         };
         tracing::info!(rollout = %r.deploy_id, pr = link.number, %sha, "approval PR merged");
         Ok(Input::Committed { sha, weight })
@@ -518,44 +468,36 @@ impl<W: WindowSource> LiveRunner<W> {
         commits: &[String],
         reason: &str,
         evidence: &str,
-    ) -> Result<Input, EffectError> {
+    ) -> Result<Input, Failure> {
         let (_, _, env) = environment_of(&self.parts.config, r)?;
-        let writer = self.writer(env)?;
+        let gitops = self.repo(env)?;
         let why = revert_reason(reason, evidence);
         let mut head = None;
         // Newest first: each revert applies on top of the previous one, as `git revert` would.
         for sha in commits.iter().rev() {
-            let outcome = writer
-                .revert(&env.branch, sha, &why)
-                .await
-                .map_err(gitops_error)?;
+            let outcome = gitops.revert(&env.branch, sha, &why).await?;
             head = Some(outcome.head().to_string());
         }
         let sha = match head {
             Some(h) => h,
-            None => writer
-                .remote_tip(&env.branch)
-                .await
-                .map_err(gitops_error)?
-                .map(|t| t.commit)
-                .unwrap_or_default(),
+            None => gitops.tip(&env.branch).await?.unwrap_or_default(),
         };
         tracing::warn!(rollout = %r.deploy_id, %sha, "rolled back through git: {reason}");
         Ok(Input::Reverted { sha })
     }
 
-    fn github(&self) -> Result<&Arc<dyn Github>, EffectError> {
+    fn github(&self) -> Result<&Arc<dyn Github>, Failure> {
         self.parts
             .github
             .as_ref()
-            .ok_or_else(|| permanent("GitHub is not configured"))
+            .ok_or_else(|| Failure::refused("GitHub is not configured"))
     }
 
-    fn app_repo(&self, r: &Rollout) -> Result<RepoName, EffectError> {
+    fn app_repo(&self, r: &Rollout) -> Result<RepoName, Failure> {
         Ok(service_of(&self.parts.config, r)?.app_repo.clone())
     }
 
-    async fn comment(&self, r: &Rollout, notice: &Notice) -> Result<(), EffectError> {
+    async fn comment(&self, r: &Rollout, notice: &Notice) -> Result<(), Failure> {
         let points = self.parts.store.metrics(&r.deploy_id).unwrap_or_default();
         let body = deploybot_core::rollout::comment::status_comment_with_chart(
             r,
@@ -581,12 +523,11 @@ impl<W: WindowSource> LiveRunner<W> {
             &self.parts.config.github.bot_login,
             &body,
         )
-        .await
-        .map_err(github_error)?;
+        .await?;
         Ok(())
     }
 
-    async fn label(&self, r: &Rollout, name: &str) -> Result<(), EffectError> {
+    async fn label(&self, r: &Rollout, name: &str) -> Result<(), Failure> {
         let (Some(github), Some(pr)) = (self.parts.github.as_ref(), r.release.pull_request) else {
             return Ok(());
         };
@@ -596,14 +537,10 @@ impl<W: WindowSource> LiveRunner<W> {
             color: "b60205".into(),
             description: "deploybot rolled this change back".into(),
         };
-        github
-            .ensure_label(&repo, &spec)
-            .await
-            .map_err(github_error)?;
+        github.ensure_label(&repo, &spec).await?;
         github
             .add_labels(&repo, pr, std::slice::from_ref(&spec.name))
             .await
-            .map_err(github_error)
     }
 
     async fn set_status(
@@ -611,7 +548,7 @@ impl<W: WindowSource> LiveRunner<W> {
         r: &Rollout,
         state: StatusState,
         phase: &Phase,
-    ) -> Result<(), EffectError> {
+    ) -> Result<(), Failure> {
         let (Some(github), Some(sha)) =
             (self.parts.github.as_ref(), r.release.commit_sha.as_deref())
         else {
@@ -635,16 +572,13 @@ impl<W: WindowSource> LiveRunner<W> {
                 .as_ref()
                 .map(|u| deploybot_core::rollout::page::rollout_page_url(u.as_str(), &r.deploy_id)),
         };
-        github
-            .set_commit_status(&repo, sha, &status)
-            .await
-            .map_err(github_error)
+        github.set_commit_status(&repo, sha, &status).await
     }
 
-    async fn query_metrics(&self, r: &Rollout) -> Result<Input, EffectError> {
+    async fn query_metrics(&self, r: &Rollout) -> Result<Input, Failure> {
         let since = match r.step().map(|s| &s.progress) {
             Some(deploybot_core::rollout::record::Progress::Live { since, .. }) => *since,
-            _ => return Err(permanent("metrics asked for with no live step")),
+            _ => return Err(Failure::refused("metrics asked for with no live step")),
         };
         let step = r.settings.analysis_interval_secs.max(1);
         let start = since.timestamp();
@@ -654,12 +588,14 @@ impl<W: WindowSource> LiveRunner<W> {
         let service = service_of(&self.parts.config, r)?;
         let window = match self.parts.windows.window(r, start, end, step).await {
             Ok(w) => w,
-            Err(MetricsError::Unavailable(reason)) => {
-                return Ok(Input::MetricsUnavailable { reason });
-            }
-            Err(MetricsError::Permanent(reason)) => {
+            Err(f) if f.is_transient() => {
                 return Ok(Input::MetricsUnavailable {
-                    reason: format!("the metrics query is wrong: {reason}"),
+                    reason: f.to_string(),
+                });
+            }
+            Err(f) => {
+                return Ok(Input::MetricsUnavailable {
+                    reason: format!("the metrics query is wrong: {f}"),
                 });
             }
         };
@@ -691,11 +627,7 @@ impl<W: WindowSource> LiveRunner<W> {
         Ok(Input::Judged(observation))
     }
 
-    async fn wait_for_sync(
-        &self,
-        r: &Rollout,
-        revision: &str,
-    ) -> Result<Option<Input>, EffectError> {
+    async fn wait_for_sync(&self, r: &Rollout, revision: &str) -> Result<Option<Input>, Failure> {
         let Some(argocd) = &self.parts.argocd else {
             let settle = secs(
                 self.parts
@@ -740,20 +672,13 @@ impl<W: WindowSource> LiveRunner<W> {
                 tracing::warn!(rollout = %r.deploy_id, %app, "reading Argo CD: {e}");
                 Ok(None)
             }
-            Err(e) => Err(permanent(format!("reading Argo CD application {app}: {e}"))),
+            Err(e) => Err(e),
         }
     }
 }
 
-fn github_error(e: deploybot_core::github::GithubError) -> EffectError {
-    EffectError {
-        transient: e.is_transient(),
-        reason: e.to_string(),
-    }
-}
-
 impl<W: WindowSource> EffectRunner for LiveRunner<W> {
-    async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, EffectError> {
+    async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, Failure> {
         let subject = format!("{}/{} {}", r.service(), r.environment(), r.deploy_id);
         match effect {
             Effect::CommitStep { weight, image_tag } => {
@@ -783,7 +708,7 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 }
                 // An alert that cannot be delivered must not stop the rollout: it is logged.
                 if let Err(e) = self.parts.alerts.send(&subject, *level, notice).await {
-                    tracing::warn!(rollout = %r.deploy_id, "alert not delivered: {}", e.message);
+                    tracing::warn!(rollout = %r.deploy_id, "alert not delivered: {e}");
                 }
                 Ok(None)
             }
@@ -795,13 +720,11 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                     &r.deploy_id,
                     reason,
                     self.now(),
-                )
-                .map_err(|e| transient(e.to_string()))?;
+                )?;
                 Ok(None)
             }
             Effect::ReleaseService => {
-                links::release(&self.parts.store, r.service(), r.environment())
-                    .map_err(|e| transient(e.to_string()))?;
+                links::release(&self.parts.store, r.service(), r.environment())?;
                 Ok(None)
             }
         }
@@ -904,8 +827,8 @@ mod tests {
         let err = step_edits("s", &deploy.image, env, "v2", w(5))
             .err()
             .unwrap();
-        assert!(err.reason.contains("no target changes at 5%"), "{err}");
-        assert!(!err.transient);
+        assert!(err.to_string().contains("no target changes at 5%"), "{err}");
+        assert!(!err.is_transient());
         assert_eq!(
             paths(step_edits("s", &deploy.image, env, "v2", w(100)).unwrap()),
             ["d.yaml"]

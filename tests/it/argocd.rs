@@ -8,9 +8,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use deploybot::adapters::argocd::{
-    ArgoCdClient, ArgoCdError, SyncProgress, WaitError, sync_progress,
-};
+use deploybot::adapters::argocd::{ArgoCdClient, SyncProgress, WaitError, sync_progress};
 use deploybot_core::secret::Secret;
 
 const REV: &str = "9f1c2e7d4b3a59e8c1d2f3a4b5c6d7e8f9a0b1c2";
@@ -133,7 +131,7 @@ async fn errors_are_classified_and_never_show_the_token() {
         .application("checkout-production", false)
         .await
         .unwrap_err();
-    assert!(matches!(err, ArgoCdError::Permanent { .. }), "{err}");
+    assert!(!err.is_transient(), "{err}");
     assert!(err.to_string().contains("401"), "{err}");
     assert!(!err.to_string().contains("wrong-secret-value"));
 

@@ -8,9 +8,9 @@ use std::path::Path;
 use deploybot::adapters::gitops::GitopsError;
 use deploybot::adapters::store::Store;
 use deploybot::adapters::store::assessments::{AssessmentKey, AssessmentStore};
-use deploybot::shell::assess::RiskError;
 use deploybot::shell::driver::DriverError;
 use deploybot::shell::pipeline::PipelineError;
+use deploybot_core::failure::Failure;
 use deploybot_core::rollout::store::RolloutStore;
 
 /// `{:#}` of `e`, after checking that no message in its chain contains the next one's and that
@@ -67,7 +67,8 @@ fn a_risk_error_from_the_store_says_what_it_was_doing_once() {
         head_sha: "a".repeat(40),
         inputs_digest: "d".into(),
     };
-    let e = RiskError::from(store.find(&key).unwrap_err());
+    // As the assessment reports it (`shell::assess`): the store's failure, in its context.
+    let e = Failure::from(store.find(&key).unwrap_err()).context("storing the assessment");
     let text = rendered_once(anyhow::Error::new(e), "no such table: assessments");
     assert!(text.starts_with("storing the assessment: "), "{text}");
 }

@@ -1,11 +1,14 @@
-//! The GitHub adapter's rollout methods (reviews, collaborator permission, team members,
+//! The GitHub adapter's rollout roles (reviews, collaborator permission, team members,
 //! reactions, merge at a SHA, check runs) against the fake GitHub: GitHub's shapes map onto the
 //! domain types, lists are read across pages, and refusals are classified (404 permission is
-//! `None`, a moved head is a permanent conflict, 5xx is transient).
+//! `None`, a moved head is a refused merge, 5xx is transient).
 
 use axum::http::Method;
 use deploybot::adapters::github::GithubRest;
-use deploybot_core::github::{Github, Permission, Reaction, RepoName};
+use deploybot_core::github::{
+    Approvals, Checks, Comments, GitopsPullRequests, Merge, Permission, PullRequests, Reaction,
+    RepoName,
+};
 use deploybot_core::rollout::approval::{ApprovalOutcome, ReviewState, count_approvals};
 use deploybot_core::rollout::trigger::{CheckRun, ChecksGate, required_checks};
 use deploybot_core::secret::Secret;
@@ -161,7 +164,7 @@ async fn team_members_are_read_across_pages() {
         3
     );
     let e = client.team_members("acme", "nobody").await.unwrap_err();
-    assert_eq!(e.status, Some(404));
+    assert!(e.cause.starts_with("HTTP 404"), "{e}");
     assert!(!e.is_transient());
     assert!(
         e.to_string()
@@ -198,7 +201,7 @@ async fn reactions_are_idempotent() {
         .add_reaction(&repo, 999_999, Reaction::Rocket)
         .await
         .unwrap_err();
-    assert_eq!(e.status, Some(404));
+    assert!(e.cause.starts_with("HTTP 404"), "{e}");
     assert!(
         e.to_string()
             .contains("reacting rocket to comment 999999 in Codertocat/Hello-World"),
@@ -212,19 +215,15 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
     let before = client.pull_request(&repo, 2).await.unwrap();
     assert!(!before.merged);
 
-    // The head moved after the approval: a permanent, named conflict, and nothing merged.
+    // The head moved after the approval: a refusal naming the approved head, nothing merged.
     let approved = "1111111111111111111111111111111111111111";
-    let e = client
-        .merge_pull_request(&repo, 2, approved)
-        .await
-        .unwrap_err();
-    assert!(e.is_conflict() && !e.is_transient(), "{e}");
-    let m = e.to_string();
+    let m = client.merge_pull_request(&repo, 2, approved).await.unwrap();
+    let Merge::HeadMoved(why) = &m else {
+        panic!("{m:?}")
+    };
     assert!(
-        m.contains("merging Codertocat/Hello-World#2 at 1111111")
-            && m.contains("the head moved past")
-            && m.contains("Head branch was modified"),
-        "{m}"
+        why.contains("the head moved past 1111111") && why.contains("Head branch was modified"),
+        "{why}"
     );
     assert!(!client.pull_request(&repo, 2).await.unwrap().merged);
 
@@ -233,25 +232,27 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
         .merge_pull_request(&repo, 2, &head)
         .await
         .unwrap_err();
-    assert!(e.is_transient() && !e.is_conflict(), "{e}");
+    assert!(e.is_transient(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("merging Codertocat/Hello-World#2 at "),
+        "{e}"
+    );
 
-    let sha = client.merge_pull_request(&repo, 2, &head).await.unwrap();
+    let Merge::Merged(sha) = client.merge_pull_request(&repo, 2, &head).await.unwrap() else {
+        panic!("not merged")
+    };
     assert_eq!(sha.len(), 40);
     let after = client.pull_request(&repo, 2).await.unwrap();
     assert!(after.merged);
     assert_eq!(after.merge_commit_sha.as_deref(), Some(sha.as_str()));
     assert_eq!(after.head_sha, head);
 
-    // Merged already: GitHub's 405 with its reason, permanent.
-    let e = client
-        .merge_pull_request(&repo, 2, &head)
-        .await
-        .unwrap_err();
-    assert_eq!(e.status, Some(405));
-    assert!(!e.is_transient() && !e.is_conflict());
+    // Merged already: GitHub's 405 with its reason, a refusal.
+    let m = client.merge_pull_request(&repo, 2, &head).await.unwrap();
     assert!(
-        e.to_string().contains("Pull Request is not mergeable"),
-        "{e}"
+        matches!(&m, Merge::NotMergeable(why) if why.contains("Pull Request is not mergeable")),
+        "{m:?}"
     );
     assert_eq!(
         gh.writes()
@@ -266,14 +267,10 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
 async fn a_human_merge_and_an_unmergeable_pr_are_visible() {
     let (gh, client, repo, head) = setup().await;
     gh.set_unmergeable(2);
-    let e = client
-        .merge_pull_request(&repo, 2, &head)
-        .await
-        .unwrap_err();
-    assert_eq!(e.status, Some(405));
+    let m = client.merge_pull_request(&repo, 2, &head).await.unwrap();
     assert!(
-        e.to_string().contains("Pull Request is not mergeable"),
-        "{e}"
+        matches!(&m, Merge::NotMergeable(why) if why.contains("Pull Request is not mergeable")),
+        "{m:?}"
     );
 
     let sha = gh.merge_by_human(2, "alice");

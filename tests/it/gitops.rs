@@ -6,14 +6,14 @@ mod fixture;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
+use deploybot::adapters::github::GithubRest;
 use deploybot::adapters::gitops::GitopsError;
-use deploybot::adapters::gitops::pull_request::{
-    OctocrabPullRequests, Proposal, ProposeRequest, PullRequests, bot_branch, propose,
-};
+use deploybot::adapters::gitops::pull_request::{Proposal, ProposeRequest, bot_branch, propose};
 use deploybot::adapters::gitops::repo::GitAuth;
 use deploybot::adapters::gitops::writer::{BranchLocks, WriteOutcome};
 use deploybot::config::PushRetry;
 use deploybot_core::duration::PromDuration;
+use deploybot_core::github::{GitopsPullRequests, RepoName};
 use deploybot_core::gitops::edit::FileEdit;
 use deploybot_core::secret::Secret;
 
@@ -577,8 +577,14 @@ async fn revert_is_refused_when_a_later_commit_changed_the_same_lines() {
     assert!(e.to_string().contains("not by the bot"), "{e}");
 }
 
+/// The GitOps repository on the fake GitHub.
+fn gitops_repo() -> RepoName {
+    "acme/gitops".parse().unwrap()
+}
+
 fn pr_request(base: &str, branch: &str, tag: &str) -> ProposeRequest {
     ProposeRequest {
+        repo: gitops_repo(),
         base: base.into(),
         branch: branch.into(),
         edits: SetTag::service("web", tag).boxed(),
@@ -593,7 +599,7 @@ async fn pr_mode_opens_one_pr_reuses_it_and_leaves_human_edited_branches_alone()
     let fx = GitFixture::new();
     let gh = FakeGithub::start().await;
     gh.require_token(TOKEN);
-    let prs = OctocrabPullRequests::new(&gh.url(), &Secret::new(TOKEN), "acme", "gitops").unwrap();
+    let prs = GithubRest::new(&gh.url(), Some(&Secret::new(TOKEN))).unwrap();
     let w = fx.writer("a", &fx.file_url(), GitAuth::None);
     let branch = bot_branch("deploybot", "web", "staging", "d-web-1");
     let main_before = fx.head("main");
@@ -700,7 +706,7 @@ async fn pr_mode_with_nothing_to_change_opens_nothing_and_bad_tokens_fail_clearl
     let gh = FakeGithub::start().await;
     gh.require_token(TOKEN);
     let w = fx.writer("a", &fx.file_url(), GitAuth::None);
-    let good = OctocrabPullRequests::new(&gh.url(), &Secret::new(TOKEN), "acme", "gitops").unwrap();
+    let good = GithubRest::new(&gh.url(), Some(&Secret::new(TOKEN))).unwrap();
     let p = propose(
         &w,
         &good,
@@ -711,9 +717,11 @@ async fn pr_mode_with_nothing_to_change_opens_nothing_and_bad_tokens_fail_clearl
     assert!(matches!(p, Proposal::NothingToPropose { .. }), "{p:?}");
     assert!(gh.requests().is_empty(), "{:?}", gh.requests());
 
-    let bad =
-        OctocrabPullRequests::new(&gh.url(), &Secret::new("ghs_bad"), "acme", "gitops").unwrap();
-    let e = bad.find_open("deploybot/x", "main").await.unwrap_err();
+    let bad = GithubRest::new(&gh.url(), Some(&Secret::new("ghs_bad"))).unwrap();
+    let e = bad
+        .find_open_pull_request(&gitops_repo(), "deploybot/x", "main")
+        .await
+        .unwrap_err();
     let m = e.to_string();
     assert!(
         m.contains("listing open pull requests")

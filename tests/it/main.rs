@@ -15,6 +15,7 @@ mod live_canary;
 mod manifest;
 mod packaging;
 mod pipeline;
+mod ports;
 mod prometheus;
 mod risk;
 mod rollout;

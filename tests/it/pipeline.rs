@@ -320,9 +320,9 @@ async fn approvals_for_an_environment_removed_from_the_config_are_refused() {
     };
     let repo: RepoName = GITOPS.parse().unwrap();
     let e = events.on_review(&repo, n, s.clock.now()).await.unwrap_err();
-    assert!(!e.transient, "{e}");
+    assert!(!e.is_transient(), "{e}");
     assert!(
-        e.message
+        e.to_string()
             .contains("checkout/production, which was removed from the configuration"),
         "{e}"
     );

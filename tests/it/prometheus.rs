@@ -25,9 +25,7 @@ use deploybot::adapters::prometheus::{
     PromDuration, PrometheusSource, PrometheusSpec, QueryTemplates,
 };
 use deploybot::cli::analyze::{JudgeOutcome, judge_window};
-use deploybot_core::canary::sample::{
-    AnalysisTarget, MetricsError, MetricsSource, TrackSample, Window,
-};
+use deploybot_core::canary::sample::{AnalysisTarget, MetricsSource, TrackSample, Window};
 use deploybot_core::canary::settings::{ExtraMetricConfig, JudgeConfig};
 use deploybot_core::clock::Clock as _;
 
@@ -496,7 +494,7 @@ async fn real_prometheus_windows_show_healthy_regressed_and_vanished_canaries() 
         .await
         .unwrap_err();
     assert!(
-        matches!(&bad, MetricsError::Permanent(m) if m.contains("bad_data")),
+        !bad.is_transient() && bad.to_string().contains("bad_data"),
         "{bad:?}"
     );
 
@@ -522,7 +520,7 @@ async fn real_prometheus_windows_show_healthy_regressed_and_vanished_canaries() 
     .await
     .expect("the source must give up after its bounded retries");
     assert!(
-        matches!(&down, Err(MetricsError::Unavailable(m)) if m.contains("3 attempts")),
+        matches!(&down, Err(f) if f.is_transient() && f.to_string().contains("3 attempts")),
         "{down:?}"
     );
     eprintln!(

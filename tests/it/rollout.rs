@@ -386,7 +386,8 @@ mod driver {
     use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use deploybot::shell::driver::{Driver, EffectError, EffectRunner};
+    use deploybot::shell::driver::{Driver, EffectRunner};
+    use deploybot_core::failure::Failure;
     use deploybot_core::rollout::{Effect, Phase};
     use futures_util::FutureExt;
 
@@ -411,17 +412,17 @@ mod driver {
     struct FakeRunner(Arc<Mutex<World>>);
 
     impl EffectRunner for FakeRunner {
-        async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, EffectError> {
+        async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, Failure> {
             let (result, crash) = {
                 let mut w = self.0.lock().unwrap();
                 w.executed += 1;
                 let n = w.executed;
                 if w.fail_once == Some(n) {
                     w.fail_once = None;
-                    return Err(EffectError {
-                        reason: "pushing branch main: connection reset".into(),
-                        transient: true,
-                    });
+                    return Err(Failure::transient(
+                        "pushing branch main",
+                        "connection reset",
+                    ));
                 }
                 let result = match effect {
                     // Idempotent like the GitOps writer: no commit when the file already says so.
@@ -816,7 +817,10 @@ mod alerts {
         )
         .unwrap();
         let err = broken.send("s", Level::Info, &notice).await.unwrap_err();
-        assert!(err.transient && err.to_string().contains("502"), "{err}");
+        assert!(
+            err.is_transient() && err.to_string().contains("502"),
+            "{err}"
+        );
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead = format!("http://{}/hook/s3cr3t", listener.local_addr().unwrap());
@@ -826,7 +830,7 @@ mod alerts {
             .send("s", Level::Critical, &notice)
             .await
             .unwrap_err();
-        assert!(err.transient);
+        assert!(err.is_transient());
         assert!(
             !err.to_string().contains("s3cr3t"),
             "the URL is a secret: {err}"

@@ -13,7 +13,9 @@ use deploybot::adapters::store::{DeliveryQueue, DeliveryStatus, Store, StoredDel
 use deploybot::config::Config;
 use deploybot::shell::metrics::Metrics;
 use deploybot::shell::webhook::intake::{Intake, router};
-use deploybot::shell::webhook::worker::{self, ProcessError, Processed, Processor, RetryPolicy};
+use deploybot::shell::webhook::worker::{self, Processed, Processor};
+use deploybot_core::failure::Failure;
+use deploybot_core::retry::RetryPolicy;
 use deploybot_core::secret::Secret;
 use deploybot_core::webhook::event::{Event, Parsed};
 use deploybot_core::webhook::signature::sign;
@@ -399,7 +401,7 @@ struct Counting {
 }
 
 impl Processor for Counting {
-    async fn process(&self, d: &StoredDelivery, _p: &Parsed) -> Result<Processed, ProcessError> {
+    async fn process(&self, d: &StoredDelivery, _p: &Parsed) -> Result<Processed, Failure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.seen.lock().unwrap().push(d.delivery_id.clone());
         Ok(Processed::Done("counted".into()))
@@ -414,7 +416,7 @@ async fn drain(store: &Store, processor: Arc<Counting>) {
         processor,
         Arc::new(Metrics::default()),
         Arc::new(Notify::new()),
-        RetryPolicy::default(),
+        worker::delivery_retry(),
         rx,
     ));
     for _ in 0..200 {
@@ -476,13 +478,13 @@ struct Flaky {
 }
 
 impl Processor for Flaky {
-    async fn process(&self, d: &StoredDelivery, _p: &Parsed) -> Result<Processed, ProcessError> {
+    async fn process(&self, d: &StoredDelivery, _p: &Parsed) -> Result<Processed, Failure> {
         if d.delivery_id == "boom" {
             panic!("processor bug");
         }
         if self.failures_left.load(Ordering::SeqCst) > 0 {
             self.failures_left.fetch_sub(1, Ordering::SeqCst);
-            return Err(ProcessError::Transient("peer timed out".into()));
+            return Err(Failure::transient("asking the peer", "timed out"));
         }
         Ok(Processed::Done("ok".into()))
     }
@@ -502,11 +504,7 @@ async fn transient_failures_retry_and_a_panic_fails_one_delivery_only() {
         }),
         Arc::new(Metrics::default()),
         Arc::new(Notify::new()),
-        RetryPolicy {
-            max_attempts: 5,
-            first_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-        },
+        RetryPolicy::doubling(5, Duration::from_millis(5), Duration::from_millis(20)),
         rx,
     ));
     for _ in 0..300 {

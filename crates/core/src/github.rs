@@ -1,17 +1,19 @@
-//! The GitHub port: what deploybot reads from and writes to GitHub for a pull request (the PR,
-//! its files and commits, comments, labels, commit statuses; for rollouts its reviews, the
-//! reviewers' permissions and teams, reactions to commands, the merge, and the commit's checks),
-//! in domain types, plus the two idempotent operations built on it (the marked status comment,
-//! the risk labels).
+//! The GitHub port, split by role: reading a pull request ([`PullRequests`]), its conversation
+//! ([`Comments`]), [`Labels`], the [`Checks`] of a commit, [`Approvals`] (reviews, permissions,
+//! teams) and PR mode's writes on the GitOps repository ([`GitopsPullRequests`]), all in domain
+//! types, plus the two idempotent operations built on them (the marked status comment, the risk
+//! labels). Callers take the narrowest role they need; [`Github`] names all of them for the
+//! shell structs that hand roles out.
 //!
-//! The octocrab adapter lives in `rest`; nothing outside it sees octocrab, HTTP or raw JSON.
+//! One octocrab adapter (`deploybot::adapters::github`) implements every role and classifies
+//! every failure once into a [`Failure`]; nothing outside it sees octocrab, HTTP or raw JSON.
 //! This module does not decide anything about risk.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::str::FromStr;
 
+use crate::failure::{Failure, PortFuture};
+use crate::gitops::commit_message::PullRequestText;
 use crate::risk::FileStatus;
 use crate::rollout::approval::Review;
 use crate::rollout::trigger::CheckRun;
@@ -204,136 +206,166 @@ pub struct LabelSpec {
     pub description: String,
 }
 
-/// What GitHub could not do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{action}: {}{message}", .status.map(|s| format!("HTTP {s}: ")).unwrap_or_default())]
-pub struct GithubError {
-    /// What was happening ("listing files of o/r#3").
-    pub action: String,
-    pub status: Option<u16>,
-    pub message: String,
+/// A pull request from a bot branch in the GitOps repository, as PR mode needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotPullRequest {
+    pub number: u64,
+    pub url: String,
+    /// Head branch name (without `owner:`).
+    pub head: String,
+    pub base: String,
 }
 
-impl GithubError {
-    /// Rate limits, server errors and transport failures may succeed later.
-    pub fn is_transient(&self) -> bool {
-        match self.status {
-            None => true,
-            Some(s) => s == 429 || s == 403 && self.message.contains("rate limit") || s >= 500,
-        }
-    }
-
-    /// 409: what the request was about changed under it; for a merge, the PR's head moved
-    /// past the approved commit. Permanent: retrying the same request cannot succeed.
-    pub fn is_conflict(&self) -> bool {
-        self.status == Some(409)
-    }
+/// What became of a merge at an expected head. The two refusals are answers, not failures: the
+/// branch-protection flow asks again later, the rollout gives up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merge {
+    /// Merged; the merge commit's SHA.
+    Merged(String),
+    /// The head moved past the commit that was approved; GitHub's reason.
+    HeadMoved(String),
+    /// Not mergeable (conflicts, branch protection, already merged); GitHub's reason.
+    NotMergeable(String),
 }
 
-pub type GithubFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, GithubError>> + Send + 'a>>;
-
-/// The GitHub port.
-pub trait Github: Send + Sync {
-    fn pull_request<'a>(&'a self, repo: &'a RepoName, number: u64)
-    -> GithubFuture<'a, PullRequest>;
+/// Reading a pull request: what the risk assessment and the commands read.
+pub trait PullRequests: Send + Sync {
+    fn pull_request<'a>(&'a self, repo: &'a RepoName, number: u64) -> PortFuture<'a, PullRequest>;
     /// Every listed file (all pages; GitHub lists at most 3000).
     fn pull_request_files<'a>(
         &'a self,
         repo: &'a RepoName,
         number: u64,
-    ) -> GithubFuture<'a, Vec<PullFile>>;
+    ) -> PortFuture<'a, Vec<PullFile>>;
     /// Commit messages, oldest first (all pages; GitHub lists at most 250).
     fn pull_request_commits<'a>(
         &'a self,
         repo: &'a RepoName,
         number: u64,
-    ) -> GithubFuture<'a, Vec<String>>;
+    ) -> PortFuture<'a, Vec<String>>;
+}
+
+/// The PR conversation: comments and reactions to them.
+pub trait Comments: Send + Sync {
     /// Comments on the PR conversation (all pages).
     fn issue_comments<'a>(
         &'a self,
         repo: &'a RepoName,
         number: u64,
-    ) -> GithubFuture<'a, Vec<Comment>>;
+    ) -> PortFuture<'a, Vec<Comment>>;
     fn create_comment<'a>(
         &'a self,
         repo: &'a RepoName,
         number: u64,
         body: &'a str,
-    ) -> GithubFuture<'a, Comment>;
+    ) -> PortFuture<'a, Comment>;
     fn update_comment<'a>(
         &'a self,
         repo: &'a RepoName,
         comment_id: u64,
         body: &'a str,
-    ) -> GithubFuture<'a, Comment>;
-    /// Creates the label in the repository unless it exists.
-    fn ensure_label<'a>(&'a self, repo: &'a RepoName, label: &'a LabelSpec)
-    -> GithubFuture<'a, ()>;
-    fn add_labels<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        number: u64,
-        labels: &'a [String],
-    ) -> GithubFuture<'a, ()>;
-    /// Removes a label from the PR; a label that is not there is not an error.
-    fn remove_label<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        number: u64,
-        label: &'a str,
-    ) -> GithubFuture<'a, ()>;
-    fn set_commit_status<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        sha: &'a str,
-        status: &'a CommitStatus,
-    ) -> GithubFuture<'a, ()>;
-    /// Every review on the PR (all pages), oldest first, as GitHub lists them.
-    fn pull_request_reviews<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        number: u64,
-    ) -> GithubFuture<'a, Vec<Review>>;
-    /// The user's permission on the repository; someone who is not a collaborator has
-    /// [`Permission::None`] (not an error).
-    fn collaborator_permission<'a>(
-        &'a self,
-        repo: &'a RepoName,
-        login: &'a str,
-    ) -> GithubFuture<'a, Permission>;
-    /// Logins of the team's members (all pages, child teams included, as GitHub lists them).
-    fn team_members<'a>(
-        &'a self,
-        org: &'a str,
-        team_slug: &'a str,
-    ) -> GithubFuture<'a, Vec<String>>;
+    ) -> PortFuture<'a, Comment>;
     /// Reacts to an issue comment; reacting twice is not an error.
     fn add_reaction<'a>(
         &'a self,
         repo: &'a RepoName,
         comment_id: u64,
         content: Reaction,
-    ) -> GithubFuture<'a, ()>;
-    /// Merges the PR (merge commit) only if its head is still `expected_head_sha`; returns the
-    /// merge commit's SHA. A moved head is a permanent [`GithubError::is_conflict`] error; an
-    /// unmergeable PR (conflicts, branch protection, already merged) a permanent 405 with
-    /// GitHub's reason.
-    fn merge_pull_request<'a>(
+    ) -> PortFuture<'a, ()>;
+}
+
+/// Labels on pull requests (the risk tiers, rollbacks, PR mode's labels).
+pub trait Labels: Send + Sync {
+    /// Creates the label in the repository unless it exists.
+    fn ensure_label<'a>(&'a self, repo: &'a RepoName, label: &'a LabelSpec) -> PortFuture<'a, ()>;
+    fn add_labels<'a>(
         &'a self,
         repo: &'a RepoName,
         number: u64,
-        expected_head_sha: &'a str,
-    ) -> GithubFuture<'a, String>;
+        labels: &'a [String],
+    ) -> PortFuture<'a, ()>;
+    /// Removes a label from the PR; a label that is not there is not an error.
+    fn remove_label<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        number: u64,
+        label: &'a str,
+    ) -> PortFuture<'a, ()>;
+}
+
+/// The checks of a commit: reading them (the release gate) and setting deploybot's statuses.
+pub trait Checks: Send + Sync {
+    fn set_commit_status<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        sha: &'a str,
+        status: &'a CommitStatus,
+    ) -> PortFuture<'a, ()>;
     /// The check runs on a commit (all pages; GitHub's latest run per name) followed by its
     /// commit statuses (the combined status: the latest per context), each status as a run
     /// named by its context: `pending` is `in_progress`, any other state a completed run
     /// concluding with it. Check-run and status ids are separate sequences, so a required
     /// name should be either a check or a status, not both.
-    fn check_runs<'a>(
+    fn check_runs<'a>(&'a self, repo: &'a RepoName, sha: &'a str) -> PortFuture<'a, Vec<CheckRun>>;
+}
+
+/// Who approved, and whether they may: reviews, permissions and teams.
+pub trait Approvals: Send + Sync {
+    /// Every review on the PR (all pages), oldest first, as GitHub lists them.
+    fn pull_request_reviews<'a>(
         &'a self,
         repo: &'a RepoName,
-        sha: &'a str,
-    ) -> GithubFuture<'a, Vec<CheckRun>>;
+        number: u64,
+    ) -> PortFuture<'a, Vec<Review>>;
+    /// The user's permission on the repository; someone who is not a collaborator has
+    /// [`Permission::None`] (not an error).
+    fn collaborator_permission<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        login: &'a str,
+    ) -> PortFuture<'a, Permission>;
+    /// Logins of the team's members (all pages, child teams included, as GitHub lists them).
+    fn team_members<'a>(&'a self, org: &'a str, team_slug: &'a str) -> PortFuture<'a, Vec<String>>;
+}
+
+/// PR mode's writes on the GitOps repository: the approval PR from a bot branch, found or
+/// opened, and merged once approved. Labelling it is [`Labels`].
+pub trait GitopsPullRequests: Send + Sync {
+    /// The open PR from `head` (a branch of the repository itself) into `base`, if any.
+    fn find_open_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        head: &'a str,
+        base: &'a str,
+    ) -> PortFuture<'a, Option<BotPullRequest>>;
+    fn open_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        head: &'a str,
+        base: &'a str,
+        text: &'a PullRequestText,
+    ) -> PortFuture<'a, BotPullRequest>;
+    /// Merges the PR (merge commit) only if its head is still `expected_head_sha`. A moved head
+    /// and an unmergeable PR are answers ([`Merge`]), not failures.
+    fn merge_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        number: u64,
+        expected_head_sha: &'a str,
+    ) -> PortFuture<'a, Merge>;
+}
+
+/// Every role at once: what a shell struct that serves several callers holds, so that each
+/// caller can be handed the narrow role it needs. It adds no method; the one GitHub adapter
+/// has it by implementing each role.
+pub trait Github:
+    PullRequests + Comments + Labels + Checks + Approvals + GitopsPullRequests
+{
+}
+
+impl<T> Github for T where
+    T: PullRequests + Comments + Labels + Checks + Approvals + GitopsPullRequests + ?Sized
+{
 }
 
 /// What happened to the status comment.
@@ -357,14 +389,14 @@ impl CommentAction {
 /// Finds the comment carrying `marker` written by `bot_login` and edits it, or creates it. A
 /// comment by anyone else that quotes the marker is ignored (it cannot be edited anyway, and
 /// must not hijack the status).
-pub async fn upsert_marked_comment(
-    gh: &dyn Github,
+pub async fn upsert_marked_comment<C: Comments + ?Sized>(
+    gh: &C,
     repo: &RepoName,
     number: u64,
     marker: &str,
     bot_login: &str,
     body: &str,
-) -> Result<CommentAction, GithubError> {
+) -> Result<CommentAction, Failure> {
     let comments = gh.issue_comments(repo, number).await?;
     let mine = comments
         .iter()
@@ -382,14 +414,14 @@ pub async fn upsert_marked_comment(
 
 /// Makes the PR carry exactly the `desired` labels among those `managed` decides are ours,
 /// creating missing labels first. Labels deploybot does not manage are left alone.
-pub async fn sync_labels(
-    gh: &dyn Github,
+pub async fn sync_labels<L: Labels + ?Sized>(
+    gh: &L,
     repo: &RepoName,
     number: u64,
     current: &[String],
     desired: &[LabelSpec],
     managed: impl Fn(&str) -> bool,
-) -> Result<(), GithubError> {
+) -> Result<(), Failure> {
     for stale in current
         .iter()
         .filter(|l| managed(l) && !desired.iter().any(|d| d.name.eq_ignore_ascii_case(l)))
@@ -421,27 +453,6 @@ mod tests {
         for bad in ["", "a", "a/", "/b", "a/b/c", "a b/c", "a/../b"] {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn transient_errors_are_classified() {
-        let e = |status, message: &str| GithubError {
-            action: "x".into(),
-            status,
-            message: message.into(),
-        };
-        assert!(e(None, "connection reset").is_transient());
-        assert!(e(Some(502), "").is_transient());
-        assert!(e(Some(429), "").is_transient());
-        assert!(e(Some(403), "You have exceeded a secondary rate limit").is_transient());
-        assert!(!e(Some(403), "Resource not accessible by integration").is_transient());
-        assert!(!e(Some(404), "Not Found").is_transient());
-        assert!(!e(Some(409), "Head branch was modified").is_transient());
-        assert!(e(Some(409), "Head branch was modified").is_conflict());
-        assert_eq!(
-            e(Some(404), "Not Found").to_string(),
-            "x: HTTP 404: Not Found"
-        );
     }
 
     #[test]

@@ -4,14 +4,16 @@
 //!
 //! Layout: [`repo`] keeps the local bare clone and talks to the remote (fetch, auth), [`push`]
 //! pushes and classifies rejected refs, [`writer`] is the fetch-edit-commit-push loop,
-//! [`revert`] undoes one of the bot's commits, [`pull_request`] is PR mode and its GitHub port,
-//! [`commit_message`] renders messages from `templates/`. It does not decide *what* to change
-//! (that is `manifest`) nor *when* (the rollout).
+//! [`revert`] undoes one of the bot's commits, [`port`] is the core's git port
+//! (`GitopsRepo`) over the writer, [`pull_request`] is PR mode over the git and GitHub ports;
+//! messages are rendered by the core's `gitops::commit_message`. It does not decide *what* to
+//! change (that is `manifest`) nor *when* (the rollout).
 
 // GitopsError carries paths, refs and messages (about 150 bytes). It is returned once per write,
 // on a path dominated by network and disk I/O, so boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod port;
 pub mod pull_request;
 pub mod push;
 pub mod repo;
@@ -19,9 +21,11 @@ pub mod revert;
 pub mod writer;
 
 use deploybot_core::config::GitopsSpec;
+use deploybot_core::failure::{Class, Classified, Failure};
 use deploybot_core::secret::Secret;
 
 pub use deploybot_core::gitops::{FileEdit, ManifestEdit};
+pub use port::Writers;
 pub use writer::{CommitPlan, WriteOutcome, Writer};
 
 /// The remote at `url` with the credentials the config names: `token` (the `gitops.token`,
@@ -104,6 +108,40 @@ mod tests {
             .map(|(_, v)| v)
             .collect();
         assert_eq!(scores, vec!["90"]);
+    }
+
+    #[test]
+    fn a_push_race_is_transient_and_a_conflict_permanent() {
+        let race = GitopsError::RetriesExhausted {
+            branch: "main".into(),
+            attempts: 10,
+            last: "refs/heads/main: fetch first".into(),
+        };
+        let failure = Failure::from(race);
+        assert!(failure.is_transient());
+        assert!(
+            failure.to_string().contains("still racing other writers"),
+            "{failure}"
+        );
+        let conflict = GitopsError::Conflict {
+            branch: "main".into(),
+            path: "a.yaml".into(),
+            location: "image".into(),
+            expected: "1.0".into(),
+            found: "1.5".into(),
+        };
+        assert_eq!(conflict.class(), Class::Permanent);
+        let hook = GitopsError::HookRejected {
+            branch: "main".into(),
+            status: "pre-receive hook declined".into(),
+            message: "frozen".into(),
+        };
+        assert!(!Failure::from(hook).is_transient());
+        let io = GitopsError::Io {
+            doing: "fetching main".into(),
+            message: "connection reset".into(),
+        };
+        assert_eq!(io.class(), Class::Transient);
     }
 
     #[test]
@@ -203,8 +241,36 @@ pub enum GitopsError {
         commit: String,
         who: String,
     },
-    #[error("{doing}: {message}")]
-    GitHub { doing: String, message: String },
+}
+
+/// The writer's one classification: git and disk trouble, and push races that outlasted the
+/// retries, may pass later; a refusal (credentials, hook, protected branch, a human's commit),
+/// a conflict with someone else's change, or a missing branch or file will not.
+impl Classified for GitopsError {
+    fn class(&self) -> Class {
+        match self {
+            GitopsError::Git { .. }
+            | GitopsError::Io { .. }
+            | GitopsError::RetriesExhausted { .. } => Class::Transient,
+            GitopsError::Auth { .. }
+            | GitopsError::BranchMissing { .. }
+            | GitopsError::FileMissing { .. }
+            | GitopsError::NotText { .. }
+            | GitopsError::Edit { .. }
+            | GitopsError::Conflict { .. }
+            | GitopsError::HookRejected { .. }
+            | GitopsError::PushRejected { .. }
+            | GitopsError::RevertRefused { .. }
+            | GitopsError::HumanEdited { .. } => Class::Permanent,
+        }
+    }
+}
+
+/// Every message already says what was being done and where, so it is the whole cause.
+impl From<GitopsError> for Failure {
+    fn from(e: GitopsError) -> Failure {
+        Failure::new(e.class(), "", e.to_string())
+    }
 }
 
 impl GitopsError {

@@ -1,6 +1,7 @@
 //! The write loop: fetch the branch tip, plan a commit on it in memory (edited blobs, a tree
 //! built with `TreeBuilder`, no index, no checkout), push without force, and on a lost race
-//! re-fetch and plan again on the new tip, with bounded exponential backoff and jitter.
+//! re-fetch and plan again on the new tip, waiting as the retry policy says (`gitops.retry`:
+//! bounded exponential backoff with jitter).
 //!
 //! Writes to one (repository, branch) are serialized by an async mutex per key. Across
 //! processes the remote itself arbitrates: pushes are fast-forward only, so a loser retries and
@@ -17,40 +18,18 @@ use git2::{Commit, FileMode, ObjectType, Oid, Repository, Signature, Tree};
 use crate::adapters::gitops::GitopsError;
 use crate::adapters::gitops::push::{PushFailure, push};
 use crate::adapters::gitops::repo::{LocalClone, Remote};
+use crate::adapters::retry::retry;
 use deploybot_core::config::PushRetry;
+use deploybot_core::failure::{Class, Classified};
 use deploybot_core::gitops::commit_message::{CommitInfo, render_commit};
 use deploybot_core::gitops::edit::FileEdit;
+pub use deploybot_core::gitops::repo::WriteOutcome;
 
 /// The bot's name and email on its commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
     pub email: String,
-}
-
-/// What a write did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// A new commit is on the remote branch.
-    Committed {
-        commit: String,
-        parent: String,
-        changes: Vec<FileChange>,
-        /// 1 when the first push landed.
-        attempts: u32,
-    },
-    /// The branch already had the target values; `head` is its tip.
-    Unchanged { head: String },
-}
-
-impl WriteOutcome {
-    /// The branch tip after the write.
-    pub fn head(&self) -> &str {
-        match self {
-            WriteOutcome::Committed { commit, .. } => commit,
-            WriteOutcome::Unchanged { head } => head,
-        }
-    }
 }
 
 /// What a planner wants committed on a tip.
@@ -191,20 +170,72 @@ impl Writer {
         .await
     }
 
-    /// The retry loop shared by writes and reverts, serialized per (repository, branch).
+    /// The retry loop shared by writes and reverts, serialized per (repository, branch). Each
+    /// try runs on a blocking thread; the waits between tries do not hold one.
     pub(crate) async fn run(
         &self,
         target: Target,
-        mut planner: Box<dyn Planner>,
+        planner: Box<dyn Planner>,
     ) -> Result<WriteOutcome, GitopsError> {
         let _guard = self
             .locks
             .lock(self.clone.remote().url.as_str(), &target.branch)
             .await;
-        let clone = self.clone.clone();
-        let identity = self.identity.clone();
-        let retry = self.retry.clone();
-        blocking(move || run_blocking(&clone, &identity, &retry, &target, planner.as_mut())).await
+        let policy = self.retry.policy();
+        let planner = Arc::new(Mutex::new(planner));
+        let tried = retry(&policy, tokio::time::sleep, |attempt| {
+            let clone = self.clone.clone();
+            let identity = self.identity.clone();
+            let target = target.clone();
+            let planner = planner.clone();
+            blocking(move || {
+                let mut planner = planner.lock().unwrap_or_else(|p| p.into_inner());
+                try_once(&clone, &identity, &target, planner.as_mut(), attempt)
+            })
+        })
+        .await;
+        match tried {
+            Ok(outcome) => Ok(outcome),
+            Err(Try::Failed(e)) => Err(e),
+            Err(Try::Race(last)) => Err(GitopsError::RetriesExhausted {
+                branch: target.branch.clone(),
+                attempts: policy.max_attempts,
+                last,
+            }),
+        }
+    }
+}
+
+/// How one try of the write loop failed. Only a lost race is tried again here; any other error,
+/// transient ones included, goes back to the caller at once (the rollout driver retries it).
+#[derive(Debug)]
+enum Try {
+    /// The branch moved under the push: why, as the remote said.
+    Race(String),
+    Failed(GitopsError),
+}
+
+impl Classified for Try {
+    fn class(&self) -> Class {
+        match self {
+            Try::Race(_) => Class::Transient,
+            Try::Failed(_) => Class::Permanent,
+        }
+    }
+}
+
+impl std::fmt::Display for Try {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Try::Race(why) => write!(f, "lost a push race; retrying on the new tip: {why}"),
+            Try::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<GitopsError> for Try {
+    fn from(e: GitopsError) -> Try {
+        Try::Failed(e)
     }
 }
 
@@ -216,112 +247,92 @@ pub struct TipInfo {
     pub committer_email: String,
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, GitopsError> + Send + 'static,
-) -> Result<T, GitopsError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| GitopsError::Io {
+async fn blocking<T: Send + 'static, E: From<GitopsError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(E::from(GitopsError::Io {
             doing: "running a git operation".into(),
             message: e.to_string(),
-        })?
+        }))
+    })
 }
 
-fn run_blocking(
+/// One try: fetch, plan on the tip, commit, push.
+fn try_once(
     clone: &LocalClone,
     identity: &Identity,
-    retry: &PushRetry,
     target: &Target,
     planner: &mut dyn Planner,
-) -> Result<WriteOutcome, GitopsError> {
+    attempt: u32,
+) -> Result<WriteOutcome, Try> {
     let branch = &target.branch;
-    let mut last = String::new();
-    for attempt in 1..=retry.max_attempts {
-        let repo = clone.repository()?;
-        let started = std::time::Instant::now();
-        let branch_tip = clone.fetch(&repo, branch)?;
-        let fetched = started.elapsed();
-        let tip_oid = match branch_tip {
-            Some(oid) => {
-                if target.bot_owned {
-                    refuse_foreign_tip(&repo, branch, oid, identity)?;
-                }
-                oid
+    let repo = clone.repository()?;
+    let started = std::time::Instant::now();
+    let branch_tip = clone.fetch(&repo, branch)?;
+    let fetched = started.elapsed();
+    let tip_oid = match branch_tip {
+        Some(oid) => {
+            if target.bot_owned {
+                refuse_foreign_tip(&repo, branch, oid, identity)?;
             }
-            None => match &target.create_from {
-                Some(base) => {
-                    clone
-                        .fetch(&repo, base)?
-                        .ok_or_else(|| GitopsError::BranchMissing {
-                            branch: base.clone(),
-                            url: clone.remote().url.redacted(),
-                        })?
-                }
-                None => {
-                    return Err(GitopsError::BranchMissing {
-                        branch: branch.clone(),
-                        url: clone.remote().url.redacted(),
-                    });
-                }
-            },
-        };
-        let tip = repo
-            .find_commit(tip_oid)
-            .map_err(GitopsError::git(format!("reading the tip of {branch}")))?;
-        let plan = planner.plan(&repo, branch, &tip)?;
-        let planned = started.elapsed();
-        let (tree, message, changes) = match plan {
-            CommitPlan::Commit {
-                tree,
-                message,
-                changes,
-            } => (tree, message, changes),
-            CommitPlan::Unchanged => {
-                // A new branch with nothing to change is not worth creating.
-                return Ok(WriteOutcome::Unchanged {
-                    head: tip_oid.to_string(),
-                });
-            }
-        };
-        let doing = format!("committing to {branch}");
-        let tree = repo.find_tree(tree).map_err(GitopsError::git(&doing))?;
-        let sig =
-            Signature::now(&identity.name, &identity.email).map_err(GitopsError::git(&doing))?;
-        let commit = repo
-            .commit(None, &sig, &sig, &message, &tree, &[&tip])
-            .map_err(GitopsError::git(&doing))?;
-        let committed_at = started.elapsed();
-        let pushed = push(clone, &repo, commit, branch, branch_tip);
-        tracing::debug!(branch = %branch, attempt, ?fetched, ?planned, ?committed_at, total = ?started.elapsed(), "write attempt timings");
-        match pushed {
-            Ok(()) => {
-                tracing::info!(branch = %branch, commit = %commit, attempt, "pushed");
-                return Ok(WriteOutcome::Committed {
-                    commit: commit.to_string(),
-                    parent: tip_oid.to_string(),
-                    changes,
-                    attempts: attempt,
-                });
-            }
-            Err(PushFailure::Permanent(e)) => return Err(e),
-            Err(PushFailure::Race(why)) => {
-                tracing::info!(branch = %branch, attempt, why = %why, "lost a push race; retrying on the new tip");
-                last = why;
-                // Let other branches of this clone work while we wait.
-                drop(tree);
-                drop(tip);
-                drop(repo);
-                if attempt < retry.max_attempts {
-                    std::thread::sleep(retry.backoff(attempt, rand::random::<f64>()));
-                }
-            }
+            oid
         }
+        None => match &target.create_from {
+            Some(base) => clone
+                .fetch(&repo, base)?
+                .ok_or_else(|| GitopsError::BranchMissing {
+                    branch: base.clone(),
+                    url: clone.remote().url.redacted(),
+                })?,
+            None => {
+                return Err(Try::Failed(GitopsError::BranchMissing {
+                    branch: branch.clone(),
+                    url: clone.remote().url.redacted(),
+                }));
+            }
+        },
+    };
+    let tip = repo
+        .find_commit(tip_oid)
+        .map_err(GitopsError::git(format!("reading the tip of {branch}")))?;
+    let plan = planner.plan(&repo, branch, &tip)?;
+    let planned = started.elapsed();
+    let (tree, message, changes) = match plan {
+        CommitPlan::Commit {
+            tree,
+            message,
+            changes,
+        } => (tree, message, changes),
+        CommitPlan::Unchanged => {
+            // A new branch with nothing to change is not worth creating.
+            return Ok(WriteOutcome::Unchanged {
+                head: tip_oid.to_string(),
+            });
+        }
+    };
+    let doing = format!("committing to {branch}");
+    let tree = repo.find_tree(tree).map_err(GitopsError::git(&doing))?;
+    let sig = Signature::now(&identity.name, &identity.email).map_err(GitopsError::git(&doing))?;
+    let commit = repo
+        .commit(None, &sig, &sig, &message, &tree, &[&tip])
+        .map_err(GitopsError::git(&doing))?;
+    let committed_at = started.elapsed();
+    let pushed = push(clone, &repo, commit, branch, branch_tip);
+    tracing::debug!(branch = %branch, attempt, ?fetched, ?planned, ?committed_at, total = ?started.elapsed(), "write attempt timings");
+    match pushed {
+        Ok(()) => {
+            tracing::info!(branch = %branch, commit = %commit, attempt, "pushed");
+            Ok(WriteOutcome::Committed {
+                commit: commit.to_string(),
+                parent: tip_oid.to_string(),
+                changes,
+                attempts: attempt,
+            })
+        }
+        Err(PushFailure::Permanent(e)) => Err(Try::Failed(e)),
+        Err(PushFailure::Race(why)) => Err(Try::Race(why)),
     }
-    Err(GitopsError::RetriesExhausted {
-        branch: branch.clone(),
-        attempts: retry.max_attempts,
-        last,
-    })
 }
 
 fn refuse_foreign_tip(

@@ -1,7 +1,8 @@
 //! The Prometheus HTTP API client: `/api/v1/query` and `/api/v1/query_range`, their JSON parsed
-//! into plain series, and one error policy. A 4xx (bad query, bad auth) is permanent and never
-//! retried; a 5xx, 429, timeout or connection error is transient and retried with bounded
-//! exponential backoff, after which the server is reported unavailable.
+//! into plain series, and one classification ([`classify`]). A 4xx (bad query, bad auth) is
+//! permanent and never retried; a 5xx, 429, timeout or connection error is transient and
+//! retried by the retry policy (`prometheus.retries`, doubling waits from `prometheus.backoff`
+//! up to `prometheus.max_backoff`), after which the server is reported unavailable.
 //!
 //! Deliberately knows nothing about canaries, tracks or counters: it returns what Prometheus said
 //! (including `NaN` and `+Inf`) and leaves the meaning to [`crate::adapters::prometheus::source`].
@@ -12,8 +13,10 @@ use std::time::Duration;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
-use deploybot_core::canary::sample::MetricsError;
+use crate::adapters::retry::retry;
 use deploybot_core::config::PrometheusSpec;
+use deploybot_core::failure::{Class, Failure};
+use deploybot_core::retry::RetryPolicy;
 use deploybot_core::secret::Secret;
 
 /// One series of a query result: its labels and its points, oldest first.
@@ -54,15 +57,7 @@ pub struct PrometheusClient {
     base: Url,
     token: Option<Secret>,
     timeout: Duration,
-    retries: u32,
-    backoff: Duration,
-    max_backoff: Duration,
-}
-
-/// The outcome of one attempt, before the retry policy looks at it.
-enum AttemptError {
-    Permanent(String),
-    Transient(String),
+    retry: RetryPolicy,
 }
 
 impl PrometheusClient {
@@ -84,9 +79,11 @@ impl PrometheusClient {
             base,
             token,
             timeout,
-            retries: config.retries,
-            backoff: config.backoff.as_duration(),
-            max_backoff: config.max_backoff.as_duration(),
+            retry: RetryPolicy::doubling(
+                config.retries.saturating_add(1),
+                config.backoff.as_duration(),
+                config.max_backoff.as_duration(),
+            ),
         })
     }
 
@@ -96,7 +93,7 @@ impl PrometheusClient {
     }
 
     /// An instant query evaluated at `time` (unix seconds).
-    pub async fn query(&self, promql: &str, time: i64) -> Result<QueryResult, MetricsError> {
+    pub async fn query(&self, promql: &str, time: i64) -> Result<QueryResult, Failure> {
         let params = vec![
             ("query", promql.to_string()),
             ("time", time.to_string()),
@@ -106,11 +103,7 @@ impl PrometheusClient {
     }
 
     /// A range query: one point per step from `range.start` to `range.end` inclusive.
-    pub async fn query_range(
-        &self,
-        promql: &str,
-        range: Range,
-    ) -> Result<QueryResult, MetricsError> {
+    pub async fn query_range(&self, promql: &str, range: Range) -> Result<QueryResult, Failure> {
         let params = vec![
             ("query", promql.to_string()),
             ("start", range.start.to_string()),
@@ -127,84 +120,91 @@ impl PrometheusClient {
         path: &str,
         promql: &str,
         params: &[(&str, String)],
-    ) -> Result<QueryResult, MetricsError> {
+    ) -> Result<QueryResult, Failure> {
         let url = self.base.join(path).map_err(|e| {
-            MetricsError::Permanent(format!("building URL {}{path}: {e}", self.base))
+            Failure::permanent(format!("building URL {}{path}", self.base), e.to_string())
         })?;
-        let mut last = String::new();
-        for attempt in 0..=self.retries {
-            match self.attempt(&url, params).await {
-                Ok(result) => {
-                    for w in &result.warnings {
-                        tracing::warn!(url = %url, query = promql, warning = %w, "Prometheus warning");
-                    }
-                    return Ok(result);
+        let doing = format!("querying {url} for `{promql}`");
+        let result = retry(&self.retry, tokio::time::sleep, |_| async {
+            let (class, cause) = match self.attempt(&url, params).await {
+                Ok(result) => return Ok(result),
+                Err(failed) => failed,
+            };
+            Err(Failure::new(class, doing.as_str(), cause))
+        })
+        .await;
+        match result {
+            Ok(result) => {
+                for w in &result.warnings {
+                    tracing::warn!(url = %url, query = promql, warning = %w, "Prometheus warning");
                 }
-                Err(AttemptError::Permanent(m)) => {
-                    return Err(MetricsError::Permanent(format!(
-                        "querying {url} for `{promql}`: {m}"
-                    )));
-                }
-                Err(AttemptError::Transient(m)) => {
-                    tracing::warn!(url = %url, attempt = attempt + 1, error = %m, "Prometheus query failed, will retry if attempts remain");
-                    last = m;
-                    if attempt < self.retries {
-                        tokio::time::sleep(self.backoff_before_retry(attempt)).await;
-                    }
-                }
+                Ok(result)
             }
+            // Tried as often as the policy allows: the server is unavailable.
+            Err(f) if f.is_transient() => Err(Failure {
+                cause: format!(
+                    "{} (gave up after {} attempts)",
+                    f.cause, self.retry.max_attempts
+                ),
+                ..f
+            }),
+            Err(f) => Err(f),
         }
-        Err(MetricsError::Unavailable(format!(
-            "querying {url} for `{promql}`: {last} (gave up after {} attempts)",
-            self.retries + 1
-        )))
     }
 
-    /// Exponential backoff: `backoff`, `2 x backoff`, ... capped at `max_backoff`.
-    fn backoff_before_retry(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt);
-        self.backoff.saturating_mul(factor).min(self.max_backoff)
+    /// The retry policy of transient failures (for tests of its numbers).
+    #[cfg(test)]
+    fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     async fn attempt(
         &self,
         url: &Url,
         params: &[(&str, String)],
-    ) -> Result<QueryResult, AttemptError> {
+    ) -> Result<QueryResult, (Class, String)> {
         let mut request = self.http.get(url.clone()).query(params);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
         let response = request.send().await.map_err(|e| {
-            AttemptError::Transient(if e.is_timeout() {
-                format!("no answer within {}", server_timeout(self.timeout))
-            } else {
-                format!("sending request: {}", error_chain(&e))
-            })
+            (
+                Class::Transient,
+                if e.is_timeout() {
+                    format!("no answer within {}", server_timeout(self.timeout))
+                } else {
+                    format!("sending request: {}", error_chain(&e))
+                },
+            )
         })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| {
-            AttemptError::Transient(if e.is_timeout() {
-                format!("no complete answer within {}", server_timeout(self.timeout))
-            } else {
-                format!("reading response body: {}", error_chain(&e))
-            })
+            (
+                Class::Transient,
+                if e.is_timeout() {
+                    format!("no complete answer within {}", server_timeout(self.timeout))
+                } else {
+                    format!("reading response body: {}", error_chain(&e))
+                },
+            )
         })?;
         classify(status, &body)
     }
 }
 
-/// Decides from status and body whether an answer is a result, a permanent or a transient error.
-fn classify(status: StatusCode, body: &[u8]) -> Result<QueryResult, AttemptError> {
+/// Prometheus's one classification, from status and body: a result, or a failure that is
+/// transient (5xx, 429; as are timeouts and connection errors, above) or permanent (any other
+/// 4xx, an answer that is not Prometheus's).
+fn classify(status: StatusCode, body: &[u8]) -> Result<QueryResult, (Class, String)> {
     if status.is_success() {
-        return parse_response(body).map_err(AttemptError::Permanent);
+        return parse_response(body).map_err(|e| (Class::Permanent, e));
     }
     let detail = api_error_detail(body).unwrap_or_else(|| snippet(body));
     let message = format!("HTTP {status}: {detail}");
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        Err(AttemptError::Transient(message))
+        Err((Class::Transient, message))
     } else {
-        Err(AttemptError::Permanent(message))
+        Err((Class::Permanent, message))
     }
 }
 
@@ -445,15 +445,12 @@ mod tests {
             .query("sum(x}", 1_700_000_000)
             .await
             .unwrap_err();
-        match &e {
-            MetricsError::Permanent(m) => {
-                assert!(
-                    m.contains("bad_data") && m.contains("parse error") && m.contains("sum(x}"),
-                    "{m}"
-                )
-            }
-            other => panic!("expected Permanent, got {other:?}"),
-        }
+        assert!(!e.is_transient(), "expected permanent, got {e:?}");
+        let m = e.to_string();
+        assert!(
+            m.contains("bad_data") && m.contains("parse error") && m.contains("sum(x}"),
+            "{m}"
+        );
         assert_eq!(fake.requests().len(), 1);
     }
 
@@ -469,15 +466,12 @@ mod tests {
             step_seconds: 60,
         };
         let e = fake.client().query_range("up", range).await.unwrap_err();
-        match &e {
-            MetricsError::Unavailable(m) => {
-                assert!(
-                    m.contains("503") && m.contains("timed out") && m.contains("4 attempts"),
-                    "{m}"
-                )
-            }
-            other => panic!("expected Unavailable, got {other:?}"),
-        }
+        assert!(e.is_transient(), "expected unavailable, got {e:?}");
+        let m = e.to_string();
+        assert!(
+            m.contains("503") && m.contains("timed out") && m.contains("4 attempts"),
+            "{m}"
+        );
         // The first attempt plus the 3 retries of the default config, and no more.
         assert_eq!(fake.requests().len(), 4);
     }
@@ -516,10 +510,8 @@ mod tests {
         })
         .await;
         let e = fake.client().query("up", 0).await.unwrap_err();
-        match &e {
-            MetricsError::Unavailable(m) => assert!(m.contains("no answer within 300ms"), "{m}"),
-            other => panic!("expected Unavailable, got {other:?}"),
-        }
+        assert!(e.is_transient(), "expected unavailable, got {e:?}");
+        assert!(e.to_string().contains("no answer within 300ms"), "{e}");
         assert_eq!(fake.requests().len(), 4);
     }
 
@@ -540,7 +532,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&e, MetricsError::Unavailable(m) if m.contains("2 attempts")),
+            e.is_transient() && e.to_string().contains("2 attempts"),
             "{e:?}"
         );
     }
@@ -575,12 +567,14 @@ mod tests {
             url: Some(base_url("http://127.0.0.1:1").unwrap()),
             backoff: deploybot_core::duration::PromDuration::from_millis(100),
             max_backoff: deploybot_core::duration::PromDuration::from_millis(300),
+            retries: 4,
             ..PrometheusSpec::default()
         };
         let c = PrometheusClient::from_config(&config, None).unwrap();
         let waits: Vec<u128> = (0..4)
-            .map(|a| c.backoff_before_retry(a).as_millis())
+            .map(|a| c.retry_policy().delay(a + 1, 0.0).unwrap().as_millis())
             .collect();
         assert_eq!(waits, vec![100, 200, 300, 300]);
+        assert_eq!(c.retry_policy().delay(5, 0.0), None, "1 try + 4 retries");
     }
 }

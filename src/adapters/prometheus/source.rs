@@ -20,9 +20,10 @@ use crate::adapters::prometheus::api::{PrometheusClient, QueryResult, Range, Ser
 use crate::adapters::prometheus::{PrometheusSpec, QueryTemplates};
 use deploybot_core::canary::query::{self, Bindings};
 use deploybot_core::canary::sample::{
-    AnalysisTarget, Interval, MetricsError, MetricsSource, TrackSample, Window,
+    AnalysisTarget, Interval, MetricsSource, TrackSample, Window,
 };
 use deploybot_core::duration::PromDuration;
+use deploybot_core::failure::Failure;
 use deploybot_core::secret::Secret;
 
 /// Reads canary windows of one service's analysis from one Prometheus server.
@@ -89,22 +90,13 @@ impl PrometheusSource {
         template_text: &str,
         bindings: &Bindings<'_>,
         range: Range,
-    ) -> Result<QueryResult, MetricsError> {
+    ) -> Result<QueryResult, Failure> {
         let promql = query::render(template_text, bindings);
         tracing::debug!(query = name, track = bindings.track, promql = %promql, "querying Prometheus");
         self.client
             .query_range(&promql, range)
             .await
-            .map_err(|e| match e {
-                MetricsError::Permanent(m) => MetricsError::Permanent(format!(
-                    "{name} query of track {}: {m}",
-                    bindings.track
-                )),
-                MetricsError::Unavailable(m) => MetricsError::Unavailable(format!(
-                    "{name} query of track {}: {m}",
-                    bindings.track
-                )),
-            })
+            .map_err(|e| e.context(format_args!("{name} query of track {}", bindings.track)))
     }
 
     async fn track(
@@ -112,7 +104,7 @@ impl PrometheusSource {
         target: &AnalysisTarget,
         track: &str,
         range: Range,
-    ) -> Result<TrackSeries, MetricsError> {
+    ) -> Result<TrackSeries, Failure> {
         let b = Bindings {
             service: &target.service,
             namespace: &target.namespace,
@@ -142,7 +134,7 @@ impl PrometheusSource {
                     self.range(&format!("extra.{name}"), q, &b, range).await?,
                 ));
             }
-            Ok::<_, MetricsError>(out)
+            Ok::<_, Failure>(out)
         };
         let (requests, errors, latency, last_sample, extra) = tokio::try_join!(
             self.range("requests", &t.requests, &b, range),
@@ -168,12 +160,12 @@ impl MetricsSource for PrometheusSource {
         start_unix: i64,
         end_unix: i64,
         step_seconds: u64,
-    ) -> Result<Window, MetricsError> {
+    ) -> Result<Window, Failure> {
         if step_seconds == 0 {
-            return Err(MetricsError::Permanent("interval of 0 seconds".into()));
+            return Err(unusable("interval of 0 seconds".into()));
         }
         let step = i64::try_from(step_seconds)
-            .map_err(|_| MetricsError::Permanent(format!("interval of {step_seconds}s")))?;
+            .map_err(|_| unusable(format!("interval of {step_seconds}s")))?;
         let count = usize::try_from((end_unix - start_unix).max(0) / step).unwrap_or(0);
         if count == 0 {
             return Ok(Window {
@@ -269,11 +261,11 @@ impl Assembly {
         name: &str,
         track: &str,
         r: &QueryResult,
-    ) -> Result<Vec<Option<f64>>, MetricsError> {
+    ) -> Result<Vec<Option<f64>>, Failure> {
         match r.series.as_slice() {
             [] => Ok(vec![None; self.steps.count]),
             [one] => Ok(self.steps.layout(one)),
-            many => Err(MetricsError::Permanent(format!(
+            many => Err(unusable(format!(
                 "{name} query of track {track} returned {} series (labels {:?}, ...); \
                  the template must aggregate to one series, e.g. with sum(...)",
                 many.len(),
@@ -283,7 +275,7 @@ impl Assembly {
     }
 
     /// The finite `le` bounds seen in either track's latency result, ascending.
-    fn bucket_bounds(&self, tracks: &[&TrackSeries]) -> Result<Vec<f64>, MetricsError> {
+    fn bucket_bounds(&self, tracks: &[&TrackSeries]) -> Result<Vec<f64>, Failure> {
         let mut bounds: Vec<f64> = Vec::new();
         for t in tracks {
             let Some(latency) = &t.latency else { continue };
@@ -303,7 +295,7 @@ impl Assembly {
         t: &TrackSeries,
         le: &[f64],
         track: &str,
-    ) -> Result<Vec<Option<TrackSample>>, MetricsError> {
+    ) -> Result<Vec<Option<TrackSample>>, Failure> {
         let requests = self.single("requests", track, &t.requests)?;
         let errors = self.single("errors", track, &t.errors)?;
         let last_sample = match &t.last_sample {
@@ -318,7 +310,7 @@ impl Assembly {
             .extra
             .iter()
             .map(|(name, r)| Ok((name, self.single(&format!("extra.{name}"), track, r)?)))
-            .collect::<Result<Vec<_>, MetricsError>>()?;
+            .collect::<Result<Vec<_>, Failure>>()?;
         let mut out = Vec::with_capacity(self.steps.count);
         for i in 0..self.steps.count {
             let stale = last_sample.as_ref().is_some_and(|ts| match ts[i] {
@@ -367,7 +359,7 @@ impl Assembly {
         &self,
         r: &QueryResult,
         le: &[f64],
-    ) -> Result<Vec<Option<Vec<u64>>>, MetricsError> {
+    ) -> Result<Vec<Option<Vec<u64>>>, Failure> {
         let mut by_bound: BTreeMap<usize, Vec<Option<f64>>> = BTreeMap::new();
         for s in &r.series {
             let bound = le_of(s)?;
@@ -378,7 +370,7 @@ impl Assembly {
             };
             // Two series with one `le` means the template did not aggregate `by (le)`.
             if by_bound.insert(slot, self.steps.layout(s)).is_some() {
-                return Err(MetricsError::Permanent(format!(
+                return Err(unusable(format!(
                     "latency query returned several series with le={bound}; \
                      the template must aggregate with sum by (le) (...)"
                 )));
@@ -397,16 +389,22 @@ impl Assembly {
     }
 }
 
-fn le_of(s: &Series) -> Result<f64, MetricsError> {
+fn le_of(s: &Series) -> Result<f64, Failure> {
     let text = s.labels.get("le").ok_or_else(|| {
-        MetricsError::Permanent(format!(
+        unusable(format!(
             "latency query returned a series without an `le` label ({:?}); \
              the template must keep it, e.g. sum by (le) (...)",
             s.labels
         ))
     })?;
     crate::adapters::prometheus::api::parse_value(text)
-        .map_err(|e| MetricsError::Permanent(format!("latency series le={text:?}: {e}")))
+        .map_err(|e| unusable(format!("latency series le={text:?}: {e}")))
+}
+
+/// What Prometheus answered cannot be read as a window (a template that does not aggregate, a
+/// bucket without `le`): the query is wrong, so asking again will not help.
+fn unusable(cause: String) -> Failure {
+    Failure::permanent("reading the canary window", cause)
 }
 
 /// A counter increment as a whole count, or `None` when it is not one: `NaN`, infinite, or
@@ -531,7 +529,7 @@ mod tests {
 
     async fn window_with(
         script: impl Fn(&str, &str) -> Option<String> + Send + Sync + 'static,
-    ) -> (Result<Window, MetricsError>, FakePrometheus) {
+    ) -> (Result<Window, Failure>, FakePrometheus) {
         let fake = FakePrometheus::start(move |seen, _| {
             let (k, t) = kind(&seen.params["query"]);
             Reply::ok(script(k, t).unwrap_or_else(|| healthy(k, t)))
@@ -677,12 +675,10 @@ mod tests {
             })
         })
         .await;
-        match w.unwrap_err() {
-            MetricsError::Permanent(m) => {
-                assert!(m.contains("2 series") && m.contains("sum("), "{m}")
-            }
-            other => panic!("expected Permanent, got {other:?}"),
-        }
+        let e = w.unwrap_err();
+        assert!(!e.is_transient(), "expected permanent, got {e:?}");
+        let m = e.to_string();
+        assert!(m.contains("2 series") && m.contains("sum("), "{m}");
     }
 
     #[tokio::test]
@@ -705,7 +701,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&e, MetricsError::Permanent(m) if m.contains("errors query of track")),
+            !e.is_transient() && e.to_string().contains("errors query of track"),
             "{e:?}"
         );
     }

@@ -72,6 +72,14 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// The store's one classification: transient. A busy, locked or full database may clear, and
+/// what was being stored is asked again (a webhook redelivered, an effect re-issued).
+impl From<StoreError> for deploybot_core::failure::Failure {
+    fn from(e: StoreError) -> Self {
+        deploybot_core::failure::Failure::transient("", e.to_string())
+    }
+}
+
 /// A delivery as received, before it is stored.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {

@@ -11,11 +11,12 @@ use crate::adapters::store::StoredDelivery;
 use crate::config::Config;
 use crate::shell::assess::assess_pull_request;
 use crate::shell::driver::Clock;
-use crate::shell::events::{EventError, Merged, RolloutEvents};
+use crate::shell::events::{Merged, RolloutEvents};
 use crate::shell::pipeline::{Gate, Pipeline};
 use crate::shell::runner::{LiveRunner, PrometheusWindows, WindowSource};
 use crate::shell::webhook::repos;
-use crate::shell::webhook::worker::{ProcessError, Processed, Processor};
+use crate::shell::webhook::worker::{Processed, Processor};
+use deploybot_core::failure::Failure;
 use deploybot_core::github::{Github, RepoName};
 use deploybot_core::risk::model::RiskModel;
 use deploybot_core::webhook::event::Parsed;
@@ -34,17 +35,9 @@ pub struct Dispatcher<W = PrometheusWindows> {
     pub clock: Arc<dyn Clock + Send + Sync>,
 }
 
-fn process_error(e: EventError) -> ProcessError {
-    if e.transient {
-        ProcessError::Transient(e.message)
-    } else {
-        ProcessError::Permanent(e.message)
-    }
-}
-
-/// A rollout handler's note, or its failure as the worker's error policy needs it.
-fn done(result: Result<String, EventError>) -> Result<Processed, ProcessError> {
-    result.map(Processed::Done).map_err(process_error)
+/// A rollout handler's note, or its failure (classified where it happened).
+fn done(result: Result<String, Failure>) -> Result<Processed, Failure> {
+    result.map(Processed::Done)
 }
 
 fn no_pipeline() -> Processed {
@@ -56,7 +49,7 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
         &self,
         _delivery: &StoredDelivery,
         parsed: &Parsed,
-    ) -> Result<Processed, ProcessError> {
+    ) -> Result<Processed, Failure> {
         let events = self.pipeline.as_ref().map(|p| self.events(p));
         Ok(match route(parsed, &repos(&self.config)) {
             Route::Ignore { reason } => Processed::Ignored(reason),
@@ -125,7 +118,7 @@ impl<W: WindowSource> Dispatcher<W> {
         service: &str,
         head_sha: &str,
         merged: Option<&route::Merged>,
-    ) -> Result<Processed, ProcessError> {
+    ) -> Result<Processed, Failure> {
         let done = assess_pull_request(
             &self.config,
             self.github.as_ref(),
@@ -136,19 +129,12 @@ impl<W: WindowSource> Dispatcher<W> {
             head_sha,
         )
         .await
-        .map_err(|e| {
-            let what = format!("assessing {repo}#{number}: {e}");
-            if e.is_transient() {
-                ProcessError::Transient(what)
-            } else {
-                ProcessError::Permanent(what)
-            }
-        })?;
+        .map_err(|e| e.context(format!("assessing {repo}#{number}")))?;
         let a = &done.assessment;
         let shipped = match (merged, &self.pipeline) {
             (Some(m), Some(pipeline)) => {
                 let merge_sha = m.merge_sha.as_deref().ok_or_else(|| {
-                    ProcessError::Permanent(format!(
+                    Failure::refused(format!(
                         "{repo}#{number} is merged but has no merge_commit_sha"
                     ))
                 })?;
@@ -167,8 +153,7 @@ impl<W: WindowSource> Dispatcher<W> {
                         Gate::from_assessment(a),
                         self.clock.now(),
                     )
-                    .await
-                    .map_err(process_error)?;
+                    .await?;
                 format!("; merged: {note}")
             }
             _ => String::new(),

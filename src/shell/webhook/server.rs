@@ -21,7 +21,7 @@ use crate::shell::pipeline::Pipeline;
 use crate::shell::runner::{LiveRunner, PrometheusWindows, RunnerParts, WindowSource};
 use crate::shell::webhook::dispatch::Dispatcher;
 use crate::shell::webhook::intake::{Intake, router};
-use crate::shell::webhook::worker::{self, RetryPolicy};
+use crate::shell::webhook::worker;
 use deploybot_core::github::Github;
 
 /// Everything `serve` runs, assembled but not started listening.
@@ -122,11 +122,17 @@ pub async fn assemble<W: WindowSource + 'static>(
     )
     .map_err(anyhow::Error::msg)?;
     let runner = LiveRunner::new(RunnerParts {
+        gitops: crate::shell::runner::gitops_writers(
+            &config,
+            secrets
+                .get(SecretKey::GitopsToken)
+                .or(token.as_ref())
+                .cloned(),
+        ),
         config: Arc::clone(&config),
         store: store.clone(),
         github: Some(Arc::clone(&github)),
         github_token: token,
-        gitops_token: secrets.get(SecretKey::GitopsToken).cloned(),
         argocd,
         alerts,
         windows,
@@ -147,7 +153,7 @@ pub async fn assemble<W: WindowSource + 'static>(
         }),
         Arc::clone(&metrics),
         Arc::clone(&wake),
-        RetryPolicy::default(),
+        worker::delivery_retry(),
         stop_rx,
     ));
 

@@ -1,7 +1,8 @@
 //! The worker: takes deliveries from the durable queue in arrival order and hands each to a
 //! [`Processor`]. A delivery leaves the queue only when its processing finished (done, ignored,
 //! or failed for good), so a crash at any point means it is processed again after restart:
-//! processors must therefore be idempotent, and the ones deploybot has are.
+//! processors must therefore be idempotent, and the ones deploybot has are. A transient
+//! failure is retried as the retry policy says, its attempts counted in the store.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::adapters::store::{DeliveryQueue, DeliveryStatus, StoredDelivery};
 use crate::shell::metrics::Metrics;
+use deploybot_core::failure::Failure;
+use deploybot_core::retry::RetryPolicy;
 use deploybot_core::webhook::event::{self, Parsed};
 
 /// What processing a delivery came to.
@@ -23,43 +26,22 @@ pub enum Processed {
     Ignored(String),
 }
 
-/// Why processing failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProcessError {
-    /// Worth retrying (a peer timed out, a rate limit).
-    #[error("transient: {0}")]
-    Transient(String),
-    /// Retrying will not help (the payload asks for something impossible).
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
-
 /// Acts on one parsed delivery. Must be idempotent: a delivery can be handed over twice when
-/// the process dies between acting and recording that it acted.
+/// the process dies between acting and recording that it acted. A transient failure (a peer
+/// timed out, a rate limit) is retried; a permanent one (the payload asks for something
+/// impossible) is not.
 pub trait Processor: Send + Sync + 'static {
     fn process(
         &self,
         delivery: &StoredDelivery,
         parsed: &Parsed,
-    ) -> impl Future<Output = Result<Processed, ProcessError>> + Send;
+    ) -> impl Future<Output = Result<Processed, Failure>> + Send;
 }
 
-/// Retry policy for transient failures.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub max_attempts: i64,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            first_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(60),
-        }
-    }
+/// The retry of deliveries that failed transiently: 5 attempts, waits doubling from 1 s up to
+/// 60 s.
+pub fn delivery_retry() -> RetryPolicy {
+    RetryPolicy::doubling(5, Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// The worker loop. Returns when `shutdown` turns true (after the delivery in hand is finished).
@@ -147,7 +129,7 @@ async fn process_one<Q: DeliveryQueue, P: Processor>(
         let span = tracing::Span::current();
         tokio::spawn(async move { processor.process(&delivery, &parsed).instrument(span).await })
             .await
-            .unwrap_or_else(|e| Err(ProcessError::Permanent(format!("processor panicked: {e}"))))
+            .unwrap_or_else(|e| Err(Failure::refused(format!("processor panicked: {e}"))))
     };
     let seconds = started.elapsed().as_secs_f64();
     match result {
@@ -163,30 +145,32 @@ async fn process_one<Q: DeliveryQueue, P: Processor>(
             metrics.processed("ignored", seconds);
             None
         }
-        Err(ProcessError::Permanent(why)) => {
+        Err(f) if !f.is_transient() => {
+            let why = f.to_string();
             error!(%why, "processing failed; not retried");
             finish(queue, delivery, DeliveryStatus::Failed, &why);
             metrics.processed("failed", seconds);
             None
         }
-        Err(ProcessError::Transient(why)) => {
+        Err(f) => {
+            let why = f.to_string();
             let attempts = queue
                 .record_attempt(&delivery.delivery_id, &why)
-                .unwrap_or(retry.max_attempts);
-            if attempts >= retry.max_attempts {
-                error!(%why, attempts, "processing failed; giving up after bounded retries");
-                finish(queue, delivery, DeliveryStatus::Failed, &why);
-                metrics.processed("failed", seconds);
-                None
-            } else {
-                let factor = 2u32.saturating_pow(attempts.saturating_sub(1) as u32);
-                let wait = retry
-                    .first_backoff
-                    .saturating_mul(factor)
-                    .min(retry.max_backoff);
-                warn!(%why, attempts, retry_in = ?wait, "processing failed; will retry");
-                metrics.processed("retry", seconds);
-                Some(wait)
+                .map_or(retry.max_attempts, |n| u32::try_from(n).unwrap_or(u32::MAX));
+            // The attempts are the queue's; a wait the peer named was already honoured inside
+            // the adapter, so the backoff alone decides here.
+            match retry.delay(attempts, rand::random()) {
+                None => {
+                    error!(%why, attempts, "processing failed; giving up after bounded retries");
+                    finish(queue, delivery, DeliveryStatus::Failed, &why);
+                    metrics.processed("failed", seconds);
+                    None
+                }
+                Some(wait) => {
+                    warn!(%why, attempts, retry_in = ?wait, "processing failed; will retry");
+                    metrics.processed("retry", seconds);
+                    Some(wait)
+                }
             }
         }
     }

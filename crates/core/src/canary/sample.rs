@@ -7,6 +7,8 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use crate::failure::Failure;
+
 /// Counter increments of one track (baseline or canary) over one interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackSample {
@@ -50,26 +52,16 @@ pub struct AnalysisTarget {
     pub environment: String,
 }
 
-/// Why metrics could not be read. Transient errors were already retried by the source.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum MetricsError {
-    /// The query itself is wrong (a 4xx): retrying will not help.
-    #[error("metrics query rejected: {0}")]
-    Permanent(String),
-    /// The source did not answer in time or answered 5xx, after bounded retries.
-    #[error("metrics source unavailable: {0}")]
-    Unavailable(String),
-}
-
 /// A port to a metrics backend (Prometheus, or a replay of recorded intervals).
 pub trait MetricsSource: Send + Sync {
     /// The intervals of `step_seconds` each that end at or before `end_unix`, starting at
-    /// `start_unix`, for both tracks of `target`.
+    /// `start_unix`, for both tracks of `target`. A transient failure means the source did not
+    /// answer (after the source's own retries); a permanent one that the query itself is wrong.
     fn window(
         &self,
         target: &AnalysisTarget,
         start_unix: i64,
         end_unix: i64,
         step_seconds: u64,
-    ) -> impl Future<Output = Result<Window, MetricsError>> + Send;
+    ) -> impl Future<Output = Result<Window, Failure>> + Send;
 }

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::sample::{AnalysisTarget, Interval, MetricsError, MetricsSource, TrackSample, Window};
+use super::sample::{AnalysisTarget, Interval, MetricsSource, TrackSample, Window};
+use crate::failure::Failure;
 
 /// The only scenario format this reader accepts.
 pub const FORMAT: &str = "deploybot-canary-scenario/1";
@@ -229,12 +230,15 @@ impl MetricsSource for ReplaySource {
         start_unix: i64,
         end_unix: i64,
         step_seconds: u64,
-    ) -> Result<Window, MetricsError> {
+    ) -> Result<Window, Failure> {
         if step_seconds != self.window.step_seconds {
-            return Err(MetricsError::Permanent(format!(
-                "replay recorded {}s steps, asked for {step_seconds}s",
-                self.window.step_seconds
-            )));
+            return Err(Failure::permanent(
+                "reading the replayed window",
+                format!(
+                    "replay recorded {}s steps, asked for {step_seconds}s",
+                    self.window.step_seconds
+                ),
+            ));
         }
         let step = step_seconds as i64;
         let intervals = self
@@ -360,7 +364,7 @@ mod tests {
         assert_eq!(w.intervals, s.window.intervals[1..3].to_vec());
         assert!(matches!(
             ready(src.window(&target, 1000, 1180, 30)),
-            Err(MetricsError::Permanent(_))
+            Err(f) if !f.is_transient()
         ));
     }
 }

@@ -13,6 +13,7 @@
 pub mod raw;
 mod resolve;
 
+use crate::retry::{Jitter, RetryOn, RetryPolicy};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -133,15 +134,17 @@ pub struct PushRetry {
 }
 
 impl PushRetry {
-    /// The wait before attempt `attempt + 1` (`attempt` >= 1): exponential, capped, with "equal
-    /// jitter" so that racing writers spread out but never wait less than half. `jitter` is a
-    /// random number in `[0, 1)` the caller draws.
-    pub fn backoff(&self, attempt: u32, jitter: f64) -> std::time::Duration {
-        let base =
-            self.initial_backoff.as_millis() as f64 * self.multiplier.powi(attempt as i32 - 1);
-        let capped = base.min(self.max_backoff.as_millis() as f64).max(0.0);
-        let half = capped / 2.0;
-        std::time::Duration::from_micros(((half + jitter * half) * 1000.0) as u64)
+    /// The retry policy of push races: exponential, capped, with "equal jitter" so that racing
+    /// writers spread out but never wait less than half.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial: self.initial_backoff.as_duration(),
+            multiplier: self.multiplier,
+            max: self.max_backoff.as_duration(),
+            jitter: Jitter::Equal,
+            on: RetryOn::Transient,
+        }
     }
 }
 

@@ -498,14 +498,10 @@ fn push_backoff_grows_is_capped_and_jittered_within_bounds() {
         multiplier: 2.0,
         max_backoff: PromDuration::from_millis(300),
     };
-    let ms = |d: std::time::Duration| d.as_millis();
-    assert_eq!(
-        (ms(r.backoff(1, 0.0)), ms(r.backoff(1, 0.999_999))),
-        (50, 99)
-    );
-    assert_eq!(ms(r.backoff(2, 0.0)), 100);
-    assert_eq!(
-        (ms(r.backoff(8, 0.0)), ms(r.backoff(8, 0.999_999))),
-        (150, 299)
-    );
+    let p = r.policy();
+    let ms = |attempt, random| p.delay(attempt, random).unwrap().as_millis();
+    assert_eq!((ms(1, 0.0), ms(1, 0.999_999)), (50, 99));
+    assert_eq!(ms(2, 0.0), 100);
+    assert_eq!((ms(8, 0.0), ms(8, 0.999_999)), (150, 299));
+    assert_eq!(p.delay(10, 0.5), None, "ten attempts, then give up");
 }

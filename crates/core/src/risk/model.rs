@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Strategy;
+use crate::failure::{Class, Classified};
 
 /// What the model concluded, after validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +30,12 @@ pub enum LlmError {
     #[error("rate limited (HTTP 429){}", .retry_after.map(|d| format!(", server asked to wait {d:?}")).unwrap_or_default())]
     RateLimited { retry_after: Option<Duration> },
     #[error("HTTP {status}: {body}")]
-    Http { status: u16, body: String },
+    Http {
+        status: u16,
+        body: String,
+        /// The server's `Retry-After`, if it sent one (a 503 may).
+        retry_after: Option<Duration>,
+    },
     #[error("connecting to the model endpoint: {0}")]
     Transport(String),
     #[error("the reply is not a valid chat completion: {0}")]
@@ -42,13 +48,25 @@ pub enum LlmError {
     Config(String),
 }
 
-impl LlmError {
-    /// Worth another attempt: a timeout, a rate limit, a dropped connection or a 5xx.
-    pub fn is_transient(&self) -> bool {
+/// The model's one classification: a timeout, a rate limit, a dropped connection or a 5xx is
+/// worth another attempt; a bad answer, a refusal or a configuration problem is not.
+impl Classified for LlmError {
+    fn class(&self) -> Class {
         match self {
-            LlmError::Timeout(_) | LlmError::RateLimited { .. } | LlmError::Transport(_) => true,
-            LlmError::Http { status, .. } => *status >= 500,
-            _ => false,
+            LlmError::Timeout(_) | LlmError::RateLimited { .. } | LlmError::Transport(_) => {
+                Class::Transient
+            }
+            LlmError::Http { status, .. } if *status >= 500 => Class::Transient,
+            _ => Class::Permanent,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LlmError::RateLimited { retry_after } | LlmError::Http { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
         }
     }
 }
@@ -154,6 +172,46 @@ pub fn parse_verdict(content: &str) -> Result<ModelVerdict, LlmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_rate_limits_and_5xx_are_transient_the_rest_permanent() {
+        let wait = Some(Duration::from_secs(3));
+        for transient in [
+            LlmError::Timeout(Duration::from_secs(30)),
+            LlmError::RateLimited { retry_after: wait },
+            LlmError::Transport("connection reset".into()),
+            LlmError::Http {
+                status: 503,
+                body: String::new(),
+                retry_after: None,
+            },
+        ] {
+            assert_eq!(transient.class(), Class::Transient, "{transient}");
+        }
+        for permanent in [
+            LlmError::Http {
+                status: 404,
+                body: String::new(),
+                retry_after: None,
+            },
+            LlmError::Malformed("no choices".into()),
+            LlmError::Schema("extra key".into()),
+            LlmError::Refused("no".into()),
+            LlmError::Config("llm.model".into()),
+        ] {
+            assert_eq!(permanent.class(), Class::Permanent, "{permanent}");
+        }
+        assert_eq!(
+            LlmError::RateLimited { retry_after: wait }.retry_after(),
+            wait
+        );
+        let busy = LlmError::Http {
+            status: 503,
+            body: String::new(),
+            retry_after: wait,
+        };
+        assert_eq!(busy.retry_after(), wait, "a 503 may name its wait too");
+    }
 
     fn valid() -> serde_json::Value {
         serde_json::json!({

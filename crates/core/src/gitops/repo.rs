@@ -1,0 +1,88 @@
+//! The git port: what the shell asks of the GitOps repository Argo CD watches, in domain types
+//! (branch names, commit SHAs as text, semantic edits, commit info). The git2 writer implements
+//! it; no git2 type crosses it.
+//!
+//! Every write is idempotent (files already at their targets make no commit, a revert already
+//! applied changes nothing), because the rollout driver re-issues what a record still owes
+//! after a crash.
+
+use super::remote::RemoteUrl;
+use std::sync::Arc;
+
+use super::commit_message::CommitInfo;
+use super::edit::{FileChange, FileEdit};
+use crate::failure::{Failure, PortFuture};
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// A new commit is on the remote branch.
+    Committed {
+        commit: String,
+        parent: String,
+        changes: Vec<FileChange>,
+        /// 1 when the first push landed.
+        attempts: u32,
+    },
+    /// The branch already had the target values; `head` is its tip.
+    Unchanged { head: String },
+}
+
+impl WriteOutcome {
+    /// The branch tip after the write.
+    pub fn head(&self) -> &str {
+        match self {
+            WriteOutcome::Committed { commit, .. } => commit,
+            WriteOutcome::Unchanged { head } => head,
+        }
+    }
+}
+
+/// What a write to a bot branch did: written, or left alone because its tip is someone else's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotWrite {
+    Written(WriteOutcome),
+    /// The tip was authored or committed by `who`, not the bot: the bot never builds on (or
+    /// force-pushes over) a human's commit.
+    HumanEdited {
+        who: String,
+    },
+}
+
+/// One GitOps repository.
+pub trait GitopsRepo: Send + Sync {
+    /// Applies `edits` to `branch` in one commit whose message (with its audit trailers) is
+    /// rendered from `info`. Files already at their targets make no commit.
+    fn write<'a>(
+        &'a self,
+        branch: &'a str,
+        edits: Vec<Arc<dyn FileEdit>>,
+        info: CommitInfo,
+    ) -> PortFuture<'a, WriteOutcome>;
+    /// Reverts `commit`, one of the bot's, on `branch`, saying why in `reason`. `Unchanged`
+    /// when the branch already has the values from before it.
+    fn revert<'a>(
+        &'a self,
+        branch: &'a str,
+        commit: &'a str,
+        reason: &'a str,
+    ) -> PortFuture<'a, WriteOutcome>;
+    /// PR mode: [`GitopsRepo::write`] to the bot branch `branch`, created from `base` when
+    /// missing, unless its tip is not the bot's.
+    fn write_bot_branch<'a>(
+        &'a self,
+        branch: &'a str,
+        base: &'a str,
+        edits: Vec<Arc<dyn FileEdit>>,
+        info: CommitInfo,
+    ) -> PortFuture<'a, BotWrite>;
+    /// The commit at the tip of `branch` on the remote, read now; `None` when there is no such
+    /// branch.
+    fn tip<'a>(&'a self, branch: &'a str) -> PortFuture<'a, Option<String>>;
+}
+
+/// The GitOps repositories by URL (environments may name their own), opened on first use and
+/// shared by every rollout.
+pub trait GitopsRepos: Send + Sync {
+    fn repo(&self, url: &RemoteUrl) -> Result<Arc<dyn GitopsRepo>, Failure>;
+}

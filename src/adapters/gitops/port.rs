@@ -1,0 +1,106 @@
+//! The core's git port over the writer: [`Writer`] is a `GitopsRepo`, and [`Writers`] opens one
+//! per repository URL on first use (the `GitopsRepos` the rollout runner holds). Errors leave as
+//! the core's `Failure`, classified by `GitopsError`'s one classification.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use deploybot_core::config::GitopsSpec;
+use deploybot_core::failure::{Failure, PortFuture};
+use deploybot_core::gitops::commit_message::CommitInfo;
+use deploybot_core::gitops::edit::FileEdit;
+use deploybot_core::gitops::remote::RemoteUrl;
+use deploybot_core::gitops::repo::{BotWrite, GitopsRepo, GitopsRepos, WriteOutcome};
+use deploybot_core::secret::Secret;
+
+use crate::adapters::gitops::GitopsError;
+use crate::adapters::gitops::writer::{BranchLocks, Target, Writer};
+
+impl GitopsRepo for Writer {
+    fn write<'a>(
+        &'a self,
+        branch: &'a str,
+        edits: Vec<Arc<dyn FileEdit>>,
+        info: CommitInfo,
+    ) -> PortFuture<'a, WriteOutcome> {
+        Box::pin(async move { Ok(Writer::write(self, branch, edits, info).await?) })
+    }
+
+    fn revert<'a>(
+        &'a self,
+        branch: &'a str,
+        commit: &'a str,
+        reason: &'a str,
+    ) -> PortFuture<'a, WriteOutcome> {
+        Box::pin(async move { Ok(Writer::revert(self, branch, commit, reason).await?) })
+    }
+
+    fn write_bot_branch<'a>(
+        &'a self,
+        branch: &'a str,
+        base: &'a str,
+        edits: Vec<Arc<dyn FileEdit>>,
+        info: CommitInfo,
+    ) -> PortFuture<'a, BotWrite> {
+        Box::pin(async move {
+            let target = Target {
+                branch: branch.to_string(),
+                create_from: Some(base.to_string()),
+                bot_owned: true,
+            };
+            match self.write_to(target, edits, info).await {
+                Ok(w) => Ok(BotWrite::Written(w)),
+                Err(GitopsError::HumanEdited { who, .. }) => Ok(BotWrite::HumanEdited { who }),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn tip<'a>(&'a self, branch: &'a str) -> PortFuture<'a, Option<String>> {
+        Box::pin(async move { Ok(self.remote_tip(branch).await?.map(|t| t.commit)) })
+    }
+}
+
+/// One writer per GitOps repository URL, shared by every rollout of the process (and their
+/// branch locks with it).
+pub struct Writers {
+    gitops: GitopsSpec,
+    data_dir: PathBuf,
+    /// The token for `https://` remotes (`gitops.token_*`, else `github.token_*`), read at
+    /// start-up.
+    token: Option<Secret>,
+    locks: BranchLocks,
+    open: Mutex<HashMap<String, Arc<Writer>>>,
+}
+
+impl Writers {
+    /// Writers with `gitops`' identity and retry settings, their clones under `data_dir`.
+    pub fn new(gitops: GitopsSpec, data_dir: PathBuf, token: Option<Secret>) -> Writers {
+        Writers {
+            gitops,
+            data_dir,
+            token,
+            locks: BranchLocks::default(),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl GitopsRepos for Writers {
+    fn repo(&self, url: &RemoteUrl) -> Result<Arc<dyn GitopsRepo>, Failure> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = open.get(url.as_str()) {
+            return Ok(w.clone());
+        }
+        let w = Arc::new(crate::adapters::gitops::writer(
+            &self.gitops,
+            &self.data_dir,
+            url,
+            self.token.as_ref(),
+            self.locks.clone(),
+        )?);
+        open.insert(url.as_str().to_string(), w.clone());
+        Ok(w)
+    }
+}
