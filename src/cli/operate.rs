@@ -190,7 +190,7 @@ pub async fn run(cmd: RolloutCommand) -> anyhow::Result<ExitCode> {
         } => {
             let (pipeline, _) = pipeline(&config)?;
             let released =
-                crate::adapters::store::links::release(pipeline.store(), &service, &env)?;
+                crate::adapters::store::holds::release(pipeline.store(), &service, &env)?;
             println!(
                 "{service}/{env}: {}",
                 if released {

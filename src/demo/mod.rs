@@ -347,7 +347,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         outcomes.push(o);
         // A rollback holds the service; the next change is a new decision by a human.
         for env in ["staging", "production"] {
-            crate::adapters::store::links::release(&store, "checkout", env)?;
+            crate::adapters::store::holds::release(&store, "checkout", env)?;
         }
     }
 

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::adapters::store::links::{self, PendingRelease};
+use crate::adapters::store::parked::{self, PendingRelease};
+use crate::adapters::store::approval_prs;
 use crate::config::{Config, ServiceSpec};
 use crate::shell::driver::EffectRunner;
 use crate::shell::pipeline::{CommandOutcome, Gate, Pipeline, PipelineError, Release};
@@ -94,7 +95,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             gate,
             waiting: "required checks".into(),
         };
-        links::park_release(self.pipeline.store(), &pending, now)?;
+        parked::park_release(self.pipeline.store(), &pending, now)?;
         tracing::info!(service = %service.name, sha = m.merge_sha, merged_by = m.merged_by, "release parked until its checks pass");
         self.release_parked(now).await
     }
@@ -102,7 +103,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
     /// Starts every parked release whose checks passed; drops those whose checks failed.
     pub async fn release_parked(&self, now: DateTime<Utc>) -> Result<String, Failure> {
         let mut notes = Vec::new();
-        for p in links::parked_releases(self.pipeline.store())? {
+        for p in parked::parked_releases(self.pipeline.store())? {
             let Some(service) = self.config.service(&p.release.service) else {
                 continue;
             };
@@ -127,13 +128,13 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                             continue;
                         }
                         Err(e @ PipelineError::Held { .. }) => {
-                            links::unpark_release(self.pipeline.store(), &service.name, &sha)?;
+                            parked::unpark_release(self.pipeline.store(), &service.name, &sha)?;
                             notes.push(format!("{} not started: {e}", p.release.image_tag));
                             continue;
                         }
                         Err(e) => return Err(e.into()),
                     };
-                    links::unpark_release(self.pipeline.store(), &service.name, &sha)?;
+                    parked::unpark_release(self.pipeline.store(), &service.name, &sha)?;
                     notes.push(format!("started {id}"));
                 }
                 ChecksGate::Waiting { pending } => {
@@ -141,7 +142,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                     notes.push(self.repark(&p, waiting, now)?);
                 }
                 ChecksGate::Failed { check, conclusion } => {
-                    links::unpark_release(self.pipeline.store(), &service.name, &sha)?;
+                    parked::unpark_release(self.pipeline.store(), &service.name, &sha)?;
                     tracing::warn!(service = %service.name, %sha, %check, %conclusion, "not deploying: a required check failed");
                     notes.push(format!(
                         "{} not deployed: required check {check} is {conclusion}",
@@ -165,7 +166,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         now: DateTime<Utc>,
     ) -> Result<String, Failure> {
         let note = format!("{}: {waiting}", p.release.image_tag);
-        links::park_release(
+        parked::park_release(
             self.pipeline.store(),
             &PendingRelease {
                 waiting,
@@ -321,7 +322,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         now: DateTime<Utc>,
     ) -> Result<String, Failure> {
         let store = self.pipeline.store();
-        let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
+        let Some(link) = approval_prs::approval_pr_by_number(store, &repo.to_string(), number)? else {
             return Ok(format!("{repo}#{number} is not an approval PR"));
         };
         let t = self
@@ -346,7 +347,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         now: DateTime<Utc>,
     ) -> Result<String, Failure> {
         let store = self.pipeline.store();
-        let Some(link) = links::approval_pr_by_number(store, &repo.to_string(), number)? else {
+        let Some(link) = approval_prs::approval_pr_by_number(store, &repo.to_string(), number)? else {
             return Ok(format!("{repo}#{number} is not an approval PR"));
         };
         let Some(rollout) =
@@ -530,7 +531,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             }
         };
         for r in live.iter().filter(|r| r.phase() == Phase::AwaitingApproval) {
-            let Ok(Some(link)) = links::approval_pr(store, &r.deploy_id) else {
+            let Ok(Some(link)) = approval_prs::approval_pr(store, &r.deploy_id) else {
                 continue;
             };
             let Ok(repo) = link.repo.parse::<RepoName>() else {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::adapters::store::Store;
-use crate::adapters::store::links;
+use crate::adapters::store::{approval_prs, holds};
 use crate::config::{Config, ServiceSpec};
 use crate::shell::driver::{Driver, DriverError, EffectRunner};
 use deploybot_core::failure::{Class, Failure};
@@ -152,7 +152,7 @@ impl<R: EffectRunner> Pipeline<R> {
                 .first()
                 .ok_or_else(|| PipelineError::NoEnvironments(service.name.clone()))?,
         };
-        let hold = links::hold_of(&self.store, &service.name, &env.name)?;
+        let hold = holds::hold_of(&self.store, &service.name, &env.name)?;
         let live = self
             .store
             .live()?
@@ -272,7 +272,7 @@ impl<R: EffectRunner> Pipeline<R> {
         repo: &RepoName,
         number: u64,
     ) -> Result<Option<Rollout>, PipelineError> {
-        if let Some(link) = links::approval_pr_by_number(&self.store, &repo.to_string(), number)? {
+        if let Some(link) = approval_prs::approval_pr_by_number(&self.store, &repo.to_string(), number)? {
             return Ok(self.store.get(&link.deploy_id)?);
         }
         let services: Vec<&str> = self
@@ -307,7 +307,7 @@ impl<R: EffectRunner> Pipeline<R> {
         };
         // `/hold cancel` also releases the hold a rollback left behind, on a finished rollout.
         if cmd == Command::HoldCancel && r.phase().is_terminal() {
-            let released = links::release(&self.store, r.service(), r.environment())?;
+            let released = holds::release(&self.store, r.service(), r.environment())?;
             let note = if released {
                 format!("{}/{} released by @{by}", r.service(), r.environment())
             } else {

@@ -22,7 +22,7 @@ use crate::adapters::gitops::pull_request::{Proposal, ProposeRequest, bot_branch
 use crate::adapters::gitops::{FileEdit, ManifestEdit, Writers};
 use crate::adapters::secrets::Secrets;
 use crate::adapters::store::Store;
-use crate::adapters::store::links;
+use crate::adapters::store::{approval_prs, holds};
 use crate::config::{Config, EnvironmentSpec, ImageRepository, SecretKey, ServiceSpec};
 use crate::shell::driver::{Clock, EffectRunner};
 use deploybot_core::canary::sample::{AnalysisTarget, MetricsSource, Window};
@@ -419,9 +419,9 @@ impl<W: WindowSource> LiveRunner<W> {
                 )));
             }
         };
-        links::record_approval_pr(
+        approval_prs::record_approval_pr(
             &self.parts.store,
-            &links::ApprovalPr {
+            &approval_prs::ApprovalPr {
                 deploy_id: r.deploy_id.clone(),
                 repo: repo.to_string(),
                 number: pr.number,
@@ -434,7 +434,7 @@ impl<W: WindowSource> LiveRunner<W> {
 
     async fn merge_approval_pr(&self, r: &Rollout) -> Result<Input, Failure> {
         let github = self.github()?;
-        let link = links::approval_pr(&self.parts.store, &r.deploy_id)?
+        let link = approval_prs::approval_pr(&self.parts.store, &r.deploy_id)?
             .ok_or_else(|| Failure::refused("no approval PR is recorded for this rollout"))?;
         let repo: RepoName = link.repo.parse().map_err(Failure::refused)?;
         let weight = r
@@ -713,7 +713,7 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 Ok(None)
             }
             Effect::HoldService { reason } => {
-                links::hold(
+                holds::hold(
                     &self.parts.store,
                     r.service(),
                     r.environment(),
@@ -724,7 +724,7 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 Ok(None)
             }
             Effect::ReleaseService => {
-                links::release(&self.parts.store, r.service(), r.environment())?;
+                holds::release(&self.parts.store, r.service(), r.environment())?;
                 Ok(None)
             }
         }

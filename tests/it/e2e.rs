@@ -696,7 +696,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         "{:#?}",
         w.comments_on(103)
     );
-    deploybot::adapters::store::links::release(&app.store, "checkout", "staging").unwrap();
+    deploybot::adapters::store::holds::release(&app.store, "checkout", "staging").unwrap();
 
     // 4. Prometheus stops mid-analysis: paused, never promoted.
     let sha4 = "4444444444444444444444444444444444444444";

@@ -6,7 +6,9 @@
 //! one fsync. Reads use their own connection so they never wait behind a commit.
 
 pub mod assessments;
-pub mod links;
+pub mod approval_prs;
+pub mod holds;
+pub mod parked;
 pub mod rollouts;
 
 use std::path::{Path, PathBuf};
