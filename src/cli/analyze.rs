@@ -46,7 +46,7 @@ pub struct AnalyzeArgs {
 /// What the judge made of a window, in terms this command can print.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JudgeOutcome {
-    /// `rollback`, `promote`, `hold` or `continue`.
+    /// `rollback`, `promote`, `inconclusive` or `continue`.
     pub decision: String,
     /// The 0-based interval at which it was reached.
     pub interval: Option<usize>,
@@ -332,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn report_shows_missing_as_missing_and_the_judge_holds() {
+    fn report_shows_missing_as_missing_and_the_judge_inconclusive() {
         let sample = |r, e| TrackSample {
             requests: r,
             errors: e,

@@ -50,13 +50,18 @@ pub fn load_judge_config(path: &Path, service: Option<&str>) -> anyhow::Result<J
         };
         return Ok(svc.analysis.judge.clone());
     }
-    let judge: JudgeConfig = if text.trim().is_empty() {
+    let mut judge: JudgeConfig = if text.trim().is_empty() {
         JudgeConfig::default()
     } else {
         yaml_serde::from_str(&text)
             .with_context(|| format!("parsing judge config {}", path.display()))?
     };
     let mut problems = Vec::new();
+    match judge.renamed("judge") {
+        Ok(Some((key, message))) => eprintln!("warning: {}: {key}: {message}", path.display()),
+        Ok(None) => {}
+        Err(problem) => problems.push(problem),
+    }
     judge.validate("judge", &mut problems);
     if !problems.is_empty() {
         anyhow::bail!(

@@ -407,7 +407,7 @@ fn judge_outcome(config: &Config, s: &Shipment, rollouts: &[Rollout], minutes: i
     let paused = rollouts
         .iter()
         .find(|r| matches!(r.phase(), Phase::Paused { .. }));
-    let promoted_anywhere_unverified = matches!(s.truth, Truth::Hold) && all_complete;
+    let promoted_anywhere_unverified = matches!(s.truth, Truth::Unverifiable) && all_complete;
     let (what, as_designed) = if all_complete {
         (
             format!(
@@ -431,7 +431,7 @@ fn judge_outcome(config: &Config, s: &Shipment, rollouts: &[Rollout], minutes: i
     } else if let Some(r) = paused {
         (
             format!("paused in {}: {}", r.environment(), r.phase()),
-            s.truth == Truth::Hold,
+            s.truth == Truth::Unverifiable,
         )
     } else {
         ("did not settle".to_string(), false)
@@ -439,7 +439,7 @@ fn judge_outcome(config: &Config, s: &Shipment, rollouts: &[Rollout], minutes: i
     let expected = match s.truth {
         Truth::Promote => "expected: promote",
         Truth::Rollback => "expected: rollback",
-        Truth::Hold => "expected: hold, never promote",
+        Truth::Unverifiable => "expected: hold, never promote",
     };
     Outcome {
         line: format!(
@@ -558,6 +558,6 @@ fn observation_text(o: &deploybot_core::rollout::Observation) -> String {
         O::Continue => "continue".into(),
         O::Promote => "promote".into(),
         O::Rollback { metric, evidence } => format!("rollback ({metric}: {evidence})"),
-        O::Hold { reason, .. } => format!("hold ({reason})"),
+        O::Inconclusive { reason, .. } => format!("inconclusive ({reason})"),
     }
 }

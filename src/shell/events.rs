@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::adapters::store::parked::{self, PendingRelease};
 use crate::adapters::store::approval_prs;
+use crate::adapters::store::parked::{self, PendingRelease};
 use crate::config::{Config, ServiceSpec};
 use crate::shell::driver::EffectRunner;
 use crate::shell::pipeline::{CommandOutcome, Gate, Pipeline, PipelineError, Release};
@@ -322,7 +322,8 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         now: DateTime<Utc>,
     ) -> Result<String, Failure> {
         let store = self.pipeline.store();
-        let Some(link) = approval_prs::approval_pr_by_number(store, &repo.to_string(), number)? else {
+        let Some(link) = approval_prs::approval_pr_by_number(store, &repo.to_string(), number)?
+        else {
             return Ok(format!("{repo}#{number} is not an approval PR"));
         };
         let t = self
@@ -347,7 +348,8 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         now: DateTime<Utc>,
     ) -> Result<String, Failure> {
         let store = self.pipeline.store();
-        let Some(link) = approval_prs::approval_pr_by_number(store, &repo.to_string(), number)? else {
+        let Some(link) = approval_prs::approval_pr_by_number(store, &repo.to_string(), number)?
+        else {
             return Ok(format!("{repo}#{number} is not an approval PR"));
         };
         let Some(rollout) =

@@ -272,7 +272,9 @@ impl<R: EffectRunner> Pipeline<R> {
         repo: &RepoName,
         number: u64,
     ) -> Result<Option<Rollout>, PipelineError> {
-        if let Some(link) = approval_prs::approval_pr_by_number(&self.store, &repo.to_string(), number)? {
+        if let Some(link) =
+            approval_prs::approval_pr_by_number(&self.store, &repo.to_string(), number)?
+        {
             return Ok(self.store.get(&link.deploy_id)?);
         }
         let services: Vec<&str> = self

@@ -240,20 +240,20 @@ fn step_label(r: &Rollout, weight: Weight) -> String {
 /// is no baseline to compare with; it must serve traffic and stay under the error guardrail.
 pub fn verification_observation(window: &Window, judge: &JudgeConfig) -> Observation {
     let Some(last) = window.intervals.last() else {
-        return Observation::Hold {
+        return Observation::Inconclusive {
             reason: "no metrics for the verification interval yet".into(),
             escalate: false,
         };
     };
     let Some(sample) = last.baseline.as_ref() else {
-        return Observation::Hold {
+        return Observation::Inconclusive {
             reason: "no metrics for the new version's stable series".into(),
             escalate: false,
         };
     };
     // Too little traffic verifies nothing: hold rather than complete on a handful of requests.
     if sample.requests < judge.guardrails.min_requests.max(1) {
-        return Observation::Hold {
+        return Observation::Inconclusive {
             reason: format!(
                 "the new version served {} requests, fewer than the {} needed to verify it",
                 sample.requests,
@@ -288,7 +288,7 @@ pub fn observation(decision: &Decision) -> Observation {
             metric: metric.clone(),
             evidence: evidence.clone(),
         },
-        Verdict::Hold { reason, escalate } => Observation::Hold {
+        Verdict::Inconclusive { reason, escalate } => Observation::Inconclusive {
             reason: reason.to_string(),
             escalate: *escalate,
         },
@@ -759,7 +759,7 @@ mod tests {
         let hold = |w: &Window| {
             matches!(
                 verification_observation(w, &judge),
-                Observation::Hold { .. }
+                Observation::Inconclusive { .. }
             )
         };
         assert!(hold(&Window {
@@ -847,12 +847,12 @@ mod tests {
         };
         assert_eq!(observation(&d(Verdict::Promote)), Observation::Promote);
         assert_eq!(
-            observation(&d(Verdict::Hold {
-                reason: deploybot_core::canary::HoldReason::NoCanaryTraffic,
+            observation(&d(Verdict::Inconclusive {
+                reason: deploybot_core::canary::InconclusiveReason::NoCanaryTraffic,
                 escalate: true
             })),
-            Observation::Hold {
-                reason: deploybot_core::canary::HoldReason::NoCanaryTraffic.to_string(),
+            Observation::Inconclusive {
+                reason: deploybot_core::canary::InconclusiveReason::NoCanaryTraffic.to_string(),
                 escalate: true
             }
         );

@@ -136,7 +136,7 @@ fn the_judge_holds_its_false_rollback_rate_on_a_suite_it_never_saw() {
         "detection {}",
         s.detection_rate()
     );
-    assert!(cases.iter().any(|c| c.truth == Truth::Hold));
+    assert!(cases.iter().any(|c| c.truth == Truth::Unverifiable));
 }
 
 fn deploybot() -> Command {
@@ -174,7 +174,7 @@ fn judge_cli_prints_one_json_object_per_scenario_and_ignores_the_answer_key() {
     }
     assert_eq!(lines[0]["scenario"], "errors-x20.0-00");
     assert_eq!(lines[0]["decision"], "rollback");
-    assert_eq!(lines[1]["decision"], "hold");
+    assert_eq!(lines[1]["decision"], "inconclusive");
     assert!(lines[1]["reason"].as_str().unwrap().contains("no traffic"));
 
     // Rewriting the answer key must not change a single byte of the output.

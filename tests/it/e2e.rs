@@ -241,7 +241,7 @@ impl World {
                     },
                 },
                 "rollout": {"canary_plan": [25, 100], "bake": "2m", "analysis_interval": "1m",
-                            "verification": "2m", "max_hold_intervals": 2},
+                            "verification": "2m", "max_inconclusive_intervals": 2},
             }],
         });
         let yaml = yaml_serde::to_string(&config).unwrap();

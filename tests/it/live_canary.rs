@@ -149,7 +149,7 @@ fn config(ws: &Workspace, prometheus: &str) -> Config {
       bake: 0s
       analysis_interval: 2s
       verification: 4s
-      max_hold_intervals: 3
+      max_inconclusive_intervals: 3
 "#
     );
     let text = ws.config_text();

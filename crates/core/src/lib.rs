@@ -8,6 +8,7 @@
 pub mod canary;
 pub mod clock;
 pub mod config;
+pub mod deprecated;
 pub mod duration;
 pub mod failure;
 pub mod github;

@@ -5,8 +5,8 @@
 //! answer only after its row is durable (WAL, `synchronous=FULL`), but concurrent deliveries share
 //! one fsync. Reads use their own connection so they never wait behind a commit.
 
-pub mod assessments;
 pub mod approval_prs;
+pub mod assessments;
 pub mod holds;
 pub mod parked;
 pub mod rollouts;

@@ -3,7 +3,7 @@
 //! overall, prints the trade-off curves behind the defaults and the cost of one decision.
 //!
 //! Scoring follows `../shared/canary-bench/README.md`: the scenario is fed step by step, the
-//! first rollback or promote is final, none by the last step counts as hold. Only this scorer
+//! first rollback or promote is final, none by the last step counts as inconclusive. Only this scorer
 //! reads a scenario's answer key.
 
 use std::collections::BTreeMap;
@@ -137,7 +137,7 @@ impl Score {
                     self.subtle_detected += rolled as usize;
                 }
             }
-            Truth::Hold => {
+            Truth::Unverifiable => {
                 self.unverifiable += 1;
                 self.unverifiable_promoted += promoted as usize;
             }
@@ -251,7 +251,10 @@ fn family_table(cases: &[Case], base: &JudgeConfig) -> String {
         .collect();
     let mut out = String::from("| family | n |");
     for m in &methods {
-        out += &format!(" {} rollback/promote/hold (median step) |", m.name());
+        out += &format!(
+            " {} rollback/promote/inconclusive (median step) |",
+            m.name()
+        );
     }
     out += "\n| --- | --- |";
     out += &" --- |".repeat(methods.len());
@@ -383,7 +386,7 @@ fn cost(cases: &[Case], base: &JudgeConfig) -> String {
 fn report(title: &str, cases: &[Case], config: &JudgeConfig, curves_too: bool) -> String {
     let mut out = format!("## {title}: {} scenarios\n\n", cases.len());
     out += &overall_table(cases, config);
-    out += "\nPer family (rollback/promote/hold, median decision step):\n\n";
+    out += "\nPer family (rollback/promote/inconclusive, median decision step):\n\n";
     out += &family_table(cases, config);
     if curves_too {
         out += "\nTrade-offs of the sequential judge (one setting varied, the rest as configured):\n\n";

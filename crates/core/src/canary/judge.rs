@@ -3,8 +3,9 @@
 //! caller passes the whole window each interval and gets the same answer for the same input.
 //!
 //! How it decides, per interval `t`:
-//! 1. Data first. A missing canary or baseline sample, or no traffic on either, is `Hold` with
-//!    the reason (never a pass); enough consecutive holds escalate (pause and alert).
+//! 1. Data first. A missing canary or baseline sample, or no traffic on either, is
+//!    `Inconclusive` with the reason (never a pass); enough consecutive inconclusive intervals
+//!    escalate (pause and alert).
 //! 2. Guardrails act on the current interval alone (canary error rate above 20 % by default).
 //! 3. Each gating test compares canary with baseline *within* each verified interval
 //!    (conditional binomial: of the interval's events, how many fell on the canary, given its
@@ -41,17 +42,20 @@ pub enum Verdict {
     /// The canary is worse: take it back.
     Rollback { metric: String, evidence: String },
     /// No evidence can be had right now; `escalate` asks to pause the rollout and alert.
-    Hold { reason: HoldReason, escalate: bool },
+    Inconclusive {
+        reason: InconclusiveReason,
+        escalate: bool,
+    },
 }
 
 impl Verdict {
-    /// `continue`, `promote`, `rollback` or `hold`.
+    /// `continue`, `promote`, `rollback` or `inconclusive`.
     pub fn name(&self) -> &'static str {
         match self {
             Verdict::Continue => "continue",
             Verdict::Promote => "promote",
             Verdict::Rollback { .. } => "rollback",
-            Verdict::Hold { .. } => "hold",
+            Verdict::Inconclusive { .. } => "inconclusive",
         }
     }
 }
@@ -59,7 +63,7 @@ impl Verdict {
 /// Why there is no evidence.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum HoldReason {
+pub enum InconclusiveReason {
     /// The canary series has no sample for the interval.
     CanarySeriesMissing,
     /// The baseline series has no sample for the interval.
@@ -75,31 +79,33 @@ pub enum HoldReason {
     /// The canary's share of the requests is far from its weight: routing is broken.
     SampleRatioMismatch { observed: f64, expected: f64 },
     /// The analysis reached `max_intervals` without enough evidence either way.
-    Inconclusive { intervals: usize },
+    Undecided { intervals: usize },
 }
 
-impl std::fmt::Display for HoldReason {
+impl std::fmt::Display for InconclusiveReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HoldReason::CanarySeriesMissing => write!(f, "no canary metrics for the interval"),
-            HoldReason::BaselineSeriesMissing => {
+            InconclusiveReason::CanarySeriesMissing => {
+                write!(f, "no canary metrics for the interval")
+            }
+            InconclusiveReason::BaselineSeriesMissing => {
                 write!(f, "no baseline metrics for the interval")
             }
-            HoldReason::NoCanaryTraffic => write!(f, "the canary received no traffic"),
-            HoldReason::NoBaselineTraffic => write!(f, "the baseline received no traffic"),
-            HoldReason::LatencyMissing => {
+            InconclusiveReason::NoCanaryTraffic => write!(f, "the canary received no traffic"),
+            InconclusiveReason::NoBaselineTraffic => write!(f, "the baseline received no traffic"),
+            InconclusiveReason::LatencyMissing => {
                 write!(f, "no latency histogram for the interval on one track")
             }
-            HoldReason::ExtraMissing { metric } => {
+            InconclusiveReason::ExtraMissing { metric } => {
                 write!(f, "no {metric} sample for the interval on one track")
             }
-            HoldReason::SampleRatioMismatch { observed, expected } => write!(
+            InconclusiveReason::SampleRatioMismatch { observed, expected } => write!(
                 f,
                 "sample ratio mismatch: the canary received {:.2} % of requests, {:.2} % expected",
                 observed * 100.0,
                 expected * 100.0
             ),
-            HoldReason::Inconclusive { intervals } => write!(
+            InconclusiveReason::Undecided { intervals } => write!(
                 f,
                 "no decision after {intervals} intervals: not enough evidence either way"
             ),
@@ -253,7 +259,7 @@ impl Decision {
                 )
             }
             Verdict::Rollback { metric, evidence } => format!("{metric}: {evidence}"),
-            Verdict::Hold { reason, escalate } => {
+            Verdict::Inconclusive { reason, escalate } => {
                 if *escalate {
                     format!("{reason} (pause and alert)")
                 } else {
@@ -265,19 +271,23 @@ impl Decision {
 }
 
 /// The data problem of one interval, if any.
-fn data_problem(iv: &Interval) -> Option<HoldReason> {
+fn data_problem(iv: &Interval) -> Option<InconclusiveReason> {
     match (&iv.baseline, &iv.canary) {
-        (_, None) => Some(HoldReason::CanarySeriesMissing),
-        (None, _) => Some(HoldReason::BaselineSeriesMissing),
-        (_, Some(c)) if c.requests == 0 => Some(HoldReason::NoCanaryTraffic),
-        (Some(b), _) if b.requests == 0 => Some(HoldReason::NoBaselineTraffic),
+        (_, None) => Some(InconclusiveReason::CanarySeriesMissing),
+        (None, _) => Some(InconclusiveReason::BaselineSeriesMissing),
+        (_, Some(c)) if c.requests == 0 => Some(InconclusiveReason::NoCanaryTraffic),
+        (Some(b), _) if b.requests == 0 => Some(InconclusiveReason::NoBaselineTraffic),
         _ => None,
     }
 }
 
 /// Why an interval gives no evidence for the gating metrics: missing series or traffic
 /// ([`data_problem`]), or a gating latency histogram or extra metric absent on a track.
-fn hold_reason(iv: &Interval, cfg: &JudgeConfig, buckets: usize) -> Option<HoldReason> {
+fn inconclusive_reason(
+    iv: &Interval,
+    cfg: &JudgeConfig,
+    buckets: usize,
+) -> Option<InconclusiveReason> {
     if let Some(problem) = data_problem(iv) {
         return Some(problem);
     }
@@ -285,13 +295,13 @@ fn hold_reason(iv: &Interval, cfg: &JudgeConfig, buckets: usize) -> Option<HoldR
     if cfg.latency.mode == MetricMode::Gate
         && (!has_latency(b, buckets) || !has_latency(c, buckets))
     {
-        return Some(HoldReason::LatencyMissing);
+        return Some(InconclusiveReason::LatencyMissing);
     }
     cfg.extra
         .iter()
         .filter(|(_, m)| m.mode == MetricMode::Gate)
         .find(|(name, _)| !b.extra.contains_key(*name) || !c.extra.contains_key(*name))
-        .map(|(name, _)| HoldReason::ExtraMissing {
+        .map(|(name, _)| InconclusiveReason::ExtraMissing {
             metric: name.clone(),
         })
 }
@@ -324,8 +334,8 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
         note: None,
     };
     let Some(current) = seen.last() else {
-        decision.verdict = Verdict::Hold {
-            reason: HoldReason::CanarySeriesMissing,
+        decision.verdict = Verdict::Inconclusive {
+            reason: InconclusiveReason::CanarySeriesMissing,
             escalate: false,
         };
         return decision;
@@ -350,25 +360,25 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
         return decision;
     }
 
-    if let Some(problem) = hold_reason(current, cfg, buckets) {
+    if let Some(problem) = inconclusive_reason(current, cfg, buckets) {
         // Consecutive held intervals, whatever held each of them, escalate: a gating metric
         // that never arrives must page someone as surely as a missing canary.
         let held = seen
             .iter()
             .rev()
-            .take_while(|iv| hold_reason(iv, cfg, buckets).is_some())
+            .take_while(|iv| inconclusive_reason(iv, cfg, buckets).is_some())
             .count();
-        decision.verdict = Verdict::Hold {
+        decision.verdict = Verdict::Inconclusive {
             reason: problem,
-            escalate: held >= cfg.escalate_after_holds as usize,
+            escalate: held >= cfg.escalate_after_inconclusive as usize,
         };
         return decision;
     }
     if let Some(observed) = share
         && sample_ratio_mismatch(&pairs, observed, window.canary_weight, cfg)
     {
-        decision.verdict = Verdict::Hold {
-            reason: HoldReason::SampleRatioMismatch {
+        decision.verdict = Verdict::Inconclusive {
+            reason: InconclusiveReason::SampleRatioMismatch {
                 observed,
                 expected: window.canary_weight,
             },
@@ -422,8 +432,8 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
             };
             return decision;
         }
-        decision.verdict = Verdict::Hold {
-            reason: HoldReason::Inconclusive { intervals: t },
+        decision.verdict = Verdict::Inconclusive {
+            reason: InconclusiveReason::Undecided { intervals: t },
             escalate: true,
         };
     }
@@ -876,7 +886,7 @@ mod tests {
     }
 
     #[test]
-    fn a_regression_still_undecided_at_the_last_look_rolls_back_instead_of_holding() {
+    fn a_regression_still_undecided_at_the_last_look_rolls_back_instead_of_staying_inconclusive() {
         let cfg = JudgeConfig::default();
         // 1.6x the errors: too little for the sequential e-value within 30 intervals, but a
         // clear excess at a fixed horizon
@@ -992,7 +1002,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_canary_series_holds_and_escalates() {
+    fn a_missing_canary_series_is_inconclusive_and_escalates() {
         let cfg = JudgeConfig::default();
         let w = window(30, |i| Interval {
             canary: None,
@@ -1001,26 +1011,29 @@ mod tests {
         let d = replay_verdict(&w, &cfg);
         assert_eq!(
             d.verdict,
-            Verdict::Hold {
-                reason: HoldReason::CanarySeriesMissing,
+            Verdict::Inconclusive {
+                reason: InconclusiveReason::CanarySeriesMissing,
                 escalate: true
             }
         );
-        // the first intervals hold without escalating yet
+        // the first intervals are inconclusive without escalating yet
         let early = decide(&w, 1, &cfg);
         assert!(matches!(
             early.verdict,
-            Verdict::Hold {
+            Verdict::Inconclusive {
                 escalate: false,
                 ..
             }
         ));
-        let at = decide(&w, cfg.escalate_after_holds as usize, &cfg);
-        assert!(matches!(at.verdict, Verdict::Hold { escalate: true, .. }));
+        let at = decide(&w, cfg.escalate_after_inconclusive as usize, &cfg);
+        assert!(matches!(
+            at.verdict,
+            Verdict::Inconclusive { escalate: true, .. }
+        ));
     }
 
     #[test]
-    fn a_missing_baseline_holds_even_if_the_canary_looks_fine() {
+    fn a_missing_baseline_is_inconclusive_even_if_the_canary_looks_fine() {
         let cfg = JudgeConfig::default();
         let w = window(30, |i| Interval {
             baseline: None,
@@ -1029,15 +1042,15 @@ mod tests {
         let d = replay_verdict(&w, &cfg);
         assert!(matches!(
             d.verdict,
-            Verdict::Hold {
-                reason: HoldReason::BaselineSeriesMissing,
+            Verdict::Inconclusive {
+                reason: InconclusiveReason::BaselineSeriesMissing,
                 ..
             }
         ));
     }
 
     #[test]
-    fn no_canary_traffic_holds_and_never_promotes() {
+    fn no_canary_traffic_is_inconclusive_and_never_promotes() {
         let cfg = JudgeConfig::default();
         let w = window(30, |i| Interval {
             canary: Some(track(0, 0, 0.0)),
@@ -1048,8 +1061,8 @@ mod tests {
             assert!(
                 matches!(
                     d.verdict,
-                    Verdict::Hold {
-                        reason: HoldReason::NoCanaryTraffic,
+                    Verdict::Inconclusive {
+                        reason: InconclusiveReason::NoCanaryTraffic,
                         ..
                     }
                 ),
@@ -1059,7 +1072,7 @@ mod tests {
     }
 
     #[test]
-    fn gaps_in_the_middle_hold_then_the_analysis_resumes() {
+    fn gaps_in_the_middle_are_inconclusive_then_the_analysis_resumes() {
         let cfg = JudgeConfig::default();
         let w = window(30, |i| {
             if (3..6).contains(&i) {
@@ -1071,7 +1084,10 @@ mod tests {
                 healthy(i)
             }
         });
-        assert!(matches!(decide(&w, 4, &cfg).verdict, Verdict::Hold { .. }));
+        assert!(matches!(
+            decide(&w, 4, &cfg).verdict,
+            Verdict::Inconclusive { .. }
+        ));
         let d = replay_verdict(&w, &cfg);
         assert_eq!(d.verdict, Verdict::Promote);
         // soak counts verified intervals only
@@ -1111,8 +1127,8 @@ mod tests {
         assert!(
             matches!(
                 d.verdict,
-                Verdict::Hold {
-                    reason: HoldReason::SampleRatioMismatch { .. },
+                Verdict::Inconclusive {
+                    reason: InconclusiveReason::SampleRatioMismatch { .. },
                     ..
                 }
             ),
@@ -1165,7 +1181,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sample_ratio_mismatch_holds_and_blocks_promotion() {
+    fn a_sample_ratio_mismatch_is_inconclusive_and_blocks_promotion() {
         let cfg = JudgeConfig::default();
         // weight 10 % but the canary gets about 5 %
         let w = window(30, |i| Interval {
@@ -1173,8 +1189,8 @@ mod tests {
             canary: Some(track(500, (2.5 * wobble(i + 3)) as u64, 0.2)),
         });
         let d = replay_verdict(&w, &cfg);
-        let Verdict::Hold {
-            reason: HoldReason::SampleRatioMismatch { observed, expected },
+        let Verdict::Inconclusive {
+            reason: InconclusiveReason::SampleRatioMismatch { observed, expected },
             escalate: true,
         } = d.verdict
         else {
@@ -1276,17 +1292,17 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_gating_extra_metric_holds_and_a_dry_run_one_does_not() {
+    fn a_missing_gating_extra_metric_is_inconclusive_and_a_dry_run_one_does_not() {
         let w = window(8, |i| with_orders(i, None));
         let gate = orders_config(Direction::LowerIsWorse, MetricMode::Gate);
         for t in 1..=8 {
             let d = decide(&w, t, &gate);
-            let Verdict::Hold { reason, escalate } = &d.verdict else {
-                panic!("expected a hold at {t}, got {d:?}");
+            let Verdict::Inconclusive { reason, escalate } = &d.verdict else {
+                panic!("expected inconclusive at {t}, got {d:?}");
             };
             assert_eq!(
                 reason,
-                &HoldReason::ExtraMissing {
+                &InconclusiveReason::ExtraMissing {
                     metric: "orders".into()
                 }
             );
@@ -1303,7 +1319,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_latency_histograms_hold_when_latency_gates() {
+    fn missing_latency_histograms_are_inconclusive_when_latency_gates() {
         let cfg = JudgeConfig::default();
         let w = window(30, |i| {
             let mut iv = healthy(i);
@@ -1316,8 +1332,8 @@ mod tests {
         assert!(
             matches!(
                 d.verdict,
-                Verdict::Hold {
-                    reason: HoldReason::LatencyMissing,
+                Verdict::Inconclusive {
+                    reason: InconclusiveReason::LatencyMissing,
                     escalate: true,
                 }
             ),
@@ -1326,14 +1342,14 @@ mod tests {
         // a histogram that never arrives escalates like a missing series
         assert!(matches!(
             decide(&w, 2, &cfg).verdict,
-            Verdict::Hold {
+            Verdict::Inconclusive {
                 escalate: false,
                 ..
             }
         ));
         assert!(matches!(
             decide(&w, 3, &cfg).verdict,
-            Verdict::Hold { escalate: true, .. }
+            Verdict::Inconclusive { escalate: true, .. }
         ));
     }
 
@@ -1382,7 +1398,7 @@ mod tests {
                         prop_assert!(verified(&w.intervals[t - 1]).is_some());
                         prop_assert!(d.verified_intervals >= cfg.min_intervals as usize);
                     }
-                    if let Verdict::Hold { reason: HoldReason::CanarySeriesMissing, .. } = d.verdict {
+                    if let Verdict::Inconclusive { reason: InconclusiveReason::CanarySeriesMissing, .. } = d.verdict {
                         prop_assert!(w.intervals[t - 1].canary.is_none());
                     }
                     // pure: the same input gives the same decision

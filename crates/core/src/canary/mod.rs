@@ -14,7 +14,7 @@ pub mod scenario;
 pub mod settings;
 pub mod stats;
 
-pub use judge::{Decision, HoldReason, MetricReport, Verdict};
+pub use judge::{Decision, InconclusiveReason, MetricReport, Verdict};
 pub use settings::{JudgeConfig, JudgeMethod};
 
 use sample::Window;
@@ -46,22 +46,22 @@ pub fn judge(window: &Window, t: usize, config: &JudgeConfig) -> Decision {
 }
 
 /// The outcome of replaying a whole window interval by interval: the first decision other than
-/// `Continue` is final; without one the last interval's decision stands (a hold).
+/// `Continue` is final; without one the last interval's decision stands (inconclusive).
 pub fn replay(window: &Window, config: &JudgeConfig) -> Decision {
     let n = window.intervals.len();
     let mut last = None;
     for t in 1..=n {
         let d = judge(window, t, config);
         match d.verdict {
-            Verdict::Continue | Verdict::Hold { .. } => last = Some(d),
+            Verdict::Continue | Verdict::Inconclusive { .. } => last = Some(d),
             _ => return d,
         }
     }
     match last {
-        Some(d) if matches!(d.verdict, Verdict::Hold { .. }) => d,
+        Some(d) if matches!(d.verdict, Verdict::Inconclusive { .. }) => d,
         Some(d) => Decision {
-            verdict: Verdict::Hold {
-                reason: HoldReason::Inconclusive { intervals: n },
+            verdict: Verdict::Inconclusive {
+                reason: InconclusiveReason::Undecided { intervals: n },
                 escalate: true,
             },
             note: None,

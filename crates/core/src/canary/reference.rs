@@ -12,7 +12,7 @@
 //!
 //! Like the main judge they are pure functions of the window so far.
 
-use super::judge::{Decision, HoldReason, Verdict};
+use super::judge::{Decision, InconclusiveReason, Verdict};
 use super::sample::{TrackSample, Window};
 use super::stats::{self, mann_whitney_greater};
 
@@ -186,8 +186,8 @@ pub fn fixed_horizon_mann_whitney(w: &Window, t: usize) -> Decision {
     if t > HORIZON {
         return decision(
             t,
-            Verdict::Hold {
-                reason: HoldReason::Inconclusive { intervals: t },
+            Verdict::Inconclusive {
+                reason: InconclusiveReason::Undecided { intervals: t },
                 escalate: true,
             },
             "the fixed horizon has passed".into(),

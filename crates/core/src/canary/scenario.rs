@@ -49,8 +49,10 @@ pub enum Truth {
     Rollback,
     /// Canary and baseline come from the same distribution.
     Promote,
-    /// The canary's health cannot be verified; anything but promote is right.
-    Hold,
+    /// The canary's health cannot be verified; anything but promote is right. The suite's
+    /// files (`../shared/canary-bench`) call it `hold`.
+    #[serde(rename = "hold")]
+    Unverifiable,
 }
 
 #[derive(Deserialize)]

@@ -21,10 +21,14 @@ pub struct JudgeConfig {
     /// Verified intervals needed before a promotion.
     pub min_intervals: u32,
     /// The last look: a canary clearly worse than the rollback margin at this fixed horizon
-    /// rolls back; otherwise the undecided analysis stops and holds with an alert.
+    /// rolls back; otherwise the undecided analysis stops, inconclusive, with an alert.
     pub max_intervals: u32,
-    /// Consecutive intervals on hold after which the hold escalates (pause and alert).
-    pub escalate_after_holds: u32,
+    /// Consecutive inconclusive intervals after which the verdict escalates (pause and alert).
+    pub escalate_after_inconclusive: u32,
+    /// Deprecated spelling of `escalate_after_inconclusive` (a "hold" is a held service now);
+    /// [`JudgeConfig::renamed`] moves it there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalate_after_holds: Option<u32>,
     /// The error-rate comparison.
     pub errors: ErrorMetricConfig,
     /// The latency comparison (from histogram buckets).
@@ -46,7 +50,8 @@ impl Default for JudgeConfig {
             promote_alpha: 0.05,
             min_intervals: 6,
             max_intervals: 30,
-            escalate_after_holds: 3,
+            escalate_after_inconclusive: 3,
+            escalate_after_holds: None,
             errors: ErrorMetricConfig::default(),
             latency: LatencyMetricConfig::default(),
             guardrails: GuardrailConfig::default(),
@@ -251,6 +256,20 @@ impl Default for SampleRatioConfig {
 }
 
 impl JudgeConfig {
+    /// Moves a deprecated `escalate_after_holds` (under `key`) into
+    /// `escalate_after_inconclusive`; the warning to show, or the problem when both disagree.
+    pub fn renamed(&mut self, key: &str) -> Result<Option<crate::deprecated::Warning>, String> {
+        let (v, warning) = crate::deprecated::renamed(
+            &format!("{key}.escalate_after_holds"),
+            &format!("{key}.escalate_after_inconclusive"),
+            self.escalate_after_holds.take(),
+            self.escalate_after_inconclusive,
+            JudgeConfig::default().escalate_after_inconclusive,
+        )?;
+        self.escalate_after_inconclusive = v;
+        Ok(warning)
+    }
+
     /// Every problem, each naming its full key under `key`.
     pub fn validate(&self, key: &str, problems: &mut Vec<String>) {
         let mut open01 = |name: &str, v: f64| {
@@ -352,8 +371,10 @@ impl JudgeConfig {
                 self.max_intervals, self.min_intervals
             ));
         }
-        if self.escalate_after_holds == 0 {
-            problems.push(format!("{key}.escalate_after_holds: must be at least 1"));
+        if self.escalate_after_inconclusive == 0 {
+            problems.push(format!(
+                "{key}.escalate_after_inconclusive: must be at least 1"
+            ));
         }
         if !(self.sample_ratio.tolerance > 0.0 && self.sample_ratio.min_z > 0.0) {
             problems.push(format!(

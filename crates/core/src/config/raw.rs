@@ -85,6 +85,11 @@ impl RawConfig {
             .max_backoff
             .or(ms(retry.max_backoff_ms.take()))
             .or(Some(defaults::PUSH_MAX_BACKOFF));
+        for s in &mut c.services {
+            // Resolution already refused keys given both ways; what is left is the old one.
+            let _ = s.rollout.renamed("");
+            let _ = s.analysis.judge.renamed("");
+        }
         c
     }
 

@@ -158,6 +158,14 @@ impl Resolver {
         Some(r)
     }
 
+    /// A renamed key's outcome: its warning kept, or its problem recorded.
+    fn renamed(&mut self, r: Result<Option<crate::deprecated::Warning>, String>) -> Option<()> {
+        if let Some((key, message)) = self.ok(r)? {
+            self.warnings.push(Warning { key, message });
+        }
+        Some(())
+    }
+
     /// A duration key with a deprecated millisecond spelling: the new key, else the old one
     /// (with a warning naming the new key and the equivalent value), else `default`. Both is an
     /// error: which one was meant cannot be guessed.
@@ -735,15 +743,18 @@ impl Resolver {
                 .check(|p| r.validate(&format!("{key}.risk"), p))
                 .is_some();
         }
-        ok &= self.analysis(key, &s.analysis).is_some();
+        let mut analysis = s.analysis.clone();
+        let renamed = analysis.judge.renamed(&format!("{key}.analysis.judge"));
+        ok &= self.renamed(renamed).is_some();
+        ok &= self.analysis(key, &analysis).is_some();
         let rollout_key = format!("{key}.rollout");
+        let mut rollout = s.rollout.clone();
+        let renamed = rollout.renamed(&rollout_key);
+        ok &= self.renamed(renamed).is_some();
         let settings = self
-            .check(|p| s.rollout.validate(&rollout_key, p))
+            .check(|p| rollout.validate(&rollout_key, p))
             .and_then(|()| {
-                let settings = s
-                    .rollout
-                    .settings()
-                    .map_err(|e| format!("{rollout_key}.{e}"));
+                let settings = rollout.settings().map_err(|e| format!("{rollout_key}.{e}"));
                 self.ok(settings)
             });
         let spec = ServiceSpec {
@@ -753,7 +764,7 @@ impl Resolver {
             image_tag: image_tag?,
             required_checks: s.required_checks.clone(),
             deploy,
-            analysis: s.analysis.clone(),
+            analysis,
             thresholds: risk?.config.thresholds.resolve(s.risk.as_ref()),
             settings: settings?,
             on_new_version: s.rollout.on_new_version,

@@ -505,3 +505,54 @@ fn push_backoff_grows_is_capped_and_jittered_within_bounds() {
     assert_eq!((ms(8, 0.0), ms(8, 0.999_999)), (150, 299));
     assert_eq!(p.delay(10, 0.5), None, "ten attempts, then give up");
 }
+
+#[test]
+fn keys_that_said_hold_for_inconclusive_are_read_with_a_warning() {
+    let service = |rollout: &str, judge: &str| {
+        format!(
+            "services:\n  - name: shop\n    app_repo: acme/shop\n    rollout:\n{rollout}    \
+             analysis:\n      judge:\n{judge}"
+        )
+    };
+    let old = resolved(&service(
+        "      max_hold_intervals: 5\n",
+        "        escalate_after_holds: 2\n",
+    ));
+    let s = old.config.service("shop").unwrap();
+    assert_eq!(s.settings.max_inconclusive_intervals, 5);
+    assert_eq!(s.analysis.judge.escalate_after_inconclusive, 2);
+    assert_eq!(
+        s.analysis.judge.escalate_after_holds, None,
+        "moved, not kept"
+    );
+    let warnings: Vec<String> = old.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "services[0].analysis.judge.escalate_after_holds: renamed; write \
+             services[0].analysis.judge.escalate_after_inconclusive: 2 instead",
+            "services[0].rollout.max_hold_intervals: renamed; write \
+             services[0].rollout.max_inconclusive_intervals: 5 instead",
+        ]
+    );
+    let new = resolved(&service(
+        "      max_inconclusive_intervals: 5\n",
+        "        escalate_after_inconclusive: 2\n",
+    ));
+    assert!(new.warnings.is_empty());
+    assert_eq!(
+        new.config.service("shop").unwrap().settings,
+        old.config.service("shop").unwrap().settings
+    );
+    let e = problems(&service(
+        "      max_hold_intervals: 5\n      max_inconclusive_intervals: 4\n",
+        "        escalate_after_inconclusive: 2\n",
+    ));
+    assert!(
+        e.contains(
+            "services[0].rollout.max_hold_intervals: 5 is the old spelling of \
+             services[0].rollout.max_inconclusive_intervals, which is also set to 4"
+        ),
+        "{e}"
+    );
+}

@@ -24,7 +24,8 @@ pub enum MarkKind {
     Revert,
     Promote,
     Rollback,
-    Hold,
+    /// The judge could not tell (no data, too little traffic).
+    Inconclusive,
     /// The judge saw nothing conclusive: a small dot on the axis, not a line.
     Continue,
     /// A person's command (`/pause`, `/promote`, `/rollback`, ...).
@@ -46,7 +47,7 @@ impl MarkKind {
             MarkKind::Commit => "#495057",
             MarkKind::Revert | MarkKind::Rollback => "#c92a2a",
             MarkKind::Promote => "#2b8a3e",
-            MarkKind::Hold => "#e67700",
+            MarkKind::Inconclusive => "#e67700",
             MarkKind::Continue => "#adb5bd",
             MarkKind::Command => "#7048e8",
         }

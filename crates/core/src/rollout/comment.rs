@@ -155,7 +155,9 @@ fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
         Some((Observation::Rollback { metric, evidence }, w)) => {
             format!("rollback at {w}: {metric}: {evidence}")
         }
-        Some((Observation::Hold { reason, .. }, w)) => format!("hold at {w}: {reason}"),
+        Some((Observation::Inconclusive { reason, .. }, w)) => {
+            format!("inconclusive at {w}: {reason}")
+        }
     };
     let commits = if r.commits.is_empty() {
         "none".to_string()

@@ -1,5 +1,5 @@
-//! The per-service `rollout:` config section: the canary plan, bake and analysis timing, hold
-//! and sync limits. Parsed and validated at start-up; turned into the `Settings` a new rollout
+//! The per-service `rollout:` config section: the canary plan, bake and analysis timing, how
+//! long an inconclusive judge is tolerated, and sync limits. Parsed and validated at start-up; turned into the `Settings` a new rollout
 //! copies into its record (so a config change never alters a rollout already under way).
 
 use serde::{Deserialize, Serialize};
@@ -21,8 +21,12 @@ pub struct RolloutConfig {
     pub analysis_interval: PromDuration,
     /// How long 100 % is judged before the rollout is complete.
     pub verification: PromDuration,
-    /// Consecutive inconclusive judgements (Hold) tolerated before the rollout pauses.
-    pub max_hold_intervals: u32,
+    /// Consecutive inconclusive judgements tolerated before the rollout pauses.
+    pub max_inconclusive_intervals: u32,
+    /// Deprecated spelling of `max_inconclusive_intervals` (a "hold" is a held service now);
+    /// resolution moves it there, with a warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_hold_intervals: Option<u32>,
     /// How long a commit may take to be reported synced and healthy.
     pub sync_timeout: PromDuration,
     /// `pause` or `rollback` when a commit is not synced and healthy in time.
@@ -56,7 +60,8 @@ impl Default for RolloutConfig {
             bake: PromDuration::from_secs(s.bake_secs),
             analysis_interval: PromDuration::from_secs(s.analysis_interval_secs),
             verification: PromDuration::from_secs(s.verification_secs),
-            max_hold_intervals: s.max_hold_intervals,
+            max_inconclusive_intervals: s.max_inconclusive_intervals,
+            max_hold_intervals: None,
             sync_timeout: PromDuration::from_secs(s.sync_timeout_secs),
             on_sync_failure: s.on_sync_failure,
             retry_after: PromDuration::from_secs(s.retry_after_secs),
@@ -70,6 +75,20 @@ fn secs(d: PromDuration) -> u64 {
 }
 
 impl RolloutConfig {
+    /// Moves a deprecated `max_hold_intervals` (under `key`) into
+    /// `max_inconclusive_intervals`; the warning to show, or the problem when both disagree.
+    pub fn renamed(&mut self, key: &str) -> Result<Option<crate::deprecated::Warning>, String> {
+        let (v, warning) = crate::deprecated::renamed(
+            &format!("{key}.max_hold_intervals"),
+            &format!("{key}.max_inconclusive_intervals"),
+            self.max_hold_intervals.take(),
+            self.max_inconclusive_intervals,
+            RolloutConfig::default().max_inconclusive_intervals,
+        )?;
+        self.max_inconclusive_intervals = v;
+        Ok(warning)
+    }
+
     /// Appends every problem, each naming its full key under `key`.
     pub fn validate(&self, key: &str, problems: &mut Vec<String>) {
         if let Err(e) = Plan::new(&self.canary_plan) {
@@ -93,7 +112,7 @@ impl RolloutConfig {
             bake_secs: secs(self.bake),
             analysis_interval_secs: secs(self.analysis_interval),
             verification_secs: secs(self.verification),
-            max_hold_intervals: self.max_hold_intervals,
+            max_inconclusive_intervals: self.max_inconclusive_intervals,
             sync_timeout_secs: secs(self.sync_timeout),
             on_sync_failure: self.on_sync_failure,
             retry_after_secs: secs(self.retry_after),

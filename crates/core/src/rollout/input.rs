@@ -24,7 +24,9 @@ pub enum Observation {
     /// The canary is worse (or a guardrail tripped): revert now.
     Rollback { metric: String, evidence: String },
     /// The judge cannot tell (too little data); `escalate` asks to pause at once.
-    Hold { reason: String, escalate: bool },
+    // Stored audit rows written before the rename say `hold`.
+    #[serde(alias = "hold")]
+    Inconclusive { reason: String, escalate: bool },
 }
 
 /// A PR-comment command (or its CLI equivalent). Who may give it is checked by the shell before
@@ -153,7 +155,7 @@ fn observation_name(o: &Observation) -> &'static str {
         Observation::Continue => "continue",
         Observation::Promote => "promote",
         Observation::Rollback { .. } => "rollback",
-        Observation::Hold { .. } => "hold",
+        Observation::Inconclusive { .. } => "inconclusive",
     }
 }
 

@@ -126,7 +126,7 @@ impl RolloutV1 {
             _ => None,
         };
         let traffic = self.canary_weight;
-        let holds = self.hold_intervals;
+        let inconclusive = self.hold_intervals;
         let step = |progress: ProgressV1| -> Result<Step, String> {
             Ok(match progress {
                 ProgressV1::Idle => return Err(bad("a shipping phase with nothing in flight")),
@@ -162,7 +162,7 @@ impl RolloutV1 {
                         last_query_at,
                         last_observation,
                         skip_bake,
-                        holds,
+                        inconclusive,
                     },
                 },
             })

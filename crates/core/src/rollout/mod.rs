@@ -53,8 +53,8 @@
 //! | 19 | Canary{last below 100} (Live) | Judged Promote, bake complete | FullRollout (Committing 100) | CommitStep, Comment, SetStatus |
 //! | 20 | ProgressiveRollout (Committing w) | Committed{sha, w} | Canary{i+1, w} (Syncing) | WaitForSync |
 //! | 21 | Canary (Live) | Judged Rollback{metric, evidence} | RolledBack, revert owed | Revert, Comment, SetStatus, Label `deploy/rolled-back`, HoldService, Notify |
-//! | 22 | Canary (Live) | Judged Hold, within `max_hold_intervals` | unchanged phase | — |
-//! | 23 | Canary (Live) | Judged Hold past `max_hold_intervals` (or `escalate`) | Paused | Comment, SetStatus, Notify |
+//! | 22 | Canary (Live) | Judged Hold, within `max_inconclusive_intervals` | unchanged phase | — |
+//! | 23 | Canary (Live) | Judged Hold past `max_inconclusive_intervals` (or `escalate`) | Paused | Comment, SetStatus, Notify |
 //! | 24 | Canary (Live) | MetricsUnavailable | Paused | Comment, SetStatus, Notify |
 //! | 25 | Canary (Syncing) | Judged | rejected (no analysis window) | — |
 //! | 26 | Canary (Live), last observation Promote | `/promote` | next step (as 18) | CommitStep, Comment, SetStatus |

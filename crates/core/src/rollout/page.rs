@@ -215,7 +215,9 @@ pub fn marks(events: &[AuditEvent]) -> Vec<Mark> {
                 Input::Judged(Observation::Rollback { metric, .. }) => {
                     (MarkKind::Rollback, format!("rollback ({metric})"))
                 }
-                Input::Judged(Observation::Hold { .. }) => (MarkKind::Hold, "hold".to_string()),
+                Input::Judged(Observation::Inconclusive { .. }) => {
+                    (MarkKind::Inconclusive, "inconclusive".to_string())
+                }
                 Input::Command { cmd, .. } => (MarkKind::Command, cmd.as_str().to_string()),
                 _ => return None,
             };
@@ -261,7 +263,7 @@ fn facts(r: &Rollout) -> String {
                 Observation::Rollback { metric, evidence } => {
                     format!("rollback: {metric}: {evidence}")
                 }
-                Observation::Hold { reason, .. } => format!("hold: {reason}"),
+                Observation::Inconclusive { reason, .. } => format!("inconclusive: {reason}"),
             };
             format!(
                 "{} <span class=\"muted\">at {}, {} UTC</span>",

@@ -149,8 +149,8 @@ pub enum Progress {
         last_observation: Option<ObservationKind>,
         /// `/promote` was given: advance on the next `Promote` without waiting for the bake.
         skip_bake: bool,
-        /// Consecutive `Hold` observations on this step.
-        holds: u32,
+        /// Consecutive `Inconclusive` observations on this step.
+        inconclusive: u32,
     },
 }
 
@@ -272,7 +272,9 @@ pub enum ObservationKind {
     Continue,
     Promote,
     Rollback,
-    Hold,
+    // Records written before the rename say `hold`.
+    #[serde(alias = "hold")]
+    Inconclusive,
 }
 
 impl ObservationKind {
@@ -281,7 +283,7 @@ impl ObservationKind {
             Observation::Continue => ObservationKind::Continue,
             Observation::Promote => ObservationKind::Promote,
             Observation::Rollback { .. } => ObservationKind::Rollback,
-            Observation::Hold { .. } => ObservationKind::Hold,
+            Observation::Inconclusive { .. } => ObservationKind::Inconclusive,
         }
     }
 }
@@ -337,8 +339,10 @@ pub struct Settings {
     pub analysis_interval_secs: u64,
     /// How long 100 % is judged before the rollout completes.
     pub verification_secs: u64,
-    /// Consecutive judge `Hold`s tolerated before the rollout pauses.
-    pub max_hold_intervals: u32,
+    /// Consecutive inconclusive judgements tolerated before the rollout pauses.
+    // Records written before the rename say `max_hold_intervals`.
+    #[serde(alias = "max_hold_intervals")]
+    pub max_inconclusive_intervals: u32,
     /// How long a commit may take to be reported synced and healthy.
     pub sync_timeout_secs: u64,
     pub on_sync_failure: SyncFailurePolicy,
@@ -353,7 +357,7 @@ impl Default for Settings {
             bake_secs: 600,
             analysis_interval_secs: 60,
             verification_secs: 600,
-            max_hold_intervals: 3,
+            max_inconclusive_intervals: 3,
             sync_timeout_secs: 600,
             on_sync_failure: SyncFailurePolicy::Pause,
             retry_after_secs: 30,

@@ -433,7 +433,7 @@ impl Machine {
             last_query_at: None,
             last_observation: None,
             skip_bake: false,
-            holds: 0,
+            inconclusive: 0,
         };
         let weight = step.weight;
         if weight.is_full() {
@@ -473,7 +473,7 @@ impl Machine {
     fn judged(&mut self, observation: Observation) -> Applied {
         self.require_analysis_window("a judgement")?;
         let now = self.now;
-        let max_holds = self.r.settings.max_hold_intervals;
+        let max_inconclusive = self.r.settings.max_inconclusive_intervals;
         let Some(step) = self.step_mut() else {
             return Err("no step is live".into());
         };
@@ -482,7 +482,7 @@ impl Machine {
             since,
             skip_bake,
             last_observation,
-            holds,
+            inconclusive,
             ..
         } = &mut step.progress
         else {
@@ -491,10 +491,10 @@ impl Machine {
         *last_observation = Some(ObservationKind::of(&observation));
         let (since, skip_bake) = (*since, *skip_bake);
         let n = match &observation {
-            Observation::Hold { .. } => *holds + 1,
+            Observation::Inconclusive { .. } => *inconclusive + 1,
             _ => 0,
         };
-        *holds = n;
+        *inconclusive = n;
         self.r.latest = Some(Snapshot {
             at: now,
             weight,
@@ -522,15 +522,15 @@ impl Machine {
                 self.rollback(format!("judge: {metric} regressed at {weight}"), evidence);
                 Ok(format!("judge: rollback on {metric}"))
             }
-            Observation::Hold { reason, escalate } => {
-                if escalate || n > max_holds {
+            Observation::Inconclusive { reason, escalate } => {
+                if escalate || n > max_inconclusive {
                     self.pause(
                         format!("judge inconclusive for {n} interval(s): {reason}"),
                         true,
                     );
-                    Ok(format!("judge: hold #{n}: paused"))
+                    Ok(format!("judge: inconclusive #{n}: paused"))
                 } else {
-                    Ok(format!("judge: hold #{n}: {reason}"))
+                    Ok(format!("judge: inconclusive #{n}: {reason}"))
                 }
             }
         }
@@ -543,8 +543,8 @@ impl Machine {
         let Some(Live::Shipping { course, step }) = self.live_mut() else {
             return "nothing to advance".into();
         };
-        if let Progress::Live { holds, .. } = &mut step.progress {
-            *holds = 0;
+        if let Progress::Live { inconclusive, .. } = &mut step.progress {
+            *inconclusive = 0;
         }
         let weight = step.weight;
         if weight.is_full() {
@@ -654,13 +654,13 @@ impl Machine {
                     last_query_at,
                     last_observation,
                     skip_bake,
-                    holds,
+                    inconclusive,
                 } => {
                     *since = now;
                     *last_query_at = None;
                     *last_observation = None;
                     *skip_bake = false;
-                    *holds = 0;
+                    *inconclusive = 0;
                 }
                 Progress::Syncing { deadline, .. } if *deadline <= now => {
                     *deadline = now + timeout;
@@ -976,8 +976,8 @@ mod tests {
             evidence: "canary 4.1% vs baseline 0.3%, p=0.001".into(),
         }
     }
-    fn hold_obs() -> Observation {
-        Observation::Hold {
+    fn inconclusive_obs() -> Observation {
+        Observation::Inconclusive {
             reason: "12 samples, need 30".into(),
             escalate: false,
         }
@@ -1294,9 +1294,12 @@ mod tests {
             "22",
             &plus(
                 live5(),
-                &[(62, judged(hold_obs())), (122, judged(hold_obs()))],
+                &[
+                    (62, judged(inconclusive_obs())),
+                    (122, judged(inconclusive_obs())),
+                ],
             ),
-            (182, judged(hold_obs())),
+            (182, judged(inconclusive_obs())),
             CANARY5,
             &[],
             Applied,
@@ -1306,12 +1309,12 @@ mod tests {
             &plus(
                 live5(),
                 &[
-                    (62, judged(hold_obs())),
-                    (122, judged(hold_obs())),
-                    (182, judged(hold_obs())),
+                    (62, judged(inconclusive_obs())),
+                    (122, judged(inconclusive_obs())),
+                    (182, judged(inconclusive_obs())),
                 ],
             ),
-            (242, judged(hold_obs())),
+            (242, judged(inconclusive_obs())),
             "paused (judge inconclusive for 4 interval(s): 12 samples, need 30)",
             &alert,
             Applied,
@@ -1767,7 +1770,7 @@ mod tests {
                 live5(),
                 &[
                     (62, judged(Observation::Promote)),
-                    (122, judged(hold_obs())),
+                    (122, judged(inconclusive_obs())),
                     (123, cmd(Command::Promote, "carol")),
                     (700, judged(Observation::Continue)),
                 ],
@@ -1881,8 +1884,8 @@ mod tests {
                     0 | 1 => Observation::Continue,
                     2..=4 => Observation::Promote,
                     5 => rollback_obs(),
-                    6 => hold_obs(),
-                    _ => Observation::Hold {
+                    6 => inconclusive_obs(),
+                    _ => Observation::Inconclusive {
                         reason: "no data".into(),
                         escalate: true,
                     },

@@ -61,7 +61,7 @@ pub fn render_rollout(r: &Rollout) -> String {
             Observation::Rollback { metric, evidence } => {
                 format!("rollback on {metric}: {evidence}")
             }
-            Observation::Hold { reason, .. } => format!("hold: {reason}"),
+            Observation::Inconclusive { reason, .. } => format!("inconclusive: {reason}"),
         };
         let _ = writeln!(
             out,
