@@ -107,7 +107,10 @@ mod tests {
             token.display(),
             dir.path().join("missing").display()
         );
-        let config = crate::config::from_yaml(&yaml, std::path::Path::new("t.yaml")).unwrap();
+        let raw = deploybot_core::config::RawConfig::from_yaml(&yaml).unwrap();
+        let config = deploybot_core::config::resolve(&raw, &deploybot_core::config::ShapeOnly)
+            .unwrap()
+            .config;
         let e = Secrets::read(&config, &SecretKey::ALL).unwrap_err();
         assert!(
             e.contains("server.webhook_secret_env: environment variable DEPLOYBOT_TEST_UNSET_4411 is not set"),
