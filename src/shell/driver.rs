@@ -80,31 +80,22 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
         self.feed(&rollout.deploy_id, first, now).await
     }
 
-    /// Starts `rollout`, superseding the live rollout of the same service and environment if
-    /// there is one (the default policy: the newer version wins). The old rollout is
-    /// moved to `Superseded` first, through `step` and the audit trail like any other input; a
-    /// crash between the two leaves the old one superseded and the trigger (a durable webhook
-    /// delivery) retried, which then starts the new one.
-    pub async fn start_superseding(
+    /// Supersedes rollout `old` (admission decided it must go) and starts `rollout`. The old
+    /// one moves first, through `step` and the audit trail like any other input; a crash between
+    /// the two leaves it superseded and the trigger (a durable webhook delivery) retried, which
+    /// then starts the new one.
+    pub async fn supersede_then_start(
         &self,
+        old: &str,
         rollout: &Rollout,
         actor: &str,
         first: Input,
         now: DateTime<Utc>,
     ) -> Result<Vec<Transition>, DriverError> {
-        let mut done = Vec::new();
-        let live = self.store.live()?;
-        if let Some(old) = live.iter().find(|r| {
-            r.service() == rollout.service()
-                && r.environment() == rollout.environment()
-                && r.deploy_id != rollout.deploy_id
-                && !r.phase().is_terminal()
-        }) {
-            let input = Input::Superseded {
-                by_deploy_id: rollout.deploy_id.clone(),
-            };
-            done.extend(self.feed(&old.deploy_id, input, now).await?);
-        }
+        let by = Input::Superseded {
+            by_deploy_id: rollout.deploy_id.clone(),
+        };
+        let mut done = self.feed(old, by, now).await?;
         done.extend(self.start(rollout, actor, first, now).await?);
         Ok(done)
     }

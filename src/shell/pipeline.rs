@@ -215,14 +215,9 @@ impl<R: EffectRunner> Pipeline<R> {
                 superseded,
             } => {
                 tracing::info!(rollout = %rollout.deploy_id, %superseded, strategy = %gate.strategy, "starting rollout, superseding the live one");
-                // The old one first, through `step` and the audit trail like any input; a crash
-                // between the two leaves it superseded and the trigger (a durable delivery)
-                // retried, which then starts the new one.
-                let by = Input::Superseded {
-                    by_deploy_id: rollout.deploy_id.clone(),
-                };
-                self.driver.feed(&superseded, by, now).await?;
-                self.driver.start(&rollout, actor, first, now).await?;
+                self.driver
+                    .supersede_then_start(&superseded, &rollout, actor, first, now)
+                    .await?;
                 Ok(rollout.deploy_id)
             }
         }

@@ -676,7 +676,7 @@ mod driver {
         };
         let first = Rollout::new(trigger("d-1", "checkout", "production"), fast(), t(0));
         driver
-            .start_superseding(&first, "@alice", assessed(), t(0))
+            .start(&first, "@alice", assessed(), t(0))
             .await
             .unwrap();
         // A plain start of a second version is refused: one live rollout per service and env.
@@ -688,7 +688,7 @@ mod driver {
                 .is_err()
         );
         driver
-            .start_superseding(&second, "@bob", assessed(), t(10))
+            .supersede_then_start("d-1", &second, "@bob", assessed(), t(10))
             .await
             .unwrap();
         let old = driver.store().get("d-1").unwrap().unwrap();

@@ -186,15 +186,14 @@ impl Machine {
             Input::Command { cmd, by } => self.command(cmd, by),
             Input::Superseded { by_deploy_id } => {
                 self.require_live("superseding")?;
-                self.end(End::Superseded {
-                    by: by_deploy_id.clone(),
-                });
-                self.effects.push(Effect::Comment {
-                    notice: Notice::Superseded {
+                self.finish(
+                    End::Superseded {
+                        by: by_deploy_id.clone(),
+                    },
+                    Notice::Superseded {
                         by_deploy_id: by_deploy_id.clone(),
                     },
-                });
-                self.status(StatusState::Error);
+                );
                 Ok(format!("superseded by {by_deploy_id}"))
             }
             Input::Reverted { sha } => {
@@ -297,6 +296,13 @@ impl Machine {
             traffic: self.r.traffic(),
             end,
         };
+    }
+
+    /// Ends the rollout without success: says so on the PR and sets the status to error.
+    fn finish(&mut self, end: End, notice: Notice) {
+        self.end(end);
+        self.effects.push(Effect::Comment { notice });
+        self.status(StatusState::Error);
     }
 
     fn assessed(&mut self, risk_score: f64, strategy: Strategy, approval: bool) -> Applied {
@@ -873,15 +879,14 @@ impl Machine {
         match effect {
             EffectKind::CommitStep | EffectKind::MergeApprovalPr | EffectKind::OpenApprovalPr => {
                 self.require_live("a failed commit")?;
-                self.end(End::Failed {
-                    reason: what.clone(),
-                });
-                self.effects.push(Effect::Comment {
-                    notice: Notice::Failed {
+                self.finish(
+                    End::Failed {
                         reason: what.clone(),
                     },
-                });
-                self.status(StatusState::Error);
+                    Notice::Failed {
+                        reason: what.clone(),
+                    },
+                );
                 self.effects.push(Effect::Notify {
                     level: Level::Critical,
                     notice: Notice::Failed {
