@@ -74,7 +74,7 @@ struct RolloutV1 {
     updated_at: DateTime<Utc>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum ProgressV1 {
     Idle,
@@ -106,163 +106,181 @@ struct RevertV1 {
     failed: Option<String>,
 }
 
-impl RolloutV1 {
-    fn upgrade(self) -> Result<Rollout, String> {
-        let id = self.deploy_id.clone();
-        let bad = |what: &str| format!("format-1 record {id}: {what}");
-        let course = match (self.risk_score, self.strategy, self.plan) {
-            (Some(risk_score), Some(strategy), Some(plan)) => Some(Course {
-                risk_score,
-                strategy,
-                plan,
-                approval: if self.approval_required {
-                    Approval::Required {
-                        by: self.approved_by,
-                    }
-                } else {
-                    Approval::NotRequired
-                },
-            }),
-            _ => None,
-        };
-        let traffic = self.canary_weight;
-        let inconclusive = self.hold_intervals;
-        let step = |progress: ProgressV1| -> Result<Step, String> {
-            Ok(match progress {
-                ProgressV1::Idle => return Err(bad("a shipping phase with nothing in flight")),
-                ProgressV1::Committing {
-                    weight,
+impl ProgressV1 {
+    /// The step it describes; `inconclusive` is the record's count of inconclusive judgements,
+    /// which format 1 kept beside the progress.
+    fn step(self, inconclusive: u32) -> Option<Step> {
+        let (weight, progress) = match self {
+            ProgressV1::Idle => return None,
+            ProgressV1::Committing {
+                weight,
+                since,
+                via_approval_pr,
+            } => (
+                weight,
+                Progress::Committing {
                     since,
                     via_approval_pr,
-                } => Step {
-                    weight,
-                    progress: Progress::Committing {
-                        since,
-                        via_approval_pr,
-                    },
                 },
-                ProgressV1::Syncing {
-                    weight,
-                    revision,
-                    deadline,
-                } => Step {
-                    weight,
-                    progress: Progress::Syncing { revision, deadline },
-                },
-                ProgressV1::Live {
-                    weight,
+            ),
+            ProgressV1::Syncing {
+                weight,
+                revision,
+                deadline,
+            } => (weight, Progress::Syncing { revision, deadline }),
+            ProgressV1::Live {
+                weight,
+                since,
+                last_query_at,
+                last_observation,
+                skip_bake,
+            } => (
+                weight,
+                Progress::Live {
                     since,
                     last_query_at,
                     last_observation,
                     skip_bake,
-                } => Step {
-                    weight,
-                    progress: Progress::Live {
-                        since,
-                        last_query_at,
-                        last_observation,
-                        skip_bake,
-                        inconclusive,
-                    },
+                    inconclusive,
                 },
-            })
+            ),
         };
-        let live = |phase: &Phase, progress: ProgressV1| -> Result<Live, String> {
-            let course = || {
-                course
+        Some(Step { weight, progress })
+    }
+}
+
+impl RevertV1 {
+    fn rollback(&self) -> Rollback {
+        Rollback {
+            reason: self.reason.clone(),
+            evidence: self.evidence.clone(),
+            requested_at: self.requested_at,
+        }
+    }
+
+    /// What became of the revert; `None` while still owed.
+    fn outcome(&self) -> Option<Revert> {
+        match (&self.sha, &self.failed) {
+            (Some(sha), _) => Some(Revert::Done { sha: sha.clone() }),
+            (None, Some(reason)) => Some(Revert::Failed {
+                reason: reason.clone(),
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+impl RolloutV1 {
+    fn bad(&self, what: &str) -> String {
+        format!("format-1 record {}: {what}", self.deploy_id)
+    }
+
+    /// The course the assessment set, when it had run.
+    fn course(&self) -> Option<Course> {
+        Some(Course {
+            risk_score: self.risk_score?,
+            strategy: self.strategy?,
+            plan: self.plan.clone()?,
+            approval: if self.approval_required {
+                Approval::Required {
+                    by: self.approved_by.clone(),
+                }
+            } else {
+                Approval::NotRequired
+            },
+        })
+    }
+
+    /// The live stage of `phase` (the record's, or the one a pause returns to).
+    fn live(&self, phase: &Phase) -> Result<Live, String> {
+        let course = || {
+            self.course()
+                .ok_or_else(|| self.bad("assessed phase without a course"))
+        };
+        Ok(match phase {
+            Phase::RiskAssessment => Live::Assessing,
+            Phase::AwaitingApproval => Live::AwaitingApproval { course: course()? },
+            Phase::Canary { .. }
+            | Phase::ProgressiveRollout
+            | Phase::FullRollout
+            | Phase::Verification => Live::Shipping {
+                course: course()?,
+                step: self
+                    .progress
                     .clone()
-                    .ok_or_else(|| bad("assessed phase without a course"))
-            };
-            Ok(match phase {
-                Phase::RiskAssessment => Live::Assessing,
-                Phase::AwaitingApproval => Live::AwaitingApproval { course: course()? },
-                Phase::Canary { .. }
-                | Phase::ProgressiveRollout
-                | Phase::FullRollout
-                | Phase::Verification => Live::Shipping {
-                    course: course()?,
-                    step: step(progress)?,
+                    .step(self.hold_intervals)
+                    .ok_or_else(|| self.bad("a shipping phase with nothing in flight"))?,
+            },
+            other => return Err(self.bad(&format!("cannot resume to {other}"))),
+        })
+    }
+
+    /// How a terminal phase ended, or `None` while a revert is still owed.
+    fn end(&self) -> Option<End> {
+        Some(match &self.phase {
+            Phase::Complete => End::Complete,
+            Phase::Superseded => End::Superseded {
+                by: "a newer rollout (not stored by format 1; see the audit trail)".into(),
+            },
+            Phase::Failed { reason } => End::Failed {
+                reason: reason.clone(),
+            },
+            _ => match &self.revert {
+                Some(v) => End::RolledBack {
+                    rollback: v.rollback(),
+                    revert: v.outcome()?,
                 },
-                other => return Err(bad(&format!("cannot resume to {other}"))),
-            })
-        };
-        let rollback = |v: &RevertV1| Rollback {
-            reason: v.reason.clone(),
-            evidence: v.evidence.clone(),
-            requested_at: v.requested_at,
-        };
-        let state = match &self.phase {
+                None => End::RolledBack {
+                    rollback: Rollback {
+                        reason: "rolled back before anything was committed (reason not stored \
+                                 by format 1; see the audit trail)"
+                            .into(),
+                        evidence: String::new(),
+                        requested_at: self.updated_at,
+                    },
+                    revert: Revert::NotNeeded,
+                },
+            },
+        })
+    }
+
+    fn state(&self) -> Result<State, String> {
+        let (course, traffic) = (self.course(), self.canary_weight);
+        Ok(match &self.phase {
             Phase::Paused { reason } => State::Paused {
                 pause: Pause {
                     reason: reason.clone(),
                     held: self.held,
                 },
-                resume: live(
-                    self.resume_to.as_deref().unwrap_or(&Phase::RiskAssessment),
-                    self.progress,
-                )?,
+                resume: self.live(self.resume_to.as_deref().unwrap_or(&Phase::RiskAssessment))?,
                 retry_at: self.retry_at,
             },
-            Phase::RolledBack => match &self.revert {
-                Some(v) if v.sha.is_none() && v.failed.is_none() => State::RollingBack {
-                    rollback: rollback(v),
+            phase if phase.is_terminal() => match self.end() {
+                Some(end) => State::Ended {
+                    end,
+                    course,
+                    traffic,
+                },
+                None => State::RollingBack {
+                    rollback: self
+                        .revert
+                        .as_ref()
+                        .map(RevertV1::rollback)
+                        .ok_or_else(|| self.bad("a revert owed without its reason"))?,
                     course,
                     traffic,
                     retry_at: self.retry_at,
                 },
-                Some(v) => State::Ended {
-                    end: End::RolledBack {
-                        rollback: rollback(v),
-                        revert: match (&v.sha, &v.failed) {
-                            (Some(sha), _) => Revert::Done { sha: sha.clone() },
-                            (None, Some(reason)) => Revert::Failed {
-                                reason: reason.clone(),
-                            },
-                            (None, None) => unreachable!("matched above"),
-                        },
-                    },
-                    course,
-                    traffic,
-                },
-                None => State::Ended {
-                    end: End::RolledBack {
-                        rollback: Rollback {
-                            reason: "rolled back before anything was committed (reason not \
-                                     stored by format 1; see the audit trail)"
-                                .into(),
-                            evidence: String::new(),
-                            requested_at: self.updated_at,
-                        },
-                        revert: Revert::NotNeeded,
-                    },
-                    course,
-                    traffic,
-                },
-            },
-            Phase::Complete => State::Ended {
-                end: End::Complete,
-                course,
-                traffic,
-            },
-            Phase::Superseded => State::Ended {
-                end: End::Superseded {
-                    by: "a newer rollout (not stored by format 1; see the audit trail)".into(),
-                },
-                course,
-                traffic,
-            },
-            Phase::Failed { reason } => State::Ended {
-                end: End::Failed {
-                    reason: reason.clone(),
-                },
-                course,
-                traffic,
             },
             phase => State::Running {
-                live: live(phase, self.progress)?,
+                live: self.live(phase)?,
                 retry_at: self.retry_at,
             },
-        };
+        })
+    }
+
+    fn upgrade(self) -> Result<Rollout, String> {
+        let state = self.state()?;
         Ok(Rollout {
             deploy_id: self.deploy_id,
             release: Release {
