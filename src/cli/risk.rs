@@ -1,7 +1,7 @@
 //! `deploybot assess`: assess a unified diff (file or stdin) or a pull request (through the GitHub
 //! API) and print the result, readable or as one JSON object.
 //!
-//! It only wires inputs to `risk::service` and formats the answer; it decides nothing itself.
+//! It only wires inputs to `shell::assess` and formats the answer; it decides nothing itself.
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -7,8 +7,9 @@
 //! (`step::outstanding`). Effects are idempotent, so re-running one after a crash changes nothing
 //! that already happened. The driver holds no state of its own and reads no clock: `now` is given.
 //!
-//! `run` is the loop the server spawns: recover, then tick on an interval. The production
-//! `EffectRunner` is `shell::runner::LiveRunner`.
+//! `run` is a bare loop (recover, then tick on an interval) for the driver's own tests; `serve`
+//! runs `shell::webhook::server::rollout_loop`, which also promotes releases to the next
+//! environment and reconciles. The production `EffectRunner` is `shell::runner::LiveRunner`.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -4,7 +4,7 @@
 //! reads the same arithmetic and tests need no clock.
 //!
 //! Each user configures its own numbers (today's defaults stay where they were: the config
-//! section or the adapter); the shell's `retry` helper runs the loop.
+//! section or the adapter); `deploybot::adapters::retry` runs the loop.
 
 use std::time::Duration;
 

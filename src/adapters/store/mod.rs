@@ -1,5 +1,6 @@
-//! The store: one embedded SQLite database (rusqlite, bundled) holding webhook deliveries and,
-//! as later concepts arrive, assessments and rollouts. Created and migrated on open.
+//! The store: one embedded SQLite database (rusqlite, bundled) holding webhook deliveries, risk
+//! assessments, rollouts (with their audit trail and metric history), held services, approval
+//! PRs and parked releases, one module each. Created and migrated on open.
 //!
 //! Writes go through one writer thread that commits in small groups: every caller still gets its
 //! answer only after its row is durable (WAL, `synchronous=FULL`), but concurrent deliveries share

@@ -21,7 +21,8 @@
 //!    `alpha` split across the gating tests: z of the same within-interval sum against the
 //!    rollback margin, and z of the whole-window rate ratio against 1 with each track's own
 //!    wobble (stronger when a quiet canary sits next to a swinging baseline). A canary that is
-//!    clearly worse but short of the sequential threshold rolls back instead of holding.
+//!    clearly worse but short of the sequential threshold rolls back instead of ending
+//!    inconclusive.
 //!
 //! The reference judges live in `reference.rs`; this file only holds deploybot's own.
 

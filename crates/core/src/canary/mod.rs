@@ -1,8 +1,10 @@
-//! Canary judgement: a pure, statistical judge of canary against baseline ([`judge`]), the
-//! reference judges it is measured against ([`reference`]), the replay source of recorded
-//! scenarios ([`scenario`]), a generator of fresh scenarios ([`generate`]), the rendering of a
-//! decision for comments and commits ([`render`]) and the CLI and benchmark around them. Nothing here talks to Prometheus: sources produce a
-//! [`sample::Window`], judges consume it.
+//! Canary judgement: a pure, statistical judge of canary against baseline ([`judge`], built on
+//! [`stats`]), its settings ([`settings`]), the reference judges it is measured against
+//! ([`reference`]), the replay source of recorded scenarios ([`scenario`]), a generator of
+//! fresh scenarios ([`generate`]), the PromQL templates a live source runs ([`query`]) and the
+//! rendering of a decision for comments and commits ([`render`]). Nothing here talks to
+//! Prometheus or reads a file: sources produce a [`sample::Window`], judges consume it. The
+//! Prometheus source, `deploybot judge` and `deploybot bench canary` are the root package's.
 
 pub mod generate;
 pub mod judge;

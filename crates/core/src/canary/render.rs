@@ -1,5 +1,5 @@
 //! Renders a [`Decision`] as the Markdown a PR comment or a revert commit carries, from
-//! `templates/canary/verdict.md`. Text only: posting it is the orchestrator's business.
+//! `templates/canary/verdict.md`. Text only: posting it is the shell's business.
 
 use super::judge::{Decision, MetricStatus};
 

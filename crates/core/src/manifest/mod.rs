@@ -1,5 +1,6 @@
 //! Byte-preserving manifest edits: set an image, set a canary weight, set replica ratios.
-//! Pure functions from text to text; no file or git I/O here (the CLI in `cli` does the files).
+//! Pure functions from text to text; no file or git I/O here (`deploybot manifest` and the GitOps
+//! writer, in the root package, do the files).
 //!
 //! An edit locates scalars with a position-aware parse (`yaml`) and splices only their bytes;
 //! nothing is ever re-serialized, so comments, quoting, indentation, `---`, CRLF, flow style and

@@ -2,7 +2,8 @@
 //! it; the result picks the rollout strategy and whether a human must approve.
 //!
 //! The decisions (`policy`, `combine`) are pure functions over plain data. The edges (GitHub, the
-//! model, the store) are reached only from `service`, through ports. Nothing here lowers a score
+//! model, the store) are reached only from the shell (`deploybot::shell::assess`), through
+//! ports. Nothing here lowers a score
 //! the policy computed, except a label rule a team configured on purpose.
 
 pub mod change;

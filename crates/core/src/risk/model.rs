@@ -1,6 +1,6 @@
 //! The language-model port and the strict reading of its answer: what a model may conclude about
 //! a change ([`ModelVerdict`]), the schema it must answer in, and the validation that refuses
-//! anything else. The adapter that calls a model lives in the shell; `combine` decides what a
+//! anything else. The adapter that calls a model is the root package's (`deploybot::adapters::llm`); `combine` decides what a
 //! verdict may change (only add caution).
 
 use std::future::Future;

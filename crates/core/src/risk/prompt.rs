@@ -2,7 +2,7 @@
 //! text fenced inside content-derived delimiters, and cut to a token budget by summarising (per-file
 //! stats for every file, then whole hunks riskiest first) rather than by truncating at a byte.
 //!
-//! Pure: no I/O. It does not call the model (see `crate::llm`) and it does not interpret the diff.
+//! Pure: no I/O. It does not call the model (see `deploybot::adapters::llm`) and it does not interpret the diff.
 
 use crate::template::fill;
 use std::fmt::Write;

@@ -1,5 +1,5 @@
 //! What happens to a rollout (`Input`) and what it asks the shell to do (`Effect`), as closed
-//! enums. The integrator maps the other concepts' types onto these (the risk assessment onto
+//! enums. The shell maps the other concepts' types onto these (the risk assessment onto
 //! `Input::Assessed`, the canary judge's verdict onto `Observation`, the GitOps writer's results
 //! onto `Committed` / `Reverted` / `EffectFailed`).
 //!

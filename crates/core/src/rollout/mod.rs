@@ -44,7 +44,7 @@
 //! | 11 | Canary (Syncing) | Synced{other revision} | rejected | — |
 //! | 12 | Canary (Syncing) | Tick past the sync deadline | Paused (or RolledBack if `on_sync_failure: rollback`) | Comment, SetStatus, Notify |
 //! | 12b | Canary (Syncing) | Tick before the sync deadline | unchanged | WaitForSync (poll again) |
-//! | 13 | Canary (Syncing) | SyncFailed | Paused | Comment, SetStatus, Notify |
+//! | 13 | Canary (Syncing) | SyncFailed | Paused (or RolledBack if `on_sync_failure: rollback`) | Comment, SetStatus, Notify |
 //! | 14 | Canary (Live) | Tick, an interval since the last query | unchanged phase | QueryMetrics |
 //! | 15 | Canary (Live) | Tick, not due | unchanged | — |
 //! | 16 | Canary (Live) | Judged Continue | unchanged phase, snapshot recorded | — |
@@ -53,8 +53,8 @@
 //! | 19 | Canary{last below 100} (Live) | Judged Promote, bake complete | FullRollout (Committing 100) | CommitStep, Comment, SetStatus |
 //! | 20 | ProgressiveRollout (Committing w) | Committed{sha, w} | Canary{i+1, w} (Syncing) | WaitForSync |
 //! | 21 | Canary (Live) | Judged Rollback{metric, evidence} | RolledBack, revert owed | Revert, Comment, SetStatus, Label `deploy/rolled-back`, HoldService, Notify |
-//! | 22 | Canary (Live) | Judged Hold, within `max_inconclusive_intervals` | unchanged phase | — |
-//! | 23 | Canary (Live) | Judged Hold past `max_inconclusive_intervals` (or `escalate`) | Paused | Comment, SetStatus, Notify |
+//! | 22 | Canary (Live) | Judged Inconclusive, within `max_inconclusive_intervals` | unchanged phase | — |
+//! | 23 | Canary (Live) | Judged Inconclusive past `max_inconclusive_intervals` (or `escalate`) | Paused | Comment, SetStatus, Notify |
 //! | 24 | Canary (Live) | MetricsUnavailable | Paused | Comment, SetStatus, Notify |
 //! | 25 | Canary (Syncing) | Judged | rejected (no analysis window) | — |
 //! | 26 | Canary (Live), last observation Promote | `/promote` | next step (as 18) | CommitStep, Comment, SetStatus |
@@ -78,8 +78,9 @@
 //! | 44 | RolledBack, revert owed | EffectFailed Revert permanent | RolledBack, revert failed | Comment, Notify critical |
 //! | 45 | live | `/deploy` | rejected (it starts a new rollout) | — |
 //!
-//! Promotion between environments (staging, then production) is a new rollout per environment,
-//! started by the orchestrator once the previous environment's rollout is `Complete`.
+//! Promotion between environments (staging, then production) is a new rollout per environment:
+//! `admission::promotions` says which `Complete` rollouts start the next one, and the shell's
+//! pipeline starts them.
 
 pub mod admission;
 pub mod approval;
