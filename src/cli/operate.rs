@@ -27,7 +27,9 @@ use deploybot_core::rollout::store::RolloutStore;
 #[derive(Debug, clap::Subcommand)]
 pub enum RolloutCommand {
     /// Ship TAG of SERVICE: a new rollout in the first environment (or --env), superseding the
-    /// live one there. Performs the first step now; `serve` carries the rollout on.
+    /// live one there (refused while one is live if the service says `on_new_version: queue`,
+    /// and while the service is held there). Performs the first step now; `serve` carries the
+    /// rollout on.
     Start {
         #[arg(long, short, env = "DEPLOYBOT_CONFIG")]
         config: PathBuf,

@@ -439,7 +439,7 @@ fn judge_outcome(config: &Config, s: &Shipment, rollouts: &[Rollout], minutes: i
     let expected = match s.truth {
         Truth::Promote => "expected: promote",
         Truth::Rollback => "expected: rollback",
-        Truth::Unverifiable => "expected: hold, never promote",
+        Truth::Unverifiable => "expected: unverifiable, never promote",
     };
     Outcome {
         line: format!(

@@ -362,8 +362,8 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
     }
 
     if let Some(problem) = inconclusive_reason(current, cfg, buckets) {
-        // Consecutive held intervals, whatever held each of them, escalate: a gating metric
-        // that never arrives must page someone as surely as a missing canary.
+        // Consecutive inconclusive intervals, whatever made each of them so, escalate: a gating
+        // metric that never arrives must page someone as surely as a missing canary.
         let held = seen
             .iter()
             .rev()
