@@ -31,8 +31,9 @@ use deploybot_core::failure::Failure;
 use deploybot_core::github::{CommitStatus, Github, LabelSpec, Merge, RepoName};
 use deploybot_core::gitops::commit_message::{CommitInfo, revert_reason, step_summary};
 use deploybot_core::gitops::repo::{GitopsRepo, GitopsRepos};
-use deploybot_core::rollout::input::{Effect, Input, Notice, Observation, StatusState};
+use deploybot_core::rollout::input::{Effect, Input, Notice, StatusState};
 use deploybot_core::rollout::plan::Weight;
+use deploybot_core::rollout::record::Observation;
 use deploybot_core::rollout::record::{Phase, Progress, Rollout, secs};
 use deploybot_core::rollout::store::RolloutStore;
 

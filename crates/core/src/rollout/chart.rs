@@ -12,8 +12,23 @@ use std::fmt::Write as _;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::metrics::ERROR_RATE;
-use super::page::escape;
 use super::record::MetricPoint;
+
+/// `text` safe inside HTML and SVG text and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// What a decision point on the time axis was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

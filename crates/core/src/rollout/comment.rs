@@ -10,9 +10,9 @@
 //! GitHub adapter's job, not this module's.
 
 use super::chart::mermaid_error_rate;
-use super::input::{Level, Notice, Observation};
+use super::input::{Level, Notice};
 use super::page::rollout_page_url;
-use super::record::{MetricPoint, Phase, Progress, Rollout, Step};
+use super::record::{MetricPoint, Observation, Phase, Progress, Rollout, Step};
 
 const STATUS_TEMPLATE: &str = crate::template::ROLLOUT_STATUS_COMMENT_MD;
 const NOTICES: &str = crate::template::ROLLOUT_NOTICES_TXT;

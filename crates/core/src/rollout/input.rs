@@ -10,24 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::plan::Weight;
-use super::record::Phase;
+use super::record::{Observation, Phase};
 use crate::risk::Strategy;
-
-/// The canary judge's word on one analysis interval, in the rollout's terms.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Observation {
-    /// Nothing conclusive yet; keep baking.
-    Continue,
-    /// The canary is at least as good as the baseline.
-    Promote,
-    /// The canary is worse (or a guardrail tripped): revert now.
-    Rollback { metric: String, evidence: String },
-    /// The judge cannot tell (too little data); `escalate` asks to pause at once.
-    // Stored audit rows written before the rename say `hold`.
-    #[serde(alias = "hold")]
-    Inconclusive { reason: String, escalate: bool },
-}
 
 /// A PR-comment command (or its CLI equivalent). Who may give it is checked by the shell before
 /// the command reaches the state machine.

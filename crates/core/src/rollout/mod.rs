@@ -104,11 +104,11 @@ pub mod testing;
 pub mod trigger;
 pub mod view;
 
-pub use input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};
+pub use input::{Command, Effect, EffectKind, Input, Level, Notice, StatusState};
 pub use plan::{Plan, PlanError, Weight};
 pub use record::{
-    Approval, CommitRecord, Course, End, Live, MetricPoint, ObservationKind, Pause, Phase,
-    Progress, Release, Revert, Rollback, Rollout, Settings, Snapshot, State, Step,
+    Approval, CommitRecord, Course, End, Live, MetricPoint, Observation, ObservationKind, Pause,
+    Phase, Progress, Release, Revert, Rollback, Rollout, Settings, Snapshot, State, Step,
     SyncFailurePolicy, Target, Trigger,
 };
 pub use step::{Outcome, Transition, outstanding, step};

@@ -13,10 +13,10 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::chart::{self, Mark, MarkKind};
-use super::input::{Input, Observation};
+use super::chart::{self, Mark, MarkKind, escape};
+use super::input::Input;
 use super::metrics::{ERROR_RATE, P99_LATENCY};
-use super::record::{MetricPoint, Progress, Revert, Rollout, Step};
+use super::record::{MetricPoint, Observation, Progress, Revert, Rollout, Step};
 use super::store::AuditEvent;
 use crate::template::fill;
 
@@ -29,22 +29,6 @@ const MESSAGE: &str = crate::template::PAGE_MESSAGE_HTML;
 pub const RECENT: usize = 30;
 /// Pages showing something live reload themselves this often (a meta refresh, not a script).
 const REFRESH_SECS: u32 = 30;
-
-/// `text` safe inside HTML and SVG text and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// `id` as one URL path segment (RFC 3986 unreserved characters kept, the rest percent-encoded).
 fn path_segment(id: &str) -> String {

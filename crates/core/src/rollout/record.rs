@@ -12,7 +12,6 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::input::Observation;
 use super::plan::{Plan, Weight};
 use crate::risk::Strategy;
 
@@ -263,6 +262,22 @@ impl std::fmt::Display for Phase {
             other => f.write_str(other.name()),
         }
     }
+}
+
+/// The canary judge's word on one analysis interval, in the rollout's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Observation {
+    /// Nothing conclusive yet; keep baking.
+    Continue,
+    /// The canary is at least as good as the baseline.
+    Promote,
+    /// The canary is worse (or a guardrail tripped): revert now.
+    Rollback { metric: String, evidence: String },
+    /// The judge cannot tell (too little data); `escalate` asks to pause at once.
+    // Stored audit rows written before the rename say `hold`.
+    #[serde(alias = "hold")]
+    Inconclusive { reason: String, escalate: bool },
 }
 
 /// The judge's observation without its payload, remembered per step.

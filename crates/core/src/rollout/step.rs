@@ -8,11 +8,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::input::{Command, Effect, EffectKind, Input, Level, Notice, Observation, StatusState};
+use super::input::{Command, Effect, EffectKind, Input, Level, Notice, StatusState};
 use super::plan::{Plan, Weight};
 use super::record::{
-    Approval, CommitRecord, Course, End, Live, ObservationKind, Pause, Progress, Revert, Rollback,
-    Rollout, Snapshot, State, Step, SyncFailurePolicy, secs,
+    Approval, CommitRecord, Course, End, Live, Observation, ObservationKind, Pause, Progress,
+    Revert, Rollback, Rollout, Snapshot, State, Step, SyncFailurePolicy, secs,
 };
 use crate::risk::Strategy;
 

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::input::Observation;
+use super::record::Observation;
 use super::record::{Progress, Revert, Rollout, Step};
 
 /// One rollout as a small block of aligned lines.

@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::input::{Input, Observation};
+use super::input::Input;
 use super::plan::Weight;
+use super::record::Observation;
 use super::record::{Release, Target, Trigger};
 use crate::risk::Strategy;
 
