@@ -17,12 +17,13 @@ use async_openai::types::chat::{
     FinishReason, ResponseFormat, ResponseFormatJsonSchema,
 };
 use deploybot_core::risk::model::{
-    LlmError, ModelVerdict, RiskModel, parse_verdict, verdict_schema,
+    LlmError, ModelVerdict, RiskModel, fit_prompt_budget, known_context, parse_verdict,
+    verdict_schema,
 };
 
 use crate::adapters::retry::retry;
 use deploybot_core::clock::Clock as _;
-use deploybot_core::config::ModelSpec;
+use deploybot_core::config::{ModelAuth, ModelSpec};
 use deploybot_core::retry::RetryPolicy;
 use deploybot_core::secret::Secret;
 
@@ -30,11 +31,19 @@ use deploybot_core::secret::Secret;
 pub struct LlmClient {
     http: reqwest::Client,
     endpoint: String,
+    /// The server's root (the base URL without `/v1`), where llama.cpp and Ollama say how large
+    /// the model's context is.
+    origin: String,
     model: String,
     api_key: Option<Secret>,
+    auth: ModelAuth,
     timeout: Duration,
     retry: RetryPolicy,
     max_output_tokens: u32,
+    /// The model's context in tokens, asked once per process (`None`: the server did not say).
+    context: tokio::sync::OnceCell<Option<u32>>,
+    /// The lowered budget is logged at info once, not on every assessment.
+    budget_logged: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -57,18 +66,117 @@ impl LlmClient {
             .user_agent(concat!("deploybot/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| LlmError::Config(format!("building the HTTP client: {e}")))?;
+        let base = spec.base_url.as_str().trim_end_matches('/');
         Ok(LlmClient {
             http,
-            endpoint: format!(
-                "{}/chat/completions",
-                spec.base_url.as_str().trim_end_matches('/')
-            ),
+            endpoint: format!("{base}/chat/completions"),
+            origin: base.strip_suffix("/v1").unwrap_or(base).to_string(),
             model: spec.model.clone(),
             api_key,
+            auth: spec.auth,
             timeout,
             retry: retry_policy(spec),
             max_output_tokens: spec.max_output_tokens,
+            context: tokio::sync::OnceCell::new(),
+            budget_logged: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// `req` with the API key, sent the way `llm.auth` says.
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (&self.api_key, self.auth) {
+            (None, _) => req,
+            (Some(key), ModelAuth::Bearer) => req.bearer_auth(key.expose()),
+            (Some(key), ModelAuth::ApiKey) => req.header("api-key", key.expose()),
+        }
+    }
+
+    /// The model's context in tokens: what the server says (llama.cpp's `GET /props`, then
+    /// Ollama's `POST /api/show`), else the published size of a known hosted model, else `None`.
+    /// Asked once; a server that answers neither costs two failed requests per process.
+    pub async fn context_tokens(&self) -> Option<u32> {
+        *self
+            .context
+            .get_or_init(|| async {
+                let asked = match self.llama_cpp_context().await {
+                    Some(n) => Some((n, "llama.cpp /props")),
+                    None => self.ollama_context().await.map(|n| (n, "Ollama /api/show")),
+                };
+                let found = asked.or_else(|| known_context(&self.model).map(|n| (n, "known")));
+                match found {
+                    Some((n, source)) => {
+                        tracing::info!(model = %self.model, context_tokens = n, source, "model context");
+                    }
+                    None => tracing::info!(
+                        model = %self.model,
+                        "the server does not say the model's context; llm.max_prompt_tokens is used as it is"
+                    ),
+                }
+                found.map(|(n, _)| n)
+            })
+            .await
+    }
+
+    /// llama.cpp's server: `default_generation_settings.n_ctx` (the context of one slot, which
+    /// is what one request gets), or a top-level `n_ctx` on older builds.
+    async fn llama_cpp_context(&self) -> Option<u32> {
+        let req = self.authorized(self.http.get(format!("{}/props", self.origin)));
+        let props: serde_json::Value = self.probe(req).await?;
+        let n = props["default_generation_settings"]["n_ctx"]
+            .as_u64()
+            .or_else(|| props["n_ctx"].as_u64())?;
+        u32::try_from(n).ok().filter(|n| *n > 0)
+    }
+
+    /// Ollama: the `num_ctx` the model's Modelfile sets, else Ollama's smallest default (2048;
+    /// its OpenAI-compatible endpoint takes no per-request context), never more than the
+    /// model's trained `*.context_length`.
+    async fn ollama_context(&self) -> Option<u32> {
+        let req = self
+            .authorized(self.http.post(format!("{}/api/show", self.origin)))
+            .json(&serde_json::json!({ "model": self.model }));
+        let show: serde_json::Value = self.probe(req).await?;
+        if !show.is_object()
+            || (show.get("parameters").is_none() && show.get("model_info").is_none())
+        {
+            return None;
+        }
+        const OLLAMA_DEFAULT_NUM_CTX: u32 = 2048;
+        let num_ctx = show["parameters"].as_str().and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next() == Some("num_ctx"))
+                    .then(|| words.next()?.parse::<u32>().ok())
+                    .flatten()
+            })
+        });
+        let trained = show["model_info"].as_object().and_then(|info| {
+            info.iter()
+                .find(|(k, _)| k.ends_with(".context_length"))
+                .and_then(|(_, v)| u32::try_from(v.as_u64()?).ok())
+        });
+        let n = num_ctx.unwrap_or(OLLAMA_DEFAULT_NUM_CTX);
+        Some(trained.map_or(n, |t| n.min(t)))
+    }
+
+    /// A JSON answer to an introspection request, or `None` for anything else: servers that do
+    /// not have the endpoint answer 404 and that is not a problem.
+    async fn probe(&self, req: reqwest::RequestBuilder) -> Option<serde_json::Value> {
+        let resp = match req.send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                tracing::debug!(
+                    status = r.status().as_u16(),
+                    "model server introspection: not there"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(error = %without_url(&e), "model server introspection failed");
+                return None;
+            }
+        };
+        resp.json().await.ok()
     }
 
     /// The request body: temperature 0, the schema as `response_format`.
@@ -107,10 +215,7 @@ impl LlmClient {
     }
 
     async fn attempt(&self, body: &CreateChatCompletionRequest) -> Result<ModelVerdict, LlmError> {
-        let mut req = self.http.post(&self.endpoint).json(body);
-        if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key.expose());
-        }
+        let req = self.authorized(self.http.post(&self.endpoint).json(body));
         let resp = req.send().await.map_err(|e| self.classify(&e))?;
         let status = resp.status();
         // The wait is slept in real time, so a date is measured against the wall clock.
@@ -176,6 +281,20 @@ impl RiskModel for LlmClient {
     ) -> Pin<Box<dyn Future<Output = Result<ModelVerdict, LlmError>> + Send + 'a>> {
         Box::pin(self.ask(system, user))
     }
+
+    fn prompt_budget(&self, configured: usize) -> Pin<Box<dyn Future<Output = usize> + Send + '_>> {
+        Box::pin(async move {
+            let context = self.context_tokens().await;
+            let (budget, note) = fit_prompt_budget(configured, context, self.max_output_tokens);
+            if let Some(note) = note {
+                use std::sync::atomic::Ordering;
+                if !self.budget_logged.swap(true, Ordering::Relaxed) {
+                    tracing::info!(model = %self.model, "{note}");
+                }
+            }
+            budget
+        })
+    }
 }
 
 /// The model's retry policy: `llm.max_retries` retries after the first try, waits doubling from
@@ -240,6 +359,10 @@ mod tests {
         assert_eq!(body["messages"][0]["role"], "system");
         assert_eq!(body["messages"][1]["content"], "usr");
         assert_eq!(c.endpoint, "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(c.origin, "http://127.0.0.1:9");
+        let azure = "https://x.openai.azure.com/openai/v1".parse().unwrap();
+        let c = LlmClient::new(&ModelSpec::new(azure, "m"), None).unwrap();
+        assert_eq!(c.origin, "https://x.openai.azure.com/openai");
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub async fn assess_change(
     let Some(model) = model else {
         return floor;
     };
-    let prompt = deploybot_core::risk::prompt::build(change, &floor, policy, max_prompt_tokens);
+    let budget = model.prompt_budget(max_prompt_tokens).await;
+    let prompt = deploybot_core::risk::prompt::build(change, &floor, policy, budget);
     if prompt.redactions > 0 {
         tracing::info!(
             redactions = prompt.redactions,

@@ -7,3 +7,4 @@ mod fixtures;
 mod github;
 mod golden;
 mod llm;
+mod local_models;

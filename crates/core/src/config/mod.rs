@@ -31,7 +31,7 @@ use crate::rollout::record::Settings;
 use crate::rollout::trigger::TagTemplate;
 use crate::secret::SecretRef;
 
-pub use raw::{AnalysisConfig, ApprovalAuthority, RawConfig, WriteMode};
+pub use raw::{AnalysisConfig, ApprovalAuthority, ModelAuth, RawConfig, WriteMode};
 pub use resolve::{base_url, resolve};
 
 /// The configuration deploybot runs on: every value parsed into its type, every cross-reference
@@ -165,6 +165,8 @@ pub struct ModelSpec {
     /// Not empty.
     pub model: String,
     pub api_key: Option<SecretRef>,
+    /// How the key is sent.
+    pub auth: ModelAuth,
     /// Greater than zero.
     pub timeout: PromDuration,
     /// At most 10.
@@ -182,6 +184,7 @@ impl ModelSpec {
             base_url,
             model: model.into(),
             api_key: None,
+            auth: ModelAuth::Bearer,
             timeout: raw::defaults::LLM_TIMEOUT,
             max_retries: d.max_retries,
             max_retry_wait: raw::defaults::LLM_MAX_RETRY_WAIT,

@@ -288,9 +288,24 @@ pub struct LlmConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_retry_wait_ms: Option<u64>,
     /// Prompt budget in tokens (estimated at 4 characters each); larger diffs are summarised.
+    /// Lowered at run time to fit the model's context when the server says how large it is.
     pub max_prompt_tokens: usize,
     /// Reply budget in tokens.
     pub max_output_tokens: u32,
+    /// How the API key is sent: `bearer` (`Authorization: Bearer`, OpenAI, Ollama, llama.cpp)
+    /// or `api-key` (an `api-key` header, Azure OpenAI).
+    pub auth: ModelAuth,
+}
+
+/// How the model's API key is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelAuth {
+    /// `Authorization: Bearer <key>`.
+    #[default]
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI's key authentication).
+    ApiKey,
 }
 
 impl Default for LlmConfig {
@@ -307,6 +322,7 @@ impl Default for LlmConfig {
             max_retry_wait_ms: None,
             max_prompt_tokens: 12_000,
             max_output_tokens: 800,
+            auth: ModelAuth::Bearer,
         }
     }
 }

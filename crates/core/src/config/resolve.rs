@@ -510,10 +510,26 @@ impl Resolver {
             ));
             ok = false;
         }
+        if let Some(context) = crate::risk::model::known_context(model) {
+            let wanted = c.max_prompt_tokens as u64 + u64::from(c.max_output_tokens);
+            if wanted > u64::from(context) {
+                self.warnings.push(Warning {
+                    key: "llm.max_prompt_tokens".into(),
+                    message: format!(
+                        "{} plus llm.max_output_tokens {} exceeds the {context}-token context of \
+                         {model}: requests would be refused or replies cut; lower it to at most {}",
+                        c.max_prompt_tokens,
+                        c.max_output_tokens,
+                        u64::from(context).saturating_sub(u64::from(c.max_output_tokens))
+                    ),
+                });
+            }
+        }
         let model = ModelSpec {
             base_url: base_url?,
             model: model.to_string(),
             api_key,
+            auth: c.auth,
             timeout,
             max_retries: c.max_retries,
             max_retry_wait,

@@ -449,6 +449,44 @@ fn llm_problems_name_their_keys() {
 }
 
 #[test]
+fn a_prompt_budget_beyond_a_known_context_warns() {
+    let yaml = |model: &str, tokens: u32| {
+        format!(
+            "llm:\n  base_url: https://api.openai.com/v1\n  model: {model}\n  \
+             max_prompt_tokens: {tokens}\n"
+        )
+    };
+    let r = resolved(&yaml("gpt-4-0613", 12_000));
+    let w: Vec<String> = r.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("llm.max_prompt_tokens")
+            && w[0].contains("8192-token context")
+            && w[0].contains("at most 7392"),
+        "{w:?}"
+    );
+    assert!(resolved(&yaml("gpt-4-0613", 7_000)).warnings.is_empty());
+    assert!(resolved(&yaml("gpt-4o", 12_000)).warnings.is_empty());
+    assert!(
+        resolved(&yaml("qwen2.5:1.5b", 12_000)).warnings.is_empty(),
+        "a local model is asked at run time"
+    );
+}
+
+#[test]
+fn the_model_key_is_sent_as_llm_auth_says() {
+    let base = "llm:\n  base_url: https://x.openai.azure.com/openai/v1\n  model: gpt-4o\n";
+    let spec = |c: Config| c.llm.model.unwrap().auth;
+    assert_eq!(spec(parse(base)), ModelAuth::Bearer);
+    assert_eq!(
+        spec(parse(&format!("{base}  auth: api-key\n"))),
+        ModelAuth::ApiKey
+    );
+    let e = RawConfig::from_yaml(&format!("{base}  auth: header\n")).unwrap_err();
+    assert!(e.to_string().contains("auth"), "{e}");
+}
+
+#[test]
 fn prometheus_problems_name_their_keys() {
     let p = problems(
         "prometheus:\n  url: ftp://x\n  timeout: 0s\n  retries: 99\n  backoff: 2s\n  \

@@ -80,6 +80,13 @@ pub trait RiskModel: Send + Sync {
         system: &'a str,
         user: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<ModelVerdict, LlmError>> + Send + 'a>>;
+
+    /// The prompt budget in tokens for this model, `configured` (`llm.max_prompt_tokens`) at
+    /// most: an adapter that can learn the model's context lowers it to fit
+    /// ([`fit_prompt_budget`]).
+    fn prompt_budget(&self, configured: usize) -> Pin<Box<dyn Future<Output = usize> + Send + '_>> {
+        Box::pin(std::future::ready(configured))
+    }
 }
 
 /// The JSON schema the reply must follow (sent as `response_format`, and enforced on receipt).
@@ -135,19 +142,19 @@ pub fn parse_verdict(content: &str) -> Result<ModelVerdict, LlmError> {
             w.recommended_strategy.chars().take(40).collect::<String>()
         ))
     })?;
-    if w.risk_factors.len() > MAX_FACTORS {
+    let (mut risk_factors, mark) = distinct_factors(&w.risk_factors);
+    if risk_factors.len() > MAX_FACTORS {
         return Err(LlmError::Schema(format!(
-            "{} risk_factors (at most {MAX_FACTORS})",
-            w.risk_factors.len()
+            "{} distinct risk_factors (at most {MAX_FACTORS})",
+            risk_factors.len()
         )));
     }
-    if let Some(f) = w
-        .risk_factors
+    if let Some(f) = risk_factors
         .iter()
-        .find(|f| f.trim().is_empty() || f.chars().count() > MAX_FACTOR_CHARS)
+        .find(|f| f.chars().count() > MAX_FACTOR_CHARS)
     {
         return Err(LlmError::Schema(format!(
-            "a risk factor is empty or longer than {MAX_FACTOR_CHARS} characters ({} chars)",
+            "a risk factor is longer than {MAX_FACTOR_CHARS} characters ({} chars)",
             f.chars().count()
         )));
     }
@@ -156,17 +163,133 @@ pub fn parse_verdict(content: &str) -> Result<ModelVerdict, LlmError> {
             "rationale longer than {MAX_RATIONALE_CHARS} characters"
         )));
     }
+    risk_factors.extend(mark);
     Ok(ModelVerdict {
         risk_score: w.risk_score,
-        risk_factors: w
-            .risk_factors
-            .into_iter()
-            .map(|f| f.trim().to_string())
-            .collect(),
+        risk_factors,
         recommended_strategy: strategy,
         requires_manual_approval: w.requires_manual_approval,
         rationale: w.rationale.trim().to_string(),
     })
+}
+
+/// The factor that stands for what [`collapse_factors`] dropped; it starts with this.
+pub const DEGENERATE_MARK: &str = "(deploybot note)";
+
+/// A model's factors as the comment shows them: trimmed, each distinct one once (compared without
+/// case and runs of white space), in the model's order. Small local models sometimes repeat one
+/// factor many times or answer empty strings; what was dropped is said once, in a factor marked
+/// [`DEGENERATE_MARK`], instead of being posted twenty times (or failing the whole reply).
+pub fn collapse_factors(factors: &[String]) -> Vec<String> {
+    let (mut kept, mark) = distinct_factors(factors);
+    kept.extend(mark);
+    kept
+}
+
+/// Each distinct factor once, and the marked factor saying what was dropped, if anything was.
+fn distinct_factors(factors: &[String]) -> (Vec<String>, Option<String>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::new();
+    let (mut repeated, mut empty) = (0usize, 0usize);
+    for f in factors {
+        let f = f.trim();
+        if f.is_empty() {
+            empty += 1;
+            continue;
+        }
+        let key = f
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        if seen.insert(key) {
+            kept.push(f.to_string());
+        } else {
+            repeated += 1;
+        }
+    }
+    let what = match (repeated, empty) {
+        (0, 0) => return (kept, None),
+        (r, 0) => format!("repeated {r}"),
+        (0, e) => format!("left {e} empty"),
+        (r, e) => format!("repeated {r} and left {e} empty"),
+    };
+    let mark = format!(
+        "{DEGENERATE_MARK} the model's reply was degenerate: it {what} of its {} factors; \
+         each distinct factor is shown once",
+        factors.len()
+    );
+    (kept, Some(mark))
+}
+
+/// The prompt's size is estimated at 4 bytes a token, but code and diffs tokenize denser (about
+/// 3 characters a token on the small local models measured), and the chat template adds its own
+/// tokens: of the context left after the reply and the template, the budget takes this share, so
+/// that a prompt at 3 characters a token still fits.
+const CONTEXT_SHARE: (u64, u64) = (3, 4);
+
+/// Tokens the chat template wraps around the messages (role markers, a generation prompt).
+const TEMPLATE_TOKENS: u64 = 64;
+
+/// The smallest prompt budget worth sending: below it the diff is summarised to nothing useful.
+pub const MIN_PROMPT_TOKENS: usize = 512;
+
+/// The prompt budget for a model: the configured one, lowered to fit the model's context when
+/// the server says how large it is (`context_tokens`), leaving room for the reply
+/// (`reply_tokens`) and for the estimate's error. The note says why it was lowered, if it was.
+pub fn fit_prompt_budget(
+    configured: usize,
+    context_tokens: Option<u32>,
+    reply_tokens: u32,
+) -> (usize, Option<String>) {
+    let Some(context) = context_tokens else {
+        return (configured, None);
+    };
+    let left = u64::from(context).saturating_sub(u64::from(reply_tokens) + TEMPLATE_TOKENS);
+    let fits = usize::try_from(left * CONTEXT_SHARE.0 / CONTEXT_SHARE.1).unwrap_or(usize::MAX);
+    if fits >= configured {
+        return (configured, None);
+    }
+    let budget = fits.max(MIN_PROMPT_TOKENS);
+    let mut note = format!(
+        "the model's context holds {context} tokens: the prompt budget is {budget} instead of \
+         {configured} (after {reply_tokens} for the reply and {TEMPLATE_TOKENS} for the chat \
+         template, {}/{} of the rest, as prompts are estimated at 4 bytes a token and diffs \
+         tokenize denser)",
+        CONTEXT_SHARE.0, CONTEXT_SHARE.1
+    );
+    if fits < MIN_PROMPT_TOKENS {
+        note.push_str(&format!(
+            "; even {MIN_PROMPT_TOKENS} may not fit: lower llm.max_output_tokens or give the \
+             model a larger context"
+        ));
+    }
+    (budget, Some(note))
+}
+
+/// Context windows of hosted models whose size is public, by name prefix (longest first), for
+/// the config check: a configured budget larger than the context would cut every reply. Local
+/// servers are asked at run time instead (`RiskModel::prompt_budget`).
+const KNOWN_CONTEXTS: &[(&str, u32)] = &[
+    ("gpt-4o-mini", 128_000),
+    ("gpt-4o", 128_000),
+    ("gpt-4.1", 1_047_576),
+    ("gpt-4-turbo", 128_000),
+    ("gpt-4-32k", 32_768),
+    ("gpt-4", 8_192),
+    ("gpt-3.5-turbo", 16_385),
+    ("o4-mini", 200_000),
+    ("o3", 200_000),
+    ("o1", 200_000),
+];
+
+/// The context window of a hosted model named `model`, when it is one of the known ones.
+pub fn known_context(model: &str) -> Option<u32> {
+    let model = model.to_ascii_lowercase();
+    KNOWN_CONTEXTS
+        .iter()
+        .find(|(prefix, _)| model.starts_with(prefix))
+        .map(|(_, n)| *n)
 }
 
 #[cfg(test)]
@@ -267,13 +390,14 @@ mod tests {
             }),
             "missing field",
         ));
+        let many: Vec<String> = (0..21).map(|i| format!("factor {i}")).collect();
         cases.push((
-            mutate(&|v| v["risk_factors"] = serde_json::json!(vec!["x"; 21])),
+            mutate(&|v| v["risk_factors"] = serde_json::json!(many)),
             "at most",
         ));
         cases.push((
-            mutate(&|v| v["risk_factors"] = serde_json::json!([" "])),
-            "empty",
+            mutate(&|v| v["risk_factors"] = serde_json::json!(["y".repeat(301)])),
+            "longer than",
         ));
         cases.push((
             mutate(&|v| v["rationale"] = serde_json::json!("x".repeat(5000))),
@@ -283,5 +407,77 @@ mod tests {
             let e = parse_verdict(&content).unwrap_err().to_string();
             assert!(e.contains(want), "{content:.60}: {e}");
         }
+    }
+
+    #[test]
+    fn degenerate_factors_collapse_into_one_marked_factor() {
+        let twenty: Vec<String> = vec!["Touches the  payments table".into(); 20];
+        let v = parse_verdict(
+            &serde_json::json!({
+                "risk_score": 0.4, "risk_factors": twenty,
+                "recommended_strategy": "canary_10", "requires_manual_approval": false,
+                "rationale": "r"
+            })
+            .to_string(),
+        )
+        .unwrap();
+        assert_eq!(v.risk_factors.len(), 2, "{:?}", v.risk_factors);
+        assert_eq!(v.risk_factors[0], "Touches the  payments table");
+        assert!(
+            v.risk_factors[1].starts_with(DEGENERATE_MARK)
+                && v.risk_factors[1].contains("repeated 19 of its 20 factors"),
+            "{}",
+            v.risk_factors[1]
+        );
+        let f =
+            |xs: &[&str]| collapse_factors(&xs.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            f(&["a", "b"]),
+            ["a", "b"],
+            "nothing degenerate, nothing added"
+        );
+        assert_eq!(
+            f(&["a", "A ", " a"]).len(),
+            2,
+            "case and spaces do not make a new factor"
+        );
+        let empties = f(&["", "  "]);
+        assert_eq!(empties.len(), 1);
+        assert!(
+            empties[0].contains("left 2 empty of its 2 factors"),
+            "{empties:?}"
+        );
+        let both = f(&["a", "", "a"]);
+        assert!(
+            both[1].contains("repeated 1 and left 1 empty of its 3"),
+            "{both:?}"
+        );
+    }
+
+    #[test]
+    fn the_prompt_budget_fits_the_models_context() {
+        // A 4k local model (the case that overflowed): 3/4 of what the reply and template leave.
+        let (b, note) = fit_prompt_budget(12_000, Some(4096), 800);
+        assert_eq!(b, 2424);
+        let note = note.unwrap();
+        assert!(
+            note.contains("4096 tokens") && !note.contains("may not fit"),
+            "{note}"
+        );
+        assert_eq!(
+            fit_prompt_budget(12_000, None, 800),
+            (12_000, None),
+            "unknown: configured"
+        );
+        assert_eq!(
+            fit_prompt_budget(12_000, Some(128_000), 800),
+            (12_000, None)
+        );
+        let (b, note) = fit_prompt_budget(12_000, Some(1024), 800);
+        assert_eq!(b, MIN_PROMPT_TOKENS);
+        assert!(note.unwrap().contains("may not fit"));
+        assert_eq!(known_context("gpt-4o-2024-08-06"), Some(128_000));
+        assert_eq!(known_context("gpt-4-0613"), Some(8_192));
+        assert_eq!(known_context("qwen2.5:3b"), None);
     }
 }

@@ -74,6 +74,10 @@ const MAX_TITLE: usize = 300;
 const MAX_BODY: usize = 4000;
 const MAX_MESSAGE: usize = 1000;
 const MAX_MESSAGES: usize = 30;
+/// Characters of the description kept whatever the budget.
+const MIN_BODY: usize = 500;
+/// Files listed whatever the budget.
+const MIN_LISTED_FILES: usize = 10;
 const MAX_LISTED_FILES: usize = 300;
 
 /// Builds the prompt for `change`, whose policy result is `floor`, within `max_tokens` (estimated
@@ -92,6 +96,10 @@ pub fn build(
         r.text
     };
 
+    // The description and the file list take at most half of what the templates leave, so a
+    // small model's budget still has room for hunks; the riskiest files are always listed.
+    let head_budget =
+        (max_tokens.saturating_mul(4)).saturating_sub(t.system.len() + t.user.len() + 600) / 2;
     let mut head = String::new();
     let _ = writeln!(head, "Title: {}", cut(&clean(&change.title), MAX_TITLE));
     if let Some(a) = &change.author {
@@ -103,7 +111,10 @@ pub fn build(
     let _ = writeln!(
         head,
         "Description:\n{}",
-        indent(&cut(&clean(&change.body), MAX_BODY))
+        indent(&cut(
+            &clean(&change.body),
+            MAX_BODY.min(head_budget / 2).max(MIN_BODY)
+        ))
     );
     if !change.commit_messages.is_empty() {
         let _ = writeln!(head, "Commit messages:");
@@ -133,6 +144,7 @@ pub fn build(
             .then(a.path.cmp(&b.path))
     });
     let _ = writeln!(head, "Files (riskiest first; category, status, lines):");
+    let mut listed = 0;
     for f in files.iter().take(MAX_LISTED_FILES) {
         let mut line = format!(
             "  {:<15} {:<9} +{} -{} {}",
@@ -151,10 +163,14 @@ pub fn build(
         if f.patch_truncated {
             line.push_str(" [content not visible]");
         }
+        if listed >= MIN_LISTED_FILES && head.len() + line.len() >= head_budget {
+            break;
+        }
         let _ = writeln!(head, "{line}");
+        listed += 1;
     }
-    if files.len() > MAX_LISTED_FILES {
-        let rest = &files[MAX_LISTED_FILES..];
+    if files.len() > listed {
+        let rest = &files[listed..];
         let _ = writeln!(
             head,
             "  ... and {} more files: +{} -{}",
