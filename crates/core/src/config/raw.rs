@@ -169,7 +169,8 @@ pub enum WriteMode {
     /// Commit and push straight to the environment branch.
     #[default]
     Direct,
-    /// Push to a bot branch and open (or reuse) a pull request against the environment branch.
+    /// Every write through a pull request. Not built yet: resolving the config refuses it, so
+    /// a protected branch is never silently pushed to.
     PullRequest,
 }
 

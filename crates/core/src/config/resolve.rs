@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use url::Url;
 
-use super::raw::{self, RawConfig};
+use super::raw::{self, RawConfig, WriteMode};
 use super::{
     AlertsSpec, ApprovalRule, ArgoCdServer, ArgoCdSpec, BranchName, Config, DeploySpec,
     EnvironmentSpec, GithubSpec, GitopsRepo, GitopsSpec, ImageRepository, LlmSpec, ModelSpec,
@@ -337,6 +337,17 @@ impl Resolver {
                  deploybot@users.noreply.github.com",
                 g.author_email
             ));
+            ok = false;
+        }
+        if g.mode == WriteMode::PullRequest {
+            // Refused rather than ignored: every step and revert is still a direct push, so a
+            // config asking for pull requests would be silently disobeyed (issue 13, point 2).
+            self.problem(
+                "gitops.mode: pull_request is not supported yet: deploybot pushes every step and \
+                 every revert directly to the environment branch. Use `direct` and let the bot's \
+                 identity push to the branch (e.g. a branch-protection bypass for the GitHub App)"
+                    .into(),
+            );
             ok = false;
         }
         let prefix = g.branch_prefix.trim_matches('/');

@@ -201,6 +201,10 @@ fn each_refusal_names_key_value_and_fix() {
             "services[0].environments[0].require_approval: approval PRs need the GitOps repository on GitHub, and file:///g is not a github.com URL; set gitops.github_repo",
         ),
         (
+            "gitops:\n  mode: pull_request\n",
+            "gitops.mode: pull_request is not supported yet: deploybot pushes every step and every revert directly",
+        ),
+        (
             "llm:\n  base_url: ftp://x\n  model: m\n",
             "llm.base_url: \"ftp://x\" must be an http:// or https:// URL with a host; write it as",
         ),
