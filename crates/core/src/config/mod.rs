@@ -252,8 +252,6 @@ pub struct ArgoCdSpec {
     pub refresh: bool,
     /// Greater than zero.
     pub timeout: PromDuration,
-    /// Greater than zero.
-    pub poll: PromDuration,
     pub settle_time: PromDuration,
 }
 

@@ -399,8 +399,9 @@ pub struct ArgoCdConfig {
     /// Ask Argo CD to re-read git after each commit instead of waiting for its poll.
     pub refresh: bool,
     pub timeout: PromDuration,
-    /// How often the Application is read while waiting.
-    pub poll: PromDuration,
+    /// No longer read: a rollout reads the Application once per `server.tick_interval`. Still
+    /// accepted, with a warning, so configs written for older versions load.
+    pub poll: Option<PromDuration>,
     /// Without Argo CD: how long after a commit the analysis window opens.
     pub settle_time: PromDuration,
 }
@@ -414,7 +415,7 @@ impl Default for ArgoCdConfig {
             application: "{service}-{environment}".into(),
             refresh: true,
             timeout: PromDuration::from_secs(10),
-            poll: PromDuration::from_secs(5),
+            poll: None,
             settle_time: PromDuration::from_secs(60),
         }
     }

@@ -671,11 +671,18 @@ impl Resolver {
             ));
             ok = false;
         }
-        for (name, d) in [("poll", c.poll), ("timeout", c.timeout)] {
-            if d.is_zero() {
-                self.problem(format!("argocd.{name}: must be greater than 0"));
-                ok = false;
-            }
+        if c.timeout.is_zero() {
+            self.problem("argocd.timeout: must be greater than 0 (e.g. 10s)".into());
+            ok = false;
+        }
+        if let Some(poll) = c.poll {
+            self.warnings.push(Warning {
+                key: "argocd.poll".into(),
+                message: format!(
+                    "{poll} is not read: a rollout reads the Application once per \
+                     server.tick_interval while it waits; remove the key"
+                ),
+            });
         }
         token?;
         ok.then(|| ArgoCdSpec {
@@ -683,7 +690,6 @@ impl Resolver {
             application: c.application.clone(),
             refresh: c.refresh,
             timeout: c.timeout,
-            poll: c.poll,
             settle_time: c.settle_time,
         })
     }

@@ -518,18 +518,36 @@ fn argocd_is_checked_with_full_keys() {
         c.argocd.application_name("checkout", "staging"),
         "staging-checkout"
     );
-    let p = problems("argocd:\n  url: argocd.local\n  application: '{svc}'\n  poll: '0'\n");
+    let p = problems("argocd:\n  url: argocd.local\n  application: '{svc}'\n  timeout: '0'\n");
     let lines: Vec<&str> = p.lines().collect();
     assert_eq!(lines.len(), 4, "{p}");
     for (line, want) in lines.iter().zip([
         "argocd.url: must be an http(s) URL, got \"argocd.local\"",
         "argocd.token_env or argocd.token_file: required with argocd.url",
         "argocd.application: only {service} and {environment} may be used, got \"{svc}\"",
-        "argocd.poll: must be greater than 0",
+        "argocd.timeout: must be greater than 0",
     ]) {
         assert!(line.starts_with(want), "{line}");
     }
     assert!(RawConfig::from_yaml("argocd:\n  token: abc\n").is_err());
+}
+
+#[test]
+fn argocd_poll_is_not_read_and_says_so() {
+    let with = resolved("argocd:\n  poll: 5s\n");
+    let warning = with.warnings.iter().find(|w| w.key == "argocd.poll");
+    let warning = warning.unwrap_or_else(|| panic!("no warning in {:?}", with.warnings));
+    assert!(
+        warning.message.contains("server.tick_interval"),
+        "{}",
+        warning.message
+    );
+    assert!(
+        resolved("argocd: {}\n")
+            .warnings
+            .iter()
+            .all(|w| w.key != "argocd.poll")
+    );
 }
 
 #[test]
