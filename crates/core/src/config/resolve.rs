@@ -20,6 +20,7 @@ use crate::canary::settings::MetricMode;
 use crate::duration::PromDuration;
 use crate::github::RepoName;
 use crate::gitops::remote::{RemoteUrl, Transport, is_valid_branch_name};
+use crate::manifest::{TargetKind, Track};
 use crate::risk::policy::Policy;
 use crate::rollout::trigger::TagTemplate;
 use crate::secret::SecretRef;
@@ -860,6 +861,28 @@ impl Resolver {
             ok &= self
                 .check(|p| t.validate(&format!("{ekey}.targets[{k}]"), p))
                 .is_some();
+        }
+        // Traffic shifted to a canary that still runs the old image is judged old against old,
+        // and the new version first meets users at 100 %: such a config must not load.
+        let shifter = e
+            .targets
+            .iter()
+            .position(|t| matches!(t.kind, TargetKind::Weight | TargetKind::Replicas));
+        let canary_image = e.targets.iter().any(|t| {
+            matches!(t.kind, TargetKind::Image | TargetKind::HelmValues) && t.track == Track::Canary
+        });
+        if let (Some(k), false) = (shifter, canary_image) {
+            let kind = match e.targets[k].kind {
+                TargetKind::Replicas => "replicas",
+                _ => "weight",
+            };
+            self.problem(format!(
+                "{ekey}.targets[{k}]: a {kind} target sends traffic to the canary, but no image \
+                 target of this environment has track: canary, so the canary would run the old \
+                 image and be judged against itself; add the canary workload's file as an image \
+                 (or helm_values) target with track: canary"
+            ));
+            ok = false;
         }
         // An environment that always asks for approval opens an approval PR at its first step,
         // in a repository that must be named on GitHub: known now, not found missing

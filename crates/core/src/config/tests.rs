@@ -201,6 +201,14 @@ fn each_refusal_names_key_value_and_fix() {
             "services[0].environments[0].require_approval: approval PRs need the GitOps repository on GitHub, and file:///g is not a github.com URL; set gitops.github_repo",
         ),
         (
+            "gitops:\n  repo_url: file:///g\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        targets:\n          - path: d.yaml\n          - path: r.yaml\n            kind: weight\n            canary: a-canary\n",
+            "services[0].environments[0].targets[1]: a weight target sends traffic to the canary, but no image target of this environment has track: canary",
+        ),
+        (
+            "gitops:\n  repo_url: file:///g\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        targets:\n          - path: v.yaml\n            kind: helm_values\n          - path: r.yaml\n            kind: replicas\n            canary: a-canary\n            stable: a\n            total_replicas: 10\n",
+            "services[0].environments[0].targets[1]: a replicas target sends traffic to the canary",
+        ),
+        (
             "gitops:\n  mode: pull_request\n",
             "gitops.mode: pull_request is not supported yet: deploybot pushes every step and every revert directly",
         ),
