@@ -180,6 +180,7 @@ impl<R: EffectRunner> Pipeline<R> {
             settings: service.settings.clone(),
             require_approval: env.approval.required,
             on_new_version: service.on_new_version,
+            carries_canary: env.carries_canary(),
         };
         let environment = Environment {
             hold: hold.as_ref(),

@@ -486,3 +486,43 @@ async fn deploy_command_ships_on_the_assessment_the_model_raised() {
         "the policy alone scores lower: {strategies:?}"
     );
 }
+
+/// An environment whose targets deploy no canary workload cannot give a canary traffic: a
+/// release the risk sends as a canary ships `direct`, in one commit, and completes (before,
+/// its first canary step found nothing to change and the rollout failed).
+#[tokio::test]
+async fn an_environment_without_a_canary_workload_ships_direct() {
+    let s = setup_patched(
+        "supersede",
+        None,
+        "deploybot",
+        &[(
+            "          - path: apps/checkout/overlays/staging/deployment-canary.yaml\n            \
+             track: canary\n          - path: apps/checkout/overlays/staging/deployment.yaml\n            \
+             track: stable\n          - path: apps/checkout/overlays/staging/httproute.yaml\n            \
+             kind: weight\n            canary: checkout-canary\n            stable: checkout-stable\n",
+            "          - path: apps/checkout/overlays/staging/deployment.yaml\n",
+        )],
+    )
+    .await;
+    let id = s
+        .pipeline
+        .start(
+            &release("1.0.0"),
+            CANARY,
+            Some("staging"),
+            "t",
+            s.clock.now(),
+        )
+        .await
+        .unwrap();
+    run_until(&s, 60, |all| {
+        all.iter()
+            .any(|r| r.deploy_id == id && r.phase().is_terminal())
+    })
+    .await;
+    let r = s.pipeline.store().get(&id).unwrap().unwrap();
+    assert_eq!(r.phase(), Phase::Complete, "{r:#?}");
+    assert_eq!(r.course().map(|c| c.strategy), Some(Strategy::Direct));
+    assert_eq!(r.commits.len(), 1, "{:#?}", r.commits);
+}

@@ -23,7 +23,7 @@ use url::Url;
 use crate::duration::PromDuration;
 use crate::github::RepoName;
 use crate::gitops::remote::RemoteUrl;
-use crate::manifest::TargetConfig;
+use crate::manifest::{TargetConfig, TargetKind, Track};
 use crate::risk::policy::Policy;
 use crate::risk::{RiskConfig, Thresholds};
 use crate::rollout::config::OnNewVersion;
@@ -331,6 +331,21 @@ pub struct EnvironmentSpec {
     pub branch: BranchName,
     pub targets: Vec<TargetConfig>,
     pub approval: ApprovalRule,
+}
+
+impl EnvironmentSpec {
+    /// Some target deploys the canary workload: a canary strategy has a new version to send
+    /// traffic to.
+    pub fn carries_canary(&self) -> bool {
+        carries_canary(&self.targets)
+    }
+}
+
+/// An image or Helm values target with `track: canary` is among `targets`.
+pub(crate) fn carries_canary(targets: &[TargetConfig]) -> bool {
+    targets.iter().any(|t| {
+        matches!(t.kind, TargetKind::Image | TargetKind::HelmValues) && t.track == Track::Canary
+    })
 }
 
 /// A GitOps repository: where to push, and its name on GitHub when it is known (approval PRs).

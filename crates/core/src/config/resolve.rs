@@ -14,13 +14,13 @@ use super::{
     AlertsSpec, ApprovalRule, ArgoCdServer, ArgoCdSpec, BranchName, Config, DeploySpec,
     EnvironmentSpec, GithubSpec, GitopsRepo, GitopsSpec, ImageRepository, LlmSpec, ModelSpec,
     Problems, PrometheusSpec, PushRetry, Resolved, RiskSpec, SecretKey, SecretPresence, ServerSpec,
-    ServiceSpec, StoreSpec, TeamName, Warning,
+    ServiceSpec, StoreSpec, TeamName, Warning, carries_canary,
 };
 use crate::canary::settings::MetricMode;
 use crate::duration::PromDuration;
 use crate::github::RepoName;
 use crate::gitops::remote::{RemoteUrl, Transport, is_valid_branch_name};
-use crate::manifest::{TargetKind, Track};
+use crate::manifest::TargetKind;
 use crate::risk::policy::Policy;
 use crate::rollout::trigger::TagTemplate;
 use crate::secret::SecretRef;
@@ -868,10 +868,7 @@ impl Resolver {
             .targets
             .iter()
             .position(|t| matches!(t.kind, TargetKind::Weight | TargetKind::Replicas));
-        let canary_image = e.targets.iter().any(|t| {
-            matches!(t.kind, TargetKind::Image | TargetKind::HelmValues) && t.track == Track::Canary
-        });
-        if let (Some(k), false) = (shifter, canary_image) {
+        if let (Some(k), false) = (shifter, carries_canary(&e.targets)) {
             let kind = match e.targets[k].kind {
                 TargetKind::Replicas => "replicas",
                 _ => "weight",
