@@ -23,7 +23,7 @@ use deploybot_core::rollout::admission::{
 };
 use deploybot_core::rollout::input::{Command, Input};
 pub use deploybot_core::rollout::record::Release;
-use deploybot_core::rollout::record::{Phase, Rollout, Target};
+use deploybot_core::rollout::record::{Phase, Rollout, Settings, Target};
 use deploybot_core::rollout::step::{Outcome, Transition};
 use deploybot_core::rollout::store::RolloutStore;
 
@@ -177,7 +177,10 @@ impl<R: EffectRunner> Pipeline<R> {
                 environment: env.name.clone(),
                 namespace: service.namespace.clone(),
             },
-            settings: service.settings.clone(),
+            settings: Settings {
+                pods: env.pods(),
+                ..service.settings.clone()
+            },
             require_approval: env.approval.required,
             on_new_version: service.on_new_version,
             carries_canary: env.carries_canary(),

@@ -526,3 +526,64 @@ async fn an_environment_without_a_canary_workload_ships_direct() {
     assert_eq!(r.course().map(|c| c.strategy), Some(Strategy::Direct));
     assert_eq!(r.commits.len(), 1, "{:#?}", r.commits);
 }
+
+/// A replica-ratio canary of 10 pods cannot carry 5 %: the rollout's plan, its first commit and
+/// the manifests all say the 10 % that one pod really serves (before, the plan said 5 % while
+/// one pod of ten served 10 %, and the sample-ratio check paused the rollout).
+#[tokio::test]
+async fn a_replica_ratio_canary_ships_the_share_its_pods_give() {
+    let s = setup_patched(
+        "supersede",
+        None,
+        "deploybot",
+        &[(
+            "          - path: apps/checkout/overlays/staging/httproute.yaml\n            \
+             kind: weight\n            canary: checkout-canary\n            stable: checkout-stable\n",
+            "          - path: apps/checkout/overlays/staging/deployment-canary.yaml\n            \
+             kind: replicas\n            canary: checkout-canary\n            stable: checkout\n            \
+             total_replicas: 10\n          - path: apps/checkout/overlays/staging/deployment.yaml\n            \
+             kind: replicas\n            canary: checkout-canary\n            stable: checkout\n            \
+             total_replicas: 10\n",
+        )],
+    )
+    .await;
+    let gate = Gate {
+        strategy: Strategy::Canary5,
+        ..CANARY
+    };
+    let id = s
+        .pipeline
+        .start(&release("1.0.0"), gate, Some("staging"), "t", s.clock.now())
+        .await
+        .unwrap();
+    run_until(&s, 10, |all| {
+        all.iter()
+            .any(|r| r.deploy_id == id && !r.commits.is_empty())
+    })
+    .await;
+    let r = s.pipeline.store().get(&id).unwrap().unwrap();
+    assert_eq!(
+        r.course().map(|c| c.plan.to_string()).as_deref(),
+        Some("10 -> 30 -> 50 -> 100")
+    );
+    assert_eq!(r.commits[0].weight.percent(), 10);
+    let show = |path: &str| {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&s.ws.gitops)
+            .args([
+                "show",
+                &format!("main:apps/checkout/overlays/staging/{path}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(show("deployment-canary.yaml").contains("  replicas: 1\n"));
+    assert!(
+        show("deployment.yaml").contains("  replicas: 9  #"),
+        "{}",
+        show("deployment.yaml")
+    );
+}

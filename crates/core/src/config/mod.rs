@@ -339,6 +339,15 @@ impl EnvironmentSpec {
     pub fn carries_canary(&self) -> bool {
         carries_canary(&self.targets)
     }
+
+    /// The pod count of a replica-ratio canary (a `replicas` target), whose weights are the
+    /// shares whole pods can give; `None` when traffic is split by weight.
+    pub fn pods(&self) -> Option<u32> {
+        self.targets
+            .iter()
+            .find(|t| t.kind == TargetKind::Replicas)
+            .and_then(|t| t.total_replicas)
+    }
 }
 
 /// An image or Helm values target with `track: canary` is among `targets`.

@@ -18,6 +18,7 @@ pub mod yaml;
 use serde::{Deserialize, Serialize};
 
 pub use image::ImageChange;
+pub use replicas::canary_replicas;
 pub use target::{TargetConfig, TargetKind, Track};
 
 use yaml::{Kind, Node, ScalarProblem, Splice};

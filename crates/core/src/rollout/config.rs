@@ -116,6 +116,7 @@ impl RolloutConfig {
             sync_timeout_secs: secs(self.sync_timeout),
             on_sync_failure: self.on_sync_failure,
             retry_after_secs: secs(self.retry_after),
+            pods: None,
         })
     }
 }

@@ -125,6 +125,27 @@ impl Plan {
     }
 
     /// The index of `weight` in the plan.
+    /// The plan as `total` pods can carry it: each weight becomes the share its canary pods
+    /// really get (`manifest::canary_replicas`), and steps that land on the same share merge.
+    /// Steps, comments, the page and the sample-ratio check then all see the real share.
+    pub fn in_pods(&self, total: u32) -> Plan {
+        let mut weights: Vec<Weight> = Vec::with_capacity(self.0.len());
+        for w in &self.0 {
+            let share = if total == 0 || w.is_full() {
+                *w
+            } else {
+                let pods = u64::from(crate::manifest::canary_replicas(w.percent(), total));
+                let percent = (pods * 100 + u64::from(total) / 2) / u64::from(total);
+                Weight(u8::try_from(percent.min(100)).unwrap_or(100))
+            };
+            // A share with no canary pod sends nothing to the new version: not a step.
+            if share > Weight::ZERO && weights.last().is_none_or(|last| share > *last) {
+                weights.push(share);
+            }
+        }
+        Plan(weights)
+    }
+
     pub fn position(&self, weight: Weight) -> Option<usize> {
         self.0.iter().position(|w| *w == weight)
     }
@@ -160,6 +181,27 @@ impl<'de> Deserialize<'de> for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Replica-ratio plans: each row names the pod count, the plan asked for, and the plan the
+    /// pods can give.
+    #[test]
+    fn a_plan_in_pods_uses_the_shares_whole_pods_give() {
+        for (pods, asked, want) in [
+            (10, &[5, 10, 25, 50, 100][..], "10 -> 30 -> 50 -> 100"),
+            (20, &[5, 10, 25, 50, 100][..], "5 -> 10 -> 25 -> 50 -> 100"),
+            (3, &[5, 10, 25, 50, 100][..], "33 -> 67 -> 100"),
+            (4, &[10, 100][..], "25 -> 100"),
+            (1, &[5, 50, 100][..], "100"),
+            (10, &[100][..], "100"),
+        ] {
+            let plan = Plan::new(asked).unwrap();
+            assert_eq!(
+                plan.in_pods(pods).to_string(),
+                want,
+                "{pods} pods, asked {plan}"
+            );
+        }
+    }
 
     #[test]
     fn weight_rejects_above_100() {

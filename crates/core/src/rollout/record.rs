@@ -363,6 +363,10 @@ pub struct Settings {
     pub on_sync_failure: SyncFailurePolicy,
     /// Wait before re-issuing an effect that failed transiently.
     pub retry_after_secs: u64,
+    /// A replica-ratio canary's pod count: the plan's weights become the shares whole pods can
+    /// give (5 % of 10 pods is one pod, 10 %). `None`: traffic weights are exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<u32>,
 }
 
 impl Default for Settings {
@@ -376,6 +380,7 @@ impl Default for Settings {
             sync_timeout_secs: 600,
             on_sync_failure: SyncFailurePolicy::Pause,
             retry_after_secs: 30,
+            pods: None,
         }
     }
 }

@@ -312,7 +312,10 @@ impl Machine {
         if !(0.0..=1.0).contains(&risk_score) {
             return Err(format!("risk score {risk_score} is not within 0..=1"));
         }
-        let plan = Plan::for_strategy(strategy, &self.r.settings.canary_plan);
+        let mut plan = Plan::for_strategy(strategy, &self.r.settings.canary_plan);
+        if let Some(pods) = self.r.settings.pods {
+            plan = plan.in_pods(pods);
+        }
         let note = format!("{strategy} (risk {risk_score:.2}): plan {plan}");
         let course = Course {
             risk_score,
@@ -948,6 +951,28 @@ mod tests {
 
     fn fresh() -> Rollout {
         fresh_with(Settings::default())
+    }
+
+    /// A replica-ratio canary of 10 pods cannot give 5 %: the course, its first commit and the
+    /// traffic the judge expects are the 10 % one pod really gets.
+    #[test]
+    fn a_replica_ratio_canary_steps_through_the_shares_its_pods_give() {
+        let r = fresh_with(Settings {
+            pods: Some(10),
+            ..Settings::default()
+        });
+        let tr = step(&r, assessed(Strategy::Canary5, false), t(0));
+        assert_eq!(tr.outcome, Outcome::Applied, "{}", tr.note);
+        let plan = tr.next.course().map(|c| c.plan.to_string());
+        assert_eq!(plan.as_deref(), Some("10 -> 30 -> 50 -> 100"));
+        let first = tr.effects.iter().find_map(|e| match e {
+            Effect::CommitStep { weight, .. } => Some(*weight),
+            _ => None,
+        });
+        assert_eq!(first, Some(w(10)), "{:?}", tr.effects);
+        let tr = step(&tr.next, committed("c0", 10), t(1));
+        let tr = step(&tr.next, synced("c0"), t(2));
+        assert_eq!(tr.next.traffic(), w(10));
     }
 
     fn w(p: u8) -> Weight {
