@@ -127,6 +127,127 @@ mod tests {
         }
     }
 
+    /// Where a documentation block sits in a config: the whole file, under a path (the line
+    /// before the fence says `<!-- config at services[0] -->`), or not a deploybot config at
+    /// all (`<!-- not a deploybot config -->`, e.g. a kustomization).
+    fn doc_snippets(page: &str) -> Vec<(usize, Option<String>, String)> {
+        let lines: Vec<&str> = page.lines().collect();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < lines.len() {
+            if lines[i].trim_end() != "```yaml" {
+                i += 1;
+                continue;
+            }
+            let marker = i
+                .checked_sub(1)
+                .map(|p| lines[p].trim())
+                .unwrap_or_default();
+            let end = (i + 1..lines.len())
+                .find(|&j| lines[j].starts_with("```"))
+                .unwrap_or_else(|| panic!("line {}: unclosed yaml block", i + 1));
+            let body = lines[i + 1..end].join("\n");
+            if marker != "<!-- not a deploybot config -->" {
+                let at = marker
+                    .strip_prefix("<!-- config at ")
+                    .and_then(|m| m.strip_suffix(" -->"))
+                    .map(str::to_string);
+                out.push((i + 1, at, body));
+            }
+            i = end + 1;
+        }
+        out
+    }
+
+    /// `over` laid on `base`: maps merge key by key, lists item by item, anything else replaces.
+    fn merge(base: &mut yaml_serde::Value, over: yaml_serde::Value) {
+        use yaml_serde::Value;
+        match (base, over) {
+            (Value::Mapping(b), Value::Mapping(o)) => {
+                for (k, v) in o {
+                    match b.get_mut(&k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            b.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (Value::Sequence(b), Value::Sequence(o)) => {
+                for (i, v) in o.into_iter().enumerate() {
+                    match b.get_mut(i) {
+                        Some(slot) => merge(slot, v),
+                        None => b.push(v),
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+
+    /// Every YAML block of the docs is laid over a small valid config (at the path its marker
+    /// names) and must resolve without a problem: a snippet people copy cannot be refused.
+    #[test]
+    fn every_config_snippet_in_the_docs_resolves() {
+        const BASE: &str = "gitops:\n  repo_url: https://github.com/example-org/gitops.git\n\
+                            services:\n  - name: checkout\n    app_repo: example-org/checkout\n    \
+                            image: ghcr.io/example-org/checkout\n";
+        let mut pages: Vec<PathBuf> = std::fs::read_dir(repo_file("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md"))
+            .collect();
+        pages.push(repo_file("README.md"));
+        pages.sort();
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for page in &pages {
+            let text = std::fs::read_to_string(page).unwrap();
+            for (line, at, body) in doc_snippets(&text) {
+                let name = format!("{}:{line}", page.display());
+                let snippet: yaml_serde::Value = match yaml_serde::from_str(&body) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failures.push(format!("{name}: not YAML: {e}"));
+                        continue;
+                    }
+                };
+                let snippet = match at.as_deref() {
+                    None => snippet,
+                    Some("services[0]") => yaml_serde::from_str("services:\n  - {}\n")
+                        .map(|mut v: yaml_serde::Value| {
+                            v["services"][0] = snippet;
+                            v
+                        })
+                        .unwrap(),
+                    Some(other) => panic!("{name}: unknown snippet path {other}"),
+                };
+                let mut config: yaml_serde::Value = yaml_serde::from_str(BASE).unwrap();
+                merge(&mut config, snippet);
+                let text = yaml_serde::to_string(&config).unwrap();
+                if let Err(e) = resolve_text(&text, Path::new(&name), &ShapeOnly) {
+                    failures.push(format!("{e}"));
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 7, "only {checked} snippets found");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn doc_snippet_markers_place_or_skip_a_block() {
+        let page = "a\n```yaml\nx: 1\n```\n<!-- config at services[0] -->\n```yaml\ny: 2\n```\n\
+                    <!-- not a deploybot config -->\n```yaml\nkind: Kustomization\n```\n";
+        assert_eq!(
+            doc_snippets(page),
+            [
+                (2, None, "x: 1".to_string()),
+                (6, Some("services[0]".to_string()), "y: 2".to_string()),
+            ]
+        );
+    }
+
     #[test]
     fn the_example_config_documents_the_defaults() {
         let config = load_shape(&repo_file("examples/deploybot.yaml")).unwrap();
