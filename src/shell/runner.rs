@@ -841,6 +841,7 @@ mod tests {
             interval: 1,
             verdict,
             verified_intervals: 1,
+            steps: 1,
             metrics: vec![],
             canary_share: None,
             note: None,

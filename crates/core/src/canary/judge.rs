@@ -524,8 +524,11 @@ pub fn decide_look(look: &Look<'_>, cfg: &JudgeConfig) -> Decision {
     };
     // After the first step the evidence of earlier steps must not carry a step that looks
     // worse on its own.
-    let step_looks_fine =
-        |m: &MetricReport| step == 0 || (m.step_z < m.promote_z && m.recent_z < m.promote_z);
+    let step_looks_fine = |m: &MetricReport| {
+        step == 0
+            || matches!(m.metric, MetricKind::LatencyTail { .. })
+            || (m.step_z < m.promote_z && m.recent_z < m.promote_z)
+    };
     if pairs.len() >= cfg.min_intervals as usize
         && promotable_gates > 0
         && (!needs_latency || has_latency_gate)
@@ -541,7 +544,7 @@ pub fn decide_look(look: &Look<'_>, cfg: &JudgeConfig) -> Decision {
         // The last look is two fixed-horizon tests more, each at half of a second `alpha` split
         // across the gating tests and the plan's steps (a rollout takes its last look once, at
         // the end of whichever step did not promote), so false rollbacks stay below 2 * alpha.
-        let looks = gating.len().max(1) * look.planned_steps.max(1);
+        let looks = gating.len().max(1);
         let final_z = stats::normal_upper_quantile(cfg.alpha / 2.0 / looks as f64);
         let last_look = |m: &MetricReport| {
             if m.margin_z >= final_z {
@@ -572,7 +575,10 @@ pub fn decide_look(look: &Look<'_>, cfg: &JudgeConfig) -> Decision {
             && pairs.len() >= cfg.min_intervals as usize
             && promotable_gates > 0
             && (!needs_latency || has_latency_gate)
-            && gating.iter().all(|m| m.step_z < m.promote_z)
+            && gating
+                .iter()
+                .filter(|m| !matches!(m.metric, MetricKind::LatencyTail { .. }))
+                .all(|m| m.step_z < m.promote_z)
         {
             decision.verdict = Verdict::Promote;
             return decision;
@@ -689,6 +695,9 @@ fn guardrail(iv: &Interval, le: &[f64], cfg: &JudgeConfig) -> Option<Verdict> {
 const PRIOR_WEIGHT: f64 = 4.0;
 /// Intervals of history (with events) below which its wobble estimate is not trusted.
 const MIN_HISTORY: usize = 20;
+/// Events per history interval below which Poisson noise hides the wobble: the history's
+/// estimate is then too noisy to replace the configured prior (it can come out as 0).
+const MIN_HISTORY_EVENTS: f64 = 10.0;
 /// Scale of the half-normal mixing density over the per-interval drift (in z units): tuned
 /// for effects of about half a standard deviation per interval.
 const MIXTURE_TAU: f64 = 0.6;
@@ -728,14 +737,20 @@ impl Test {
     /// configured one.
     fn prior(&self) -> (DispersionPrior, Option<f64>) {
         let with_events = self.history.iter().filter(|r| r.1 > 0).count();
+        let events = self.history.iter().map(|r| r.0).sum::<u64>() as f64;
         match stats::history_dispersion(&self.history) {
-            Some(kappa) if with_events >= MIN_HISTORY => (
-                DispersionPrior {
-                    kappa,
-                    weight: self.history_weight,
-                },
-                Some(kappa),
-            ),
+            Some(kappa)
+                if with_events >= MIN_HISTORY
+                    && events >= MIN_HISTORY_EVENTS * with_events as f64 =>
+            {
+                (
+                    DispersionPrior {
+                        kappa,
+                        weight: self.history_weight,
+                    },
+                    Some(kappa),
+                )
+            }
             _ => (self.prior, None),
         }
     }

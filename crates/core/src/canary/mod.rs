@@ -100,16 +100,19 @@ pub struct RolloutReplay {
 }
 
 /// Replays a recorded rollout as `../shared/canary-bench/ROLLOUTS.md` describes: at step `k` the
-/// judge decides after each interval, seeing the steps before it whole and the history; a
-/// promotion moves to the next step (or completes after the last), a rollback ends it, and an
-/// escalation or a step's last interval without a decision pauses it.
+/// judge decides after each interval, seeing the history and the steps before it; a promotion
+/// moves to the next step (or completes after the last), a rollback ends it, and an escalation
+/// or a step's last interval without a decision pauses it. Of an earlier step the judge sees the
+/// intervals up to its promotion, as a live rollout would: ROLLOUTS.md allows every recorded
+/// interval, but after a promotion the canary no longer runs at that weight.
 pub fn replay_rollout(history: &Window, steps: &[Window], config: &JudgeConfig) -> RolloutReplay {
     let mut minutes = 0;
     let mut exposure = Vec::with_capacity(steps.len());
+    let mut earlier: Vec<Window> = Vec::with_capacity(steps.len());
     for (k, current) in steps.iter().enumerate() {
         let look = |t| Look {
             history: &history.intervals,
-            earlier: &steps[..k],
+            earlier: &earlier,
             current,
             t,
             last_step: k + 1 == steps.len(),
@@ -125,6 +128,10 @@ pub fn replay_rollout(history: &Window, steps: &[Window], config: &JudgeConfig) 
                     minutes += t;
                     exposure.push((current.canary_weight, t));
                     last = None;
+                    earlier.push(Window {
+                        intervals: current.intervals[..t.min(current.intervals.len())].to_vec(),
+                        ..current.clone()
+                    });
                     break;
                 }
                 Verdict::Rollback { .. } => Some(RolloutOutcome::Rollback),
