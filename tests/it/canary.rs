@@ -1,10 +1,12 @@
 //! The canary judge on the shared scenario suite (`fixtures/canary-bench`): the hard goals as a
 //! correctness test (not a timing one), the references' published numbers as a check that the
-//! scorer and the references are what they claim, and the `deploybot judge` CLI end to end.
+//! scorer and the references are what they claim, and the `deploybot judge` CLI end to end; the
+//! same for whole rollouts (`fixtures/canary-bench/rollouts`, issue 14's goals).
 
 use std::process::Command;
 
 use deploybot::cli::bench::canary::{Case, generated, load_dir, score};
+use deploybot::cli::bench::rollouts;
 use deploybot_core::canary::scenario::Truth;
 use deploybot_core::canary::{JudgeConfig, JudgeMethod};
 
@@ -252,4 +254,199 @@ fn judge_cli_reports_bad_input_and_bad_config_clearly() {
         text.contains("promote at step 10") && text.contains("Mann-Whitney"),
         "{text}"
     );
+}
+
+fn shared_rollouts() -> Vec<rollouts::RolloutCase> {
+    let dir = crate::support::fixtures_dir().join("canary-bench/rollouts");
+    let cases = rollouts::load_dir(&dir).expect("loading the shared rollout suite");
+    assert_eq!(
+        cases.len(),
+        146,
+        "the shared rollout suite has 146 rollouts"
+    );
+    cases
+}
+
+/// Issue 14's hard goals on whole rollouts: no healthy rollout rolled back, at most 2 % of the
+/// regressions completed, every gross one rolled back, nothing unverifiable completed. The
+/// healthy-completion goal (95 %) is not met (docs/canary.md); its measured level is pinned so
+/// that a change losing completions shows here.
+#[test]
+fn the_judge_meets_the_hard_rollout_goals_on_the_shared_rollout_suite() {
+    let cases = shared_rollouts();
+    let (s, _) = rollouts::score(&cases, &JudgeConfig::default());
+    assert_eq!((s.healthy, s.regressions, s.unverifiable), (46, 92, 8));
+    assert!(
+        s.false_rollbacks as f64 <= 0.01 * s.healthy as f64,
+        "false rollbacks {}/{}",
+        s.false_rollbacks,
+        s.healthy
+    );
+    assert!(
+        s.regressions_completed as f64 <= 0.02 * s.regressions as f64,
+        "regressions completed {}/{}",
+        s.regressions_completed,
+        s.regressions
+    );
+    assert_eq!(
+        s.unverifiable_completed, 0,
+        "an unverifiable rollout was completed"
+    );
+    assert_eq!(
+        s.gross_rolled_back, s.gross,
+        "gross rolled back {}/{}",
+        s.gross_rolled_back, s.gross
+    );
+    assert!(
+        s.healthy_completed >= 43,
+        "healthy completed {}/{}",
+        s.healthy_completed,
+        s.healthy
+    );
+    assert!(s.median_minutes_to_complete().unwrap() <= 45.0);
+}
+
+#[test]
+fn the_references_replayed_step_after_step_reproduce_the_published_rollout_numbers() {
+    // ../shared/canary-bench/ROLLOUTS.md: healthy completed, false rollbacks, regressions
+    // completed, gross rolled back, median gross exposure, unverifiable completed, median
+    // minutes to complete.
+    let cases = shared_rollouts();
+    for (m, want) in [
+        (
+            JudgeMethod::ArticleMannWhitney,
+            (29, 17, 1, 75, 50.0, 8, 25.0),
+        ),
+        (
+            JudgeMethod::FixedThresholds,
+            (26, 20, 18, 63, 15.0, 0, 30.0),
+        ),
+        (
+            JudgeMethod::FixedHorizonMannWhitney,
+            (45, 1, 19, 64, 75.0, 0, 60.0),
+        ),
+    ] {
+        let (s, _) = rollouts::score(
+            &cases,
+            &JudgeConfig {
+                method: m,
+                ..Default::default()
+            },
+        );
+        let got = (
+            s.healthy_completed,
+            s.false_rollbacks,
+            s.regressions_completed,
+            s.gross_rolled_back,
+            s.median_gross_exposure().unwrap(),
+            s.unverifiable_completed,
+            s.median_minutes_to_complete().unwrap(),
+        );
+        assert_eq!(got, want, "{}", m.name());
+    }
+}
+
+/// On a generated rollout suite the defaults were not chosen on, the hard goals hold too.
+#[test]
+fn the_judge_holds_the_hard_rollout_goals_on_rollouts_it_never_saw() {
+    let cases = rollouts::generated(4, 4343);
+    let (s, _) = rollouts::score(&cases, &JudgeConfig::default());
+    assert!(s.unverifiable > 0);
+    assert_eq!(s.unverifiable_completed, 0);
+    assert!(
+        s.false_rollbacks <= 1,
+        "false rollbacks {}/{}",
+        s.false_rollbacks,
+        s.healthy
+    );
+    assert!(
+        s.regressions_completed as f64 <= 0.02 * s.regressions as f64,
+        "regressions completed {}/{}",
+        s.regressions_completed,
+        s.regressions
+    );
+}
+
+#[test]
+fn judge_cli_replays_whole_rollouts_in_the_issues_line_format() {
+    let dir = crate::support::fixtures_dir().join("canary-bench/rollouts");
+    let files = [
+        "errors-x20.0-00.json",
+        "canary-no-traffic-00.json",
+        "healthy-flat-00.json",
+    ];
+    let run = |paths: &[std::path::PathBuf], json: bool| {
+        let mut cmd = deploybot();
+        cmd.arg("judge").arg("--rollout");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.args(paths).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let paths: Vec<_> = files.iter().map(|f| dir.join(f)).collect();
+    let text = run(&paths, true);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    // exactly the keys of the issue, in its order
+    let key_order = keys_in_written_order(lines[2]);
+    assert_eq!(
+        key_order,
+        ["scenario", "outcome", "step", "interval", "minutes"],
+        "{}",
+        lines[2]
+    );
+    let v: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v[0]["scenario"], "errors-x20.0-00");
+    assert_eq!(v[0]["outcome"], "rollback");
+    assert_eq!(v[0]["step"], 1);
+    assert_eq!(v[1]["outcome"], "paused");
+    assert_eq!(v[2]["outcome"], "complete");
+    // a 4-step plan completes at its last step; minutes count every interval judged
+    assert_eq!(v[2]["step"], 4);
+    let (interval, minutes) = (
+        v[2]["interval"].as_u64().unwrap(),
+        v[2]["minutes"].as_u64().unwrap(),
+    );
+    assert!(interval >= 1 && minutes >= interval + 3, "{}", lines[2]);
+
+    // Without --json: a readable table with a header and one row per file.
+    let table = run(&paths, false);
+    assert!(table.starts_with("rollout"), "{table}");
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.contains("healthy-flat-00") && table.contains("complete"));
+
+    // Rewriting the answer key must not change a single byte of the output.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut changed = Vec::new();
+    for f in files {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
+        v["truth"] = "complete".into();
+        v["family"] = "misleading".into();
+        v["effect"] = serde_json::json!({"error_rate_ratio": 1.0});
+        let p = tmp.path().join(f);
+        std::fs::write(&p, v.to_string()).unwrap();
+        changed.push(p);
+    }
+    assert_eq!(run(&changed, true), text);
+}
+
+/// The top-level keys of one JSON object line, in the order they are written.
+fn keys_in_written_order(line: &str) -> Vec<String> {
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).unwrap();
+    let mut keys: Vec<(usize, String)> = v
+        .keys()
+        .map(|k| (line.find(&format!("\"{k}\":")).unwrap(), k.clone()))
+        .collect();
+    keys.sort();
+    keys.into_iter().map(|(_, k)| k).collect()
 }
