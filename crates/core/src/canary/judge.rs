@@ -542,9 +542,10 @@ pub fn decide_look(look: &Look<'_>, cfg: &JudgeConfig) -> Decision {
     }
     if last_look {
         // The last look is two fixed-horizon tests more, each at half of a second `alpha` split
-        // across the gating tests and the plan's steps (a rollout takes its last look once, at
-        // the end of whichever step did not promote), so false rollbacks stay below 2 * alpha.
-        let looks = gating.len().max(1);
+        // across the gating tests and the plan's steps (a step that ends without a promotion
+        // takes it once, and may then still advance below), so false rollbacks over the whole
+        // rollout stay below 2 * alpha.
+        let looks = gating.len().max(1) * look.planned_steps.max(1);
         let final_z = stats::normal_upper_quantile(cfg.alpha / 2.0 / looks as f64);
         let last_look = |m: &MetricReport| {
             if m.margin_z >= final_z {
