@@ -828,7 +828,7 @@ fn metric_reports(
             latency_bounds(&base, cfg.latency.body_quantile, cfg.latency.tail_quantile);
         let above = |s: &TrackSample, k: usize| s.latency_buckets[k + 1..].iter().sum::<u64>();
         let total = |s: &TrackSample| s.latency_buckets.iter().sum::<u64>();
-        let slow_rows = |k: usize| -> (Vec<(u64, u64, u64, u64)>, Vec<usize>) {
+        let slow_rows = |k: usize| -> (Vec<Counts>, Vec<usize>) {
             lat.iter()
                 .map(|r| {
                     let (b, c) = (r.baseline, r.canary);
@@ -1107,12 +1107,12 @@ fn pooled_z_by_step(
     if den > 0.0 { num / den.sqrt() } else { 0.0 }
 }
 
+/// One interval's (canary events, canary requests, baseline events, baseline requests).
+type Counts = (u64, u64, u64, u64);
+
 /// The rows of each step, in order, with the step.
-fn by_step(
-    rows: &[(u64, u64, u64, u64)],
-    strata: &[usize],
-) -> Vec<(Vec<(u64, u64, u64, u64)>, usize)> {
-    let mut out: Vec<(Vec<(u64, u64, u64, u64)>, usize)> = Vec::new();
+fn by_step(rows: &[(u64, u64, u64, u64)], strata: &[usize]) -> Vec<(Vec<Counts>, usize)> {
+    let mut out: Vec<(Vec<Counts>, usize)> = Vec::new();
     for (row, &step) in rows.iter().zip(strata) {
         match out.last_mut() {
             Some((v, s)) if *s == step => v.push(*row),
@@ -1782,7 +1782,7 @@ mod tests {
         let horizon = per_step * steps.len();
         let mut rng = rand::rngs::StdRng::seed_from_u64(14);
         // Knuth's Poisson sampler: the means here are small.
-        let mut poisson = |rng: &mut rand::rngs::StdRng, mean: f64| {
+        let poisson = |rng: &mut rand::rngs::StdRng, mean: f64| {
             let (limit, mut k, mut p) = ((-mean).exp(), 0u64, 1.0);
             loop {
                 p *= rng.random::<f64>();

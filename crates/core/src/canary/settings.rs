@@ -407,7 +407,7 @@ impl JudgeConfig {
                 self.errors.gross_absolute_tolerance,
             ),
         ] {
-            if !(v >= 0.0 && v < 1.0) {
+            if !(0.0..1.0).contains(&v) {
                 problems.push(format!("{key}.errors.{name}: {v} must be in [0, 1)"));
             }
         }

@@ -449,6 +449,76 @@ impl Live {
     }
 }
 
+/// A canary step this rollout has left behind, as the judge re-reads its evidence: the weight
+/// committed and the time it ran, from its commit to the next step's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepSpan {
+    pub weight: Weight,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Where the canary judge's evidence for the current step comes from (`rollout::record` keeps
+/// it so that it survives a restart: the commits are stored, Prometheus keeps the metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgeSpans {
+    /// The canary steps before the current one, oldest first.
+    pub earlier: Vec<StepSpan>,
+    /// The first step's commit: the stable version alone served everything before it.
+    pub rollout_start: Option<DateTime<Utc>>,
+    /// The plan's canary steps below 100 %.
+    pub planned_steps: usize,
+    /// Promoting the current step sends everyone to the new version.
+    pub last_step: bool,
+}
+
+impl Rollout {
+    /// The spans the canary judge reads for the current step (see [`JudgeSpans`]). The
+    /// within-interval comparison conditions on each interval's observed split, so an earlier
+    /// span's minutes while its commit was still syncing count without bias; the
+    /// sample-ratio check looks at the current step only.
+    pub fn judge_spans(&self) -> JudgeSpans {
+        let current = self.step().map(|s| s.weight);
+        let plan = self.course().map(|c| &c.plan);
+        let canary_weights: Vec<Weight> = plan
+            .map(|p| {
+                p.weights()
+                    .iter()
+                    .copied()
+                    .filter(|w| !w.is_full())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut earlier: Vec<StepSpan> = Vec::new();
+        if let Some(current) = current {
+            for pair in self.commits.windows(2) {
+                let (c, next) = (&pair[0], &pair[1]);
+                if c.weight >= current {
+                    break;
+                }
+                if c.weight == Weight::ZERO {
+                    continue;
+                }
+                match earlier.last_mut() {
+                    // A step committed twice (a retried commit) is one span.
+                    Some(last) if last.weight == c.weight => last.end = next.at,
+                    _ => earlier.push(StepSpan {
+                        weight: c.weight,
+                        start: c.at,
+                        end: next.at,
+                    }),
+                }
+            }
+        }
+        JudgeSpans {
+            earlier,
+            rollout_start: self.commits.first().map(|c| c.at),
+            planned_steps: canary_weights.len().max(1),
+            last_step: current.is_some_and(|w| canary_weights.last() == Some(&w)),
+        }
+    }
+}
+
 impl Rollout {
     /// A new rollout, waiting for its assessment.
     pub fn new(trigger: Trigger, settings: Settings, now: DateTime<Utc>) -> Rollout {
