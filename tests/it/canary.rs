@@ -181,17 +181,7 @@ fn judge_cli_prints_one_json_object_per_scenario_and_ignores_the_answer_key() {
 
     // Rewriting the answer key must not change a single byte of the output.
     let tmp = tempfile::tempdir().unwrap();
-    let mut changed = Vec::new();
-    for f in files {
-        let mut v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
-        v["truth"] = "promote".into();
-        v["family"] = "misleading".into();
-        v["effect"] = serde_json::json!({"error_rate_ratio": 1.0});
-        let p = tmp.path().join(f);
-        std::fs::write(&p, v.to_string()).unwrap();
-        changed.push(p);
-    }
+    let changed = with_a_misleading_answer_key(&dir, &files, tmp.path(), "promote");
     let again = deploybot()
         .arg("judge")
         .arg("--json")
@@ -429,17 +419,7 @@ fn judge_cli_replays_whole_rollouts_in_the_issues_line_format() {
 
     // Rewriting the answer key must not change a single byte of the output.
     let tmp = tempfile::tempdir().unwrap();
-    let mut changed = Vec::new();
-    for f in files {
-        let mut v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
-        v["truth"] = "complete".into();
-        v["family"] = "misleading".into();
-        v["effect"] = serde_json::json!({"error_rate_ratio": 1.0});
-        let p = tmp.path().join(f);
-        std::fs::write(&p, v.to_string()).unwrap();
-        changed.push(p);
-    }
+    let changed = with_a_misleading_answer_key(&dir, &files, tmp.path(), "complete");
     assert_eq!(run(&changed, true), text);
 }
 
@@ -452,4 +432,26 @@ fn keys_in_written_order(line: &str) -> Vec<String> {
         .collect();
     keys.sort();
     keys.into_iter().map(|(_, k)| k).collect()
+}
+
+/// Copies `files` of `dir` into `to` with their answer key (truth, family, effect) rewritten.
+fn with_a_misleading_answer_key(
+    dir: &std::path::Path,
+    files: &[&str],
+    to: &std::path::Path,
+    truth: &str,
+) -> Vec<std::path::PathBuf> {
+    files
+        .iter()
+        .map(|f| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
+            v["truth"] = truth.into();
+            v["family"] = "misleading".into();
+            v["effect"] = serde_json::json!({"error_rate_ratio": 1.0});
+            let p = to.join(f);
+            std::fs::write(&p, v.to_string()).unwrap();
+            p
+        })
+        .collect()
 }

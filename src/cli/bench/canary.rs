@@ -58,15 +58,20 @@ pub struct Case {
     pub onset: usize,
 }
 
-/// Reads every `*.json` of a directory with its answer key, sorted by name.
-pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Case>> {
+/// The `*.json` files of a directory of `what` (for the error), sorted by name.
+pub fn json_files(dir: &Path, what: &str) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading scenario directory {}", dir.display()))?
+        .with_context(|| format!("reading {what} directory {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     paths.sort();
-    paths
+    Ok(paths)
+}
+
+/// Reads every `*.json` of a directory with its answer key, sorted by name.
+pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Case>> {
+    json_files(dir, "scenario")?
         .iter()
         .map(|p| {
             let scenario = scenario::load(p)?;

@@ -6,9 +6,7 @@
 //! answer key.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
+use std::path::Path;
 
 use crate::adapters::scenario;
 use deploybot_core::canary::generate::{self, is_gross};
@@ -26,13 +24,7 @@ pub struct RolloutCase {
 
 /// Reads every `*.json` of a directory of rollout files with its answer key, sorted by name.
 pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<RolloutCase>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading rollout directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    paths.sort();
-    paths
+    super::canary::json_files(dir, "rollout")?
         .iter()
         .map(|p| {
             let labels = scenario::load_rollout_labels(p)?;

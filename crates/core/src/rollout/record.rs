@@ -656,3 +656,86 @@ impl Rollout {
         matches!(self.state, State::RollingBack { .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::testing::{t, trigger};
+    use crate::rollout::{Input, Observation, step};
+
+    /// Feeds `inputs` (at their times) to a new rollout.
+    fn drive(inputs: Vec<(i64, Input)>) -> Rollout {
+        let mut r = Rollout::new(
+            trigger("d-1", "checkout", "production"),
+            Settings::default(),
+            t(0),
+        );
+        for (at, input) in inputs {
+            r = step(&r, input, t(at)).next;
+        }
+        r
+    }
+
+    #[test]
+    fn judge_spans_name_the_steps_left_and_the_last_one() {
+        let w = |p| Weight::new(p).unwrap();
+        let unassessed = drive(vec![]);
+        let spans = unassessed.judge_spans();
+        assert!(spans.earlier.is_empty() && spans.rollout_start.is_none() && !spans.last_step);
+
+        // canary_25: 25 -> 50 -> 100, live at 50 after the 25 % step
+        let r = drive(vec![
+            (
+                0,
+                Input::Assessed {
+                    risk_score: 0.5,
+                    strategy: crate::risk::Strategy::Canary25,
+                    approval_required: false,
+                },
+            ),
+            (
+                1,
+                Input::Committed {
+                    sha: "a1".into(),
+                    weight: w(25),
+                },
+            ),
+            (
+                2,
+                Input::Synced {
+                    revision: "a1".into(),
+                },
+            ),
+            (700, Input::Judged(Observation::Promote)),
+            (
+                701,
+                Input::Committed {
+                    sha: "a2".into(),
+                    weight: w(50),
+                },
+            ),
+            (
+                702,
+                Input::Synced {
+                    revision: "a2".into(),
+                },
+            ),
+        ]);
+        assert_eq!(r.step().map(|s| s.weight), Some(w(50)), "{:?}", r.state);
+        let spans = r.judge_spans();
+        assert_eq!(
+            spans.earlier,
+            vec![StepSpan {
+                weight: w(25),
+                start: t(1),
+                end: t(701),
+            }]
+        );
+        assert_eq!(spans.rollout_start, Some(t(1)));
+        assert_eq!(spans.planned_steps, 2);
+        assert!(
+            spans.last_step,
+            "50 % is canary_25's last step before 100 %"
+        );
+    }
+}
