@@ -4,6 +4,7 @@
 //! same for whole rollouts (`fixtures/canary-bench/rollouts`, issue 14's goals).
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use deploybot::cli::bench::canary::{Case, generated, load_dir, score};
 use deploybot::cli::bench::rollouts;
@@ -454,4 +455,125 @@ fn with_a_misleading_answer_key(
             p
         })
         .collect()
+}
+
+/// What the runner asks the metrics source for, answered from a replay.
+struct Recording {
+    replay: Arc<deploybot::demo::ReplayWindows>,
+    asked: Arc<Mutex<Vec<(i64, i64)>>>,
+}
+
+impl deploybot::shell::runner::WindowSource for Recording {
+    async fn window(
+        &self,
+        rollout: &deploybot_core::rollout::Rollout,
+        start: i64,
+        end: i64,
+        step_secs: u64,
+    ) -> Result<deploybot_core::canary::sample::Window, deploybot_core::failure::Failure> {
+        self.asked.lock().unwrap().push((start, end));
+        self.replay.window(rollout, start, end, step_secs).await
+    }
+}
+
+/// The production runner judges a rollout's later step on the earlier steps and the history
+/// too, and a process killed between steps and started again on the same store asks for the
+/// same evidence: the spans come from the stored record.
+#[tokio::test]
+async fn a_rollout_restarted_between_steps_is_judged_on_its_earlier_steps_again() {
+    use deploybot::demo::{ReplayWindows, VirtualClock};
+    use deploybot::shell::driver::Clock;
+    use deploybot::shell::pipeline::{Gate, Pipeline, Release};
+    use deploybot::shell::runner::{LiveRunner, RunnerParts};
+    use deploybot_core::rollout::store::RolloutStore;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = deploybot::demo::workspace::Workspace::create(&tmp.path().join("ws")).unwrap();
+    let config =
+        Arc::new(deploybot::config::from_yaml(&ws.config_text(), &ws.config_path).unwrap());
+    std::fs::create_dir_all(&ws.data_dir).unwrap();
+    let db = config.store.database_path();
+    let healthy = generated(1, 7)
+        .into_iter()
+        .find(|c| c.family == "healthy-flat")
+        .unwrap()
+        .scenario
+        .window;
+    let replay = Arc::new(ReplayWindows::new(vec![("1.0.0".into(), healthy)]));
+    let clock = VirtualClock::starting_at(
+        chrono::DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+    );
+    let pipeline = |asked: &Arc<Mutex<Vec<(i64, i64)>>>| {
+        let store = deploybot::adapters::store::Store::open(&db).unwrap();
+        let windows = Recording {
+            replay: replay.clone(),
+            asked: asked.clone(),
+        };
+        let parts = RunnerParts::offline(
+            config.clone(),
+            store.clone(),
+            windows,
+            Arc::new(clock.clone()),
+        );
+        Pipeline::new(config.clone(), store, LiveRunner::new(parts))
+    };
+    let release = Release {
+        service: "checkout".into(),
+        image_tag: "1.0.0".into(),
+        previous_tag: "0.9.0".into(),
+        changed_files: vec![],
+        commit_message: "ship 1.0.0".into(),
+        author: "dana".into(),
+        pull_request: None,
+        commit_sha: None,
+    };
+    let gate = Gate {
+        risk_score: 0.3,
+        strategy: deploybot_core::risk::Strategy::Canary25,
+        approval_required: false,
+    };
+
+    // First process: until the rollout is live at its second step (50 %).
+    let first_asked = Arc::new(Mutex::new(Vec::new()));
+    let id = {
+        let p = pipeline(&first_asked);
+        let id = p
+            .start(&release, gate, Some("staging"), "t", clock.now())
+            .await
+            .unwrap();
+        for _ in 0..120 {
+            p.tick(clock.advance(30)).await.unwrap();
+            let r = p.store().get(&id).unwrap().unwrap();
+            if r.step().is_some_and(|s| s.weight.percent() == 50) && r.commits.len() == 2 {
+                break;
+            }
+        }
+        id
+    };
+    // Second process on the same store: it judges the 50 % step on the 25 % one again.
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let p = pipeline(&asked);
+    let r = p.store().get(&id).unwrap().unwrap();
+    assert_eq!(r.commits.len(), 2, "not at its second step: {r:#?}");
+    let (first, second) = (r.commits[0].at.timestamp(), r.commits[1].at.timestamp());
+    for _ in 0..40 {
+        p.tick(clock.advance(30)).await.unwrap();
+        if asked.lock().unwrap().iter().any(|&(s, _)| s == first) {
+            break;
+        }
+    }
+    let asked = asked.lock().unwrap().clone();
+    let step_secs = r.settings.analysis_interval_secs as i64;
+    assert!(
+        asked
+            .iter()
+            .any(|&(s, e)| s == first && e <= second && e > s),
+        "the 25 % step ({first}..{second}) was not read again: {asked:?}"
+    );
+    assert!(
+        asked.contains(&(first - 60 * step_secs, first)),
+        "the hour before the rollout was not read: {asked:?}"
+    );
 }
