@@ -1,5 +1,6 @@
 //! `deploybot judge`: replay recorded scenarios through the configured judge and print, per
-//! scenario, the final decision, the interval it was reached at and why. Reads only what a live
+//! scenario, the final decision, the interval it was reached at and why; with `--rollout`, replay
+//! whole recorded rollouts step after step and print where each ended. Reads only what a live
 //! judge would see (the answer key in a scenario file is never parsed here).
 
 use std::io::Write;
@@ -8,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use deploybot_core::canary::scenario::Scenario;
-use deploybot_core::canary::{JudgeConfig, replay};
+use deploybot_core::canary::scenario::{RolloutScenario, Scenario};
+use deploybot_core::canary::{JudgeConfig, replay, replay_rollout};
 
 #[derive(Debug, clap::Args)]
 pub struct JudgeArgs {
@@ -20,10 +21,16 @@ pub struct JudgeArgs {
     /// With a deploybot config: the service whose judge settings to use.
     #[arg(long)]
     pub service: Option<String>,
-    /// One JSON object per line: `scenario`, `decision`, `step`, `reason`.
+    /// One JSON object per line: `scenario`, `decision`, `step`, `reason`; with `--rollout`,
+    /// `scenario`, `outcome`, `step`, `interval`, `minutes`.
     #[arg(long)]
     pub json: bool,
-    /// Scenario files (`deploybot-canary-scenario/1`).
+    /// The files are whole rollouts (`deploybot-canary-rollout/1`): replay each step after step
+    /// and print where it ended (complete, rollback or paused), at which step and interval, and
+    /// the minutes judged in all.
+    #[arg(long)]
+    pub rollout: bool,
+    /// Scenario files (`deploybot-canary-scenario/1`), or rollout files with `--rollout`.
     #[arg(required = true)]
     pub scenarios: Vec<PathBuf>,
 }
@@ -93,12 +100,78 @@ pub fn outcome(scenario: &Scenario, config: &JudgeConfig) -> Outcome {
     }
 }
 
+/// One rollout's outcome as printed with `--rollout --json` (the keys in this order).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RolloutLine {
+    pub scenario: String,
+    /// `complete`, `rollback` or `paused`.
+    pub outcome: String,
+    /// The step (1-based) of the outcome.
+    pub step: usize,
+    /// The interval (1-based) of that step.
+    pub interval: usize,
+    /// Intervals judged in all, over every step.
+    pub minutes: usize,
+    /// Why (not printed in the JSON line).
+    #[serde(skip)]
+    pub reason: String,
+}
+
+/// Replays one rollout step after step to its outcome.
+pub fn rollout_outcome(rollout: &RolloutScenario, config: &JudgeConfig) -> RolloutLine {
+    let r = replay_rollout(&rollout.history, &rollout.steps, config);
+    RolloutLine {
+        scenario: rollout.name.clone(),
+        outcome: r.outcome.name().to_string(),
+        step: r.step,
+        interval: r.interval,
+        minutes: r.minutes,
+        reason: r.decision.reason(),
+    }
+}
+
+/// The readable table of `--rollout` without `--json`.
+fn rollout_table(lines: &[RolloutLine]) -> String {
+    let width = lines
+        .iter()
+        .map(|l| l.scenario.len())
+        .max()
+        .unwrap_or(0)
+        .max("rollout".len());
+    let mut out = format!(
+        "{:<width$}  {:<8}  {:>4}  {:>8}  {:>7}  why\n",
+        "rollout", "outcome", "step", "interval", "minutes"
+    );
+    for l in lines {
+        out += &format!(
+            "{:<width$}  {:<8}  {:>4}  {:>8}  {:>7}  {}\n",
+            l.scenario, l.outcome, l.step, l.interval, l.minutes, l.reason
+        );
+    }
+    out
+}
+
 pub async fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
         Some(path) => load_judge_config(path, args.service.as_deref())?,
         None => JudgeConfig::default(),
     };
     let mut out = std::io::stdout().lock();
+    if args.rollout {
+        let mut lines = Vec::with_capacity(args.scenarios.len());
+        for path in &args.scenarios {
+            let rollout = crate::adapters::scenario::load_rollout(path)?;
+            let line = rollout_outcome(&rollout, &config);
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string(&line)?)?;
+            }
+            lines.push(line);
+        }
+        if !args.json {
+            write!(out, "{}", rollout_table(&lines))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     for path in &args.scenarios {
         let scenario = crate::adapters::scenario::load(path)?;
         let o = outcome(&scenario, &config);

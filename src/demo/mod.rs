@@ -92,7 +92,8 @@ impl Clock for VirtualClock {
 }
 
 /// Metrics replayed from one recorded window per image tag: each canary step sees the recording
-/// from its start, as if every step had the same traffic. The replay's own canary share is kept,
+/// from its start, as if every step had the same traffic (so do the earlier steps the judge
+/// re-reads, and the history before the rollout, whose baseline is all the judge reads of it). The replay's own canary share is kept,
 /// so the judge's sample-ratio check sees the split that was recorded.
 pub struct ReplayWindows {
     by_tag: Vec<(String, Window)>,

@@ -25,8 +25,8 @@ use crate::adapters::store::Store;
 use crate::adapters::store::{approval_prs, holds};
 use crate::config::{Config, EnvironmentSpec, ImageRepository, SecretKey, ServiceSpec};
 use crate::shell::driver::{Clock, EffectRunner};
-use deploybot_core::canary::sample::{AnalysisTarget, MetricsSource, Window};
-use deploybot_core::canary::{Decision, JudgeConfig, Verdict};
+use deploybot_core::canary::sample::{AnalysisTarget, Interval, MetricsSource, Window};
+use deploybot_core::canary::{Decision, JudgeConfig, Look, Verdict};
 use deploybot_core::failure::Failure;
 use deploybot_core::github::{CommitStatus, Github, LabelSpec, Merge, RepoName};
 use deploybot_core::gitops::commit_message::{CommitInfo, revert_reason, step_summary};
@@ -48,6 +48,18 @@ pub trait WindowSource: Send + Sync {
         end: i64,
         step_secs: u64,
     ) -> impl Future<Output = Result<Window, Failure>> + Send;
+}
+
+/// Intervals of the stable version's history before a rollout the judge reads (the shared
+/// rollout suite's 60: an hour of one-minute intervals).
+const HISTORY_INTERVALS: i64 = 60;
+
+/// The rollout's evidence before the current step, as [`Look`] borrows it.
+struct RolloutEvidence {
+    history: Vec<Interval>,
+    earlier: Vec<Window>,
+    last_step: bool,
+    planned_steps: usize,
 }
 
 /// Prometheus, with each service's own query templates. The client (and its bearer token, read at
@@ -576,6 +588,54 @@ impl<W: WindowSource> LiveRunner<W> {
         github.set_commit_status(&repo, sha, &status).await
     }
 
+    /// What the judge needs besides the current step: the earlier canary steps of this rollout
+    /// and the stable version's history before it, read again from the metrics source over the
+    /// spans the stored record names (so a restart loses nothing). A failing earlier step is
+    /// "metrics unavailable" like the current one; a missing history only costs the judge its
+    /// history prior.
+    async fn rollout_evidence(&self, r: &Rollout, step: u64) -> Result<RolloutEvidence, String> {
+        let spans = r.judge_spans();
+        let whole = |start: i64, end: i64| start + (end - start).max(0) / step as i64 * step as i64;
+        let mut earlier = Vec::with_capacity(spans.earlier.len());
+        for (k, span) in spans.earlier.iter().enumerate() {
+            let (start, end) = (span.start.timestamp(), span.end.timestamp());
+            let mut w = self
+                .parts
+                .windows
+                .window(r, start, whole(start, end), step)
+                .await
+                .map_err(|f| {
+                    format!(
+                        "reading the metrics of step {} ({}): {f}",
+                        k + 1,
+                        span.weight
+                    )
+                })?;
+            w.canary_weight = f64::from(span.weight.percent()) / 100.0;
+            earlier.push(w);
+        }
+        let history = match spans.rollout_start {
+            Some(at) => {
+                let end = at.timestamp();
+                let start = end - HISTORY_INTERVALS * step as i64;
+                match self.parts.windows.window(r, start, end, step).await {
+                    Ok(w) => w.intervals,
+                    Err(e) => {
+                        tracing::warn!(rollout = %r.deploy_id, "reading the history before the rollout: {e}");
+                        Vec::new()
+                    }
+                }
+            }
+            None => Vec::new(),
+        };
+        Ok(RolloutEvidence {
+            history,
+            earlier,
+            last_step: spans.last_step,
+            planned_steps: spans.planned_steps,
+        })
+    }
+
     async fn query_metrics(&self, r: &Rollout) -> Result<Input, Failure> {
         let since = match r.step().map(|s| &s.progress) {
             Some(deploybot_core::rollout::record::Progress::Live { since, .. }) => *since,
@@ -616,7 +676,19 @@ impl<W: WindowSource> LiveRunner<W> {
         let observation = if verifying {
             verification_observation(&window, judge)
         } else {
-            let decision = deploybot_core::canary::judge(&window, window.intervals.len(), judge);
+            let evidence = match self.rollout_evidence(r, step).await {
+                Ok(e) => e,
+                Err(reason) => return Ok(Input::MetricsUnavailable { reason }),
+            };
+            let look = Look {
+                history: &evidence.history,
+                earlier: &evidence.earlier,
+                current: &window,
+                t: window.intervals.len(),
+                last_step: evidence.last_step,
+                planned_steps: evidence.planned_steps,
+            };
+            let decision = deploybot_core::canary::judge_look(&look, judge);
             tracing::info!(
                 rollout = %r.deploy_id,
                 intervals = window.intervals.len(),
@@ -842,6 +914,7 @@ mod tests {
             interval: 1,
             verdict,
             verified_intervals: 1,
+            steps: 1,
             metrics: vec![],
             canary_share: None,
             note: None,

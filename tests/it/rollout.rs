@@ -867,3 +867,33 @@ fn a_bad_rollout_config_names_its_keys() {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
+
+/// The canary judge's evidence across steps is named by the stored record: a process killed
+/// between steps and started again on the same store reads the same earlier steps and the same
+/// history span again (the metrics themselves stay in Prometheus; `shell::runner` re-reads them
+/// over these spans at every look).
+#[test]
+fn a_rollout_restarted_between_steps_keeps_the_spans_of_its_evidence() {
+    use deploybot_core::rollout::StepSpan;
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let store = seed(dir.path());
+        store.get("d-live").unwrap().unwrap().judge_spans()
+    };
+    let store = Store::open(&dir.path().join("deploybot.sqlite3")).unwrap();
+    let after = store.get("d-live").unwrap().unwrap().judge_spans();
+    assert_eq!(after, before);
+    // live at 10 % after the 5 % step, which ran from its commit to the 10 % one
+    assert_eq!(
+        after.earlier,
+        vec![StepSpan {
+            weight: Weight::new(5).unwrap(),
+            start: t(1),
+            end: t(701),
+        }]
+    );
+    assert_eq!(after.rollout_start, Some(t(1)));
+    // canary_5: 5, 10, 25, 50 before 100
+    assert_eq!(after.planned_steps, 4);
+    assert!(!after.last_step);
+}

@@ -1,6 +1,8 @@
 //! `deploybot bench canary`: scores the configured judge and the three reference judges on a
 //! directory of scenarios (and on a freshly generated suite the judge never saw), per family and
-//! overall, prints the trade-off curves behind the defaults and the cost of one decision.
+//! overall, prints the trade-off curves behind the defaults and the cost of one decision; and the
+//! same on whole rollouts (`bench::rollouts`: a directory of rollout files and generated rollout
+//! suites, the references replayed step after step).
 //!
 //! Scoring follows `../shared/canary-bench/README.md`: the scenario is fed step by step, the
 //! first rollback or promote is final, none by the last step counts as inconclusive. Only this scorer
@@ -35,6 +37,16 @@ pub struct BenchArgs {
     /// Print the trade-off curves (tolerance, alpha, soak time).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub curves: bool,
+    /// Directory of whole-rollout files (`deploybot-canary-rollout/1`, e.g.
+    /// `fixtures/canary-bench/rollouts`), replayed step after step.
+    #[arg(long, value_name = "DIR")]
+    pub rollouts: Option<PathBuf>,
+    /// Also score generated rollout suites with this many rollouts per family (0: none).
+    #[arg(long, default_value_t = 10)]
+    pub generate_rollouts: usize,
+    /// Seed of a generated rollout suite (repeat for several suites).
+    #[arg(long = "rollout-seed", default_values_t = [2026])]
+    pub rollout_seeds: Vec<u64>,
 }
 
 /// One scored scenario.
@@ -46,15 +58,20 @@ pub struct Case {
     pub onset: usize,
 }
 
-/// Reads every `*.json` of a directory with its answer key, sorted by name.
-pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Case>> {
+/// The `*.json` files of a directory of `what` (for the error), sorted by name.
+pub fn json_files(dir: &Path, what: &str) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading scenario directory {}", dir.display()))?
+        .with_context(|| format!("reading {what} directory {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     paths.sort();
-    paths
+    Ok(paths)
+}
+
+/// Reads every `*.json` of a directory with its answer key, sorted by name.
+pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Case>> {
+    json_files(dir, "scenario")?
         .iter()
         .map(|p| {
             let scenario = scenario::load(p)?;
@@ -421,6 +438,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             args.seed, args.generate
         );
         println!("{}", report(&title, &cases, &config, args.curves));
+    }
+    if let Some(dir) = &args.rollouts {
+        let cases = super::rollouts::load_dir(dir)?;
+        anyhow::ensure!(
+            !cases.is_empty(),
+            "no rollouts (*.json) in {}",
+            dir.display()
+        );
+        let title = format!("rollouts {}", dir.display());
+        println!(
+            "{}",
+            super::rollouts::report(&title, &cases, &config, args.curves)
+        );
+    }
+    if args.generate_rollouts > 0 {
+        for seed in &args.rollout_seeds {
+            let cases = super::rollouts::generated(args.generate_rollouts, *seed);
+            let title = format!(
+                "generated rollouts (seed {seed}, {} per family)",
+                args.generate_rollouts
+            );
+            println!(
+                "{}",
+                super::rollouts::report(&title, &cases, &config, args.curves)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

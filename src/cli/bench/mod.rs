@@ -5,4 +5,5 @@ pub mod canary;
 pub mod git;
 pub mod manifest;
 pub mod risk;
+pub mod rollouts;
 pub mod webhook;

@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::sample::{Interval, TrackSample, Window};
-use super::scenario::{Scenario, Truth};
+use super::scenario::{RolloutScenario, Scenario, Truth};
 
 /// The families generated, with their truth.
 pub const FAMILIES: &[(&str, Truth)] = &[
@@ -47,6 +47,8 @@ pub fn is_gross(family: &str) -> bool {
             | "errors-x3-low-traffic"
             | "errors-x2-bursty"
             | "errors-x5-late-onset"
+            | "errors-x5-later-step"
+            | "errors-x5-second-step"
             | "latency-x1.3"
             | "latency-x2.0"
             | "latency-tail"
@@ -89,6 +91,8 @@ struct Params {
     canary_missing: bool,
     baseline_missing: bool,
     gaps: f64,
+    /// The canary's share of the traffic relative to its weight (broken routing below 1).
+    share_factor: f64,
 }
 
 impl Params {
@@ -106,6 +110,7 @@ impl Params {
             canary_missing: false,
             baseline_missing: false,
             gaps: 0.0,
+            share_factor: 1.0,
         }
     }
 }
@@ -125,7 +130,8 @@ pub fn suite(per_family: usize, seed: u64) -> Vec<Generated> {
     out
 }
 
-fn scenario(family: &str, truth: Truth, index: usize, rng: &mut StdRng) -> Generated {
+/// Sets the parameters a family changes; late onsets draw their onset interval from `rng`.
+fn family_params(family: &str, rng: &mut StdRng) -> Params {
     let mut p = Params::healthy();
     match family {
         "healthy-bursty" => p.load = Load::Bursty,
@@ -135,7 +141,7 @@ fn scenario(family: &str, truth: Truth, index: usize, rng: &mut StdRng) -> Gener
         "healthy-gaps" => p.gaps = 0.1,
         "errors-x1.5" => p.error_ratio = 1.5,
         "errors-x2.0" => p.error_ratio = 2.0,
-        "errors-x5.0" => p.error_ratio = 5.0,
+        "errors-x5.0" | "errors-x5-later-step" => p.error_ratio = 5.0,
         "errors-x20.0" => p.error_ratio = 20.0,
         "errors-x3-low-traffic" => {
             p.error_ratio = 3.0;
@@ -160,81 +166,19 @@ fn scenario(family: &str, truth: Truth, index: usize, rng: &mut StdRng) -> Gener
         "canary-no-traffic" => p.no_traffic = true,
         "canary-metrics-missing" => p.canary_missing = true,
         "baseline-metrics-missing" => p.baseline_missing = true,
+        "canary-sample-ratio" => p.share_factor = 0.5,
         _ => {}
     }
+    p
+}
+
+fn scenario(family: &str, truth: Truth, index: usize, rng: &mut StdRng) -> Generated {
+    let p = family_params(family, rng);
     let weight = [0.05, 0.1, 0.25][rng.random_range(0..3)];
     let base_rate = [0.002, 0.005, 0.01][rng.random_range(0..3)];
     let cv2 = rng.random_range(0.05..0.8);
-    let (mu, sigma) = (-2.51, 0.59);
-    let bursts: Vec<bool> = (0..STEPS)
-        .map(|_| p.load == Load::Bursty && rng.random_bool(0.2))
-        .collect();
-    let mut baseline = Vec::with_capacity(STEPS);
-    let mut canary = Vec::with_capacity(STEPS);
-    for (step, &burst) in bursts.iter().enumerate() {
-        // shared by both tracks: load, and what load does to error rate and latency
-        let (load, shared_err, shared_lat) = match p.load {
-            Load::Flat => (1.0, 1.0, 0.0),
-            Load::Bursty if burst => {
-                let m = rng.random_range(1.5..3.0);
-                (m, m, 0.15 * m)
-            }
-            Load::Bursty => (1.0, 1.0, normal(rng) * 0.05),
-            Load::Ramp => {
-                let m = 1.0 + step as f64 / (STEPS - 1) as f64;
-                (m, m * m, 0.12 * (m - 1.0) * 2.0)
-            }
-        };
-        let active = step >= p.onset;
-        let lat_mult = if active {
-            p.latency_ratio * (1.0 + p.drift_per_step * (step - p.onset) as f64)
-        } else {
-            1.0
-        };
-        let err_mult = if active { p.error_ratio } else { 1.0 };
-        let expected = p.rps * 60.0 * load;
-        let b = track(
-            rng,
-            expected * (1.0 - weight),
-            base_rate * shared_err,
-            cv2,
-            mu + shared_lat,
-            sigma,
-            1.0,
-            (0.0, 1.0),
-        );
-        let c = if p.no_traffic {
-            TrackSample {
-                requests: 0,
-                errors: 0,
-                latency_buckets: vec![0; LATENCY_BUCKETS_LE.len() + 1],
-                extra: Default::default(),
-            }
-        } else {
-            track(
-                rng,
-                expected * weight,
-                base_rate * shared_err * err_mult,
-                cv2,
-                mu + shared_lat,
-                sigma,
-                lat_mult,
-                if active {
-                    (p.tail_fraction, p.tail_multiplier)
-                } else {
-                    (0.0, 1.0)
-                },
-            )
-        };
-        let gap = |rng: &mut StdRng| p.gaps > 0.0 && rng.random_bool(p.gaps);
-        baseline.push((!p.baseline_missing && !gap(rng)).then_some(b));
-        canary.push((!p.canary_missing && !gap(rng)).then_some(c));
-    }
-    let intervals = baseline
-        .into_iter()
-        .zip(canary)
-        .map(|(baseline, canary)| Interval { baseline, canary })
-        .collect();
+    let service = Service { base_rate, cv2 };
+    let intervals = intervals(rng, &p, &service, weight, 0, STEPS);
     Generated {
         scenario: Scenario {
             name: format!("gen-{family}-{index:02}"),
@@ -248,6 +192,215 @@ fn scenario(family: &str, truth: Truth, index: usize, rng: &mut StdRng) -> Gener
         family: family.to_string(),
         truth,
         onset: p.onset,
+    }
+}
+
+/// What stays the same for a service from one interval (and step) to the next.
+struct Service {
+    base_rate: f64,
+    /// Squared CV of each track's error rate from interval to interval.
+    cv2: f64,
+}
+
+/// Log-normal latency: ln-seconds mean and spread of the stable version.
+const LATENCY_MU: f64 = -2.51;
+const LATENCY_SIGMA: f64 = 0.59;
+
+/// The load of interval `i` of `n` and what it does to both tracks alike: (traffic multiplier,
+/// error-rate multiplier, shift of ln latency).
+fn load(rng: &mut StdRng, p: &Params, burst: bool, i: usize, n: usize) -> (f64, f64, f64) {
+    match p.load {
+        Load::Flat => (1.0, 1.0, 0.0),
+        Load::Bursty if burst => {
+            let m = rng.random_range(1.5..3.0);
+            (m, m, 0.15 * m)
+        }
+        Load::Bursty => (1.0, 1.0, normal(rng) * 0.05),
+        Load::Ramp => {
+            let m = 1.0 + i as f64 / (n.max(2) - 1) as f64;
+            (m, m * m, 0.12 * (m - 1.0) * 2.0)
+        }
+    }
+}
+
+/// `n` intervals of one window at `weight`. The effect is active from interval `p.onset` on;
+/// `elapsed` intervals of it came before this window (a leak keeps growing across steps).
+fn intervals(
+    rng: &mut StdRng,
+    p: &Params,
+    service: &Service,
+    weight: f64,
+    elapsed: usize,
+    n: usize,
+) -> Vec<Interval> {
+    let bursts: Vec<bool> = (0..n)
+        .map(|_| p.load == Load::Bursty && rng.random_bool(0.2))
+        .collect();
+    let canary_share = weight * p.share_factor;
+    let mut out = Vec::with_capacity(n);
+    for (i, &burst) in bursts.iter().enumerate() {
+        // shared by both tracks: load, and what load does to error rate and latency
+        let (load, shared_err, shared_lat) = load(rng, p, burst, i, n);
+        let active = i >= p.onset;
+        let lat_mult = if active {
+            p.latency_ratio * (1.0 + p.drift_per_step * (elapsed + i - p.onset) as f64)
+        } else {
+            1.0
+        };
+        let err_mult = if active { p.error_ratio } else { 1.0 };
+        let expected = p.rps * 60.0 * load;
+        let b = track(
+            rng,
+            expected * (1.0 - canary_share),
+            service.base_rate * shared_err,
+            service.cv2,
+            LATENCY_MU + shared_lat,
+            LATENCY_SIGMA,
+            1.0,
+            (0.0, 1.0),
+        );
+        let c = if p.no_traffic {
+            TrackSample {
+                requests: 0,
+                errors: 0,
+                latency_buckets: vec![0; LATENCY_BUCKETS_LE.len() + 1],
+                extra: Default::default(),
+            }
+        } else {
+            track(
+                rng,
+                expected * canary_share,
+                service.base_rate * shared_err * err_mult,
+                service.cv2,
+                LATENCY_MU + shared_lat,
+                LATENCY_SIGMA,
+                lat_mult,
+                if active {
+                    (p.tail_fraction, p.tail_multiplier)
+                } else {
+                    (0.0, 1.0)
+                },
+            )
+        };
+        let gap = |rng: &mut StdRng| p.gaps > 0.0 && rng.random_bool(p.gaps);
+        out.push(Interval {
+            baseline: (!p.baseline_missing && !gap(rng)).then_some(b),
+            canary: (!p.canary_missing && !gap(rng)).then_some(c),
+        });
+    }
+    out
+}
+
+/// The rollout families generated, with their truth: the single-step families as whole
+/// rollouts, onsets in a later step, and the ways a rollout cannot be verified (no canary
+/// traffic, canary metrics that vanish after the first step, a canary that gets half its share).
+pub const ROLLOUT_FAMILIES: &[(&str, Truth)] = &[
+    ("healthy-flat", Truth::Promote),
+    ("healthy-bursty", Truth::Promote),
+    ("healthy-ramp", Truth::Promote),
+    ("healthy-low-traffic", Truth::Promote),
+    ("healthy-high-traffic", Truth::Promote),
+    ("healthy-gaps", Truth::Promote),
+    ("errors-x1.5", Truth::Rollback),
+    ("errors-x2.0", Truth::Rollback),
+    ("errors-x5.0", Truth::Rollback),
+    ("errors-x20.0", Truth::Rollback),
+    ("errors-x3-low-traffic", Truth::Rollback),
+    ("errors-x2-bursty", Truth::Rollback),
+    ("errors-x5-later-step", Truth::Rollback),
+    ("latency-x1.15", Truth::Rollback),
+    ("latency-x1.3", Truth::Rollback),
+    ("latency-x2.0", Truth::Rollback),
+    ("latency-tail", Truth::Rollback),
+    ("latency-leak", Truth::Rollback),
+    ("canary-no-traffic", Truth::Unverifiable),
+    ("canary-metrics-vanish", Truth::Unverifiable),
+    ("canary-sample-ratio", Truth::Unverifiable),
+];
+
+/// The plans a generated rollout follows (canary weights below 100 %), as the shared rollout
+/// suite's: most start at 5 %, some at 10 % or 25 %.
+const PLANS: &[&[f64]] = &[&[0.05, 0.1, 0.25, 0.5], &[0.1, 0.25, 0.5], &[0.25, 0.5]];
+
+/// Intervals of the stable version's history before a generated rollout.
+pub const HISTORY_INTERVALS: usize = 60;
+
+/// A generated rollout with its answer key.
+#[derive(Debug, Clone)]
+pub struct GeneratedRollout {
+    pub scenario: RolloutScenario,
+    pub family: String,
+    pub truth: Truth,
+    /// The step (0-based) from which the canary is worse (0 for healthy and unverifiable ones).
+    pub onset_step: usize,
+}
+
+/// `per_family` rollouts of every rollout family, reproducible from `seed`.
+pub fn rollout_suite(per_family: usize, seed: u64) -> Vec<GeneratedRollout> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for (family, truth) in ROLLOUT_FAMILIES {
+        for i in 0..per_family {
+            out.push(rollout(family, *truth, i, &mut rng));
+        }
+    }
+    out
+}
+
+fn rollout(family: &str, truth: Truth, index: usize, rng: &mut StdRng) -> GeneratedRollout {
+    let mut p = family_params(family, rng);
+    let plan = PLANS[[0, 0, 0, 1, 1, 2][rng.random_range(0..6)]];
+    let base_rate = [0.002, 0.005, 0.01][rng.random_range(0..3)];
+    let cv2 = rng.random_range(0.05..0.8);
+    let service = Service { base_rate, cv2 };
+    // A later onset falls in a step after the first, early in it (more traffic brings it out).
+    let (onset_step, onset) = if family == "errors-x5-later-step" {
+        (rng.random_range(1..plan.len()), rng.random_range(0..=5))
+    } else {
+        (0, 0)
+    };
+    let history_params = Params {
+        rps: p.rps,
+        load: p.load,
+        ..Params::healthy()
+    };
+    let mut history = intervals(rng, &history_params, &service, 0.0, 0, HISTORY_INTERVALS);
+    for iv in &mut history {
+        iv.canary = None;
+    }
+    let window = |weight, intervals| Window {
+        step_seconds: 60,
+        canary_weight: weight,
+        latency_buckets_le: LATENCY_BUCKETS_LE.to_vec(),
+        intervals,
+    };
+    let mut steps = Vec::with_capacity(plan.len());
+    for (k, &weight) in plan.iter().enumerate() {
+        p.onset = match k.cmp(&onset_step) {
+            std::cmp::Ordering::Less => usize::MAX,
+            std::cmp::Ordering::Equal => onset,
+            std::cmp::Ordering::Greater => 0,
+        };
+        p.canary_missing = family == "canary-metrics-vanish" && k > 0;
+        let elapsed = if k > onset_step {
+            (k - onset_step) * STEPS - onset
+        } else {
+            0
+        };
+        steps.push(window(
+            weight,
+            intervals(rng, &p, &service, weight, elapsed, STEPS),
+        ));
+    }
+    GeneratedRollout {
+        scenario: RolloutScenario {
+            name: format!("gen-{family}-{index:02}"),
+            history: window(0.0, history),
+            steps,
+        },
+        family: family.to_string(),
+        truth,
+        onset_step,
     }
 }
 

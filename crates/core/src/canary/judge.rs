@@ -147,6 +147,9 @@ pub enum MetricStatus {
     Regression,
     /// Evidence that the canary is within the tolerance.
     WithinTolerance,
+    /// Evidence that it is not grossly worse (below its gross tolerance), enough to advance an
+    /// intermediate step, but not yet that it is within the tolerance.
+    NotGrosslyWorse,
     /// Neither yet.
     NoEvidenceYet,
 }
@@ -167,6 +170,9 @@ pub struct MetricReport {
     pub intervals: usize,
     /// Estimated extra-binomial wobble (squared CV per track and interval).
     pub kappa: f64,
+    /// The wobble the stable version's history showed before the rollout, when it had enough
+    /// intervals to say: the prior `kappa` started from instead of the configured one.
+    pub history_kappa: Option<f64>,
     /// log e-value of "canary worse" against its threshold `ln(m/alpha)`.
     pub log_evalue: f64,
     pub log_threshold: f64,
@@ -178,11 +184,23 @@ pub struct MetricReport {
     /// so it is 0 before `max_intervals` and with fewer than `min_intervals` verified
     /// intervals. The last look rolls back when it exceeds `final_z`.
     pub pooled_z: f64,
-    /// The verified interval (1-based) from which the evidence of "canary worse" is strongest:
-    /// 1 for a regression from the start, later for one with a late onset.
+    /// The verified interval (1-based, within step `since_step`) from which the evidence of
+    /// "canary worse" is strongest: 1 of step 1 for a regression from the start, later for one
+    /// with a late onset.
     pub since: usize,
-    /// z score of "canary below the tolerance" (promotion needs it below `-promote_z`).
+    /// The step (1-based) of `since`.
+    pub since_step: usize,
+    /// z score of "canary below the tolerance" (the last promotion needs it below `-promote_z`).
     pub tolerance_z: f64,
+    /// z score of "canary below the gross tolerance" (an intermediate promotion needs it below
+    /// `-promote_z`, unless the tolerance itself is met).
+    pub gross_z: f64,
+    /// z score of "canary worse at all" on the current step's intervals alone: a step after the
+    /// first promotes only while it is below `promote_z`.
+    pub step_z: f64,
+    /// The same on the current step's last few intervals: a step after the first promotes only
+    /// while it is below `promote_z` too (an onset just before the promotion).
+    pub recent_z: f64,
     pub promote_z: f64,
     pub status: MetricStatus,
 }
@@ -206,7 +224,12 @@ impl MetricReport {
             self.log_evalue.exp(),
             self.log_threshold.exp(),
             self.kappa
-        ) + &if self.since > 1 {
+        ) + &if self.since_step > 1 {
+            format!(
+                ", strongest from verified interval {} of step {} on",
+                self.since, self.since_step
+            )
+        } else if self.since > 1 {
             format!(", strongest from verified interval {} on", self.since)
         } else {
             String::new()
@@ -220,8 +243,10 @@ pub struct Decision {
     /// The interval (1-based) this decision is about.
     pub interval: usize,
     pub verdict: Verdict,
-    /// Verified intervals (both tracks present with traffic) so far.
+    /// Verified intervals (both tracks present with traffic) so far, over every step judged.
     pub verified_intervals: usize,
+    /// The steps the evidence spans (1 for a window judged alone).
+    pub steps: usize,
     pub metrics: Vec<MetricReport>,
     /// Observed canary share of the requests over the verified intervals.
     pub canary_share: Option<f64>,
@@ -241,10 +266,13 @@ impl Decision {
                 self.verified_intervals
             ),
             Verdict::Promote => {
-                let parts: Vec<String> = self
+                let promoting: Vec<&MetricReport> = self
                     .metrics
                     .iter()
-                    .filter(|m| m.gating && m.status == MetricStatus::WithinTolerance)
+                    .filter(|m| m.gating && !matches!(m.metric, MetricKind::LatencyTail { .. }))
+                    .collect();
+                let parts: Vec<String> = promoting
+                    .iter()
                     .map(|m| {
                         let ratio = m
                             .ratio
@@ -253,8 +281,27 @@ impl Decision {
                         format!("{} ratio {ratio}", m.metric)
                     })
                     .collect();
+                let all =
+                    |ok: &dyn Fn(MetricStatus) -> bool| promoting.iter().all(|m| ok(m.status));
+                let claim = if all(&|s| s == MetricStatus::WithinTolerance) {
+                    "within tolerance"
+                } else if all(&|s| {
+                    matches!(
+                        s,
+                        MetricStatus::WithinTolerance | MetricStatus::NotGrosslyWorse
+                    )
+                }) {
+                    "no gross harm"
+                } else {
+                    "no harm shown in the whole step"
+                };
+                let over = if self.steps > 1 {
+                    format!(" over {} steps", self.steps)
+                } else {
+                    String::new()
+                };
                 format!(
-                    "within tolerance after {} verified intervals: {}",
+                    "{claim} after {} verified intervals{over}: {}",
                     self.verified_intervals,
                     parts.join(", ")
                 )
@@ -319,17 +366,89 @@ fn has_latency(s: &TrackSample, buckets: usize) -> bool {
     s.latency_buckets.len() == buckets && buckets > 1
 }
 
-/// Judges the canary on `window.intervals[..t]` (the intervals seen so far; `t >= 1`).
+/// What the judge sees at one look at a rollout: the stable version's history before the rollout
+/// started, the canary steps already judged (whole), and the current step up to interval `t`.
+/// The canary version is the same from the first step to the last, so the evidence of every
+/// verified interval counts at every later look; each interval is compared within itself at its
+/// own share of the traffic, so intervals of different weights mix without bias.
+#[derive(Debug, Clone, Copy)]
+pub struct Look<'a> {
+    /// The stable version alone before the rollout (baseline samples; the canary is `None`).
+    /// Empty when unknown: the configured wobble priors apply then.
+    pub history: &'a [Interval],
+    /// The canary steps already judged and left, oldest first.
+    pub earlier: &'a [Window],
+    /// The step being judged; its `canary_weight` is the weight the sample-ratio check expects.
+    pub current: &'a Window,
+    /// Intervals of the current step seen so far (`1..=current.intervals.len()`).
+    pub t: usize,
+    /// Promoting from this step sends all traffic to the canary: only then does a promotion need
+    /// evidence that the canary is within the tolerance. Before it, a promotion only needs
+    /// evidence that it is not grossly worse.
+    pub last_step: bool,
+    /// The plan's canary steps below 100 %: a regression's onset may fall anywhere in
+    /// `planned_steps * max_intervals` intervals.
+    pub planned_steps: usize,
+}
+
+impl<'a> Look<'a> {
+    /// A single window judged alone: no history, no earlier step, and its promotion is the last.
+    pub fn single(window: &'a Window, t: usize) -> Look<'a> {
+        Look {
+            history: &[],
+            earlier: &[],
+            current: window,
+            t,
+            last_step: true,
+            planned_steps: 1,
+        }
+    }
+}
+
+/// One verified interval of the rollout: both tracks present with traffic, and its step.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    step: usize,
+    baseline: &'a TrackSample,
+    canary: &'a TrackSample,
+}
+
+/// Judges the canary on `window.intervals[..t]` (the intervals seen so far; `t >= 1`), as a
+/// rollout of that one step.
 pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
-    let t = t.clamp(1, window.intervals.len().max(1));
+    decide_look(&Look::single(window, t), cfg)
+}
+
+/// Judges a rollout at one look: the evidence of every verified interval of every step so far,
+/// the guardrails, data checks and sample ratio of the current step, and the promotion the step
+/// needs (gross harm ruled out before the last step, the tolerance at the last).
+pub fn decide_look(look: &Look<'_>, cfg: &JudgeConfig) -> Decision {
+    let window = look.current;
+    let t = look.t.clamp(1, window.intervals.len().max(1));
     let seen = &window.intervals[..t.min(window.intervals.len())];
     let buckets = window.latency_buckets_le.len() + 1;
+    let step = look.earlier.len();
+    let rows: Vec<Row<'_>> = look
+        .earlier
+        .iter()
+        .enumerate()
+        .flat_map(|(s, w)| w.intervals.iter().map(move |iv| (s, iv)))
+        .chain(seen.iter().map(|iv| (step, iv)))
+        .filter_map(|(step, iv)| {
+            verified(iv).map(|(baseline, canary)| Row {
+                step,
+                baseline,
+                canary,
+            })
+        })
+        .collect();
     let pairs: Vec<(&TrackSample, &TrackSample)> = seen.iter().filter_map(verified).collect();
     let share = canary_share(&pairs);
     let mut decision = Decision {
         interval: t,
         verdict: Verdict::Continue,
-        verified_intervals: pairs.len(),
+        verified_intervals: rows.len(),
+        steps: step + 1,
         metrics: Vec::new(),
         canary_share: share,
         note: None,
@@ -348,7 +467,7 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
     }
 
     let last_look = t >= cfg.max_intervals as usize;
-    decision.metrics = metric_reports(window, &pairs, cfg, last_look);
+    decision.metrics = metric_reports(look, &rows, cfg, last_look);
     if let Some(m) = decision
         .metrics
         .iter()
@@ -396,12 +515,26 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
     let has_latency_gate = gating
         .iter()
         .any(|m| matches!(m.metric, MetricKind::Latency { .. }));
+    // Before the last step the question is only whether gross harm is ruled out: more traffic
+    // is how the evidence for the last promotion is bought. The last needs the tolerance.
+    let enough = |status: MetricStatus| match status {
+        MetricStatus::WithinTolerance => true,
+        MetricStatus::NotGrosslyWorse => !look.last_step,
+        MetricStatus::Regression | MetricStatus::NoEvidenceYet => false,
+    };
+    // After the first step the evidence of earlier steps must not carry a step that looks
+    // worse on its own.
+    let step_looks_fine = |m: &MetricReport| {
+        step == 0
+            || matches!(m.metric, MetricKind::LatencyTail { .. })
+            || (m.step_z < m.promote_z && m.recent_z < m.promote_z)
+    };
     if pairs.len() >= cfg.min_intervals as usize
         && promotable_gates > 0
         && (!needs_latency || has_latency_gate)
         && gating.iter().all(|m| {
-            matches!(m.metric, MetricKind::LatencyTail { .. })
-                || m.status == MetricStatus::WithinTolerance
+            (matches!(m.metric, MetricKind::LatencyTail { .. }) || enough(m.status))
+                && step_looks_fine(m)
         })
     {
         decision.verdict = Verdict::Promote;
@@ -409,8 +542,11 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
     }
     if last_look {
         // The last look is two fixed-horizon tests more, each at half of a second `alpha` split
-        // across the gating tests, so false rollbacks stay below 2 * alpha over the analysis.
-        let final_z = stats::normal_upper_quantile(cfg.alpha / 2.0 / gating.len().max(1) as f64);
+        // across the gating tests and the plan's steps (a step that ends without a promotion
+        // takes it once, and may then still advance below), so false rollbacks over the whole
+        // rollout stay below 2 * alpha.
+        let looks = gating.len().max(1) * look.planned_steps.max(1);
+        let final_z = stats::normal_upper_quantile(cfg.alpha / 2.0 / looks as f64);
         let last_look = |m: &MetricReport| {
             if m.margin_z >= final_z {
                 Some(format!(
@@ -431,6 +567,21 @@ pub fn decide(window: &Window, t: usize, cfg: &JudgeConfig) -> Decision {
                 metric: m.metric.to_string(),
                 evidence: format!("{} ({look})", m.summary()),
             };
+            return decision;
+        }
+        // A step before the last that saw all its traffic without harm showing, and whose own
+        // intervals do not lean worse, advances: more traffic is how the evidence is bought, and
+        // the last promotion still needs the tolerance.
+        if !look.last_step
+            && pairs.len() >= cfg.min_intervals as usize
+            && promotable_gates > 0
+            && (!needs_latency || has_latency_gate)
+            && gating
+                .iter()
+                .filter(|m| !matches!(m.metric, MetricKind::LatencyTail { .. }))
+                .all(|m| m.step_z < m.promote_z)
+        {
+            decision.verdict = Verdict::Promote;
             return decision;
         }
         decision.verdict = Verdict::Inconclusive {
@@ -543,74 +694,148 @@ fn guardrail(iv: &Interval, le: &[f64], cfg: &JudgeConfig) -> Option<Verdict> {
 
 /// How many intervals of data the overdispersion prior is worth.
 const PRIOR_WEIGHT: f64 = 4.0;
+/// Intervals of history (with events) below which its wobble estimate is not trusted.
+const MIN_HISTORY: usize = 20;
+/// Events per history interval below which Poisson noise hides the wobble: the history's
+/// estimate is then too noisy to replace the configured prior (it can come out as 0).
+const MIN_HISTORY_EVENTS: f64 = 10.0;
 /// Scale of the half-normal mixing density over the per-interval drift (in z units): tuned
 /// for effects of about half a standard deviation per interval.
 const MIXTURE_TAU: f64 = 0.6;
 /// Weight of "worse from the first interval" in the change-point e-process; the rest is spread
-/// evenly over later onsets up to `max_intervals`. Chosen on generated seeds 1-6 (0.5, 0.7, 0.8,
-/// 1.0 compared; 0.8 caught late onsets 1-3 intervals sooner and changed nothing else but one
-/// x2 regression on one seed) and checked on seeds 7, 8, 2026 and the shared suite.
+/// evenly over later onsets up to `max_intervals` per planned step. Chosen on generated seeds 1-6
+/// (0.5, 0.7, 0.8, 1.0 compared; 0.8 caught late onsets 1-3 intervals sooner and changed nothing
+/// else but one x2 regression on one seed) and checked on seeds 7, 8, 2026 and the shared suite.
 const FROM_START_WEIGHT: f64 = 0.8;
+/// Weight of "worse from the start of a later step", shared by the plan's later steps: a
+/// regression that more traffic brings out starts there.
+const STEP_START_WEIGHT: f64 = 0.1;
+/// The last intervals of a step whose own evidence can hold back its promotion.
+const RECENT_INTERVALS: usize = 3;
 
 struct Test {
     kind: MetricKind,
     mode: MetricMode,
     direction: Direction,
     tolerance: f64,
+    gross: f64,
     margin: f64,
     prior: DispersionPrior,
     /// (canary events, canary requests, baseline events, baseline requests) per interval.
     rows: Vec<(u64, u64, u64, u64)>,
+    /// The step of each row: rates are pooled within a step only.
+    strata: Vec<usize>,
+    /// (events, requests) per interval of the stable version's history.
+    history: Vec<(u64, u64)>,
+    /// What the history's wobble is worth, in intervals (`history_weight`).
+    history_weight: f64,
     absolute_tolerance: Option<f64>,
+    gross_absolute_tolerance: Option<f64>,
+}
+
+impl Test {
+    /// The wobble prior: what the stable version's history says when it says enough, else the
+    /// configured one.
+    fn prior(&self) -> (DispersionPrior, Option<f64>) {
+        let with_events = self.history.iter().filter(|r| r.1 > 0).count();
+        let events = self.history.iter().map(|r| r.0).sum::<u64>() as f64;
+        match stats::history_dispersion(&self.history) {
+            Some(kappa)
+                if with_events >= MIN_HISTORY
+                    && events >= MIN_HISTORY_EVENTS * with_events as f64 =>
+            {
+                (
+                    DispersionPrior {
+                        kappa,
+                        weight: self.history_weight,
+                    },
+                    Some(kappa),
+                )
+            }
+            _ => (self.prior, None),
+        }
+    }
 }
 
 fn metric_reports(
-    window: &Window,
-    pairs: &[(&TrackSample, &TrackSample)],
+    look: &Look<'_>,
+    rows: &[Row<'_>],
     cfg: &JudgeConfig,
     last_look: bool,
 ) -> Vec<MetricReport> {
+    let strata: Vec<usize> = rows.iter().map(|r| r.step).collect();
+    // `history_weight: 0` ignores the history altogether.
+    let history: Vec<&TrackSample> = look
+        .history
+        .iter()
+        .filter(|_| cfg.history_weight > 0.0)
+        .filter_map(|iv| iv.baseline.as_ref())
+        .filter(|b| b.requests > 0)
+        .collect();
     let mut tests = vec![Test {
         kind: MetricKind::Errors,
         mode: cfg.errors.mode,
         direction: cfg.errors.direction,
         tolerance: cfg.errors.tolerance,
+        gross: cfg.errors.gross_tolerance,
         margin: cfg.errors.rollback_margin,
         prior: DispersionPrior {
             kappa: cfg.errors.dispersion_prior,
             weight: PRIOR_WEIGHT,
         },
-        rows: pairs
+        rows: rows
             .iter()
-            .map(|(b, c)| (c.errors, c.requests, b.errors, b.requests))
+            .map(|r| {
+                (
+                    r.canary.errors,
+                    r.canary.requests,
+                    r.baseline.errors,
+                    r.baseline.requests,
+                )
+            })
             .collect(),
+        strata: strata.clone(),
+        history: history.iter().map(|h| (h.errors, h.requests)).collect(),
+        history_weight: cfg.history_weight,
         absolute_tolerance: Some(cfg.errors.absolute_tolerance),
+        gross_absolute_tolerance: Some(cfg.errors.gross_absolute_tolerance),
     }];
-    let le = &window.latency_buckets_le;
+    let le = &look.current.latency_buckets_le;
     let buckets = le.len() + 1;
-    let lat: Vec<(&TrackSample, &TrackSample)> = pairs
+    let lat: Vec<&Row<'_>> = rows
         .iter()
-        .copied()
-        .filter(|(b, c)| has_latency(b, buckets) && has_latency(c, buckets))
+        .filter(|r| has_latency(r.baseline, buckets) && has_latency(r.canary, buckets))
         .collect();
     if !lat.is_empty() {
+        // The bounds are chosen on the stable version's histograms: the history's and the
+        // baseline's, never the canary's.
+        let history_lat: Vec<&TrackSample> = history
+            .iter()
+            .copied()
+            .filter(|h| has_latency(h, buckets))
+            .collect();
         let mut base = vec![0u64; buckets];
-        for (b, _) in &lat {
+        for b in lat
+            .iter()
+            .map(|r| r.baseline)
+            .chain(history_lat.iter().copied())
+        {
             for (acc, v) in base.iter_mut().zip(&b.latency_buckets) {
                 *acc += v;
             }
         }
         let (body, tail) =
             latency_bounds(&base, cfg.latency.body_quantile, cfg.latency.tail_quantile);
-        let slow_rows = |k: usize| -> Vec<(u64, u64, u64, u64)> {
+        let above = |s: &TrackSample, k: usize| s.latency_buckets[k + 1..].iter().sum::<u64>();
+        let total = |s: &TrackSample| s.latency_buckets.iter().sum::<u64>();
+        let slow_rows = |k: usize| -> (Vec<Counts>, Vec<usize>) {
             lat.iter()
-                .map(|(b, c)| {
-                    let above = |s: &TrackSample| s.latency_buckets[k + 1..].iter().sum::<u64>();
-                    let total = |s: &TrackSample| s.latency_buckets.iter().sum::<u64>();
-                    (above(c), total(c), above(b), total(b))
+                .map(|r| {
+                    let (b, c) = (r.baseline, r.canary);
+                    ((above(c, k), total(c), above(b, k), total(b)), r.step)
                 })
-                .filter(|r| r.1 > 0 && r.3 > 0)
-                .collect()
+                .filter(|(r, _)| r.1 > 0 && r.3 > 0)
+                .unzip()
         };
         // The body (slow share) and tail tests differ only in which bucket bound counts as slow.
         let latency_tests = [
@@ -618,44 +843,65 @@ fn metric_reports(
             tail.map(|k| (MetricKind::LatencyTail { le: le[k] }, k)),
         ];
         for (kind, k) in latency_tests.into_iter().flatten() {
+            let (rows, strata) = slow_rows(k);
             tests.push(Test {
                 kind,
                 mode: cfg.latency.mode,
                 direction: cfg.latency.direction,
                 tolerance: cfg.latency.tolerance,
+                gross: cfg.latency.gross_tolerance,
                 margin: cfg.latency.rollback_margin,
                 prior: DispersionPrior {
                     kappa: cfg.latency.dispersion_prior,
                     weight: PRIOR_WEIGHT,
                 },
-                rows: slow_rows(k),
+                rows,
+                strata,
+                history: history_lat
+                    .iter()
+                    .map(|h| (above(h, k), total(h)))
+                    .collect(),
+                history_weight: cfg.history_weight,
                 absolute_tolerance: None,
+                gross_absolute_tolerance: None,
             });
         }
     }
     for (name, m) in &cfg.extra {
+        let (rows, strata) = rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    (
+                        *r.canary.extra.get(name)?,
+                        r.canary.requests,
+                        *r.baseline.extra.get(name)?,
+                        r.baseline.requests,
+                    ),
+                    r.step,
+                ))
+            })
+            .unzip();
         tests.push(Test {
             kind: MetricKind::Extra { name: name.clone() },
             mode: m.mode,
             direction: m.direction,
             tolerance: m.tolerance,
+            gross: m.gross_tolerance,
             margin: m.rollback_margin,
             prior: DispersionPrior {
                 kappa: m.dispersion_prior,
                 weight: PRIOR_WEIGHT,
             },
-            rows: pairs
+            rows,
+            strata,
+            history: history
                 .iter()
-                .filter_map(|(b, c)| {
-                    Some((
-                        *c.extra.get(name)?,
-                        c.requests,
-                        *b.extra.get(name)?,
-                        b.requests,
-                    ))
-                })
+                .filter_map(|h| Some((*h.extra.get(name)?, h.requests)))
                 .collect(),
+            history_weight: cfg.history_weight,
             absolute_tolerance: None,
+            gross_absolute_tolerance: None,
         });
     }
     let gating = tests
@@ -665,9 +911,23 @@ fn metric_reports(
         .max(1);
     let log_threshold = (gating as f64 / cfg.alpha).ln();
     let promote_z = stats::normal_upper_quantile(cfg.promote_alpha);
+    let horizon = cfg.max_intervals as usize * look.planned_steps.max(1);
     tests
         .into_iter()
-        .map(|t| run_test(t, log_threshold, promote_z, cfg, last_look))
+        .map(|t| {
+            run_test(
+                t,
+                Thresholds {
+                    log_threshold,
+                    promote_z,
+                    horizon,
+                    planned_steps: look.planned_steps.max(1),
+                    current_step: look.earlier.len(),
+                    min_intervals: cfg.min_intervals as usize,
+                },
+                last_look,
+            )
+        })
         .collect()
 }
 
@@ -695,61 +955,108 @@ fn latency_bounds(base: &[u64], body_q: f64, tail_q: f64) -> (Option<usize>, Opt
     (body, tail)
 }
 
-fn run_test(
-    t: Test,
+/// The limits every test of one look is held to.
+#[derive(Clone, Copy)]
+struct Thresholds {
     log_threshold: f64,
     promote_z: f64,
-    cfg: &JudgeConfig,
-    last_look: bool,
-) -> MetricReport {
-    let (horizon, min_intervals) = (cfg.max_intervals as usize, cfg.min_intervals as usize);
+    /// Intervals over which a regression's onset may fall.
+    horizon: usize,
+    /// Canary steps in the plan, and the (0-based) step being judged.
+    planned_steps: usize,
+    current_step: usize,
+    min_intervals: usize,
+}
+
+fn run_test(t: Test, th: Thresholds, last_look: bool) -> MetricReport {
     // "Lower is worse": compare the complements' direction by flipping which side we test:
     // the canary's events being *fewer* than its share is the regression.
     let sign = match t.direction {
         Direction::HigherIsWorse => 1.0,
         Direction::LowerIsWorse => -1.0,
     };
-    let counts = SplitCount::window(&t.rows);
-    let kappa = stats::dispersion(&counts, t.prior);
-    let (margin, tol_ratio) = if sign > 0.0 {
-        (t.margin, t.tolerance)
-    } else {
-        (1.0 / t.margin, 1.0 / t.tolerance)
-    };
+    let (prior, history_kappa) = t.prior();
+    let known = t
+        .history
+        .iter()
+        .fold((0u64, 0u64), |a, r| (a.0 + r.0, a.1 + r.1));
+    let counts = SplitCount::window_with(&t.rows, known);
+    let kappa = stats::dispersion(&counts, prior);
+    let flip = |r: f64| if sign > 0.0 { r } else { 1.0 / r };
+    let (margin, tol_ratio, gross_ratio) = (flip(t.margin), flip(t.tolerance), flip(t.gross));
     let null = stats::drift(&counts, margin, kappa);
     let tol = stats::drift(&counts, tol_ratio, kappa);
+    let gross = stats::drift(&counts, gross_ratio, kappa);
     let incs: Vec<(f64, f64)> = stats::increments(&counts, margin, kappa)
         .into_iter()
         .map(|(x, v)| (sign * x, v))
         .collect();
-    let (log_evalue, start) =
-        stats::log_changepoint_evalue(&incs, MIXTURE_TAU, FROM_START_WEIGHT, horizon);
+    let step_starts: Vec<usize> = (1..t.strata.len())
+        .filter(|&i| t.strata[i] != t.strata[i - 1])
+        .collect();
+    let weights = stats::onset_weights(
+        incs.len(),
+        FROM_START_WEIGHT,
+        th.horizon,
+        (
+            &step_starts,
+            STEP_START_WEIGHT,
+            th.planned_steps.saturating_sub(1),
+        ),
+    );
+    let (log_evalue, start) = stats::log_changepoint_evalue_weighted(&incs, MIXTURE_TAU, &weights);
+    // The current step alone: a step after the first promotes only while it shows no sign of
+    // being worse than the baseline, so evidence from earlier steps cannot carry a regression
+    // that started in this one.
+    let current: Vec<SplitCount> = counts
+        .iter()
+        .zip(&t.strata)
+        .filter(|(_, s)| **s == th.current_step)
+        .map(|(c, _)| *c)
+        .collect();
+    let step_z = sign * stats::drift(&current, 1.0, kappa).z();
+    let recent_z = sign
+        * stats::drift(
+            &current[current.len().saturating_sub(RECENT_INTERVALS)..],
+            1.0,
+            kappa,
+        )
+        .z();
     let tolerance_z = sign * tol.z();
+    let gross_z = sign * gross.z();
     // The whole-window test runs only at the last look (not on every interval's hot path), on
-    // up to `max_intervals` intervals of the window's own wobble: the pessimistic prior exists
-    // for the first few intervals of the sequential test and is not used here. Fewer verified
-    // intervals than a promotion needs are too few to estimate the wobble from.
-    let pooled_z = (last_look && t.rows.len() >= min_intervals)
-        .then(|| {
-            let own_wobble = DispersionPrior {
-                kappa: t.prior.kappa,
-                weight: 0.0,
-            };
-            stats::pooled_log_ratio_z(&t.rows, 1.0, own_wobble)
-        })
-        .flatten()
-        .map_or(0.0, |z| sign * z);
+    // the window's own wobble: the pessimistic prior exists for the first few intervals of the
+    // sequential test and is not used here. Rates are pooled within a step only (a step's
+    // intervals share one weight), and steps with fewer verified intervals than a promotion
+    // needs are too few to estimate the wobble from.
+    let pooled_z = if last_look {
+        let own_wobble = DispersionPrior {
+            kappa: t.prior.kappa,
+            weight: 0.0,
+        };
+        sign * pooled_z_by_step(&t.rows, &t.strata, th.min_intervals, own_wobble)
+    } else {
+        0.0
+    };
     let (ce, cr, be, br) = stats::totals(&t.rows);
-    let within_absolute = t.absolute_tolerance.is_some_and(|abs| {
-        sign > 0.0 && absolute_upper_bound(ce, cr, be, br, kappa, t.rows.len(), promote_z) < abs
-    });
-    let status = if log_evalue >= log_threshold {
+    let below = |abs: Option<f64>| {
+        abs.is_some_and(|abs| {
+            sign > 0.0 && absolute_upper_bound(&t.rows, &t.strata, kappa, th.promote_z) < abs
+        })
+    };
+    let status = if log_evalue >= th.log_threshold {
         MetricStatus::Regression
-    } else if (null.intervals > 0 && tolerance_z <= -promote_z) || within_absolute {
+    } else if (null.intervals > 0 && tolerance_z <= -th.promote_z) || below(t.absolute_tolerance) {
         MetricStatus::WithinTolerance
+    } else if (null.intervals > 0 && gross_z <= -th.promote_z) || below(t.gross_absolute_tolerance)
+    {
+        MetricStatus::NotGrosslyWorse
     } else {
         MetricStatus::NoEvidenceYet
     };
+    // Where the strongest evidence starts, as (step, verified interval of that step), 1-based.
+    let since_step = t.strata.get(start).copied().unwrap_or(0);
+    let since = start + 1 - t.strata.iter().take_while(|s| **s < since_step).count();
     MetricReport {
         metric: t.kind,
         gating: t.mode == MetricMode::Gate,
@@ -760,39 +1067,90 @@ fn run_test(
         ratio: stats::rate_ratio(&counts),
         intervals: null.intervals,
         kappa,
+        history_kappa,
         log_evalue,
-        log_threshold,
+        log_threshold: th.log_threshold,
         margin_z: sign * null.z(),
         pooled_z,
-        since: start + 1,
+        since,
+        since_step: since_step + 1,
         tolerance_z,
-        promote_z,
+        gross_z,
+        step_z,
+        recent_z,
+        promote_z: th.promote_z,
         status,
     }
 }
 
-/// Upper confidence bound of (canary rate - baseline rate), pooled, with each track's Poisson
-/// variance inflated by its interval-to-interval wobble; one pseudo-event keeps a track with no
-/// events from claiming zero variance.
+/// The whole-window z of "the canary is worse at all", its log rate ratio pooled within each
+/// step that has at least `min_rows` intervals and combined across steps by inverse variance
+/// (pooling across steps would mix weights with whatever else changed between them).
+fn pooled_z_by_step(
+    rows: &[(u64, u64, u64, u64)],
+    strata: &[usize],
+    min_rows: usize,
+    prior: DispersionPrior,
+) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for (step_rows, _) in by_step(rows, strata) {
+        if step_rows.len() < min_rows.max(1) {
+            continue;
+        }
+        if let Some((l, v)) = stats::pooled_log_ratio(&step_rows, 1.0, prior)
+            && v > 0.0
+        {
+            num += l / v;
+            den += 1.0 / v;
+        }
+    }
+    if den > 0.0 { num / den.sqrt() } else { 0.0 }
+}
+
+/// One interval's (canary events, canary requests, baseline events, baseline requests).
+type Counts = (u64, u64, u64, u64);
+
+/// The rows of each step, in order, with the step.
+fn by_step(rows: &[(u64, u64, u64, u64)], strata: &[usize]) -> Vec<(Vec<Counts>, usize)> {
+    let mut out: Vec<(Vec<Counts>, usize)> = Vec::new();
+    for (row, &step) in rows.iter().zip(strata) {
+        match out.last_mut() {
+            Some((v, s)) if *s == step => v.push(*row),
+            _ => out.push((vec![*row], step)),
+        }
+    }
+    out
+}
+
+/// Upper confidence bound of (canary rate - baseline rate): pooled within each step, with each
+/// track's Poisson variance inflated by its interval-to-interval wobble (one pseudo-event keeps
+/// a track with no events from claiming zero variance), and the steps combined by inverse
+/// variance.
 fn absolute_upper_bound(
-    ce: u64,
-    cr: u64,
-    be: u64,
-    br: u64,
+    rows: &[(u64, u64, u64, u64)],
+    strata: &[usize],
     kappa: f64,
-    intervals: usize,
     z: f64,
 ) -> f64 {
-    if cr == 0 || br == 0 || intervals == 0 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for (step_rows, _) in by_step(rows, strata) {
+        let (ce, cr, be, br) = stats::totals(&step_rows);
+        if cr == 0 || br == 0 {
+            continue;
+        }
+        let per = step_rows.len() as f64;
+        let var = |e: u64, r: u64| {
+            let e = e as f64 + 1.0;
+            e * (1.0 + kappa * e / per) / (r as f64 * r as f64)
+        };
+        let v = var(ce, cr) + var(be, br);
+        num += (ce as f64 / cr as f64 - be as f64 / br as f64) / v;
+        den += 1.0 / v;
+    }
+    if den <= 0.0 {
         return f64::INFINITY;
     }
-    let per = intervals as f64;
-    let var = |e: u64, r: u64| {
-        let e = e as f64 + 1.0;
-        e * (1.0 + kappa * e / per) / (r as f64 * r as f64)
-    };
-    let diff = ce as f64 / cr as f64 - be as f64 / br as f64;
-    diff + z * (var(ce, cr) + var(be, br)).sqrt()
+    num / den + z / den.sqrt()
 }
 
 #[cfg(test)]
@@ -1407,5 +1765,72 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Anytime validity across a rollout's steps: the judge's rollback e-process (the same
+    /// increments, onset weights with each later step's start, mixture scale) run over 4000
+    /// simulated null rollouts of 4 steps at 5, 10, 25 and 50 %, 30 intervals each and looked
+    /// at after every one of the 120 intervals, ever crosses `1/alpha` in at most `alpha` of
+    /// them: neither more steps nor more looks spend more than the budget. Expected events per
+    /// interval change from step to step (2 to 40), as a rising weight and a quiet service do.
+    #[test]
+    fn the_rollout_e_process_is_anytime_valid_across_steps_and_looks() {
+        use rand::{Rng, SeedableRng};
+        const ALPHA: f64 = 0.05;
+        let steps = [(0.05, 2.0), (0.1, 5.0), (0.25, 20.0), (0.5, 40.0)];
+        let per_step = 30;
+        let horizon = per_step * steps.len();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        // Knuth's Poisson sampler: the means here are small.
+        let poisson = |rng: &mut rand::rngs::StdRng, mean: f64| {
+            let (limit, mut k, mut p) = ((-mean).exp(), 0u64, 1.0);
+            loop {
+                p *= rng.random::<f64>();
+                if p <= limit {
+                    return k;
+                }
+                k += 1;
+            }
+        };
+        let paths = 4000;
+        let mut crossed = 0;
+        for _ in 0..paths {
+            let mut counts: Vec<SplitCount> = Vec::with_capacity(horizon);
+            let mut starts: Vec<usize> = Vec::new();
+            'path: for (k, &(share, mean)) in steps.iter().enumerate() {
+                if k > 0 {
+                    starts.push(counts.len());
+                }
+                for _ in 0..per_step {
+                    let total = poisson(&mut rng, mean);
+                    let canary = (0..total).filter(|_| rng.random::<f64>() < share).count();
+                    counts.push(SplitCount {
+                        canary: canary as u64,
+                        total,
+                        share,
+                        expected_total: mean,
+                    });
+                    let incs = stats::increments(&counts, 1.0, 0.0);
+                    let weights = stats::onset_weights(
+                        incs.len(),
+                        FROM_START_WEIGHT,
+                        horizon,
+                        (&starts, STEP_START_WEIGHT, steps.len() - 1),
+                    );
+                    let (log_e, _) =
+                        stats::log_changepoint_evalue_weighted(&incs, MIXTURE_TAU, &weights);
+                    if log_e >= (1.0 / ALPHA).ln() {
+                        crossed += 1;
+                        break 'path;
+                    }
+                }
+            }
+        }
+        let rate = crossed as f64 / paths as f64;
+        assert!(
+            rate <= ALPHA,
+            "crossed in {crossed} of {paths} null rollouts"
+        );
+        assert!(crossed > 0, "never crossed: the boundary is vacuous");
     }
 }

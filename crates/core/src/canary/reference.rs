@@ -21,6 +21,7 @@ fn decision(t: usize, verdict: Verdict, note: String) -> Decision {
         interval: t,
         verdict,
         verified_intervals: 0,
+        steps: 1,
         metrics: Vec::new(),
         canary_share: None,
         note: Some(note),

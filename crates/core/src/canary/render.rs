@@ -16,6 +16,7 @@ pub fn verdict_markdown(decision: &Decision, canary_weight: f64) -> String {
         let status = match m.status {
             MetricStatus::Regression => "worse",
             MetricStatus::WithinTolerance => "within tolerance",
+            MetricStatus::NotGrosslyWorse => "not grossly worse",
             MetricStatus::NoEvidenceYet => "no evidence yet",
         };
         rows += &format!(

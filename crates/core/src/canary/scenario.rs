@@ -1,10 +1,13 @@
 //! The replay source: recorded canary analyses in the `deploybot-canary-scenario/1` format of
 //! `../shared/canary-bench`, parsed from text into a [`Window`] and served through
-//! [`MetricsSource`]. Reading the files is the shell's (`deploybot::adapters::scenario`).
+//! [`MetricsSource`], and whole recorded rollouts (`deploybot-canary-rollout/1`, [`RolloutScenario`]:
+//! the stable version's history, then one window per canary step). Reading the files is the
+//! shell's (`deploybot::adapters::scenario`).
 //!
-//! What the judge may see ([`Scenario`]) is parsed separately from the answer key
-//! ([`ScenarioLabels`]: `truth`, `family`), so nothing that judges can read the answer: the
-//! `effect` field is never parsed at all. A `null` step stays a missing sample, never a zero.
+//! What the judge may see ([`Scenario`], [`RolloutScenario`]) is parsed separately from the answer
+//! key ([`ScenarioLabels`], [`RolloutLabels`]: `truth`, `family`), so nothing that judges can read
+//! the answer: what a judge reads never parses the `effect` field. A `null` step stays a missing
+//! sample, never a zero.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +18,9 @@ use crate::failure::Failure;
 
 /// The only scenario format this reader accepts.
 pub const FORMAT: &str = "deploybot-canary-scenario/1";
+
+/// The only whole-rollout format this reader accepts.
+pub const ROLLOUT_FORMAT: &str = "deploybot-canary-rollout/1";
 
 /// A recorded analysis window, as the judge sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +53,8 @@ pub struct EffectLabel {
 pub enum Truth {
     /// The canary is worse than the baseline.
     Rollback,
-    /// Canary and baseline come from the same distribution.
+    /// Canary and baseline come from the same distribution. Rollout files call it `complete`.
+    #[serde(alias = "complete")]
     Promote,
     /// The canary's health cannot be verified; anything but promote is right. The suite's
     /// files (`../shared/canary-bench`) call it `hold`.
@@ -119,6 +126,130 @@ impl Scenario {
 impl ScenarioLabels {
     /// Parses the answer key out of scenario JSON text (for scoring only).
     pub fn parse(text: &str) -> Result<ScenarioLabels, ParseError> {
+        serde_json::from_str(text).map_err(ParseError::Json)
+    }
+}
+
+/// A recorded rollout, as the judge sees it: what Prometheus held about the stable version before
+/// the rollout started, then each canary step's intervals at its weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutScenario {
+    pub name: String,
+    /// The stable version alone, serving all traffic, before the rollout: baseline samples only
+    /// (the canary is `None` in every interval), `canary_weight` 0.
+    pub history: Window,
+    /// One window per canary step, in the order of the plan.
+    pub steps: Vec<Window>,
+}
+
+/// The answer key of a rollout file, read only by the benchmark for scoring.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RolloutLabels {
+    pub name: String,
+    pub family: String,
+    /// `complete` (read as [`Truth::Promote`]), `rollback` or `hold`.
+    pub truth: Truth,
+    #[serde(default)]
+    pub effect: Option<RolloutEffectLabel>,
+}
+
+/// The part of a rollout's injected effect the scorer uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RolloutEffectLabel {
+    /// The step (0-based) from which the canary is worse.
+    #[serde(default)]
+    pub onset_step_index: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct RawRollout {
+    format: String,
+    name: String,
+    step_seconds: u64,
+    intervals_per_step: usize,
+    latency_buckets_le: Vec<f64>,
+    history: RawTrack,
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+struct RawStep {
+    canary_weight: f64,
+    baseline: RawTrack,
+    canary: RawTrack,
+}
+
+impl RolloutScenario {
+    /// Parses rollout JSON text (everything but the answer key). Each step holds
+    /// `intervals_per_step` intervals, the history as many as it lists.
+    pub fn parse(text: &str) -> Result<RolloutScenario, ParseError> {
+        let raw: RawRollout = serde_json::from_str(text).map_err(ParseError::Json)?;
+        if raw.format != ROLLOUT_FORMAT {
+            return Err(ParseError::Invalid(format!(
+                "format is {:?}, expected {ROLLOUT_FORMAT:?}",
+                raw.format
+            )));
+        }
+        if raw.step_seconds == 0 {
+            return Err(ParseError::Invalid("step_seconds is 0".into()));
+        }
+        if raw.steps.is_empty() {
+            return Err(ParseError::Invalid(
+                "a rollout needs at least one step".into(),
+            ));
+        }
+        let buckets = raw.latency_buckets_le.len() + 1;
+        let window = |canary_weight: f64, intervals: Vec<Interval>| Window {
+            step_seconds: raw.step_seconds,
+            canary_weight,
+            latency_buckets_le: raw.latency_buckets_le.clone(),
+            intervals,
+        };
+        let history_len = raw.history.requests.len();
+        let history = raw
+            .history
+            .samples("history", history_len, buckets)?
+            .into_iter()
+            .map(|baseline| Interval {
+                baseline,
+                canary: None,
+            })
+            .collect();
+        let mut steps = Vec::with_capacity(raw.steps.len());
+        let mut previous = 0.0;
+        for (i, step) in raw.steps.into_iter().enumerate() {
+            let w = step.canary_weight;
+            if !(w > previous && w < 1.0) {
+                return Err(ParseError::Invalid(format!(
+                    "steps[{i}].canary_weight {w} must be above the previous step's ({previous}) and below 1"
+                )));
+            }
+            previous = w;
+            let n = raw.intervals_per_step;
+            let baseline = step
+                .baseline
+                .samples(&format!("steps[{i}].baseline"), n, buckets)?;
+            let canary = step
+                .canary
+                .samples(&format!("steps[{i}].canary"), n, buckets)?;
+            let intervals = baseline
+                .into_iter()
+                .zip(canary)
+                .map(|(baseline, canary)| Interval { baseline, canary })
+                .collect();
+            steps.push(window(w, intervals));
+        }
+        Ok(RolloutScenario {
+            name: raw.name,
+            history: window(0.0, history),
+            steps,
+        })
+    }
+}
+
+impl RolloutLabels {
+    /// Parses the answer key out of rollout JSON text (for scoring only).
+    pub fn parse(text: &str) -> Result<RolloutLabels, ParseError> {
         serde_json::from_str(text).map_err(ParseError::Json)
     }
 }

@@ -25,6 +25,10 @@ pub struct JudgeConfig {
     pub max_intervals: u32,
     /// Consecutive inconclusive intervals after which the verdict escalates (pause and alert).
     pub escalate_after_inconclusive: u32,
+    /// How many intervals of data the wobble of the stable version's history before a rollout
+    /// is worth as the prior of each metric's wobble (replacing the `dispersion_prior`s); 0
+    /// ignores the history.
+    pub history_weight: f64,
     /// Deprecated spelling of `escalate_after_inconclusive` (a "hold" is a held service now);
     /// [`JudgeConfig::renamed`] moves it there.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,6 +55,7 @@ impl Default for JudgeConfig {
             min_intervals: 6,
             max_intervals: 30,
             escalate_after_inconclusive: 3,
+            history_weight: 20.0,
             escalate_after_holds: None,
             errors: ErrorMetricConfig::default(),
             latency: LatencyMetricConfig::default(),
@@ -121,10 +126,16 @@ pub struct ErrorMetricConfig {
     pub tolerance: f64,
     /// ... or that it exceeds the baseline's by less than this many errors per request.
     pub absolute_tolerance: f64,
+    /// Gross harm: a step before the last advances once the evidence shows the canary's error
+    /// rate below this many times the baseline's ...
+    pub gross_tolerance: f64,
+    /// ... or above it by less than this many errors per request.
+    pub gross_absolute_tolerance: f64,
     /// The rollback test's null: the canary counts as worse only beyond this ratio.
     pub rollback_margin: f64,
     /// Prior squared coefficient of variation of each track's error rate from one interval
-    /// to the next (worth 4 intervals of data; the data then take over).
+    /// to the next (worth 4 intervals of data; the data then take over). The stable version's
+    /// history, when the judge has it, replaces it.
     pub dispersion_prior: f64,
 }
 
@@ -135,6 +146,8 @@ impl Default for ErrorMetricConfig {
             direction: Direction::HigherIsWorse,
             tolerance: 1.3,
             absolute_tolerance: 0.001,
+            gross_tolerance: 2.0,
+            gross_absolute_tolerance: 0.005,
             rollback_margin: 1.15,
             dispersion_prior: 1.0,
         }
@@ -151,6 +164,9 @@ pub struct ExtraMetricConfig {
     pub direction: Direction,
     /// A promotion needs evidence that the canary's rate is within this ratio of the baseline's.
     pub tolerance: f64,
+    /// Gross harm: a step before the last advances once the evidence shows the canary's rate
+    /// within this ratio of the baseline's.
+    pub gross_tolerance: f64,
     /// The rollback test's null: the canary counts as worse only beyond this ratio.
     pub rollback_margin: f64,
     /// Prior squared CV of each track's rate from one interval to the next.
@@ -164,6 +180,7 @@ impl Default for ExtraMetricConfig {
             mode: MetricMode::Gate,
             direction: Direction::HigherIsWorse,
             tolerance: errors.tolerance,
+            gross_tolerance: errors.gross_tolerance,
             rollback_margin: errors.rollback_margin,
             dispersion_prior: errors.dispersion_prior,
         }
@@ -180,6 +197,9 @@ pub struct LatencyMetricConfig {
     /// A promotion needs evidence that the canary's share of requests slower than the body
     /// bound is below `tolerance` times the baseline's.
     pub tolerance: f64,
+    /// Gross harm: a step before the last advances once the evidence shows the canary's slow
+    /// share below this many times the baseline's.
+    pub gross_tolerance: f64,
     /// Baseline quantile whose nearest bucket bound splits "slow" from "fast" (the body test).
     pub body_quantile: f64,
     /// Baseline quantile whose nearest higher bucket bound is the tail test's bound.
@@ -196,6 +216,7 @@ impl Default for LatencyMetricConfig {
             mode: MetricMode::Gate,
             direction: Direction::HigherIsWorse,
             tolerance: 1.2,
+            gross_tolerance: 1.4,
             body_quantile: 0.75,
             tail_quantile: 0.99,
             rollback_margin: 1.0,
@@ -304,9 +325,48 @@ impl JudgeConfig {
         let extra_ratios = self.extra.iter().flat_map(|(name, m)| {
             [
                 (format!("extra.{name}.tolerance"), m.tolerance),
+                (format!("extra.{name}.gross_tolerance"), m.gross_tolerance),
                 (format!("extra.{name}.rollback_margin"), m.rollback_margin),
             ]
         });
+        let extra_gross = self.extra.iter().map(|(name, m)| {
+            (
+                format!("extra.{name}.gross_tolerance"),
+                m.gross_tolerance,
+                format!("extra.{name}.tolerance"),
+                m.tolerance,
+            )
+        });
+        // Gross harm is at least the harm the last promotion tolerates.
+        for (name, gross, tolerance_name, tolerance) in [
+            (
+                "errors.gross_tolerance".to_string(),
+                self.errors.gross_tolerance,
+                "errors.tolerance".to_string(),
+                self.errors.tolerance,
+            ),
+            (
+                "errors.gross_absolute_tolerance".to_string(),
+                self.errors.gross_absolute_tolerance,
+                "errors.absolute_tolerance".to_string(),
+                self.errors.absolute_tolerance,
+            ),
+            (
+                "latency.gross_tolerance".to_string(),
+                self.latency.gross_tolerance,
+                "latency.tolerance".to_string(),
+                self.latency.tolerance,
+            ),
+        ]
+        .into_iter()
+        .chain(extra_gross)
+        {
+            if gross < tolerance {
+                problems.push(format!(
+                    "{key}.{name}: {gross} must be at least {tolerance_name} {tolerance}"
+                ));
+            }
+        }
         let extra_priors = self
             .extra
             .iter()
@@ -314,6 +374,14 @@ impl JudgeConfig {
         for (name, v) in [
             ("errors.tolerance".to_string(), self.errors.tolerance),
             ("latency.tolerance".to_string(), self.latency.tolerance),
+            (
+                "errors.gross_tolerance".to_string(),
+                self.errors.gross_tolerance,
+            ),
+            (
+                "latency.gross_tolerance".to_string(),
+                self.latency.gross_tolerance,
+            ),
             (
                 "errors.rollback_margin".to_string(),
                 self.errors.rollback_margin,
@@ -332,11 +400,16 @@ impl JudgeConfig {
                 ));
             }
         }
-        if !(self.errors.absolute_tolerance >= 0.0 && self.errors.absolute_tolerance < 1.0) {
-            problems.push(format!(
-                "{key}.errors.absolute_tolerance: {} must be in [0, 1)",
-                self.errors.absolute_tolerance
-            ));
+        for (name, v) in [
+            ("absolute_tolerance", self.errors.absolute_tolerance),
+            (
+                "gross_absolute_tolerance",
+                self.errors.gross_absolute_tolerance,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                problems.push(format!("{key}.errors.{name}: {v} must be in [0, 1)"));
+            }
         }
         for (name, v) in [
             (
@@ -360,6 +433,12 @@ impl JudgeConfig {
         {
             problems.push(format!(
                 "{key}.guardrails.max_p99_ratio: {v} must be above 1"
+            ));
+        }
+        if !(self.history_weight >= 0.0 && self.history_weight.is_finite()) {
+            problems.push(format!(
+                "{key}.history_weight: {} must be 0 or more",
+                self.history_weight
             ));
         }
         if self.min_intervals == 0 {

@@ -24,8 +24,16 @@ impl SplitCount {
     /// Builds the rows of a window, filling `expected_total` from the pooled event rate.
     /// Each item is (canary events, canary requests, baseline events, baseline requests).
     pub fn window(rows: &[(u64, u64, u64, u64)]) -> Vec<SplitCount> {
-        let events: u64 = rows.iter().map(|r| r.0 + r.2).sum();
-        let requests: u64 = rows.iter().map(|r| r.1 + r.3).sum();
+        SplitCount::window_with(rows, (0, 0))
+    }
+
+    /// [`SplitCount::window`] with the event rate pooled over the window and `known` (events,
+    /// requests) seen before it, e.g. the stable version's history: a few intervals whose
+    /// baseline happened to wobble low do not make every event look many standard deviations
+    /// away.
+    pub fn window_with(rows: &[(u64, u64, u64, u64)], known: (u64, u64)) -> Vec<SplitCount> {
+        let events: u64 = rows.iter().map(|r| r.0 + r.2).sum::<u64>() + known.0;
+        let requests: u64 = rows.iter().map(|r| r.1 + r.3).sum::<u64>() + known.1;
         let rate = if requests == 0 {
             0.0
         } else {
@@ -165,22 +173,53 @@ pub fn log_changepoint_evalue(
     first_weight: f64,
     horizon: usize,
 ) -> (f64, usize) {
-    let later = horizon.saturating_sub(1).max(1) as f64;
-    let first_weight = if horizon <= 1 { 1.0 } else { first_weight };
+    let weights = onset_weights(incs.len(), first_weight, horizon, (&[], 0.0, 0));
+    log_changepoint_evalue_weighted(incs, tau, &weights)
+}
+
+/// The prior weight of each possible onset among `n` increments: `first_weight` on the first,
+/// `step_weight` shared evenly by the `later_steps` later steps of a plan, each step's share on
+/// the increment it began at (`step_starts`; the share of a step not begun stays unspent), and
+/// the rest spread evenly over every later increment up to `horizon`. Each weight is fixed before
+/// its increment is seen (a step's start is known when the step begins), which is what keeps the
+/// mixture an e-process.
+pub fn onset_weights(
+    n: usize,
+    first_weight: f64,
+    horizon: usize,
+    (step_starts, step_weight, later_steps): (&[usize], f64, usize),
+) -> Vec<f64> {
+    let horizon = horizon.max(1);
+    if horizon <= 1 {
+        return (0..n).map(|s| if s == 0 { 1.0 } else { 0.0 }).collect();
+    }
+    let step_weight = if later_steps == 0 { 0.0 } else { step_weight };
+    let spread = (1.0 - first_weight - step_weight).max(0.0) / (horizon - 1) as f64;
+    let per_step = step_weight / later_steps.max(1) as f64;
+    (0..n)
+        .map(|s| match s {
+            0 => first_weight,
+            s if s >= horizon => 0.0,
+            s => spread + per_step * step_starts.iter().filter(|&&b| b == s).count() as f64,
+        })
+        .collect()
+}
+
+/// [`log_changepoint_evalue`] with the prior weight of each onset given (`weights[s]` for an
+/// onset at increment `s`, summing to at most 1; what is not given to a reached increment is the
+/// weight of onsets still to come, whose components are still 1).
+pub fn log_changepoint_evalue_weighted(
+    incs: &[(f64, f64)],
+    tau: f64,
+    weights: &[f64],
+) -> (f64, usize) {
     let (mut s, mut v) = (0.0, 0.0);
     let mut terms: Vec<(f64, usize)> = Vec::with_capacity(incs.len());
     // Suffix sums, from the last interval back, give each start's statistic in one pass.
     for (start, &(x, var)) in incs.iter().enumerate().rev() {
         s += x;
         v += var;
-        if start >= horizon.max(1) {
-            continue;
-        }
-        let weight = if start == 0 {
-            first_weight
-        } else {
-            (1.0 - first_weight) / later
-        };
+        let weight = weights.get(start).copied().unwrap_or(0.0);
         if weight > 0.0 {
             terms.push((weight.ln() + log_mixture_evalue(s, v, tau), start));
         }
@@ -190,14 +229,11 @@ pub fn log_changepoint_evalue(
     };
     // log-sum-exp, plus the weight of starts not reached yet (their components are still 1)
     let reached: f64 = terms.iter().map(|(l, _)| (l - top).exp()).sum();
-    let pending = {
-        let started = incs.len().min(horizon.max(1));
-        let pending_starts = horizon.max(1).saturating_sub(started) as f64;
-        if started == 0 {
-            1.0
-        } else {
-            pending_starts * (1.0 - first_weight) / later
-        }
+    let spent: f64 = weights.iter().take(incs.len()).sum();
+    let pending = if incs.is_empty() {
+        1.0
+    } else {
+        (1.0 - spent).max(0.0)
     };
     (top + (reached + pending * (-top).exp()).ln(), top_start)
 }
@@ -267,6 +303,16 @@ pub fn pooled_log_ratio_z(
     ratio: f64,
     prior: DispersionPrior,
 ) -> Option<f64> {
+    pooled_log_ratio(rows, ratio, prior).map(|(l, v)| l / v.sqrt())
+}
+
+/// The statistic of [`pooled_log_ratio_z`] before scaling: the observed log rate ratio minus
+/// `ln(ratio)`, and its variance under the null, so several windows can be combined.
+pub fn pooled_log_ratio(
+    rows: &[(u64, u64, u64, u64)],
+    ratio: f64,
+    prior: DispersionPrior,
+) -> Option<(f64, f64)> {
     let (ce, cr, be, br) = totals(rows);
     if cr == 0 || br == 0 || ce + be == 0 {
         return None;
@@ -278,7 +324,39 @@ pub fn pooled_log_ratio_z(
     let variance = log_rate_variance(canary, ratio * base * cr, prior)
         + log_rate_variance(baseline, base * br, prior);
     let observed = ((ce as f64).max(0.5) / cr) / ((be as f64).max(0.5) / br);
-    Some((observed.ln() - ratio.ln()) / variance.sqrt())
+    Some((observed.ln() - ratio.ln(), variance))
+}
+
+/// Intervals on each side of an interval whose pooled rate is its local level in
+/// [`history_dispersion`].
+const HISTORY_NEIGHBOURS: usize = 5;
+
+/// Squared CV of one track's event rate from interval to interval, measured on its history
+/// (rows of (events, requests)): each interval's deviation from its *local* level (the pooled
+/// rate of the intervals around it), Poisson variance removed, by the method of moments. The
+/// local level follows slow drifts (a load ramp moves the error rate fourfold in an hour) that
+/// a deviation from the whole history's rate would count as wobble. `None` without events.
+pub fn history_dispersion(rows: &[(u64, u64)]) -> Option<f64> {
+    let rows: Vec<(u64, u64)> = rows.iter().copied().filter(|r| r.1 > 0).collect();
+    if rows.len() < 3 || rows.iter().all(|r| r.0 == 0) {
+        return None;
+    }
+    let (mut excess, mut a_sum) = (0.0, 0.0);
+    for i in 0..rows.len() {
+        let from = i.saturating_sub(HISTORY_NEIGHBOURS);
+        let to = (i + HISTORY_NEIGHBOURS + 1).min(rows.len());
+        let (e, n) = rows[from..to]
+            .iter()
+            .fold((0u64, 0u64), |a, r| (a.0 + r.0, a.1 + r.1));
+        let mu = e as f64 / n as f64 * rows[i].1 as f64;
+        let d = rows[i].0 as f64 - mu;
+        // The local level includes the interval itself, which shrinks its deviation by about
+        // one of the `to - from` intervals' worth.
+        let k = (to - from) as f64;
+        excess += d * d * k / (k - 1.0) - mu;
+        a_sum += mu * mu;
+    }
+    (a_sum > 0.0).then(|| (excess / a_sum).max(0.0))
 }
 
 /// Mantel-Haenszel estimate of the canary/baseline event-rate ratio, pooled within intervals

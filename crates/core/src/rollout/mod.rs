@@ -107,8 +107,8 @@ pub mod view;
 pub use input::{Command, Effect, EffectKind, Input, Level, Notice, StatusState};
 pub use plan::{Plan, PlanError, Weight};
 pub use record::{
-    Approval, CommitRecord, Course, End, Live, MetricPoint, Observation, ObservationKind, Pause,
-    Phase, Progress, Release, Revert, Rollback, Rollout, Settings, Snapshot, State, Step,
-    SyncFailurePolicy, Target, Trigger,
+    Approval, CommitRecord, Course, End, JudgeSpans, Live, MetricPoint, Observation,
+    ObservationKind, Pause, Phase, Progress, Release, Revert, Rollback, Rollout, Settings,
+    Snapshot, State, Step, StepSpan, SyncFailurePolicy, Target, Trigger,
 };
 pub use step::{Outcome, Transition, outstanding, step};

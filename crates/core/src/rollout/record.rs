@@ -469,6 +469,76 @@ impl Live {
     }
 }
 
+/// A canary step this rollout has left behind, as the judge re-reads its evidence: the weight
+/// committed and the time it ran, from its commit to the next step's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepSpan {
+    pub weight: Weight,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Where the canary judge's evidence for the current step comes from (`rollout::record` keeps
+/// it so that it survives a restart: the commits are stored, Prometheus keeps the metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgeSpans {
+    /// The canary steps before the current one, oldest first.
+    pub earlier: Vec<StepSpan>,
+    /// The first step's commit: the stable version alone served everything before it.
+    pub rollout_start: Option<DateTime<Utc>>,
+    /// The plan's canary steps below 100 %.
+    pub planned_steps: usize,
+    /// Promoting the current step sends everyone to the new version.
+    pub last_step: bool,
+}
+
+impl Rollout {
+    /// The spans the canary judge reads for the current step (see [`JudgeSpans`]). The
+    /// within-interval comparison conditions on each interval's observed split, so an earlier
+    /// span's minutes while its commit was still syncing count without bias; the
+    /// sample-ratio check looks at the current step only.
+    pub fn judge_spans(&self) -> JudgeSpans {
+        let current = self.step().map(|s| s.weight);
+        let plan = self.course().map(|c| &c.plan);
+        let canary_weights: Vec<Weight> = plan
+            .map(|p| {
+                p.weights()
+                    .iter()
+                    .copied()
+                    .filter(|w| !w.is_full())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut earlier: Vec<StepSpan> = Vec::new();
+        if let Some(current) = current {
+            for pair in self.commits.windows(2) {
+                let (c, next) = (&pair[0], &pair[1]);
+                if c.weight >= current {
+                    break;
+                }
+                if c.weight == Weight::ZERO {
+                    continue;
+                }
+                match earlier.last_mut() {
+                    // A step committed twice (a retried commit) is one span.
+                    Some(last) if last.weight == c.weight => last.end = next.at,
+                    _ => earlier.push(StepSpan {
+                        weight: c.weight,
+                        start: c.at,
+                        end: next.at,
+                    }),
+                }
+            }
+        }
+        JudgeSpans {
+            earlier,
+            rollout_start: self.commits.first().map(|c| c.at),
+            planned_steps: canary_weights.len().max(1),
+            last_step: current.is_some_and(|w| canary_weights.last() == Some(&w)),
+        }
+    }
+}
+
 impl Rollout {
     /// A new rollout, waiting for its assessment.
     pub fn new(trigger: Trigger, settings: Settings, now: DateTime<Utc>) -> Rollout {
@@ -604,5 +674,88 @@ impl Rollout {
 
     pub fn revert_owed(&self) -> bool {
         matches!(self.state, State::RollingBack { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::testing::{t, trigger};
+    use crate::rollout::{Input, Observation, step};
+
+    /// Feeds `inputs` (at their times) to a new rollout.
+    fn drive(inputs: Vec<(i64, Input)>) -> Rollout {
+        let mut r = Rollout::new(
+            trigger("d-1", "checkout", "production"),
+            Settings::default(),
+            t(0),
+        );
+        for (at, input) in inputs {
+            r = step(&r, input, t(at)).next;
+        }
+        r
+    }
+
+    #[test]
+    fn judge_spans_name_the_steps_left_and_the_last_one() {
+        let w = |p| Weight::new(p).unwrap();
+        let unassessed = drive(vec![]);
+        let spans = unassessed.judge_spans();
+        assert!(spans.earlier.is_empty() && spans.rollout_start.is_none() && !spans.last_step);
+
+        // canary_25: 25 -> 50 -> 100, live at 50 after the 25 % step
+        let r = drive(vec![
+            (
+                0,
+                Input::Assessed {
+                    risk_score: 0.5,
+                    strategy: crate::risk::Strategy::Canary25,
+                    approval_required: false,
+                },
+            ),
+            (
+                1,
+                Input::Committed {
+                    sha: "a1".into(),
+                    weight: w(25),
+                },
+            ),
+            (
+                2,
+                Input::Synced {
+                    revision: "a1".into(),
+                },
+            ),
+            (700, Input::Judged(Observation::Promote)),
+            (
+                701,
+                Input::Committed {
+                    sha: "a2".into(),
+                    weight: w(50),
+                },
+            ),
+            (
+                702,
+                Input::Synced {
+                    revision: "a2".into(),
+                },
+            ),
+        ]);
+        assert_eq!(r.step().map(|s| s.weight), Some(w(50)), "{:?}", r.state);
+        let spans = r.judge_spans();
+        assert_eq!(
+            spans.earlier,
+            vec![StepSpan {
+                weight: w(25),
+                start: t(1),
+                end: t(701),
+            }]
+        );
+        assert_eq!(spans.rollout_start, Some(t(1)));
+        assert_eq!(spans.planned_steps, 2);
+        assert!(
+            spans.last_step,
+            "50 % is canary_25's last step before 100 %"
+        );
     }
 }
