@@ -13,12 +13,11 @@ pub const TEMPLATE: &str = crate::template::RISK_COMMENT_MD;
 /// The hidden marker that identifies deploybot's status comment.
 pub const MARKER: &str = "<!-- deploybot:risk-assessment -->";
 
-/// The commands that exist today. Comment commands arrive with the rollout issue; until then the
-/// CLI re-run is the only one, and the list says so rather than advertising what does not exist.
+/// The comment commands (the same table `/help` answers with) and the CLI re-run.
 fn commands(repo: &str, pr: u64) -> String {
     format!(
-        "No comment commands yet. To re-run this assessment from a shell:\n\n\
-         ```\ndeploybot assess --repo {repo} --pr {pr}\n```"
+        "{}\n\nTo re-run this assessment from a shell:\n\n```\ndeploybot assess --repo {repo} --pr {pr}\n```",
+        crate::template::ROLLOUT_HELP_MD.trim_end()
     )
 }
 
