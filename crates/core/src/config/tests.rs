@@ -556,3 +556,17 @@ fn keys_that_said_hold_for_inconclusive_are_read_with_a_warning() {
         "{e}"
     );
 }
+
+/// A label is set by anyone with triage access, so a label rule may raise the score but never
+/// lower it (a lower score could drop a required approval): a negative `adjust` is refused.
+#[test]
+fn a_label_rule_can_raise_the_score_but_never_lower_it() {
+    let p = problems("risk:\n  labels:\n    - label: risk/override-low\n      adjust: -0.5\n");
+    assert!(
+        p.contains("risk.labels[0].adjust: must be between 0 and 1, got -0.5")
+            && p.contains("never lower"),
+        "{p}"
+    );
+    let c = parse("risk:\n  labels:\n    - label: hotfix\n      adjust: 0.2\n");
+    assert_eq!(c.risk.config.labels[0].adjust, 0.2);
+}
