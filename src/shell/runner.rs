@@ -353,9 +353,10 @@ impl<W: WindowSource> LiveRunner<W> {
     fn gitops_repo(&self, env: &EnvironmentSpec) -> Result<RepoName, Failure> {
         env.repo.github.clone().ok_or_else(|| {
             Failure::refused(format!(
-                "approval PRs need the GitOps repository on GitHub: set gitops.github_repo \
-                 ({} is not a github.com URL)",
-                env.repo.url.redacted()
+                "approval PRs need the GitOps repository on GitHub: {} is not a repository URL \
+                 on {}; set the environment's github_repo (or gitops.github_repo)",
+                env.repo.url.redacted(),
+                self.parts.config.github.web_host()
             ))
         })
     }
