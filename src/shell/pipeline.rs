@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::adapters::lock::RolloutLocks;
 use crate::adapters::store::Store;
 use crate::adapters::store::{approval_prs, holds};
 use crate::config::{Config, ServiceSpec};
@@ -21,10 +22,10 @@ pub use deploybot_core::rollout::admission::Gate;
 use deploybot_core::rollout::admission::{
     Admission, Destination, Environment, admit, deploy_id, promotions,
 };
-use deploybot_core::rollout::input::{Command, Input};
+use deploybot_core::rollout::input::{Closing, Command, Effect, Input};
 pub use deploybot_core::rollout::record::Release;
-use deploybot_core::rollout::record::{Phase, Rollout, Target};
-use deploybot_core::rollout::step::{Outcome, Transition};
+use deploybot_core::rollout::record::{Phase, Rollout, State, Target};
+use deploybot_core::rollout::step::{Outcome, Transition, closing};
 use deploybot_core::rollout::store::RolloutStore;
 
 /// Why a release did not start.
@@ -103,9 +104,13 @@ pub struct Pipeline<R> {
 }
 
 impl<R: EffectRunner> Pipeline<R> {
+    /// The pipeline over `store`, driving rollouts with `runner`; rollouts are locked through
+    /// files under `store.data_dir`, so `serve` and `deploybot rollout` never drive one rollout
+    /// at the same time.
     pub fn new(config: Arc<Config>, store: Store, runner: R) -> Self {
+        let locks = RolloutLocks::in_dir(config.store.data_dir.join("locks"));
         Pipeline {
-            driver: Driver::new(store.clone(), runner),
+            driver: Driver::new(store.clone(), runner).with_locks(locks),
             config,
             store,
         }
@@ -322,6 +327,24 @@ impl<R: EffectRunner> Pipeline<R> {
         };
         let transitions = self.driver.feed(&r.deploy_id, input, now).await?;
         Ok(outcome(r.deploy_id, &transitions))
+    }
+
+    /// Closes the approval PRs of rollouts that ended (or roll back) while the close is not
+    /// recorded as done: what the reconcile finishes after a crash, or after GitHub was down.
+    pub async fn close_stale_approval_prs(&self, now: DateTime<Utc>) -> Result<(), PipelineError> {
+        for link in approval_prs::unclosed(&self.store)? {
+            let Some(r) = self.store.get(&link.deploy_id)? else {
+                continue;
+            };
+            let why = match &r.state {
+                State::Ended { end, .. } => closing(end),
+                State::RollingBack { .. } => Closing::RolledBack,
+                State::Running { .. } | State::Paused { .. } => continue,
+            };
+            let effects = [Effect::CloseApprovalPr { why }];
+            self.driver.reissue(&r.deploy_id, &effects, now).await?;
+        }
+        Ok(())
     }
 
     /// Feeds `input` to rollout `id` (approvals, CLI steering).

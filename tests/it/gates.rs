@@ -4,19 +4,278 @@
 //! driven deterministically: a runner that stops after an effect until the test lets it go, and
 //! the fake GitHub changing the world right after one of deploybot's calls.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::http::Method;
 use serde_json::json;
+use tokio::sync::oneshot;
 
 use deploybot::adapters::store::Store;
-use deploybot::shell::driver::Clock;
+use deploybot::shell::driver::{Clock, EffectRunner};
 use deploybot::shell::pipeline::Pipeline;
-use deploybot_core::rollout::Phase;
+use deploybot_core::failure::Failure;
+use deploybot_core::github::RepoName;
+use deploybot_core::rollout::input::EffectKind;
+use deploybot_core::rollout::record::{Revert, Rollout};
 use deploybot_core::rollout::store::RolloutStore;
+use deploybot_core::rollout::{Command, Effect, Input, Level, Observation, Phase};
 use deploybot_core::webhook::route::{Route, route};
 
-use crate::pipeline::{CANARY, release};
+use crate::pipeline::{
+    CANARY, GITOPS, Setup, awaiting_approval, events, github_for, live_runner, release, setup,
+    setup_wrapped,
+};
 use crate::support::fake_github::{BareRepo, FakeGithub, webhook};
+
+const FILES: [&str; 3] = [
+    "deployment-canary.yaml",
+    "deployment.yaml",
+    "httproute.yaml",
+];
+
+/// The files deploybot edits in `env`, as `main` has them.
+fn manifests(repo: &BareRepo, env: &str) -> Vec<String> {
+    FILES
+        .iter()
+        .map(|f| repo.show("main", &format!("apps/checkout/overlays/{env}/{f}")))
+        .collect()
+}
+
+/// The rollout's own commits on `main` (its `Deploy-Id`, not a revert) that no revert names.
+fn unreverted(repo: &BareRepo, deploy_id: &str) -> Vec<String> {
+    let log = repo.log("main");
+    let reverted: Vec<&str> = log
+        .iter()
+        .flat_map(|(_, m)| m.lines())
+        .filter_map(|l| l.strip_prefix("This reverts commit "))
+        .map(|l| l.trim_end_matches('.'))
+        .collect();
+    log.iter()
+        .filter(|(_, m)| {
+            m.lines().any(|l| l == format!("Deploy-Id: {deploy_id}"))
+                && !m.lines().any(|l| l == "Step: revert")
+        })
+        .map(|(sha, _)| sha.clone())
+        .filter(|sha| !reverted.contains(&sha.as_str()))
+        .collect()
+}
+
+fn repo_of(s: &Setup<impl EffectRunner>) -> BareRepo {
+    BareRepo(s.ws.gitops.clone())
+}
+
+fn get(s: &Setup<impl EffectRunner>, id: &str) -> Rollout {
+    s.pipeline.store().get(id).unwrap().unwrap()
+}
+
+fn by(cmd: Command, who: &str) -> Input {
+    Input::Command {
+        cmd,
+        by: who.into(),
+    }
+}
+
+/// Whether the audit trail of checkout shows a critical alert.
+fn alerted_critically(store: &Store) -> bool {
+    store.history("checkout").unwrap().iter().any(|e| {
+        e.effects.iter().any(|x| {
+            matches!(
+                x,
+                Effect::Notify {
+                    level: Level::Critical,
+                    ..
+                }
+            )
+        })
+    })
+}
+
+/// Hole 1: the approval names the head it counted, and only that head is merged. Someone pushes
+/// to the approval branch right after deploybot counted the reviews (the fake GitHub does it as
+/// soon as the reviews were listed): the push is not merged, the rollout waits again, and an
+/// approval of the new head merges exactly that.
+#[tokio::test]
+async fn an_approval_merges_the_head_it_counted_and_a_moved_head_is_counted_again() {
+    let gh = FakeGithub::start().await;
+    let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
+    let repo = repo_of(&s);
+    let before = manifests(&repo, "production");
+    gh.set_permission("carol", "write");
+    let reviewed = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
+    let branch = gh.pull(n)["head"]["ref"].as_str().unwrap().to_string();
+    gh.add_review(n, "carol", "APPROVED", &reviewed);
+    let canary = "apps/checkout/overlays/production/deployment-canary.yaml";
+    let unreviewed = repo
+        .show(&branch, canary)
+        .replace("checkout:2.0.0", "checkout:9.9.9-unreviewed");
+    let pushed = Arc::new(Mutex::new(String::new()));
+    let (b, p) = (branch.clone(), pushed.clone());
+    gh.after_next(Method::GET, &format!("/pulls/{n}/reviews"), move |st| {
+        let git = st.git.as_ref().unwrap();
+        *p.lock().unwrap() = git.commit_as("mallory", &b, canary, &unreviewed);
+    });
+    let github = github_for(&gh);
+    let repo_name: RepoName = GITOPS.parse().unwrap();
+    let note = events(&s, &github)
+        .on_review(&repo_name, n, s.clock.now())
+        .await
+        .unwrap();
+    let pushed = pushed.lock().unwrap().clone();
+    assert!(!pushed.is_empty(), "the push happened: {note}");
+    assert_eq!(
+        manifests(&repo, "production"),
+        before,
+        "nothing reached production that nobody reviewed: {note}"
+    );
+    assert_eq!(gh.pull(n)["state"], json!("open"), "{note}");
+    assert_eq!(get(&s, &id).phase(), Phase::AwaitingApproval, "{note}");
+
+    // Carol approves what is there now: exactly that head is merged.
+    gh.add_review(n, "carol", "APPROVED", &pushed);
+    let note = events(&s, &github)
+        .on_review(&repo_name, n, s.clock.now())
+        .await
+        .unwrap();
+    let r = get(&s, &id);
+    assert_eq!(r.approved_by(), Some("carol"), "{note}");
+    let merge = gh.pull(n)["merge_commit_sha"].as_str().unwrap().to_string();
+    assert_eq!(r.commits[0].sha, merge);
+    assert!(repo.show("main", canary).contains("9.9.9-unreviewed"));
+}
+
+/// Hole 2: a person's merge of the approval PR counts only when the reviews on the merged head
+/// satisfy the rule. Merged by a writer nobody approved, or by the change's author: the rollout
+/// pauses, a critical alert goes out, and the merge is reverted through git with the reason.
+#[tokio::test]
+async fn a_merge_without_the_required_approvals_pauses_alerts_and_is_reverted() {
+    for merged_by in ["erin", "dana"] {
+        let gh = FakeGithub::start().await;
+        let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
+        let repo = repo_of(&s);
+        let before = manifests(&repo, "production");
+        gh.set_permission(merged_by, "write");
+        let merge = gh.merge_by_human(n, merged_by);
+        let github = github_for(&gh);
+        let repo_name: RepoName = GITOPS.parse().unwrap();
+        let note = events(&s, &github)
+            .on_approval_merged(&repo_name, n, merged_by, s.clock.now())
+            .await
+            .unwrap();
+        let r = get(&s, &id);
+        assert!(
+            matches!(r.phase(), Phase::Paused { .. }),
+            "merged by {merged_by}: {note}: {:?}",
+            r.phase()
+        );
+        assert_eq!(r.approved_by(), None, "merged by {merged_by}");
+        assert_eq!(
+            manifests(&repo, "production"),
+            before,
+            "merged by {merged_by}: the merge is reverted"
+        );
+        let (_, message) = &repo.log("main")[0];
+        assert!(
+            message.contains(&format!("This reverts commit {merge}"))
+                && message.contains(merged_by)
+                && message.contains("approv"),
+            "merged by {merged_by}: the revert says why: {message}"
+        );
+        assert!(
+            alerted_critically(s.pipeline.store()),
+            "merged by {merged_by}"
+        );
+    }
+}
+
+/// The other side of hole 2: a person merging an approval PR whose head the reviews approve is
+/// the approval (of the reviewers), and the rollout continues from their merge.
+#[tokio::test]
+async fn a_person_merging_an_approved_head_continues_from_their_merge() {
+    let gh = FakeGithub::start().await;
+    let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
+    gh.set_permission("carol", "write");
+    let head = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
+    gh.add_review(n, "carol", "APPROVED", &head);
+    let merge = gh.merge_by_human(n, "erin");
+    let github = github_for(&gh);
+    let repo_name: RepoName = GITOPS.parse().unwrap();
+    let note = events(&s, &github)
+        .on_approval_merged(&repo_name, n, "erin", s.clock.now())
+        .await
+        .unwrap();
+    let r = get(&s, &id);
+    assert_eq!(r.approved_by(), Some("carol"), "{note}");
+    assert_eq!(r.commits.len(), 1, "{r:#?}");
+    assert_eq!(r.commits[0].sha, merge);
+    assert_eq!(repo_of(&s).tip("main").unwrap(), merge);
+    assert!(
+        !gh.writes().iter().any(|w| w.ends_with("/merge")),
+        "the bot did not merge it again: {:?}",
+        gh.writes()
+    );
+}
+
+/// Hole 3: the approval PR of a rollout that is superseded or rolled back is closed with a
+/// comment saying why, and its bot branch deleted, so merging it later cannot ship stale
+/// manifests.
+#[tokio::test]
+async fn approval_prs_of_dead_rollouts_are_closed_saying_why_and_their_branches_deleted() {
+    let gh = FakeGithub::start().await;
+    let (s, first, n) = awaiting_approval(&gh, "deploybot").await;
+    let repo = repo_of(&s);
+    let branch = gh.pull(n)["head"]["ref"].as_str().unwrap().to_string();
+    let second = s
+        .pipeline
+        .start(
+            &release("1.1.0"),
+            CANARY,
+            Some("production"),
+            "t",
+            s.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(get(&s, &first).phase(), Phase::Superseded);
+    let closed = gh.pull(n);
+    assert_eq!(closed["state"], json!("closed"));
+    assert_ne!(closed["merged"], json!(true));
+    assert!(repo.tip(&branch).is_none(), "{branch} is deleted");
+    let said: Vec<String> = gh
+        .state
+        .lock()
+        .unwrap()
+        .comments
+        .iter()
+        .filter(|(on, _)| *on == n)
+        .map(|(_, c)| c["body"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        said.iter()
+            .any(|c| c.contains("superseded") && c.contains(&second)),
+        "{said:?}"
+    );
+
+    // The newer rollout waits on its own PR; rolled back, it is closed too.
+    let open = gh.open_prs();
+    assert_eq!(open.len(), 1, "{open:#?}");
+    let m = open[0]["number"].as_u64().unwrap();
+    s.pipeline
+        .feed(&second, by(Command::Rollback, "carol"), s.clock.now())
+        .await
+        .unwrap();
+    assert!(gh.open_prs().is_empty(), "{:#?}", gh.open_prs());
+    let said: Vec<String> = gh
+        .state
+        .lock()
+        .unwrap()
+        .comments
+        .iter()
+        .filter(|(on, _)| *on == m)
+        .map(|(_, c)| c["body"].as_str().unwrap().to_string())
+        .collect();
+    assert!(said.iter().any(|c| c.contains("rolled back")), "{said:?}");
+}
 
 /// Hole 4: an environment with its own GitOps repository, on GitHub Enterprise Server (the API
 /// under `/api/v3`, git over HTTP on the same host): its webhooks are routed, its approval PR is
@@ -137,5 +396,209 @@ async fn approval_prs_work_in_an_environment_repository_on_github_enterprise() {
         BareRepo(prod).tip("main").unwrap(),
         r.commits[0].sha,
         "the canary starts from the merge in the environment's repository"
+    );
+}
+
+/// Where a test stops a [`Gated`] runner: after the next effect of one kind (the effect
+/// happened: its commit is in git), until the test lets it go.
+#[derive(Clone, Default)]
+struct Gate(Arc<Mutex<Option<Armed>>>);
+
+/// The kind of effect to stop after, who to tell when it is reached, and what lets it go.
+type Armed = (EffectKind, oneshot::Sender<()>, oneshot::Receiver<()>);
+
+impl Gate {
+    /// Stops after the next effect of `kind`: `reached` fires then, and it goes on when
+    /// `release` does (or is dropped).
+    fn arm(&self, kind: EffectKind) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (reached_tx, reached) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
+        *self.0.lock().unwrap() = Some((kind, reached_tx, release_rx));
+        (reached, release)
+    }
+}
+
+/// A runner that stops where its [`Gate`] says.
+struct Gated<R> {
+    inner: R,
+    gate: Gate,
+}
+
+impl<R: EffectRunner> EffectRunner for Gated<R> {
+    async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, Failure> {
+        let out = self.inner.run(r, effect).await;
+        let stop = {
+            let mut armed = self.gate.0.lock().unwrap();
+            match armed.take() {
+                Some((kind, reached, release)) if kind == effect.kind() => Some((reached, release)),
+                other => {
+                    *armed = other;
+                    None
+                }
+            }
+        };
+        if let Some((reached, release)) = stop {
+            let _ = reached.send(());
+            let _ = release.await;
+        }
+        out
+    }
+}
+
+/// The staging pipeline with a gated production runner, and its gate.
+async fn gated() -> (Setup<Gated<impl EffectRunner>>, Gate) {
+    let gate = Gate::default();
+    let g = gate.clone();
+    let s = setup_wrapped("supersede", None, "deploybot", &[], move |inner| Gated {
+        inner,
+        gate: g,
+    })
+    .await;
+    (s, gate)
+}
+
+/// A staging rollout of 1.0.0 at its first step (25 %), synced and baked: the next promote
+/// commits 50 %.
+async fn baked(s: &Setup<Gated<impl EffectRunner>>) -> String {
+    let id = s
+        .pipeline
+        .start(&release("1.0.0"), CANARY, None, "t", s.clock.now())
+        .await
+        .unwrap();
+    s.pipeline.tick(s.clock.advance(61)).await.unwrap();
+    assert!(
+        matches!(
+            get(s, &id).step().map(|st| &st.progress),
+            Some(deploybot_core::rollout::Progress::Live { .. })
+        ),
+        "{:?}",
+        get(s, &id).phase()
+    );
+    s.clock.advance(301);
+    id
+}
+
+/// Hole 5: `/rollback` arrives while the next step's commit is in flight (pushed, its result not
+/// yet recorded). The rollback waits for the rollout's one driver, and reverts that commit too:
+/// production is back where it was, and no commit of the rollout stands unreverted.
+#[tokio::test]
+async fn a_rollback_while_a_commit_is_in_flight_waits_for_it_and_reverts_it_too() {
+    let (s, gate) = gated().await;
+    let repo = repo_of(&s);
+    let before = manifests(&repo, "staging");
+    let id = baked(&s).await;
+    let (reached, release) = gate.arm(EffectKind::CommitStep);
+    let now = s.clock.now();
+    let promote = s
+        .pipeline
+        .feed(&id, Input::Judged(Observation::Promote), now);
+    let rollback = async {
+        reached.await.unwrap();
+        let rollback = s.pipeline.feed(&id, by(Command::Rollback, "carol"), now);
+        tokio::pin!(rollback);
+        // Enough for a rollback that does not wait to finish; one that waits cannot.
+        let early = tokio::time::timeout(Duration::from_millis(500), &mut rollback).await;
+        let _ = release.send(());
+        match early {
+            Ok(done) => (done, false),
+            Err(_) => (rollback.await, true),
+        }
+    };
+    let (promoted, (rolled, waited)) = tokio::join!(promote, rollback);
+    promoted.unwrap();
+    rolled.unwrap();
+    let r = get(&s, &id);
+    assert!(
+        matches!(r.rollback(), Some((_, Some(Revert::Done { .. })))),
+        "{:?}",
+        r.state
+    );
+    assert_eq!(manifests(&repo, "staging"), before);
+    assert_eq!(unreverted(&repo, &id), Vec::<String>::new());
+    assert!(waited, "the rollback waited for the commit in flight");
+}
+
+/// Hole 5, the revert list: the process dies right after a step's commit was pushed (not
+/// recorded), and the first thing the new process does is a `/rollback`: the revert list comes
+/// from the branch (every commit carrying the rollout's `Deploy-Id`), so that commit is reverted
+/// too.
+#[tokio::test]
+async fn the_revert_list_comes_from_the_branch_so_an_unrecorded_commit_is_reverted() {
+    let (s, gate) = gated().await;
+    let repo = repo_of(&s);
+    let before = manifests(&repo, "staging");
+    let id = baked(&s).await;
+    let (reached, _release) = gate.arm(EffectKind::CommitStep);
+    {
+        let promote = s
+            .pipeline
+            .feed(&id, Input::Judged(Observation::Promote), s.clock.now());
+        tokio::select! {
+            _ = promote => panic!("the gate holds the commit's result"),
+            _ = reached => {}
+        }
+        // Dropped here: the process died with 50 % pushed and not recorded.
+    }
+    assert_eq!(unreverted(&repo, &id).len(), 2);
+    let store = Store::open(&s.config.store.database_path()).unwrap();
+    let restarted = Pipeline::new(
+        s.config.clone(),
+        store.clone(),
+        live_runner(&s.config, &store, &s.clock, None),
+    );
+    restarted
+        .feed(&id, by(Command::Rollback, "carol"), s.clock.now())
+        .await
+        .unwrap();
+    let r = store.get(&id).unwrap().unwrap();
+    assert!(
+        matches!(r.rollback(), Some((_, Some(Revert::Done { .. })))),
+        "{:?}",
+        r.state
+    );
+    assert_eq!(manifests(&repo, "staging"), before);
+    assert_eq!(unreverted(&repo, &id), Vec::<String>::new());
+}
+
+/// Hole 6: a newer version supersedes a rollout half way; rolling the newer one back returns
+/// the environment to the last version that completed (not to the superseded one's half-done
+/// canary), and the audit trail says so.
+#[tokio::test]
+async fn rolling_back_after_a_supersede_returns_to_the_last_completed_version() {
+    let s = setup("supersede", None).await;
+    let repo = repo_of(&s);
+    let before = manifests(&repo, "staging");
+    let old = s
+        .pipeline
+        .start(&release("1.0.0"), CANARY, None, "t", s.clock.now())
+        .await
+        .unwrap();
+    s.pipeline.tick(s.clock.advance(61)).await.unwrap();
+    let new = s
+        .pipeline
+        .start(&release("1.1.0"), CANARY, None, "t", s.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(get(&s, &old).phase(), Phase::Superseded);
+    s.pipeline
+        .feed(&new, by(Command::Rollback, "carol"), s.clock.advance(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        manifests(&repo, "staging"),
+        before,
+        "back to 1.4.2, the last version that completed"
+    );
+    assert_eq!(unreverted(&repo, &old), Vec::<String>::new());
+    let trail = s.pipeline.store().history("checkout").unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.rollout_id == new && e.cause == "/rollback" && e.note.contains(&old)),
+        "{:#?}",
+        trail
+            .iter()
+            .map(|e| (&e.rollout_id, &e.cause, &e.note))
+            .collect::<Vec<_>>()
     );
 }

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use deploybot::adapters::github::GithubRest;
 use deploybot::adapters::store::Store;
@@ -300,40 +299,6 @@ pub(crate) fn events<'a>(
         model: None,
         pipeline: &s.pipeline,
     }
-}
-
-#[tokio::test]
-async fn a_person_merging_the_approval_pr_approves_it() {
-    let gh = FakeGithub::start().await;
-    // The token goes to the runner directly; `serve` would resolve it from github.token_env.
-    let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
-    let prs = gh.open_prs();
-    assert_eq!(prs.len(), 1, "{prs:#?}");
-    assert_eq!(prs[0]["base"]["ref"], json!("main"));
-
-    // Erin merges it in the UI; the merged-PR webhook reaches the pipeline.
-    let merge = gh.merge_by_human(n, "erin");
-    let github = github_for(&gh);
-    let events = events(&s, &github);
-    let repo: RepoName = GITOPS.parse().unwrap();
-    let note = events
-        .on_approval_merged(&repo, n, "erin", s.clock.now())
-        .await
-        .unwrap();
-    assert!(note.contains("merged by erin"), "{note}");
-    let r = s.pipeline.store().get(&id).unwrap().unwrap();
-    assert_eq!(r.approved_by(), Some("erin"));
-    assert_eq!(r.commits.len(), 1, "{r:#?}");
-    assert_eq!(
-        r.commits[0].sha, merge,
-        "the canary starts from the person's merge commit"
-    );
-    assert_eq!(BareRepo(s.ws.gitops.clone()).tip("main").unwrap(), merge);
-    assert!(
-        !gh.writes().iter().any(|w| w.contains("/merge")),
-        "the bot did not merge it again: {:?}",
-        gh.writes()
-    );
 }
 
 /// An environment removed from the config while its rollout waits for approval does not fall

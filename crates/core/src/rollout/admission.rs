@@ -5,8 +5,9 @@
 //!
 //! Cross-rollout rules live here and nowhere else: a held service starts nothing; a release
 //! already rolling out is not started twice (a redelivered webhook); a new version supersedes
-//! the live one, or queues behind it when the service says `on_new_version: queue`; and a
-//! release verified in one environment starts once in the next.
+//! the live one (and inherits its commits: a rollback of the new one reverts them too), or
+//! queues behind it when the service says `on_new_version: queue`; and a release verified in
+//! one environment starts once in the next.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -148,11 +149,19 @@ pub fn admit(
         approval_required: gate.approval_required || dest.require_approval,
     };
     match live {
-        Some(old) => Admission::Supersede {
-            rollout,
-            first,
-            superseded: old.deploy_id.clone(),
-        },
+        Some(old) => {
+            // The old rollout's steps stay in the environment until the new one's replace them:
+            // a rollback of the new one reverts them too, back to the last completed version.
+            let mut rollout = rollout;
+            rollout.supersedes = std::iter::once(old.deploy_id.clone())
+                .chain(old.supersedes.iter().cloned())
+                .collect();
+            Admission::Supersede {
+                rollout,
+                first,
+                superseded: old.deploy_id.clone(),
+            }
+        }
         None => Admission::Start { rollout, first },
     }
 }
@@ -354,6 +363,45 @@ mod tests {
     fn check(row: &str, env: Environment<'_>, dest: &Destination, want: &str) {
         let got = admit(env, &release("v2"), GATE, dest, t(5000));
         assert_eq!(shape(&got), want, "row {row}");
+    }
+
+    /// A rollout that supersedes another inherits it and what it had inherited: a rollback
+    /// reverts all their commits, back to the last completed version.
+    #[test]
+    fn a_rollout_that_supersedes_inherits_what_its_rollback_reverts() {
+        let mut old = live("checkout-production-v1", "v1");
+        old.supersedes = vec!["checkout-production-v0".into()];
+        let env = Environment {
+            hold: None,
+            live: Some(&old),
+            same_tag: &[],
+            last_completed_tag: None,
+        };
+        let got = admit(
+            env,
+            &release("v2"),
+            GATE,
+            &dest(OnNewVersion::Supersede, false),
+            t(5000),
+        );
+        let Admission::Supersede { rollout, .. } = got else {
+            panic!("{}", shape(&got))
+        };
+        assert_eq!(
+            rollout.supersedes,
+            ["checkout-production-v1", "checkout-production-v0"]
+        );
+        let fresh = admit(
+            Environment { live: None, ..env },
+            &release("v2"),
+            GATE,
+            &dest(OnNewVersion::Supersede, false),
+            t(5000),
+        );
+        let Admission::Start { rollout, .. } = fresh else {
+            panic!("{}", shape(&fresh))
+        };
+        assert!(rollout.supersedes.is_empty());
     }
 
     #[test]

@@ -28,8 +28,14 @@ pub struct Rollout {
     /// The timing and limits it follows, copied when it started.
     pub settings: Settings,
     pub state: State,
-    /// Every commit this rollout made, oldest first: what a rollback reverts.
+    /// Every commit this rollout made, oldest first: what a rollback reverts (with every commit
+    /// on the branch carrying its `Deploy-Id`, which the shell finds there).
     pub commits: Vec<CommitRecord>,
+    /// The live rollouts this one superseded before they completed, newest first (and those
+    /// they had superseded): their commits are still in the environment, so a rollback reverts
+    /// them too and the environment returns to the last version that completed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supersedes: Vec<String>,
     /// The judge's latest word (the status comment, `/rollback`'s evidence).
     pub latest: Option<Snapshot>,
     pub created_at: DateTime<Utc>,
@@ -110,9 +116,12 @@ pub struct Course {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Approval {
     NotRequired,
-    /// Required; `by` is set once approved.
+    /// Required; `by` is set once approved, with `head`, the commit of the approval PR the
+    /// approvals were counted on (the only one that may be merged).
     Required {
         by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<String>,
     },
 }
 
@@ -161,6 +170,10 @@ pub struct Pause {
     pub reason: String,
     /// An emergency hold (`/hold`): the service is held and only `/hold cancel` resumes.
     pub held: bool,
+    /// An unapproved merge of the approval PR is in the GitOps repository and its revert is
+    /// owed (re-issued after a restart); nothing resumes before it is done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revert_owed: bool,
 }
 
 /// A rollback decided for a rollout.
@@ -316,6 +329,10 @@ pub struct CommitRecord {
     pub sha: String,
     pub weight: Weight,
     pub at: DateTime<Utc>,
+    /// A person's merge of the approval PR that no approval covered: reverted against its first
+    /// parent whoever wrote what it merged (the bot's own commits are reverted one by one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unapproved: bool,
 }
 
 /// What to do when a commit is not reported synced and healthy by its deadline.
@@ -462,6 +479,7 @@ impl Rollout {
                 retry_at: None,
             },
             commits: Vec::new(),
+            supersedes: Vec::new(),
             latest: None,
             created_at: now,
             updated_at: now,
@@ -577,7 +595,7 @@ impl Rollout {
     /// Who approved it, when an approval was required and given.
     pub fn approved_by(&self) -> Option<&str> {
         match &self.course()?.approval {
-            Approval::Required { by } => by.as_deref(),
+            Approval::Required { by, .. } => by.as_deref(),
             Approval::NotRequired => None,
         }
     }
