@@ -155,10 +155,10 @@ fn effect_label(e: &Effect) -> String {
             deploy_id,
             commits,
             find,
-            unapproved_merges,
+            merges,
             ..
         } => {
-            let mut what: Vec<String> = commits.iter().chain(unapproved_merges).cloned().collect();
+            let mut what: Vec<String> = commits.iter().chain(merges).cloned().collect();
             // Its own commits found on the branch go without saying; a superseded one's do not.
             what.extend(
                 find.iter()

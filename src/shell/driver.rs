@@ -62,6 +62,11 @@ pub enum DriverError {
     NotFound(String),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(
+        "rollout {0} is superseded but still reverting what it shipped; the newer rollout \
+         starts once that is done"
+    )]
+    StillReverting(String),
 }
 
 /// The rollout shell over a store and an effect runner.
@@ -108,8 +113,10 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
     }
 
     /// Supersedes rollout `old` (admission decided it must go) and starts `rollout`. The old
-    /// one moves first, through `step` and the audit trail like any other input; a crash between
-    /// the two leaves it superseded and the trigger (a durable webhook delivery) retried, which
+    /// one moves first, through `step` and the audit trail like any other input, and reverts
+    /// what it shipped; only once that revert is in does the new one start (`StillReverting`
+    /// otherwise: the caller retries later, as for a queued release). A crash between the two
+    /// leaves the old one superseded and the trigger (a durable webhook delivery) retried, which
     /// then starts the new one.
     pub async fn supersede_then_start(
         &self,
@@ -123,6 +130,9 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
             by_deploy_id: rollout.deploy_id.clone(),
         };
         let mut done = self.feed(old, by, now).await?;
+        if self.store.get(old)?.is_some_and(|r| r.is_live()) {
+            return Err(DriverError::StillReverting(old.to_string()));
+        }
         done.extend(self.start(rollout, actor, first, now).await?);
         Ok(done)
     }

@@ -22,7 +22,7 @@ use deploybot_core::github::{Github, Merge, PullRequest, Reaction, RepoName};
 use deploybot_core::rollout::approval::{ApprovalOutcome, ReviewState, count_approvals};
 use deploybot_core::rollout::command::{self, Parsed};
 use deploybot_core::rollout::input::{Command, Input};
-use deploybot_core::rollout::record::{Live, Phase, Progress, Rollout, Step};
+use deploybot_core::rollout::record::{Phase, Rollout};
 use deploybot_core::rollout::trigger::{ChecksGate, required_checks};
 use deploybot_core::webhook::route::Comment;
 
@@ -364,21 +364,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             return Ok(format!("{id}: {repo}#{number} was merged as approved"));
         }
         let rule = self.approval_rule(rollout)?;
-        let waiting = matches!(
-            rollout.live(),
-            Some(Live::AwaitingApproval { .. })
-                | Some(Live::Shipping {
-                    step: Step {
-                        progress: Progress::Committing {
-                            via_approval_pr: true,
-                            ..
-                        },
-                        ..
-                    },
-                    ..
-                })
-        );
-        let verdict = if !waiting {
+        let verdict = if !rollout.awaits_approval_pr() {
             Err(format!(
                 "rollout {id} is {}, no longer waiting for this approval",
                 rollout.phase()

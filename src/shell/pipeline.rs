@@ -52,8 +52,9 @@ pub enum PipelineError {
         since: String,
     },
     #[error(
-        "{service}/{environment} is busy with rollout {live}, and new versions queue \
-         (rollout.on_new_version: queue); it starts when that one finishes"
+        "{service}/{environment} is busy with rollout {live} (new versions queue with \
+         rollout.on_new_version: queue, and any wait while a superseded or rolled-back rollout \
+         still reverts what it shipped); it starts when that one finishes"
     )]
     Busy {
         service: String,
@@ -220,10 +221,21 @@ impl<R: EffectRunner> Pipeline<R> {
                 superseded,
             } => {
                 tracing::info!(rollout = %rollout.deploy_id, %superseded, strategy = %gate.strategy, "starting rollout, superseding the live one");
-                self.driver
+                match self
+                    .driver
                     .supersede_then_start(&superseded, &rollout, actor, first, now)
-                    .await?;
-                Ok(rollout.deploy_id)
+                    .await
+                {
+                    Ok(_) => Ok(rollout.deploy_id),
+                    // Its revert failed for now (retried on a tick): this release waits, as a
+                    // queued one does.
+                    Err(DriverError::StillReverting(live)) => Err(PipelineError::Busy {
+                        service: service.name.clone(),
+                        environment: env.name.clone(),
+                        live,
+                    }),
+                    Err(e) => Err(e.into()),
+                }
             }
         }
     }
@@ -339,6 +351,9 @@ impl<R: EffectRunner> Pipeline<R> {
             let why = match &r.state {
                 State::Ended { end, .. } => closing(end),
                 State::RollingBack { .. } => Closing::RolledBack,
+                State::Superseding { by, .. } => Closing::Superseded {
+                    by_deploy_id: by.clone(),
+                },
                 State::Running { .. } | State::Paused { .. } => continue,
             };
             let effects = [Effect::CloseApprovalPr { why }];

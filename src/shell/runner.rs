@@ -158,11 +158,11 @@ pub fn gitops_writers(
 }
 
 /// What a `Revert` effect names: recorded commits, the deploy ids whose commits are found on
-/// the branch, and unapproved merges.
+/// the branch, and merges of the approval PR.
 struct RevertList<'a> {
     commits: &'a [String],
     find: &'a [String],
-    unapproved_merges: &'a [String],
+    merges: &'a [String],
 }
 
 /// The production runner.
@@ -496,8 +496,8 @@ impl<W: WindowSource> LiveRunner<W> {
 
     /// Reverts what the rollout put in the environment, newest first as the branch has it: the
     /// commits listed, every bot commit carrying one of the `find` deploy ids (read from the
-    /// branch, so one the record missed is reverted too), and unapproved merges against their
-    /// first parent.
+    /// branch, so one the record missed is reverted too), and merges of the approval PR as a
+    /// whole, against their first parent.
     async fn revert(
         &self,
         r: &Rollout,
@@ -511,13 +511,13 @@ impl<W: WindowSource> LiveRunner<W> {
         let known: Vec<String> = listed
             .commits
             .iter()
-            .chain(listed.unapproved_merges)
+            .chain(listed.merges)
             .cloned()
             .collect();
         let order = gitops.revert_list(&env.branch, listed.find, &known).await?;
         let mut head = None;
         for sha in &order {
-            let outcome = if listed.unapproved_merges.contains(sha) {
+            let outcome = if listed.merges.contains(sha) {
                 gitops.revert_merge(&env.branch, sha, &why).await?
             } else {
                 gitops.revert(&env.branch, sha, &why).await?
@@ -772,13 +772,13 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 reason,
                 evidence,
                 find,
-                unapproved_merges,
+                merges,
                 ..
             } => {
                 let listed = RevertList {
                     commits,
                     find,
-                    unapproved_merges,
+                    merges,
                 };
                 self.revert(r, &listed, reason, evidence).await.map(Some)
             }

@@ -602,3 +602,475 @@ async fn rolling_back_after_a_supersede_returns_to_the_last_completed_version() 
             .collect::<Vec<_>>()
     );
 }
+
+/// The property test over random interleavings of releases, ticks, commands, approvals, pushes,
+/// merges and crashes (the process killed right after any effect, restarted on the same store;
+/// a webhook that was being processed is redelivered, as the durable queue does). Afterwards, in
+/// every environment: the manifests are those of the last version that completed or those of the
+/// live rollout's current step, never a mixture; no commit of a rolled-back or superseded rollout
+/// stands unreverted; and no approval PR of a rollout that is over is open.
+mod interleavings {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use deploybot::adapters::store::{approval_prs, holds};
+    use deploybot::demo::workspace::Workspace;
+    use deploybot::demo::{ReplayWindows, VirtualClock};
+    use deploybot::shell::events::RolloutEvents;
+    use deploybot::shell::runner::LiveRunner;
+    use deploybot_core::risk::Strategy as Plan;
+    use deploybot_core::rollout::admission::Gate;
+    use proptest::prelude::*;
+    use tokio::sync::Notify;
+
+    /// Kills the process right after the `n`th effect from now: the effect happened, its result
+    /// is never recorded (`crashed` fires and the run never returns).
+    struct Crashy {
+        inner: LiveRunner<ReplayWindows>,
+        left: Arc<AtomicUsize>,
+        crashed: Arc<Notify>,
+    }
+
+    impl EffectRunner for Crashy {
+        async fn run(&self, r: &Rollout, effect: &Effect) -> Result<Option<Input>, Failure> {
+            let out = self.inner.run(r, effect).await;
+            let left = self.left.load(Ordering::SeqCst);
+            if left == 1 {
+                self.left.store(0, Ordering::SeqCst);
+                self.crashed.notify_one();
+                std::future::pending::<()>().await;
+            } else if left > 1 {
+                self.left.store(left - 1, Ordering::SeqCst);
+            }
+            out
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Act {
+        /// A merged change of `TAGS[tag]` (with an approval asked by its risk, or not).
+        Release {
+            tag: usize,
+            approval: bool,
+        },
+        Tick {
+            minutes: u8,
+        },
+        /// carol (a writer) approves the open approval PR's head.
+        Approve,
+        /// mallory pushes to the open approval PR's branch.
+        Push,
+        /// erin merges the open approval PR; carol approved its head first when `approved`.
+        Merge {
+            approved: bool,
+        },
+        Command(usize),
+        /// `deploybot rollout release checkout staging` after a rollback held it.
+        Unhold,
+        Reconcile,
+        /// The next action is killed right after its `after`th effect.
+        Crash {
+            after: usize,
+        },
+    }
+
+    const TAGS: [&str; 3] = ["1.0.0", "1.1.0", "2.0.0"];
+    const COMMANDS: [Command; 6] = [
+        Command::Pause,
+        Command::Resume,
+        Command::Rollback,
+        Command::Hold,
+        Command::HoldCancel,
+        Command::Promote,
+    ];
+
+    fn act() -> impl Strategy<Value = Act> {
+        prop_oneof![
+            3 => (0..TAGS.len(), any::<bool>())
+                .prop_map(|(tag, approval)| Act::Release { tag, approval }),
+            5 => (1u8..25).prop_map(|minutes| Act::Tick { minutes }),
+            2 => Just(Act::Approve),
+            1 => Just(Act::Push),
+            2 => any::<bool>().prop_map(|approved| Act::Merge { approved }),
+            2 => (0..COMMANDS.len()).prop_map(Act::Command),
+            1 => Just(Act::Unhold),
+            1 => Just(Act::Reconcile),
+            2 => (1usize..6).prop_map(|after| Act::Crash { after }),
+        ]
+    }
+
+    struct World {
+        gh: FakeGithub,
+        ws: Workspace,
+        config: Arc<deploybot::config::Config>,
+        store: Store,
+        clock: VirtualClock,
+        left: Arc<AtomicUsize>,
+        crashed: Arc<Notify>,
+        /// A restarted process has not run `recover` yet.
+        recover_owed: std::sync::atomic::AtomicBool,
+        /// The manifests of each environment before anything shipped.
+        seed: Vec<(&'static str, Vec<String>)>,
+        _tmp: tempfile::TempDir,
+    }
+
+    impl World {
+        /// The pipeline a (re)started process runs.
+        fn pipeline(&self) -> Pipeline<Crashy> {
+            let inner = live_runner(&self.config, &self.store, &self.clock, Some(&self.gh.url()));
+            Pipeline::new(
+                self.config.clone(),
+                self.store.clone(),
+                Crashy {
+                    inner,
+                    left: self.left.clone(),
+                    crashed: self.crashed.clone(),
+                },
+            )
+        }
+
+        fn repo(&self) -> BareRepo {
+            BareRepo(self.ws.gitops.clone())
+        }
+
+        fn open_approval_pr(&self) -> Option<u64> {
+            self.gh
+                .open_prs()
+                .iter()
+                .filter_map(|p| p["number"].as_u64())
+                .next()
+        }
+    }
+
+    async fn world() -> World {
+        let gh = FakeGithub::start().await;
+        let s = setup_wrapped("supersede", Some(&gh), "deploybot", &[], |r| r).await;
+        gh.back_with_git(BareRepo(s.ws.gitops.clone()));
+        gh.set_permission("carol", "write");
+        gh.set_permission("erin", "write");
+        let crate::pipeline::Setup {
+            ws,
+            pipeline,
+            clock,
+            config,
+            _tmp,
+        } = s;
+        let repo = BareRepo(ws.gitops.clone());
+        let seed = ["staging", "production"]
+            .into_iter()
+            .map(|env| (env, manifests_at(&repo, "main", env)))
+            .collect();
+        World {
+            seed,
+            store: pipeline.store().clone(),
+            gh,
+            ws,
+            config,
+            clock,
+            left: Arc::new(AtomicUsize::new(0)),
+            crashed: Arc::new(Notify::new()),
+            recover_owed: Default::default(),
+            _tmp,
+        }
+    }
+
+    /// Runs `f` on the pipeline; if the process is killed meanwhile, restarts (a new pipeline on
+    /// the same store) and runs it once more when `redelivered` (the webhook it was processing is
+    /// still in the durable queue); the restarted process `recover`s before its first tick, but
+    /// maybe after a webhook or two.
+    async fn run(
+        w: &World,
+        p: &mut Pipeline<Crashy>,
+        redelivered: bool,
+        f: impl AsyncFn(&Pipeline<Crashy>),
+    ) {
+        let killed = {
+            let work = f(p);
+            tokio::select! {
+                () = work => false,
+                () = w.crashed.notified() => true,
+            }
+        };
+        if !killed {
+            return;
+        }
+        if std::env::var("GATES_DEBUG").is_ok() {
+            eprintln!("  killed");
+        }
+        w.left.store(0, Ordering::SeqCst);
+        *p = w.pipeline();
+        // The worker and the rollout loop start together: a redelivered webhook, or the next
+        // one, may well be processed before `recover` has re-issued what the records owe.
+        w.recover_owed.store(true, Ordering::SeqCst);
+        if redelivered {
+            f(p).await;
+        }
+    }
+
+    /// The restarted process's `recover`, once, when it is owed; it can be killed too (then the
+    /// next start owes it again).
+    async fn recover(w: &World, p: &mut Pipeline<Crashy>) {
+        if w.recover_owed.swap(false, Ordering::SeqCst) {
+            run(w, p, false, async |p| {
+                p.driver().recover(w.clock.now()).await.unwrap();
+            })
+            .await;
+        }
+    }
+
+    fn events<'a>(
+        w: &'a World,
+        p: &'a Pipeline<Crashy>,
+        github: &'a deploybot::adapters::github::GithubRest,
+    ) -> RolloutEvents<'a, Crashy> {
+        RolloutEvents {
+            config: &w.config,
+            github,
+            model: None,
+            pipeline: p,
+        }
+    }
+
+    async fn apply(w: &World, p: &mut Pipeline<Crashy>, a: &Act) {
+        // The rollout loop recovers before it ticks or reconciles; webhooks do not wait for it.
+        if matches!(a, Act::Tick { .. } | Act::Reconcile) {
+            recover(w, p).await;
+        }
+        deliver(w, p, a).await;
+    }
+
+    async fn deliver(w: &World, p: &mut Pipeline<Crashy>, a: &Act) {
+        let github = github_for(&w.gh);
+        let repo: RepoName = GITOPS.parse().unwrap();
+        let now = w.clock.now();
+        match a {
+            Act::Crash { after } => w.left.store(*after, Ordering::SeqCst),
+            Act::Release { tag, approval } => {
+                let gate = Gate {
+                    risk_score: 0.3,
+                    strategy: Plan::Canary25,
+                    approval_required: *approval,
+                };
+                run(w, p, true, async |p| {
+                    // Held, busy, already running: answers, not failures.
+                    let _ = p
+                        .start(&release(TAGS[*tag]), gate, Some("staging"), "t", now)
+                        .await;
+                })
+                .await;
+            }
+            Act::Tick { minutes } => {
+                for _ in 0..*minutes {
+                    let now = w.clock.advance(60);
+                    run(w, p, false, async |p| {
+                        p.tick(now).await.unwrap();
+                    })
+                    .await;
+                }
+            }
+            Act::Approve | Act::Push | Act::Merge { .. } => {
+                let Some(n) = w.open_approval_pr() else {
+                    return;
+                };
+                let pr = w.gh.pull(n);
+                let head = pr["head"]["sha"].as_str().unwrap().to_string();
+                let merged = match a {
+                    Act::Approve => {
+                        w.gh.add_review(n, "carol", "APPROVED", &head);
+                        false
+                    }
+                    Act::Push => {
+                        // A change to the PR's own environment (`deploybot/checkout/ENV/ID`).
+                        let branch = pr["head"]["ref"].as_str().unwrap();
+                        let env = branch.split('/').nth(2).unwrap();
+                        let path = format!("apps/checkout/overlays/{env}/deployment.yaml");
+                        let text = w
+                            .repo()
+                            .show(branch, &path)
+                            .replace("leaves this alone", "leaves this alone (mallory)");
+                        w.repo().commit_as("mallory", branch, &path, &text);
+                        false
+                    }
+                    Act::Merge { approved } => {
+                        if *approved {
+                            w.gh.add_review(n, "carol", "APPROVED", &head);
+                        }
+                        w.gh.merge_by_human(n, "erin");
+                        true
+                    }
+                    _ => unreachable!(),
+                };
+                let github = &github;
+                let repo = &repo;
+                run(w, p, true, async |p| {
+                    let e = events(w, p, github);
+                    let _ = if merged {
+                        e.on_approval_merged(repo, n, "erin", now).await
+                    } else {
+                        e.on_review(repo, n, now).await
+                    };
+                })
+                .await;
+            }
+            Act::Command(c) => {
+                let live: Vec<Rollout> = w.store.live().unwrap();
+                let Some(r) = live.last() else { return };
+                let id = r.deploy_id.clone();
+                let cmd = COMMANDS[*c];
+                run(w, p, true, async |p| {
+                    p.feed(&id, by(cmd, "ops"), now).await.unwrap();
+                })
+                .await;
+            }
+            Act::Unhold => {
+                holds::release(&w.store, "checkout", "staging").unwrap();
+                holds::release(&w.store, "checkout", "production").unwrap();
+            }
+            Act::Reconcile => {
+                let github = &github;
+                run(w, p, false, async |p| {
+                    events(w, p, github).reconcile(now).await;
+                })
+                .await;
+            }
+        }
+    }
+
+    /// The files of `env` at commit `rev`.
+    fn manifests_at(repo: &BareRepo, rev: &str, env: &str) -> Vec<String> {
+        FILES
+            .iter()
+            .map(|f| repo.show(rev, &format!("apps/checkout/overlays/{env}/{f}")))
+            .collect()
+    }
+
+    /// The rollout's commits that no revert undoes, counting the commits a reverted merge
+    /// brought in as undone with it.
+    fn unreverted_of(repo: &BareRepo, r: &Rollout) -> Vec<String> {
+        let log = repo.log("main");
+        let mut undone: BTreeSet<String> = BTreeSet::new();
+        for (_, m) in &log {
+            for l in m.lines() {
+                if let Some(sha) = l.strip_prefix("This reverts commit ") {
+                    let sha = sha.trim_end_matches('.');
+                    undone.insert(sha.to_string());
+                    undone.extend(repo.merged_by(sha));
+                }
+            }
+        }
+        let mut standing: Vec<String> = unreverted(repo, &r.deploy_id)
+            .into_iter()
+            .filter(|sha| !undone.contains(sha))
+            .collect();
+        standing.extend(
+            r.commits
+                .iter()
+                .filter(|c| !c.kind.is_step() && !undone.contains(&c.sha))
+                .map(|c| c.sha.clone()),
+        );
+        standing
+    }
+
+    /// The three properties, in every environment.
+    fn check(w: &World) -> Result<(), String> {
+        let repo = w.repo();
+        let all = w.store.recent(Some("checkout"), 500).unwrap();
+        for env in ["staging", "production"] {
+            let mut mine: Vec<&Rollout> = all.iter().filter(|r| r.environment() == env).collect();
+            mine.sort_by_key(|r| r.created_at);
+            let now = manifests_at(&repo, "main", env);
+            let seed = w.seed.iter().find(|(e, _)| *e == env).unwrap().1.clone();
+            let last_completed = mine
+                .iter()
+                .rev()
+                .find(|r| r.phase() == Phase::Complete)
+                .and_then(|r| r.commits.last())
+                .map_or(seed, |c| manifests_at(&repo, &c.sha, env));
+            let current_step = mine
+                .iter()
+                .rev()
+                .find(|r| r.is_live())
+                .and_then(|r| r.commits.last())
+                .map(|c| manifests_at(&repo, &c.sha, env));
+            if now != last_completed && Some(&now) != current_step.as_ref() {
+                return Err(format!(
+                    "{env}: a mixture: {now:#?}\nlast completed: {last_completed:#?}\ncurrent step: {current_step:#?}\nrollouts: {:#?}",
+                    mine.iter()
+                        .map(|r| (&r.deploy_id, r.phase(), &r.commits))
+                        .collect::<Vec<_>>()
+                ));
+            }
+            for r in mine.iter().filter(|r| {
+                matches!(r.phase(), Phase::RolledBack | Phase::Superseded) && !r.is_live()
+            }) {
+                let standing = unreverted_of(&repo, r);
+                if !standing.is_empty() {
+                    return Err(format!(
+                        "{env}: {} ({}) left {standing:?} unreverted",
+                        r.deploy_id,
+                        r.phase()
+                    ));
+                }
+            }
+        }
+        for link in approval_prs::unclosed(&w.store).unwrap().into_iter().chain(
+            w.gh.open_prs().iter().filter_map(|p| {
+                approval_prs::approval_pr_by_number(&w.store, GITOPS, p["number"].as_u64().unwrap())
+                    .unwrap()
+            }),
+        ) {
+            let r = w.store.get(&link.deploy_id).unwrap().unwrap();
+            if !r.is_live() && w.gh.pull(link.number)["state"] == json!("open") {
+                return Err(format!(
+                    "the approval PR #{} of {} ({}) is open",
+                    link.number,
+                    link.deploy_id,
+                    r.phase()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn scenario(acts: Vec<Act>) -> Result<(), String> {
+        let w = world().await;
+        let mut p = w.pipeline();
+        for a in &acts {
+            apply(&w, &mut p, a).await;
+        }
+        // Afterwards: a last restart finishes what a kill left owed, the reconcile what a lost
+        // webhook would have said.
+        w.left.store(0, Ordering::SeqCst);
+        let p = w.pipeline();
+        let now = w.clock.advance(60);
+        w.recover_owed.store(false, Ordering::SeqCst);
+        p.driver().recover(now).await.unwrap();
+        let github = github_for(&w.gh);
+        events(&w, &p, &github).reconcile(now).await;
+        if std::env::var("GATES_DEBUG").is_ok() {
+            let all = w.store.recent(None, 100).unwrap();
+            eprintln!(
+                "acts {:?}\n  -> {:?} | prs {}",
+                acts,
+                all.iter()
+                    .map(|r| format!("{} {}", r.deploy_id, r.phase()))
+                    .collect::<Vec<_>>(),
+                w.gh.state.lock().unwrap().pulls.len()
+            );
+        }
+        check(&w)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+        #[test]
+        fn no_interleaving_leaves_a_mixture_an_unreverted_commit_or_a_stale_approval_pr(
+            acts in prop::collection::vec(act(), 1..14)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let outcome = rt.block_on(scenario(acts));
+            prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+        }
+    }
+}

@@ -1,12 +1,12 @@
 //! Reverting one of the bot's commits: a new commit that restores the previous values, made
 //! with libgit2's in-memory revert (`revert_commit` on the current tip, no working tree), so
 //! unrelated commits that landed since are kept. Also which commits a rollback reverts, read
-//! from the branch (`revert_list`), and the revert of a person's merge of an approval PR that no
-//! approval covered (`revert_merge`).
+//! from the branch (`revert_list`), and the revert of a merge of a rollout's approval PR as a
+//! whole (`revert_merge`): approved or not, what it merged may include a person's commits.
 //!
 //! It refuses, rather than guesses, when a later commit changed the same lines (the three-way
-//! revert conflicts), when the commit is not the bot's (except an unapproved merge), not on the
-//! branch, or a merge of more than two parents.
+//! revert conflicts), when the commit is not the bot's (except such a merge), not on the branch,
+//! or a merge of more than two parents.
 
 use std::collections::BTreeSet;
 
@@ -66,8 +66,8 @@ impl Writer {
         .await
     }
 
-    /// Reverts `merge`, a person's merge of an approval PR that no approval covered, against its
-    /// first parent (`git revert -m 1`), whoever wrote what it merged.
+    /// Reverts `merge`, a merge of a rollout's approval PR, as a whole against its first parent
+    /// (`git revert -m 1`), whoever wrote what it merged.
     pub async fn revert_merge(
         &self,
         branch: &str,
@@ -78,7 +78,7 @@ impl Writer {
             commit: merge.to_string(),
             reason: reason.to_string(),
             identity: self.identity().clone(),
-            unapproved_merge: true,
+            approval_merge: true,
         };
         self.run(Target::branch(branch), Box::new(planner)).await
     }
@@ -96,7 +96,7 @@ impl Writer {
             commit: commit.to_string(),
             reason: reason.to_string(),
             identity: self.identity().clone(),
-            unapproved_merge: false,
+            approval_merge: false,
         };
         self.run(Target::branch(branch), Box::new(planner)).await
     }
@@ -119,9 +119,9 @@ struct RevertPlanner {
     commit: String,
     reason: String,
     identity: Identity,
-    /// A person's merge of an approval PR: reverted against its first parent as a whole,
-    /// whoever wrote what it merged, and named by its own message.
-    unapproved_merge: bool,
+    /// A merge of an approval PR: reverted against its first parent as a whole, whoever wrote
+    /// what it merged, and named by its own message.
+    approval_merge: bool,
 }
 
 impl RevertPlanner {
@@ -155,8 +155,8 @@ impl Planner for RevertPlanner {
         // An approval PR lands as a merge commit whose second parent is the bot's own commit:
         // that one is what is reverted, against the first parent (git revert -m 1).
         let (own, mainline) = match target.parent_count() {
-            1 if self.unapproved_merge => (target.clone(), 0),
-            2 if self.unapproved_merge => (target.clone(), 1),
+            1 if self.approval_merge => (target.clone(), 0),
+            2 if self.approval_merge => (target.clone(), 1),
             1 => (target.clone(), 0),
             2 => (
                 target.parent(1).map_err(GitopsError::git(format!(
@@ -167,8 +167,7 @@ impl Planner for RevertPlanner {
             ),
             _ => return Err(self.refuse(branch, "it is a merge of more than two parents")),
         };
-        if !self.unapproved_merge && own.author().email().ok() != Some(self.identity.email.as_str())
-        {
+        if !self.approval_merge && own.author().email().ok() != Some(self.identity.email.as_str()) {
             return Err(self.refuse(
                 branch,
                 format!(

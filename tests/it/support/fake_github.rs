@@ -145,6 +145,14 @@ impl BareRepo {
             .collect()
     }
 
+    /// The commits a merge brought in: reachable from its second parent, not from its first
+    /// (none for a commit that is not a merge).
+    pub fn merged_by(&self, merge: &str) -> Vec<String> {
+        self.git(&["rev-list", &format!("{merge}^2"), &format!("^{merge}^1")])
+            .map(|out| out.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
     /// The file at `path` on `branch`, as git stores it.
     pub fn show(&self, branch: &str, path: &str) -> String {
         self.git(&["show", &format!("{branch}:{path}")])

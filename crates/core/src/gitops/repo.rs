@@ -78,9 +78,10 @@ pub trait GitopsRepo: Send + Sync {
         deploy_ids: &'a [String],
         listed: &'a [String],
     ) -> PortFuture<'a, Vec<String>>;
-    /// Reverts `merge`, a person's merge of an approval PR that no approval covered, against its
-    /// first parent, whoever wrote what it merged; `reason` says why. `Unchanged` when the branch
-    /// already has the values from before it.
+    /// Reverts `merge`, a merge of a rollout's approval PR (at its approved head, or a person's
+    /// that no approval covered), as a whole against its first parent, whoever wrote what it
+    /// merged; `reason` says why. `Unchanged` when the branch already has the values from before
+    /// it.
     fn revert_merge<'a>(
         &'a self,
         branch: &'a str,

@@ -84,7 +84,8 @@ pub enum Admission {
     },
     /// This release already rolls out here as `deploy_id` (a redelivered trigger).
     AlreadyRunning { deploy_id: String },
-    /// New versions queue here and `behind` is live: start when it ends.
+    /// New versions queue here and `behind` is live, or `behind` still reverts what it shipped:
+    /// start when it ends.
     Queue { behind: String },
     /// The service is held here.
     Held { hold: HeldService },
@@ -111,6 +112,13 @@ pub fn admit(
     if let Some(r) = env.same_tag.iter().find(|r| r.is_live()) {
         return Admission::AlreadyRunning {
             deploy_id: r.deploy_id.clone(),
+        };
+    }
+    // A rollout still reverting what it shipped (superseded, or rolled back) owns the
+    // environment until its revert is in: whatever starts now waits.
+    if let Some(r) = env.live.filter(|r| r.revert_owed()) {
+        return Admission::Queue {
+            behind: r.deploy_id.clone(),
         };
     }
     let live = env.live.filter(|r| !r.phase().is_terminal());
@@ -496,7 +504,35 @@ mod tests {
             &supersede,
             r#"start checkout-production-v2-2 (was "", approval false)"#,
         );
-        let ended = rolled_back("checkout-production-v1", "v1");
+        let reverting = rollout(
+            "checkout-production-v1",
+            "production",
+            "v1",
+            &[
+                Input::Assessed {
+                    risk_score: 0.5,
+                    strategy: Strategy::Canary5,
+                    approval_required: false,
+                },
+                Input::Command {
+                    cmd: Command::Rollback,
+                    by: "ops".into(),
+                },
+            ],
+        );
+        let ended = rollout(
+            "checkout-production-v1",
+            "production",
+            "v1",
+            &[
+                assessed(Strategy::Canary5),
+                Input::Command {
+                    cmd: Command::Rollback,
+                    by: "ops".into(),
+                },
+                Input::Reverted { sha: "r1".into() },
+            ],
+        );
         check(
             "an ended rollout is not superseded",
             Environment {
@@ -505,6 +541,39 @@ mod tests {
             },
             &queue,
             r#"start checkout-production-v2 (was "", approval false)"#,
+        );
+        check(
+            "a rollout still reverting what it shipped holds the environment",
+            Environment {
+                live: Some(&reverting),
+                ..empty
+            },
+            &supersede,
+            "queue behind checkout-production-v1",
+        );
+        let superseding = rollout(
+            "checkout-production-v1",
+            "production",
+            "v1",
+            &[
+                Input::Assessed {
+                    risk_score: 0.5,
+                    strategy: Strategy::Canary5,
+                    approval_required: false,
+                },
+                Input::Superseded {
+                    by_deploy_id: "checkout-production-v9".into(),
+                },
+            ],
+        );
+        check(
+            "so does one superseded whose steps are still being reverted",
+            Environment {
+                live: Some(&superseding),
+                ..empty
+            },
+            &supersede,
+            "queue behind checkout-production-v1",
         );
     }
 

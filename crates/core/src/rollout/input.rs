@@ -315,8 +315,8 @@ pub enum Effect {
     /// Revert, by direct push with the reason and evidence in each commit message and newest
     /// first as the branch has them: the commits listed, every bot commit on the branch whose
     /// `Deploy-Id` is in `find` (this rollout's own and those of the rollouts it superseded, so a
-    /// commit the record missed is reverted too), and the `unapproved_merges` (against their
-    /// first parent, whoever wrote what they merged).
+    /// commit the record missed is reverted too), and the `merges` of its approval PR (as a
+    /// whole, against their first parent, whoever wrote what they merged).
     Revert {
         deploy_id: String,
         commits: Vec<String>,
@@ -325,7 +325,7 @@ pub enum Effect {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         find: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        unapproved_merges: Vec<String>,
+        merges: Vec<String>,
     },
     /// Close the rollout's approval PR if it is still open, saying why on it, and delete its bot
     /// branch: a PR left open could ship stale manifests when merged later.

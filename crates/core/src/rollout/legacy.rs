@@ -222,6 +222,7 @@ impl RolloutV1 {
             Phase::Complete => End::Complete,
             Phase::Superseded => End::Superseded {
                 by: "a newer rollout (not stored by format 1; see the audit trail)".into(),
+                revert: None,
             },
             Phase::Failed { reason } => End::Failed {
                 reason: reason.clone(),

@@ -77,6 +77,16 @@ pub enum State {
         traffic: Weight,
         retry_at: Option<DateTime<Utc>>,
     },
+    /// A newer rollout (`by`) replaces this one, whose steps are reverted first so that the
+    /// newer one starts from the last version that completed (a superseded canary is never left
+    /// serving, unjudged). Live for the shell until the revert is recorded (or fails).
+    Superseding {
+        by: String,
+        course: Option<Course>,
+        /// The new version's traffic when it was superseded.
+        traffic: Weight,
+        retry_at: Option<DateTime<Utc>>,
+    },
     /// Over: no input moves a rollout out of here.
     Ended {
         end: End,
@@ -193,13 +203,19 @@ pub enum End {
     Complete,
     /// Rolled back, and what became of the revert.
     RolledBack { rollback: Rollback, revert: Revert },
-    /// A newer rollout of the same service and environment replaced this one.
-    Superseded { by: String },
+    /// A newer rollout of the same service and environment replaced this one; `revert` says
+    /// what became of the revert of its steps (`None` when nothing had reached the repository,
+    /// and in records written before supersedes reverted).
+    Superseded {
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revert: Option<Revert>,
+    },
     /// Something that cannot be retried went wrong; a human must look.
     Failed { reason: String },
 }
 
-/// What became of a rolled-back rollout's revert.
+/// What became of a rolled-back (or superseded) rollout's revert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Revert {
@@ -329,10 +345,30 @@ pub struct CommitRecord {
     pub sha: String,
     pub weight: Weight,
     pub at: DateTime<Utc>,
-    /// A person's merge of the approval PR that no approval covered: reverted against its first
-    /// parent whoever wrote what it merged (the bot's own commits are reverted one by one).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unapproved: bool,
+    /// What kind of commit it is (a step, or a merge of the approval PR).
+    #[serde(default, skip_serializing_if = "CommitKind::is_step")]
+    pub kind: CommitKind,
+}
+
+/// What a rollout's commit is, which says how it is reverted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitKind {
+    /// The bot's own commit of a step (or the branch tip the step found already there): the
+    /// bot reverts only its own commits.
+    #[default]
+    Step,
+    /// The merge of the rollout's approval PR at the approved head: reverted as a whole against
+    /// its first parent, whoever wrote what it merged (the approvals covered all of it).
+    ApprovedMerge,
+    /// A person's merge of the approval PR that no approval covered: reverted as a whole too.
+    UnapprovedMerge,
+}
+
+impl CommitKind {
+    pub fn is_step(&self) -> bool {
+        *self == CommitKind::Step
+    }
 }
 
 /// What to do when a commit is not reported synced and healthy by its deadline.
@@ -506,6 +542,7 @@ impl Rollout {
                 reason: pause.reason.clone(),
             },
             State::RollingBack { .. } => Phase::RolledBack,
+            State::Superseding { .. } => Phase::Superseded,
             State::Ended { end, .. } => match end {
                 End::Complete => Phase::Complete,
                 End::RolledBack { .. } => Phase::RolledBack,
@@ -521,7 +558,7 @@ impl Rollout {
     pub fn live(&self) -> Option<&Live> {
         match &self.state {
             State::Running { live, .. } | State::Paused { resume: live, .. } => Some(live),
-            State::RollingBack { .. } | State::Ended { .. } => None,
+            State::RollingBack { .. } | State::Superseding { .. } | State::Ended { .. } => None,
         }
     }
 
@@ -529,7 +566,9 @@ impl Rollout {
     pub fn course(&self) -> Option<&Course> {
         match &self.state {
             State::Running { live, .. } | State::Paused { resume: live, .. } => live.course(),
-            State::RollingBack { course, .. } | State::Ended { course, .. } => course.as_ref(),
+            State::RollingBack { course, .. }
+            | State::Superseding { course, .. }
+            | State::Ended { course, .. } => course.as_ref(),
         }
     }
 
@@ -545,7 +584,9 @@ impl Rollout {
     pub fn traffic(&self) -> Weight {
         match &self.state {
             State::Running { live, .. } | State::Paused { resume: live, .. } => live.traffic(),
-            State::RollingBack { traffic, .. } | State::Ended { traffic, .. } => *traffic,
+            State::RollingBack { traffic, .. }
+            | State::Superseding { traffic, .. }
+            | State::Ended { traffic, .. } => *traffic,
         }
     }
 
@@ -562,7 +603,8 @@ impl Rollout {
         match &self.state {
             State::Running { retry_at, .. }
             | State::Paused { retry_at, .. }
-            | State::RollingBack { retry_at, .. } => *retry_at,
+            | State::RollingBack { retry_at, .. }
+            | State::Superseding { retry_at, .. } => *retry_at,
             State::Ended { .. } => None,
         }
     }
@@ -600,7 +642,27 @@ impl Rollout {
         }
     }
 
+    /// Whether the rollout waits on its approval PR (paused or not): for the approvals, or for
+    /// the merge of the approved head. Only then can a merge of that PR be its approval.
+    pub fn awaits_approval_pr(&self) -> bool {
+        match self.live() {
+            Some(Live::AwaitingApproval { .. }) => true,
+            Some(Live::Shipping { step, .. }) => matches!(
+                step.progress,
+                Progress::Committing {
+                    via_approval_pr: true,
+                    ..
+                }
+            ),
+            Some(Live::Assessing) | None => false,
+        }
+    }
+
+    /// A rollback's (or a supersede's) revert is still owed.
     pub fn revert_owed(&self) -> bool {
-        matches!(self.state, State::RollingBack { .. })
+        matches!(
+            self.state,
+            State::RollingBack { .. } | State::Superseding { .. }
+        )
     }
 }

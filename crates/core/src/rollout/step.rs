@@ -13,8 +13,8 @@ use super::input::{
 };
 use super::plan::{Plan, Weight};
 use super::record::{
-    Approval, CommitRecord, Course, End, Live, ObservationKind, Pause, Progress, Revert, Rollback,
-    Rollout, Snapshot, State, Step, SyncFailurePolicy, secs,
+    Approval, CommitKind, CommitRecord, Course, End, Live, ObservationKind, Pause, Progress,
+    Revert, Rollback, Rollout, Snapshot, State, Step, SyncFailurePolicy, secs,
 };
 use crate::risk::Strategy;
 
@@ -113,6 +113,7 @@ pub fn outstanding(r: &Rollout) -> Vec<Effect> {
                 reason: rollback.reason.clone(),
             },
         ],
+        State::Superseding { by, .. } => vec![revert_effect(r, &superseded_reason(by), "")],
         State::Ended { .. } => Vec::new(),
         // An unapproved merge is in the environment: its revert is owed before anything else.
         State::Paused { pause, .. } if pause.revert_owed => {
@@ -166,10 +167,10 @@ fn approved_head(course: &Course) -> Option<String> {
 /// commit that landed unrecorded, or a superseded rollout's half-done steps, are reverted too),
 /// and unapproved merges of its approval PR.
 fn revert_effect(r: &Rollout, reason: &str, evidence: &str) -> Effect {
-    let shas = |unapproved: bool| {
+    let shas = |merges: bool| {
         r.commits
             .iter()
-            .filter(|c| c.unapproved == unapproved)
+            .filter(|c| c.kind.is_step() != merges)
             .map(|c| c.sha.clone())
             .collect()
     };
@@ -181,8 +182,15 @@ fn revert_effect(r: &Rollout, reason: &str, evidence: &str) -> Effect {
         find: std::iter::once(r.deploy_id.clone())
             .chain(r.supersedes.iter().cloned())
             .collect(),
-        unapproved_merges: shas(true),
+        merges: shas(true),
     }
+}
+
+/// Why a superseded rollout's steps are reverted, as its revert commits say.
+fn superseded_reason(by: &str) -> String {
+    format!(
+        "superseded by {by}: its steps are reverted so that {by} starts from the last version that completed"
+    )
 }
 
 /// The course with its approval not given (yet, or any more).
@@ -199,7 +207,7 @@ pub fn closing(end: &End) -> Closing {
     match end {
         End::Complete => Closing::Completed,
         End::RolledBack { .. } => Closing::RolledBack,
-        End::Superseded { by } => Closing::Superseded {
+        End::Superseded { by, .. } => Closing::Superseded {
             by_deploy_id: by.clone(),
         },
         End::Failed { .. } => Closing::Failed,
@@ -247,23 +255,7 @@ impl Machine {
             }
             Input::Tick => Ok(self.tick()),
             Input::Command { cmd, by } => self.command(cmd, by),
-            Input::Superseded { by_deploy_id } => {
-                self.require_live("superseding")?;
-                // An unapproved merge still owed its revert: the newer rollout does not undo it.
-                if let Some(pause) = self.r.pause().filter(|p| p.revert_owed) {
-                    let reason = pause.reason.clone();
-                    self.effects.push(revert_effect(&self.r, &reason, ""));
-                }
-                self.finish(
-                    End::Superseded {
-                        by: by_deploy_id.clone(),
-                    },
-                    Notice::Superseded {
-                        by_deploy_id: by_deploy_id.clone(),
-                    },
-                );
-                Ok(format!("superseded by {by_deploy_id}"))
-            }
+            Input::Superseded { by_deploy_id } => self.superseded(by_deploy_id),
             Input::Reverted { sha } => self.reverted(sha),
             Input::EffectFailed {
                 effect,
@@ -310,7 +302,7 @@ impl Machine {
     fn require_live(&self, what: &str) -> Result<(), String> {
         match self.r.state {
             State::Running { .. } | State::Paused { .. } => Ok(()),
-            State::RollingBack { .. } | State::Ended { .. } => {
+            State::RollingBack { .. } | State::Superseding { .. } | State::Ended { .. } => {
                 Err(format!("{what}: the rollout is already {}", self.r.phase()))
             }
         }
@@ -342,7 +334,8 @@ impl Machine {
         match &mut self.r.state {
             State::Running { retry_at, .. }
             | State::Paused { retry_at, .. }
-            | State::RollingBack { retry_at, .. } => *retry_at = at,
+            | State::RollingBack { retry_at, .. }
+            | State::Superseding { retry_at, .. } => *retry_at = at,
             State::Ended { .. } => {}
         }
     }
@@ -412,8 +405,11 @@ impl Machine {
         }
     }
 
+    /// An approval of the approval PR's `head`. While paused, only a person's merge of an
+    /// approved head reaches here (deploybot counts reviews only when not paused): the merge is
+    /// tracked as the first step, and the rollout stays paused.
     fn approved(&mut self, by: String, head: Option<String>) -> Applied {
-        let Some(Live::AwaitingApproval { course }) = self.running() else {
+        let Some(Live::AwaitingApproval { course }) = self.r.live() else {
             return Err(self.not_in_phase("an approval"));
         };
         if by.eq_ignore_ascii_case(&self.r.release.author) {
@@ -493,22 +489,9 @@ impl Machine {
             sha: merge_sha.clone(),
             weight: first,
             at: self.now,
-            unapproved: true,
+            kind: CommitKind::UnapprovedMerge,
         };
-        let waiting = matches!(
-            self.r.live(),
-            Some(Live::AwaitingApproval { .. })
-                | Some(Live::Shipping {
-                    step: Step {
-                        progress: Progress::Committing {
-                            via_approval_pr: true,
-                            ..
-                        },
-                        ..
-                    },
-                    ..
-                })
-        );
+        let waiting = self.r.awaits_approval_pr();
         let note = match &self.r.state {
             State::Running { .. } | State::Paused { .. } if waiting => {
                 let course = self.r.course().cloned().map(unapproved);
@@ -559,15 +542,15 @@ impl Machine {
                 self.status(StatusState::Pending);
                 "paused"
             }
-            State::RollingBack { .. } => {
-                // Reverted with the rest of the rollout.
+            State::RollingBack { .. } | State::Superseding { .. } => {
+                // Reverted with the rest of the rollout: the owed revert is issued again with it.
                 self.r.commits.push(record);
-                let rollback = self.r.rollback().map(|(r, _)| r.clone());
-                if let Some(rb) = rollback {
-                    self.effects
-                        .push(revert_effect(&self.r, &rb.reason, &rb.evidence));
-                }
-                "reverted with the rollback"
+                self.effects.extend(
+                    outstanding(&self.r)
+                        .into_iter()
+                        .filter(|e| e.kind() == EffectKind::Revert),
+                );
+                "reverted with the rest of the rollout"
             }
             State::Ended { .. } if revert => {
                 self.effects.push(Effect::Revert {
@@ -576,7 +559,7 @@ impl Machine {
                     reason: why.clone(),
                     evidence: String::new(),
                     find: Vec::new(),
-                    unapproved_merges: vec![merge_sha.clone()],
+                    merges: vec![merge_sha.clone()],
                 });
                 "the rollout is over; reverting the merge"
             }
@@ -601,6 +584,48 @@ impl Machine {
         Ok(format!("{why}: {note}"))
     }
 
+    /// A newer rollout replaces this one. What it put in the environment (its steps, what it
+    /// had inherited, an unapproved merge) is reverted first, so that the newer one starts from
+    /// the last version that completed and no superseded canary keeps serving unjudged.
+    fn superseded(&mut self, by: String) -> Applied {
+        self.require_live("superseding")?;
+        let applied =
+            !self.r.commits.is_empty() || self.r.step().is_some() || !self.r.supersedes.is_empty();
+        if !applied {
+            self.finish(
+                End::Superseded {
+                    by: by.clone(),
+                    revert: None,
+                },
+                Notice::Superseded {
+                    by_deploy_id: by.clone(),
+                },
+            );
+            return Ok(format!("superseded by {by}"));
+        }
+        self.r.state = State::Superseding {
+            by: by.clone(),
+            course: self.r.course().cloned(),
+            traffic: self.r.traffic(),
+            retry_at: None,
+        };
+        self.effects
+            .push(revert_effect(&self.r, &superseded_reason(&by), ""));
+        self.effects.push(Effect::Comment {
+            notice: Notice::Superseded {
+                by_deploy_id: by.clone(),
+            },
+        });
+        self.status(StatusState::Error);
+        self.close_approval_pr(Closing::Superseded {
+            by_deploy_id: by.clone(),
+        });
+        Ok(format!(
+            "superseded by {by}: reverting its steps first, so that {by} starts from the last \
+             version that completed"
+        ))
+    }
+
     fn reverted(&mut self, sha: String) -> Applied {
         match &mut self.r.state {
             State::RollingBack { rollback, .. } => {
@@ -610,6 +635,14 @@ impl Machine {
                     revert: Revert::Done { sha: sha.clone() },
                 });
                 Ok(format!("reverted as {sha}"))
+            }
+            State::Superseding { by, .. } => {
+                let by = by.clone();
+                self.end(End::Superseded {
+                    by: by.clone(),
+                    revert: Some(Revert::Done { sha: sha.clone() }),
+                });
+                Ok(format!("superseded by {by}; its steps reverted as {sha}"))
             }
             State::Paused { pause, .. } if pause.revert_owed => {
                 pause.revert_owed = false;
@@ -664,8 +697,12 @@ impl Machine {
         let Some(step) = self.step_mut() else {
             return Err(format!("commit {sha} reported but no commit is in flight"));
         };
-        match step.progress {
-            Progress::Committing { .. } if step.weight == weight => {}
+        let kind = match step.progress {
+            Progress::Committing {
+                via_approval_pr: true,
+                ..
+            } if step.weight == weight => CommitKind::ApprovedMerge,
+            Progress::Committing { .. } if step.weight == weight => CommitKind::Step,
             Progress::Committing { .. } => {
                 return Err(format!(
                     "commit {sha} is for {weight} but the step in flight is {}",
@@ -673,7 +710,7 @@ impl Machine {
                 ));
             }
             _ => return Err(format!("commit {sha} reported but no commit is in flight")),
-        }
+        };
         step.progress = Progress::Syncing {
             revision: sha.clone(),
             deadline,
@@ -682,7 +719,7 @@ impl Machine {
             sha: sha.clone(),
             weight,
             at: self.now,
-            unapproved: false,
+            kind,
         });
         self.set_retry_at(None);
         self.effects.push(Effect::WaitForSync {
@@ -1221,6 +1258,15 @@ impl Machine {
                             },
                         });
                     }
+                    State::Superseding { by, .. } => {
+                        let by = by.clone();
+                        self.end(End::Superseded {
+                            by,
+                            revert: Some(Revert::Failed {
+                                reason: reason.clone(),
+                            }),
+                        });
+                    }
                     State::Paused { pause, .. } if pause.revert_owed => pause.revert_owed = false,
                     State::Ended { .. } => {}
                     State::Running { .. } | State::Paused { .. } => {
@@ -1497,6 +1543,18 @@ mod tests {
             &[],
             Unchanged,
         );
+        let tr = check(
+            "5c",
+            &[
+                (0, assessed(Strategy::Canary10, true)),
+                (1, cmd(Command::Pause, "carol")),
+            ],
+            (5, by("bob")),
+            "paused (paused by @carol)",
+            &[K::MergeApprovalPr, K::Comment, K::SetStatus],
+            Applied,
+        );
+        assert_eq!(tr.next.approved_by(), Some("bob"), "row 5c");
         check(
             "5b",
             &awaiting,
@@ -1791,19 +1849,59 @@ mod tests {
             &[K::ReleaseService, K::Comment, K::SetStatus],
             Applied,
         );
-        // 38: superseded.
-        check(
+        // 38: superseded: what it shipped is reverted first.
+        let by_d2 = Input::Superseded {
+            by_deploy_id: "d-2".into(),
+        };
+        let tr = check(
             "38",
             &live5(),
+            (100, by_d2.clone()),
+            "superseded",
+            &[K::Revert, K::Comment, K::SetStatus],
+            Applied,
+        );
+        assert!(tr.next.is_live() && tr.next.revert_owed(), "row 38");
+        assert_eq!(outstanding(&tr.next).len(), 1, "row 38: the revert is owed");
+        let done = check(
+            "38b",
+            &plus(live5(), &[(100, by_d2.clone())]),
+            (101, Input::Reverted { sha: "r1".into() }),
+            "superseded",
+            &[],
+            Applied,
+        );
+        assert!(!done.next.is_live(), "row 38b");
+        check(
+            "38c",
+            &plus(live5(), &[(100, by_d2.clone())]),
             (
-                100,
-                Input::Superseded {
-                    by_deploy_id: "d-2".into(),
+                101,
+                Input::EffectFailed {
+                    effect: K::Revert,
+                    reason: "conflict".into(),
+                    transient: false,
                 },
             ),
             "superseded",
+            &[K::Comment, K::Notify],
+            Applied,
+        );
+        check(
+            "38d",
+            &[],
+            (0, by_d2.clone()),
+            "superseded",
             &[K::Comment, K::SetStatus],
             Applied,
+        );
+        check(
+            "38e",
+            &plus(live5(), &[(100, by_d2)]),
+            (101, cmd(Command::Rollback, "carol")),
+            "superseded",
+            &[],
+            Rejected,
         );
         // 39-40: terminal phases.
         let rolled = plus(live5(), &[(62, judged(rollback_obs()))]);
@@ -1978,8 +2076,8 @@ mod tests {
         );
         assert!(matches!(
             &tr.effects[0],
-            Effect::Revert { unapproved_merges, commits, .. }
-                if *unapproved_merges == ["m1"] && commits.is_empty()
+            Effect::Revert { merges, commits, .. }
+                if *merges == ["m1"] && commits.is_empty()
         ));
         assert!(matches!(
             tr.effects.last(),
@@ -2189,7 +2287,7 @@ mod tests {
                 reason: "judge: error_rate regressed at 10%".into(),
                 evidence: "canary 4.1% vs baseline 0.3%, p=0.001".into(),
                 find: vec!["d-1".into()],
-                unapproved_merges: vec![],
+                merges: vec![],
             }
         );
         assert!(tr.effects.contains(&Effect::Label {
