@@ -216,6 +216,18 @@ async fn a_person_merging_an_approved_head_continues_from_their_merge() {
     );
 }
 
+/// The bodies of the comments on issue or PR `n`.
+fn comments_on(gh: &FakeGithub, n: u64) -> Vec<String> {
+    gh.state
+        .lock()
+        .unwrap()
+        .comments
+        .iter()
+        .filter(|(on, _)| *on == n)
+        .map(|(_, c)| c["body"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Hole 3: the approval PR of a rollout that is superseded or rolled back is closed with a
 /// comment saying why, and its bot branch deleted, so merging it later cannot ship stale
 /// manifests.
@@ -241,15 +253,7 @@ async fn approval_prs_of_dead_rollouts_are_closed_saying_why_and_their_branches_
     assert_eq!(closed["state"], json!("closed"));
     assert_ne!(closed["merged"], json!(true));
     assert!(repo.tip(&branch).is_none(), "{branch} is deleted");
-    let said: Vec<String> = gh
-        .state
-        .lock()
-        .unwrap()
-        .comments
-        .iter()
-        .filter(|(on, _)| *on == n)
-        .map(|(_, c)| c["body"].as_str().unwrap().to_string())
-        .collect();
+    let said = comments_on(&gh, n);
     assert!(
         said.iter()
             .any(|c| c.contains("superseded") && c.contains(&second)),
@@ -265,15 +269,7 @@ async fn approval_prs_of_dead_rollouts_are_closed_saying_why_and_their_branches_
         .await
         .unwrap();
     assert!(gh.open_prs().is_empty(), "{:#?}", gh.open_prs());
-    let said: Vec<String> = gh
-        .state
-        .lock()
-        .unwrap()
-        .comments
-        .iter()
-        .filter(|(on, _)| *on == m)
-        .map(|(_, c)| c["body"].as_str().unwrap().to_string())
-        .collect();
+    let said = comments_on(&gh, m);
     assert!(said.iter().any(|c| c.contains("rolled back")), "{said:?}");
 }
 

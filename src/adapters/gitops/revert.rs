@@ -74,13 +74,7 @@ impl Writer {
         merge: &str,
         reason: &str,
     ) -> Result<WriteOutcome, GitopsError> {
-        let planner = RevertPlanner {
-            commit: merge.to_string(),
-            reason: reason.to_string(),
-            identity: self.identity().clone(),
-            approval_merge: true,
-        };
-        self.run(Target::branch(branch), Box::new(planner)).await
+        self.revert_as(branch, merge, reason, true).await
     }
 
     /// Reverts `commit` (a full or abbreviated sha of one of the bot's commits) on `branch`,
@@ -92,11 +86,21 @@ impl Writer {
         commit: &str,
         reason: &str,
     ) -> Result<WriteOutcome, GitopsError> {
+        self.revert_as(branch, commit, reason, false).await
+    }
+
+    async fn revert_as(
+        &self,
+        branch: &str,
+        commit: &str,
+        reason: &str,
+        approval_merge: bool,
+    ) -> Result<WriteOutcome, GitopsError> {
         let planner = RevertPlanner {
             commit: commit.to_string(),
             reason: reason.to_string(),
             identity: self.identity().clone(),
-            approval_merge: false,
+            approval_merge,
         };
         self.run(Target::branch(branch), Box::new(planner)).await
     }

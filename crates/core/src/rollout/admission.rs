@@ -504,35 +504,23 @@ mod tests {
             &supersede,
             r#"start checkout-production-v2-2 (was "", approval false)"#,
         );
-        let reverting = rollout(
-            "checkout-production-v1",
-            "production",
-            "v1",
-            &[
-                Input::Assessed {
-                    risk_score: 0.5,
-                    strategy: Strategy::Canary5,
-                    approval_required: false,
-                },
-                Input::Command {
-                    cmd: Command::Rollback,
-                    by: "ops".into(),
-                },
-            ],
-        );
-        let ended = rollout(
-            "checkout-production-v1",
-            "production",
-            "v1",
-            &[
-                assessed(Strategy::Canary5),
-                Input::Command {
-                    cmd: Command::Rollback,
-                    by: "ops".into(),
-                },
-                Input::Reverted { sha: "r1".into() },
-            ],
-        );
+        // Shipping its first step directly (no approval), then rolled back.
+        let shipping = Input::Assessed {
+            risk_score: 0.5,
+            strategy: Strategy::Canary5,
+            approval_required: false,
+        };
+        let rollback = Input::Command {
+            cmd: Command::Rollback,
+            by: "ops".into(),
+        };
+        let v1 = |inputs: &[Input]| rollout("checkout-production-v1", "production", "v1", inputs);
+        let reverting = v1(&[shipping.clone(), rollback.clone()]);
+        let ended = v1(&[
+            assessed(Strategy::Canary5),
+            rollback,
+            Input::Reverted { sha: "r1".into() },
+        ]);
         check(
             "an ended rollout is not superseded",
             Environment {
@@ -551,21 +539,12 @@ mod tests {
             &supersede,
             "queue behind checkout-production-v1",
         );
-        let superseding = rollout(
-            "checkout-production-v1",
-            "production",
-            "v1",
-            &[
-                Input::Assessed {
-                    risk_score: 0.5,
-                    strategy: Strategy::Canary5,
-                    approval_required: false,
-                },
-                Input::Superseded {
-                    by_deploy_id: "checkout-production-v9".into(),
-                },
-            ],
-        );
+        let superseding = v1(&[
+            shipping,
+            Input::Superseded {
+                by_deploy_id: "checkout-production-v9".into(),
+            },
+        ]);
         check(
             "so does one superseded whose steps are still being reverted",
             Environment {
