@@ -102,6 +102,8 @@ pub struct Pipeline<R> {
     config: Arc<Config>,
     store: Store,
     driver: Driver<Store, R>,
+    /// The rollouts' locks, also taken per environment while a release is admitted there.
+    locks: RolloutLocks,
 }
 
 impl<R: EffectRunner> Pipeline<R> {
@@ -111,9 +113,10 @@ impl<R: EffectRunner> Pipeline<R> {
     pub fn new(config: Arc<Config>, store: Store, runner: R) -> Self {
         let locks = RolloutLocks::in_dir(config.store.data_dir.join("locks"));
         Pipeline {
-            driver: Driver::new(store.clone(), runner).with_locks(locks),
+            driver: Driver::new(store.clone(), runner).with_locks(locks.clone()),
             config,
             store,
+            locks,
         }
     }
 
@@ -158,6 +161,14 @@ impl<R: EffectRunner> Pipeline<R> {
                 .first()
                 .ok_or_else(|| PipelineError::NoEnvironments(service.name.clone()))?,
         };
+        // One release admitted at a time per environment (the webhook worker, the tick loop's
+        // promotions and `deploybot rollout start` all start rollouts): two that read the same
+        // live rollout would both supersede it. Taken before any rollout's lock, never after.
+        let _admitting = self
+            .locks
+            .lock(&format!("environment {}/{}", service.name, env.name))
+            .await
+            .map_err(DriverError::from)?;
         let hold = holds::hold_of(&self.store, &service.name, &env.name)?;
         let live = self
             .store

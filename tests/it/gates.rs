@@ -514,6 +514,48 @@ async fn a_rollback_while_a_commit_is_in_flight_waits_for_it_and_reverts_it_too(
     assert!(waited, "the rollback waited for the commit in flight");
 }
 
+/// Hole 5, across rollouts: two releases admitted at once in one environment (the webhook
+/// worker, the tick loop's promotions and `deploybot rollout start` all start rollouts) must not
+/// both decide to supersede the live one: one is admitted at a time, so the later one supersedes
+/// the earlier. The live rollout's first commit is held in flight while both releases arrive.
+#[tokio::test]
+async fn two_releases_admitted_at_once_leave_one_live_rollout_in_the_environment() {
+    let (s, gate) = gated().await;
+    let (reached, release_gate) = gate.arm(EffectKind::CommitStep);
+    let now = s.clock.now();
+    let (v1, v2, v3) = (release("1.0.0"), release("1.1.0"), release("2.0.0"));
+    let first = s.pipeline.start(&v1, CANARY, None, "t", now);
+    let both = async {
+        reached.await.unwrap();
+        let a = s.pipeline.start(&v2, CANARY, None, "t", now);
+        let b = s.pipeline.start(&v3, CANARY, None, "t", now);
+        let both = async { tokio::join!(a, b) };
+        tokio::pin!(both);
+        // Both are admitted (and wait) while the first rollout's commit is in flight.
+        let early = tokio::time::timeout(Duration::from_millis(500), &mut both).await;
+        assert!(early.is_err(), "they wait for the live rollout's driver");
+        let _ = release_gate.send(());
+        both.await
+    };
+    let (first, (a, b)) = tokio::join!(first, both);
+    first.unwrap();
+    // The second waits for the first to be admitted and started, then supersedes it (rather
+    // than failing on the store's one-live-rollout rule and being retried).
+    assert_eq!(a.unwrap(), "checkout-staging-1.1.0");
+    assert_eq!(b.unwrap(), "checkout-staging-2.0.0");
+    assert_eq!(get(&s, "checkout-staging-1.1.0").phase(), Phase::Superseded);
+    let live: Vec<(String, Phase)> = s
+        .pipeline
+        .store()
+        .live()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.environment() == "staging")
+        .map(|r| (r.deploy_id.clone(), r.phase()))
+        .collect();
+    assert_eq!(live.len(), 1, "live: {live:?}");
+}
+
 /// Hole 5, the revert list: the process dies right after a step's commit was pushed (not
 /// recorded), and the first thing the new process does is a `/rollback`: the revert list comes
 /// from the branch (every commit carrying the rollout's `Deploy-Id`), so that commit is reverted
