@@ -374,6 +374,10 @@ struct WirePull {
     #[serde(default)]
     merge_commit_sha: Option<String>,
     #[serde(default)]
+    merged_by: Option<WireUser>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
     draft: Option<bool>,
     #[serde(default)]
     changed_files: Option<u64>,
@@ -534,6 +538,8 @@ impl PullRequests for GithubRest {
                 head_sha: p.head.sha,
                 merged: p.merged.unwrap_or(false),
                 merge_commit_sha: p.merge_commit_sha,
+                merged_by: p.merged_by.map(|u| u.login),
+                open: p.state.as_deref() == Some("open"),
                 draft: p.draft.unwrap_or(false),
                 changed_files: p.changed_files.unwrap_or(0),
             })
@@ -977,6 +983,43 @@ impl GitopsPullRequests for GithubRest {
                     let m: WireMerge = ok_json(status, &bytes, &action)?;
                     Ok(Merge::Merged(m.sha))
                 }
+            }
+        })
+    }
+
+    fn close_pull_request<'a>(&'a self, repo: &'a RepoName, number: u64) -> PortFuture<'a, ()> {
+        Box::pin(async move {
+            let route = format!("/repos/{}/{}/pulls/{number}", repo.owner, repo.name);
+            let body = serde_json::json!({ "state": "closed" });
+            let _: WireBotPull = self
+                .json(
+                    "PATCH",
+                    &route,
+                    Some(&body),
+                    &format!("closing pull request {repo}#{number}"),
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn delete_branch<'a>(&'a self, repo: &'a RepoName, branch: &'a str) -> PortFuture<'a, ()> {
+        Box::pin(async move {
+            let action = format!("deleting branch {branch} of {repo}");
+            // The reference keeps its slashes; each part is encoded on its own.
+            let reference: Vec<String> = branch.split('/').map(segment).collect();
+            let route = format!(
+                "/repos/{}/{}/git/refs/heads/{}",
+                repo.owner,
+                repo.name,
+                reference.join("/")
+            );
+            let (status, _, bytes) = self.send("DELETE", &route, None, &action).await?;
+            match status {
+                200..=299 => Ok(()),
+                // Already gone (deleted by hand, or by GitHub after the merge).
+                422 if error_message(&bytes).contains("Reference does not exist") => Ok(()),
+                _ => Err(refused(status, &bytes, &action)),
             }
         })
     }

@@ -149,8 +149,25 @@ fn effect_label(e: &Effect) -> String {
     match e {
         Effect::CommitStep { weight, .. } => format!("commit {weight}"),
         Effect::OpenApprovalPr { weight, .. } => format!("open approval PR ({weight})"),
-        Effect::MergeApprovalPr => "merge approval PR".into(),
-        Effect::Revert { commits, .. } => format!("revert {}", commits.join(" ")),
+        Effect::MergeApprovalPr { head: Some(head) } => format!("merge approval PR at {head}"),
+        Effect::MergeApprovalPr { head: None } => "merge approval PR".into(),
+        Effect::Revert {
+            deploy_id,
+            commits,
+            find,
+            merges,
+            ..
+        } => {
+            let mut what: Vec<String> = commits.iter().chain(merges).cloned().collect();
+            // Its own commits found on the branch go without saying; a superseded one's do not.
+            what.extend(
+                find.iter()
+                    .filter(|id| *id != deploy_id)
+                    .map(|id| format!("{id}'s commits")),
+            );
+            format!("revert {}", what.join(" "))
+        }
+        Effect::CloseApprovalPr { why } => format!("close approval PR ({})", why.kind()),
         Effect::Comment { .. } => "comment".into(),
         Effect::Label { name } => format!("label {name}"),
         Effect::SetStatus { state, .. } => format!("status {state:?}").to_lowercase(),

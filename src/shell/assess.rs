@@ -404,6 +404,8 @@ mod tests {
             head_sha: "h".into(),
             merged: false,
             merge_commit_sha: None,
+            merged_by: None,
+            open: true,
             draft: false,
             changed_files,
         }

@@ -5,7 +5,14 @@
 //! disk before any effect runs; an effect's result is fed back only after every effect of its
 //! batch ran; and on start `recover` re-issues what each live record still owes
 //! (`step::outstanding`). Effects are idempotent, so re-running one after a crash changes nothing
-//! that already happened. The driver holds no state of its own and reads no clock: `now` is given.
+//! that already happened. The driver reads no clock (`now` is given) and keeps no state of its
+//! own beyond its locks.
+//!
+//! One task at a time drives a rollout: every entry point (`feed`, `recover`, `tick_all`,
+//! `reissue`) takes the rollout's lock (`adapters::lock`) for the whole chain of an input and
+//! the effects it causes, so a `/rollback` that arrives while a step's commit is in flight waits
+//! for that commit's result and then reverts it too. With a lock directory, processes sharing it
+//! (`serve` and `deploybot rollout`) wait for each other as well.
 //!
 //! `run` is a bare loop (recover, then tick on an interval) for the driver's own tests; `serve`
 //! runs `shell::webhook::server::rollout_loop`, which also promotes releases to the next
@@ -16,6 +23,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::adapters::lock::{LockError, RolloutLocks};
 use deploybot_core::failure::Failure;
 use deploybot_core::rollout::input::{Effect, Input};
 use deploybot_core::rollout::record::Rollout;
@@ -52,17 +60,40 @@ pub enum DriverError {
     Store(#[from] RolloutStoreError),
     #[error("driving rollout {0}: no such rollout")]
     NotFound(String),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(
+        "rollout {0} is superseded but still reverting what it shipped; the newer rollout \
+         starts once that is done"
+    )]
+    StillReverting(String),
 }
 
 /// The rollout shell over a store and an effect runner.
 pub struct Driver<S, R> {
     store: S,
     runner: R,
+    locks: RolloutLocks,
 }
 
 impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
+    /// A driver whose rollouts are locked within this process.
     pub fn new(store: S, runner: R) -> Self {
-        Driver { store, runner }
+        Driver {
+            store,
+            runner,
+            locks: RolloutLocks::in_process(),
+        }
+    }
+
+    /// The driver with `locks` (shared with other processes when they have a directory).
+    pub fn with_locks(mut self, locks: RolloutLocks) -> Self {
+        self.locks = locks;
+        self
+    }
+
+    pub fn runner(&self) -> &R {
+        &self.runner
     }
 
     pub fn store(&self) -> &S {
@@ -82,8 +113,10 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
     }
 
     /// Supersedes rollout `old` (admission decided it must go) and starts `rollout`. The old
-    /// one moves first, through `step` and the audit trail like any other input; a crash between
-    /// the two leaves it superseded and the trigger (a durable webhook delivery) retried, which
+    /// one moves first, through `step` and the audit trail like any other input, and reverts
+    /// what it shipped; only once that revert is in does the new one start (`StillReverting`
+    /// otherwise: the caller retries later, as for a queued release). A crash between the two
+    /// leaves the old one superseded and the trigger (a durable webhook delivery) retried, which
     /// then starts the new one.
     pub async fn supersede_then_start(
         &self,
@@ -97,13 +130,28 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
             by_deploy_id: rollout.deploy_id.clone(),
         };
         let mut done = self.feed(old, by, now).await?;
+        if self.store.get(old)?.is_some_and(|r| r.is_live()) {
+            return Err(DriverError::StillReverting(old.to_string()));
+        }
         done.extend(self.start(rollout, actor, first, now).await?);
         Ok(done)
     }
 
     /// Applies `input` to rollout `id`, persists, runs the effects, and feeds their results
-    /// back until nothing more follows. Returns every transition made, in order.
+    /// back until nothing more follows, holding the rollout's lock throughout. Returns every
+    /// transition made, in order.
     pub async fn feed(
+        &self,
+        id: &str,
+        input: Input,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Transition>, DriverError> {
+        let _driving = self.locks.lock(id).await?;
+        self.feed_locked(id, input, now).await
+    }
+
+    /// [`Driver::feed`] by a caller that holds the rollout's lock.
+    async fn feed_locked(
         &self,
         id: &str,
         input: Input,
@@ -133,16 +181,42 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
     pub async fn recover(&self, now: DateTime<Utc>) -> Result<usize, DriverError> {
         let live = self.store.live()?;
         for r in &live {
-            let owed = outstanding(r);
+            let _driving = self.locks.lock(&r.deploy_id).await?;
+            // Read again under the lock: another task may have moved it since the listing.
+            let Some(r) = self.store.get(&r.deploy_id)? else {
+                continue;
+            };
+            let owed = outstanding(&r);
             if owed.is_empty() {
                 continue;
             }
             tracing::info!(rollout = %r.deploy_id, effects = owed.len(), "re-issuing owed effects");
-            for input in self.run_all(r, &owed).await {
-                self.feed(&r.deploy_id, input, now).await?;
+            for input in self.run_all(&r, &owed).await {
+                self.feed_locked(&r.deploy_id, input, now).await?;
             }
         }
         Ok(live.len())
+    }
+
+    /// Runs `effects` for rollout `id` as it is stored (under its lock) and feeds their results
+    /// back: what the reconcile re-issues that no record owes any more (closing the approval PR
+    /// of an ended rollout).
+    pub async fn reissue(
+        &self,
+        id: &str,
+        effects: &[Effect],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Transition>, DriverError> {
+        let _driving = self.locks.lock(id).await?;
+        let r = self
+            .store
+            .get(id)?
+            .ok_or_else(|| DriverError::NotFound(id.to_string()))?;
+        let mut done = Vec::new();
+        for input in self.run_all(&r, effects).await {
+            done.extend(self.feed_locked(id, input, now).await?);
+        }
+        Ok(done)
     }
 
     /// Feeds a `Tick` to every live rollout. One rollout's failure (say, a write conflict) is

@@ -14,12 +14,12 @@ use chrono::{DateTime, Utc};
 
 use crate::adapters::store::approval_prs;
 use crate::adapters::store::parked::{self, PendingRelease};
-use crate::config::{Config, ServiceSpec};
+use crate::config::{ApprovalAuthority, ApprovalRule, Config, ServiceSpec};
 use crate::shell::driver::EffectRunner;
 use crate::shell::pipeline::{CommandOutcome, Gate, Pipeline, PipelineError, Release};
 use deploybot_core::failure::Failure;
-use deploybot_core::github::{Github, Merge, Reaction, RepoName};
-use deploybot_core::rollout::approval::{ApprovalOutcome, count_approvals};
+use deploybot_core::github::{Github, Merge, PullRequest, Reaction, RepoName};
+use deploybot_core::rollout::approval::{ApprovalOutcome, ReviewState, count_approvals};
 use deploybot_core::rollout::command::{self, Parsed};
 use deploybot_core::rollout::input::{Command, Input};
 use deploybot_core::rollout::record::{Phase, Rollout};
@@ -312,8 +312,12 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         }
     }
 
-    /// An approval PR merged by a person: their merge is their approval (branch protection
-    /// governed it); the rollout then continues from the merge commit.
+    /// An approval PR merged by a person. It is the approval only when the approvals on the
+    /// merged head satisfy the environment's rule (with `approvals_counted_by:
+    /// branch_protection`, GitHub enforced the rule at the merge); otherwise, or when its rollout
+    /// was no longer waiting for it, it is an out-of-band change: the rollout gets
+    /// `UnapprovedMerge` (it pauses, alerts, and reverts the merge unless
+    /// `revert_unapproved_merges: false`). deploybot's own merge is recognised as such.
     pub async fn on_approval_merged(
         &self,
         repo: &RepoName,
@@ -321,23 +325,78 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         merged_by: &str,
         now: DateTime<Utc>,
     ) -> Result<String, Failure> {
+        let Some(rollout) = self.approval_rollout(repo, number)? else {
+            return Ok(format!("{repo}#{number} is not an approval PR"));
+        };
+        let pr = self.github.pull_request(repo, number).await?;
+        self.judge_merge(repo, number, &pr, &rollout, merged_by, now)
+            .await
+    }
+
+    /// The rollout whose approval PR `repo#number` is, if any.
+    fn approval_rollout(&self, repo: &RepoName, number: u64) -> Result<Option<Rollout>, Failure> {
         let store = self.pipeline.store();
         let Some(link) = approval_prs::approval_pr_by_number(store, &repo.to_string(), number)?
         else {
-            return Ok(format!("{repo}#{number} is not an approval PR"));
+            return Ok(None);
         };
-        let t = self
-            .pipeline
-            .feed(
-                &link.deploy_id,
-                Input::Approved {
-                    by: merged_by.to_string(),
-                },
-                now,
-            )
-            .await?;
+        Ok(
+            deploybot_core::rollout::store::RolloutStore::get(store, &link.deploy_id)
+                .map_err(PipelineError::from)?,
+        )
+    }
+
+    /// Decides what the merge of approval PR `pr` is for `rollout`, and feeds it.
+    async fn judge_merge(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        pr: &PullRequest,
+        rollout: &Rollout,
+        merged_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, Failure> {
+        let id = &rollout.deploy_id;
+        let (true, Some(merge_sha)) = (pr.merged, pr.merge_commit_sha.clone()) else {
+            return Ok(format!("{repo}#{number} is not merged"));
+        };
+        if rollout.commits.iter().any(|c| c.sha == merge_sha) {
+            return Ok(format!("{id}: {repo}#{number} was merged as approved"));
+        }
+        let rule = self.approval_rule(rollout)?;
+        let verdict = if !rollout.awaits_approval_pr() {
+            Err(format!(
+                "rollout {id} is {}, no longer waiting for this approval",
+                rollout.phase()
+            ))
+        } else if rule.counted_by == ApprovalAuthority::BranchProtection {
+            Ok(self
+                .approvers_of(repo, number, &pr.head_sha, merged_by)
+                .await?)
+        } else {
+            match self.count(repo, number, pr, rollout, rule).await? {
+                ApprovalOutcome::Approved { by } => Ok(by.join(", ")),
+                other => Err(describe(&other)),
+            }
+        };
+        let input = match verdict {
+            Ok(by) => Input::Approved {
+                by,
+                head: Some(pr.head_sha.clone()),
+            },
+            Err(reason) => Input::UnapprovedMerge {
+                by: pr
+                    .merged_by
+                    .clone()
+                    .unwrap_or_else(|| merged_by.to_string()),
+                merge_sha,
+                reason,
+                revert: rule.revert_unapproved_merges,
+            },
+        };
+        let t = self.pipeline.feed(id, input, now).await?;
         let note = t.first().map(|t| t.note.clone()).unwrap_or_default();
-        Ok(format!("{} merged by {merged_by}: {note}", link.deploy_id))
+        Ok(format!("{id} merged by {merged_by}: {note}"))
     }
 
     /// A review (or any change) on an approval PR: approves its rollout when the reviews count.
@@ -347,60 +406,44 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         number: u64,
         now: DateTime<Utc>,
     ) -> Result<String, Failure> {
-        let store = self.pipeline.store();
-        let Some(link) = approval_prs::approval_pr_by_number(store, &repo.to_string(), number)?
-        else {
-            return Ok(format!("{repo}#{number} is not an approval PR"));
-        };
-        let Some(rollout) =
-            deploybot_core::rollout::store::RolloutStore::get(store, &link.deploy_id)
-                .map_err(PipelineError::from)?
-        else {
-            return Ok(format!("rollout {} is gone", link.deploy_id));
-        };
-        self.check_approval(repo, number, &rollout, now).await
+        match self.approval_rollout(repo, number)? {
+            Some(rollout) => self.check_approval(repo, number, rollout, now).await,
+            None => Ok(format!("{repo}#{number} is not an approval PR")),
+        }
     }
 
-    async fn check_approval(
-        &self,
-        repo: &RepoName,
-        number: u64,
-        rollout: &Rollout,
-        now: DateTime<Utc>,
-    ) -> Result<String, Failure> {
-        if rollout.phase() != Phase::AwaitingApproval {
-            return Ok(format!(
-                "{} is {}, not awaiting approval",
-                rollout.deploy_id,
-                rollout.phase()
-            ));
-        }
-        // Looked up, never assumed: an environment removed from the config while its rollout
-        // waits must not silently fall back to one approval by anybody with write access.
-        let Some(approval) = self
-            .config
+    /// The approval rule of the rollout's environment. Looked up, never assumed: an
+    /// environment removed from the config while its rollout waits must not silently fall back
+    /// to one approval by anybody with write access.
+    fn approval_rule(&self, rollout: &Rollout) -> Result<&ApprovalRule, Failure> {
+        self.config
             .service(rollout.service())
             .and_then(|s| s.environment(rollout.environment()))
             .map(|e| &e.approval)
-        else {
-            return Err(Failure::refused(format!(
-                "{} awaits approval in {}/{}, which was removed from the configuration while \
-                 the rollout was live; put it back to count the approvals, or roll the rollout \
-                 back",
-                rollout.deploy_id,
-                rollout.service(),
-                rollout.environment()
-            )));
-        };
-        let pr = self.github.pull_request(repo, number).await?;
-        if approval.counted_by == crate::config::ApprovalAuthority::BranchProtection {
-            return self
-                .merge_if_protection_allows(repo, number, &pr, rollout, now)
-                .await;
-        }
+            .ok_or_else(|| {
+                Failure::refused(format!(
+                    "{} awaits approval in {}/{}, which was removed from the configuration \
+                     while the rollout was live; put it back to count the approvals, or roll \
+                     the rollout back",
+                    rollout.deploy_id,
+                    rollout.service(),
+                    rollout.environment()
+                ))
+            })
+    }
+
+    /// Counts the approvals of approval PR `pr` (at its head) by the environment's `rule`.
+    async fn count(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        pr: &PullRequest,
+        rollout: &Rollout,
+        rule: &ApprovalRule,
+    ) -> Result<ApprovalOutcome, Failure> {
         let reviews = self.github.pull_request_reviews(repo, number).await?;
         let mut team_members = Vec::new();
-        for t in &approval.teams {
+        for t in &rule.teams {
             team_members.extend(self.github.team_members(&t.org, &t.slug).await?);
         }
         let mut allowed: BTreeMap<String, bool> = BTreeMap::new();
@@ -417,7 +460,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                     .can_write();
             allowed.insert(login, ok);
         }
-        let outcome = count_approvals(
+        Ok(count_approvals(
             &reviews,
             &pr.head_sha,
             &rollout.release.author,
@@ -427,43 +470,75 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                     .copied()
                     .unwrap_or(false)
             },
-            approval.count,
-        );
-        match outcome {
-            ApprovalOutcome::Approved { by } => {
-                let input = Input::Approved { by: by.join(", ") };
-                let t = self.pipeline.feed(&rollout.deploy_id, input, now).await?;
-                let note = t.first().map(|t| t.note.clone()).unwrap_or_default();
-                Ok(format!(
-                    "{} approved by {}: {note}",
+            rule.count,
+        ))
+    }
+
+    /// Counts the approvals of a rollout awaiting them and approves it at the counted head. When
+    /// the head moved before the merge (the approval came back outdated), counts once more on
+    /// the new head. A PR found merged (a webhook lost) is judged as a merge.
+    async fn check_approval(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        mut rollout: Rollout,
+        now: DateTime<Utc>,
+    ) -> Result<String, Failure> {
+        let mut notes = Vec::new();
+        for _ in 0..2 {
+            if rollout.phase() != Phase::AwaitingApproval {
+                notes.push(format!(
+                    "{} is {}, not awaiting approval",
                     rollout.deploy_id,
-                    by.join(", ")
-                ))
+                    rollout.phase()
+                ));
+                break;
             }
-            ApprovalOutcome::Waiting {
-                have,
-                need,
-                ignored,
-            } => Ok(format!(
-                "{}: {have} of {need} approvals{}",
+            let rule = self.approval_rule(&rollout)?;
+            let pr = self.github.pull_request(repo, number).await?;
+            if pr.merged {
+                let by = pr.merged_by.clone().unwrap_or_else(|| "-".into());
+                return self
+                    .judge_merge(repo, number, &pr, &rollout, &by, now)
+                    .await;
+            }
+            if rule.counted_by == ApprovalAuthority::BranchProtection {
+                return self
+                    .merge_if_protection_allows(repo, number, &pr, &rollout, now)
+                    .await;
+            }
+            let outcome = self.count(repo, number, &pr, &rollout, rule).await?;
+            let ApprovalOutcome::Approved { by } = outcome else {
+                notes.push(format!("{}: {}", rollout.deploy_id, describe(&outcome)));
+                break;
+            };
+            let input = Input::Approved {
+                by: by.join(", "),
+                head: Some(pr.head_sha.clone()),
+            };
+            let t = self.pipeline.feed(&rollout.deploy_id, input, now).await?;
+            let note = t
+                .iter()
+                .map(|t| t.note.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            notes.push(format!(
+                "{} approved by {}: {note}",
                 rollout.deploy_id,
-                if ignored.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (not counted: {})",
-                        ignored
-                            .iter()
-                            .map(|(who, why)| format!("{who} {why}"))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    )
-                }
-            )),
-            ApprovalOutcome::Blocked { by } => {
-                Ok(format!("{}: changes requested by {by}", rollout.deploy_id))
+                by.join(", ")
+            ));
+            match deploybot_core::rollout::store::RolloutStore::get(
+                self.pipeline.store(),
+                &rollout.deploy_id,
+            )
+            .map_err(PipelineError::from)?
+            {
+                // The head moved under the merge: count again on the new one.
+                Some(after) if after.phase() == Phase::AwaitingApproval => rollout = after,
+                _ => break,
             }
         }
+        Ok(notes.join("; "))
     }
 
     /// Branch protection decides: try the merge at the reviewed head; GitHub refuses (405) until
@@ -472,45 +547,31 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         &self,
         repo: &RepoName,
         number: u64,
-        pr: &deploybot_core::github::PullRequest,
+        pr: &PullRequest,
         rollout: &Rollout,
         now: DateTime<Utc>,
     ) -> Result<String, Failure> {
-        if !pr.merged {
-            match self
-                .github
-                .merge_pull_request(repo, number, &pr.head_sha)
-                .await?
-            {
-                Merge::Merged(_) => {}
-                Merge::HeadMoved(why) | Merge::NotMergeable(why) => {
-                    return Ok(format!(
-                        "{}: branch protection does not allow the merge yet: {why}",
-                        rollout.deploy_id
-                    ));
-                }
+        match self
+            .github
+            .merge_pull_request(repo, number, &pr.head_sha)
+            .await?
+        {
+            Merge::Merged(_) => {}
+            Merge::HeadMoved(why) | Merge::NotMergeable(why) => {
+                return Ok(format!(
+                    "{}: branch protection does not allow the merge yet: {why}",
+                    rollout.deploy_id
+                ));
             }
         }
-        let reviews = self.github.pull_request_reviews(repo, number).await?;
-        let mut approvers: Vec<String> = reviews
-            .iter()
-            .filter(|r| {
-                r.state == deploybot_core::rollout::approval::ReviewState::Approved
-                    && r.commit_sha == pr.head_sha
-            })
-            .map(|r| r.reviewer.clone())
-            .collect();
-        approvers.sort();
-        approvers.dedup();
-        let by = if approvers.is_empty() {
-            "branch protection".to_string()
-        } else {
-            approvers.join(", ")
-        };
-        let t = self
-            .pipeline
-            .feed(&rollout.deploy_id, Input::Approved { by: by.clone() }, now)
+        let by = self
+            .approvers_of(repo, number, &pr.head_sha, "branch protection")
             .await?;
+        let input = Input::Approved {
+            by: by.clone(),
+            head: Some(pr.head_sha.clone()),
+        };
+        let t = self.pipeline.feed(&rollout.deploy_id, input, now).await?;
         let note = t.first().map(|t| t.note.clone()).unwrap_or_default();
         Ok(format!(
             "{} approved by {by} (branch protection): {note}",
@@ -518,8 +579,32 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         ))
     }
 
-    /// What webhooks would have said, re-read: approvals of rollouts awaiting one, and parked
-    /// releases. A failure is logged and retried on the next reconcile.
+    /// Who approved `head` (GitHub's branch protection counted them), or `otherwise`.
+    async fn approvers_of(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        head: &str,
+        otherwise: &str,
+    ) -> Result<String, Failure> {
+        let reviews = self.github.pull_request_reviews(repo, number).await?;
+        let mut approvers: Vec<String> = reviews
+            .iter()
+            .filter(|r| r.state == ReviewState::Approved && r.commit_sha == head)
+            .map(|r| r.reviewer.clone())
+            .collect();
+        approvers.sort();
+        approvers.dedup();
+        Ok(if approvers.is_empty() {
+            otherwise.to_string()
+        } else {
+            approvers.join(", ")
+        })
+    }
+
+    /// What webhooks would have said, re-read: approvals (and merges) of rollouts awaiting one,
+    /// parked releases, and the approval PRs of ended rollouts a crash left open. A failure is
+    /// logged and retried on the next reconcile.
     pub async fn reconcile(&self, now: DateTime<Utc>) {
         if let Err(e) = self.release_parked(now).await {
             tracing::warn!("reconcile: parked releases: {e}");
@@ -532,17 +617,51 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 return;
             }
         };
-        for r in live.iter().filter(|r| r.phase() == Phase::AwaitingApproval) {
+        for r in live
+            .into_iter()
+            .filter(|r| r.phase() == Phase::AwaitingApproval)
+        {
             let Ok(Some(link)) = approval_prs::approval_pr(store, &r.deploy_id) else {
                 continue;
             };
             let Ok(repo) = link.repo.parse::<RepoName>() else {
                 continue;
             };
+            let id = r.deploy_id.clone();
             match self.check_approval(&repo, link.number, r, now).await {
-                Ok(note) => tracing::debug!(rollout = %r.deploy_id, "reconcile: {note}"),
-                Err(e) => tracing::warn!(rollout = %r.deploy_id, "reconcile: approval: {e}"),
+                Ok(note) => tracing::debug!(rollout = %id, "reconcile: {note}"),
+                Err(e) => tracing::warn!(rollout = %id, "reconcile: approval: {e}"),
             }
         }
+        if let Err(e) = self.pipeline.close_stale_approval_prs(now).await {
+            tracing::warn!("reconcile: closing approval PRs of ended rollouts: {e}");
+        }
+    }
+}
+
+/// What an approval count that did not approve says, for notes and the unapproved-merge reason.
+fn describe(outcome: &ApprovalOutcome) -> String {
+    match outcome {
+        ApprovalOutcome::Approved { by } => format!("approved by {}", by.join(", ")),
+        ApprovalOutcome::Waiting {
+            have,
+            need,
+            ignored,
+        } => format!(
+            "{have} of {need} approvals{}",
+            if ignored.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (not counted: {})",
+                    ignored
+                        .iter()
+                        .map(|(who, why)| format!("{who} {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            }
+        ),
+        ApprovalOutcome::Blocked { by } => format!("changes requested by {by}"),
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::adapters::lock::RolloutLocks;
 use crate::adapters::store::Store;
 use crate::adapters::store::{approval_prs, holds};
 use crate::config::{Config, ServiceSpec};
@@ -21,10 +22,10 @@ pub use deploybot_core::rollout::admission::Gate;
 use deploybot_core::rollout::admission::{
     Admission, Destination, Environment, admit, deploy_id, promotions,
 };
-use deploybot_core::rollout::input::{Command, Input};
+use deploybot_core::rollout::input::{Closing, Command, Effect, Input};
 pub use deploybot_core::rollout::record::Release;
-use deploybot_core::rollout::record::{Phase, Rollout, Settings, Target};
-use deploybot_core::rollout::step::{Outcome, Transition};
+use deploybot_core::rollout::record::{Phase, Rollout, Settings, State, Target};
+use deploybot_core::rollout::step::{Outcome, Transition, closing};
 use deploybot_core::rollout::store::RolloutStore;
 
 /// Why a release did not start.
@@ -51,8 +52,9 @@ pub enum PipelineError {
         since: String,
     },
     #[error(
-        "{service}/{environment} is busy with rollout {live}, and new versions queue \
-         (rollout.on_new_version: queue); it starts when that one finishes"
+        "{service}/{environment} is busy with rollout {live} (new versions queue with \
+         rollout.on_new_version: queue, and any wait while a superseded or rolled-back rollout \
+         still reverts what it shipped); it starts when that one finishes"
     )]
     Busy {
         service: String,
@@ -100,14 +102,21 @@ pub struct Pipeline<R> {
     config: Arc<Config>,
     store: Store,
     driver: Driver<Store, R>,
+    /// The rollouts' locks, also taken per environment while a release is admitted there.
+    locks: RolloutLocks,
 }
 
 impl<R: EffectRunner> Pipeline<R> {
+    /// The pipeline over `store`, driving rollouts with `runner`; rollouts are locked through
+    /// files under `store.data_dir`, so `serve` and `deploybot rollout` never drive one rollout
+    /// at the same time.
     pub fn new(config: Arc<Config>, store: Store, runner: R) -> Self {
+        let locks = RolloutLocks::in_dir(config.store.data_dir.join("locks"));
         Pipeline {
-            driver: Driver::new(store.clone(), runner),
+            driver: Driver::new(store.clone(), runner).with_locks(locks.clone()),
             config,
             store,
+            locks,
         }
     }
 
@@ -152,6 +161,14 @@ impl<R: EffectRunner> Pipeline<R> {
                 .first()
                 .ok_or_else(|| PipelineError::NoEnvironments(service.name.clone()))?,
         };
+        // One release admitted at a time per environment (the webhook worker, the tick loop's
+        // promotions and `deploybot rollout start` all start rollouts): two that read the same
+        // live rollout would both supersede it. Taken before any rollout's lock, never after.
+        let _admitting = self
+            .locks
+            .lock(&format!("environment {}/{}", service.name, env.name))
+            .await
+            .map_err(DriverError::from)?;
         let hold = holds::hold_of(&self.store, &service.name, &env.name)?;
         let live = self
             .store
@@ -219,10 +236,21 @@ impl<R: EffectRunner> Pipeline<R> {
                 superseded,
             } => {
                 tracing::info!(rollout = %rollout.deploy_id, %superseded, strategy = %gate.strategy, "starting rollout, superseding the live one");
-                self.driver
+                match self
+                    .driver
                     .supersede_then_start(&superseded, &rollout, actor, first, now)
-                    .await?;
-                Ok(rollout.deploy_id)
+                    .await
+                {
+                    Ok(_) => Ok(rollout.deploy_id),
+                    // Its revert failed for now (retried on a tick): this release waits, as a
+                    // queued one does.
+                    Err(DriverError::StillReverting(live)) => Err(PipelineError::Busy {
+                        service: service.name.clone(),
+                        environment: env.name.clone(),
+                        live,
+                    }),
+                    Err(e) => Err(e.into()),
+                }
             }
         }
     }
@@ -326,6 +354,27 @@ impl<R: EffectRunner> Pipeline<R> {
         };
         let transitions = self.driver.feed(&r.deploy_id, input, now).await?;
         Ok(outcome(r.deploy_id, &transitions))
+    }
+
+    /// Closes the approval PRs of rollouts that ended (or roll back) while the close is not
+    /// recorded as done: what the reconcile finishes after a crash, or after GitHub was down.
+    pub async fn close_stale_approval_prs(&self, now: DateTime<Utc>) -> Result<(), PipelineError> {
+        for link in approval_prs::unclosed(&self.store)? {
+            let Some(r) = self.store.get(&link.deploy_id)? else {
+                continue;
+            };
+            let why = match &r.state {
+                State::Ended { end, .. } => closing(end),
+                State::RollingBack { .. } => Closing::RolledBack,
+                State::Superseding { by, .. } => Closing::Superseded {
+                    by_deploy_id: by.clone(),
+                },
+                State::Running { .. } | State::Paused { .. } => continue,
+            };
+            let effects = [Effect::CloseApprovalPr { why }];
+            self.driver.reissue(&r.deploy_id, &effects, now).await?;
+        }
+        Ok(())
     }
 
     /// Feeds `input` to rollout `id` (approvals, CLI steering).

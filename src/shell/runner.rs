@@ -31,7 +31,7 @@ use deploybot_core::failure::Failure;
 use deploybot_core::github::{CommitStatus, Github, LabelSpec, Merge, RepoName};
 use deploybot_core::gitops::commit_message::{CommitInfo, revert_reason, step_summary};
 use deploybot_core::gitops::repo::{GitopsRepo, GitopsRepos};
-use deploybot_core::rollout::input::{Effect, Input, Notice, StatusState};
+use deploybot_core::rollout::input::{Closing, Effect, Input, Notice, StatusState};
 use deploybot_core::rollout::plan::Weight;
 use deploybot_core::rollout::record::Observation;
 use deploybot_core::rollout::record::{Phase, Progress, Rollout, secs};
@@ -168,6 +168,14 @@ pub fn gitops_writers(
         config.store.data_dir.join("gitops"),
         token,
     ))
+}
+
+/// What a `Revert` effect names: recorded commits, the deploy ids whose commits are found on
+/// the branch, and merges of the approval PR.
+struct RevertList<'a> {
+    commits: &'a [String],
+    find: &'a [String],
+    merges: &'a [String],
 }
 
 /// The production runner.
@@ -366,9 +374,10 @@ impl<W: WindowSource> LiveRunner<W> {
     fn gitops_repo(&self, env: &EnvironmentSpec) -> Result<RepoName, Failure> {
         env.repo.github.clone().ok_or_else(|| {
             Failure::refused(format!(
-                "approval PRs need the GitOps repository on GitHub: set gitops.github_repo \
-                 ({} is not a github.com URL)",
-                env.repo.url.redacted()
+                "approval PRs need the GitOps repository on GitHub: {} is not a repository URL \
+                 on {}; set the environment's github_repo (or gitops.github_repo)",
+                env.repo.url.redacted(),
+                self.parts.config.github.web_host()
             ))
         })
     }
@@ -445,7 +454,12 @@ impl<W: WindowSource> LiveRunner<W> {
         Ok(())
     }
 
-    async fn merge_approval_pr(&self, r: &Rollout) -> Result<Input, Failure> {
+    /// Merges the approval PR at `head`, the commit the approvals were counted on, and nothing
+    /// else: GitHub refuses (409) when the head moved, which is `ApprovalOutdated` and a recount.
+    /// A PR already merged at `head` (by a person, or by deploybot before a crash) is that merge;
+    /// merged at another head, it is outdated too, and the merge is judged where merges are
+    /// (`events::on_approval_merged`, also on the reconcile).
+    async fn merge_approval_pr(&self, r: &Rollout, head: Option<&str>) -> Result<Input, Failure> {
         let github = self.github()?;
         let link = approval_prs::approval_pr(&self.parts.store, &r.deploy_id)?
             .ok_or_else(|| Failure::refused("no approval PR is recorded for this rollout"))?;
@@ -454,49 +468,111 @@ impl<W: WindowSource> LiveRunner<W> {
             .step()
             .map(|s| s.weight)
             .ok_or_else(|| Failure::refused("no step is in flight"))?;
-        let pr = github.pull_request(&repo, link.number).await?;
-        // A human may have merged it already (or we did, before a crash): use that merge.
-        let sha = match (pr.merged, pr.merge_commit_sha.clone()) {
-            (true, Some(sha)) => sha,
-            _ => match github
-                .merge_pull_request(&repo, link.number, &pr.head_sha)
-                .await?
-            {
-                Merge::Merged(sha) => sha,
-                Merge::HeadMoved(why) | Merge::NotMergeable(why) => {
-                    return Err(Failure::permanent(
-                        format!("merging {repo}#{} at {}", link.number, pr.head_sha),
-                        why,
-                    ));
-                }
-            },
+        let Some(head) = head else {
+            return Ok(Input::ApprovalOutdated {
+                reason: "the approval was recorded without the head it approved".into(),
+            });
         };
-        tracing::info!(rollout = %r.deploy_id, pr = link.number, %sha, "approval PR merged");
-        Ok(Input::Committed { sha, weight })
+        let mut pr = github.pull_request(&repo, link.number).await?;
+        if !pr.merged {
+            match github.merge_pull_request(&repo, link.number, head).await? {
+                Merge::Merged(sha) => {
+                    tracing::info!(rollout = %r.deploy_id, pr = link.number, %sha, %head, "approval PR merged");
+                    return Ok(Input::Committed { sha, weight });
+                }
+                Merge::HeadMoved(why) => return Ok(Input::ApprovalOutdated { reason: why }),
+                Merge::NotMergeable(why) => {
+                    // Merged by a person meanwhile? Then that merge is judged below.
+                    pr = github.pull_request(&repo, link.number).await?;
+                    if !pr.merged {
+                        return Err(Failure::permanent(
+                            format!("merging {repo}#{} at {head}", link.number),
+                            why,
+                        ));
+                    }
+                }
+            }
+        }
+        match pr.merge_commit_sha {
+            Some(sha) if pr.head_sha == head => {
+                tracing::info!(rollout = %r.deploy_id, pr = link.number, %sha, "approval PR was merged at the approved head");
+                Ok(Input::Committed { sha, weight })
+            }
+            _ => Ok(Input::ApprovalOutdated {
+                reason: format!(
+                    "{repo}#{} was merged at {}, not at the approved {head}",
+                    link.number, pr.head_sha
+                ),
+            }),
+        }
     }
 
+    /// Reverts what the rollout put in the environment, newest first as the branch has it: the
+    /// commits listed, every bot commit carrying one of the `find` deploy ids (read from the
+    /// branch, so one the record missed is reverted too), and merges of the approval PR as a
+    /// whole, against their first parent.
     async fn revert(
         &self,
         r: &Rollout,
-        commits: &[String],
+        listed: &RevertList<'_>,
         reason: &str,
         evidence: &str,
     ) -> Result<Input, Failure> {
         let (_, _, env) = environment_of(&self.parts.config, r)?;
         let gitops = self.repo(env)?;
         let why = revert_reason(reason, evidence);
+        let known: Vec<String> = listed
+            .commits
+            .iter()
+            .chain(listed.merges)
+            .cloned()
+            .collect();
+        let order = gitops.revert_list(&env.branch, listed.find, &known).await?;
         let mut head = None;
-        // Newest first: each revert applies on top of the previous one, as `git revert` would.
-        for sha in commits.iter().rev() {
-            let outcome = gitops.revert(&env.branch, sha, &why).await?;
+        for sha in &order {
+            let outcome = if listed.merges.contains(sha) {
+                gitops.revert_merge(&env.branch, sha, &why).await?
+            } else {
+                gitops.revert(&env.branch, sha, &why).await?
+            };
             head = Some(outcome.head().to_string());
         }
         let sha = match head {
             Some(h) => h,
             None => gitops.tip(&env.branch).await?.unwrap_or_default(),
         };
-        tracing::warn!(rollout = %r.deploy_id, %sha, "rolled back through git: {reason}");
+        tracing::warn!(rollout = %r.deploy_id, %sha, reverted = order.len(), "rolled back through git: {reason}");
         Ok(Input::Reverted { sha })
+    }
+
+    /// Ends the rollout's approval PR: says why on it (once: the comment is found by its
+    /// marker), closes it if still open, deletes its bot branch, and records that it is done
+    /// (the reconcile finishes what a crash interrupted).
+    async fn close_approval_pr(&self, r: &Rollout, why: &Closing) -> Result<(), Failure> {
+        let Some(link) = approval_prs::approval_pr(&self.parts.store, &r.deploy_id)? else {
+            return Ok(());
+        };
+        let github = self.github()?;
+        let repo: RepoName = link.repo.parse().map_err(Failure::refused)?;
+        let pr = github.pull_request(&repo, link.number).await?;
+        if pr.open || matches!(why, Closing::MergedUnapproved { .. }) {
+            deploybot_core::github::upsert_marked_comment(
+                github.as_ref(),
+                &repo,
+                link.number,
+                &deploybot_core::rollout::comment::approval_pr_marker(&r.deploy_id),
+                &self.parts.config.github.bot_login,
+                &deploybot_core::rollout::comment::approval_pr_closed(&r.deploy_id, why),
+            )
+            .await?;
+        }
+        if pr.open {
+            github.close_pull_request(&repo, link.number).await?;
+        }
+        github.delete_branch(&repo, &link.branch).await?;
+        approval_prs::mark_closed(&self.parts.store, &r.deploy_id, self.now())?;
+        tracing::info!(rollout = %r.deploy_id, pr = link.number, why = why.kind(), "approval PR closed, branch deleted");
+        Ok(())
     }
 
     fn github(&self) -> Result<&Arc<dyn Github>, Failure> {
@@ -761,13 +837,25 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 self.open_approval_pr(r, *weight, image_tag).await?;
                 Ok(None)
             }
-            Effect::MergeApprovalPr => self.merge_approval_pr(r).await.map(Some),
+            Effect::MergeApprovalPr { head } => {
+                self.merge_approval_pr(r, head.as_deref()).await.map(Some)
+            }
             Effect::Revert {
                 commits,
                 reason,
                 evidence,
+                find,
+                merges,
                 ..
-            } => self.revert(r, commits, reason, evidence).await.map(Some),
+            } => {
+                let listed = RevertList {
+                    commits,
+                    find,
+                    merges,
+                };
+                self.revert(r, &listed, reason, evidence).await.map(Some)
+            }
+            Effect::CloseApprovalPr { why } => self.close_approval_pr(r, why).await.map(|()| None),
             Effect::Comment { notice } => self.comment(r, notice).await.map(|()| None),
             Effect::Label { name } => self.label(r, name).await.map(|()| None),
             Effect::SetStatus { state, phase } => {

@@ -17,8 +17,10 @@ use deploybot_core::rollout::command::{
     self, needs_write_access, not_applied, parse, reply, status_reply,
 };
 use deploybot_core::rollout::comment::{
-    alert_text, commit_status, marker, notice_text, status_comment, status_comment_with_chart,
+    alert_text, approval_pr_closed, commit_status, marker, notice_text, status_comment,
+    status_comment_with_chart,
 };
+use deploybot_core::rollout::input::Closing;
 use deploybot_core::rollout::metrics::{ERROR_RATE, P99_LATENCY};
 use deploybot_core::rollout::testing::{rolled_back_at_25, t, trigger};
 use deploybot_core::rollout::{
@@ -175,6 +177,19 @@ fn every_notice_is_pinned() {
         Notice::Failed {
             reason: "the GitOps repository refused the push".into(),
         },
+        Notice::ApprovalOutdated {
+            reason: "the head moved past 1a2b3c4, which is what was approved".into(),
+        },
+        Notice::UnapprovedMerge {
+            by: "erin".into(),
+            reason: "0 of 1 approvals".into(),
+            reverted: true,
+        },
+        Notice::UnapprovedMerge {
+            by: "erin".into(),
+            reason: "0 of 1 approvals".into(),
+            reverted: false,
+        },
     ];
     let parts: Vec<(&str, String)> = notices.iter().map(|n| (n.kind(), notice_text(n))).collect();
     for (kind, text) in &parts {
@@ -182,6 +197,44 @@ fn every_notice_is_pinned() {
         assert!(!text.contains("{{"), "unfilled placeholder in {text:?}");
     }
     check("golden/rollout_notices.txt", &sections(&parts));
+}
+
+/// Every reason an approval PR is closed has its comment in
+/// `templates/rollout/approval-pr-closed.txt`, filled, under the marker that keeps it single.
+#[test]
+fn every_approval_pr_closing_is_pinned() {
+    let reasons = [
+        Closing::Completed,
+        Closing::RolledBack,
+        Closing::Superseded {
+            by_deploy_id: "d-43".into(),
+        },
+        Closing::Failed,
+        Closing::MergedUnapproved {
+            by: "erin".into(),
+            reverted: true,
+        },
+        Closing::MergedUnapproved {
+            by: "erin".into(),
+            reverted: false,
+        },
+    ];
+    let parts: Vec<(&str, String)> = reasons
+        .iter()
+        .map(|why| (why.kind(), approval_pr_closed("d-42", why)))
+        .collect();
+    for (kind, text) in &parts {
+        assert!(
+            text.starts_with("<!-- deploybot:approval-pr:d-42 -->\n"),
+            "{kind}: {text:?}"
+        );
+        assert!(
+            text.trim_end().ends_with('.'),
+            "no template line for {kind}: {text:?}"
+        );
+        assert!(!text.contains("{{"), "unfilled placeholder in {text:?}");
+    }
+    check("golden/rollout_approval_pr_closed.txt", &sections(&parts));
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod e2e;
 mod errors;
+mod gates;
 mod github;
 mod gitops;
 mod golden;

@@ -6,14 +6,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use deploybot::adapters::github::GithubRest;
 use deploybot::adapters::store::Store;
 use deploybot::config::Config;
 use deploybot::demo::workspace::Workspace;
 use deploybot::demo::{ReplayWindows, VirtualClock};
-use deploybot::shell::driver::Clock;
+use deploybot::shell::driver::{Clock, EffectRunner};
 use deploybot::shell::events::RolloutEvents;
 use deploybot::shell::pipeline::{Gate, Pipeline, PipelineError, Release};
 use deploybot::shell::runner::{LiveRunner, RunnerParts};
@@ -27,32 +26,48 @@ use deploybot_core::webhook::route::Comment;
 
 use crate::support::fake_github::{BareRepo, FakeGithub, file, webhook};
 
-struct Setup {
-    ws: Workspace,
-    pipeline: Pipeline<LiveRunner<ReplayWindows>>,
-    clock: VirtualClock,
-    config: Arc<Config>,
-    _tmp: tempfile::TempDir,
+pub(crate) struct Setup<R = LiveRunner<ReplayWindows>> {
+    pub(crate) ws: Workspace,
+    pub(crate) pipeline: Pipeline<R>,
+    pub(crate) clock: VirtualClock,
+    pub(crate) config: Arc<Config>,
+    pub(crate) _tmp: tempfile::TempDir,
 }
 
 /// The demo's workspace and config, with `on_new_version` set and, given a fake GitHub, approval
 /// required in production and the repository named on GitHub (a YAML patch by string: the
 /// anchors are the demo config's own lines).
-async fn setup(on_new_version: &str, github: Option<&FakeGithub>) -> Setup {
+pub(crate) async fn setup(on_new_version: &str, github: Option<&FakeGithub>) -> Setup {
     setup_with(on_new_version, github, "deploybot").await
 }
 
-async fn setup_with(on_new_version: &str, github: Option<&FakeGithub>, counted_by: &str) -> Setup {
+pub(crate) async fn setup_with(
+    on_new_version: &str,
+    github: Option<&FakeGithub>,
+    counted_by: &str,
+) -> Setup {
     setup_patched(on_new_version, github, counted_by, &[]).await
 }
 
 /// `setup_with`, with further (anchor, replacement) patches of the config text.
-async fn setup_patched(
+pub(crate) async fn setup_patched(
     on_new_version: &str,
     github: Option<&FakeGithub>,
     counted_by: &str,
     patches: &[(&str, &str)],
 ) -> Setup {
+    setup_wrapped(on_new_version, github, counted_by, patches, |r| r).await
+}
+
+/// `setup_patched`, with the production runner wrapped by `wrap` (a test's control over when
+/// an effect finishes).
+pub(crate) async fn setup_wrapped<R: EffectRunner>(
+    on_new_version: &str,
+    github: Option<&FakeGithub>,
+    counted_by: &str,
+    patches: &[(&str, &str)],
+    wrap: impl FnOnce(LiveRunner<ReplayWindows>) -> R,
+) -> Setup<R> {
     let tmp = tempfile::tempdir().unwrap();
     let ws = Workspace::create(&tmp.path().join("ws")).unwrap();
     let mut text = ws.config_text().replace(
@@ -87,17 +102,47 @@ async fn setup_patched(
     let config = Arc::new(deploybot::config::from_yaml(&text, &ws.config_path).unwrap());
     std::fs::create_dir_all(&ws.data_dir).unwrap();
     let store = Store::open(&config.store.database_path()).unwrap();
+    let clock = VirtualClock::starting_at(
+        DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+    );
+    let api = github.map(FakeGithub::url);
+    let runner = wrap(live_runner(&config, &store, &clock, api.as_deref()));
+    Setup {
+        pipeline: Pipeline::new(config.clone(), store, runner),
+        ws,
+        clock,
+        config,
+        _tmp: tmp,
+    }
+}
+
+/// The production runner over `store`, with healthy replayed metrics for every tag the tests
+/// ship, time from `clock`, and GitHub at `github_api` (with a token) when given: what a
+/// process started on this configuration runs.
+pub(crate) fn live_runner(
+    config: &Arc<Config>,
+    store: &Store,
+    clock: &VirtualClock,
+    github_api: Option<&str>,
+) -> LiveRunner<ReplayWindows> {
+    LiveRunner::new(runner_parts(config, store, clock, github_api))
+}
+
+/// The parts of [`live_runner`], for a test to change an edge before it starts.
+pub(crate) fn runner_parts(
+    config: &Arc<Config>,
+    store: &Store,
+    clock: &VirtualClock,
+    github_api: Option<&str>,
+) -> RunnerParts<ReplayWindows> {
     let healthy = generate::suite(1, 7)
         .into_iter()
         .find(|g| g.family == "healthy-flat")
         .unwrap()
         .scenario
         .window;
-    let clock = VirtualClock::starting_at(
-        DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc),
-    );
     let windows = ReplayWindows::new(
         ["1.0.0", "1.1.0", "2.0.0"]
             .iter()
@@ -110,22 +155,15 @@ async fn setup_patched(
         windows,
         Arc::new(clock.clone()),
     );
-    if let Some(gh) = github {
+    if let Some(api) = github_api {
         let token = Secret::new("t0ken");
-        parts.github = Some(Arc::new(GithubRest::new(&gh.url(), Some(&token)).unwrap()));
+        parts.github = Some(Arc::new(GithubRest::new(api, Some(&token)).unwrap()));
         parts.github_token = Some(token);
     }
-    let runner = LiveRunner::new(parts);
-    Setup {
-        pipeline: Pipeline::new(config.clone(), store, runner),
-        ws,
-        clock,
-        config,
-        _tmp: tmp,
-    }
+    parts
 }
 
-fn release(tag: &str) -> Release {
+pub(crate) fn release(tag: &str) -> Release {
     Release {
         service: "checkout".into(),
         image_tag: tag.into(),
@@ -138,14 +176,14 @@ fn release(tag: &str) -> Release {
     }
 }
 
-const CANARY: Gate = Gate {
+pub(crate) const CANARY: Gate = Gate {
     risk_score: 0.3,
     strategy: Strategy::Canary25,
     approval_required: false,
 };
 
-async fn run_until(
-    s: &Setup,
+pub(crate) async fn run_until<R: EffectRunner>(
+    s: &Setup<R>,
     minutes: i64,
     done: impl Fn(&[deploybot_core::rollout::Rollout]) -> bool,
 ) {
@@ -221,11 +259,11 @@ async fn a_new_version_supersedes_by_default_and_queues_when_asked() {
     assert!(s.pipeline.store().get(&b).unwrap().unwrap().is_live());
 }
 
-const GITOPS: &str = "Codertocat/gitops";
+pub(crate) const GITOPS: &str = "Codertocat/gitops";
 
 /// A production rollout of 2.0.0 waiting on its approval PR (real, in the bare repository):
 /// the setup, the deploy id and the PR number.
-async fn awaiting_approval(gh: &FakeGithub, counted_by: &str) -> (Setup, String, u64) {
+pub(crate) async fn awaiting_approval(gh: &FakeGithub, counted_by: &str) -> (Setup, String, u64) {
     let s = setup_with("supersede", Some(gh), counted_by).await;
     gh.back_with_git(BareRepo(s.ws.gitops.clone()));
     let id = s
@@ -247,11 +285,11 @@ async fn awaiting_approval(gh: &FakeGithub, counted_by: &str) -> (Setup, String,
     (s, id, n)
 }
 
-fn github_for(gh: &FakeGithub) -> GithubRest {
+pub(crate) fn github_for(gh: &FakeGithub) -> GithubRest {
     GithubRest::new(&gh.url(), Some(&Secret::new("t0ken"))).unwrap()
 }
 
-fn events<'a>(
+pub(crate) fn events<'a>(
     s: &'a Setup,
     github: &'a GithubRest,
 ) -> RolloutEvents<'a, LiveRunner<ReplayWindows>> {
@@ -261,40 +299,6 @@ fn events<'a>(
         model: None,
         pipeline: &s.pipeline,
     }
-}
-
-#[tokio::test]
-async fn a_person_merging_the_approval_pr_approves_it() {
-    let gh = FakeGithub::start().await;
-    // The token goes to the runner directly; `serve` would resolve it from github.token_env.
-    let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
-    let prs = gh.open_prs();
-    assert_eq!(prs.len(), 1, "{prs:#?}");
-    assert_eq!(prs[0]["base"]["ref"], json!("main"));
-
-    // Erin merges it in the UI; the merged-PR webhook reaches the pipeline.
-    let merge = gh.merge_by_human(n, "erin");
-    let github = github_for(&gh);
-    let events = events(&s, &github);
-    let repo: RepoName = GITOPS.parse().unwrap();
-    let note = events
-        .on_approval_merged(&repo, n, "erin", s.clock.now())
-        .await
-        .unwrap();
-    assert!(note.contains("merged by erin"), "{note}");
-    let r = s.pipeline.store().get(&id).unwrap().unwrap();
-    assert_eq!(r.approved_by(), Some("erin"));
-    assert_eq!(r.commits.len(), 1, "{r:#?}");
-    assert_eq!(
-        r.commits[0].sha, merge,
-        "the canary starts from the person's merge commit"
-    );
-    assert_eq!(BareRepo(s.ws.gitops.clone()).tip("main").unwrap(), merge);
-    assert!(
-        !gh.writes().iter().any(|w| w.contains("/merge")),
-        "the bot did not merge it again: {:?}",
-        gh.writes()
-    );
 }
 
 /// An environment removed from the config while its rollout waits for approval does not fall

@@ -707,8 +707,8 @@ mod driver {
                 && e.cause == "superseded"
                 && e.actor == "rollout d-2")
         );
-        // The newer rollout's own commits follow the older one's in the GitOps repository.
-        assert_eq!(commits_of(&world.lock().unwrap()), ["5%", "5%"]);
+        // The older rollout's step is reverted first; the newer one starts from there.
+        assert_eq!(commits_of(&world.lock().unwrap()), ["5%", "revert", "5%"]);
     }
 
     /// An accelerated clock: every reading is 30 s after the previous one, whatever the wall

@@ -69,6 +69,10 @@ pub struct PullRequest {
     /// Set once merged (by deploybot or by a human); GitHub also fills it with a test merge
     /// commit while the PR is open, so it means "the merge" only when `merged`.
     pub merge_commit_sha: Option<String>,
+    /// Who merged it, once merged.
+    pub merged_by: Option<String>,
+    /// Neither merged nor closed.
+    pub open: bool,
     pub draft: bool,
     /// Files GitHub counts as changed (may exceed what the files API lists).
     pub changed_files: u64,
@@ -329,7 +333,8 @@ pub trait Approvals: Send + Sync {
 }
 
 /// PR mode's writes on the GitOps repository: the approval PR from a bot branch, found or
-/// opened, and merged once approved. Labelling it is [`Labels`].
+/// opened, merged once approved, and closed with its branch deleted when its rollout ends.
+/// Labelling and commenting on it are [`Labels`] and [`Comments`].
 pub trait GitopsPullRequests: Send + Sync {
     /// The open PR from `head` (a branch of the repository itself) into `base`, if any.
     fn find_open_pull_request<'a>(
@@ -353,6 +358,10 @@ pub trait GitopsPullRequests: Send + Sync {
         number: u64,
         expected_head_sha: &'a str,
     ) -> PortFuture<'a, Merge>;
+    /// Closes the PR without merging it; closing a closed PR is not an error.
+    fn close_pull_request<'a>(&'a self, repo: &'a RepoName, number: u64) -> PortFuture<'a, ()>;
+    /// Deletes `branch` of the repository; a branch that is not there is not an error.
+    fn delete_branch<'a>(&'a self, repo: &'a RepoName, branch: &'a str) -> PortFuture<'a, ()>;
 }
 
 /// Every role at once: what a shell struct that serves several callers holds, so that each

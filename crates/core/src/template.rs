@@ -22,6 +22,8 @@ pub const REVERT_MESSAGE_TXT: &str = include_str!("../../../templates/revert_mes
 pub const REVERT_REASON_TXT: &str = include_str!("../../../templates/revert_reason.txt");
 pub const RISK_COMMENT_MD: &str = include_str!("../../../templates/risk_comment.md");
 pub const RISK_PROMPT_MD: &str = include_str!("../../../templates/risk_prompt.md");
+pub const ROLLOUT_APPROVAL_PR_CLOSED_TXT: &str =
+    include_str!("../../../templates/rollout/approval-pr-closed.txt");
 pub const ROLLOUT_HELP_MD: &str = include_str!("../../../templates/rollout/help.md");
 pub const ROLLOUT_INVALID_COMMAND_MD: &str =
     include_str!("../../../templates/rollout/invalid-command.md");

@@ -36,6 +36,24 @@ impl GitopsRepo for Writer {
         Box::pin(async move { Ok(Writer::revert(self, branch, commit, reason).await?) })
     }
 
+    fn revert_list<'a>(
+        &'a self,
+        branch: &'a str,
+        deploy_ids: &'a [String],
+        listed: &'a [String],
+    ) -> PortFuture<'a, Vec<String>> {
+        Box::pin(async move { Ok(Writer::revert_list(self, branch, deploy_ids, listed).await?) })
+    }
+
+    fn revert_merge<'a>(
+        &'a self,
+        branch: &'a str,
+        merge: &'a str,
+        reason: &'a str,
+    ) -> PortFuture<'a, WriteOutcome> {
+        Box::pin(async move { Ok(Writer::revert_merge(self, branch, merge, reason).await?) })
+    }
+
     fn write_bot_branch<'a>(
         &'a self,
         branch: &'a str,

@@ -123,6 +123,11 @@ impl Writer {
         self.clone.path()
     }
 
+    /// The local clone, for a read that runs on a blocking thread.
+    pub(crate) fn clone_handle(&self) -> Arc<LocalClone> {
+        self.clone.clone()
+    }
+
     /// Applies `edits` to `branch` in one commit with a message rendered from `info`.
     /// Files already at their targets make no commit.
     pub async fn write(
@@ -247,7 +252,7 @@ pub struct TipInfo {
     pub committer_email: String,
 }
 
-async fn blocking<T: Send + 'static, E: From<GitopsError> + Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static, E: From<GitopsError> + Send + 'static>(
     f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, E> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {

@@ -1,6 +1,7 @@
-//! Approval pull requests (table `approval_prs`, migration `0004_rollout_shell.sql`): the PR in
-//! the GitOps repository each gated rollout opened, found by rollout or by repository and number
-//! when a review or a merge arrives.
+//! Approval pull requests (table `approval_prs`, migrations `0004_rollout_shell.sql` and
+//! `0007_approval_pr_closed.sql`): the PR in the GitOps repository each gated rollout opened,
+//! found by rollout or by repository and number when a review or a merge arrives, and whether
+//! it was closed (its branch deleted) once its rollout ended.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -15,11 +16,12 @@ pub struct ApprovalPr {
     pub branch: String,
 }
 
+/// Records (or replaces) the approval PR of a rollout, as not closed.
 pub fn record_approval_pr(store: &Store, pr: &ApprovalPr) -> Result<(), StoreError> {
     store.with_conn(|c| {
         c.execute(
-            "INSERT OR REPLACE INTO approval_prs (deploy_id, repo, number, branch) \
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR REPLACE INTO approval_prs (deploy_id, repo, number, branch, closed_at) \
+             VALUES (?1, ?2, ?3, ?4, NULL)",
             params![pr.deploy_id, pr.repo, pr.number as i64, pr.branch],
         )
         .map(drop)
@@ -63,6 +65,33 @@ pub fn approval_pr_by_number(
     })
 }
 
+/// Records that the approval PR of `deploy_id` is closed and its branch deleted.
+pub fn mark_closed(
+    store: &Store,
+    deploy_id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    store.with_conn(|c| {
+        c.execute(
+            "UPDATE approval_prs SET closed_at = ?2 WHERE deploy_id = ?1",
+            params![deploy_id, at.to_rfc3339()],
+        )
+        .map(drop)
+    })
+}
+
+/// Every approval PR not yet closed, oldest rollout first: the reconcile closes those whose
+/// rollout ended.
+pub fn unclosed(store: &Store) -> Result<Vec<ApprovalPr>, StoreError> {
+    store.with_conn(|c| {
+        let mut stmt = c.prepare_cached(
+            "SELECT deploy_id, repo, number, branch FROM approval_prs \
+             WHERE closed_at IS NULL ORDER BY rowid",
+        )?;
+        stmt.query_map([], row_to_pr)?.collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,11 +110,24 @@ mod tests {
         assert_eq!(approval_pr(&store, "d-1").unwrap(), Some(pr.clone()));
         assert_eq!(
             approval_pr_by_number(&store, "Acme/GitOps", 7).unwrap(),
-            Some(pr)
+            Some(pr.clone())
         );
         assert_eq!(
             approval_pr_by_number(&store, "acme/gitops", 8).unwrap(),
             None
         );
+        assert_eq!(unclosed(&store).unwrap(), vec![pr.clone()]);
+        mark_closed(&store, "d-1", chrono::DateTime::UNIX_EPOCH).unwrap();
+        assert!(unclosed(&store).unwrap().is_empty());
+        // A new approval PR of the rollout (reopened after an unapproved merge) is open again.
+        record_approval_pr(
+            &store,
+            &ApprovalPr {
+                number: 9,
+                ..pr.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(unclosed(&store).unwrap().len(), 1);
     }
 }

@@ -54,6 +54,10 @@ const MIGRATIONS: &[(&str, Migration)] = &[
         "0006_rollout_state",
         Migration::Code(rollouts::rewrite_format_1_records),
     ),
+    (
+        "0007_approval_pr_closed",
+        Migration::Sql(include_str!("migrations/0007_approval_pr_closed.sql")),
+    ),
 ];
 
 /// What the store could not do.

@@ -14,9 +14,9 @@ pub mod intake;
 pub mod server;
 pub mod worker;
 
-/// The repositories the routing knows, read from the config: each service's `app_repo`, the
-/// GitOps repository (`gitops.github_repo`, or the github.com `gitops.repo_url`), and
-/// `github.bot_login`.
+/// The repositories the routing knows, read from the config: each service's `app_repo`, every
+/// GitOps repository on GitHub (`Config::gitops_repos_on_github`: `gitops.github_repo` and each
+/// environment's own), and `github.bot_login`.
 pub fn repos(config: &Config) -> Repos {
     let repos = config
         .services
@@ -24,8 +24,8 @@ pub fn repos(config: &Config) -> Repos {
         .fold(Repos::new(&config.github.bot_login), |r, s| {
             r.with_app(s.app_repo.to_string(), &s.name)
         });
-    match &config.gitops.github_repo {
-        Some(gitops) => repos.with_gitops(gitops.to_string()),
-        None => repos,
-    }
+    config
+        .gitops_repos_on_github()
+        .into_iter()
+        .fold(repos, |r, g| r.with_gitops(g.to_string()))
 }

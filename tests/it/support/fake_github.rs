@@ -11,8 +11,11 @@
 //! pagination is exercised. It serves one repository: owner and name in paths are not checked.
 //!
 //! Tests set state through methods (`add_review`, `set_permission`, ...), inject failures
-//! (`fail_next`), and assert on the request log (`requests`, `writes`). It does not model
-//! GitHub's permissions on its own writes: any (or the required) token may do anything.
+//! (`fail_next`) or something happening right after a request (`after_next`, e.g. a push while
+//! deploybot is between two calls), and assert on the request log (`requests`, `writes`). It
+//! does not model GitHub's permissions on its own writes: any (or the required) token may do
+//! anything. The API is served at the root (github.com) and under `/api/v3` (GitHub Enterprise
+//! Server).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,6 +54,14 @@ pub struct Failure {
     pub retry_after: Option<u64>,
 }
 
+/// Something that happens once, right after the fake answered a matching request (see
+/// [`FakeGithub::after_next`]).
+pub struct Hook {
+    method: Method,
+    path_suffix: String,
+    run: Box<dyn FnOnce(&mut GhState) + Send>,
+}
+
 #[derive(Default)]
 pub struct GhState {
     /// Pull requests as the REST API returns them, in creation order.
@@ -82,6 +93,8 @@ pub struct GhState {
     /// When set, other tokens get GitHub's 401.
     pub token: Option<String>,
     pub failures: Vec<Failure>,
+    /// What happens right after a matching request was answered, once each.
+    pub hooks: Vec<Hook>,
     /// The PR `push`, `pr_labels` and `add_foreign_comment` work on.
     pub primary: Option<u64>,
     /// A real repository behind PRs opened through the API (see [`FakeGithub::back_with_git`]).
@@ -118,6 +131,99 @@ impl BareRepo {
     pub fn tip(&self, branch: &str) -> Option<String> {
         self.git(&["rev-parse", &format!("refs/heads/{branch}")])
             .ok()
+    }
+
+    /// `(sha, message)` of every commit reachable from `branch`, newest first.
+    pub fn log(&self, branch: &str) -> Vec<(String, String)> {
+        self.git(&["log", "--format=%H%n%B%x1e", branch])
+            .unwrap_or_default()
+            .split('\u{1e}')
+            .filter_map(|c| {
+                let (sha, message) = c.trim_start().split_once('\n')?;
+                Some((sha.to_string(), message.to_string()))
+            })
+            .collect()
+    }
+
+    /// The commits a merge brought in: reachable from its second parent, not from its first
+    /// (none for a commit that is not a merge).
+    pub fn merged_by(&self, merge: &str) -> Vec<String> {
+        self.git(&["rev-list", &format!("{merge}^2"), &format!("^{merge}^1")])
+            .map(|out| out.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// The file at `path` on `branch`, as git stores it.
+    pub fn show(&self, branch: &str, path: &str) -> String {
+        self.git(&["show", &format!("{branch}:{path}")])
+            .unwrap_or_else(|e| panic!("{branch}:{path}: {e}"))
+    }
+
+    /// A person's commit on `branch` setting `path` to `content` (a push, without a work tree);
+    /// returns the new tip.
+    pub fn commit_as(&self, who: &str, branch: &str, path: &str, content: &str) -> String {
+        let tip = self.tip(branch).expect("the branch exists");
+        let index = tempfile::NamedTempFile::new().unwrap();
+        let run = |args: &[&str], stdin: Option<&str>| {
+            use std::io::Write as _;
+            let mut child = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&self.0)
+                .args(args)
+                .env("GIT_INDEX_FILE", index.path())
+                .env("GIT_AUTHOR_NAME", who)
+                .env("GIT_AUTHOR_EMAIL", format!("{who}@example.com"))
+                .env("GIT_COMMITTER_NAME", who)
+                .env("GIT_COMMITTER_EMAIL", format!("{who}@example.com"))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            if let Some(text) = stdin {
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
+            }
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        run(&["read-tree", &tip], None);
+        let blob = run(&["hash-object", "-w", "--stdin"], Some(content));
+        run(
+            &[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("100644,{blob},{path}"),
+            ],
+            None,
+        );
+        let tree = run(&["write-tree"], None);
+        let commit = run(
+            &[
+                "commit-tree",
+                &tree,
+                "-p",
+                &tip,
+                "-m",
+                &format!("{who} edits {path}"),
+            ],
+            None,
+        );
+        run(
+            &["update-ref", &format!("refs/heads/{branch}"), &commit, &tip],
+            None,
+        );
+        commit
     }
 
     /// `git merge --no-ff head` into `base`, without a work tree.
@@ -191,9 +297,10 @@ impl FakeGithub {
             st: state.clone(),
             addr,
         };
-        let app = Router::new()
+        let api = Router::new()
             .route("/repos/{o}/{r}/pulls", get(list_pulls).post(create_pull))
-            .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
+            .route("/repos/{o}/{r}/pulls/{n}", get(get_pull).patch(update_pull))
+            .route("/repos/{o}/{r}/git/refs/{*reference}", delete(delete_ref))
             .route("/repos/{o}/{r}/pulls/{n}/files", get(list_files))
             .route("/repos/{o}/{r}/pulls/{n}/commits", get(list_commits))
             .route("/repos/{o}/{r}/pulls/{n}/reviews", get(list_reviews))
@@ -224,7 +331,11 @@ impl FakeGithub {
                 "/repos/{o}/{r}/collaborators/{login}/permission",
                 get(permission),
             )
-            .route("/orgs/{org}/teams/{slug}/members", get(team_members))
+            .route("/orgs/{org}/teams/{slug}/members", get(team_members));
+        // github.com serves the API at the root, GitHub Enterprise Server under /api/v3.
+        let app = Router::new()
+            .merge(api.clone())
+            .nest("/api/v3", api)
             .fallback(|| async { not_found() })
             .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
             .with_state(shared);
@@ -504,6 +615,22 @@ impl FakeGithub {
         }
     }
 
+    /// Right after the next request with this method whose path ends with `path_suffix` was
+    /// answered, `run` changes the state (once): something that happens on GitHub between two
+    /// of deploybot's calls, deterministically.
+    pub fn after_next(
+        &self,
+        method: Method,
+        path_suffix: &str,
+        run: impl FnOnce(&mut GhState) + Send + 'static,
+    ) {
+        self.state.lock().unwrap().hooks.push(Hook {
+            method,
+            path_suffix: path_suffix.into(),
+            run: Box::new(run),
+        });
+    }
+
     /// The next request with this method whose path ends with `path_suffix` is refused with
     /// `status` and GitHub's `{"message": ...}` (and `Retry-After` when given).
     pub fn fail_next(
@@ -658,7 +785,18 @@ async fn gate(State(sh): S, req: Request, next: Next) -> Response {
             return resp;
         }
     }
-    next.run(req).await
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let mut st = sh.st.lock().unwrap();
+    let hit = st
+        .hooks
+        .iter()
+        .position(|h| h.method == method && uri.path().ends_with(&h.path_suffix));
+    if let Some(i) = hit {
+        let hook = st.hooks.remove(i);
+        (hook.run)(&mut st);
+    }
+    resp
 }
 
 /// One page of `items`, with a `Link` to the next that keeps the other query parameters.
@@ -852,9 +990,17 @@ async fn merge(
 ) -> Response {
     let mut st = sh.st.lock().unwrap();
     let unmergeable = st.unmergeable.contains(&n);
+    let git = st.git.clone();
     let Some(pr) = st.pull_mut(n) else {
         return not_found();
     };
+    // GitHub compares `sha` with the branch as it is now, not as last listed.
+    if let (Some(git), Some(head)) = (git, pr["head"]["ref"].as_str().map(String::from))
+        && pr["state"] == "open"
+        && let Some(sha) = git.tip(&head)
+    {
+        pr["head"]["sha"] = json!(sha);
+    }
     if pr["merged"] == json!(true) || pr["state"] != "open" || unmergeable {
         return message(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -890,6 +1036,64 @@ async fn merge(
     };
     Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}))
         .into_response()
+}
+
+/// GitHub's "update a pull request": title, body and `state` (`open` or `closed`); answers the
+/// pull request.
+async fn update_pull(
+    State(sh): S,
+    Path((_, _, n)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    let Some(pr) = st.pull_mut(n) else {
+        return not_found();
+    };
+    for key in ["title", "body"] {
+        if let Some(v) = body.get(key) {
+            pr[key] = v.clone();
+        }
+    }
+    match body["state"].as_str() {
+        Some("closed") if pr["state"] == "open" => {
+            pr["state"] = json!("closed");
+            pr["closed_at"] = json!("2019-05-15T16:30:00Z");
+        }
+        Some("open") if pr["merged"] != json!(true) => {
+            pr["state"] = json!("open");
+            pr["closed_at"] = Value::Null;
+        }
+        Some("open" | "closed") | None => {}
+        Some(_) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"message": "Validation Failed",
+                            "errors": [{"resource": "PullRequest", "code": "invalid", "field": "state"}]})),
+            )
+                .into_response();
+        }
+    }
+    Json(pr.clone()).into_response()
+}
+
+/// GitHub's "delete a reference" (`heads/BRANCH`): 204, or 422 when there is no such reference.
+async fn delete_ref(
+    State(sh): S,
+    Path((_, _, reference)): Path<(String, String, String)>,
+) -> Response {
+    let st = sh.st.lock().unwrap();
+    let deleted = st.git.as_ref().is_some_and(|git| {
+        git.git(&["rev-parse", "--verify", &format!("refs/{reference}")])
+            .is_ok()
+            && git
+                .git(&["update-ref", "-d", &format!("refs/{reference}")])
+                .is_ok()
+    });
+    if deleted {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        message(StatusCode::UNPROCESSABLE_ENTITY, "Reference does not exist")
+    }
 }
 
 async fn list_comments(

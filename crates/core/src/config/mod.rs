@@ -94,6 +94,21 @@ impl GithubSpec {
     pub fn api_base(&self) -> &str {
         self.api_url.as_str().trim_end_matches('/')
     }
+
+    /// The host of GitHub's web and git URLs, where repositories are named `OWNER/NAME`:
+    /// `github.com` for the public API (`api.github.com`), `SUBDOMAIN.ghe.com` for
+    /// `api.SUBDOMAIN.ghe.com`, and the API's own host for GitHub Enterprise Server
+    /// (`https://HOST/api/v3`).
+    pub fn web_host(&self) -> &str {
+        let host = self.api_url.host_str().unwrap_or("github.com");
+        if self.api_url.path().starts_with("/api/") {
+            return host;
+        }
+        match host.strip_prefix("api.") {
+            Some(web) if !web.is_empty() => web,
+            _ => host,
+        }
+    }
 }
 
 /// `gitops`: identity, bot branches and retries of the writer; each environment's repository is
@@ -102,8 +117,9 @@ impl GithubSpec {
 pub struct GitopsSpec {
     /// The default repository of environments that do not name their own.
     pub repo_url: Option<RemoteUrl>,
-    /// `gitops.github_repo`, else the `owner/name` of a github.com `repo_url`: where approval
-    /// PRs of environments without their own `repo_url` go, and whose webhooks are accepted.
+    /// `gitops.github_repo`, else the `owner/name` of a `repo_url` on GitHub's host (see
+    /// [`GithubSpec::web_host`]): where approval PRs of environments without their own
+    /// `repo_url` go, and whose webhooks are accepted.
     pub github_repo: Option<RepoName>,
     pub mode: WriteMode,
     pub author_name: String,
@@ -357,7 +373,10 @@ pub(crate) fn carries_canary(targets: &[TargetConfig]) -> bool {
     })
 }
 
-/// A GitOps repository: where to push, and its name on GitHub when it is known (approval PRs).
+/// A GitOps repository: where to push, and its name on GitHub when it is known (approval PRs,
+/// and the webhooks the routing accepts from it): the environment's `github_repo`, else read from
+/// a `repo_url` on GitHub's host (github.com, or the GitHub Enterprise Server of
+/// `github.api_url`); the default repository's is `gitops.github_repo`.
 #[derive(Debug, Clone)]
 pub struct GitopsRepo {
     pub url: RemoteUrl,
@@ -374,6 +393,9 @@ pub struct ApprovalRule {
     /// Teams whose members may approve without write access.
     pub teams: Vec<TeamName>,
     pub counted_by: ApprovalAuthority,
+    /// A merge of the approval PR that the approvals do not cover is reverted through git (the
+    /// rollout pauses and alerts either way).
+    pub revert_unapproved_merges: bool,
 }
 
 /// A GitHub team, `org/team-slug`.
@@ -477,16 +499,32 @@ impl Config {
         self.services.iter().filter(|s| s.app_repo.same_repo(repo))
     }
 
-    /// Whether `repo` is the GitOps repository on GitHub (`gitops.github_repo`, or the one
-    /// `gitops.repo_url` names), where approval PRs live.
-    pub fn is_gitops_repo(&self, repo: &RepoName) -> bool {
-        self.gitops
-            .github_repo
-            .as_ref()
-            .is_some_and(|g| g.same_repo(repo))
+    /// Every GitOps repository known on GitHub, where approval PRs live: `gitops.github_repo`
+    /// and each environment's own, once each (compared as GitHub compares names).
+    pub fn gitops_repos_on_github(&self) -> Vec<&RepoName> {
+        let environments = self
+            .services
+            .iter()
+            .flat_map(|s| s.environments())
+            .filter_map(|e| e.repo.github.as_ref());
+        let mut repos: Vec<&RepoName> = Vec::new();
+        for r in self.gitops.github_repo.iter().chain(environments) {
+            if !repos.iter().any(|known| known.same_repo(r)) {
+                repos.push(r);
+            }
+        }
+        repos
     }
 
-    /// Whether deliveries from `repo` concern deploybot: an app repository or the GitOps one.
+    /// Whether `repo` is one of the GitOps repositories on GitHub (see
+    /// [`Config::gitops_repos_on_github`]).
+    pub fn is_gitops_repo(&self, repo: &RepoName) -> bool {
+        self.gitops_repos_on_github()
+            .iter()
+            .any(|g| g.same_repo(repo))
+    }
+
+    /// Whether deliveries from `repo` concern deploybot: an app repository or a GitOps one.
     pub fn is_configured_repo(&self, repo: &RepoName) -> bool {
         self.service_by_app_repo(repo).is_some() || self.is_gitops_repo(repo)
     }

@@ -496,6 +496,11 @@ pub struct EnvironmentConfig {
     /// GitOps repository URL for this environment (defaults to `gitops.repo_url`).
     #[serde(default)]
     pub repo_url: Option<String>,
+    /// `owner/name` of this environment's `repo_url` on GitHub (approval PRs, webhooks), for a
+    /// URL that does not say it (another git host than GitHub's). Default: read from a
+    /// `repo_url` on github.com or on the GitHub Enterprise Server of `github.api_url`.
+    #[serde(default)]
+    pub github_repo: Option<String>,
     /// Branch Argo CD watches.
     #[serde(default = "default_branch")]
     pub branch: String,
@@ -517,6 +522,15 @@ pub struct EnvironmentConfig {
     /// on every review and reconcile, and GitHub refuses until the rules are met.
     #[serde(default)]
     pub approvals_counted_by: ApprovalAuthority,
+    /// A person's merge of the approval PR that the approvals on its merged head do not cover
+    /// is an out-of-band change: the rollout pauses and alerts, and (unless this is false) the
+    /// merge is reverted through git with the reason in the commit.
+    #[serde(default = "default_true")]
+    pub revert_unapproved_merges: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Who decides that an approval PR has its approvals.

@@ -32,12 +32,16 @@ const MAX_RETRIES: u32 = 10;
 /// [`super::ShapeOnly`] where they are not mounted). All problems are returned at once.
 pub fn resolve(raw: &RawConfig, secrets: &dyn SecretPresence) -> Result<Resolved, Problems> {
     let mut r = Resolver {
+        github_host: "github.com".into(),
         problems: Vec::new(),
         warnings: Vec::new(),
         secrets: Vec::new(),
     };
     let server = r.server(&raw.server);
     let github = r.github(&raw.github);
+    if let Some(g) = &github {
+        r.github_host = g.web_host().to_string();
+    }
     let https_remotes = raw
         .services
         .iter()
@@ -120,6 +124,8 @@ fn missing_secret(key: SecretKey, reference: &SecretRef, why: &str) -> String {
 }
 
 struct Resolver {
+    /// Where GitHub names repositories (`GithubSpec::web_host`), once `github` is resolved.
+    github_host: String,
     problems: Vec<String>,
     warnings: Vec<Warning>,
     /// The secret references in use, checked for presence once every section is resolved.
@@ -384,7 +390,7 @@ impl Resolver {
         let github_repo = match (&g.github_repo, &repo_url) {
             (Some(r), _) => Some(self.repo_name("gitops.github_repo", r, "acme/gitops")),
             (None, Some(Some(url))) => url
-                .github_full_name()
+                .repo_on(&self.github_host)
                 .and_then(|n| n.parse().ok())
                 .map(Some),
             (None, _) => None,
@@ -814,13 +820,35 @@ impl Resolver {
         gitops: Option<&GitopsSpec>,
     ) -> Option<EnvironmentSpec> {
         let mut ok = true;
-        // An environment's own repository is named on GitHub only by its URL; the default one
-        // also by gitops.github_repo.
+        // An environment's own repository is named on GitHub by its github_repo, else by its
+        // URL on GitHub's host; the default one by gitops.github_repo or its URL.
+        let named = match &e.github_repo {
+            Some(r) => {
+                match self.repo_name(&format!("{ekey}.github_repo"), r, "acme/prod-gitops") {
+                    Some(name) => Some(name),
+                    None => {
+                        ok = false;
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        if named.is_some() && e.repo_url.is_none() {
+            self.problem(format!(
+                "{ekey}.github_repo: names the environment's own repository, but it has no \
+                 repo_url; set repo_url, or name the default one in gitops.github_repo"
+            ));
+            ok = false;
+        }
         let repo = match (&e.repo_url, raw_gitops.repo_url.is_some()) {
             (Some(url), _) => {
                 let parsed = RemoteUrl::parse(url).map_err(|err| format!("{ekey}.repo_url: {err}"));
+                let host = self.github_host.clone();
                 self.ok(parsed).map(|url| GitopsRepo {
-                    github: url.github_full_name().and_then(|n| n.parse().ok()),
+                    github: named
+                        .clone()
+                        .or_else(|| url.repo_on(&host).and_then(|n| n.parse().ok())),
                     url,
                 })
             }
@@ -889,15 +917,15 @@ impl Resolver {
             && repo.github.is_none()
         {
             let fix = if e.repo_url.is_some() {
-                "give this environment a github.com repo_url, or use gitops.repo_url with \
-                 gitops.github_repo"
+                format!("set {ekey}.github_repo")
             } else {
-                "set gitops.github_repo"
+                "set gitops.github_repo".to_string()
             };
             self.problem(format!(
                 "{ekey}.require_approval: approval PRs need the GitOps repository on GitHub, and \
-                 {} is not a github.com URL; {fix}",
-                repo.url.redacted()
+                 {} is not a repository URL on {}; {fix}",
+                repo.url.redacted(),
+                self.github_host
             ));
             ok = false;
         }
@@ -912,6 +940,7 @@ impl Resolver {
                 count: e.required_approvals.max(1) as usize,
                 teams,
                 counted_by: e.approvals_counted_by,
+                revert_unapproved_merges: e.revert_unapproved_merges,
             },
         };
         ok.then_some(spec)

@@ -101,7 +101,8 @@ fn values_are_typed_once() {
             required: false,
             count: 1,
             teams: vec![],
-            counted_by: ApprovalAuthority::Deploybot
+            counted_by: ApprovalAuthority::Deploybot,
+            revert_unapproved_merges: true,
         }
     );
     assert_eq!(production.repo.url.transport(), Transport::Ssh);
@@ -130,6 +131,10 @@ fn repositories_are_looked_up_as_github_compares_them() {
         Some("checkout")
     );
     assert!(c.is_gitops_repo(&repo("Acme/GitOps")));
+    assert!(
+        c.is_gitops_repo(&repo("acme/PROD-gitops")),
+        "an environment's own repository is a GitOps repository too"
+    );
     assert!(c.is_configured_repo(&repo("acme/gitops")));
     assert!(!c.is_configured_repo(&repo("acme/other")));
     assert!(c.service_by_app_repo(&repo("acme/gitops")).is_none());
@@ -198,7 +203,7 @@ fn each_refusal_names_key_value_and_fix() {
         ),
         (
             "gitops:\n  repo_url: file:///g\ngithub:\n  token_env: T\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        require_approval: true\n",
-            "services[0].environments[0].require_approval: approval PRs need the GitOps repository on GitHub, and file:///g is not a github.com URL; set gitops.github_repo",
+            "services[0].environments[0].require_approval: approval PRs need the GitOps repository on GitHub, and file:///g is not a repository URL on github.com; set gitops.github_repo",
         ),
         (
             "gitops:\n  repo_url: file:///g\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n        targets:\n          - path: d.yaml\n          - path: r.yaml\n            kind: weight\n            canary: a-canary\n",
@@ -622,5 +627,78 @@ fn keys_that_said_hold_for_inconclusive_are_read_with_a_warning() {
              services[0].rollout.max_inconclusive_intervals, which is also set to 4"
         ),
         "{e}"
+    );
+}
+
+/// A label is set by anyone with triage access, so a label rule may raise the score but never
+/// lower it (a lower score could drop a required approval): a negative `adjust` is refused.
+#[test]
+fn a_label_rule_can_raise_the_score_but_never_lower_it() {
+    let p = problems("risk:\n  labels:\n    - label: risk/override-low\n      adjust: -0.5\n");
+    assert!(
+        p.contains("risk.labels[0].adjust: must be between 0 and 1, got -0.5")
+            && p.contains("never lower"),
+        "{p}"
+    );
+    let c = parse("risk:\n  labels:\n    - label: hotfix\n      adjust: 0.2\n");
+    assert_eq!(c.risk.config.labels[0].adjust, 0.2);
+}
+
+/// Approval PRs and webhooks of every environment's repository, wherever GitHub runs: on
+/// github.com, on a GitHub Enterprise Server (its repositories named from URLs on the API's
+/// host), or named explicitly for a git host of its own.
+#[test]
+fn each_environment_repository_is_named_on_the_github_that_serves_it() {
+    let c = parse(
+        "github:\n  api_url: https://ghe.example.com/api/v3\n\
+         gitops:\n  repo_url: https://ghe.example.com/platform/gitops.git\n\
+         services:\n  - name: checkout\n    app_repo: shop/checkout\n    image: i\n    \
+         environments:\n      - name: staging\n      - name: production\n        \
+         require_approval: true\n        repo_url: git@ghe.example.com:shop/prod-gitops.git\n      \
+         - name: dr\n        require_approval: true\n        \
+         repo_url: ssh://git@git.example.com/mirror/dr.git\n        github_repo: shop/dr-gitops\n        \
+         revert_unapproved_merges: false\n",
+    );
+    assert_eq!(c.github.web_host(), "ghe.example.com");
+    let names: Vec<String> = c
+        .gitops_repos_on_github()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["platform/gitops", "shop/prod-gitops", "shop/dr-gitops"]
+    );
+    let envs = c.services[0].environments();
+    assert!(envs[1].approval.revert_unapproved_merges);
+    assert!(!envs[2].approval.revert_unapproved_merges);
+
+    let hosts = |api: &str| {
+        parse(&format!("github:\n  api_url: {api}\n"))
+            .github
+            .web_host()
+            .to_string()
+    };
+    assert_eq!(hosts("https://api.github.com"), "github.com");
+    assert_eq!(hosts("https://api.acme.ghe.com"), "acme.ghe.com");
+    assert_eq!(hosts("http://127.0.0.1:8080/api/v3"), "127.0.0.1");
+
+    let p = problems(
+        "github:\n  api_url: https://ghe.example.com/api/v3\ngitops:\n  repo_url: file:///g\n\
+         services:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      \
+         - name: e\n        require_approval: true\n        repo_url: https://github.com/o/g.git\n      \
+         - name: f\n        github_repo: o/f\n",
+    );
+    assert!(
+        p.contains(
+            "services[0].environments[0].require_approval: approval PRs need the GitOps \
+             repository on GitHub, and https://github.com/o/g.git is not a repository URL on \
+             ghe.example.com; set services[0].environments[0].github_repo"
+        ),
+        "{p}"
+    );
+    assert!(
+        p.contains("services[0].environments[1].github_repo: names the environment's own repository, but it has no repo_url"),
+        "{p}"
     );
 }

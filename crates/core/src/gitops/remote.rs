@@ -59,15 +59,31 @@ impl RemoteUrl {
     }
 
     /// `owner/name` when the repository is on github.com (`https://github.com/o/r.git`,
-    /// `git@github.com:o/r.git`, `ssh://git@github.com/o/r.git`); GitHub Enterprise hosts are
-    /// not guessed.
+    /// `git@github.com:o/r.git`, `ssh://git@github.com/o/r.git`).
     pub fn github_full_name(&self) -> Option<&str> {
-        let rest = self
-            .url
-            .strip_prefix("https://github.com/")
-            .or_else(|| self.url.strip_prefix("git@github.com:"))
-            .or_else(|| self.url.strip_prefix("ssh://git@github.com/"))?;
-        Some(rest.trim_end_matches(".git").trim_end_matches('/'))
+        self.repo_on("github.com")
+    }
+
+    /// `OWNER/NAME` when the repository is served by `host` (compared ignoring case and any
+    /// port): `https://HOST[:port]/OWNER/NAME[.git]`, `ssh://[user@]HOST[:port]/OWNER/NAME[.git]`
+    /// or `user@HOST:OWNER/NAME[.git]`. GitHub (github.com, or a GitHub Enterprise Server whose
+    /// API is on `host`) names its repositories so; a URL of another host, a `file://` one or a
+    /// deeper path names none.
+    pub fn repo_on(&self, host: &str) -> Option<&str> {
+        let (authority, path) = match self.transport {
+            Transport::File => return None,
+            Transport::Http | Transport::Ssh if self.url.contains("://") => {
+                self.url.split_once("://")?.1.split_once('/')?
+            }
+            Transport::Http | Transport::Ssh => self.url.split_once(':')?,
+        };
+        let hostname = authority.rsplit('@').next()?.split(':').next()?;
+        if !hostname.eq_ignore_ascii_case(host) {
+            return None;
+        }
+        let name = path.trim_end_matches('/').trim_end_matches(".git");
+        let (owner, repo) = name.split_once('/')?;
+        (!owner.is_empty() && !repo.is_empty() && !repo.contains('/')).then_some(name)
     }
 }
 
@@ -181,6 +197,59 @@ mod tests {
                 RemoteUrl::parse(url).unwrap().github_full_name(),
                 name,
                 "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn repositories_are_named_on_the_host_that_serves_them() {
+        for (url, host, name) in [
+            (
+                "https://ghe.example.com/acme/gitops.git",
+                "ghe.example.com",
+                Some("acme/gitops"),
+            ),
+            (
+                "https://GHE.example.com:8443/acme/gitops",
+                "ghe.example.com",
+                Some("acme/gitops"),
+            ),
+            (
+                "http://127.0.0.1:3000/acme/prod-gitops.git",
+                "127.0.0.1",
+                Some("acme/prod-gitops"),
+            ),
+            (
+                "git@ghe.example.com:acme/gitops.git",
+                "ghe.example.com",
+                Some("acme/gitops"),
+            ),
+            (
+                "ssh://git@ghe.example.com:22/acme/gitops.git",
+                "ghe.example.com",
+                Some("acme/gitops"),
+            ),
+            (
+                "https://ghe.example.com/acme/gitops.git",
+                "github.com",
+                None,
+            ),
+            (
+                "https://ghe.example.com/scm/acme/gitops.git",
+                "ghe.example.com",
+                None,
+            ),
+            (
+                "https://ghe.example.com/gitops.git",
+                "ghe.example.com",
+                None,
+            ),
+            ("file:///srv/acme/gitops.git", "srv", None),
+        ] {
+            assert_eq!(
+                RemoteUrl::parse(url).unwrap().repo_on(host),
+                name,
+                "{url} on {host}"
             );
         }
     }

@@ -67,6 +67,27 @@ pub trait GitopsRepo: Send + Sync {
         commit: &'a str,
         reason: &'a str,
     ) -> PortFuture<'a, WriteOutcome>;
+    /// The commits to revert on `branch` (read from the remote now), newest first as the branch
+    /// has them: the bot's own commits whose `Deploy-Id` trailer is one of `deploy_ids` (its
+    /// reverts left out), and the commits of `listed` (kept when not on the branch, where
+    /// reverting them refuses, saying so). The branch is the record: a commit that landed but
+    /// was never recorded is found too.
+    fn revert_list<'a>(
+        &'a self,
+        branch: &'a str,
+        deploy_ids: &'a [String],
+        listed: &'a [String],
+    ) -> PortFuture<'a, Vec<String>>;
+    /// Reverts `merge`, a merge of a rollout's approval PR (at its approved head, or a person's
+    /// that no approval covered), as a whole against its first parent, whoever wrote what it
+    /// merged; `reason` says why. `Unchanged` when the branch already has the values from before
+    /// it.
+    fn revert_merge<'a>(
+        &'a self,
+        branch: &'a str,
+        merge: &'a str,
+        reason: &'a str,
+    ) -> PortFuture<'a, WriteOutcome>;
     /// PR mode: [`GitopsRepo::write`] to the bot branch `branch`, created from `base` when
     /// missing, unless its tip is not the bot's.
     fn write_bot_branch<'a>(

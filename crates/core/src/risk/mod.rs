@@ -175,7 +175,7 @@ pub struct Factor {
     pub category: FactorKind,
     pub summary: String,
     pub files: Vec<String>,
-    /// Contribution in [0, 1] (a label rule may carry a negative adjustment).
+    /// Contribution in [0, 1].
     pub weight: f64,
     pub source: FactorSource,
 }

@@ -247,14 +247,15 @@ impl ApplicationRule {
     }
 }
 
-/// `risk.labels[]`: what a pull-request label does. A label can move the score and force a
-/// strategy; it can add an approval requirement but never remove one.
+/// `risk.labels[]`: what a pull-request label does. A label can raise the score and force a
+/// strategy; it can add an approval requirement but never remove one. Anyone with triage access
+/// sets labels, so a label never lowers the score: a lower score could drop a required approval.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelRule {
     /// Label name, compared case-insensitively (e.g. `hotfix`, `risk/override-low`).
     pub label: String,
-    /// Added to the score (may be negative), then clamped to [0, 1].
+    /// Added to the score, then clamped to [0, 1]; never negative (`validate` refuses it).
     #[serde(default)]
     pub adjust: f64,
     /// Forces this strategy regardless of the score.
@@ -271,9 +272,11 @@ impl LabelRule {
         if self.label.trim().is_empty() {
             problems.push(format!("{key}.label: must not be empty"));
         }
-        if !(-1.0..=1.0).contains(&self.adjust) {
+        if !(0.0..=1.0).contains(&self.adjust) {
             problems.push(format!(
-                "{key}.adjust: must be between -1 and 1, got {}",
+                "{key}.adjust: must be between 0 and 1, got {}; a label can raise the score but \
+                 never lower it (anyone with triage access sets labels, and a lower score could \
+                 drop a required approval)",
                 self.adjust
             ));
         }
@@ -478,14 +481,16 @@ impl Policy {
                 .iter()
                 .any(|l| l.eq_ignore_ascii_case(&rule.label))
             {
-                score += rule.adjust;
+                // Refused by the config already; a rule built in code cannot lower it either.
+                let adjust = rule.adjust.max(0.0);
+                score += adjust;
                 if let Some(s) = rule.strategy {
                     forced = Some(forced.map_or(s, |f| f.max(s)));
                 }
                 label_approval |= rule.require_approval;
                 let mut what = Vec::new();
-                if rule.adjust != 0.0 {
-                    what.push(format!("score {:+.2}", rule.adjust));
+                if adjust != 0.0 {
+                    what.push(format!("score {adjust:+.2}"));
                 }
                 if let Some(s) = rule.strategy {
                     what.push(format!("strategy {s}"));
@@ -500,7 +505,7 @@ impl Policy {
                     category: FactorKind::Label,
                     summary: format!("label `{}`: {}", rule.label, what.join(", ")),
                     files: Vec::new(),
-                    weight: rule.adjust,
+                    weight: adjust,
                     source: FactorSource::Policy,
                 });
             }
@@ -831,7 +836,11 @@ mod tests {
             .unwrap()
             .assess(&c, &Thresholds::default());
         assert_eq!(a.recommended_strategy, Strategy::Direct);
-        assert!((a.risk_score - 0.2).abs() < 1e-9, "{}", a.risk_score);
+        assert!(
+            (a.risk_score - 0.7).abs() < 1e-9,
+            "a negative adjust (refused by the config) lowers nothing: {}",
+            a.risk_score
+        );
         assert!(a.requires_manual_approval, "hotfix requires approval");
         assert_eq!(
             a.risk_factors

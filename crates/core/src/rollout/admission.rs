@@ -5,8 +5,9 @@
 //!
 //! Cross-rollout rules live here and nowhere else: a held service starts nothing; a release
 //! already rolling out is not started twice (a redelivered webhook); a new version supersedes
-//! the live one, or queues behind it when the service says `on_new_version: queue`; and a
-//! release verified in one environment starts once in the next.
+//! the live one (and inherits its commits: a rollback of the new one reverts them too), or
+//! queues behind it when the service says `on_new_version: queue`; and a release verified in
+//! one environment starts once in the next.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -86,7 +87,8 @@ pub enum Admission {
     },
     /// This release already rolls out here as `deploy_id` (a redelivered trigger).
     AlreadyRunning { deploy_id: String },
-    /// New versions queue here and `behind` is live: start when it ends.
+    /// New versions queue here and `behind` is live, or `behind` still reverts what it shipped:
+    /// start when it ends.
     Queue { behind: String },
     /// The service is held here.
     Held { hold: HeldService },
@@ -113,6 +115,13 @@ pub fn admit(
     if let Some(r) = env.same_tag.iter().find(|r| r.is_live()) {
         return Admission::AlreadyRunning {
             deploy_id: r.deploy_id.clone(),
+        };
+    }
+    // A rollout still reverting what it shipped (superseded, or rolled back) owns the
+    // environment until its revert is in: whatever starts now waits.
+    if let Some(r) = env.live.filter(|r| r.revert_owed()) {
+        return Admission::Queue {
+            behind: r.deploy_id.clone(),
         };
     }
     let live = env.live.filter(|r| !r.phase().is_terminal());
@@ -155,11 +164,19 @@ pub fn admit(
         approval_required: gate.approval_required || dest.require_approval,
     };
     match live {
-        Some(old) => Admission::Supersede {
-            rollout,
-            first,
-            superseded: old.deploy_id.clone(),
-        },
+        Some(old) => {
+            // The old rollout's steps stay in the environment until the new one's replace them:
+            // a rollback of the new one reverts them too, back to the last completed version.
+            let mut rollout = rollout;
+            rollout.supersedes = std::iter::once(old.deploy_id.clone())
+                .chain(old.supersedes.iter().cloned())
+                .collect();
+            Admission::Supersede {
+                rollout,
+                first,
+                superseded: old.deploy_id.clone(),
+            }
+        }
         None => Admission::Start { rollout, first },
     }
 }
@@ -400,6 +417,45 @@ mod tests {
         assert_eq!(shape(&got), want, "row {row}");
     }
 
+    /// A rollout that supersedes another inherits it and what it had inherited: a rollback
+    /// reverts all their commits, back to the last completed version.
+    #[test]
+    fn a_rollout_that_supersedes_inherits_what_its_rollback_reverts() {
+        let mut old = live("checkout-production-v1", "v1");
+        old.supersedes = vec!["checkout-production-v0".into()];
+        let env = Environment {
+            hold: None,
+            live: Some(&old),
+            same_tag: &[],
+            last_completed_tag: None,
+        };
+        let got = admit(
+            env,
+            &release("v2"),
+            GATE,
+            &dest(OnNewVersion::Supersede, false),
+            t(5000),
+        );
+        let Admission::Supersede { rollout, .. } = got else {
+            panic!("{}", shape(&got))
+        };
+        assert_eq!(
+            rollout.supersedes,
+            ["checkout-production-v1", "checkout-production-v0"]
+        );
+        let fresh = admit(
+            Environment { live: None, ..env },
+            &release("v2"),
+            GATE,
+            &dest(OnNewVersion::Supersede, false),
+            t(5000),
+        );
+        let Admission::Start { rollout, .. } = fresh else {
+            panic!("{}", shape(&fresh))
+        };
+        assert!(rollout.supersedes.is_empty());
+    }
+
     #[test]
     fn admission_table() {
         let empty = Environment {
@@ -492,7 +548,23 @@ mod tests {
             &supersede,
             r#"start checkout-production-v2-2 (was "", approval false)"#,
         );
-        let ended = rolled_back("checkout-production-v1", "v1");
+        // Shipping its first step directly (no approval), then rolled back.
+        let shipping = Input::Assessed {
+            risk_score: 0.5,
+            strategy: Strategy::Canary5,
+            approval_required: false,
+        };
+        let rollback = Input::Command {
+            cmd: Command::Rollback,
+            by: "ops".into(),
+        };
+        let v1 = |inputs: &[Input]| rollout("checkout-production-v1", "production", "v1", inputs);
+        let reverting = v1(&[shipping.clone(), rollback.clone()]);
+        let ended = v1(&[
+            assessed(Strategy::Canary5),
+            rollback,
+            Input::Reverted { sha: "r1".into() },
+        ]);
         check(
             "an ended rollout is not superseded",
             Environment {
@@ -501,6 +573,30 @@ mod tests {
             },
             &queue,
             r#"start checkout-production-v2 (was "", approval false)"#,
+        );
+        check(
+            "a rollout still reverting what it shipped holds the environment",
+            Environment {
+                live: Some(&reverting),
+                ..empty
+            },
+            &supersede,
+            "queue behind checkout-production-v1",
+        );
+        let superseding = v1(&[
+            shipping,
+            Input::Superseded {
+                by_deploy_id: "checkout-production-v9".into(),
+            },
+        ]);
+        check(
+            "so does one superseded whose steps are still being reverted",
+            Environment {
+                live: Some(&superseding),
+                ..empty
+            },
+            &supersede,
+            "queue behind checkout-production-v1",
         );
     }
 

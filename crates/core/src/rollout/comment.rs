@@ -10,7 +10,7 @@
 //! GitHub adapter's job, not this module's.
 
 use super::chart::mermaid_error_rate;
-use super::input::{Level, Notice};
+use super::input::{Closing, Level, Notice};
 use super::page::rollout_page_url;
 use super::record::{MetricPoint, Observation, Phase, Progress, Rollout, Step};
 
@@ -19,6 +19,7 @@ const NOTICES: &str = crate::template::ROLLOUT_NOTICES_TXT;
 const PAGE_LINK: &str = crate::template::ROLLOUT_STATUS_PAGE_LINK_MD;
 const COMMIT_STATUS: &str = crate::template::COMMIT_STATUS_TXT;
 const ALERT: &str = crate::template::ALERT_TXT;
+const APPROVAL_PR_CLOSED: &str = crate::template::ROLLOUT_APPROVAL_PR_CLOSED_TXT;
 
 /// The marker line that identifies a rollout's status comment, so it is edited, not duplicated.
 pub fn marker(deploy_id: &str) -> String {
@@ -44,9 +45,39 @@ pub fn notice_text(notice: &Notice) -> String {
             vec![("reason", reason.clone()), ("evidence", evidence.clone())]
         }
         Notice::Superseded { by_deploy_id } => vec![("by_deploy_id", by_deploy_id.clone())],
+        Notice::ApprovalOutdated { reason } => vec![("reason", reason.clone())],
+        Notice::UnapprovedMerge { by, reason, .. } => {
+            vec![("by", by.clone()), ("reason", reason.clone())]
+        }
     };
     let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
     fill(crate::template::line(NOTICES, kind), &values)
+}
+
+/// The marker line of the comment deploybot leaves on rollout `deploy_id`'s approval PR when it
+/// closes it, so a retried close edits it instead of adding another.
+pub fn approval_pr_marker(deploy_id: &str) -> String {
+    format!("<!-- deploybot:approval-pr:{deploy_id} -->")
+}
+
+/// The comment on the approval PR of rollout `deploy_id` when deploybot closes it (or deletes
+/// its branch), saying why, under its marker line.
+pub fn approval_pr_closed(deploy_id: &str, why: &Closing) -> String {
+    let mut values = vec![("deploy_id", deploy_id.to_string())];
+    match why {
+        Closing::Superseded { by_deploy_id } => values.push(("by_deploy_id", by_deploy_id.clone())),
+        Closing::MergedUnapproved { by, .. } => values.push(("by", by.clone())),
+        Closing::Completed | Closing::RolledBack | Closing::Failed => {}
+    }
+    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    format!(
+        "{}\n{}\n",
+        approval_pr_marker(deploy_id),
+        fill(
+            crate::template::line(APPROVAL_PR_CLOSED, why.kind()),
+            &values
+        )
+    )
 }
 
 /// The description of the `deploybot/ENVIRONMENT` commit status a rollout sets.

@@ -55,11 +55,30 @@ pub enum Input {
         strategy: Strategy,
         approval_required: bool,
     },
-    /// The approval PR has the required approvals (counted by the shell).
+    /// The approval PR has the required approvals (counted by the shell) on `head`, the commit
+    /// they approved: only that commit is merged. (`None` only in audit rows written before
+    /// approvals named their head; such an approval is refused.)
     Approved {
         by: String,
+        #[serde(default)]
+        head: Option<String>,
     },
     ApprovalRevoked,
+    /// The approval PR's head is no longer the commit that was approved (a push after the
+    /// count): nothing was merged, and the approvals are counted again on the new head.
+    ApprovalOutdated {
+        reason: String,
+    },
+    /// A person merged the approval PR (as `merge_sha`) although the approvals on its merged
+    /// head do not satisfy the rule (`reason` says what was missing), or after its rollout
+    /// ended: an out-of-band change of the environment. `revert`: the environment's
+    /// `revert_unapproved_merges`.
+    UnapprovedMerge {
+        by: String,
+        merge_sha: String,
+        reason: String,
+        revert: bool,
+    },
     /// The commit for `weight` is in the GitOps repository as `sha`.
     Committed {
         sha: String,
@@ -105,6 +124,8 @@ impl Input {
             Input::Assessed { .. } => "assessed".into(),
             Input::Approved { .. } => "approved".into(),
             Input::ApprovalRevoked => "approval_revoked".into(),
+            Input::ApprovalOutdated { .. } => "approval_outdated".into(),
+            Input::UnapprovedMerge { .. } => "unapproved_merge".into(),
             Input::Committed { .. } => "committed".into(),
             Input::Synced { .. } => "synced".into(),
             Input::SyncFailed { .. } => "sync_failed".into(),
@@ -121,14 +142,16 @@ impl Input {
     /// Who or what caused this input, for the audit trail.
     pub fn actor(&self) -> String {
         match self {
-            Input::Approved { by } | Input::Command { by, .. } => format!("@{by}"),
+            Input::Approved { by, .. }
+            | Input::Command { by, .. }
+            | Input::UnapprovedMerge { by, .. } => format!("@{by}"),
             Input::Assessed { .. } => "risk".into(),
             Input::Judged(_) | Input::MetricsUnavailable { .. } => "judge".into(),
             Input::Committed { .. } | Input::Reverted { .. } => "gitops".into(),
             Input::Synced { .. } | Input::SyncFailed { .. } => "argocd".into(),
             Input::Tick => "clock".into(),
             Input::Superseded { by_deploy_id } => format!("rollout {by_deploy_id}"),
-            Input::ApprovalRevoked => "github".into(),
+            Input::ApprovalRevoked | Input::ApprovalOutdated { .. } => "github".into(),
             Input::EffectFailed { .. } => "shell".into(),
         }
     }
@@ -178,18 +201,50 @@ pub enum StatusState {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Notice {
     AwaitingApproval,
-    StepStarted { weight: Weight },
-    Promoted { from: Weight, to: Weight },
+    StepStarted {
+        weight: Weight,
+    },
+    Promoted {
+        from: Weight,
+        to: Weight,
+    },
     Verifying,
     Completed,
-    Paused { reason: String },
-    Resumed { by: String },
-    Held { by: String },
-    HoldReleased { by: String },
-    RolledBack { reason: String, evidence: String },
-    RevertFailed { reason: String },
-    Superseded { by_deploy_id: String },
-    Failed { reason: String },
+    Paused {
+        reason: String,
+    },
+    Resumed {
+        by: String,
+    },
+    Held {
+        by: String,
+    },
+    HoldReleased {
+        by: String,
+    },
+    RolledBack {
+        reason: String,
+        evidence: String,
+    },
+    RevertFailed {
+        reason: String,
+    },
+    Superseded {
+        by_deploy_id: String,
+    },
+    Failed {
+        reason: String,
+    },
+    /// The approved head moved before the merge; the approvals are counted again.
+    ApprovalOutdated {
+        reason: String,
+    },
+    /// The approval PR was merged without the approvals (or after the rollout ended).
+    UnapprovedMerge {
+        by: String,
+        reason: String,
+        reverted: bool,
+    },
 }
 
 impl Notice {
@@ -209,6 +264,11 @@ impl Notice {
             Notice::RevertFailed { .. } => "revert_failed",
             Notice::Superseded { .. } => "superseded",
             Notice::Failed { .. } => "failed",
+            Notice::ApprovalOutdated { .. } => "approval_outdated",
+            Notice::UnapprovedMerge { reverted: true, .. } => "unapproved_merge",
+            Notice::UnapprovedMerge {
+                reverted: false, ..
+            } => "unapproved_merge_kept",
         }
     }
 }
@@ -228,15 +288,33 @@ pub enum Effect {
         weight: Weight,
         image_tag: String,
     },
-    /// Merge the approved PR; its merge commit comes back as `Committed`.
-    MergeApprovalPr,
-    /// Revert this rollout's commits (those listed, and any carrying its deploy id) by direct
-    /// push, with the evidence in the commit message.
+    /// Merge the approved PR at `head`, the commit the approvals were counted on, and nothing
+    /// else; its merge commit comes back as `Committed`, a moved head as `ApprovalOutdated`, a
+    /// person's merge of another head as `UnapprovedMerge`. (`None` only in audit rows written
+    /// before approvals named their head.)
+    MergeApprovalPr {
+        #[serde(default)]
+        head: Option<String>,
+    },
+    /// Revert, by direct push with the reason and evidence in each commit message and newest
+    /// first as the branch has them: the commits listed, every bot commit on the branch whose
+    /// `Deploy-Id` is in `find` (this rollout's own and those of the rollouts it superseded, so a
+    /// commit the record missed is reverted too), and the `merges` of its approval PR (as a
+    /// whole, against their first parent, whoever wrote what they merged).
     Revert {
         deploy_id: String,
         commits: Vec<String>,
         reason: String,
         evidence: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        find: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        merges: Vec<String>,
+    },
+    /// Close the rollout's approval PR if it is still open, saying why on it, and delete its bot
+    /// branch: a PR left open could ship stale manifests when merged later.
+    CloseApprovalPr {
+        why: Closing,
     },
     /// Update the status comment on the app PR.
     Comment {
@@ -269,6 +347,40 @@ pub enum Effect {
     ReleaseService,
 }
 
+/// Why an approval PR is closed: its rollout ended (or the PR was merged without the approvals).
+/// The comment on the PR is rendered from it (`templates/rollout/approval-pr-closed.txt`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Closing {
+    Completed,
+    RolledBack,
+    Superseded {
+        by_deploy_id: String,
+    },
+    Failed,
+    /// Merged by a person without the approvals; `reverted` says whether deploybot reverts it.
+    MergedUnapproved {
+        by: String,
+        reverted: bool,
+    },
+}
+
+impl Closing {
+    /// A stable name: the key of its text in `templates/rollout/approval-pr-closed.txt`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Closing::Completed => "completed",
+            Closing::RolledBack => "rolled_back",
+            Closing::Superseded { .. } => "superseded",
+            Closing::Failed => "failed",
+            Closing::MergedUnapproved { reverted: true, .. } => "merged_unapproved",
+            Closing::MergedUnapproved {
+                reverted: false, ..
+            } => "merged_unapproved_kept",
+        }
+    }
+}
+
 /// The kind of an effect, for reporting failures without echoing the whole effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -277,6 +389,7 @@ pub enum EffectKind {
     OpenApprovalPr,
     MergeApprovalPr,
     Revert,
+    CloseApprovalPr,
     Comment,
     Label,
     SetStatus,
@@ -292,8 +405,9 @@ impl Effect {
         match self {
             Effect::CommitStep { .. } => EffectKind::CommitStep,
             Effect::OpenApprovalPr { .. } => EffectKind::OpenApprovalPr,
-            Effect::MergeApprovalPr => EffectKind::MergeApprovalPr,
+            Effect::MergeApprovalPr { .. } => EffectKind::MergeApprovalPr,
             Effect::Revert { .. } => EffectKind::Revert,
+            Effect::CloseApprovalPr { .. } => EffectKind::CloseApprovalPr,
             Effect::Comment { .. } => EffectKind::Comment,
             Effect::Label { .. } => EffectKind::Label,
             Effect::SetStatus { .. } => EffectKind::SetStatus,

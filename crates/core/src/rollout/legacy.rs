@@ -184,6 +184,7 @@ impl RolloutV1 {
             approval: if self.approval_required {
                 Approval::Required {
                     by: self.approved_by.clone(),
+                    head: None,
                 }
             } else {
                 Approval::NotRequired
@@ -221,6 +222,7 @@ impl RolloutV1 {
             Phase::Complete => End::Complete,
             Phase::Superseded => End::Superseded {
                 by: "a newer rollout (not stored by format 1; see the audit trail)".into(),
+                revert: None,
             },
             Phase::Failed { reason } => End::Failed {
                 reason: reason.clone(),
@@ -251,6 +253,7 @@ impl RolloutV1 {
                 pause: Pause {
                     reason: reason.clone(),
                     held: self.held,
+                    revert_owed: false,
                 },
                 resume: self.live(self.resume_to.as_deref().unwrap_or(&Phase::RiskAssessment))?,
                 retry_at: self.retry_at,
@@ -300,6 +303,7 @@ impl RolloutV1 {
             settings: self.settings,
             state,
             commits: self.commits,
+            supersedes: Vec::new(),
             latest: self.latest,
             created_at: self.created_at,
             updated_at: self.updated_at,

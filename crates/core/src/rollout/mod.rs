@@ -9,9 +9,10 @@
 //! `store` (the persistence port), `legacy` (records stored by earlier versions), `view` (the
 //! JSON shape), `metrics` (the per-interval metric history), `page`, `chart` and `comment` (the
 //! status page, its charts and the PR status comment), `command` (PR comment commands),
-//! `approval` (counting approvals), `trigger` (image tag, required checks) and `config` (the
-//! per-service section). It deliberately does not know about GitHub, git, Prometheus or Argo CD:
-//! the shell maps their results onto [`Input`] and runs each [`Effect`].
+//! `approval` (counting approvals on the approval PR's head), `trigger` (image tag, required
+//! checks) and `config` (the per-service section). It deliberately does not know about GitHub,
+//! git, Prometheus or Argo CD: the shell maps their results onto [`Input`] and runs each
+//! [`Effect`].
 //!
 //! # States
 //!
@@ -35,7 +36,9 @@
 //! | 2 | RiskAssessment | Assessed (direct) | FullRollout (Committing 100) | CommitStep, Comment, SetStatus |
 //! | 3 | RiskAssessment | Assessed (approval required) | AwaitingApproval | OpenApprovalPr, Comment, SetStatus |
 //! | 4 | RiskAssessment | Assessed (score outside 0..=1) | rejected | — |
-//! | 5 | AwaitingApproval | Approved by a reviewer | Canary{0,w0} (Committing via PR) | MergeApprovalPr, Comment, SetStatus |
+//! | 5 | AwaitingApproval | Approved { by a reviewer, head } | Canary{0,w0} (Committing via PR) | MergeApprovalPr { head }, Comment, SetStatus |
+//! | 5b | AwaitingApproval | Approved naming no head | rejected | — |
+//! | 5c | Paused (AwaitingApproval) | Approved (a person merged the approved head) | Paused, resumes Committing via PR | MergeApprovalPr { head }, Comment, SetStatus |
 //! | 6 | AwaitingApproval | Approved by the change's author | rejected | — |
 //! | 7 | AwaitingApproval | ApprovalRevoked | unchanged | — |
 //! | 8 | Canary (Committing w) | Committed{sha, w} | Canary (Syncing) | WaitForSync |
@@ -69,7 +72,11 @@
 //! | 35 | live | `/hold` | Paused, held | Comment, SetStatus, HoldService, Notify |
 //! | 36 | Paused, held | `/resume` | rejected | — |
 //! | 37 | Paused, held | `/hold cancel` | the phase before the hold | ReleaseService, outstanding effects, Comment, SetStatus |
-//! | 38 | live | Superseded{by} | Superseded | Comment, SetStatus |
+//! | 38 | live, something shipped | Superseded{by} | Superseded, revert owed | Revert, Comment, SetStatus (CloseApprovalPr) |
+//! | 38b | Superseded, revert owed | Reverted{sha} | Superseded, revert done | — |
+//! | 38c | Superseded, revert owed | EffectFailed Revert permanent | Superseded, revert failed | Comment, Notify critical |
+//! | 38d | live, nothing shipped | Superseded{by} | Superseded | Comment, SetStatus |
+//! | 38e | Superseded, revert owed | any command | rejected | — |
 //! | 39 | RolledBack, revert owed | Reverted{sha} | RolledBack, revert done | — |
 //! | 40 | terminal | any command, Superseded, Committed | rejected | — |
 //! | 41 | live | EffectFailed transient | unchanged phase, `retry_at` set | — |
@@ -77,6 +84,22 @@
 //! | 43 | live | EffectFailed CommitStep permanent | Failed | Comment, SetStatus, Notify |
 //! | 44 | RolledBack, revert owed | EffectFailed Revert permanent | RolledBack, revert failed | Comment, Notify critical |
 //! | 45 | live | `/deploy` | rejected (it starts a new rollout) | — |
+//! | 46 | Canary (Committing via PR) | ApprovalOutdated (the head moved) | AwaitingApproval, approval cleared | Comment, SetStatus |
+//! | 46b | not merging an approval PR | ApprovalOutdated | rejected | — |
+//! | 47 | AwaitingApproval, or merging it | UnapprovedMerge (revert) | Paused, revert owed | Revert, Comment, SetStatus, CloseApprovalPr, Notify critical |
+//! | 48 | Paused, revert owed | `/resume`, `/hold cancel` | rejected | — |
+//! | 49 | Paused, revert owed | Reverted | Paused (`/resume` reopens an approval PR) | — |
+//! | 50 | AwaitingApproval, or merging it | UnapprovedMerge (no revert) | Paused, the merge tracked as the first step | WaitForSync, Comment, SetStatus, CloseApprovalPr, Notify critical |
+//! | 51b | any | UnapprovedMerge of its own merge commit | rejected | — |
+//! | 52 | ended | UnapprovedMerge (revert) | unchanged | Revert of the merge, CloseApprovalPr, Notify critical |
+//! | 53 | ended | UnapprovedMerge (no revert) | unchanged | CloseApprovalPr, Notify critical |
+//!
+//! Every end of a rollout whose course required an approval (Complete, RolledBack, Superseded,
+//! Failed) also asks for `CloseApprovalPr` with the reason. A `Revert` names the recorded commits
+//! and the deploy ids whose commits the shell finds on the branch: the rollout's own, and those
+//! of the rollouts it superseded (`Rollout::supersedes`), so a rollback returns the environment
+//! to the last version that completed. A superseded rollout reverts what it shipped before the
+//! newer one starts (`State::Superseding`; admission queues behind it meanwhile).
 //!
 //! Promotion between environments (staging, then production) is a new rollout per environment:
 //! `admission::promotions` says which `Complete` rollouts start the next one, and the shell's
@@ -107,7 +130,7 @@ pub mod view;
 pub use input::{Command, Effect, EffectKind, Input, Level, Notice, StatusState};
 pub use plan::{Plan, PlanError, Weight};
 pub use record::{
-    Approval, CommitRecord, Course, End, JudgeSpans, Live, MetricPoint, Observation,
+    Approval, CommitKind, CommitRecord, Course, End, JudgeSpans, Live, MetricPoint, Observation,
     ObservationKind, Pause, Phase, Progress, Release, Revert, Rollback, Rollout, Settings,
     Snapshot, State, Step, StepSpan, SyncFailurePolicy, Target, Trigger,
 };

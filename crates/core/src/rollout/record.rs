@@ -27,8 +27,14 @@ pub struct Rollout {
     /// The timing and limits it follows, copied when it started.
     pub settings: Settings,
     pub state: State,
-    /// Every commit this rollout made, oldest first: what a rollback reverts.
+    /// Every commit this rollout made, oldest first: what a rollback reverts (with every commit
+    /// on the branch carrying its `Deploy-Id`, which the shell finds there).
     pub commits: Vec<CommitRecord>,
+    /// The live rollouts this one superseded before they completed, newest first (and those
+    /// they had superseded): their commits are still in the environment, so a rollback reverts
+    /// them too and the environment returns to the last version that completed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supersedes: Vec<String>,
     /// The judge's latest word (the status comment, `/rollback`'s evidence).
     pub latest: Option<Snapshot>,
     pub created_at: DateTime<Utc>,
@@ -67,6 +73,16 @@ pub enum State {
         rollback: Rollback,
         course: Option<Course>,
         /// The new version's traffic when the rollback was decided.
+        traffic: Weight,
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// A newer rollout (`by`) replaces this one, whose steps are reverted first so that the
+    /// newer one starts from the last version that completed (a superseded canary is never left
+    /// serving, unjudged). Live for the shell until the revert is recorded (or fails).
+    Superseding {
+        by: String,
+        course: Option<Course>,
+        /// The new version's traffic when it was superseded.
         traffic: Weight,
         retry_at: Option<DateTime<Utc>>,
     },
@@ -109,9 +125,12 @@ pub struct Course {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Approval {
     NotRequired,
-    /// Required; `by` is set once approved.
+    /// Required; `by` is set once approved, with `head`, the commit of the approval PR the
+    /// approvals were counted on (the only one that may be merged).
     Required {
         by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<String>,
     },
 }
 
@@ -160,6 +179,10 @@ pub struct Pause {
     pub reason: String,
     /// An emergency hold (`/hold`): the service is held and only `/hold cancel` resumes.
     pub held: bool,
+    /// An unapproved merge of the approval PR is in the GitOps repository and its revert is
+    /// owed (re-issued after a restart); nothing resumes before it is done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revert_owed: bool,
 }
 
 /// A rollback decided for a rollout.
@@ -179,13 +202,19 @@ pub enum End {
     Complete,
     /// Rolled back, and what became of the revert.
     RolledBack { rollback: Rollback, revert: Revert },
-    /// A newer rollout of the same service and environment replaced this one.
-    Superseded { by: String },
+    /// A newer rollout of the same service and environment replaced this one; `revert` says
+    /// what became of the revert of its steps (`None` when nothing had reached the repository,
+    /// and in records written before supersedes reverted).
+    Superseded {
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revert: Option<Revert>,
+    },
     /// Something that cannot be retried went wrong; a human must look.
     Failed { reason: String },
 }
 
-/// What became of a rolled-back rollout's revert.
+/// What became of a rolled-back (or superseded) rollout's revert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Revert {
@@ -331,6 +360,30 @@ pub struct CommitRecord {
     pub sha: String,
     pub weight: Weight,
     pub at: DateTime<Utc>,
+    /// What kind of commit it is (a step, or a merge of the approval PR).
+    #[serde(default, skip_serializing_if = "CommitKind::is_step")]
+    pub kind: CommitKind,
+}
+
+/// What a rollout's commit is, which says how it is reverted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitKind {
+    /// The bot's own commit of a step (or the branch tip the step found already there): the
+    /// bot reverts only its own commits.
+    #[default]
+    Step,
+    /// The merge of the rollout's approval PR at the approved head: reverted as a whole against
+    /// its first parent, whoever wrote what it merged (the approvals covered all of it).
+    ApprovedMerge,
+    /// A person's merge of the approval PR that no approval covered: reverted as a whole too.
+    UnapprovedMerge,
+}
+
+impl CommitKind {
+    pub fn is_step(&self) -> bool {
+        *self == CommitKind::Step
+    }
 }
 
 /// What to do when a commit is not reported synced and healthy by its deadline.
@@ -552,6 +605,7 @@ impl Rollout {
                 retry_at: None,
             },
             commits: Vec::new(),
+            supersedes: Vec::new(),
             latest: None,
             created_at: now,
             updated_at: now,
@@ -578,6 +632,7 @@ impl Rollout {
                 reason: pause.reason.clone(),
             },
             State::RollingBack { .. } => Phase::RolledBack,
+            State::Superseding { .. } => Phase::Superseded,
             State::Ended { end, .. } => match end {
                 End::Complete => Phase::Complete,
                 End::RolledBack { .. } => Phase::RolledBack,
@@ -593,7 +648,7 @@ impl Rollout {
     pub fn live(&self) -> Option<&Live> {
         match &self.state {
             State::Running { live, .. } | State::Paused { resume: live, .. } => Some(live),
-            State::RollingBack { .. } | State::Ended { .. } => None,
+            State::RollingBack { .. } | State::Superseding { .. } | State::Ended { .. } => None,
         }
     }
 
@@ -601,7 +656,9 @@ impl Rollout {
     pub fn course(&self) -> Option<&Course> {
         match &self.state {
             State::Running { live, .. } | State::Paused { resume: live, .. } => live.course(),
-            State::RollingBack { course, .. } | State::Ended { course, .. } => course.as_ref(),
+            State::RollingBack { course, .. }
+            | State::Superseding { course, .. }
+            | State::Ended { course, .. } => course.as_ref(),
         }
     }
 
@@ -617,7 +674,9 @@ impl Rollout {
     pub fn traffic(&self) -> Weight {
         match &self.state {
             State::Running { live, .. } | State::Paused { resume: live, .. } => live.traffic(),
-            State::RollingBack { traffic, .. } | State::Ended { traffic, .. } => *traffic,
+            State::RollingBack { traffic, .. }
+            | State::Superseding { traffic, .. }
+            | State::Ended { traffic, .. } => *traffic,
         }
     }
 
@@ -634,7 +693,8 @@ impl Rollout {
         match &self.state {
             State::Running { retry_at, .. }
             | State::Paused { retry_at, .. }
-            | State::RollingBack { retry_at, .. } => *retry_at,
+            | State::RollingBack { retry_at, .. }
+            | State::Superseding { retry_at, .. } => *retry_at,
             State::Ended { .. } => None,
         }
     }
@@ -667,13 +727,33 @@ impl Rollout {
     /// Who approved it, when an approval was required and given.
     pub fn approved_by(&self) -> Option<&str> {
         match &self.course()?.approval {
-            Approval::Required { by } => by.as_deref(),
+            Approval::Required { by, .. } => by.as_deref(),
             Approval::NotRequired => None,
         }
     }
 
+    /// Whether the rollout waits on its approval PR (paused or not): for the approvals, or for
+    /// the merge of the approved head. Only then can a merge of that PR be its approval.
+    pub fn awaits_approval_pr(&self) -> bool {
+        match self.live() {
+            Some(Live::AwaitingApproval { .. }) => true,
+            Some(Live::Shipping { step, .. }) => matches!(
+                step.progress,
+                Progress::Committing {
+                    via_approval_pr: true,
+                    ..
+                }
+            ),
+            Some(Live::Assessing) | None => false,
+        }
+    }
+
+    /// A rollback's (or a supersede's) revert is still owed.
     pub fn revert_owed(&self) -> bool {
-        matches!(self.state, State::RollingBack { .. })
+        matches!(
+            self.state,
+            State::RollingBack { .. } | State::Superseding { .. }
+        )
     }
 }
 

@@ -8,16 +8,20 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::input::{Command, Effect, EffectKind, Input, Level, Notice, StatusState};
+use super::input::{Closing, Command, Effect, EffectKind, Input, Level, Notice, StatusState};
 use super::plan::{Plan, Weight};
 use super::record::{
-    Approval, CommitRecord, Course, End, Live, Observation, ObservationKind, Pause, Progress,
-    Revert, Rollback, Rollout, Snapshot, State, Step, SyncFailurePolicy, secs,
+    Approval, CommitKind, CommitRecord, Course, End, Live, Observation, ObservationKind, Pause,
+    Progress, Revert, Rollback, Rollout, Snapshot, State, Step, SyncFailurePolicy, secs,
 };
 use crate::risk::Strategy;
 
 /// The label put on the app PR when a rollout is rolled back.
 pub const ROLLED_BACK_LABEL: &str = "deploy/rolled-back";
+
+/// Why a pause over an unapproved merge cannot be lifted yet.
+const REVERT_FIRST: &str =
+    "the unapproved merge of the approval PR is still being reverted; resume once it is";
 
 /// What became of an input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +103,7 @@ pub fn outstanding(r: &Rollout) -> Vec<Effect> {
         State::RollingBack { rollback, .. } => vec![
             // The label and the hold matter as much as the revert: until the revert is
             // recorded, a restart re-issues all three.
-            revert_effect(r, rollback),
+            revert_effect(r, &rollback.reason, &rollback.evidence),
             Effect::Label {
                 name: ROLLED_BACK_LABEL.into(),
             },
@@ -107,7 +111,12 @@ pub fn outstanding(r: &Rollout) -> Vec<Effect> {
                 reason: rollback.reason.clone(),
             },
         ],
+        State::Superseding { by, .. } => vec![revert_effect(r, &superseded_reason(by), "")],
         State::Ended { .. } => Vec::new(),
+        // An unapproved merge is in the environment: its revert is owed before anything else.
+        State::Paused { pause, .. } if pause.revert_owed => {
+            vec![revert_effect(r, &pause.reason, "")]
+        }
         // An approval PR is (re)opened only while waiting for it, not while paused.
         State::Running {
             live: Live::AwaitingApproval { course },
@@ -117,11 +126,13 @@ pub fn outstanding(r: &Rollout) -> Vec<Effect> {
             image_tag: r.release.image_tag.clone(),
         }],
         State::Running { live, .. } | State::Paused { resume: live, .. } => match live {
-            Live::Shipping { step, .. } => match &step.progress {
+            Live::Shipping { course, step } => match &step.progress {
                 Progress::Committing {
                     via_approval_pr: true,
                     ..
-                } => vec![Effect::MergeApprovalPr],
+                } => vec![Effect::MergeApprovalPr {
+                    head: approved_head(course),
+                }],
                 Progress::Committing { .. } => vec![Effect::CommitStep {
                     weight: step.weight,
                     image_tag: r.release.image_tag.clone(),
@@ -141,12 +152,63 @@ fn first_weight(plan: &Plan) -> Weight {
     plan.get(0).unwrap_or(Weight::FULL)
 }
 
-fn revert_effect(r: &Rollout, rollback: &Rollback) -> Effect {
+/// The approval PR head the approvals were counted on, once approved.
+fn approved_head(course: &Course) -> Option<String> {
+    match &course.approval {
+        Approval::Required { head, .. } => head.clone(),
+        Approval::NotRequired => None,
+    }
+}
+
+/// The revert of everything this rollout put in the environment: its recorded commits, every
+/// bot commit on the branch carrying its `Deploy-Id` or that of a rollout it superseded (so a
+/// commit that landed unrecorded, or a superseded rollout's half-done steps, are reverted too),
+/// and unapproved merges of its approval PR.
+fn revert_effect(r: &Rollout, reason: &str, evidence: &str) -> Effect {
+    let shas = |merges: bool| {
+        r.commits
+            .iter()
+            .filter(|c| c.kind.is_step() != merges)
+            .map(|c| c.sha.clone())
+            .collect()
+    };
     Effect::Revert {
         deploy_id: r.deploy_id.clone(),
-        commits: r.commits.iter().map(|c| c.sha.clone()).collect(),
-        reason: rollback.reason.clone(),
-        evidence: rollback.evidence.clone(),
+        commits: shas(false),
+        reason: reason.to_string(),
+        evidence: evidence.to_string(),
+        find: std::iter::once(r.deploy_id.clone())
+            .chain(r.supersedes.iter().cloned())
+            .collect(),
+        merges: shas(true),
+    }
+}
+
+/// Why a superseded rollout's steps are reverted, as its revert commits say.
+fn superseded_reason(by: &str) -> String {
+    format!(
+        "superseded by {by}: its steps are reverted so that {by} starts from the last version that completed"
+    )
+}
+
+/// The course with its approval not given (yet, or any more).
+fn unapproved(mut course: Course) -> Course {
+    if let Approval::Required { by, head } = &mut course.approval {
+        *by = None;
+        *head = None;
+    }
+    course
+}
+
+/// Why the approval PR of a rollout that ended as `end` is closed.
+pub fn closing(end: &End) -> Closing {
+    match end {
+        End::Complete => Closing::Completed,
+        End::RolledBack { .. } => Closing::RolledBack,
+        End::Superseded { by, .. } => Closing::Superseded {
+            by_deploy_id: by.clone(),
+        },
+        End::Failed { .. } => Closing::Failed,
     }
 }
 
@@ -166,13 +228,20 @@ impl Machine {
                 strategy,
                 approval_required,
             } => self.assessed(risk_score, strategy, approval_required),
-            Input::Approved { by } => self.approved(by),
+            Input::Approved { by, head } => self.approved(by, head),
             Input::ApprovalRevoked => match self.running() {
                 Some(Live::AwaitingApproval { .. }) => {
                     Ok("approval withdrawn; still waiting".into())
                 }
                 _ => Err(self.not_in_phase("an approval change")),
             },
+            Input::ApprovalOutdated { reason } => self.approval_outdated(reason),
+            Input::UnapprovedMerge {
+                by,
+                merge_sha,
+                reason,
+                revert,
+            } => self.unapproved_merge(by, merge_sha, reason, revert),
             Input::Committed { sha, weight } => self.committed(sha, weight),
             Input::Synced { revision } => self.synced(revision),
             Input::SyncFailed { reason } => self.sync_failed(reason),
@@ -184,29 +253,8 @@ impl Machine {
             }
             Input::Tick => Ok(self.tick()),
             Input::Command { cmd, by } => self.command(cmd, by),
-            Input::Superseded { by_deploy_id } => {
-                self.require_live("superseding")?;
-                self.finish(
-                    End::Superseded {
-                        by: by_deploy_id.clone(),
-                    },
-                    Notice::Superseded {
-                        by_deploy_id: by_deploy_id.clone(),
-                    },
-                );
-                Ok(format!("superseded by {by_deploy_id}"))
-            }
-            Input::Reverted { sha } => {
-                let State::RollingBack { rollback, .. } = &self.r.state else {
-                    return Err("no revert is owed".into());
-                };
-                let rollback = rollback.clone();
-                self.end(End::RolledBack {
-                    rollback,
-                    revert: Revert::Done { sha: sha.clone() },
-                });
-                Ok(format!("reverted as {sha}"))
-            }
+            Input::Superseded { by_deploy_id } => self.superseded(by_deploy_id),
+            Input::Reverted { sha } => self.reverted(sha),
             Input::EffectFailed {
                 effect,
                 reason,
@@ -252,7 +300,7 @@ impl Machine {
     fn require_live(&self, what: &str) -> Result<(), String> {
         match self.r.state {
             State::Running { .. } | State::Paused { .. } => Ok(()),
-            State::RollingBack { .. } | State::Ended { .. } => {
+            State::RollingBack { .. } | State::Superseding { .. } | State::Ended { .. } => {
                 Err(format!("{what}: the rollout is already {}", self.r.phase()))
             }
         }
@@ -284,7 +332,8 @@ impl Machine {
         match &mut self.r.state {
             State::Running { retry_at, .. }
             | State::Paused { retry_at, .. }
-            | State::RollingBack { retry_at, .. } => *retry_at = at,
+            | State::RollingBack { retry_at, .. }
+            | State::Superseding { retry_at, .. } => *retry_at = at,
             State::Ended { .. } => {}
         }
     }
@@ -300,7 +349,9 @@ impl Machine {
 
     /// Ends the rollout without success: says so on the PR and sets the status to error.
     fn finish(&mut self, end: End, notice: Notice) {
+        let why = closing(&end);
         self.end(end);
+        self.close_approval_pr(why);
         self.effects.push(Effect::Comment { notice });
         self.status(StatusState::Error);
     }
@@ -322,7 +373,10 @@ impl Machine {
             strategy,
             plan,
             approval: if approval {
-                Approval::Required { by: None }
+                Approval::Required {
+                    by: None,
+                    head: None,
+                }
             } else {
                 Approval::NotRequired
             },
@@ -352,8 +406,11 @@ impl Machine {
         }
     }
 
-    fn approved(&mut self, by: String) -> Applied {
-        let Some(Live::AwaitingApproval { course }) = self.running() else {
+    /// An approval of the approval PR's `head`. While paused, only a person's merge of an
+    /// approved head reaches here (deploybot counts reviews only when not paused): the merge is
+    /// tracked as the first step, and the rollout stays paused.
+    fn approved(&mut self, by: String, head: Option<String>) -> Applied {
+        let Some(Live::AwaitingApproval { course }) = self.r.live() else {
             return Err(self.not_in_phase("an approval"));
         };
         if by.eq_ignore_ascii_case(&self.r.release.author) {
@@ -361,16 +418,256 @@ impl Machine {
                 "@{by} wrote the change and cannot approve its rollout"
             ));
         }
+        let Some(head) = head else {
+            return Err("an approval must name the head it approved; none did".into());
+        };
         let mut course = course.clone();
         course.approval = Approval::Required {
             by: Some(by.clone()),
+            head: Some(head.clone()),
         };
         self.begin_first_step(course, true);
-        Ok(format!("approved by @{by}"))
+        Ok(format!("approved by @{by} at {head}"))
+    }
+
+    /// The approved head moved before it was merged: back to waiting, nothing merged.
+    fn approval_outdated(&mut self, reason: String) -> Applied {
+        let paused = self.is_paused();
+        let course = match self.live_mut() {
+            Some(Live::Shipping {
+                course,
+                step:
+                    Step {
+                        progress:
+                            Progress::Committing {
+                                via_approval_pr: true,
+                                ..
+                            },
+                        ..
+                    },
+            }) => course.clone(),
+            _ => return Err(self.not_in_phase("an outdated approval")),
+        };
+        self.set_live(Live::AwaitingApproval {
+            course: unapproved(course),
+        });
+        self.effects.push(Effect::Comment {
+            notice: Notice::ApprovalOutdated {
+                reason: reason.clone(),
+            },
+        });
+        if !paused {
+            self.status(StatusState::Pending);
+        }
+        Ok(format!("approval outdated ({reason}); counting again"))
+    }
+
+    /// A person merged the approval PR without the approvals, or after the rollout ended: an
+    /// out-of-band change. A rollout waiting for (or merging) its approval pauses with a
+    /// critical alert and reverts the merge when `revert`; one rolling back reverts it with
+    /// the rest; an ended one stays ended and only reverts and alerts.
+    fn unapproved_merge(
+        &mut self,
+        by: String,
+        merge_sha: String,
+        reason: String,
+        revert: bool,
+    ) -> Applied {
+        if self.r.commits.iter().any(|c| c.sha == merge_sha) {
+            return Err(format!("merge {merge_sha} is this rollout's own commit"));
+        }
+        let why = format!("approval PR merged by @{by} without the approvals: {reason}");
+        let notice = Notice::UnapprovedMerge {
+            by: by.clone(),
+            reason: reason.clone(),
+            reverted: revert,
+        };
+        let first = self
+            .r
+            .course()
+            .map_or(Weight::FULL, |c| first_weight(&c.plan));
+        let record = CommitRecord {
+            sha: merge_sha.clone(),
+            weight: first,
+            at: self.now,
+            kind: CommitKind::UnapprovedMerge,
+        };
+        let waiting = self.r.awaits_approval_pr();
+        let note = match &self.r.state {
+            State::Running { .. } | State::Paused { .. } if waiting => {
+                let course = self.r.course().cloned().map(unapproved);
+                let Some(course) = course else {
+                    return Err(self.not_in_phase("an approval PR merge"));
+                };
+                self.r.commits.push(record);
+                let resume = if revert {
+                    Live::AwaitingApproval { course }
+                } else {
+                    // Left in place: the merge is the first step, tracked while paused.
+                    let deadline = self.now + secs(self.r.settings.sync_timeout_secs);
+                    Live::Shipping {
+                        course,
+                        step: Step {
+                            weight: first,
+                            progress: Progress::Syncing {
+                                revision: merge_sha.clone(),
+                                deadline,
+                            },
+                        },
+                    }
+                };
+                let (held, retry_at) = match &self.r.state {
+                    State::Paused {
+                        pause, retry_at, ..
+                    } => (pause.held, *retry_at),
+                    State::Running { retry_at, .. } => (false, *retry_at),
+                    _ => (false, None),
+                };
+                self.r.state = State::Paused {
+                    pause: Pause {
+                        reason: why.clone(),
+                        held,
+                        revert_owed: revert,
+                    },
+                    resume,
+                    retry_at,
+                };
+                if revert {
+                    self.effects.push(revert_effect(&self.r, &why, ""));
+                } else {
+                    self.effects.extend(outstanding(&self.r));
+                }
+                self.effects.push(Effect::Comment {
+                    notice: notice.clone(),
+                });
+                self.status(StatusState::Pending);
+                "paused"
+            }
+            State::RollingBack { .. } | State::Superseding { .. } => {
+                // Reverted with the rest of the rollout: the owed revert is issued again with it.
+                self.r.commits.push(record);
+                self.effects.extend(
+                    outstanding(&self.r)
+                        .into_iter()
+                        .filter(|e| e.kind() == EffectKind::Revert),
+                );
+                "reverted with the rest of the rollout"
+            }
+            State::Ended { .. } if revert => {
+                self.effects.push(Effect::Revert {
+                    deploy_id: self.r.deploy_id.clone(),
+                    commits: Vec::new(),
+                    reason: why.clone(),
+                    evidence: String::new(),
+                    find: Vec::new(),
+                    merges: vec![merge_sha.clone()],
+                });
+                "the rollout is over; reverting the merge"
+            }
+            State::Ended { .. } => "the rollout is over; the merge stays",
+            State::Running { .. } | State::Paused { .. } => {
+                return Err(format!(
+                    "{}: the approval PR was merged already",
+                    self.not_in_phase("an approval PR merge")
+                ));
+            }
+        };
+        self.effects.push(Effect::CloseApprovalPr {
+            why: Closing::MergedUnapproved {
+                by: by.clone(),
+                reverted: revert,
+            },
+        });
+        self.effects.push(Effect::Notify {
+            level: Level::Critical,
+            notice,
+        });
+        Ok(format!("{why}: {note}"))
+    }
+
+    /// A newer rollout replaces this one. What it put in the environment (its steps, what it
+    /// had inherited, an unapproved merge) is reverted first, so that the newer one starts from
+    /// the last version that completed and no superseded canary keeps serving unjudged.
+    fn superseded(&mut self, by: String) -> Applied {
+        self.require_live("superseding")?;
+        let applied =
+            !self.r.commits.is_empty() || self.r.step().is_some() || !self.r.supersedes.is_empty();
+        if !applied {
+            self.finish(
+                End::Superseded {
+                    by: by.clone(),
+                    revert: None,
+                },
+                Notice::Superseded {
+                    by_deploy_id: by.clone(),
+                },
+            );
+            return Ok(format!("superseded by {by}"));
+        }
+        self.r.state = State::Superseding {
+            by: by.clone(),
+            course: self.r.course().cloned(),
+            traffic: self.r.traffic(),
+            retry_at: None,
+        };
+        self.effects
+            .push(revert_effect(&self.r, &superseded_reason(&by), ""));
+        self.effects.push(Effect::Comment {
+            notice: Notice::Superseded {
+                by_deploy_id: by.clone(),
+            },
+        });
+        self.status(StatusState::Error);
+        self.close_approval_pr(Closing::Superseded {
+            by_deploy_id: by.clone(),
+        });
+        Ok(format!(
+            "superseded by {by}: reverting its steps first, so that {by} starts from the last \
+             version that completed"
+        ))
+    }
+
+    fn reverted(&mut self, sha: String) -> Applied {
+        match &mut self.r.state {
+            State::RollingBack { rollback, .. } => {
+                let rollback = rollback.clone();
+                self.end(End::RolledBack {
+                    rollback,
+                    revert: Revert::Done { sha: sha.clone() },
+                });
+                Ok(format!("reverted as {sha}"))
+            }
+            State::Superseding { by, .. } => {
+                let by = by.clone();
+                self.end(End::Superseded {
+                    by: by.clone(),
+                    revert: Some(Revert::Done { sha: sha.clone() }),
+                });
+                Ok(format!("superseded by {by}; its steps reverted as {sha}"))
+            }
+            State::Paused { pause, .. } if pause.revert_owed => {
+                pause.revert_owed = false;
+                Ok(format!("unapproved merge reverted as {sha}"))
+            }
+            // The revert of an approval PR merged after the rollout ended.
+            State::Ended { .. } => Ok(format!("unapproved merge reverted as {sha}")),
+            State::Running { .. } | State::Paused { .. } => Err("no revert is owed".into()),
+        }
+    }
+
+    /// Ends the rollout's approval PR, if it has one (a course that required an approval).
+    fn close_approval_pr(&mut self, why: Closing) {
+        if matches!(
+            self.r.course().map(|c| &c.approval),
+            Some(Approval::Required { .. })
+        ) {
+            self.effects.push(Effect::CloseApprovalPr { why });
+        }
     }
 
     fn begin_first_step(&mut self, course: Course, via_approval_pr: bool) {
         let w = first_weight(&course.plan);
+        let head = approved_head(&course);
         self.set_live(Live::Shipping {
             course,
             step: Step {
@@ -382,7 +679,7 @@ impl Machine {
             },
         });
         self.effects.push(if via_approval_pr {
-            Effect::MergeApprovalPr
+            Effect::MergeApprovalPr { head }
         } else {
             Effect::CommitStep {
                 weight: w,
@@ -401,8 +698,12 @@ impl Machine {
         let Some(step) = self.step_mut() else {
             return Err(format!("commit {sha} reported but no commit is in flight"));
         };
-        match step.progress {
-            Progress::Committing { .. } if step.weight == weight => {}
+        let kind = match step.progress {
+            Progress::Committing {
+                via_approval_pr: true,
+                ..
+            } if step.weight == weight => CommitKind::ApprovedMerge,
+            Progress::Committing { .. } if step.weight == weight => CommitKind::Step,
             Progress::Committing { .. } => {
                 return Err(format!(
                     "commit {sha} is for {weight} but the step in flight is {}",
@@ -410,7 +711,7 @@ impl Machine {
                 ));
             }
             _ => return Err(format!("commit {sha} reported but no commit is in flight")),
-        }
+        };
         step.progress = Progress::Syncing {
             revision: sha.clone(),
             deadline,
@@ -419,6 +720,7 @@ impl Machine {
             sha: sha.clone(),
             weight,
             at: self.now,
+            kind,
         });
         self.set_retry_at(None);
         self.effects.push(Effect::WaitForSync {
@@ -474,7 +776,10 @@ impl Machine {
             }
             SyncFailurePolicy::Rollback => {
                 self.rollback(format!("sync failed: {reason}"), reason);
-                Ok("sync failed: rolling back".into())
+                Ok(format!(
+                    "sync failed: rolling back{}",
+                    self.reverting_also()
+                ))
             }
         }
     }
@@ -529,7 +834,10 @@ impl Machine {
             }
             Observation::Rollback { metric, evidence } => {
                 self.rollback(format!("judge: {metric} regressed at {weight}"), evidence);
-                Ok(format!("judge: rollback on {metric}"))
+                Ok(format!(
+                    "judge: rollback on {metric}{}",
+                    self.reverting_also()
+                ))
             }
             Observation::Inconclusive { reason, escalate } => {
                 if escalate || n > max_inconclusive {
@@ -558,6 +866,7 @@ impl Machine {
         let weight = step.weight;
         if weight.is_full() {
             self.end(End::Complete);
+            self.close_approval_pr(Closing::Completed);
             self.effects.push(Effect::Comment {
                 notice: Notice::Completed,
             });
@@ -611,6 +920,7 @@ impl Machine {
                 pause: Pause {
                     reason: reason.clone(),
                     held: false,
+                    revert_owed: false,
                 },
                 resume: live,
                 retry_at,
@@ -623,6 +933,7 @@ impl Machine {
                 pause: Pause {
                     reason: reason.clone(),
                     held: pause.held,
+                    revert_owed: pause.revert_owed,
                 },
                 resume,
                 retry_at,
@@ -684,9 +995,11 @@ impl Machine {
     }
 
     fn rollback(&mut self, reason: String, evidence: String) {
-        // Anything shipped (a step committed or in flight) must be reverted; an assessment or
-        // an unapproved approval PR reached nothing.
-        let applied = !self.r.commits.is_empty() || self.r.step().is_some();
+        // Anything shipped (a step committed or in flight, an unapproved merge, or the half-done
+        // steps of a superseded rollout) must be reverted; an assessment or an unapproved
+        // approval PR reached nothing.
+        let applied =
+            !self.r.commits.is_empty() || self.r.step().is_some() || !self.r.supersedes.is_empty();
         let rollback = Rollback {
             reason: reason.clone(),
             evidence: evidence.clone(),
@@ -705,6 +1018,7 @@ impl Machine {
                 revert: Revert::NotNeeded,
             });
         }
+        self.close_approval_pr(Closing::RolledBack);
         self.effects.push(Effect::Comment {
             notice: Notice::RolledBack {
                 reason: reason.clone(),
@@ -716,7 +1030,10 @@ impl Machine {
             // Nothing reached the GitOps repository: there is nothing to revert or hold.
             return;
         }
-        self.effects.insert(0, revert_effect(&self.r, &rollback));
+        self.effects.insert(
+            0,
+            revert_effect(&self.r, &rollback.reason, &rollback.evidence),
+        );
         self.effects.push(Effect::Label {
             name: ROLLED_BACK_LABEL.into(),
         });
@@ -727,6 +1044,18 @@ impl Machine {
             level: Level::Warn,
             notice: Notice::RolledBack { reason, evidence },
         });
+    }
+
+    /// What a rollback reverts beyond this rollout's own commits, for the audit trail.
+    fn reverting_also(&self) -> String {
+        if self.r.supersedes.is_empty() {
+            return String::new();
+        }
+        format!(
+            "; reverting also the commits of superseded rollout(s) {}, back to the last \
+             version that completed",
+            self.r.supersedes.join(", ")
+        )
     }
 
     fn tick(&mut self) -> String {
@@ -827,6 +1156,7 @@ impl Machine {
                     Some(p) if p.held => {
                         return Err("an emergency hold is in force: /hold cancel lifts it".into());
                     }
+                    Some(p) if p.revert_owed => return Err(REVERT_FIRST.into()),
                     Some(_) => {}
                 }
                 self.resume(Notice::Resumed { by: by.clone() });
@@ -839,7 +1169,7 @@ impl Machine {
                     _ => format!("rollback requested by @{by}"),
                 };
                 self.rollback(format!("/rollback by @{by}"), evidence);
-                Ok(format!("rolled back by @{by}"))
+                Ok(format!("rolled back by @{by}{}", self.reverting_also()))
             }
             Command::Hold => {
                 self.require_live("/hold")?;
@@ -859,8 +1189,10 @@ impl Machine {
                 Ok(format!("held by @{by}"))
             }
             Command::HoldCancel => {
-                if !self.r.pause().is_some_and(|p| p.held) {
-                    return Err("no emergency hold is in force".into());
+                match self.r.pause() {
+                    Some(p) if p.held && p.revert_owed => return Err(REVERT_FIRST.into()),
+                    Some(p) if p.held => {}
+                    _ => return Err("no emergency hold is in force".into()),
                 }
                 self.effects.push(Effect::ReleaseService);
                 self.resume(Notice::HoldReleased { by: by.clone() });
@@ -869,10 +1201,28 @@ impl Machine {
         }
     }
 
+    /// Says on the PR and in a critical alert that a revert could not be made.
+    fn revert_failed(&mut self, reason: String) {
+        self.effects.push(Effect::Comment {
+            notice: Notice::RevertFailed {
+                reason: reason.clone(),
+            },
+        });
+        self.effects.push(Effect::Notify {
+            level: Level::Critical,
+            notice: Notice::RevertFailed { reason },
+        });
+    }
+
     fn effect_failed(&mut self, effect: EffectKind, reason: String, transient: bool) -> Applied {
         let what = format!("{effect:?} failed: {reason}");
         if transient {
             if !self.r.is_live() {
+                if effect == EffectKind::Revert {
+                    // Only an unapproved merge is reverted after the end: nobody retries it.
+                    self.revert_failed(reason);
+                    return Ok(format!("{what}: a human must revert"));
+                }
                 return Ok(format!("{what} (rollout over; not retried)"));
             }
             let after = self.r.settings.retry_after_secs;
@@ -899,25 +1249,32 @@ impl Machine {
                 Ok(what)
             }
             EffectKind::Revert => {
-                let State::RollingBack { rollback, .. } = &self.r.state else {
-                    return Err("a revert failure reported but no revert is owed".into());
-                };
-                let rollback = rollback.clone();
-                self.end(End::RolledBack {
-                    rollback,
-                    revert: Revert::Failed {
-                        reason: reason.clone(),
-                    },
-                });
-                self.effects.push(Effect::Comment {
-                    notice: Notice::RevertFailed {
-                        reason: reason.clone(),
-                    },
-                });
-                self.effects.push(Effect::Notify {
-                    level: Level::Critical,
-                    notice: Notice::RevertFailed { reason },
-                });
+                match &mut self.r.state {
+                    State::RollingBack { rollback, .. } => {
+                        let rollback = rollback.clone();
+                        self.end(End::RolledBack {
+                            rollback,
+                            revert: Revert::Failed {
+                                reason: reason.clone(),
+                            },
+                        });
+                    }
+                    State::Superseding { by, .. } => {
+                        let by = by.clone();
+                        self.end(End::Superseded {
+                            by,
+                            revert: Some(Revert::Failed {
+                                reason: reason.clone(),
+                            }),
+                        });
+                    }
+                    State::Paused { pause, .. } if pause.revert_owed => pause.revert_owed = false,
+                    State::Ended { .. } => {}
+                    State::Running { .. } | State::Paused { .. } => {
+                        return Err("a revert failure reported but no revert is owed".into());
+                    }
+                }
+                self.revert_failed(reason);
                 Ok(format!("{what}: a human must revert"))
             }
             EffectKind::QueryMetrics => {
@@ -930,6 +1287,7 @@ impl Machine {
             // safety never depends on them, so their failure is recorded and nothing more.
             EffectKind::Comment
             | EffectKind::Label
+            | EffectKind::CloseApprovalPr
             | EffectKind::SetStatus
             | EffectKind::Notify
             | EffectKind::HoldService
@@ -1180,7 +1538,10 @@ mod tests {
         );
         // 5-7: approval.
         let awaiting = [(0, assessed(Strategy::Canary10, true))];
-        let by = |who: &str| Input::Approved { by: who.into() };
+        let by = |who: &str| Input::Approved {
+            by: who.into(),
+            head: Some("h1".into()),
+        };
         check(
             "5",
             &awaiting,
@@ -1204,6 +1565,32 @@ mod tests {
             "awaiting_approval",
             &[],
             Unchanged,
+        );
+        let tr = check(
+            "5c",
+            &[
+                (0, assessed(Strategy::Canary10, true)),
+                (1, cmd(Command::Pause, "carol")),
+            ],
+            (5, by("bob")),
+            "paused (paused by @carol)",
+            &[K::MergeApprovalPr, K::Comment, K::SetStatus],
+            Applied,
+        );
+        assert_eq!(tr.next.approved_by(), Some("bob"), "row 5c");
+        check(
+            "5b",
+            &awaiting,
+            (
+                5,
+                Input::Approved {
+                    by: "bob".into(),
+                    head: None,
+                },
+            ),
+            "awaiting_approval",
+            &[],
+            Rejected,
         );
         // 8-13: commit and sync.
         check(
@@ -1456,7 +1843,7 @@ mod tests {
             &awaiting,
             (5, cmd(Command::Rollback, "dave")),
             "rolled_back",
-            &[K::Comment, K::SetStatus],
+            &[K::CloseApprovalPr, K::Comment, K::SetStatus],
             Applied,
         );
         // 35-37: emergency hold.
@@ -1485,19 +1872,59 @@ mod tests {
             &[K::ReleaseService, K::Comment, K::SetStatus],
             Applied,
         );
-        // 38: superseded.
-        check(
+        // 38: superseded: what it shipped is reverted first.
+        let by_d2 = Input::Superseded {
+            by_deploy_id: "d-2".into(),
+        };
+        let tr = check(
             "38",
             &live5(),
+            (100, by_d2.clone()),
+            "superseded",
+            &[K::Revert, K::Comment, K::SetStatus],
+            Applied,
+        );
+        assert!(tr.next.is_live() && tr.next.revert_owed(), "row 38");
+        assert_eq!(outstanding(&tr.next).len(), 1, "row 38: the revert is owed");
+        let done = check(
+            "38b",
+            &plus(live5(), &[(100, by_d2.clone())]),
+            (101, Input::Reverted { sha: "r1".into() }),
+            "superseded",
+            &[],
+            Applied,
+        );
+        assert!(!done.next.is_live(), "row 38b");
+        check(
+            "38c",
+            &plus(live5(), &[(100, by_d2.clone())]),
             (
-                100,
-                Input::Superseded {
-                    by_deploy_id: "d-2".into(),
+                101,
+                Input::EffectFailed {
+                    effect: K::Revert,
+                    reason: "conflict".into(),
+                    transient: false,
                 },
             ),
             "superseded",
+            &[K::Comment, K::Notify],
+            Applied,
+        );
+        check(
+            "38d",
+            &[],
+            (0, by_d2.clone()),
+            "superseded",
             &[K::Comment, K::SetStatus],
             Applied,
+        );
+        check(
+            "38e",
+            &plus(live5(), &[(100, by_d2)]),
+            (101, cmd(Command::Rollback, "carol")),
+            "superseded",
+            &[],
+            Rejected,
         );
         // 39-40: terminal phases.
         let rolled = plus(live5(), &[(62, judged(rollback_obs()))]);
@@ -1634,6 +2061,206 @@ mod tests {
             &[],
             Rejected,
         );
+        // 46-53: approvals bound to their head; merges nobody approved.
+        let merging = [(0, assessed(Strategy::Canary10, true)), (5, by("bob"))];
+        let outdated = Input::ApprovalOutdated {
+            reason: "the head moved".into(),
+        };
+        let tr = check(
+            "46",
+            &merging,
+            (6, outdated.clone()),
+            "awaiting_approval",
+            &[K::Comment, K::SetStatus],
+            Applied,
+        );
+        assert_eq!(tr.next.approved_by(), None, "row 46: the approval is gone");
+        check("46b", &live5(), (100, outdated), CANARY5, &[], Rejected);
+        let unapproved = |revert| Input::UnapprovedMerge {
+            by: "erin".into(),
+            merge_sha: "m1".into(),
+            reason: "0 of 1 approvals".into(),
+            revert,
+        };
+        let paused = "paused (approval PR merged by @erin without the approvals: 0 of 1 approvals)";
+        let tr = check(
+            "47",
+            &awaiting,
+            (6, unapproved(true)),
+            paused,
+            &[
+                K::Revert,
+                K::Comment,
+                K::SetStatus,
+                K::CloseApprovalPr,
+                K::Notify,
+            ],
+            Applied,
+        );
+        assert!(matches!(
+            &tr.effects[0],
+            Effect::Revert { merges, commits, .. }
+                if *merges == ["m1"] && commits.is_empty()
+        ));
+        assert!(matches!(
+            tr.effects.last(),
+            Some(Effect::Notify {
+                level: Level::Critical,
+                ..
+            })
+        ));
+        assert_eq!(outstanding(&tr.next).len(), 1, "row 47: the revert is owed");
+        check(
+            "48",
+            &[
+                (0, assessed(Strategy::Canary10, true)),
+                (6, unapproved(true)),
+            ],
+            (7, cmd(Command::Resume, "erin")),
+            paused,
+            &[],
+            Rejected,
+        );
+        let done = check(
+            "49",
+            &[
+                (0, assessed(Strategy::Canary10, true)),
+                (6, unapproved(true)),
+            ],
+            (7, Input::Reverted { sha: "r1".into() }),
+            paused,
+            &[],
+            Applied,
+        );
+        assert!(outstanding(&done.next).is_empty());
+        check_from(
+            "49b",
+            done.next,
+            &[],
+            (8, cmd(Command::Resume, "carol")),
+            "awaiting_approval",
+            &[K::OpenApprovalPr, K::Comment, K::SetStatus],
+            Applied,
+        );
+        check(
+            "50",
+            &merging,
+            (6, unapproved(false)),
+            paused,
+            &[
+                K::WaitForSync,
+                K::Comment,
+                K::SetStatus,
+                K::CloseApprovalPr,
+                K::Notify,
+            ],
+            Applied,
+        );
+        check(
+            "51",
+            &merging,
+            (6, committed("m1", 10)),
+            "canary (step 1, 10%)",
+            &[K::WaitForSync],
+            Applied,
+        );
+        check(
+            "51b",
+            &[
+                (0, assessed(Strategy::Canary10, true)),
+                (5, by("bob")),
+                (6, committed("m1", 10)),
+            ],
+            (7, unapproved(true)),
+            "canary (step 1, 10%)",
+            &[],
+            Rejected,
+        );
+        let superseded = [
+            (0, assessed(Strategy::Canary10, true)),
+            (
+                1,
+                Input::Superseded {
+                    by_deploy_id: "d-2".into(),
+                },
+            ),
+        ];
+        check(
+            "52",
+            &superseded,
+            (7, unapproved(true)),
+            "superseded",
+            &[K::Revert, K::CloseApprovalPr, K::Notify],
+            Applied,
+        );
+        check(
+            "53",
+            &superseded,
+            (7, unapproved(false)),
+            "superseded",
+            &[K::CloseApprovalPr, K::Notify],
+            Applied,
+        );
+    }
+
+    /// Every way a rollout with an approval PR ends closes that PR, saying why.
+    #[test]
+    fn a_rollout_ending_closes_its_approval_pr() {
+        let awaiting = [(0, assessed(Strategy::Canary10, true))];
+        let closes = |given: &[(i64, Input)], when: Input| {
+            let tr = step(&drive(fresh(), given), when, t(900));
+            tr.effects.iter().find_map(|e| match e {
+                Effect::CloseApprovalPr { why } => Some(why.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            closes(
+                &awaiting,
+                Input::Superseded {
+                    by_deploy_id: "d-2".into()
+                }
+            ),
+            Some(Closing::Superseded {
+                by_deploy_id: "d-2".into()
+            })
+        );
+        assert_eq!(
+            closes(&awaiting, cmd(Command::Rollback, "carol")),
+            Some(Closing::RolledBack)
+        );
+        assert_eq!(
+            closes(
+                &awaiting,
+                Input::EffectFailed {
+                    effect: EffectKind::OpenApprovalPr,
+                    reason: "no token".into(),
+                    transient: false,
+                }
+            ),
+            Some(Closing::Failed)
+        );
+        let approved_and_verifying = [
+            (0, assessed(Strategy::Direct, true)),
+            (
+                1,
+                Input::Approved {
+                    by: "bob".into(),
+                    head: Some("h1".into()),
+                },
+            ),
+            (2, committed("m1", 100)),
+            (3, synced("m1")),
+        ];
+        assert_eq!(
+            closes(&approved_and_verifying, judged(Observation::Promote)),
+            Some(Closing::Completed)
+        );
+        assert_eq!(
+            closes(&live5(), cmd(Command::Rollback, "carol")),
+            None,
+            "no approval PR, nothing to close"
+        );
     }
 
     #[test]
@@ -1682,6 +2309,8 @@ mod tests {
                 commits: vec!["c1".into(), "c2".into()],
                 reason: "judge: error_rate regressed at 10%".into(),
                 evidence: "canary 4.1% vs baseline 0.3%, p=0.001".into(),
+                find: vec!["d-1".into()],
+                merges: vec![],
             }
         );
         assert!(tr.effects.contains(&Effect::Label {
@@ -1749,10 +2378,21 @@ mod tests {
             fresh(),
             &[
                 (0, assessed(Strategy::Canary10, true)),
-                (1, Input::Approved { by: "bob".into() }),
+                (
+                    1,
+                    Input::Approved {
+                        by: "bob".into(),
+                        head: Some("h1".into()),
+                    },
+                ),
             ],
         );
-        assert_eq!(outstanding(&merging), vec![Effect::MergeApprovalPr]);
+        assert_eq!(
+            outstanding(&merging),
+            vec![Effect::MergeApprovalPr {
+                head: Some("h1".into())
+            }]
+        );
         let rolled = drive(fresh(), &plus(live5(), &[(62, judged(rollback_obs()))]));
         assert!(matches!(
             outstanding(&rolled).as_slice(),
@@ -1815,6 +2455,34 @@ mod tests {
         assert_eq!(tr.next.phase(), Phase::ProgressiveRollout);
     }
 
+    /// Audit rows and records written before approvals named their head still read.
+    #[test]
+    fn rows_written_before_approvals_named_their_head_still_read() {
+        let effect: Effect = serde_json::from_str(r#"{"kind":"merge_approval_pr"}"#).unwrap();
+        assert_eq!(effect, Effect::MergeApprovalPr { head: None });
+        let input: Input = serde_json::from_str(r#"{"type":"approved","by":"bob"}"#).unwrap();
+        assert_eq!(
+            input,
+            Input::Approved {
+                by: "bob".into(),
+                head: None
+            }
+        );
+        let revert: Effect = serde_json::from_str(
+            r#"{"kind":"revert","deploy_id":"d-1","commits":["c1"],"reason":"r","evidence":"e"}"#,
+        )
+        .unwrap();
+        assert!(matches!(revert, Effect::Revert { find, .. } if find.is_empty()));
+        let approval: Approval = serde_json::from_str(r#"{"kind":"required","by":"bob"}"#).unwrap();
+        assert_eq!(
+            approval,
+            Approval::Required {
+                by: Some("bob".into()),
+                head: None
+            }
+        );
+    }
+
     #[test]
     fn the_record_round_trips_through_json() {
         let r = drive(fresh(), &plus(live5(), &[(62, judged(rollback_obs()))]));
@@ -1836,6 +2504,8 @@ mod tests {
         enum Abstract {
             Assess(u8, bool),
             Approve(bool),
+            Outdated,
+            Unapproved(bool),
             Commit(bool),
             Sync(bool),
             SyncFail,
@@ -1853,6 +2523,8 @@ mod tests {
             prop_oneof![
                 1 => (0u8..4, any::<bool>()).prop_map(|(s, a)| Abstract::Assess(s, a)),
                 1 => any::<bool>().prop_map(Abstract::Approve),
+                1 => Just(Abstract::Outdated),
+                1 => any::<bool>().prop_map(Abstract::Unapproved),
                 4 => prop::bool::weighted(0.9).prop_map(Abstract::Commit),
                 4 => prop::bool::weighted(0.9).prop_map(Abstract::Sync),
                 1 => Just(Abstract::SyncFail),
@@ -1862,16 +2534,17 @@ mod tests {
                 2 => (0u8..7).prop_map(Abstract::Cmd),
                 1 => Just(Abstract::Supersede),
                 1 => Just(Abstract::Revert),
-                1 => (0u8..12, any::<bool>()).prop_map(|(k, tr)| Abstract::Fail(k, tr)),
+                1 => (0u8..13, any::<bool>()).prop_map(|(k, tr)| Abstract::Fail(k, tr)),
                 6 => (0i64..900).prop_map(Abstract::Wait),
             ]
         }
 
-        const KINDS: [EffectKind; 12] = [
+        const KINDS: [EffectKind; 13] = [
             K::CommitStep,
             K::OpenApprovalPr,
             K::MergeApprovalPr,
             K::Revert,
+            K::CloseApprovalPr,
             K::Comment,
             K::Label,
             K::SetStatus,
@@ -1896,6 +2569,16 @@ mod tests {
                 ),
                 Abstract::Approve(author) => Input::Approved {
                     by: if *author { "alice" } else { "bob" }.into(),
+                    head: Some("h1".into()),
+                },
+                Abstract::Outdated => Input::ApprovalOutdated {
+                    reason: "pushed".into(),
+                },
+                Abstract::Unapproved(revert) => Input::UnapprovedMerge {
+                    by: "erin".into(),
+                    merge_sha: format!("m{n}"),
+                    reason: "0 of 1 approvals".into(),
+                    revert: *revert,
                 },
                 Abstract::Commit(right) => Input::Committed {
                     sha: format!("c{n}"),
@@ -1958,8 +2641,21 @@ mod tests {
             }
         }
 
+        /// What the rollout has put (or is putting) in the environment; an approval PR being
+        /// merged has put nothing there until it is.
         fn applied(r: &Rollout) -> Weight {
-            r.step().map_or(Weight::ZERO, |s| s.weight).max(r.traffic())
+            r.step()
+                .filter(|s| {
+                    !matches!(
+                        s.progress,
+                        Progress::Committing {
+                            via_approval_pr: true,
+                            ..
+                        }
+                    )
+                })
+                .map_or(Weight::ZERO, |s| s.weight)
+                .max(r.traffic())
         }
 
         fn live_weight(r: &Rollout) -> Option<Weight> {

@@ -93,8 +93,9 @@ pub enum Route {
     },
     /// A person commented on a pull request: maybe a command for its rollout.
     Command(Comment),
-    /// A person reviewed a pull request (or dismissed a review): if it is an approval PR, its
-    /// reviews may now approve the rollout.
+    /// A person reviewed a pull request (or dismissed a review), or a GitOps pull request got
+    /// new commits: if it is an approval PR, its approvals are counted again on its head (a
+    /// push makes the earlier approvals stale).
     Review { repo: RepoName, number: u64 },
     /// Checks finished or an image was published: releases waiting for their checks may start.
     ChecksChanged,
@@ -176,6 +177,12 @@ pub fn route(parsed: &Parsed, repos: &Repos) -> Route {
                     repo: name,
                     number: pr.number,
                     merged_by: sender(),
+                };
+            }
+            if *action == PullRequestAction::Synchronize && repos.is_gitops(repo) {
+                return Route::Review {
+                    repo: name,
+                    number: pr.number,
                 };
             }
             let assessed = merged
@@ -543,6 +550,16 @@ mod tests {
             )
             .repos(gitops())
             .ignored("Opened on Codertocat/Hello-World#2 needs no action"),
+            row(
+                "new commits on a GitOps PR: its approvals are counted again",
+                "pull_request",
+                fixture!("pull_request/synchronize.payload.json"),
+            )
+            .repos(gitops())
+            .want(Route::Review {
+                repo: name(),
+                number: 2,
+            }),
             row(
                 "a merged PR of a repository that is both: the app wins",
                 "pull_request",
