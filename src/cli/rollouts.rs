@@ -33,6 +33,7 @@ impl StoreLocation {
         let store_config = match (&self.data_dir, &self.config) {
             (Some(dir), _) => StoreSpec {
                 data_dir: dir.clone(),
+                retention: Default::default(),
             },
             (None, Some(file)) => crate::config::load_shape(file)?.store,
             (None, None) => Config::default().store,

@@ -9,6 +9,7 @@
 pub mod approval_prs;
 pub mod assessments;
 pub mod holds;
+pub mod maintenance;
 pub mod parked;
 pub mod rollouts;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deploybot_core::clock::Clock as _;
+use deploybot_core::webhook::lane::{Lane, Placement};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -54,6 +56,10 @@ const MIGRATIONS: &[(&str, Migration)] = &[
         "0006_rollout_state",
         Migration::Code(rollouts::rewrite_format_1_records),
     ),
+    (
+        "0007_delivery_lanes",
+        Migration::Sql(include_str!("migrations/0007_delivery_lanes.sql")),
+    ),
 ];
 
 /// What the store could not do.
@@ -67,6 +73,10 @@ pub enum StoreError {
     Sqlite(rusqlite::Error),
     #[error("store writer has stopped")]
     WriterGone,
+    #[error(
+        "store: {free} bytes free on the data volume, fewer than the {needed} one delivery may need"
+    )]
+    Full { free: u64, needed: u64 },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -95,6 +105,8 @@ pub struct NewDelivery {
     /// `ignored` rows are recorded for the audit trail but never queued.
     pub status: DeliveryStatus,
     pub detail: Option<String>,
+    /// Its lane and ordering key (`deploybot_core::webhook::lane::place`).
+    pub placement: Placement,
 }
 
 /// A delivery read back from the queue.
@@ -112,6 +124,24 @@ pub struct StoredDelivery {
     pub detail: Option<String>,
 }
 
+/// A pending delivery without its payload: what the worker schedules from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedDelivery {
+    pub seq: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub lane: Lane,
+    pub key: String,
+    pub attempts: i64,
+    /// Unix milliseconds before which it must not be tried again (0: at once).
+    pub not_before: i64,
+    /// Size of the stored payload.
+    pub bytes: usize,
+}
+
+/// The status of a delivery. `Failed` is the dead-letter state: a delivery that failed for good
+/// (a permanent error, or its retries ran out) waits there, payload kept, until it is replayed
+/// (`deploybot deliveries replay`) or pruned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
     Pending,
@@ -154,8 +184,10 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         &self,
         delivery: NewDelivery,
     ) -> impl std::future::Future<Output = Result<Inserted, StoreError>> + Send;
-    /// The oldest pending deliveries, at most `limit`.
-    fn pending(&self, limit: usize) -> Result<Vec<StoredDelivery>, StoreError>;
+    /// The oldest pending deliveries without their payloads, at most `limit`.
+    fn queued(&self, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError>;
+    /// One delivery with its payload, by its queue position.
+    fn load(&self, seq: i64) -> Result<Option<StoredDelivery>, StoreError>;
     /// Records the outcome of one processing attempt.
     fn finish(
         &self,
@@ -163,11 +195,18 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         status: DeliveryStatus,
         detail: &str,
     ) -> Result<(), StoreError>;
-    /// Counts a failed attempt that will be retried.
-    fn record_attempt(&self, delivery_id: &str, detail: &str) -> Result<i64, StoreError>;
+    /// Counts a failed attempt that will be retried no earlier than `not_before` (Unix
+    /// milliseconds); returns the attempts made so far.
+    fn record_attempt(
+        &self,
+        delivery_id: &str,
+        detail: &str,
+        not_before: i64,
+    ) -> Result<i64, StoreError>;
     fn pending_count(&self) -> Result<u64, StoreError>;
-    /// Cheap liveness probe for `/readyz`.
-    fn ping(&self) -> Result<(), StoreError>;
+    /// The readiness probe: the store answers, takes a write, and has room for a delivery of
+    /// `room` bytes.
+    fn ready(&self, room: u64) -> Result<(), StoreError>;
 }
 
 type WriteJob = (NewDelivery, oneshot::Sender<Result<Inserted, StoreError>>);
@@ -187,6 +226,22 @@ struct Inner {
     _checkpoint: std::sync::mpsc::Sender<()>,
 }
 
+/// Bounds of the store's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The write-ahead log is checkpointed and truncated when it grows past this, even while
+    /// writes never pause (a passive checkpoint alone can fall behind forever).
+    pub wal_limit_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            wal_limit_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// Opens a connection with the settings every connection must share.
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
@@ -199,6 +254,18 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     // database inside whichever commit crosses the threshold, a latency spike for the delivery
     // waiting on it. The checkpoint thread does it in the background instead.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
+/// The connection of the checkpoint thread: it also keeps the log's file at most `wal_limit`
+/// once a checkpoint has reset it.
+fn connect_checkpointer(path: &Path, options: StoreOptions) -> Result<Connection, rusqlite::Error> {
+    let conn = connect(path)?;
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        i64::try_from(options.wal_limit_bytes).unwrap_or(i64::MAX),
+    )?;
     Ok(conn)
 }
 
@@ -223,6 +290,11 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
 impl Store {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with bounds other than the defaults.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let open_err = |message: String| StoreError::Open {
             path: path.to_path_buf(),
             message,
@@ -239,11 +311,13 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer_loop(writer_conn, rx))
             .map_err(|e| open_err(format!("starting writer thread: {e}")))?;
-        let checkpoint_conn = connect(path).map_err(|e| open_err(e.to_string()))?;
+        let checkpoint_conn =
+            connect_checkpointer(path, options).map_err(|e| open_err(e.to_string()))?;
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let wal = maintenance::wal_path(path);
         std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoint_conn, stop_rx))
+            .spawn(move || checkpoint_loop(checkpoint_conn, &wal, options, stop_rx))
             .map_err(|e| open_err(format!("starting checkpoint thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -312,13 +386,25 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> Result<StoredDelivery, rusqlite::Er
 }
 
 /// Moves committed WAL pages into the database every second, off the commit path. PASSIVE never
-/// blocks a writer; a busy moment only leaves the work for the next round.
-fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+/// blocks a writer; a busy moment only leaves the work for the next round. But under writes that
+/// never pause, SQLite never gets the moment to start the log over, and the log grows without
+/// end: once it is past `wal_limit_bytes`, a TRUNCATE checkpoint holds writers back for the
+/// moment it takes to copy the rest and empty the file.
+fn checkpoint_loop(
+    conn: Connection,
+    wal: &Path,
+    options: StoreOptions,
+    stop: std::sync::mpsc::Receiver<()>,
+) {
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         stop.recv_timeout(std::time::Duration::from_secs(1))
     {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "store: background checkpoint");
+        let mode = match std::fs::metadata(wal) {
+            Ok(m) if m.len() > options.wal_limit_bytes => "TRUNCATE",
+            _ => "PASSIVE",
+        };
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, mode, "store: background checkpoint");
         }
     }
     // Last round on the way out, so a clean stop leaves a small WAL.
@@ -343,8 +429,9 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<WriteJob>) {
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR IGNORE INTO deliveries \
-                     (delivery_id, event, action, repository, received_at, payload, status, detail) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     (delivery_id, event, action, repository, received_at, payload, status, detail, \
+                      lane, lane_key) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?;
                 for (d, _) in &group {
                     let n = stmt.execute(params![
@@ -356,6 +443,8 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<WriteJob>) {
                         d.payload,
                         d.status.as_str(),
                         d.detail,
+                        d.placement.lane.as_str(),
+                        d.placement.key,
                     ])?;
                     out.push(if n == 1 {
                         Inserted::New
@@ -395,12 +484,36 @@ impl DeliveryQueue for Store {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    fn pending(&self, limit: usize) -> Result<Vec<StoredDelivery>, StoreError> {
+    fn queued(&self, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "{SELECT_DELIVERY} WHERE status = 'pending' ORDER BY seq LIMIT ?1"
-            ))?;
-            stmt.query_map([limit as i64], row_to_delivery)?.collect()
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, delivery_id, event, lane, lane_key, attempts, not_before, \
+                 length(payload) FROM deliveries WHERE status = 'pending' ORDER BY seq LIMIT ?1",
+            )?;
+            stmt.query_map([limit as i64], |r| {
+                Ok(QueuedDelivery {
+                    seq: r.get(0)?,
+                    delivery_id: r.get(1)?,
+                    event: r.get(2)?,
+                    lane: Lane::parse(&r.get::<_, String>(3)?),
+                    key: r.get(4)?,
+                    attempts: r.get(5)?,
+                    not_before: r.get(6)?,
+                    bytes: usize::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn load(&self, seq: i64) -> Result<Option<StoredDelivery>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                &format!("{SELECT_DELIVERY} WHERE seq = ?1"),
+                [seq],
+                row_to_delivery,
+            )
+            .optional()
         })
     }
 
@@ -425,12 +538,17 @@ impl DeliveryQueue for Store {
         })
     }
 
-    fn record_attempt(&self, delivery_id: &str, detail: &str) -> Result<i64, StoreError> {
+    fn record_attempt(
+        &self,
+        delivery_id: &str,
+        detail: &str,
+        not_before: i64,
+    ) -> Result<i64, StoreError> {
         self.with_conn(|c| {
             c.query_row(
-                "UPDATE deliveries SET attempts = attempts + 1, detail = ?2 \
+                "UPDATE deliveries SET attempts = attempts + 1, detail = ?2, not_before = ?3 \
                  WHERE delivery_id = ?1 RETURNING attempts",
-                params![delivery_id, detail],
+                params![delivery_id, detail, not_before],
                 |r| r.get(0),
             )
         })
@@ -440,8 +558,13 @@ impl DeliveryQueue for Store {
         self.count_by_status(DeliveryStatus::Pending)
     }
 
-    fn ping(&self) -> Result<(), StoreError> {
-        self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    fn ready(&self, room: u64) -> Result<(), StoreError> {
+        self.probe_write()?;
+        let free = maintenance::free_bytes(self.path())?;
+        if free < room {
+            return Err(StoreError::Full { free, needed: room });
+        }
+        Ok(())
     }
 }
 
@@ -459,6 +582,10 @@ mod tests {
             payload: b"{}".to_vec(),
             status: DeliveryStatus::Pending,
             detail: None,
+            placement: Placement {
+                lane: Lane::Work,
+                key: format!("delivery:{id}"),
+            },
         }
     }
 
@@ -476,7 +603,7 @@ mod tests {
             assert_eq!(store.enqueue(delivery("b")).await.unwrap(), Inserted::New);
         }
         let store = Store::open(&path).unwrap();
-        let pending = store.pending(10).unwrap();
+        let pending = store.queued(10).unwrap();
         assert_eq!(
             pending
                 .iter()
@@ -484,6 +611,9 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a", "b"]
         );
+        assert_eq!(pending[0].key, "delivery:a");
+        let a = store.load(pending[0].seq).unwrap().unwrap();
+        assert_eq!(a.payload, b"{}");
         store.finish("a", DeliveryStatus::Done, "ok").unwrap();
         assert_eq!(store.pending_count().unwrap(), 1);
         assert_eq!(
