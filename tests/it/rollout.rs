@@ -858,6 +858,9 @@ mod alerts {
         quiet.post("s").await.unwrap();
     }
 
+    /// The posts the hook received.
+    type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
+
     /// Waits until `seen` holds `n` posts (or fails after five seconds).
     async fn wait_for(
         seen: &Arc<Mutex<Vec<serde_json::Value>>>,
@@ -883,7 +886,7 @@ mod alerts {
                 "/hook",
                 post(
                     |State((seen, failures)): State<(
-                        Arc<Mutex<Vec<serde_json::Value>>>,
+                        Seen,
                         Arc<std::sync::atomic::AtomicUsize>,
                     )>,
                      Json(body): Json<serde_json::Value>| async move {

@@ -208,6 +208,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::adapters::store::{DeliveryQueue, Inserted, NewDelivery};
+    use deploybot_core::clock::Clock as _;
     use deploybot_core::webhook::lane::{Lane, Placement};
 
     fn delivery(id: &str, status: DeliveryStatus, received_at: &str) -> NewDelivery {
@@ -235,7 +236,7 @@ mod tests {
     async fn prune_keeps_what_retention_keeps_and_never_a_pending_delivery() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let now = Utc::now();
+        let now = crate::adapters::clock::SystemClock.now();
         let rows = [
             ("fresh-done", DeliveryStatus::Done, 1),
             ("old-done", DeliveryStatus::Done, 100),
@@ -286,7 +287,7 @@ mod tests {
     async fn dead_letters_are_listed_and_replayed_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let now = Utc::now().to_rfc3339();
+        let now = crate::adapters::clock::SystemClock.now().to_rfc3339();
         for (id, status) in [
             ("dead", DeliveryStatus::Failed),
             ("fine", DeliveryStatus::Done),

@@ -257,8 +257,8 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     Ok(conn)
 }
 
-/// The connection of the checkpoint thread: it also keeps the log's file at most `wal_limit`
-/// once a checkpoint has reset it.
+/// A connection that checkpoints: it also cuts the log's file back to `wal_limit` once a
+/// checkpoint has reset it.
 fn connect_checkpointer(path: &Path, options: StoreOptions) -> Result<Connection, rusqlite::Error> {
     let conn = connect(path)?;
     conn.pragma_update(
@@ -305,19 +305,22 @@ impl Store {
         }
         let mut conn = connect(path).map_err(|e| open_err(e.to_string()))?;
         migrate(&mut conn).map_err(|e| open_err(format!("migrating: {e}")))?;
-        let writer_conn = connect(path).map_err(|e| open_err(e.to_string()))?;
+        let writer_conn =
+            connect_checkpointer(path, options).map_err(|e| open_err(e.to_string()))?;
         let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx))
+            .spawn({
+                let wal = maintenance::wal_path(path);
+                move || writer_loop(writer_conn, rx, &wal, options)
+            })
             .map_err(|e| open_err(format!("starting writer thread: {e}")))?;
         let checkpoint_conn =
             connect_checkpointer(path, options).map_err(|e| open_err(e.to_string()))?;
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let wal = maintenance::wal_path(path);
         std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoint_conn, &wal, options, stop_rx))
+            .spawn(move || checkpoint_loop(checkpoint_conn, stop_rx))
             .map_err(|e| open_err(format!("starting checkpoint thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -386,25 +389,14 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> Result<StoredDelivery, rusqlite::Er
 }
 
 /// Moves committed WAL pages into the database every second, off the commit path. PASSIVE never
-/// blocks a writer; a busy moment only leaves the work for the next round. But under writes that
-/// never pause, SQLite never gets the moment to start the log over, and the log grows without
-/// end: once it is past `wal_limit_bytes`, a TRUNCATE checkpoint holds writers back for the
-/// moment it takes to copy the rest and empty the file.
-fn checkpoint_loop(
-    conn: Connection,
-    wal: &Path,
-    options: StoreOptions,
-    stop: std::sync::mpsc::Receiver<()>,
-) {
+/// blocks a writer; a busy moment only leaves the work for the next round (the writer thread
+/// bounds the log's size, see `writer_loop`).
+fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         stop.recv_timeout(std::time::Duration::from_secs(1))
     {
-        let mode = match std::fs::metadata(wal) {
-            Ok(m) if m.len() > options.wal_limit_bytes => "TRUNCATE",
-            _ => "PASSIVE",
-        };
-        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            tracing::warn!(error = %e, mode, "store: background checkpoint");
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "store: background checkpoint");
         }
     }
     // Last round on the way out, so a clean stop leaves a small WAL.
@@ -413,9 +405,25 @@ fn checkpoint_loop(
 
 /// Group commit: take one job, then whatever else is already waiting (bounded), and commit them
 /// in one transaction. Answers go out only after the commit returned.
-fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<WriteJob>) {
+///
+/// The log is bounded here, between two commits: under writes that never pause, the background
+/// PASSIVE checkpoint never sees the moment SQLite needs to start the log over, and a TRUNCATE
+/// from another connection starves behind this one. So once the log is past its limit, this
+/// thread (the only delivery writer) empties it itself; the passive rounds have already copied
+/// most of it, so the pause is short.
+fn writer_loop(
+    mut conn: Connection,
+    rx: std::sync::mpsc::Receiver<WriteJob>,
+    wal: &Path,
+    options: StoreOptions,
+) {
     const MAX_GROUP: usize = 256;
     while let Ok(first) = rx.recv() {
+        if std::fs::metadata(wal).is_ok_and(|m| m.len() > options.wal_limit_bytes)
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "store: emptying the write-ahead log");
+        }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {

@@ -197,7 +197,7 @@ pub async fn run<Q, P>(
                 continue;
             };
             let delivery = match queue.load(seq) {
-                Ok(Some(d)) if d.status == DeliveryStatus::Pending => d,
+                Ok(Some(d)) if d.status == DeliveryStatus::Pending => Arc::new(d),
                 Ok(_) => continue,
                 Err(e) => {
                     error!(error = %e, "reading a delivery's payload");
@@ -355,7 +355,7 @@ async fn process_one<Q: DeliveryQueue, P: Processor>(
     metrics: &Metrics,
     retry: &RetryPolicy,
     clock: &(dyn Clock + Send + Sync),
-    delivery: &StoredDelivery,
+    delivery: &Arc<StoredDelivery>,
 ) -> bool {
     let started = Instant::now();
     let parsed = match event::parse(&delivery.event, &delivery.payload) {
@@ -370,7 +370,7 @@ async fn process_one<Q: DeliveryQueue, P: Processor>(
     // killing the worker and wedging the queue.
     let result = {
         let processor = Arc::clone(processor);
-        let delivery = delivery.clone();
+        let delivery = Arc::clone(delivery);
         let span = tracing::Span::current();
         let mut task = AbortOnDrop(tokio::spawn(async move {
             processor.process(&delivery, &parsed).instrument(span).await

@@ -13,4 +13,5 @@ pub mod git_http;
 pub mod golden;
 pub mod prometheus;
 pub mod rollout;
+pub mod serve;
 pub mod tool;
