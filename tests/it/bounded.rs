@@ -453,3 +453,55 @@ async fn a_full_disk_makes_the_service_unready_until_there_is_room() {
         202
     );
 }
+
+/// 17.11: `deploybot judge` refuses a scenario whose latency bucket bounds are not increasing
+/// (before, it was judged on the wrong threshold) and one too long to replay (a replay judges
+/// every prefix: 50,000 steps took a minute).
+#[test]
+fn the_judge_refuses_scenarios_it_cannot_judge_safely() {
+    let fixture =
+        crate::support::fixtures_dir().join("canary-bench/scenarios/healthy-ramp-00.json");
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let judge = |name: &str, v: &serde_json::Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, v.to_string()).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
+            .arg("judge")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let ok = judge("ok.json", &base);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let mut reversed = base.clone();
+    let bounds: Vec<f64> = serde_json::from_value(base["latency_buckets_le"].clone()).unwrap();
+    assert!(bounds.len() >= 2, "the fixture has latency buckets");
+    let mut backwards = bounds.clone();
+    backwards.reverse();
+    reversed["latency_buckets_le"] = backwards.into();
+    let out = judge("reversed.json", &reversed);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("latency_buckets_le must increase"), "{err}");
+
+    let steps = deploybot::adapters::scenario::MAX_STEPS + 1;
+    let mut long = base.clone();
+    long["steps"] = steps.into();
+    for track in ["baseline", "canary"] {
+        for field in ["requests", "errors", "latency_buckets"] {
+            let first = base[track][field][0].clone();
+            long[track][field] = vec![first; steps].into();
+        }
+    }
+    let out = judge("long.json", &long);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("more than the 2880 a replay accepts"), "{err}");
+}

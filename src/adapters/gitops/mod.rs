@@ -258,6 +258,11 @@ pub enum GitopsError {
         reason: String,
     },
     #[error(
+        "{path} on {branch} is a symlink; deploybot edits files, not links: point the target at \
+         the file the link names"
+    )]
+    Symlink { path: String, branch: String },
+    #[error(
         "updating {branch}: its tip {commit} was written by {who}, not the bot; \
          not touching a branch a human pushed to"
     )]
@@ -286,6 +291,7 @@ impl Classified for GitopsError {
             | GitopsError::HookRejected { .. }
             | GitopsError::PushRejected { .. }
             | GitopsError::RevertRefused { .. }
+            | GitopsError::Symlink { .. }
             | GitopsError::HumanEdited { .. } => Class::Permanent,
         }
     }

@@ -475,6 +475,11 @@ impl FileEdit for ImageLineEdit {
         };
         Ok(Edited {
             text: format!("{}{}{}", &text[..start], self.tag, &text[end..]),
+            splices: vec![deploybot_core::manifest::yaml::Splice {
+                start,
+                end,
+                with: self.tag.clone(),
+            }],
             changes,
         })
     }
