@@ -104,6 +104,12 @@ pub enum BenchCommand {
     Canary(crate::cli::bench::canary::BenchArgs),
     /// One risk assessment without the model (parse, policy, prompt) against a line count.
     Risk(crate::cli::bench::risk::BenchArgs),
+    /// The emergency lane: a signed /rollback to its revert pushed, while assessments wait on a
+    /// slow model, with lanes and on a single FIFO.
+    Lanes(crate::cli::bench::lanes::BenchArgs),
+    /// Sustained signed load on a real `serve` with a broken GitHub: memory, open files,
+    /// database and WAL over time.
+    Soak(crate::cli::bench::soak::BenchArgs),
 }
 
 /// Entry point of the binary.
@@ -169,6 +175,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Git(args)) => crate::cli::bench::git::run(args).await,
         Command::Bench(BenchCommand::Canary(args)) => crate::cli::bench::canary::run(args).await,
         Command::Bench(BenchCommand::Risk(args)) => crate::cli::bench::risk::run(args).await,
+        Command::Bench(BenchCommand::Lanes(args)) => crate::cli::bench::lanes::run(args).await,
+        Command::Bench(BenchCommand::Soak(args)) => crate::cli::bench::soak::run(args).await,
     }
 }
 

@@ -505,3 +505,31 @@ fn the_judge_refuses_scenarios_it_cannot_judge_safely() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("more than the 2880 a replay accepts"), "{err}");
 }
+
+/// `deploybot bench soak` drives a real `serve` with a broken GitHub and reports what must stay
+/// flat, then stops it with SIGTERM within its grace.
+#[test]
+fn the_soak_benchmark_runs() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        .args([
+            "bench",
+            "soak",
+            "--minutes",
+            "0.1",
+            "--every",
+            "2",
+            "--rate",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in ["RSS MiB", "open files", "WAL max", "SIGTERM: exited in"] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+}

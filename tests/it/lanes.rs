@@ -488,3 +488,34 @@ async fn an_outcome_that_cannot_be_written_is_not_retried_in_a_tight_loop() {
     assert!((1..=3).contains(&calls), "processed {calls} times in 2.5 s");
     assert_eq!(q.status("stuck").0, DeliveryStatus::Pending, "still queued");
 }
+
+/// `deploybot bench lanes` runs end to end on a small queue: the revert is pushed to the bare
+/// repository, and the lanes meet the goal while the FIFO waits for every assessment.
+#[test]
+fn the_emergency_lane_benchmark_runs() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        .args([
+            "bench",
+            "lanes",
+            "--assessments",
+            "3",
+            "--llm-seconds",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("goal under 2 s: met"), "{stdout}");
+    let fifo: f64 = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("single FIFO (one at a time):"))
+        .and_then(|rest| rest.trim().strip_suffix(" s"))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no FIFO line: {stdout}"));
+    assert!(fifo >= 1.0, "the FIFO waited for the assessments: {stdout}");
+}

@@ -3,6 +3,8 @@
 
 pub mod canary;
 pub mod git;
+pub mod lanes;
 pub mod manifest;
 pub mod risk;
+pub mod soak;
 pub mod webhook;
