@@ -533,3 +533,64 @@ fn the_soak_benchmark_runs() {
         assert!(stdout.contains(needle), "{needle}: {stdout}");
     }
 }
+
+/// 17.3, git over the network: `deploybot rollout start` against a GitOps remote that accepts
+/// and never answers fails the fetch within `gitops.timeout`, transiently (the step is retried
+/// later). Before, only `serve` applied the timeout and the command hung forever.
+#[test]
+fn a_hanging_git_remote_fails_the_cli_within_the_gitops_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        .args(["demo", "--dir"])
+        .arg(&ws)
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let remote = Hanging::start();
+    let config = ws.join("deploybot.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let start = text
+        .find("  repo_url:")
+        .expect("the demo config names its remote");
+    let end = start + text[start..].find('\n').unwrap();
+    let text = format!(
+        "{}  repo_url: \"http://127.0.0.1:{}/gitops.git\"\n  timeout: 2s{}",
+        &text[..start],
+        remote.port,
+        &text[end..]
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        .args(["rollout", "start", "--config"])
+        .arg(&config)
+        .args(["checkout", "2.0.0"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(exited.is_some(), "still running after 30 s: {stderr}");
+    assert!(remote.accepted.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        stderr.contains("timed out") && stderr.contains("transient=true"),
+        "{stderr}"
+    );
+}
