@@ -76,6 +76,15 @@ fn rate_limit_policy(retries: u32, max_wait: std::time::Duration) -> RetryPolicy
     }
 }
 
+/// One answer of GitHub: status, the wait it asked for (rate limiting), the `Link` header's
+/// next page, and the body.
+type Answer = (
+    u16,
+    Option<std::time::Duration>,
+    Option<String>,
+    bytes::Bytes,
+);
+
 impl GithubRest {
     pub fn new(api_url: &str, token: Option<&Secret>) -> Result<GithubRest, Failure> {
         let doing = format!("setting up the GitHub client for {api_url}");
@@ -145,15 +154,7 @@ impl GithubRest {
         route: &str,
         body: Option<&serde_json::Value>,
         action: &str,
-    ) -> Result<
-        (
-            u16,
-            Option<std::time::Duration>,
-            Option<String>,
-            bytes::Bytes,
-        ),
-        Failure,
-    > {
+    ) -> Result<Answer, Failure> {
         tokio::time::timeout(
             self.timeout,
             self.send_unbounded(method, route, body, action),
@@ -174,15 +175,7 @@ impl GithubRest {
         route: &str,
         body: Option<&serde_json::Value>,
         action: &str,
-    ) -> Result<
-        (
-            u16,
-            Option<std::time::Duration>,
-            Option<String>,
-            bytes::Bytes,
-        ),
-        Failure,
-    > {
+    ) -> Result<Answer, Failure> {
         let resp = match method {
             "GET" => self.client._get(route).await,
             "POST" => self.client._post(route, body).await,

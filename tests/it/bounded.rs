@@ -510,25 +510,16 @@ fn the_judge_refuses_scenarios_it_cannot_judge_safely() {
 /// flat, then stops it with SIGTERM within its grace.
 #[test]
 fn the_soak_benchmark_runs() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
-        .args([
-            "bench",
-            "soak",
-            "--minutes",
-            "0.1",
-            "--every",
-            "2",
-            "--rate",
-            "20",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = crate::support::deploybot_ok(&[
+        "bench",
+        "soak",
+        "--minutes",
+        "0.1",
+        "--every",
+        "2",
+        "--rate",
+        "20",
+    ]);
     for needle in ["RSS MiB", "open files", "WAL max", "SIGTERM: exited in"] {
         assert!(stdout.contains(needle), "{needle}: {stdout}");
     }

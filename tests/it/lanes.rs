@@ -493,23 +493,14 @@ async fn an_outcome_that_cannot_be_written_is_not_retried_in_a_tight_loop() {
 /// repository, and the lanes meet the goal while the FIFO waits for every assessment.
 #[test]
 fn the_emergency_lane_benchmark_runs() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
-        .args([
-            "bench",
-            "lanes",
-            "--assessments",
-            "3",
-            "--llm-seconds",
-            "0.5",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = crate::support::deploybot_ok(&[
+        "bench",
+        "lanes",
+        "--assessments",
+        "3",
+        "--llm-seconds",
+        "0.5",
+    ]);
     assert!(stdout.contains("goal under 2 s: met"), "{stdout}");
     let fifo: f64 = stdout
         .lines()
