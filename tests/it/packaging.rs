@@ -202,6 +202,24 @@ fn kustomize_renders_a_single_non_root_deploybot_wired_to_its_config() {
         "server.shutdown_grace {} leaves no margin before the SIGKILL at {kill_after}s",
         config.server.shutdown_grace
     );
+    // Memory: the pod's limit holds both budgets, two of the largest deliveries being parsed
+    // and the process itself (measured at about 45 MiB idle; 128 MiB is allowed), so the
+    // budgets and not the kernel's OOM killer decide what waits (docs/operations.md).
+    let limit = str_at(c, "/resources/limits/memory");
+    let limit_bytes: usize = limit
+        .strip_suffix("Mi")
+        .and_then(|m| m.parse::<usize>().ok())
+        .map(|m| m * 1024 * 1024)
+        .unwrap_or_else(|| panic!("memory limit {limit} in Mi"));
+    let needed = config.server.limits.intake_budget_bytes
+        + config.server.worker.budget_bytes
+        + 2 * config.server.max_body_bytes
+        + 128 * 1024 * 1024;
+    assert!(
+        limit_bytes >= needed,
+        "the memory limit {limit} is below the budgets' {} MiB",
+        needed / (1024 * 1024)
+    );
     let selector = svc.pointer("/spec/selector").expect("selector");
     let labels = deploy
         .pointer("/spec/template/metadata/labels")
