@@ -97,9 +97,11 @@ async fn the_write_ahead_log_stays_near_its_limit_under_sustained_load() {
         "the load wrote enough to matter ({written} bytes)"
     );
     // The log is emptied between two commits once it passed the limit: it may pass it by one
-    // commit's group (eight deliveries of 64 KiB here).
+    // commit's group (eight deliveries of 64 KiB here), and by a few more when a reader's open
+    // snapshot makes that checkpoint wait (seen at 9 MiB over an 8 MiB limit on a loaded
+    // machine). Unbounded, it reached 308 MiB in the same 6 s.
     assert!(
-        largest <= limit + MIB,
+        largest <= limit + 4 * MIB,
         "the log grew to {} MiB beside a {} MiB database (limit {} MiB)",
         largest / MIB,
         written / MIB,
