@@ -302,12 +302,8 @@ fn retry(max_attempts: u32, wait: Duration) -> Settings {
     }
 }
 
-/// 17.7: deliveries waiting for their retries do not hold back an unrelated one (before, a ping
-/// waited 52 s behind four failing pull requests); after their last attempt they are dead
-/// letters, listed and replayed by `deploybot deliveries`.
-#[tokio::test]
-async fn retries_wait_off_the_line_and_end_as_replayable_dead_letters() {
-    let q = Queue::new();
+/// Four pull requests (the processor fails them) queued ahead of a ping.
+async fn four_failing_then_a_ping(q: &Queue) {
     for n in 0..4 {
         q.deliver(
             "pull_request",
@@ -318,6 +314,15 @@ async fn retries_wait_off_the_line_and_end_as_replayable_dead_letters() {
     }
     q.deliver("ping", "ping", br#"{"zen":"z","hook_id":1}"#)
         .await;
+}
+
+/// 17.7: deliveries waiting for their retries do not hold back an unrelated one (before, a ping
+/// waited 52 s behind four failing pull requests); after their last attempt they are dead
+/// letters, listed and replayed by `deploybot deliveries`.
+#[tokio::test]
+async fn retries_wait_off_the_line_and_end_as_replayable_dead_letters() {
+    let q = Queue::new();
+    four_failing_then_a_ping(&q).await;
     let failing = Arc::new(Failing::default());
     failing
         .failing
@@ -348,16 +353,7 @@ async fn retries_wait_off_the_line_and_end_as_replayable_dead_letters() {
 
     // With no wait, the second attempt comes at once and is the last: dead letters.
     let q = Queue::new();
-    for n in 0..4 {
-        q.deliver(
-            "pull_request",
-            &format!("failing-{n}"),
-            &pull_request_opened(REPO, 10 + n, 0),
-        )
-        .await;
-    }
-    q.deliver("ping", "ping", br#"{"zen":"z","hook_id":1}"#)
-        .await;
+    four_failing_then_a_ping(&q).await;
     let (stop, task) = start(
         q.store.clone(),
         Arc::clone(&failing),
