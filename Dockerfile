@@ -40,8 +40,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && mkdir -p /var/lib/deploybot /etc/deploybot \
     && chown 10001:10001 /var/lib/deploybot
 COPY --from=build /usr/local/bin/deploybot /usr/local/bin/deploybot
-# The container config: listens on 0.0.0.0:8080 (the example config's 127.0.0.1 would be
-# unreachable from outside the container), data in /var/lib/deploybot, secrets from the
+# The container config: the webhook on 0.0.0.0:8080 and the admin listener (status page,
+# /metrics) on 0.0.0.0:9090 (the example config's 127.0.0.1 would be unreachable from outside
+# the container), data in /var/lib/deploybot, secrets from the
 # environment. The same file is the Kubernetes base's ConfigMap.
 COPY deploy/deploybot.yaml /etc/deploybot/deploybot.yaml
 WORKDIR /var/lib/deploybot
@@ -49,7 +50,7 @@ WORKDIR /var/lib/deploybot
 USER 10001:10001
 # The data dir holds the SQLite store and the GitOps clones: losing it loses the queue.
 VOLUME ["/etc/deploybot", "/var/lib/deploybot"]
-EXPOSE 8080
+EXPOSE 8080 9090
 ENV DEPLOYBOT_LOG_FORMAT=json
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
     CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]

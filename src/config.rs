@@ -60,10 +60,19 @@ pub fn check(
     resolve_text(&read(path)?, path, secrets)
 }
 
+/// A config larger than this is not one (every key of the example fits in 20 KB).
+const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+    use crate::adapters::input::{InputError, read_text};
+    read_text(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError::Read {
         path: path.to_path_buf(),
-        cause,
+        cause: match e {
+            InputError::Read { cause, .. } => cause,
+            too_large @ InputError::TooLarge { .. } => {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{too_large}"))
+            }
+        },
     })
 }
 

@@ -43,6 +43,9 @@ pub struct GithubRest {
     /// Path of the API base (`/api/v3` on GitHub Enterprise Server, empty on github.com), removed
     /// from `Link` URLs because octocrab prefixes it again.
     base_path: String,
+    /// The whole of one request, its response body included (`github.timeout`): a GitHub that
+    /// hangs or trickles fails the call instead of holding its caller.
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for GithubRest {
@@ -51,6 +54,14 @@ impl std::fmt::Debug for GithubRest {
             .field("base_path", &self.base_path)
             .finish_non_exhaustive()
     }
+}
+
+/// `github.timeout`'s default.
+fn default_timeout() -> std::time::Duration {
+    deploybot_core::config::Config::default()
+        .github
+        .timeout
+        .as_duration()
 }
 
 /// Only the waits GitHub asks for: `retries` of them, each at most `max_wait`.
@@ -64,6 +75,15 @@ fn rate_limit_policy(retries: u32, max_wait: std::time::Duration) -> RetryPolicy
         on: RetryOn::PeerRequest,
     }
 }
+
+/// One answer of GitHub: status, the wait it asked for (rate limiting), the `Link` header's
+/// next page, and the body.
+type Answer = (
+    u16,
+    Option<std::time::Duration>,
+    Option<String>,
+    bytes::Bytes,
+);
 
 impl GithubRest {
     pub fn new(api_url: &str, token: Option<&Secret>) -> Result<GithubRest, Failure> {
@@ -79,12 +99,23 @@ impl GithubRest {
         if let Some(t) = token {
             builder = builder.personal_token(t.expose().to_string());
         }
-        let client = builder.build().map_err(|e| err(e.to_string()))?;
+        let timeout = default_timeout();
+        let client = builder
+            .set_connect_timeout(Some(timeout))
+            .build()
+            .map_err(|e| err(e.to_string()))?;
         Ok(GithubRest {
             client,
             rate_limits: rate_limit_policy(3, std::time::Duration::from_secs(60)),
             base_path: uri.path().trim_end_matches('/').to_string(),
+            timeout,
         })
+    }
+
+    /// The deadline of one request (default: `github.timeout`'s default, 30 s).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// How often and how long to wait when GitHub says so (defaults: 3 times, 60 s at most).
@@ -116,22 +147,35 @@ impl GithubRest {
         .await
     }
 
-    /// One request; the wait GitHub asks for, if it refused for rate limiting.
+    /// One request within the deadline; a timeout is transient (GitHub may answer next time).
     async fn send_once(
         &self,
         method: &str,
         route: &str,
         body: Option<&serde_json::Value>,
         action: &str,
-    ) -> Result<
-        (
-            u16,
-            Option<std::time::Duration>,
-            Option<String>,
-            bytes::Bytes,
-        ),
-        Failure,
-    > {
+    ) -> Result<Answer, Failure> {
+        tokio::time::timeout(
+            self.timeout,
+            self.send_unbounded(method, route, body, action),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::transient(
+                action,
+                format!("GitHub did not answer within {:?}", self.timeout),
+            ))
+        })
+    }
+
+    /// One request; the wait GitHub asks for, if it refused for rate limiting.
+    async fn send_unbounded(
+        &self,
+        method: &str,
+        route: &str,
+        body: Option<&serde_json::Value>,
+        action: &str,
+    ) -> Result<Answer, Failure> {
         let resp = match method {
             "GET" => self.client._get(route).await,
             "POST" => self.client._post(route, body).await,

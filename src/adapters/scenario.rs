@@ -28,9 +28,45 @@ pub enum ScenarioError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// Reads one scenario file (what a judge may see).
+/// The largest scenario file read (a recorded day of one-minute steps is about 1 MB).
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most steps a scenario may have. A replay judges every prefix of the window, so its cost
+/// grows with the square of the steps (50,000 steps took a minute); two days of one-minute
+/// intervals is far beyond any analysis (`max_intervals` defaults to 30).
+pub const MAX_STEPS: usize = 2880;
+
+/// Reads one scenario file (what a judge may see), refusing what a judge cannot judge safely:
+/// more than [`MAX_STEPS`] steps, or latency bucket bounds that are not increasing (the judge
+/// would read its threshold from the wrong bucket).
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    Scenario::parse(&read(path)?).map_err(|e| parse_error(path, e))
+    let scenario = Scenario::parse(&read(path)?).map_err(|e| parse_error(path, e))?;
+    let invalid = |message: String| ScenarioError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let steps = scenario.window.intervals.len();
+    if steps > MAX_STEPS {
+        return Err(invalid(format!(
+            "{steps} steps, more than the {MAX_STEPS} a replay accepts; split the recording"
+        )));
+    }
+    let bounds = &scenario.window.latency_buckets_le;
+    if let Some(i) = bounds.iter().position(|b| !(b.is_finite() && *b > 0.0)) {
+        return Err(invalid(format!(
+            "latency_buckets_le[{i}] is {}, not a positive number of seconds",
+            bounds[i]
+        )));
+    }
+    if let Some(i) = bounds.windows(2).position(|w| w[0] >= w[1]) {
+        return Err(invalid(format!(
+            "latency_buckets_le must increase, but [{i}] = {} is not below [{}] = {}",
+            bounds[i],
+            i + 1,
+            bounds[i + 1]
+        )));
+    }
+    Ok(scenario)
 }
 
 /// Reads the answer key of a scenario file (for scoring only).
@@ -49,9 +85,16 @@ pub fn load_rollout_labels(path: &Path) -> Result<RolloutLabels, ScenarioError> 
 }
 
 fn read(path: &Path) -> Result<String, ScenarioError> {
-    std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read {
-        path: path.to_path_buf(),
-        cause,
+    use crate::adapters::input::{InputError, read_text};
+    read_text(path, MAX_BYTES).map_err(|e| match e {
+        InputError::Read { cause, .. } => ScenarioError::Read {
+            path: path.to_path_buf(),
+            cause,
+        },
+        InputError::TooLarge { limit, .. } => ScenarioError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("larger than {limit} bytes, the most a scenario may be"),
+        },
     })
 }
 

@@ -37,8 +37,8 @@ pub struct JudgeArgs {
 
 /// Loads judge settings from either a whole deploybot config or a bare judge section.
 pub fn load_judge_config(path: &Path, service: Option<&str>) -> anyhow::Result<JudgeConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading judge config {}", path.display()))?;
+    let text =
+        crate::adapters::input::read_text(path, 1024 * 1024).context("reading judge config")?;
     let value: yaml_serde::Value = yaml_serde::from_str(&text)
         .with_context(|| format!("parsing judge config {}", path.display()))?;
     let is_full = value

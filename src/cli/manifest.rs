@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use deploybot_core::manifest::{
-    Change, EditError, EditOptions, Edited, HelmImagePaths, ImageChange,
+    Change, EditError, EditOptions, Edited, HelmImagePaths, ImageChange, MAX_BYTES,
 };
 
 /// Exit code when every file already had the target values.
@@ -206,8 +206,9 @@ fn edit_files(
     let mut edited: Vec<(&Path, String, Edited)> = Vec::new();
     let mut not_found = Vec::new();
     for file in files {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        // Nothing past the editor's limit is read.
+        let text = crate::adapters::input::read_text(file, MAX_BYTES)
+            .context("reading a manifest (no file was written)")?;
         match deploybot_core::manifest::apply(&file.to_string_lossy(), &text, change, options) {
             Ok(e) => edited.push((file, text, e)),
             // With several files, a file without the target is simply not one of its homes.
@@ -240,13 +241,15 @@ fn edit_files(
             );
         }
         if dry_run {
-            let name = file.to_string_lossy();
-            let diff = similar::TextDiff::from_lines(old.as_str(), result.text.as_str());
+            // From the edit's own splices: linear in the file, however many lines changed.
             print!(
                 "{}",
-                diff.unified_diff()
-                    .context_radius(3)
-                    .header(&format!("a/{name}"), &format!("b/{name}"))
+                deploybot_core::manifest::patch::unified(
+                    &file.to_string_lossy(),
+                    old,
+                    &result.splices,
+                    &result.text
+                )
             );
         } else {
             write_atomically(file, &result.text)
@@ -261,7 +264,10 @@ fn edit_files(
 }
 
 /// Replaces `path` with `text` so a reader sees the old file or the new one, never half of one.
+/// Through a symlink, the file it points to is replaced and the link stays a link.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let target = std::fs::canonicalize(path)?;
+    let path = target.as_path();
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod deliveries;
 pub mod judge;
 pub mod manifest;
 pub mod operate;
@@ -82,6 +83,12 @@ pub enum Command {
     /// unhold, release. Exit 3 when the rollout refused the command (the reason is printed).
     #[command(subcommand)]
     Rollout(crate::cli::operate::RolloutCommand),
+    /// Failed webhook deliveries (the dead letters): list them, replay them.
+    #[command(subcommand)]
+    Deliveries(crate::cli::deliveries::DeliveriesCommand),
+    /// The store's upkeep: prune by store.retention.
+    #[command(subcommand)]
+    Store(crate::cli::deliveries::StoreCommand),
     /// Benchmarks that print ratios against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -97,6 +104,12 @@ pub enum BenchCommand {
     Canary(crate::cli::bench::canary::BenchArgs),
     /// One risk assessment without the model (parse, policy, prompt) against a line count.
     Risk(crate::cli::bench::risk::BenchArgs),
+    /// The emergency lane: a signed /rollback to its revert pushed, while assessments wait on a
+    /// slow model, with lanes and on a single FIFO.
+    Lanes(crate::cli::bench::lanes::BenchArgs),
+    /// Sustained signed load on a real `serve` with a broken GitHub: memory, open files,
+    /// database and WAL over time.
+    Soak(crate::cli::bench::soak::BenchArgs),
 }
 
 /// Entry point of the binary.
@@ -119,13 +132,17 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let code = match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // `serve` returns at its grace deadline with work abandoned (a git call blocked on a peer,
+    // say): do not wait for it a second time here.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 /// Runs one command; errors carry their context chain for the user.
@@ -152,10 +169,14 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Rollout(cmd) => crate::cli::operate::run(cmd).await,
         Command::Status(args) => crate::cli::rollouts::status(args).await,
         Command::History(args) => crate::cli::rollouts::history(args).await,
+        Command::Deliveries(cmd) => crate::cli::deliveries::deliveries(cmd).await,
+        Command::Store(cmd) => crate::cli::deliveries::store(cmd).await,
         Command::Bench(BenchCommand::Webhook(args)) => crate::cli::bench::webhook::run(args).await,
         Command::Bench(BenchCommand::Git(args)) => crate::cli::bench::git::run(args).await,
         Command::Bench(BenchCommand::Canary(args)) => crate::cli::bench::canary::run(args).await,
         Command::Bench(BenchCommand::Risk(args)) => crate::cli::bench::risk::run(args).await,
+        Command::Bench(BenchCommand::Lanes(args)) => crate::cli::bench::lanes::run(args).await,
+        Command::Bench(BenchCommand::Soak(args)) => crate::cli::bench::soak::run(args).await,
     }
 }
 

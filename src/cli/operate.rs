@@ -114,11 +114,15 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let store = Store::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    // Before any git operation: without it a remote that stops answering holds the command
+    // forever (only `serve` set it).
+    crate::adapters::gitops::set_network_timeout(config.gitops.timeout.as_duration());
     let token = secrets.get(SecretKey::GithubToken).cloned();
     let github = match &token {
         Some(t) => Some(Arc::new(
             crate::adapters::github::GithubRest::new(config.github.api_base(), Some(t))
-                .context("setting up the GitHub client")?,
+                .context("setting up the GitHub client")?
+                .with_timeout(config.github.timeout.as_duration()),
         ) as Arc<dyn deploybot_core::github::Github>),
         None => None,
     };

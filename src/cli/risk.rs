@@ -3,7 +3,6 @@
 //!
 //! It only wires inputs to `shell::assess` and formats the answer; it decides nothing itself.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -71,16 +70,13 @@ pub async fn run(args: AssessArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The largest diff `assess` reads: far beyond any pull request GitHub shows (it stops at 20,000
+/// lines), and what the assessment's memory is bounded by.
+pub const MAX_DIFF_BYTES: usize = 64 * 1024 * 1024;
+
 fn read_diff(arg: &str) -> anyhow::Result<String> {
-    let bytes = if arg == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("reading the diff from stdin")?;
-        buf
-    } else {
-        std::fs::read(arg).with_context(|| format!("reading the diff {arg}"))?
-    };
+    let bytes = crate::adapters::input::read(std::path::Path::new(arg), MAX_DIFF_BYTES)
+        .context("reading the diff")?;
     // Diffs may carry bytes of any encoding; the structure is ASCII, so lossy is safe here.
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -28,16 +28,21 @@ pub struct StoreLocation {
 }
 
 impl StoreLocation {
-    /// Opens the existing store; refuses to create an empty one where the user mistyped a path.
-    fn open(&self) -> anyhow::Result<Store> {
-        let store_config = match (&self.data_dir, &self.config) {
+    /// The store section this location names (the defaults with `--data-dir`).
+    pub(crate) fn spec(&self) -> anyhow::Result<StoreSpec> {
+        Ok(match (&self.data_dir, &self.config) {
             (Some(dir), _) => StoreSpec {
                 data_dir: dir.clone(),
+                retention: Default::default(),
             },
             (None, Some(file)) => crate::config::load_shape(file)?.store,
             (None, None) => Config::default().store,
-        };
-        let path = store_config.database_path();
+        })
+    }
+
+    /// Opens the existing store; refuses to create an empty one where the user mistyped a path.
+    pub(crate) fn open(&self) -> anyhow::Result<Store> {
+        let path = self.spec()?.database_path();
         if !path.is_file() {
             anyhow::bail!(
                 "no deploybot database at {} (pass --data-dir or --config)",

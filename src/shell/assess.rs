@@ -362,7 +362,8 @@ pub async fn assess_pr_from_cli(
     let github = crate::adapters::github::GithubRest::new(
         config.github.api_base(),
         secrets.get(SecretKey::GithubToken),
-    )?;
+    )?
+    .with_timeout(config.github.timeout.as_duration());
     let client = model_client(config, secrets)?;
     let model = client.as_ref().map(|c| c as &dyn RiskModel);
     if publish {

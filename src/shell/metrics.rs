@@ -1,6 +1,10 @@
 //! Process metrics served at `/metrics` in the Prometheus text exposition format.
 //! A handful of counters and one histogram do not justify a metrics framework: this is plain
 //! atomics and a mutex-guarded map, rendered by hand.
+//!
+//! Every label value comes from a closed set written here or in the core (event names deploybot
+//! parses, outcomes, alert levels and notice kinds): nothing a client sends becomes a series, so
+//! the page stays the same size whatever arrives.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,31 +14,70 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Upper bounds (seconds) of the processing-latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0];
 
+/// The `event` label of a delivery the signature did not (yet) vouch for: its header is the
+/// sender's word, and never becomes a label.
+pub const UNVERIFIED: &str = "unverified";
+
+/// The `event` label of a verified delivery: its name when deploybot parses that event, `other`
+/// for any other name.
+pub fn event_label(name: &str) -> &'static str {
+    deploybot_core::webhook::event::EVENTS
+        .iter()
+        .find(|e| **e == name)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// How the intake answered a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Queued,
+    Ignored,
+    Duplicate,
+    Rejected,
+    Unauthorized,
+    TooLarge,
+    /// The budget for bodies in flight was spent: 503 with `Retry-After`.
+    Busy,
+    /// The body did not arrive within `server.body_timeout`: 408.
+    Timeout,
+    /// The store could not take it: 503.
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Queued => "queued",
+            Outcome::Ignored => "ignored",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected => "rejected",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::TooLarge => "too_large",
+            Outcome::Busy => "busy",
+            Outcome::Timeout => "timeout",
+            Outcome::Error => "error",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    deliveries: Mutex<BTreeMap<(String, String), u64>>,
+    deliveries: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     signature_failures: AtomicU64,
-    processed: Mutex<BTreeMap<String, u64>>,
+    processed: Mutex<BTreeMap<&'static str, u64>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
-    rollout_alerts: Mutex<BTreeMap<(String, String), u64>>,
+    rollout_alerts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Metrics {
-    /// Counts a delivery answered by the intake, by event and outcome
-    /// (`queued`, `ignored`, `duplicate`, `rejected`, `unauthorized`, `too_large`, `error`).
-    pub fn delivery(&self, event: &str, outcome: &str) {
-        // Event names come from a header: bound the label set so a caller cannot grow it forever.
-        let event =
-            if event.len() <= 40 && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                event
-            } else {
-                "other"
-            };
+    /// Counts a delivery answered by the intake, by event label ([`event_label`] once verified,
+    /// [`UNVERIFIED`] before) and outcome.
+    pub fn delivery(&self, event: &'static str, outcome: Outcome) {
         let mut map = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry((event.to_string(), outcome.to_string()))
-            .or_insert(0) += 1;
+        *map.entry((event, outcome.as_str())).or_insert(0) += 1;
     }
 
     pub fn signature_failure(&self) {
@@ -42,10 +85,10 @@ impl Metrics {
     }
 
     /// Records one processed delivery (`done`, `ignored`, `retry`, `failed`) and how long it took.
-    pub fn processed(&self, outcome: &str, seconds: f64) {
+    pub fn processed(&self, outcome: &'static str, seconds: f64) {
         {
             let mut map = self.processed.lock().unwrap_or_else(|p| p.into_inner());
-            *map.entry(outcome.to_string()).or_insert(0) += 1;
+            *map.entry(outcome).or_insert(0) += 1;
         }
         for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
             if seconds <= *le {
@@ -59,13 +102,12 @@ impl Metrics {
 
     /// Counts an alert a rollout raised (`info`, `warn`, `critical`), by notice kind (`paused`,
     /// `rolled_back`, ...): what to page on when rollouts pause for missing metrics.
-    pub fn rollout_alert(&self, level: &str, notice: &str) {
+    pub fn rollout_alert(&self, level: &'static str, notice: &'static str) {
         let mut map = self
             .rollout_alerts
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        *map.entry((level.to_string(), notice.to_string()))
-            .or_insert(0) += 1;
+        *map.entry((level, notice)).or_insert(0) += 1;
     }
 
     /// Renders the text format; `queue_depth` is read from the store at scrape time.
@@ -158,16 +200,19 @@ mod tests {
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {
         let m = Metrics::default();
-        m.delivery("pull_request", "queued");
-        m.delivery("pull_request", "queued");
-        m.delivery("../../x", "rejected");
+        m.delivery(event_label("pull_request"), Outcome::Queued);
+        m.delivery(event_label("pull_request"), Outcome::Queued);
+        m.delivery(event_label("../../x"), Outcome::Rejected);
+        m.delivery(event_label("made_up_event"), Outcome::Rejected);
+        m.delivery(UNVERIFIED, Outcome::Unauthorized);
         m.signature_failure();
         m.processed("done", 0.003);
         let text = m.render(Some(4));
         assert!(text.contains(
             "deploybot_webhook_deliveries_total{event=\"pull_request\",outcome=\"queued\"} 2"
         ));
-        assert!(text.contains("event=\"other\",outcome=\"rejected\"} 1"));
+        assert!(text.contains("event=\"other\",outcome=\"rejected\"} 2"));
+        assert!(text.contains("event=\"unverified\",outcome=\"unauthorized\"} 1"));
         assert!(text.contains("deploybot_webhook_signature_failures_total 1"));
         assert!(text.contains("deploybot_queue_depth 4"));
         assert!(text.contains("deploybot_processing_seconds_bucket{le=\"0.001\"} 0"));

@@ -867,10 +867,9 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 if let Some(m) = &self.parts.metrics {
                     m.rollout_alert(level.as_str(), notice.kind());
                 }
-                // An alert that cannot be delivered must not stop the rollout: it is logged.
-                if let Err(e) = self.parts.alerts.send(&subject, *level, notice).await {
-                    tracing::warn!(rollout = %r.deploy_id, "alert not delivered: {e}");
-                }
+                // An alert that cannot be delivered must not stop the rollout: it is posted in
+                // the background, and logged if it fails for good.
+                self.parts.alerts.send(&subject, *level, notice);
                 Ok(None)
             }
             Effect::HoldService { reason } => {

@@ -125,12 +125,18 @@ fn serve_refuses_to_start_without_a_secret() {
     assert!(stderr.contains("DEPLOYBOT_WEBHOOK_SECRET"), "{stderr}");
 }
 
-/// The documented run command, for real: `serve` on the example config (moved to a free port
-/// and a temp data dir) answers health and a signed ping, and stops cleanly on SIGTERM.
+/// The documented run command, for real: `serve` on the example config (moved to free ports
+/// and a temp data dir) answers health and a signed ping, serves the rollout API on the admin
+/// listener and not on the webhook's (issue 15.9), and stops cleanly on SIGTERM.
 #[test]
 fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -141,6 +147,10 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
         .replace(
             "listen: 127.0.0.1:8080",
             &format!("listen: 127.0.0.1:{port}"),
+        )
+        .replace(
+            "admin_listen: 127.0.0.1:9090",
+            &format!("admin_listen: 127.0.0.1:{admin_port}"),
         )
         .replace(
             "data_dir: ./deploybot-data",
@@ -188,11 +198,27 @@ fn serve_accepts_a_signed_ping_and_stops_on_sigterm() {
             .await
             .unwrap();
         let api = client
-            .get(format!("http://127.0.0.1:{port}/api/rollouts"))
+            .get(format!("http://127.0.0.1:{admin_port}/api/rollouts"))
             .send()
             .await
             .unwrap();
-        assert_eq!(api.status().as_u16(), 200, "serve mounts the rollout API");
+        assert_eq!(
+            api.status().as_u16(),
+            200,
+            "serve mounts the rollout API on the admin listener"
+        );
+        for path in ["/api/rollouts", "/metrics", "/"] {
+            let public = client
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                public.status().as_u16(),
+                404,
+                "{path} is not served on the webhook listener"
+            );
+        }
         resp.status().as_u16()
     });
     assert_eq!(ok, 202);

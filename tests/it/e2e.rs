@@ -727,7 +727,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     assert!(w.comments_on(104).iter().any(|c| c.contains("Paused")));
     // The pause is an alert on /metrics too, for the platform team's own alerting.
     let resp = app
-        .router
+        .admin
         .clone()
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
         .await
@@ -744,5 +744,5 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         metrics.contains(r#"deploybot_rollout_alerts_total{level="warn",notice="rolled_back"} 2"#),
         "{metrics}"
     );
-    app.shutdown().await;
+    app.shutdown(Duration::from_secs(10)).await;
 }

@@ -2,6 +2,7 @@
 //! Each concept has its own module; shared fakes and helpers live in `support`.
 
 mod argocd;
+mod bounded;
 mod canary;
 mod cli;
 mod demo;
@@ -11,6 +12,7 @@ mod gates;
 mod github;
 mod gitops;
 mod golden;
+mod lanes;
 mod layering;
 mod live_canary;
 mod manifest;
@@ -21,6 +23,7 @@ mod prometheus;
 mod risk;
 mod rollout;
 mod status_page;
+mod store;
 mod support;
 mod tidy;
 mod webhook;

@@ -175,6 +175,51 @@ fn kustomize_renders_a_single_non_root_deploybot_wired_to_its_config() {
         port_named(svc_port["targetPort"].as_str().expect("named targetPort")),
         u64::from(config.server.listen.port())
     );
+    // The admin listener (status page, /metrics) has its own named port, on the Service too,
+    // where Prometheus scrapes it; the webhook port does not serve it (issue 15.9).
+    assert!(
+        config.server.admin_listen.ip().is_unspecified(),
+        "admin_listen 0.0.0.0, for the cluster's Prometheus"
+    );
+    assert_eq!(
+        port_named("admin"),
+        u64::from(config.server.admin_listen.port())
+    );
+    let admin_port = svc
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .and_then(|ports| ports.iter().find(|p| p["name"] == "admin"))
+        .expect("the Service's admin port");
+    assert_eq!(admin_port["targetPort"], "admin");
+    // SIGTERM: deploybot's grace period ends before Kubernetes' SIGKILL.
+    let kill_after = pod
+        .pointer("/terminationGracePeriodSeconds")
+        .and_then(Value::as_u64)
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        config.server.shutdown_grace.as_duration() + Duration::from_secs(5)
+            <= Duration::from_secs(kill_after),
+        "server.shutdown_grace {} leaves no margin before the SIGKILL at {kill_after}s",
+        config.server.shutdown_grace
+    );
+    // Memory: the pod's limit holds both budgets, two of the largest deliveries being parsed
+    // and the process itself (measured at about 45 MiB idle; 128 MiB is allowed), so the
+    // budgets and not the kernel's OOM killer decide what waits (docs/operations.md).
+    let limit = str_at(c, "/resources/limits/memory");
+    let limit_bytes: usize = limit
+        .strip_suffix("Mi")
+        .and_then(|m| m.parse::<usize>().ok())
+        .map(|m| m * 1024 * 1024)
+        .unwrap_or_else(|| panic!("memory limit {limit} in Mi"));
+    let needed = config.server.limits.intake_budget_bytes
+        + config.server.worker.budget_bytes
+        + 2 * config.server.max_body_bytes
+        + 128 * 1024 * 1024;
+    assert!(
+        limit_bytes >= needed,
+        "the memory limit {limit} is below the budgets' {} MiB",
+        needed / (1024 * 1024)
+    );
     let selector = svc.pointer("/spec/selector").expect("selector");
     let labels = deploy
         .pointer("/spec/template/metadata/labels")
@@ -471,6 +516,7 @@ fn dockerfile_healthcheck_passes_on_a_live_server_and_fails_without_one() {
     // The shipped config, on a loopback test port and a temporary data dir.
     let config = read("deploy/deploybot.yaml")
         .replace("0.0.0.0:8080", &format!("127.0.0.1:{port}"))
+        .replace("0.0.0.0:9090", &format!("127.0.0.1:{}", free_port()))
         .replace("/var/lib/deploybot", &dir.path().display().to_string());
     let config_path = dir.path().join("deploybot.yaml");
     std::fs::write(&config_path, config).unwrap();

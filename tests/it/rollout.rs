@@ -771,6 +771,7 @@ mod alerts {
     use axum::http::StatusCode;
     use axum::routing::post;
     use deploybot::adapters::alert::Alerts;
+    use deploybot_core::config::AlertsSpec;
     use deploybot_core::rollout::{Level, Notice};
     use deploybot_core::secret::Secret;
 
@@ -782,28 +783,43 @@ mod alerts {
         StatusCode::OK
     }
 
+    /// The alerts section with `retries` and waits short enough for a test.
+    fn spec(retries: u32, repeat_after: &str) -> AlertsSpec {
+        deploybot::config::from_yaml(
+            &format!(
+                "alerts:\n  timeout: 5s\n  retries: {retries}\n  repeat_after: {repeat_after}\n"
+            ),
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap()
+        .alerts
+    }
+
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
     #[tokio::test]
     async fn alerts_post_slack_compatible_text_and_keep_the_url_secret() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()
             .route("/services/T0/B0/s3cr3t", post(hook))
             .route("/broken", post(|| async { StatusCode::BAD_GATEWAY }))
+            .route("/gone", post(|| async { StatusCode::NOT_FOUND }))
             .with_state(seen.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let base = serve(app).await;
 
         let url = format!("{base}/services/T0/B0/s3cr3t");
-        let alerts = Alerts::new(Some(Secret::new(url)), Duration::from_secs(5)).unwrap();
+        let alerts = Alerts::new(Some(Secret::new(url)), &spec(0, "1h")).unwrap();
         let notice = Notice::RolledBack {
             reason: "judge: error_rate regressed at 10%".into(),
             evidence: "canary 4.1% vs baseline 0.3%".into(),
         };
-        alerts
-            .send("checkout/production d-1", Level::Warn, &notice)
-            .await
-            .unwrap();
-        let body = seen.lock().unwrap().pop().unwrap();
+        alerts.send("checkout/production d-1", Level::Warn, &notice);
+        let body = wait_for(&seen, 1).await.pop().unwrap();
         let text = body["text"].as_str().unwrap();
         assert!(
             text.starts_with("[deploybot warning] checkout/production d-1: Rolled back"),
@@ -811,23 +827,23 @@ mod alerts {
         );
         assert!(text.contains("canary 4.1% vs baseline 0.3%"), "{text}");
 
-        let broken = Alerts::new(
-            Some(Secret::new(format!("{base}/broken"))),
-            Duration::from_secs(5),
-        )
-        .unwrap();
-        let err = broken.send("s", Level::Info, &notice).await.unwrap_err();
+        let broken =
+            Alerts::new(Some(Secret::new(format!("{base}/broken"))), &spec(0, "1h")).unwrap();
+        let err = broken.post("s").await.unwrap_err();
         assert!(
             err.is_transient() && err.to_string().contains("502"),
             "{err}"
         );
+        let gone = Alerts::new(Some(Secret::new(format!("{base}/gone"))), &spec(3, "1h")).unwrap();
+        let err = gone.post("s").await.unwrap_err();
+        assert!(!err.is_transient(), "a 404 is not retried: {err}");
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead = format!("http://{}/hook/s3cr3t", listener.local_addr().unwrap());
         drop(listener);
-        let err = Alerts::new(Some(Secret::new(dead)), Duration::from_secs(5))
+        let err = Alerts::new(Some(Secret::new(dead)), &spec(0, "1h"))
             .unwrap()
-            .send("s", Level::Critical, &notice)
+            .post("s")
             .await
             .unwrap_err();
         assert!(err.is_transient());
@@ -836,12 +852,76 @@ mod alerts {
             "the URL is a secret: {err}"
         );
 
-        // Without a webhook, an alert is a log line only and always succeeds.
-        Alerts::new(None, Duration::from_secs(5))
-            .unwrap()
-            .send("s", Level::Info, &notice)
-            .await
-            .unwrap();
+        // Without a webhook, an alert is a log line only and posting always succeeds.
+        let quiet = Alerts::new(None, &spec(0, "1h")).unwrap();
+        quiet.send("s", Level::Info, &notice);
+        quiet.post("s").await.unwrap();
+    }
+
+    /// The posts the hook received.
+    type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
+
+    /// Waits until `seen` holds `n` posts (or fails after five seconds).
+    async fn wait_for(
+        seen: &Arc<Mutex<Vec<serde_json::Value>>>,
+        n: usize,
+    ) -> Vec<serde_json::Value> {
+        for _ in 0..500 {
+            if seen.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen.lock().unwrap().clone()
+    }
+
+    /// Issue 17.9: an alert sink that fails a few times still gets the alert (retried with
+    /// backoff), and the same alert raised on every tick pages once.
+    #[tokio::test]
+    async fn alerts_are_retried_and_sent_once_per_incident() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+        let app = Router::new()
+            .route(
+                "/hook",
+                post(
+                    |State((seen, failures)): State<(
+                        Seen,
+                        Arc<std::sync::atomic::AtomicUsize>,
+                    )>,
+                     Json(body): Json<serde_json::Value>| async move {
+                        use std::sync::atomic::Ordering::SeqCst;
+                        if failures.load(SeqCst) > 0 {
+                            failures.fetch_sub(1, SeqCst);
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        seen.lock().unwrap().push(body);
+                        StatusCode::OK
+                    },
+                ),
+            )
+            .with_state((seen.clone(), failures.clone()));
+        let base = serve(app).await;
+        let alerts =
+            Alerts::new(Some(Secret::new(format!("{base}/hook"))), &spec(3, "1h")).unwrap();
+        let paused = Notice::Paused {
+            reason: "metrics unavailable".into(),
+        };
+        for _tick in 0..10 {
+            alerts.send("checkout/production d-1", Level::Warn, &paused);
+        }
+        // Two 503s, then delivered: the retries wait 1 s and 2 s.
+        let posted = wait_for(&seen, 1).await;
+        assert_eq!(posted.len(), 1, "delivered after two failures");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(seen.lock().unwrap().len(), 1, "one page for ten ticks");
+        // Another incident is another page.
+        let rolled = Notice::RolledBack {
+            reason: "r".into(),
+            evidence: "e".into(),
+        };
+        alerts.send("checkout/production d-1", Level::Warn, &rolled);
+        assert_eq!(wait_for(&seen, 2).await.len(), 2);
     }
 }
 

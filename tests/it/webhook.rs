@@ -12,7 +12,7 @@ use deploybot::adapters::clock::SystemClock;
 use deploybot::adapters::store::{DeliveryQueue, DeliveryStatus, Store, StoredDelivery};
 use deploybot::config::Config;
 use deploybot::shell::metrics::Metrics;
-use deploybot::shell::webhook::intake::{Intake, router};
+use deploybot::shell::webhook::intake::{Intake, metrics_router, probes, router};
 use deploybot::shell::webhook::worker::{self, Processed, Processor};
 use deploybot_core::failure::Failure;
 use deploybot_core::retry::RetryPolicy;
@@ -42,7 +42,10 @@ fn config() -> Config {
 }
 
 struct App {
+    /// The webhook listener's routes.
     router: axum::Router,
+    /// The admin listener's `/metrics` and probes.
+    admin: axum::Router,
     store: Store,
     _dir: tempfile::TempDir,
 }
@@ -50,16 +53,17 @@ struct App {
 fn app_with(config: Config) -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
-    let router = router(Arc::new(Intake {
-        config: Arc::new(config),
-        secret: Secret::new(SECRET),
-        queue: store.clone(),
-        metrics: Arc::new(Metrics::default()),
-        wake: Arc::new(Notify::new()),
-        clock: Arc::new(SystemClock),
-    }));
+    let intake = Arc::new(Intake::new(
+        Arc::new(config),
+        Secret::new(SECRET),
+        store.clone(),
+        Arc::new(Metrics::default()),
+        Arc::new(Notify::new()),
+        Arc::new(SystemClock),
+    ));
     App {
-        router,
+        router: router(Arc::clone(&intake)),
+        admin: metrics_router(Arc::clone(&intake)).merge(probes(intake)),
         store,
         _dir: dir,
     }
@@ -86,7 +90,11 @@ fn signed(event: &str, id: &str, body: &[u8]) -> Request<Body> {
 }
 
 async fn send(app: &App, req: Request<Body>) -> (StatusCode, String) {
-    let resp = app.router.clone().oneshot(req).await.unwrap();
+    call(&app.router, req).await
+}
+
+async fn call(router: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
@@ -371,19 +379,43 @@ async fn unconfigured_repositories_are_recorded_and_ignored() {
     assert_eq!(app.store.pending_count().unwrap(), 0);
 }
 
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+/// Issue 15.9: the webhook listener serves the webhook and health only; `/metrics` is the admin
+/// listener's (and so are the status page and `/api/rollouts`, see `cli.rs`).
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let app = app_with(config());
-    let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
-    assert_eq!(send(&app, get("/healthz")).await.0, StatusCode::OK);
-    assert_eq!(send(&app, get("/readyz")).await.0, StatusCode::OK);
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(send(&app, get(path)).await.0, StatusCode::OK, "{path}");
+        assert_eq!(
+            call(&app.admin, get(path)).await.0,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    for path in ["/metrics", "/api/rollouts", "/"] {
+        assert_eq!(
+            send(&app, get(path)).await.0,
+            StatusCode::NOT_FOUND,
+            "{path} is not served to the webhook's clients"
+        );
+    }
     let body = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
     send(&app, signed("ping", "p1", body)).await;
     send(&app, request("ping", "p2", body.to_vec(), None)).await;
-    let (status, text) = send(&app, get("/metrics")).await;
+    let (status, text) = call(&app.admin, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         text.contains("deploybot_webhook_deliveries_total{event=\"ping\",outcome=\"queued\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "deploybot_webhook_deliveries_total{event=\"unverified\",outcome=\"unauthorized\"} 1"
+        ),
         "{text}"
     );
     assert!(
@@ -391,6 +423,61 @@ async fn health_readiness_and_metrics() {
         "{text}"
     );
     assert!(text.contains("deploybot_queue_depth 1"), "{text}");
+}
+
+/// The series of a `/metrics` page, without their values.
+fn series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').map(|(name, _)| name.to_string()))
+        .collect()
+}
+
+/// Issue 17.4: 10,000 requests with random event names (unsigned, mis-signed and signed) leave
+/// `/metrics` with the same series as the first few did: no header becomes a label value.
+#[tokio::test]
+async fn random_event_names_never_grow_the_metrics() {
+    use rand::Rng as _;
+    let app = app_with(config());
+    let body = br#"{"zen":"z","hook_id":1}"#;
+    let random_name = |rng: &mut rand::rngs::ThreadRng| -> String {
+        let len = rng.random_range(1..24);
+        (0..len)
+            .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+            .collect()
+    };
+    let wave = |from: usize, to: usize| {
+        let mut rng = rand::rng();
+        let reqs: Vec<Request<Body>> = (from..to)
+            .map(|i| {
+                let event = random_name(&mut rng);
+                let id = format!("r-{i}");
+                match i % 10 {
+                    0 => signed(&event, &id, body),
+                    1..=4 => request(&event, &id, body.to_vec(), Some(sign(b"nope", body))),
+                    _ => request(&event, &id, body.to_vec(), None),
+                }
+            })
+            .collect();
+        let app = &app;
+        async move {
+            futures_util::future::join_all(reqs.into_iter().map(|r| send(app, r))).await;
+        }
+    };
+    wave(0, 100).await;
+    let before = call(&app.admin, get("/metrics")).await.1;
+    for chunk in (100..10_000).step_by(500) {
+        wave(chunk, chunk + 500).await;
+    }
+    let after = call(&app.admin, get("/metrics")).await.1;
+    assert_eq!(series(&before), series(&after), "{after}");
+    // Counts grew, names did not: the page's size moves by a few digits only.
+    assert!(
+        after.len() < before.len() + 200,
+        "{} -> {}",
+        before.len(),
+        after.len()
+    );
 }
 
 /// Counts how often each delivery was processed.
@@ -414,9 +501,7 @@ async fn drain(store: &Store, processor: Arc<Counting>) {
     let task = tokio::spawn(worker::run(
         s,
         processor,
-        Arc::new(Metrics::default()),
-        Arc::new(Notify::new()),
-        worker::delivery_retry(),
+        worker::Parts::standalone(worker::Settings::default()),
         rx,
     ));
     for _ in 0..200 {
@@ -439,14 +524,14 @@ async fn a_crash_after_the_202_loses_nothing_and_processes_once() {
     {
         // First life: the intake answers 202, then the process dies before any worker ran.
         let store = Store::open(&db).unwrap();
-        let router = router(Arc::new(Intake {
-            config: Arc::new(config()),
-            secret: Secret::new(SECRET),
-            queue: store.clone(),
-            metrics: Arc::new(Metrics::default()),
-            wake: Arc::new(Notify::new()),
-            clock: Arc::new(SystemClock),
-        }));
+        let router = router(Arc::new(Intake::new(
+            Arc::new(config()),
+            Secret::new(SECRET),
+            store.clone(),
+            Arc::new(Metrics::default()),
+            Arc::new(Notify::new()),
+            Arc::new(SystemClock),
+        )));
         for id in ["c1", "c2"] {
             let resp = router
                 .clone()
@@ -502,9 +587,10 @@ async fn transient_failures_retry_and_a_panic_fails_one_delivery_only() {
         Arc::new(Flaky {
             failures_left: AtomicUsize::new(2),
         }),
-        Arc::new(Metrics::default()),
-        Arc::new(Notify::new()),
-        RetryPolicy::doubling(5, Duration::from_millis(5), Duration::from_millis(20)),
+        worker::Parts::standalone(worker::Settings {
+            retry: RetryPolicy::doubling(5, Duration::from_millis(5), Duration::from_millis(20)),
+            ..worker::Settings::default()
+        }),
         rx,
     ));
     for _ in 0..300 {

@@ -28,6 +28,31 @@ pub use deploybot_core::gitops::{FileEdit, ManifestEdit};
 pub use port::Writers;
 pub use writer::{CommitPlan, WriteOutcome, Writer};
 
+/// The deadline of network fetches and pushes (`gitops.timeout`), in milliseconds; read by every
+/// transfer's progress callback.
+static NETWORK_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(60_000);
+
+/// Bounds every fetch and push over the network by `timeout`: libgit2's connect timeout and its
+/// timeout for each read or write of the remote (a remote that stops answering), and a deadline
+/// on the whole transfer (a remote that trickles). Process-wide, as libgit2's options are; set
+/// once at start-up, before any git operation runs.
+pub fn set_network_timeout(timeout: std::time::Duration) {
+    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    NETWORK_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+    let ms = libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX);
+    // SAFETY: libgit2 reads these two ints when it opens a connection; they are written here
+    // before the first one is opened, and a git operation never runs concurrently with this.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+    }
+}
+
+/// The configured network deadline.
+pub(crate) fn network_timeout() -> std::time::Duration {
+    std::time::Duration::from_millis(NETWORK_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// The remote at `url` with the credentials the config names: `token` (the `gitops.token`,
 /// else the `github.token`, read at start-up) for https, the key file or the agent for ssh,
 /// nothing for `file://`.
@@ -233,6 +258,11 @@ pub enum GitopsError {
         reason: String,
     },
     #[error(
+        "{path} on {branch} is a symlink; deploybot edits files, not links: point the target at \
+         the file the link names"
+    )]
+    Symlink { path: String, branch: String },
+    #[error(
         "updating {branch}: its tip {commit} was written by {who}, not the bot; \
          not touching a branch a human pushed to"
     )]
@@ -261,6 +291,7 @@ impl Classified for GitopsError {
             | GitopsError::HookRejected { .. }
             | GitopsError::PushRejected { .. }
             | GitopsError::RevertRefused { .. }
+            | GitopsError::Symlink { .. }
             | GitopsError::HumanEdited { .. } => Class::Permanent,
         }
     }

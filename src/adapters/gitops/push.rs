@@ -68,11 +68,14 @@ pub fn push(
             }
             Ok(())
         });
-        cb.sideband_progress(|bytes| {
+        let deadline = std::time::Instant::now() + super::network_timeout();
+        let sideband = &sideband;
+        cb.sideband_progress(move |bytes| {
             sideband
                 .borrow_mut()
                 .push_str(&String::from_utf8_lossy(bytes));
-            true
+            // The remote's progress messages are the one place a push can be cut short.
+            std::time::Instant::now() < deadline
         });
         let mut remote = repo
             .remote_anonymous(remote_def.url.as_str())

@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use git2::{
     AutotagOption, Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks,
@@ -41,18 +42,32 @@ pub struct Remote {
 }
 
 /// Tracks what the credentials callback did, so that a refusal becomes a clear error instead
-/// of libgit2 asking again forever.
-#[derive(Default)]
+/// of libgit2 asking again forever, and when the transfer must end.
 pub(crate) struct AuthState {
     asked: Cell<u32>,
     missing: Cell<bool>,
+    /// `gitops.timeout` from the start of the operation.
+    deadline: Instant,
+}
+
+impl Default for AuthState {
+    fn default() -> Self {
+        AuthState {
+            asked: Cell::new(0),
+            missing: Cell::new(false),
+            deadline: Instant::now() + super::network_timeout(),
+        }
+    }
 }
 
 impl AuthState {
     /// Callbacks with credentials installed. libgit2 asks again after a refusal; the second
-    /// request means the remote rejected what we sent.
+    /// request means the remote rejected what we sent. A fetch's transfer is cut at the
+    /// deadline (a remote trickling bytes never trips the per-read timeout).
     pub(crate) fn callbacks<'a>(&'a self, remote: &'a Remote) -> RemoteCallbacks<'a> {
         let mut cb = RemoteCallbacks::new();
+        let deadline = self.deadline;
+        cb.transfer_progress(move |_| Instant::now() < deadline);
         cb.credentials(move |_url, username, allowed| {
             self.asked.set(self.asked.get() + 1);
             if self.asked.get() > 1 {

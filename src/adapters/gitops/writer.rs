@@ -494,9 +494,28 @@ fn read_text(
     if entry.kind() != Some(ObjectType::Blob) {
         return Err(missing());
     }
+    // A symlink's blob is its target's path: editing it as YAML, then writing it back as a file,
+    // would replace the link with a regular file.
+    if entry.filemode() == i32::from(FileMode::Link) {
+        return Err(GitopsError::Symlink {
+            path: path.to_string(),
+            branch: branch.to_string(),
+        });
+    }
     let blob = repo
         .find_blob(entry.id())
         .map_err(GitopsError::git(format!("reading {path} on {branch}")))?;
+    if blob.size() > deploybot_core::manifest::MAX_BYTES {
+        return Err(GitopsError::Edit {
+            path: path.to_string(),
+            branch: branch.to_string(),
+            cause: deploybot_core::manifest::EditError::TooLarge {
+                path: path.to_string(),
+                bytes: blob.size(),
+                limit: deploybot_core::manifest::MAX_BYTES,
+            },
+        });
+    }
     String::from_utf8(blob.content().to_vec()).map_err(|_| GitopsError::NotText {
         path: path.to_string(),
         branch: branch.to_string(),
@@ -580,6 +599,33 @@ mod tests {
             e.contains("\"1.0\"") && e.contains("\"1.5\"") && e.contains("a.yaml"),
             "{e}"
         );
+    }
+
+    /// Issue 17.11: a symlinked manifest and one past the editor's limit are refused before
+    /// they are edited (a link written back as a file, or a 50 MB file in memory as a tree).
+    #[test]
+    fn symlinks_and_oversized_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let target = repo.blob(b"kind: Deployment\n").unwrap();
+        let big = repo
+            .blob(&vec![b'#'; deploybot_core::manifest::MAX_BYTES + 1])
+            .unwrap();
+        let mut b = repo.treebuilder(None).unwrap();
+        b.insert("real.yaml", target, FileMode::Blob.into())
+            .unwrap();
+        let link = repo.blob(b"real.yaml").unwrap();
+        b.insert("link.yaml", link, FileMode::Link.into()).unwrap();
+        b.insert("big.yaml", big, FileMode::Blob.into()).unwrap();
+        let tree = repo.find_tree(b.write().unwrap()).unwrap();
+        let read = |p: &str| read_text(&repo, &tree, p, "main", Oid::ZERO_SHA1);
+        assert_eq!(read("real.yaml").unwrap(), "kind: Deployment\n");
+        let e = read("link.yaml").unwrap_err();
+        assert!(matches!(e, GitopsError::Symlink { .. }), "{e}");
+        assert_eq!(e.class(), Class::Permanent);
+        let e = read("big.yaml").unwrap_err();
+        assert!(e.to_string().contains("more than the 2097152"), "{e}");
+        assert_eq!(e.class(), Class::Permanent);
     }
 
     #[test]

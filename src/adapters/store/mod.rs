@@ -9,6 +9,7 @@
 pub mod approval_prs;
 pub mod assessments;
 pub mod holds;
+pub mod maintenance;
 pub mod parked;
 pub mod rollouts;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deploybot_core::clock::Clock as _;
+use deploybot_core::webhook::lane::{Lane, Placement};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -58,6 +60,10 @@ const MIGRATIONS: &[(&str, Migration)] = &[
         "0007_approval_pr_closed",
         Migration::Sql(include_str!("migrations/0007_approval_pr_closed.sql")),
     ),
+    (
+        "0008_delivery_lanes",
+        Migration::Sql(include_str!("migrations/0008_delivery_lanes.sql")),
+    ),
 ];
 
 /// What the store could not do.
@@ -71,6 +77,10 @@ pub enum StoreError {
     Sqlite(rusqlite::Error),
     #[error("store writer has stopped")]
     WriterGone,
+    #[error(
+        "store: {free} bytes free on the data volume, fewer than the {needed} one delivery may need"
+    )]
+    Full { free: u64, needed: u64 },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -99,6 +109,8 @@ pub struct NewDelivery {
     /// `ignored` rows are recorded for the audit trail but never queued.
     pub status: DeliveryStatus,
     pub detail: Option<String>,
+    /// Its lane and ordering key (`deploybot_core::webhook::lane::place`).
+    pub placement: Placement,
 }
 
 /// A delivery read back from the queue.
@@ -116,6 +128,24 @@ pub struct StoredDelivery {
     pub detail: Option<String>,
 }
 
+/// A pending delivery without its payload: what the worker schedules from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedDelivery {
+    pub seq: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub lane: Lane,
+    pub key: String,
+    pub attempts: i64,
+    /// Unix milliseconds before which it must not be tried again (0: at once).
+    pub not_before: i64,
+    /// Size of the stored payload.
+    pub bytes: usize,
+}
+
+/// The status of a delivery. `Failed` is the dead-letter state: a delivery that failed for good
+/// (a permanent error, or its retries ran out) waits there, payload kept, until it is replayed
+/// (`deploybot deliveries replay`) or pruned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
     Pending,
@@ -158,8 +188,10 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         &self,
         delivery: NewDelivery,
     ) -> impl std::future::Future<Output = Result<Inserted, StoreError>> + Send;
-    /// The oldest pending deliveries, at most `limit`.
-    fn pending(&self, limit: usize) -> Result<Vec<StoredDelivery>, StoreError>;
+    /// The oldest pending deliveries without their payloads, at most `limit`.
+    fn queued(&self, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError>;
+    /// One delivery with its payload, by its queue position.
+    fn load(&self, seq: i64) -> Result<Option<StoredDelivery>, StoreError>;
     /// Records the outcome of one processing attempt.
     fn finish(
         &self,
@@ -167,11 +199,18 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         status: DeliveryStatus,
         detail: &str,
     ) -> Result<(), StoreError>;
-    /// Counts a failed attempt that will be retried.
-    fn record_attempt(&self, delivery_id: &str, detail: &str) -> Result<i64, StoreError>;
+    /// Counts a failed attempt that will be retried no earlier than `not_before` (Unix
+    /// milliseconds); returns the attempts made so far.
+    fn record_attempt(
+        &self,
+        delivery_id: &str,
+        detail: &str,
+        not_before: i64,
+    ) -> Result<i64, StoreError>;
     fn pending_count(&self) -> Result<u64, StoreError>;
-    /// Cheap liveness probe for `/readyz`.
-    fn ping(&self) -> Result<(), StoreError>;
+    /// The readiness probe: the store answers, takes a write, and has room for a delivery of
+    /// `room` bytes.
+    fn ready(&self, room: u64) -> Result<(), StoreError>;
 }
 
 type WriteJob = (NewDelivery, oneshot::Sender<Result<Inserted, StoreError>>);
@@ -191,6 +230,22 @@ struct Inner {
     _checkpoint: std::sync::mpsc::Sender<()>,
 }
 
+/// Bounds of the store's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The write-ahead log is checkpointed and truncated when it grows past this, even while
+    /// writes never pause (a passive checkpoint alone can fall behind forever).
+    pub wal_limit_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            wal_limit_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// Opens a connection with the settings every connection must share.
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
@@ -203,6 +258,18 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     // database inside whichever commit crosses the threshold, a latency spike for the delivery
     // waiting on it. The checkpoint thread does it in the background instead.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
+/// A connection that checkpoints: it also cuts the log's file back to `wal_limit` once a
+/// checkpoint has reset it.
+fn connect_checkpointer(path: &Path, options: StoreOptions) -> Result<Connection, rusqlite::Error> {
+    let conn = connect(path)?;
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        i64::try_from(options.wal_limit_bytes).unwrap_or(i64::MAX),
+    )?;
     Ok(conn)
 }
 
@@ -227,6 +294,11 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
 impl Store {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with bounds other than the defaults.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let open_err = |message: String| StoreError::Open {
             path: path.to_path_buf(),
             message,
@@ -237,13 +309,18 @@ impl Store {
         }
         let mut conn = connect(path).map_err(|e| open_err(e.to_string()))?;
         migrate(&mut conn).map_err(|e| open_err(format!("migrating: {e}")))?;
-        let writer_conn = connect(path).map_err(|e| open_err(e.to_string()))?;
+        let writer_conn =
+            connect_checkpointer(path, options).map_err(|e| open_err(e.to_string()))?;
         let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx))
+            .spawn({
+                let wal = maintenance::wal_path(path);
+                move || writer_loop(writer_conn, rx, &wal, options)
+            })
             .map_err(|e| open_err(format!("starting writer thread: {e}")))?;
-        let checkpoint_conn = connect(path).map_err(|e| open_err(e.to_string()))?;
+        let checkpoint_conn =
+            connect_checkpointer(path, options).map_err(|e| open_err(e.to_string()))?;
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("store-checkpoint".into())
@@ -316,7 +393,8 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> Result<StoredDelivery, rusqlite::Er
 }
 
 /// Moves committed WAL pages into the database every second, off the commit path. PASSIVE never
-/// blocks a writer; a busy moment only leaves the work for the next round.
+/// blocks a writer; a busy moment only leaves the work for the next round (the writer thread
+/// bounds the log's size, see `writer_loop`).
 fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         stop.recv_timeout(std::time::Duration::from_secs(1))
@@ -331,9 +409,25 @@ fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
 
 /// Group commit: take one job, then whatever else is already waiting (bounded), and commit them
 /// in one transaction. Answers go out only after the commit returned.
-fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<WriteJob>) {
+///
+/// The log is bounded here, between two commits: under writes that never pause, the background
+/// PASSIVE checkpoint never sees the moment SQLite needs to start the log over, and a TRUNCATE
+/// from another connection starves behind this one. So once the log is past its limit, this
+/// thread (the only delivery writer) empties it itself; the passive rounds have already copied
+/// most of it, so the pause is short.
+fn writer_loop(
+    mut conn: Connection,
+    rx: std::sync::mpsc::Receiver<WriteJob>,
+    wal: &Path,
+    options: StoreOptions,
+) {
     const MAX_GROUP: usize = 256;
     while let Ok(first) = rx.recv() {
+        if std::fs::metadata(wal).is_ok_and(|m| m.len() > options.wal_limit_bytes)
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "store: emptying the write-ahead log");
+        }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -347,8 +441,9 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<WriteJob>) {
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR IGNORE INTO deliveries \
-                     (delivery_id, event, action, repository, received_at, payload, status, detail) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     (delivery_id, event, action, repository, received_at, payload, status, detail, \
+                      lane, lane_key) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?;
                 for (d, _) in &group {
                     let n = stmt.execute(params![
@@ -360,6 +455,8 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<WriteJob>) {
                         d.payload,
                         d.status.as_str(),
                         d.detail,
+                        d.placement.lane.as_str(),
+                        d.placement.key,
                     ])?;
                     out.push(if n == 1 {
                         Inserted::New
@@ -399,12 +496,36 @@ impl DeliveryQueue for Store {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    fn pending(&self, limit: usize) -> Result<Vec<StoredDelivery>, StoreError> {
+    fn queued(&self, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "{SELECT_DELIVERY} WHERE status = 'pending' ORDER BY seq LIMIT ?1"
-            ))?;
-            stmt.query_map([limit as i64], row_to_delivery)?.collect()
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, delivery_id, event, lane, lane_key, attempts, not_before, \
+                 length(payload) FROM deliveries WHERE status = 'pending' ORDER BY seq LIMIT ?1",
+            )?;
+            stmt.query_map([limit as i64], |r| {
+                Ok(QueuedDelivery {
+                    seq: r.get(0)?,
+                    delivery_id: r.get(1)?,
+                    event: r.get(2)?,
+                    lane: Lane::parse(&r.get::<_, String>(3)?),
+                    key: r.get(4)?,
+                    attempts: r.get(5)?,
+                    not_before: r.get(6)?,
+                    bytes: usize::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn load(&self, seq: i64) -> Result<Option<StoredDelivery>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                &format!("{SELECT_DELIVERY} WHERE seq = ?1"),
+                [seq],
+                row_to_delivery,
+            )
+            .optional()
         })
     }
 
@@ -429,12 +550,17 @@ impl DeliveryQueue for Store {
         })
     }
 
-    fn record_attempt(&self, delivery_id: &str, detail: &str) -> Result<i64, StoreError> {
+    fn record_attempt(
+        &self,
+        delivery_id: &str,
+        detail: &str,
+        not_before: i64,
+    ) -> Result<i64, StoreError> {
         self.with_conn(|c| {
             c.query_row(
-                "UPDATE deliveries SET attempts = attempts + 1, detail = ?2 \
+                "UPDATE deliveries SET attempts = attempts + 1, detail = ?2, not_before = ?3 \
                  WHERE delivery_id = ?1 RETURNING attempts",
-                params![delivery_id, detail],
+                params![delivery_id, detail, not_before],
                 |r| r.get(0),
             )
         })
@@ -444,8 +570,13 @@ impl DeliveryQueue for Store {
         self.count_by_status(DeliveryStatus::Pending)
     }
 
-    fn ping(&self) -> Result<(), StoreError> {
-        self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    fn ready(&self, room: u64) -> Result<(), StoreError> {
+        self.probe_write()?;
+        let free = maintenance::free_bytes(self.path())?;
+        if free < room {
+            return Err(StoreError::Full { free, needed: room });
+        }
+        Ok(())
     }
 }
 
@@ -463,6 +594,10 @@ mod tests {
             payload: b"{}".to_vec(),
             status: DeliveryStatus::Pending,
             detail: None,
+            placement: Placement {
+                lane: Lane::Work,
+                key: format!("delivery:{id}"),
+            },
         }
     }
 
@@ -480,7 +615,7 @@ mod tests {
             assert_eq!(store.enqueue(delivery("b")).await.unwrap(), Inserted::New);
         }
         let store = Store::open(&path).unwrap();
-        let pending = store.pending(10).unwrap();
+        let pending = store.queued(10).unwrap();
         assert_eq!(
             pending
                 .iter()
@@ -488,6 +623,9 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a", "b"]
         );
+        assert_eq!(pending[0].key, "delivery:a");
+        let a = store.load(pending[0].seq).unwrap().unwrap();
+        assert_eq!(a.payload, b"{}");
         store.finish("a", DeliveryStatus::Done, "ok").unwrap();
         assert_eq!(store.pending_count().unwrap(), 1);
         assert_eq!(

@@ -279,7 +279,7 @@ fn path_str(p: &Path) -> anyhow::Result<&str> {
 }
 
 /// Runs the git CLI with a fixed identity and no user config.
-fn git(cwd: &Path, args: &[&str]) -> anyhow::Result<()> {
+pub(super) fn git(cwd: &Path, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("git")
         .args([
             "-c",
@@ -475,6 +475,11 @@ impl FileEdit for ImageLineEdit {
         };
         Ok(Edited {
             text: format!("{}{}{}", &text[..start], self.tag, &text[end..]),
+            splices: vec![deploybot_core::manifest::yaml::Splice {
+                start,
+                end,
+                with: self.tag.clone(),
+            }],
             changes,
         })
     }

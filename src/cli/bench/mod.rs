@@ -3,7 +3,9 @@
 
 pub mod canary;
 pub mod git;
+pub mod lanes;
 pub mod manifest;
 pub mod risk;
 pub mod rollouts;
+pub mod soak;
 pub mod webhook;

@@ -17,6 +17,7 @@ use crate::shell::metrics::Metrics;
 use crate::shell::webhook::intake::{Intake, router};
 use deploybot_core::clock::Clock as _;
 use deploybot_core::secret::Secret;
+use deploybot_core::webhook::lane::{Lane, Placement};
 use deploybot_core::webhook::signature;
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +121,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 payload: body.to_vec(),
                 status: DeliveryStatus::Pending,
                 detail: None,
+                placement: Placement {
+                    lane: Lane::Work,
+                    key: format!("floor-{i}"),
+                },
             })
             .await?;
         samples.push(t.elapsed());
@@ -134,17 +139,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         std::path::Path::new("bench"),
     )?;
     let store = Store::open(&dir.join("router.sqlite3"))?;
-    let app = router(Arc::new(Intake {
-        config: Arc::new(config),
-        secret: Secret::new(SECRET),
-        queue: store.clone(),
-        metrics: Arc::new(Metrics::default()),
-        wake: Arc::new(Notify::new()),
-        clock: Arc::new(SystemClock),
-    }));
+    let config = Arc::new(config);
+    let app = router(Arc::new(Intake::new(
+        Arc::clone(&config),
+        Secret::new(SECRET),
+        store.clone(),
+        Arc::new(Metrics::default()),
+        Arc::new(Notify::new()),
+        Arc::new(SystemClock),
+    )));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhook", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // The listener `serve` runs, with its limits (the connection cap is raised past the
+    // benchmark's concurrency).
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let mut limits = config.server.limits.clone();
+    limits.max_connections = limits.max_connections.max(args.concurrency * 2);
+    let server = tokio::spawn(async move {
+        crate::shell::webhook::listen::serve(listener, app, &limits, stopped, Duration::ZERO).await;
+    });
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .build()?;

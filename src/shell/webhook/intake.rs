@@ -1,10 +1,20 @@
-//! The HTTP side of the intake: `POST <webhook_path>`, `/healthz`, `/readyz`, `/metrics`.
+//! The HTTP side of the intake: `POST <webhook_path>`, `/healthz` and `/readyz`, the only routes
+//! of the listener exposed to the internet (the status page and `/metrics` are on the admin
+//! listener, `shell::webhook::admin`).
 //!
 //! A delivery is verified, parsed and stored durably before it is answered, and is never
 //! processed here: the worker reads it back from the store. Nothing in this file answers 500:
-//! bad input is a 4xx with a reason, a store failure a 503.
+//! bad input is a 4xx with a reason, a store failure or a spent budget a 503.
+//!
+//! Nothing unauthenticated holds memory past the budget: a body is read chunk by chunk, each
+//! chunk taken from `server.intake_budget_bytes` (shared by every request) as it arrives, and
+//! a body that would overdraw it is refused with 503 and `Retry-After` at once, so GitHub
+//! records the failure and the delivery can be redelivered. A body that does not arrive within
+//! `server.body_timeout` gets 408.
 
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -12,14 +22,16 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::Notify;
+use http_body_util::BodyExt as _;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, info, warn};
 
 use crate::adapters::store::{DeliveryQueue, DeliveryStatus, Inserted, NewDelivery};
 use crate::config::Config;
-use crate::shell::metrics::Metrics;
+use crate::shell::metrics::{Metrics, Outcome, UNVERIFIED, event_label};
 use deploybot_core::clock::Clock;
 use deploybot_core::secret::Secret;
+use deploybot_core::webhook::lane::{self, Placement};
 use deploybot_core::webhook::route::{Route, route};
 use deploybot_core::webhook::{event, signature};
 
@@ -33,28 +45,92 @@ pub struct Intake<Q> {
     pub wake: Arc<Notify>,
     /// Stamps each delivery's arrival.
     pub clock: Arc<dyn Clock + Send + Sync>,
+    /// Bytes of bodies in flight, all requests together (`server.intake_budget_bytes`).
+    budget: Arc<Semaphore>,
+    /// The last readiness answer and when it was found, so probes (unauthenticated, on the
+    /// public port) cost the store at most one write a second.
+    readiness: Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
-/// The router with every route the `serve` listener exposes.
-pub fn router<Q: DeliveryQueue + Clone>(intake: Arc<Intake<Q>>) -> Router {
+impl<Q: DeliveryQueue> Intake<Q> {
+    pub fn new(
+        config: Arc<Config>,
+        secret: Secret,
+        queue: Q,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+        clock: Arc<dyn Clock + Send + Sync>,
+    ) -> Self {
+        let budget = config
+            .server
+            .limits
+            .intake_budget_bytes
+            .min(Semaphore::MAX_PERMITS);
+        Intake {
+            config,
+            secret,
+            queue,
+            metrics,
+            wake,
+            clock,
+            budget: Arc::new(Semaphore::new(budget)),
+            readiness: Mutex::new(None),
+        }
+    }
+
+    /// Whether the store answers, takes a write and has room for two of the largest deliveries
+    /// (one in the log, one being checkpointed into the database); found at most once a second.
+    fn readiness(&self) -> Result<(), String> {
+        const FRESH: Duration = Duration::from_secs(1);
+        let mut last = self.readiness.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, answer)) = last.as_ref().filter(|(at, _)| at.elapsed() < FRESH) {
+            return answer.clone();
+        }
+        let room = (self.config.server.max_body_bytes as u64).saturating_mul(2);
+        let answer = self.queue.ready(room).map_err(|e| e.to_string());
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+/// The router of the webhook listener: the webhook, `/healthz` and `/readyz`, nothing else.
+pub fn router<Q: DeliveryQueue>(intake: Arc<Intake<Q>>) -> Router {
     let path = intake.config.server.webhook_path.clone();
     Router::new()
         .route(&path, post(receive::<Q>))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready::<Q>))
-        .route("/metrics", get(metrics::<Q>))
         // The handler enforces the configured cap itself while streaming; axum's default 2 MB
         // limit must not cut in first.
         .layer(DefaultBodyLimit::disable())
+        .with_state(Arc::clone(&intake))
+        .merge(probes(intake))
+}
+
+/// `/healthz` (the process serves HTTP) and `/readyz` (the store can take a delivery), served on
+/// both listeners.
+pub fn probes<Q: DeliveryQueue>(intake: Arc<Intake<Q>>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready::<Q>))
+        .with_state(intake)
+}
+
+/// `/metrics`, for the admin listener.
+pub fn metrics_router<Q: DeliveryQueue>(intake: Arc<Intake<Q>>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::<Q>))
         .with_state(intake)
 }
 
 async fn ready<Q: DeliveryQueue>(State(intake): State<Arc<Intake<Q>>>) -> Response {
-    match intake.queue.ping() {
+    match intake.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
-            warn!(error = %e, "readiness probe: store unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response()
+            warn!(error = %e, "readiness probe: the store cannot take deliveries");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store not writable: {e}\n"),
+            )
+                .into_response()
         }
     }
 }
@@ -100,21 +176,56 @@ fn valid_event_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-/// Reads at most `cap` bytes; `None` when the body is larger (it is not buffered past the cap).
-async fn read_capped(body: Body, cap: usize) -> Result<Option<Bytes>, String> {
-    match axum::body::to_bytes(body, cap).await {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
-            if too_large {
-                Ok(None)
-            } else {
-                Err(format!("reading body: {e}"))
+/// Why a body was not read to its end.
+enum Refused {
+    TooLarge,
+    Busy,
+    Timeout,
+    Broken(String),
+}
+
+/// Reads the body chunk by chunk, taking each chunk's bytes from the shared `budget` as it
+/// arrives: refused as soon as it passes `cap`, overdraws the budget, or outlasts `timeout`.
+/// The permit holds the body's bytes until the request is answered.
+async fn read_body(
+    body: Body,
+    cap: usize,
+    budget: &Arc<Semaphore>,
+    timeout: Duration,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Refused> {
+    let read = async {
+        let mut body = body;
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut len = 0usize;
+        let mut permit: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Refused::Broken(format!("reading body: {e}")))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            len = len.saturating_add(chunk.len());
+            if len > cap {
+                return Err(Refused::TooLarge);
             }
+            let n = u32::try_from(chunk.len()).map_err(|_| Refused::TooLarge)?;
+            let more = Arc::clone(budget)
+                .try_acquire_many_owned(n)
+                .map_err(|_| Refused::Busy)?;
+            match permit.as_mut() {
+                Some(p) => p.merge(more),
+                None => permit = Some(more),
+            }
+            chunks.push(chunk);
         }
-    }
+        let bytes = match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
+        };
+        Ok((bytes, permit))
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(Refused::Timeout))
 }
 
 async fn receive<Q: DeliveryQueue>(
@@ -148,31 +259,39 @@ async fn receive_inner<Q: DeliveryQueue>(
     delivery_id: String,
 ) -> Response {
     let m = &intake.metrics;
-    let cap = intake.config.server.max_body_bytes;
+    let server = &intake.config.server;
+    let cap = server.max_body_bytes;
     let declared = header_str(&headers, "content-length").and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > cap as u64) {
-        m.delivery(&event_name, "too_large");
-        return answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "rejected",
-            Some("body exceeds the configured limit"),
-        );
+        m.delivery(UNVERIFIED, Outcome::TooLarge);
+        return too_large();
     }
-    let body = match read_capped(body, cap).await {
-        Ok(Some(b)) => b,
-        Ok(None) => {
-            m.delivery(&event_name, "too_large");
-            return answer(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "rejected",
-                Some("body exceeds the configured limit"),
-            );
-        }
-        Err(reason) => {
-            m.delivery(&event_name, "rejected");
-            return answer(StatusCode::BAD_REQUEST, "rejected", Some(&reason));
-        }
-    };
+    let budget = &intake.budget;
+    let (body, _held) =
+        match read_body(body, cap, budget, server.limits.body_timeout.as_duration()).await {
+            Ok(read) => read,
+            Err(Refused::TooLarge) => {
+                m.delivery(UNVERIFIED, Outcome::TooLarge);
+                return too_large();
+            }
+            Err(Refused::Busy) => {
+                m.delivery(UNVERIFIED, Outcome::Busy);
+                warn!("refused delivery: the budget for bodies in flight is spent");
+                return unavailable("busy: too many deliveries in flight");
+            }
+            Err(Refused::Timeout) => {
+                m.delivery(UNVERIFIED, Outcome::Timeout);
+                return answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "rejected",
+                    Some("the body did not arrive in time"),
+                );
+            }
+            Err(Refused::Broken(reason)) => {
+                m.delivery(UNVERIFIED, Outcome::Rejected);
+                return answer(StatusCode::BAD_REQUEST, "rejected", Some(&reason));
+            }
+        };
     // Authenticate before looking at anything else, so unauthenticated callers learn nothing.
     if let Err(e) = signature::verify(
         intake.secret.expose().as_bytes(),
@@ -180,7 +299,7 @@ async fn receive_inner<Q: DeliveryQueue>(
         header_str(&headers, "x-hub-signature-256"),
     ) {
         m.signature_failure();
-        m.delivery(&event_name, "unauthorized");
+        m.delivery(UNVERIFIED, Outcome::Unauthorized);
         warn!(reason = %e, "refused delivery: bad signature");
         return answer(
             StatusCode::UNAUTHORIZED,
@@ -188,8 +307,9 @@ async fn receive_inner<Q: DeliveryQueue>(
             Some(&e.to_string()),
         );
     }
+    let label = event_label(&event_name);
     if !valid_event_name(&event_name) {
-        m.delivery(&event_name, "rejected");
+        m.delivery(label, Outcome::Rejected);
         return answer(
             StatusCode::BAD_REQUEST,
             "rejected",
@@ -197,7 +317,7 @@ async fn receive_inner<Q: DeliveryQueue>(
         );
     }
     if !valid_delivery_id(&delivery_id) {
-        m.delivery(&event_name, "rejected");
+        m.delivery(label, Outcome::Rejected);
         return answer(
             StatusCode::BAD_REQUEST,
             "rejected",
@@ -207,58 +327,80 @@ async fn receive_inner<Q: DeliveryQueue>(
     let parsed = match event::parse(&event_name, &body) {
         Ok(p) => p,
         Err(e) => {
-            m.delivery(&event_name, "rejected");
+            m.delivery(label, Outcome::Rejected);
             warn!(error = %e, "refused delivery: malformed payload");
             return answer(StatusCode::BAD_REQUEST, "rejected", Some(&e.to_string()));
         }
     };
-    let (status, detail) = triage(&intake.config, &parsed);
+    let (status, detail, placement) = triage(&intake.config, &parsed, &delivery_id);
     let delivery = NewDelivery {
         delivery_id: delivery_id.clone(),
         event: event_name.clone(),
         action: parsed.action.clone(),
         repository: parsed.repository.clone(),
         received_at: intake.clock.now().to_rfc3339(),
-        payload: body.to_vec(),
+        // No copy: the bytes move into the row (the budget's permit still counts them).
+        payload: Vec::from(body),
         status,
         detail: detail.clone(),
+        placement,
     };
     match intake.queue.enqueue(delivery).await {
         Ok(Inserted::Duplicate) => {
-            m.delivery(&event_name, "duplicate");
+            m.delivery(label, Outcome::Duplicate);
             info!("duplicate delivery: already received, not processed again");
             answer(StatusCode::OK, "duplicate", None)
         }
         Ok(Inserted::New) if status == DeliveryStatus::Ignored => {
-            m.delivery(&event_name, "ignored");
+            m.delivery(label, Outcome::Ignored);
             let reason = detail.unwrap_or_default();
             info!(action = ?parsed.action, repository = ?parsed.repository, %reason, "recorded, ignored");
             answer(StatusCode::ACCEPTED, "ignored", Some(&reason))
         }
         Ok(Inserted::New) => {
-            m.delivery(&event_name, "queued");
+            m.delivery(label, Outcome::Queued);
             info!(action = ?parsed.action, repository = ?parsed.repository, "queued");
             intake.wake.notify_one();
             answer(StatusCode::ACCEPTED, "queued", None)
         }
         Err(e) => {
-            m.delivery(&event_name, "error");
+            m.delivery(label, Outcome::Error);
             tracing::error!(error = %e, "could not store delivery");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
-                axum::Json(serde_json::json!({"status": "error", "reason": "store unavailable"})),
-            )
-                .into_response()
+            unavailable("store unavailable")
         }
     }
 }
 
-/// Decides whether a verified, parsed delivery is queued or only recorded: what its route
-/// ignores is recorded with the reason, everything else is queued for the worker.
-fn triage(config: &Config, parsed: &event::Parsed) -> (DeliveryStatus, Option<String>) {
-    match route(parsed, &super::repos(config)) {
-        Route::Ignore { reason } => (DeliveryStatus::Ignored, Some(reason)),
-        _ => (DeliveryStatus::Pending, None),
+fn too_large() -> Response {
+    answer(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "rejected",
+        Some("body exceeds the configured limit"),
+    )
+}
+
+/// 503 with `Retry-After`: GitHub records the failure, and the delivery can be redelivered.
+fn unavailable(reason: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        axum::Json(serde_json::json!({"status": "error", "reason": reason})),
+    )
+        .into_response()
+}
+
+/// Decides whether a verified, parsed delivery is queued or only recorded, and where it waits:
+/// what its route ignores is recorded with the reason, everything else is queued for the worker
+/// in its lane.
+fn triage(
+    config: &Config,
+    parsed: &event::Parsed,
+    delivery_id: &str,
+) -> (DeliveryStatus, Option<String>, Placement) {
+    let route = route(parsed, &super::repos(config));
+    let placement = lane::place(&route, delivery_id);
+    match route {
+        Route::Ignore { reason } => (DeliveryStatus::Ignored, Some(reason), placement),
+        _ => (DeliveryStatus::Pending, None, placement),
     }
 }

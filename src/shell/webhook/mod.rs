@@ -1,16 +1,18 @@
 //! The GitHub webhook intake: verify the signature, parse the event, persist the delivery, answer
 //! 202, and process it later from the durable queue.
 //!
-//! The path of a delivery: `intake` (HTTP: cap, verify, parse, route, store, answer) ->
-//! the store's `deliveries` table -> `worker` (arrival order, retries, crash-safe) ->
-//! `dispatch` (executes the route: which concept acts on it). What a delivery means is decided
-//! once, by the pure `deploybot_core::webhook::route`.
+//! The path of a delivery: `listen` (bounded connections) -> `intake` (HTTP: cap, budget,
+//! verify, parse, route, place in a lane, store, answer) -> the store's `deliveries` table ->
+//! `worker` (lanes, per-key order, retries off the line, dead letters, crash-safe) -> `dispatch`
+//! (executes the route: which concept acts on it). What a delivery means is decided once, by the
+//! pure `deploybot_core::webhook::route`; where it waits, by `deploybot_core::webhook::lane`.
 
 use crate::config::Config;
 use deploybot_core::webhook::route::Repos;
 
 pub mod dispatch;
 pub mod intake;
+pub mod listen;
 pub mod server;
 pub mod worker;
 

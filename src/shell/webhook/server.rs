@@ -1,6 +1,10 @@
-//! `deploybot serve`: opens the store, starts the webhook worker, the rollout loop and the HTTP
-//! listener, and stops them cleanly on SIGINT/SIGTERM (the worker finishes the delivery in
-//! hand; the rest stay queued; live rollouts are re-examined on the next start).
+//! `deploybot serve`: opens the store, starts the webhook worker, the rollout loop, the webhook
+//! listener (`server.listen`: the webhook and health, the one port exposed to the internet) and
+//! the admin listener (`server.admin_listen`: the status page, `/api/rollouts`, `/metrics`), and
+//! stops on SIGINT/SIGTERM within `server.shutdown_grace`: it stops accepting, lets requests and
+//! deliveries in flight finish, abandons what is still running at the deadline (those
+//! deliveries stay queued; live rollouts are re-examined on the next start) and exits. The store
+//! is pruned every hour.
 //!
 //! `assemble` builds the whole service from a config and its edges (metrics source, clock)
 //! without binding a port, so the end-to-end tests drive exactly what `serve` runs.
@@ -20,7 +24,8 @@ use crate::shell::metrics::Metrics;
 use crate::shell::pipeline::Pipeline;
 use crate::shell::runner::{LiveRunner, PrometheusWindows, RunnerParts, WindowSource};
 use crate::shell::webhook::dispatch::Dispatcher;
-use crate::shell::webhook::intake::{Intake, router};
+use crate::shell::webhook::intake::{Intake, metrics_router, probes, router};
+use crate::shell::webhook::listen;
 use crate::shell::webhook::worker;
 use deploybot_core::github::Github;
 
@@ -28,7 +33,10 @@ use deploybot_core::github::Github;
 pub struct Assembly<W: WindowSource + 'static> {
     pub config: Arc<Config>,
     pub store: Store,
+    /// The webhook listener's routes: the webhook, `/healthz`, `/readyz`.
     pub router: axum::Router,
+    /// The admin listener's routes: the status page, `/api/rollouts`, `/metrics` and the probes.
+    pub admin: axum::Router,
     pub pipeline: Arc<Pipeline<LiveRunner<W>>>,
     pub github: Arc<dyn Github>,
     pub model: Option<Arc<dyn deploybot_core::risk::model::RiskModel>>,
@@ -62,10 +70,18 @@ impl<W: WindowSource + 'static> Assembly<W> {
         self.worker.abort();
     }
 
-    /// Stops the webhook worker after the delivery in hand.
-    pub async fn shutdown(self) {
+    /// Stops the webhook worker after the deliveries in hand, waiting at most `grace`; what is
+    /// still running then is abandoned and stays queued. Whether everything finished.
+    pub async fn shutdown(self, grace: std::time::Duration) -> bool {
         let _ = self.stop.send(true);
-        let _ = self.worker.await;
+        let mut worker = self.worker;
+        match tokio::time::timeout(grace, &mut worker).await {
+            Ok(_) => true,
+            Err(_) => {
+                worker.abort();
+                false
+            }
+        }
     }
 }
 
@@ -101,7 +117,8 @@ pub async fn assemble<W: WindowSource + 'static>(
     }
     let github: Arc<dyn Github> = Arc::new(
         crate::adapters::github::GithubRest::new(config.github.api_base(), token.as_ref())
-            .context("setting up the GitHub client")?,
+            .context("setting up the GitHub client")?
+            .with_timeout(config.github.timeout.as_duration()),
     );
     let model = crate::shell::assess::model_client(&config, &secrets)?
         .map(|m| Arc::new(m) as Arc<dyn deploybot_core::risk::model::RiskModel>);
@@ -118,7 +135,7 @@ pub async fn assemble<W: WindowSource + 'static>(
     }
     let alerts = crate::adapters::alert::Alerts::new(
         secrets.get(SecretKey::AlertsWebhookUrl).cloned(),
-        config.alerts.timeout.as_duration(),
+        &config.alerts,
     )
     .map_err(anyhow::Error::msg)?;
     let runner = LiveRunner::new(RunnerParts {
@@ -151,29 +168,36 @@ pub async fn assemble<W: WindowSource + 'static>(
             pipeline: Some(Arc::clone(&pipeline)),
             clock: Arc::clone(&clock),
         }),
-        Arc::clone(&metrics),
-        Arc::clone(&wake),
-        worker::delivery_retry(),
+        worker::Parts {
+            metrics: Arc::clone(&metrics),
+            wake: Arc::clone(&wake),
+            clock: Arc::clone(&clock),
+            settings: worker::Settings::from_spec(&config.server.worker),
+        },
         stop_rx,
     ));
 
-    let router = router(Arc::new(Intake {
-        config: Arc::clone(&config),
+    let intake = Arc::new(Intake::new(
+        Arc::clone(&config),
         secret,
-        queue: store.clone(),
+        store.clone(),
         metrics,
         wake,
-        clock: Arc::clone(&clock),
-    }))
-    .merge(crate::shell::status_api::api_router(store.clone()))
-    .merge(crate::shell::status_page::page_router(
-        store.clone(),
         Arc::clone(&clock),
     ));
+    let admin = crate::shell::status_api::api_router(store.clone())
+        .merge(crate::shell::status_page::page_router(
+            store.clone(),
+            Arc::clone(&clock),
+        ))
+        .merge(metrics_router(Arc::clone(&intake)))
+        .merge(probes(Arc::clone(&intake)));
+    let router = router(intake);
     Ok(Assembly {
         config,
         store,
         router,
+        admin,
         pipeline,
         github,
         model,
@@ -184,7 +208,8 @@ pub async fn assemble<W: WindowSource + 'static>(
 }
 
 /// The rollout loop: re-examine live rollouts (a restart continues them), then tick every
-/// `server.tick_interval` and reconcile every `server.reconcile_interval` until `stop` is set.
+/// `server.tick_interval`, reconcile every `server.reconcile_interval` and prune the store every
+/// hour, until `stop` is set.
 pub async fn rollout_loop<W: WindowSource + 'static>(
     app: &Assembly<W>,
     mut stop: watch::Receiver<bool>,
@@ -199,11 +224,39 @@ pub async fn rollout_loop<W: WindowSource + 'static>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reconcile = tokio::time::interval(reconcile_every);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => app.tick().await,
             _ = reconcile.tick() => app.events().reconcile(app.clock.now()).await,
+            _ = prune.tick() => app.prune().await,
+        }
+    }
+}
+
+/// How often `serve` applies `store.retention`.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl<W: WindowSource + 'static> Assembly<W> {
+    /// Applies `store.retention` once, off the async threads (a large delete takes a while).
+    pub async fn prune(&self) {
+        let (store, retention, now) = (
+            self.store.clone(),
+            self.config.store.retention.clone(),
+            self.clock.now(),
+        );
+        match tokio::task::spawn_blocking(move || store.prune(now, &retention)).await {
+            Ok(Ok(p)) if p != Default::default() => info!(
+                payloads = p.payloads,
+                ignored = p.ignored,
+                deliveries = p.deliveries,
+                "store pruned"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("pruning the store: {e}"),
+            Err(e) => tracing::warn!("pruning the store: {e}"),
         }
     }
 }
@@ -217,34 +270,70 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(problem) = windows.problem() {
         tracing::warn!("canaries cannot be judged, rollouts will pause at analysis: {problem}");
     }
+    crate::adapters::gitops::set_network_timeout(config.gitops.timeout.as_duration());
     let app = assemble(config, windows, Arc::new(crate::shell::driver::SystemClock)).await?;
-    let listener = tokio::net::TcpListener::bind(app.config.server.listen)
+    let config = Arc::clone(&app.config);
+    let server = &config.server;
+    let listener = tokio::net::TcpListener::bind(server.listen)
         .await
-        .with_context(|| format!("binding {}", app.config.server.listen))?;
+        .with_context(|| format!("binding server.listen {}", server.listen))?;
+    let admin = tokio::net::TcpListener::bind(server.admin_listen)
+        .await
+        .with_context(|| format!("binding server.admin_listen {}", server.admin_listen))?;
     info!(
         listen = %listener.local_addr()?,
-        webhook_path = %app.config.server.webhook_path,
+        admin = %admin.local_addr()?,
+        webhook_path = %server.webhook_path,
         store = %app.config.store.database_path().display(),
         "deploybot listening"
     );
-    let (loop_stop, loop_rx) = watch::channel(false);
-    let served = {
-        let rollouts = rollout_loop(&app, loop_rx);
-        let http =
-            axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown_signal());
-        tokio::pin!(rollouts);
+    let grace = server.shutdown_grace.as_duration();
+    let (stop, stopped) = watch::channel(false);
+    // One deadline for everything: listeners, the rollout loop and the worker.
+    let deadline = {
+        let webhook = listen::serve(
+            listener,
+            app.router.clone(),
+            &server.limits,
+            stopped.clone(),
+            grace,
+        );
+        let admin = listen::serve(
+            admin,
+            app.admin.clone(),
+            &server.limits,
+            stopped.clone(),
+            grace,
+        );
+        let rollouts = rollout_loop(&app, stopped);
+        let running = async {
+            tokio::join!(webhook, admin, rollouts);
+        };
+        tokio::pin!(running);
         tokio::select! {
-            r = http => r,
-            _ = &mut rollouts => Ok(()),
+            _ = &mut running => {}
+            _ = shutdown_signal() => {}
         }
+        info!(?grace, "shutting down: finishing what is in flight");
+        let _ = stop.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        if tokio::time::timeout_at(deadline, &mut running)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the rollout loop was still busy at the deadline; abandoned (it resumes on the \
+                 next start)"
+            );
+        }
+        deadline
     };
-    let _ = loop_stop.send(true);
-    served.context("serving HTTP")?;
-    info!("shutting down: finishing the delivery in hand");
-    app.shutdown().await;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !app.shutdown(left).await {
+        tracing::warn!("deliveries still in hand at the deadline were abandoned; they stay queued");
+    }
     Ok(())
 }
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -283,7 +283,12 @@ impl FileEdit for SetTag {
                 message: format!("no image {} found", self.image),
             });
         }
-        Ok(Edited { text: out, changes })
+        // The writer never prints a diff: no splices are needed.
+        Ok(Edited {
+            text: out,
+            changes,
+            splices: Vec::new(),
+        })
     }
 }
 

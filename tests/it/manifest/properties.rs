@@ -232,3 +232,58 @@ proptest! {
         }
     }
 }
+
+/// A multi-document file of `n` Deployments whose containers use `image:<tag>`, some with
+/// filler lines between the documents, some with no newline at the end.
+fn deployments() -> impl Strategy<Value = (String, Vec<bool>)> {
+    (
+        prop::collection::vec((any::<bool>(), filler(0)), 1..12),
+        any::<bool>(),
+    )
+        .prop_map(|(docs, final_newline)| {
+            let mut text = String::new();
+            let mut ours = Vec::new();
+            for (i, (mine, filler)) in docs.iter().enumerate() {
+                if i > 0 {
+                    text.push_str("---\n");
+                }
+                for l in filler {
+                    text.push_str(l);
+                    text.push('\n');
+                }
+                let image = if *mine { "ghcr.io/acme/shop" } else { "nginx" };
+                text.push_str(&format!(
+                    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d{i}\nspec:\n  \
+                     template:\n    spec:\n      containers:\n        - name: c\n          \
+                     image: {image}:v1\n"
+                ));
+                ours.push(*mine);
+            }
+            if !final_newline {
+                text.pop();
+            }
+            (text, ours)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    /// The diff printed from an edit's splices (linear) is the diff a general line diff finds.
+    #[test]
+    fn the_diff_from_splices_is_the_line_diff((text, _) in deployments()) {
+        let change = Change::SetImage("ghcr.io/acme/shop:v2".parse::<ImageChange>().unwrap());
+        let edited = match manifest::apply("f.yaml", &text, &change, &EditOptions::default()) {
+            Ok(e) => e,
+            Err(EditError::NotFound { .. }) => return Ok(()),
+            Err(e) => panic!("{e}"),
+        };
+        let ours = manifest::patch::unified("f.yaml", &text, &edited.splices, &edited.text);
+        let general = similar::TextDiff::from_lines(text.as_str(), edited.text.as_str())
+            .unified_diff()
+            .context_radius(3)
+            .header("a/f.yaml", "b/f.yaml")
+            .to_string();
+        prop_assert_eq!(ours, general);
+    }
+}

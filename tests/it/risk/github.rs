@@ -393,14 +393,14 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
         )
         .unwrap(),
     );
-    let app = router(Arc::new(Intake {
-        config: Arc::clone(&config),
-        secret: Secret::new("s"),
-        queue: store.clone(),
-        metrics: Arc::new(Metrics::default()),
-        wake: Arc::new(Notify::new()),
-        clock: Arc::new(deploybot::shell::driver::SystemClock),
-    }));
+    let app = router(Arc::new(Intake::new(
+        Arc::clone(&config),
+        Secret::new("s"),
+        store.clone(),
+        Arc::new(Metrics::default()),
+        Arc::new(Notify::new()),
+        Arc::new(deploybot::shell::driver::SystemClock),
+    )));
     let dispatcher = Arc::new(Dispatcher::<deploybot::shell::runner::PrometheusWindows> {
         config,
         github: Arc::new(client(&gh)),
@@ -423,9 +423,7 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
         let task = tokio::spawn(worker::run(
             store.clone(),
             Arc::clone(&dispatcher),
-            Arc::new(Metrics::default()),
-            Arc::new(Notify::new()),
-            worker::delivery_retry(),
+            worker::Parts::standalone(worker::Settings::default()),
             rx,
         ));
         for _ in 0..500 {

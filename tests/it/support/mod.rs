@@ -8,9 +8,26 @@ pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// Runs the binary with `args`; its stdout, once it exited 0 (else the test fails with both
+/// streams).
+pub fn deploybot_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploybot"))
+        .args(args)
+        .output()
+        .expect("running deploybot");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "deploybot {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 pub mod fake_github;
 pub mod git_http;
 pub mod golden;
 pub mod prometheus;
 pub mod rollout;
+pub mod serve;
 pub mod tool;

@@ -78,6 +78,39 @@ pub struct ServerSpec {
     pub reconcile_interval: PromDuration,
     /// An http(s) base with a host and no credentials, query or fragment.
     pub public_url: Option<Url>,
+    /// Serves the status page, `GET /api/rollouts` and `/metrics`; not the same address as
+    /// `listen`.
+    pub admin_listen: SocketAddr,
+    pub limits: ConnectionLimits,
+    /// Greater than zero.
+    pub shutdown_grace: PromDuration,
+    pub worker: WorkerSpec,
+}
+
+/// What one client may hold of the listeners: connections, time and memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// At least 1.
+    pub max_connections: usize,
+    /// Greater than zero.
+    pub header_timeout: PromDuration,
+    /// Greater than zero.
+    pub body_timeout: PromDuration,
+    /// At least `max_body_bytes`, so that one largest delivery fits.
+    pub intake_budget_bytes: usize,
+}
+
+/// How the webhook worker runs: its lanes, its memory and its retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSpec {
+    /// At least 1.
+    pub workers: usize,
+    /// At least 1.
+    pub command_workers: usize,
+    /// At least `max_body_bytes`, so that any stored delivery can be processed.
+    pub budget_bytes: usize,
+    /// Doubling, no jitter, every transient failure.
+    pub retry: RetryPolicy,
 }
 
 /// `github`.
@@ -86,6 +119,8 @@ pub struct GithubSpec {
     pub api_url: Url,
     pub token: Option<SecretRef>,
     pub bot_login: String,
+    /// Greater than zero.
+    pub timeout: PromDuration,
 }
 
 impl GithubSpec {
@@ -134,6 +169,8 @@ pub struct GitopsSpec {
     /// For `ssh://` remotes; unset means the ssh agent.
     pub ssh_key_file: Option<PathBuf>,
     pub retry: PushRetry,
+    /// Greater than zero.
+    pub timeout: PromDuration,
 }
 
 /// `gitops.retry`: how rejected pushes are retried.
@@ -238,6 +275,26 @@ impl Default for PrometheusSpec {
 #[derive(Debug, Clone)]
 pub struct StoreSpec {
     pub data_dir: PathBuf,
+    pub retention: Retention,
+}
+
+/// `store.retention`: each greater than zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub payloads: PromDuration,
+    pub ignored: PromDuration,
+    pub deliveries: PromDuration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let d = raw::RetentionConfig::default();
+        Retention {
+            payloads: d.payloads,
+            ignored: d.ignored,
+            deliveries: d.deliveries,
+        }
+    }
 }
 
 impl StoreSpec {
@@ -293,6 +350,20 @@ pub struct AlertsSpec {
     pub webhook_url: Option<SecretRef>,
     /// Greater than zero.
     pub timeout: PromDuration,
+    /// At most 10.
+    pub retries: u32,
+    pub repeat_after: PromDuration,
+}
+
+impl AlertsSpec {
+    /// The retry of one alert post: `retries` more tries, waits doubling from 1 s up to 30 s.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy::doubling(
+            self.retries.saturating_add(1),
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(30),
+        )
+    }
 }
 
 /// One service.

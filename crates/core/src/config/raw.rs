@@ -120,6 +120,54 @@ pub struct ServerConfig {
     /// Public base URL of this server (`https://deploybot.example.com`): when set, PR status
     /// comments link to the rollout's status page under it.
     pub public_url: Option<String>,
+    /// Address of the admin listener: the status page, `GET /api/rollouts` and `/metrics`, which
+    /// the webhook listener (the one exposed to the internet) does not serve.
+    pub admin_listen: SocketAddr,
+    /// Connections served at once on each listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, counted from when the connection is ready
+    /// for the next request: an idle keep-alive connection is closed after it too.
+    pub header_timeout: PromDuration,
+    /// Time a client has to send a delivery's body once its headers arrived.
+    pub body_timeout: PromDuration,
+    /// Bytes of delivery bodies held in memory at once, all connections together; a body that
+    /// does not fit is answered 503 with `Retry-After` before it is read.
+    pub intake_budget_bytes: usize,
+    /// On SIGTERM: how long in-flight requests and deliveries may take before they are
+    /// abandoned (they stay queued) and the process exits.
+    pub shutdown_grace: PromDuration,
+    /// Deliveries other than commands processed at once (one at a time per pull request).
+    pub workers: usize,
+    /// Commands (`/rollback`, `/pause`, ...) processed at once, in their own lane, so they
+    /// never wait behind assessments.
+    pub command_workers: usize,
+    /// Bytes of stored payloads the worker holds in memory at once.
+    pub worker_budget_bytes: usize,
+    /// Retries of a delivery that failed transiently; it then waits in the dead-letter state.
+    pub delivery_retry: DeliveryRetryConfig,
+}
+
+/// `server.delivery_retry`: how a delivery that failed transiently is tried again. A delivery
+/// waiting for its retry holds back only later deliveries of its own pull request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryRetryConfig {
+    /// Attempts in total, the first included.
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubled for each further one ...
+    pub initial_backoff: PromDuration,
+    /// ... up to this.
+    pub max_backoff: PromDuration,
+}
+
+impl Default for DeliveryRetryConfig {
+    fn default() -> Self {
+        DeliveryRetryConfig {
+            max_attempts: 5,
+            initial_backoff: PromDuration::from_secs(1),
+            max_backoff: PromDuration::from_secs(60),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -133,6 +181,16 @@ impl Default for ServerConfig {
             tick_interval: PromDuration::from_secs(5),
             reconcile_interval: PromDuration::from_secs(60),
             public_url: None,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            max_connections: 256,
+            header_timeout: PromDuration::from_secs(10),
+            body_timeout: PromDuration::from_secs(10),
+            intake_budget_bytes: 64 * 1024 * 1024,
+            shutdown_grace: PromDuration::from_secs(20),
+            workers: 4,
+            command_workers: 2,
+            worker_budget_bytes: 64 * 1024 * 1024,
+            delivery_retry: DeliveryRetryConfig::default(),
         }
     }
 }
@@ -149,6 +207,8 @@ pub struct GithubConfig {
     pub token_file: Option<PathBuf>,
     /// Login of the bot account; its own comments and reviews are ignored.
     pub bot_login: String,
+    /// Time allowed for one API request, its response body included.
+    pub timeout: PromDuration,
 }
 
 impl Default for GithubConfig {
@@ -158,6 +218,7 @@ impl Default for GithubConfig {
             token_env: None,
             token_file: None,
             bot_login: "deploybot[bot]".into(),
+            timeout: PromDuration::from_secs(30),
         }
     }
 }
@@ -205,6 +266,9 @@ pub struct GitopsConfig {
     pub ssh_key_file: Option<PathBuf>,
     /// Retry of rejected pushes.
     pub retry: RetryConfig,
+    /// Time allowed for one fetch or push over the network (connecting, and each read or write
+    /// of the remote, are cut at it too).
+    pub timeout: PromDuration,
 }
 
 impl Default for GitopsConfig {
@@ -222,6 +286,7 @@ impl Default for GitopsConfig {
             token_file: None,
             ssh_key_file: None,
             retry: RetryConfig::default(),
+            timeout: PromDuration::from_secs(60),
         }
     }
 }
@@ -374,12 +439,39 @@ impl Default for PrometheusConfig {
 pub struct StoreConfig {
     /// Data directory; the SQLite database and the GitOps clones live under it.
     pub data_dir: PathBuf,
+    /// How long finished deliveries and their payloads are kept.
+    pub retention: RetentionConfig,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             data_dir: PathBuf::from("./deploybot-data"),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// `store.retention`: what the prune (hourly, and `deploybot store prune`) deletes. Pending
+/// deliveries are never pruned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Payload of a delivery processed successfully: emptied this long after it arrived; the
+    /// row stays for the audit trail. A failed delivery keeps its payload, so it can be replayed.
+    pub payloads: PromDuration,
+    /// An ignored delivery (row and payload): deleted this long after it arrived.
+    pub ignored: PromDuration,
+    /// A processed (done or failed) delivery: deleted this long after it arrived.
+    pub deliveries: PromDuration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            payloads: PromDuration::from_secs(72 * 3600),
+            ignored: PromDuration::from_secs(24 * 3600),
+            deliveries: PromDuration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -431,6 +523,10 @@ pub struct AlertsConfig {
     /// File holding the webhook URL.
     pub webhook_url_file: Option<PathBuf>,
     pub timeout: PromDuration,
+    /// Retries of a post that failed transiently (5xx, 429, timeout), waits doubling from 1 s.
+    pub retries: u32,
+    /// The same alert (rollout, level and notice) is posted once within this window.
+    pub repeat_after: PromDuration,
 }
 
 impl Default for AlertsConfig {
@@ -439,6 +535,8 @@ impl Default for AlertsConfig {
             webhook_url_env: None,
             webhook_url_file: None,
             timeout: PromDuration::from_secs(10),
+            retries: 3,
+            repeat_after: PromDuration::from_secs(3600),
         }
     }
 }

@@ -11,16 +11,18 @@ use url::Url;
 
 use super::raw::{self, RawConfig, WriteMode};
 use super::{
-    AlertsSpec, ApprovalRule, ArgoCdServer, ArgoCdSpec, BranchName, Config, DeploySpec,
-    EnvironmentSpec, GithubSpec, GitopsRepo, GitopsSpec, ImageRepository, LlmSpec, ModelSpec,
-    Problems, PrometheusSpec, PushRetry, Resolved, RiskSpec, SecretKey, SecretPresence, ServerSpec,
-    ServiceSpec, StoreSpec, TeamName, Warning, carries_canary,
+    AlertsSpec, ApprovalRule, ArgoCdServer, ArgoCdSpec, BranchName, Config, ConnectionLimits,
+    DeploySpec, EnvironmentSpec, GithubSpec, GitopsRepo, GitopsSpec, ImageRepository, LlmSpec,
+    ModelSpec, Problems, PrometheusSpec, PushRetry, Resolved, Retention, RiskSpec, SecretKey,
+    SecretPresence, ServerSpec, ServiceSpec, StoreSpec, TeamName, Warning, WorkerSpec,
+    carries_canary,
 };
 use crate::canary::settings::MetricMode;
 use crate::duration::PromDuration;
 use crate::github::RepoName;
 use crate::gitops::remote::{RemoteUrl, Transport, is_valid_branch_name};
 use crate::manifest::TargetKind;
+use crate::retry::RetryPolicy;
 use crate::risk::policy::Policy;
 use crate::rollout::trigger::TagTemplate;
 use crate::secret::SecretRef;
@@ -54,6 +56,7 @@ pub fn resolve(raw: &RawConfig, secrets: &dyn SecretPresence) -> Result<Resolved
     let risk = r.risk(&raw.risk);
     let argocd = r.argocd(&raw.argocd);
     let alerts = r.alerts(&raw.alerts);
+    let store = r.store(&raw.store);
     let mut names = BTreeSet::new();
     let mut services = Vec::new();
     for (i, s) in raw.services.iter().enumerate() {
@@ -82,7 +85,8 @@ pub fn resolve(raw: &RawConfig, secrets: &dyn SecretPresence) -> Result<Resolved
     else {
         return Err(Problems(r.problems));
     };
-    let (Some(risk), Some(argocd), Some(alerts)) = (risk, argocd, alerts) else {
+    let (Some(risk), Some(argocd), Some(alerts), Some(store)) = (risk, argocd, alerts, store)
+    else {
         return Err(Problems(r.problems));
     };
     if !r.problems.is_empty() {
@@ -95,9 +99,7 @@ pub fn resolve(raw: &RawConfig, secrets: &dyn SecretPresence) -> Result<Resolved
             gitops,
             llm,
             prometheus,
-            store: StoreSpec {
-                data_dir: raw.store.data_dir.clone(),
-            },
+            store,
             risk,
             argocd,
             alerts,
@@ -251,6 +253,50 @@ impl Resolver {
             );
             ok = false;
         }
+        for (key, d) in [
+            ("server.header_timeout", s.header_timeout),
+            ("server.body_timeout", s.body_timeout),
+            ("server.shutdown_grace", s.shutdown_grace),
+        ] {
+            if d.is_zero() {
+                self.problem(format!("{key}: must be greater than 0s, got {d}"));
+                ok = false;
+            }
+        }
+        for (key, n) in [
+            ("server.max_connections", s.max_connections),
+            ("server.workers", s.workers),
+            ("server.command_workers", s.command_workers),
+        ] {
+            if n == 0 {
+                self.problem(format!("{key}: must be at least 1, got 0"));
+                ok = false;
+            }
+        }
+        // A budget below the largest body would refuse that body forever, however idle the
+        // service: the delivery could never be received (intake) or processed (worker).
+        for (key, n) in [
+            ("server.intake_budget_bytes", s.intake_budget_bytes),
+            ("server.worker_budget_bytes", s.worker_budget_bytes),
+        ] {
+            if n < s.max_body_bytes {
+                self.problem(format!(
+                    "{key}: must be at least server.max_body_bytes ({}), got {n}, or the largest \
+                     delivery could never be held",
+                    s.max_body_bytes
+                ));
+                ok = false;
+            }
+        }
+        if s.admin_listen == s.listen {
+            self.problem(format!(
+                "server.admin_listen: must differ from server.listen ({}): the status page and \
+                 /metrics are not served to the webhook's clients; use e.g. 127.0.0.1:9090",
+                s.listen
+            ));
+            ok = false;
+        }
+        let retry = self.delivery_retry(&s.delivery_retry);
         let secret = self.secret(
             SecretKey::WebhookSecret,
             s.webhook_secret_env.as_ref(),
@@ -269,8 +315,53 @@ impl Resolver {
             tick_interval: s.tick_interval,
             reconcile_interval: s.reconcile_interval,
             public_url,
+            admin_listen: s.admin_listen,
+            limits: ConnectionLimits {
+                max_connections: s.max_connections,
+                header_timeout: s.header_timeout,
+                body_timeout: s.body_timeout,
+                intake_budget_bytes: s.intake_budget_bytes,
+            },
+            shutdown_grace: s.shutdown_grace,
+            worker: WorkerSpec {
+                workers: s.workers,
+                command_workers: s.command_workers,
+                budget_bytes: s.worker_budget_bytes,
+                retry: retry?,
+            },
         })
         .filter(|_| ok)
+    }
+
+    fn delivery_retry(&mut self, c: &raw::DeliveryRetryConfig) -> Option<RetryPolicy> {
+        const KEY: &str = "server.delivery_retry";
+        let mut ok = true;
+        if c.max_attempts == 0 || c.max_attempts > MAX_RETRIES + 1 {
+            self.problem(format!(
+                "{KEY}.max_attempts: must be 1 to {}, got {} (1 means no retry)",
+                MAX_RETRIES + 1,
+                c.max_attempts
+            ));
+            ok = false;
+        }
+        if c.initial_backoff.is_zero() {
+            self.problem(format!("{KEY}.initial_backoff: must be greater than 0s"));
+            ok = false;
+        }
+        if c.max_backoff < c.initial_backoff {
+            self.problem(format!(
+                "{KEY}.max_backoff: must be at least {KEY}.initial_backoff ({}), got {}",
+                c.initial_backoff, c.max_backoff
+            ));
+            ok = false;
+        }
+        ok.then(|| {
+            RetryPolicy::doubling(
+                c.max_attempts,
+                c.initial_backoff.as_duration(),
+                c.max_backoff.as_duration(),
+            )
+        })
     }
 
     /// `server.public_url`: page paths are appended to it and it is posted on pull requests, so
@@ -312,10 +403,15 @@ impl Resolver {
             g.token_file.as_ref(),
             true,
         );
+        if g.timeout.is_zero() {
+            self.problem("github.timeout: must be greater than 0s (e.g. 30s)".into());
+            return None;
+        }
         Some(GithubSpec {
             api_url: api_url?,
             token: token?,
             bot_login: g.bot_login.clone(),
+            timeout: g.timeout,
         })
     }
 
@@ -396,6 +492,10 @@ impl Resolver {
             (None, _) => None,
         };
         let retry = self.retry(&g.retry);
+        if g.timeout.is_zero() {
+            self.problem("gitops.timeout: must be greater than 0s (e.g. 1m)".into());
+            ok = false;
+        }
         Some(GitopsSpec {
             repo_url: repo_url.map(|u| u.ok_or(())).transpose().ok()?,
             github_repo: github_repo.map(|r| r.ok_or(())).transpose().ok()?,
@@ -408,6 +508,7 @@ impl Resolver {
             token: token?,
             ssh_key_file: g.ssh_key_file.clone(),
             retry: retry?,
+            timeout: g.timeout,
         })
         .filter(|_| ok)
     }
@@ -701,6 +802,39 @@ impl Resolver {
         })
     }
 
+    fn store(&mut self, c: &raw::StoreConfig) -> Option<StoreSpec> {
+        let r = &c.retention;
+        let mut ok = true;
+        for (key, d) in [
+            ("payloads", r.payloads),
+            ("ignored", r.ignored),
+            ("deliveries", r.deliveries),
+        ] {
+            if d.as_millis() < 3_600_000 {
+                self.problem(format!(
+                    "store.retention.{key}: must be at least 1h, got {d}; the prune runs hourly"
+                ));
+                ok = false;
+            }
+        }
+        if r.deliveries < r.payloads {
+            self.problem(format!(
+                "store.retention.deliveries: must be at least store.retention.payloads ({}), got \
+                 {}; a payload cannot outlive its row",
+                r.payloads, r.deliveries
+            ));
+            ok = false;
+        }
+        ok.then(|| StoreSpec {
+            data_dir: c.data_dir.clone(),
+            retention: Retention {
+                payloads: r.payloads,
+                ignored: r.ignored,
+                deliveries: r.deliveries,
+            },
+        })
+    }
+
     fn alerts(&mut self, c: &raw::AlertsConfig) -> Option<AlertsSpec> {
         let webhook = self.secret(
             SecretKey::AlertsWebhookUrl,
@@ -712,9 +846,18 @@ impl Resolver {
             self.problem("alerts.timeout: must be greater than 0 (e.g. 10s)".into());
             return None;
         }
+        if c.retries > MAX_RETRIES {
+            self.problem(format!(
+                "alerts.retries: at most {MAX_RETRIES}, got {}",
+                c.retries
+            ));
+            return None;
+        }
         Some(AlertsSpec {
             webhook_url: webhook?,
             timeout: c.timeout,
+            retries: c.retries,
+            repeat_after: c.repeat_after,
         })
     }
 

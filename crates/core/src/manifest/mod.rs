@@ -10,6 +10,7 @@
 //! them, do not rename them.
 
 mod image;
+pub mod patch;
 mod replicas;
 mod target;
 mod weight;
@@ -109,7 +110,15 @@ pub struct ValueChange {
 pub struct Edited {
     pub text: String,
     pub changes: Vec<ValueChange>,
+    /// The byte splices over the original text that made `text` (sorted, not overlapping): what
+    /// [`patch::unified`] prints the diff from.
+    pub splices: Vec<yaml::Splice>,
 }
+
+/// The largest manifest an edit accepts. The editor holds a tree of the whole file (about 40
+/// times its size: a 50 MB file needed 1.9 GB); a manifest beyond this is not something to edit
+/// in place (a generated bundle, or not a manifest at all).
+pub const MAX_BYTES: usize = 2 * 1024 * 1024;
 
 /// Why an edit could not be made. Every variant names the file and, where there is one, the
 /// place in it.
@@ -118,6 +127,15 @@ pub enum EditError {
     /// A change that makes no sense on its own (weight over 100, an empty image name).
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    #[error(
+        "{path}: {bytes} bytes, more than the {limit} a manifest edit accepts; edit a file this \
+         large (a generated bundle?) where it is generated"
+    )]
+    TooLarge {
+        path: String,
+        bytes: usize,
+        limit: usize,
+    },
     #[error("{path}:{line}:{col}: not YAML: {message}")]
     NotYaml {
         path: String,
@@ -177,6 +195,13 @@ pub fn apply(
     change: &Change,
     options: &EditOptions,
 ) -> Result<Edited, EditError> {
+    if text.len() > MAX_BYTES {
+        return Err(EditError::TooLarge {
+            path: path.into(),
+            bytes: text.len(),
+            limit: MAX_BYTES,
+        });
+    }
     let templated = text.contains("{{");
     if templated && path.replace('\\', "/").split('/').any(|c| c == "templates") {
         return Err(EditError::HelmTemplate { path: path.into() });
@@ -381,6 +406,7 @@ impl Plan<'_> {
             return Ok(Edited {
                 text: self.text.into(),
                 changes: Vec::new(),
+                splices: Vec::new(),
             });
         }
         let mut splices = std::mem::take(&mut self.splices);
@@ -388,7 +414,7 @@ impl Plan<'_> {
         if splices.windows(2).any(|w| w[0].end > w[1].start) {
             return Err(self.invalid("two edits overlap (the same value targeted twice)"));
         }
-        let text = yaml::splice_all(self.text, splices);
+        let text = yaml::splice_all(self.text, splices.clone());
         // A last guard: an edit that breaks the file is a bug here, and must never be committed.
         if let Err(e) = yaml::check(&text) {
             return Err(self.invalid(format!(
@@ -398,7 +424,11 @@ impl Plan<'_> {
         }
         let mut changes = self.changes;
         changes.sort_by_key(|c| c.line);
-        Ok(Edited { text, changes })
+        Ok(Edited {
+            text,
+            changes,
+            splices,
+        })
     }
 }
 

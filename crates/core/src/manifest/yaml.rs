@@ -8,6 +8,7 @@
 //! an alias is reported as such and never edited through.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
@@ -142,6 +143,7 @@ pub fn parse(text: &str) -> Result<Vec<Doc>, SyntaxError> {
         stack: Vec::new(),
         docs: Vec::new(),
         flow_depth: 0,
+        duplicate: None,
     };
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| SyntaxError {
@@ -151,7 +153,10 @@ pub fn parse(text: &str) -> Result<Vec<Doc>, SyntaxError> {
         })?;
         builder.event(event, span);
     }
-    Ok(builder.docs)
+    match builder.duplicate {
+        Some(duplicate) => Err(duplicate),
+        None => Ok(builder.docs),
+    }
 }
 
 /// Whether `text` is YAML, without building a tree (the check after an edit).
@@ -207,6 +212,8 @@ enum Frame {
     Map {
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
+        /// Scalar keys seen so far, with their line.
+        keys: HashMap<String, usize>,
         flow: bool,
         start: usize,
         line: usize,
@@ -227,6 +234,8 @@ struct Builder<'a> {
     stack: Vec<Frame>,
     docs: Vec<Doc>,
     flow_depth: usize,
+    /// The first repeated key of a mapping: the file is refused.
+    duplicate: Option<SyntaxError>,
 }
 
 impl Builder<'_> {
@@ -279,6 +288,7 @@ impl Builder<'_> {
                 self.stack.push(Frame::Map {
                     entries: Vec::new(),
                     pending_key: None,
+                    keys: HashMap::new(),
                     flow,
                     start,
                     line,
@@ -363,9 +373,28 @@ impl Builder<'_> {
             Some(Frame::Map {
                 entries,
                 pending_key,
+                keys,
                 ..
             }) => match pending_key.take() {
-                None => *pending_key = Some(node),
+                None => {
+                    // YAML requires a mapping's keys to be unique, and readers disagree on which
+                    // of two wins (Kubernetes keeps the last): an edit of either could be the
+                    // one that does not take effect.
+                    if let Some(text) = node.as_str()
+                        && let Some(first) = keys.insert(text.to_string(), node.line)
+                        && self.duplicate.is_none()
+                    {
+                        self.duplicate = Some(SyntaxError {
+                            line: node.line,
+                            col: 1,
+                            message: format!(
+                                "duplicate mapping key {text:?} (first on line {first}); readers \
+                                 disagree on which one counts, so neither is edited: remove one"
+                            ),
+                        });
+                    }
+                    *pending_key = Some(node);
+                }
                 Some(key) => entries.push((key, node)),
             },
         }
@@ -721,6 +750,35 @@ pub fn splice_all(text: &str, mut splices: Vec<Splice>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_key_is_refused_naming_both_lines() {
+        let rows = [
+            (
+                "block",
+                "a: 1\nb: 2\na: 3\n",
+                Some((3, "\"a\" (first on line 1)")),
+            ),
+            (
+                "nested",
+                "x:\n  image: a\n  name: n\n  image: b\n",
+                Some((4, "\"image\"")),
+            ),
+            ("flow", "{a: 1, a: 2}\n", Some((1, "\"a\""))),
+            ("same key, other maps", "- a: 1\n- a: 2\n", None),
+            ("same key, other documents", "a: 1\n---\na: 2\n", None),
+        ];
+        for (name, text, want) in rows {
+            match (parse(text), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some((line, needle))) => {
+                    assert_eq!(e.line, line, "row {name:?}: {e:?}");
+                    assert!(e.message.contains(needle), "row {name:?}: {e:?}");
+                }
+                (got, want) => panic!("row {name:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn spans_are_bytes_even_after_non_ascii_and_crlf() {
