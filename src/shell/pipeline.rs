@@ -196,11 +196,11 @@ impl<R: EffectRunner> Pipeline<R> {
             },
             settings: Settings {
                 pods: env.pods(),
+                no_canary: !env.carries_canary(),
                 ..service.settings.clone()
             },
             require_approval: env.approval.required,
             on_new_version: service.on_new_version,
-            carries_canary: env.carries_canary(),
         };
         let environment = Environment {
             hold: hold.as_ref(),

@@ -529,6 +529,15 @@ async fn an_environment_without_a_canary_workload_ships_direct() {
     assert_eq!(r.phase(), Phase::Complete, "{r:#?}");
     assert_eq!(r.course().map(|c| c.strategy), Some(Strategy::Direct));
     assert_eq!(r.commits.len(), 1, "{:#?}", r.commits);
+    // The status comment on the pull request says why it shipped direct.
+    let comment = deploybot_core::rollout::comment::status_comment(
+        &r,
+        &deploybot_core::rollout::Notice::Completed,
+    );
+    assert!(
+        comment.contains("canary_25 asked, but this environment has no canary workload"),
+        "{comment}"
+    );
 }
 
 /// A replica-ratio canary of 10 pods cannot carry 5 %: the rollout's plan, its first commit and

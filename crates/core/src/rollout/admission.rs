@@ -69,9 +69,6 @@ pub struct Destination {
     /// The environment always needs a human's approval, whatever the risk.
     pub require_approval: bool,
     pub on_new_version: OnNewVersion,
-    /// Some target deploys a canary workload (`track: canary`). Without one a canary step has
-    /// nothing to give traffic to, so every release here ships `direct`.
-    pub carries_canary: bool,
 }
 
 /// The answer to a release asking to start.
@@ -156,11 +153,7 @@ pub fn admit(
     ));
     let first = Input::Assessed {
         risk_score: gate.risk_score,
-        strategy: if dest.carries_canary {
-            gate.strategy
-        } else {
-            Strategy::Direct
-        },
+        strategy: gate.strategy,
         approval_required: gate.approval_required || dest.require_approval,
     };
     match live {
@@ -252,44 +245,7 @@ mod tests {
             settings: Settings::default(),
             require_approval,
             on_new_version,
-            carries_canary: true,
         }
-    }
-
-    /// The risk asks for a canary, but the environment has no canary workload: the release
-    /// ships direct (an approval the risk asked for still stands).
-    #[test]
-    fn an_environment_without_a_canary_workload_ships_direct() {
-        let env = Environment {
-            hold: None,
-            live: None,
-            same_tag: &[],
-            last_completed_tag: None,
-        };
-        let strategy_of = |carries_canary| {
-            let dest = Destination {
-                carries_canary,
-                ..dest(OnNewVersion::Supersede, false)
-            };
-            let gate = Gate {
-                approval_required: true,
-                ..GATE
-            };
-            match admit(env, &release("v2"), gate, &dest, t(5000)) {
-                Admission::Start {
-                    first:
-                        Input::Assessed {
-                            strategy,
-                            approval_required,
-                            ..
-                        },
-                    ..
-                } => (strategy, approval_required),
-                other => panic!("{other:?}"),
-            }
-        };
-        assert_eq!(strategy_of(true), (Strategy::Canary10, true));
-        assert_eq!(strategy_of(false), (Strategy::Direct, true));
     }
 
     fn release(tag: &str) -> Release {

@@ -175,7 +175,13 @@ pub fn traffic_text(r: &Rollout) -> String {
 
 fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
     let strategy = match r.course() {
-        Some(c) => format!("{} (risk {:.2}): {}", c.strategy, c.risk_score, c.plan),
+        Some(c) => match c.asked {
+            Some(asked) => format!(
+                "{} (risk {:.2}; {asked} asked, but this environment has no canary workload): {}",
+                c.strategy, c.risk_score, c.plan
+            ),
+            None => format!("{} (risk {:.2}): {}", c.strategy, c.risk_score, c.plan),
+        },
         None => "not assessed yet".into(),
     };
     let traffic = traffic_text(r);

@@ -117,6 +117,7 @@ impl RolloutConfig {
             on_sync_failure: self.on_sync_failure,
             retry_after_secs: secs(self.retry_after),
             pods: None,
+            no_canary: false,
         })
     }
 }

@@ -181,6 +181,7 @@ impl RolloutV1 {
             risk_score: self.risk_score?,
             strategy: self.strategy?,
             plan: self.plan.clone()?,
+            asked: None,
             approval: if self.approval_required {
                 Approval::Required {
                     by: self.approved_by.clone(),

@@ -118,6 +118,10 @@ pub struct Course {
     /// The weights the strategy picked from the service's canary plan.
     pub plan: Plan,
     pub approval: Approval,
+    /// The canary strategy the risk asked for, when the environment has no canary workload and
+    /// the rollout ships `direct` instead (said in the status comment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<Strategy>,
 }
 
 /// Whether the rollout needs a human's approval, and whose it got.
@@ -420,6 +424,10 @@ pub struct Settings {
     /// give (5 % of 10 pods is one pod, 10 %). `None`: traffic weights are exact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods: Option<u32>,
+    /// No target deploys a canary workload (`track: canary`): a canary step would have nothing
+    /// to send traffic to, so every release ships `direct`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_canary: bool,
 }
 
 impl Default for Settings {
@@ -434,6 +442,7 @@ impl Default for Settings {
             on_sync_failure: SyncFailurePolicy::Pause,
             retry_after_secs: 30,
             pods: None,
+            no_canary: false,
         }
     }
 }

@@ -363,15 +363,28 @@ impl Machine {
         if !(0.0..=1.0).contains(&risk_score) {
             return Err(format!("risk score {risk_score} is not within 0..=1"));
         }
+        // A canary needs a canary workload: without one, whatever the risk asked, ship direct.
+        let asked = (self.r.settings.no_canary && strategy != Strategy::Direct).then_some(strategy);
+        let strategy = if asked.is_some() {
+            Strategy::Direct
+        } else {
+            strategy
+        };
         let mut plan = Plan::for_strategy(strategy, &self.r.settings.canary_plan);
         if let Some(pods) = self.r.settings.pods {
             plan = plan.in_pods(pods);
         }
-        let note = format!("{strategy} (risk {risk_score:.2}): plan {plan}");
+        let mut note = format!("{strategy} (risk {risk_score:.2}): plan {plan}");
+        if let Some(asked) = asked {
+            note.push_str(&format!(
+                "; {asked} asked, but the environment has no canary workload"
+            ));
+        }
         let course = Course {
             risk_score,
             strategy,
             plan,
+            asked,
             approval: if approval {
                 Approval::Required {
                     by: None,
@@ -1309,6 +1322,33 @@ mod tests {
 
     fn fresh() -> Rollout {
         fresh_with(Settings::default())
+    }
+
+    /// The risk asks for a canary, but the environment has no canary workload: the rollout
+    /// ships direct, remembers what was asked, and an approval the risk asked for still stands.
+    #[test]
+    fn an_environment_without_a_canary_workload_ships_direct() {
+        let course = |no_canary| {
+            let r = fresh_with(Settings {
+                no_canary,
+                ..Settings::default()
+            });
+            let tr = step(&r, assessed(Strategy::Canary10, true), t(0));
+            assert_eq!(tr.outcome, Outcome::Applied, "{}", tr.note);
+            tr.next.course().cloned().unwrap()
+        };
+        let canary = course(false);
+        assert_eq!((canary.strategy, canary.asked), (Strategy::Canary10, None));
+        let direct = course(true);
+        assert_eq!(
+            (direct.strategy, direct.asked, direct.plan.to_string()),
+            (
+                Strategy::Direct,
+                Some(Strategy::Canary10),
+                "100".to_string()
+            )
+        );
+        assert!(matches!(direct.approval, Approval::Required { .. }));
     }
 
     /// A replica-ratio canary of 10 pods cannot give 5 %: the course, its first commit and the
