@@ -15,14 +15,17 @@ use crate::adapters::store::assessments::{AssessmentKey, AssessmentStore};
 use crate::config::{Config, SecretKey};
 use deploybot_core::failure::Failure;
 use deploybot_core::github::{
-    Checks, CommentAction, Comments, CommitStatus, LabelSpec, Labels, PullFile, PullRequest,
-    PullRequests, RepoName, StatusState,
+    Approvals, Checks, CommentAction, Comments, CommitStatus, LabelSpec, Labels, PullFile,
+    PullRequest, PullRequests, RepoName, StatusState,
 };
 use deploybot_core::risk::combine::{ModelOutcome, combine};
 use deploybot_core::risk::model::RiskModel;
 use deploybot_core::risk::{
-    Assessment, Change, ChangedFile, FactorKind, Policy, RiskTier, Thresholds,
+    Assessment, Change, ChangedFile, FactorKind, Policy, RiskStatusGate, RiskTier, Thresholds,
 };
+use deploybot_core::rollout::approval::ApprovalOutcome;
+
+use crate::shell::approvals::{Approvers, count_on_head};
 
 /// The commit status context deploybot sets on the head commit.
 pub const STATUS_CONTEXT: &str = "deploybot/risk";
@@ -258,7 +261,7 @@ pub async fn assess_pull_request<G>(
     head_sha: &str,
 ) -> Result<PrAssessment, Failure>
 where
-    G: PullRequests + Comments + Labels + Checks + ?Sized,
+    G: PullRequests + Comments + Labels + Checks + Approvals + ?Sized,
 {
     let policy = &config.risk.policy;
     let thresholds = thresholds_for_repo(config, repo);
@@ -309,7 +312,7 @@ fn storing(e: crate::adapters::store::StoreError) -> Failure {
 }
 
 /// Posts the result on the pull request. Every step is idempotent.
-pub async fn publish<G: Comments + Labels + Checks + ?Sized>(
+pub async fn publish<G: Comments + Labels + Checks + Approvals + ?Sized>(
     config: &Config,
     github: &G,
     repo: &RepoName,
@@ -335,14 +338,34 @@ pub async fn publish<G: Comments + Labels + Checks + ?Sized>(
         is_managed_label,
     )
     .await?;
+    let gate = config.risk.config.status_until_approved;
+    // Reviews are read only when the status could gate: the default never asks GitHub.
+    let approved = if gate != RiskStatusGate::Success && a.requires_manual_approval {
+        let who = Approvers {
+            teams: &[],
+            author: &pr.author,
+            required: 1,
+        };
+        matches!(
+            count_on_head(github, repo, pr.number, &pr.head_sha, &who).await?,
+            ApprovalOutcome::Approved { .. }
+        )
+    } else {
+        false
+    };
+    let state = match gate.state(a, approved) {
+        RiskStatusGate::Success => StatusState::Success,
+        RiskStatusGate::Pending => StatusState::Pending,
+        RiskStatusGate::Failure => StatusState::Failure,
+    };
     github
         .set_commit_status(
             repo,
             &pr.head_sha,
             &CommitStatus {
-                state: StatusState::Success,
+                state,
                 context: STATUS_CONTEXT.into(),
-                description: deploybot_core::risk::comment::status_description(a),
+                description: deploybot_core::risk::comment::status_description(a, approved),
                 target_url: None,
             },
         )

@@ -8,18 +8,17 @@
 //! `Failure`s classified where they happened (GitHub, the store, the pipeline); the webhook
 //! worker retries the transient ones.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 
 use crate::adapters::store::approval_prs;
 use crate::adapters::store::parked::{self, PendingRelease};
 use crate::config::{ApprovalAuthority, ApprovalRule, Config, ServiceSpec};
+use crate::shell::approvals::{Approvers, count_on_head};
 use crate::shell::driver::EffectRunner;
 use crate::shell::pipeline::{CommandOutcome, Gate, Pipeline, PipelineError, Release};
 use deploybot_core::failure::Failure;
 use deploybot_core::github::{Github, Merge, PullRequest, Reaction, RepoName};
-use deploybot_core::rollout::approval::{ApprovalOutcome, ReviewState, count_approvals};
+use deploybot_core::rollout::approval::{ApprovalOutcome, ReviewState};
 use deploybot_core::rollout::command::{self, Parsed};
 use deploybot_core::rollout::input::{Command, Input};
 use deploybot_core::rollout::record::{Phase, Rollout};
@@ -441,37 +440,12 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         rollout: &Rollout,
         rule: &ApprovalRule,
     ) -> Result<ApprovalOutcome, Failure> {
-        let reviews = self.github.pull_request_reviews(repo, number).await?;
-        let mut team_members = Vec::new();
-        for t in &rule.teams {
-            team_members.extend(self.github.team_members(&t.org, &t.slug).await?);
-        }
-        let mut allowed: BTreeMap<String, bool> = BTreeMap::new();
-        for r in &reviews {
-            let login = r.reviewer.to_ascii_lowercase();
-            if allowed.contains_key(&login) {
-                continue;
-            }
-            let ok = team_members.iter().any(|m| m.eq_ignore_ascii_case(&login))
-                || self
-                    .github
-                    .collaborator_permission(repo, &r.reviewer)
-                    .await?
-                    .can_write();
-            allowed.insert(login, ok);
-        }
-        Ok(count_approvals(
-            &reviews,
-            &pr.head_sha,
-            &rollout.release.author,
-            |who| {
-                allowed
-                    .get(&who.to_ascii_lowercase())
-                    .copied()
-                    .unwrap_or(false)
-            },
-            rule.count,
-        ))
+        let who = Approvers {
+            teams: &rule.teams,
+            author: &rollout.release.author,
+            required: rule.count,
+        };
+        count_on_head(self.github, repo, number, &pr.head_sha, &who).await
     }
 
     /// Counts the approvals of a rollout awaiting them and approves it at the counted head. When

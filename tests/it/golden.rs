@@ -256,9 +256,10 @@ fn alerts_are_pinned() {
 #[test]
 fn commit_statuses_are_pinned() {
     let mut a = Policy::default().assess(&Change::default(), &Thresholds::default());
-    let plain = risk_comment::status_description(&a);
+    let plain = risk_comment::status_description(&a, false);
     a.requires_manual_approval = true;
-    let needs_approval = risk_comment::status_description(&a);
+    let needs_approval = risk_comment::status_description(&a, false);
+    let approved = risk_comment::status_description(&a, true);
     let canary = Phase::Canary {
         step: 0,
         weight: w(5),
@@ -268,6 +269,7 @@ fn commit_statuses_are_pinned() {
         &sections(&[
             ("risk", plain),
             ("risk_needs_approval", needs_approval),
+            ("risk_approved", approved),
             ("rollout", commit_status("production", &canary)),
         ]),
     );

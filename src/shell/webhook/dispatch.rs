@@ -18,6 +18,7 @@ use crate::shell::webhook::repos;
 use crate::shell::webhook::worker::{Processed, Processor};
 use deploybot_core::failure::Failure;
 use deploybot_core::github::{Github, RepoName};
+use deploybot_core::risk::RiskStatusGate;
 use deploybot_core::risk::model::RiskModel;
 use deploybot_core::webhook::event::Parsed;
 use deploybot_core::webhook::route::{self, Route, route};
@@ -83,10 +84,20 @@ impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
                 Some(e) => done(e.on_comment(&comment, self.clock.now()).await)?,
                 None => no_pipeline(),
             },
-            Route::Review { repo, number } => match &events {
-                Some(e) => done(e.on_review(&repo, number, self.clock.now()).await)?,
-                None => no_pipeline(),
-            },
+            Route::Review { repo, number } => {
+                let status = self.risk_status_on_review(&repo, number).await?;
+                match (&events, status) {
+                    (Some(e), status) => {
+                        let note = e.on_review(&repo, number, self.clock.now()).await?;
+                        Processed::Done(match status {
+                            Some(s) => format!("{s}; {note}"),
+                            None => note,
+                        })
+                    }
+                    (None, Some(s)) => Processed::Done(s),
+                    (None, None) => no_pipeline(),
+                }
+            }
             // CI finished or an image landed: a parked release may be ready now.
             Route::ChecksChanged => match &events {
                 Some(e) => done(e.release_parked(self.clock.now()).await)?,
@@ -107,6 +118,41 @@ impl<W: WindowSource> Dispatcher<W> {
             model: self.model.as_deref(),
             pipeline,
         }
+    }
+
+    /// A review on an open application PR may be the approval its `deploybot/risk` status waits
+    /// for (`risk.status_until_approved`): the result is published again, with the approvals
+    /// counted on the head. The stored assessment of that head is reused, so the model is not
+    /// asked again.
+    async fn risk_status_on_review(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<Option<String>, Failure> {
+        if self.config.risk.config.status_until_approved == RiskStatusGate::Success
+            || self.config.service_by_app_repo(repo).is_none()
+        {
+            return Ok(None);
+        }
+        let pr = self.github.pull_request(repo, number).await?;
+        if !pr.open {
+            return Ok(None);
+        }
+        let done = assess_pull_request(
+            &self.config,
+            self.github.as_ref(),
+            self.model.as_deref(),
+            &self.store,
+            repo,
+            number,
+            &pr.head_sha,
+        )
+        .await
+        .map_err(|e| e.context(format!("publishing the risk status of {repo}#{number}")))?;
+        Ok(Some(format!(
+            "risk status of {repo}#{number} at {} published again after a review",
+            &done.head_sha[..done.head_sha.len().min(12)]
+        )))
     }
 
     /// Assesses an app PR and publishes the result; a merged one then becomes a release (when

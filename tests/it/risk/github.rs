@@ -485,3 +485,96 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
     );
     assert!(!gh.pr_labels().contains(&"risk/critical".to_string()));
 }
+
+/// `risk.status_until_approved: pending`: a pull request the risk sends to a human keeps
+/// `deploybot/risk` pending until someone with write access (not its author) approves its
+/// head; the review's delivery, through the real route and dispatch, turns it green. Without
+/// the key the status is `success` at once (the first test).
+#[tokio::test]
+async fn the_risk_status_waits_for_an_approval_when_configured_to() {
+    use deploybot::shell::webhook::dispatch::Dispatcher;
+    use deploybot::shell::webhook::worker::{Processed, Processor};
+    use std::sync::Arc;
+
+    let opened = webhook("pull_request", "opened");
+    let (repo, number, sha) = event(&opened);
+    let gh = FakeGithub::start_with_pr(&opened).await;
+    first_push(&gh, &sha);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let config = deploybot::config::from_yaml(
+        "risk:\n  status_until_approved: pending\nservices:\n  - name: hello\n    \
+         app_repo: Codertocat/Hello-World\n",
+        std::path::Path::new("deploybot.yaml"),
+    )
+    .unwrap();
+    let statuses = |gh: &FakeGithub| -> Vec<(String, String)> {
+        gh.state
+            .lock()
+            .unwrap()
+            .statuses
+            .iter()
+            .map(|(_, s)| {
+                (
+                    s["state"].as_str().unwrap().to_string(),
+                    s["description"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let github = client(&gh);
+    let first = assess_pull_request(&config, &github, None, &store, &repo, number, &sha)
+        .await
+        .unwrap();
+    assert!(first.assessment.requires_manual_approval);
+    let last = statuses(&gh).pop().unwrap();
+    assert_eq!(last.0, "pending", "{last:?}");
+    assert!(last.1.contains("needs approval"), "{last:?}");
+
+    let dispatcher: Dispatcher = Dispatcher {
+        config: Arc::new(config),
+        github: Arc::new(client(&gh)),
+        model: None,
+        store: store.clone(),
+        pipeline: None,
+        clock: Arc::new(deploybot::adapters::clock::SystemClock),
+    };
+    let mut review = webhook("pull_request_review", "submitted");
+    let deliver = |review: Value| {
+        let bytes = serde_json::to_vec(&review).unwrap();
+        let parsed = parse("pull_request_review", &bytes).unwrap();
+        let delivery = deploybot::adapters::store::StoredDelivery {
+            seq: 1,
+            delivery_id: "d-1".into(),
+            event: "pull_request_review".into(),
+            action: Some("submitted".into()),
+            repository: Some(repo.to_string()),
+            received_at: "2026-12-02T09:00:00Z".into(),
+            payload: bytes,
+            status: deploybot::adapters::store::DeliveryStatus::Pending,
+            attempts: 0,
+            detail: None,
+        };
+        (delivery, parsed)
+    };
+    // The author approving their own change does not count.
+    gh.add_review(number, "Codertocat", "APPROVED", &sha);
+    gh.set_permission("Codertocat", "admin");
+    let (delivery, parsed) = deliver(review.clone());
+    let done = dispatcher.process(&delivery, &parsed).await.unwrap();
+    assert!(
+        matches!(&done, Processed::Done(n) if n.contains("published again")),
+        "{done:?}"
+    );
+    assert_eq!(statuses(&gh).pop().unwrap().0, "pending");
+
+    // A writer's approval of the head does.
+    gh.add_review(number, "hubot", "APPROVED", &sha);
+    gh.set_permission("hubot", "write");
+    review["review"]["user"]["login"] = "hubot".into();
+    let (delivery, parsed) = deliver(review);
+    dispatcher.process(&delivery, &parsed).await.unwrap();
+    let last = statuses(&gh).pop().unwrap();
+    assert_eq!(last.0, "success", "{last:?}");
+    assert!(last.1.ends_with("approved"), "{last:?}");
+}

@@ -21,12 +21,13 @@ fn commands(repo: &str, pr: u64) -> String {
     )
 }
 
-/// The description of the `deploybot/risk` commit status for `a`.
-pub fn status_description(a: &Assessment) -> String {
-    let kind = if a.requires_manual_approval {
-        "risk_needs_approval"
-    } else {
-        "risk"
+/// The description of the `deploybot/risk` commit status for `a`, whose pull request's head
+/// is `approved` (by someone who may) or not.
+pub fn status_description(a: &Assessment, approved: bool) -> String {
+    let kind = match (a.requires_manual_approval, approved) {
+        (false, _) => "risk",
+        (true, false) => "risk_needs_approval",
+        (true, true) => "risk_approved",
     };
     fill(
         crate::template::line(crate::template::COMMIT_STATUS_TXT, kind),

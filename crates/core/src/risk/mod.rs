@@ -222,6 +222,39 @@ pub struct RiskConfig {
     pub unknown_content_weight: Option<f64>,
     /// Labels honoured by the policy; no label is honoured unless listed here.
     pub labels: Vec<policy::LabelRule>,
+    /// What the `deploybot/risk` status says on a pull request the risk sends to a human, until
+    /// someone who may approve has approved its head. Left out of the written section (and so
+    /// of the assessment digest) at its default.
+    #[serde(skip_serializing_if = "RiskStatusGate::is_default")]
+    pub status_until_approved: RiskStatusGate,
+}
+
+/// The `deploybot/risk` status of a pull request that needs an approval, before it has one:
+/// `success` (the status only reports), or `pending` / `failure`, so that branch protection can
+/// require the status and with it the approval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskStatusGate {
+    #[default]
+    Success,
+    Pending,
+    Failure,
+}
+
+impl RiskStatusGate {
+    fn is_default(&self) -> bool {
+        *self == RiskStatusGate::Success
+    }
+
+    /// The state the `deploybot/risk` status takes for `a`, given whether the pull request's
+    /// head is approved: the gate's state only while an approval is required and missing.
+    pub fn state(self, a: &Assessment, approved: bool) -> RiskStatusGate {
+        if a.requires_manual_approval && !approved {
+            self
+        } else {
+            RiskStatusGate::Success
+        }
+    }
 }
 
 impl RiskConfig {
@@ -343,6 +376,49 @@ impl Thresholds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each row: the gate, whether the risk asks for an approval, whether the head is approved,
+    /// and the status state.
+    #[test]
+    fn the_risk_status_gates_only_while_a_required_approval_is_missing() {
+        use RiskStatusGate::*;
+        for (row, gate, required, approved, want) in [
+            ("reporting only", Success, true, false, Success),
+            ("pending until approved", Pending, true, false, Pending),
+            ("failure until approved", Failure, true, false, Failure),
+            ("approved", Pending, true, true, Success),
+            ("approved, failure gate", Failure, true, true, Success),
+            ("no approval needed", Pending, false, false, Success),
+            (
+                "no approval needed, failure gate",
+                Failure,
+                false,
+                false,
+                Success,
+            ),
+        ] {
+            let a = Assessment {
+                risk_score: 0.8,
+                tier: RiskTier::High,
+                recommended_strategy: Strategy::Canary5,
+                requires_manual_approval: required,
+                risk_factors: Vec::new(),
+                source: AssessmentSource::Policy,
+                rationale: None,
+                model: None,
+                prompt_version: None,
+            };
+            assert_eq!(gate.state(&a, approved), want, "row {row}");
+        }
+    }
+
+    #[test]
+    fn the_default_gate_leaves_the_written_section_unchanged() {
+        let yaml = yaml_serde::to_string(&RiskConfig::default()).unwrap();
+        assert!(!yaml.contains("status_until_approved"), "{yaml}");
+        let pending: RiskConfig = yaml_serde::from_str("status_until_approved: pending\n").unwrap();
+        assert_eq!(pending.status_until_approved, RiskStatusGate::Pending);
+    }
 
     #[test]
     fn strategies_order_from_least_to_most_careful() {
