@@ -1,12 +1,13 @@
 //! The HTTP side of the intake: `POST <webhook_path>`, `/healthz` and `/readyz`, the only routes
 //! of the listener exposed to the internet (the status page and `/metrics` are on the admin
-//! listener, `shell::webhook::admin`).
+//! listener, which `shell::webhook::server` assembles).
 //!
 //! A delivery is verified, parsed and stored durably before it is answered, and is never
 //! processed here: the worker reads it back from the store. Nothing in this file answers 500:
 //! bad input is a 4xx with a reason, a store failure or a spent budget a 503.
 //!
-//! Nothing unauthenticated holds memory past the budget: a body is read chunk by chunk, each
+//! Nothing unauthenticated holds memory past the budget (but for the one chunk being copied
+//! while a body's chunks are joined): a body is read chunk by chunk, each
 //! chunk taken from `server.intake_budget_bytes` (shared by every request) as it arrives, and
 //! a body that would overdraw it is refused with 503 and `Retry-After` at once, so GitHub
 //! records the failure and the delivery can be redelivered. A body that does not arrive within
@@ -50,6 +51,28 @@ pub struct Intake<Q> {
     /// The last readiness answer and when it was found, so probes (unauthenticated, on the
     /// public port) cost the store at most one write a second.
     readiness: Mutex<Option<(Instant, Result<(), String>)>>,
+    /// Refusals of unauthenticated requests are logged at most once a second, with the count
+    /// left out since: anyone on the internet can send them, and a line each would let them
+    /// fill the disk with logs.
+    refusals: Mutex<(Option<Instant>, u64)>,
+}
+
+/// How many refusals of unauthenticated requests a log line may stand for: `None` when this one
+/// is left out (a line was written less than a second ago), else how many were left out
+/// before it.
+fn log_refusal(refusals: &Mutex<(Option<Instant>, u64)>, now: Instant) -> Option<u64> {
+    let mut r = refusals.lock().unwrap_or_else(|p| p.into_inner());
+    match r.0 {
+        Some(last) if now.duration_since(last) < Duration::from_secs(1) => {
+            r.1 += 1;
+            None
+        }
+        _ => {
+            let left_out = r.1;
+            *r = (Some(now), 0);
+            Some(left_out)
+        }
+    }
 }
 
 impl<Q: DeliveryQueue> Intake<Q> {
@@ -75,6 +98,7 @@ impl<Q: DeliveryQueue> Intake<Q> {
             clock,
             budget: Arc::new(Semaphore::new(budget)),
             readiness: Mutex::new(None),
+            refusals: Mutex::new((None, 0)),
         }
     }
 
@@ -217,9 +241,17 @@ async fn read_body(
             }
             chunks.push(chunk);
         }
+        // Joined chunk by chunk, each dropped once copied, so the join holds at most one chunk
+        // beyond the budget instead of a second copy of the whole body.
         let bytes = match chunks.len() {
             1 => chunks.pop().unwrap_or_default(),
-            _ => Bytes::from(chunks.concat()),
+            _ => {
+                let mut joined = Vec::with_capacity(len);
+                for chunk in chunks.drain(..) {
+                    joined.extend_from_slice(&chunk);
+                }
+                Bytes::from(joined)
+            }
         };
         Ok((bytes, permit))
     };
@@ -276,7 +308,12 @@ async fn receive_inner<Q: DeliveryQueue>(
             }
             Err(Refused::Busy) => {
                 m.delivery(UNVERIFIED, Outcome::Busy);
-                warn!("refused delivery: the budget for bodies in flight is spent");
+                if let Some(left_out) = log_refusal(&intake.refusals, Instant::now()) {
+                    warn!(
+                        left_out,
+                        "refused delivery: the budget for bodies in flight is spent"
+                    );
+                }
                 return unavailable("busy: too many deliveries in flight");
             }
             Err(Refused::Timeout) => {
@@ -300,7 +337,9 @@ async fn receive_inner<Q: DeliveryQueue>(
     ) {
         m.signature_failure();
         m.delivery(UNVERIFIED, Outcome::Unauthorized);
-        warn!(reason = %e, "refused delivery: bad signature");
+        if let Some(left_out) = log_refusal(&intake.refusals, Instant::now()) {
+            warn!(reason = %e, left_out, "refused delivery: bad signature");
+        }
         return answer(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -402,5 +441,24 @@ fn triage(
     match route {
         Route::Ignore { reason } => (DeliveryStatus::Ignored, Some(reason), placement),
         _ => (DeliveryStatus::Pending, None, placement),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refusals a second apart are each logged; those in between are counted into the next line.
+    #[test]
+    fn unauthenticated_refusals_are_logged_once_a_second_with_the_rest_counted() {
+        let r = Mutex::new((None, 0));
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(log_refusal(&r, at(0)), Some(0));
+        for ms in [1, 10, 500, 999] {
+            assert_eq!(log_refusal(&r, at(ms)), None, "at {ms} ms");
+        }
+        assert_eq!(log_refusal(&r, at(1000)), Some(4));
+        assert_eq!(log_refusal(&r, at(2500)), Some(0));
     }
 }

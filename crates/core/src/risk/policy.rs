@@ -515,7 +515,10 @@ impl Policy {
         Assessment {
             risk_score: score,
             tier: RiskTier::of(score),
-            recommended_strategy: forced.unwrap_or_else(|| thresholds.strategy_for(score)),
+            // A label may ask for more care, never less: anyone with triage access sets labels.
+            recommended_strategy: forced.map_or(thresholds.strategy_for(score), |f| {
+                f.max(thresholds.strategy_for(score))
+            }),
             requires_manual_approval: thresholds.approval_for(score) || label_approval,
             risk_factors: factors,
             source: AssessmentSource::Policy,
@@ -802,6 +805,26 @@ mod tests {
         );
     }
 
+    /// A label's strategy can make a rollout more careful than its score asks, never less.
+    #[test]
+    fn a_label_strategy_only_ever_adds_care() {
+        let cfg = RiskConfig {
+            labels: vec![LabelRule {
+                label: "careful".into(),
+                adjust: 0.0,
+                strategy: Some(Strategy::Canary5),
+                require_approval: false,
+            }],
+            ..RiskConfig::default()
+        };
+        let mut c = change(vec![file("README.md", 1, 1)]);
+        c.labels = vec!["careful".into()];
+        let a = Policy::new(&cfg)
+            .unwrap()
+            .assess(&c, &Thresholds::default());
+        assert_eq!(a.recommended_strategy, Strategy::Canary5);
+    }
+
     #[test]
     fn labels_count_only_when_configured_and_never_drop_approval() {
         let files = vec![file("migrations/0001.sql", 3, 0)];
@@ -835,7 +858,12 @@ mod tests {
         let a = Policy::new(&cfg)
             .unwrap()
             .assess(&c, &Thresholds::default());
-        assert_eq!(a.recommended_strategy, Strategy::Direct);
+        // `hotfix` asks for direct; the migration's threshold strategy is more careful and wins.
+        assert_eq!(
+            a.recommended_strategy,
+            Thresholds::default().strategy_for(a.risk_score)
+        );
+        assert_ne!(a.recommended_strategy, Strategy::Direct);
         assert!(
             (a.risk_score - 0.7).abs() < 1e-9,
             "a negative adjust (refused by the config) lowers nothing: {}",
