@@ -245,6 +245,7 @@ impl Machine {
             Input::Committed { sha, weight } => self.committed(sha, weight),
             Input::Synced { revision } => self.synced(revision),
             Input::SyncFailed { reason } => self.sync_failed(reason),
+            Input::Overwritten { reason } => self.overwritten(reason),
             Input::Judged(observation) => self.judged(observation),
             Input::MetricsUnavailable { reason } => {
                 self.require_analysis_window("metrics")?;
@@ -782,6 +783,23 @@ impl Machine {
                 ))
             }
         }
+    }
+
+    /// Someone else's values run: pause and alert whatever `on_sync_failure` says, because a
+    /// rollback would revert over their change and a judgement would judge their version.
+    fn overwritten(&mut self, reason: String) -> Applied {
+        self.require_live("an overwrite")?;
+        if !matches!(
+            self.step_mut().map(|s| &s.progress),
+            Some(Progress::Syncing { .. })
+        ) {
+            return Err("an overwrite reported but nothing is syncing".into());
+        }
+        if self.is_paused() {
+            return Ok(format!("overwritten while paused: {reason}"));
+        }
+        self.pause(format!("overwritten: {reason}"), true);
+        Ok("the step's values were overwritten: paused".into())
     }
 
     fn judged(&mut self, observation: Observation) -> Applied {
@@ -1647,6 +1665,32 @@ mod tests {
             &alert,
             Applied,
         );
+        check(
+            "13b",
+            &syncing5(),
+            (
+                30,
+                Input::Overwritten {
+                    reason: "k.yaml: newTag is 1.4.0".into(),
+                },
+            ),
+            "paused (overwritten: k.yaml: newTag is 1.4.0)",
+            &alert,
+            Applied,
+        );
+        check(
+            "13c",
+            &live5(),
+            (
+                70,
+                Input::Overwritten {
+                    reason: "k.yaml: newTag is 1.4.0".into(),
+                },
+            ),
+            CANARY5,
+            &[],
+            Rejected,
+        );
         // 14-17: analysis.
         check(
             "14",
@@ -2286,6 +2330,23 @@ mod tests {
             Applied,
         );
         assert!(tr.next.revert_owed());
+        check_from(
+            "13b (on_sync_failure: rollback): an overwrite still only pauses",
+            fresh_with(Settings {
+                on_sync_failure: SyncFailurePolicy::Rollback,
+                ..Settings::default()
+            }),
+            &syncing5(),
+            (
+                30,
+                Input::Overwritten {
+                    reason: "k.yaml: newTag is 1.4.0".into(),
+                },
+            ),
+            "paused (overwritten: k.yaml: newTag is 1.4.0)",
+            &[K::Comment, K::SetStatus, K::Notify],
+            Applied,
+        );
     }
 
     #[test]
