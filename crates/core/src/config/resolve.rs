@@ -1112,7 +1112,6 @@ impl Resolver {
 
     /// `<ekey>.argocd`: the environment's own server (URL with its own token) and Application
     /// name; `None` with the problems recorded.
-    #[allow(clippy::type_complexity)]
     fn environment_argocd(
         &mut self,
         ekey: &str,
