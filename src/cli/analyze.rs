@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::adapters::clock::SystemClock;
-use crate::adapters::prometheus::{PromDuration, PrometheusSource};
+use crate::adapters::prometheus::{PromDuration, PrometheusClient, PrometheusSource};
 use crate::adapters::secrets::Secrets;
 use crate::config::SecretKey;
 use deploybot_core::canary::JudgeConfig;
@@ -77,7 +77,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             known.join(", ")
         )
     })?;
-    if service.environment(&args.env).is_none() {
+    let Some(env) = service.environment(&args.env) else {
         let known: Vec<&str> = service
             .environments()
             .iter()
@@ -89,7 +89,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             args.env,
             known.join(", ")
         );
-    }
+    };
     if let Some(w) = args.canary_weight
         && !(0.0..=1.0).contains(&w)
     {
@@ -109,12 +109,16 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             args.interval
         );
     }
-    let mut source = PrometheusSource::from_config(
-        &config.prometheus,
+    // The environment's own Prometheus, if it names one, else prometheus.url.
+    let client = PrometheusClient::for_environment(
+        &config,
+        &service.name,
+        env,
         secrets.get(SecretKey::PrometheusBearerToken).cloned(),
-        service.analysis.queries.clone(),
     )
     .map_err(anyhow::Error::msg)?;
+    let mut source =
+        PrometheusSource::new(client, service.analysis.queries.clone(), &config.prometheus);
     if let Some(w) = args.canary_weight {
         source = source.with_canary_weight(w);
     }

@@ -82,32 +82,20 @@ pub struct PrometheusWindows {
 impl PrometheusWindows {
     pub fn new(config: Arc<Config>, secrets: &Secrets) -> Self {
         use crate::adapters::prometheus::PrometheusClient;
-        use crate::adapters::secrets::Resolve;
-        let client = PrometheusClient::from_config(
-            &config.prometheus,
-            secrets.get(SecretKey::PrometheusBearerToken).cloned(),
-        );
+        let top_token = secrets.get(SecretKey::PrometheusBearerToken).cloned();
+        let client = PrometheusClient::from_config(&config.prometheus, top_token.clone());
         let mut own = std::collections::HashMap::new();
         for service in &config.services {
             for env in service.environments() {
-                let Some(server) = &env.prometheus else {
-                    continue;
-                };
-                let spec = crate::config::PrometheusSpec {
-                    url: Some(server.url.clone()),
-                    ..config.prometheus.clone()
-                };
-                let key = format!(
-                    "{}/{} (services[].environments[].prometheus)",
-                    service.name, env.name
-                );
-                let made = server
-                    .bearer_token
-                    .as_ref()
-                    .map(|t| t.resolve().map_err(|e| format!("{key}: {e}")))
-                    .transpose()
-                    .and_then(|token| PrometheusClient::from_config(&spec, token));
-                own.insert((service.name.clone(), env.name.clone()), made);
+                if env.prometheus.is_some() {
+                    let made = PrometheusClient::for_environment(
+                        &config,
+                        &service.name,
+                        env,
+                        top_token.clone(),
+                    );
+                    own.insert((service.name.clone(), env.name.clone()), made);
+                }
             }
         }
         PrometheusWindows {

@@ -294,13 +294,23 @@ impl World {
     }
 }
 
-/// Application `name` reports the initial commit (without deploybot's step) until the test
-/// switches it to the branch tip.
-fn held_at(name: &str, revision: &str) -> App {
-    App::Script {
-        responses: vec![(200, synced_at(name, revision))],
+/// The demo with Argo CD, whose `checkout-staging` reports the initial commit (without
+/// deploybot's step) synced and healthy until the test switches it to the branch tip; that
+/// commit's SHA.
+async fn staging_held_at_the_initial_commit() -> (FakeArgoCd, World, String) {
+    let fake = fake_argocd::serve("argo-t0ken", vec![]).await;
+    let w = World::new(&fake, |_| String::new());
+    let initial = tip(&w.ws);
+    let held = App::Script {
+        responses: vec![(200, synced_at("checkout-staging", &initial))],
         served: 0,
-    }
+    };
+    fake.state
+        .lock()
+        .unwrap()
+        .apps
+        .insert("checkout-staging".into(), held);
+    (fake, w, initial)
 }
 
 fn report_tip(fake: &FakeArgoCd, name: &str, ws: &Workspace) {
@@ -315,13 +325,7 @@ fn report_tip(fake: &FakeArgoCd, name: &str, ws: &Workspace) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_commit_of_a_third_writer_carries_the_step_and_the_rollout_proceeds() {
-    let fake = fake_argocd::serve("argo-t0ken", vec![]).await;
-    let w = World::new(&fake, |_| String::new());
-    let initial = tip(&w.ws);
-    fake.state.lock().unwrap().apps.insert(
-        "checkout-staging".into(),
-        held_at("checkout-staging", &initial),
-    );
+    let (fake, w, initial) = staging_held_at_the_initial_commit().await;
 
     let id = w.start("1.5.0", "staging").await;
     let ours = w.rollout(&id).commits[0].sha.clone();
@@ -364,13 +368,7 @@ async fn a_later_commit_of_a_third_writer_carries_the_step_and_the_rollout_proce
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_human_overwrite_of_the_steps_value_pauses_and_alerts_naming_file_and_value() {
-    let fake = fake_argocd::serve("argo-t0ken", vec![]).await;
-    let w = World::new(&fake, |_| String::new());
-    let initial = tip(&w.ws);
-    fake.state.lock().unwrap().apps.insert(
-        "checkout-staging".into(),
-        held_at("checkout-staging", &initial),
-    );
+    let (fake, w, _) = staging_held_at_the_initial_commit().await;
     let id = w.start("1.5.0", "staging").await;
     let file = "apps/checkout/overlays/staging/deployment-canary.yaml";
 

@@ -2570,6 +2570,7 @@ mod tests {
             Commit(bool),
             Sync(bool),
             SyncFail,
+            Overwritten,
             Judge(u8),
             MetricsGone,
             Tick,
@@ -2589,6 +2590,7 @@ mod tests {
                 4 => prop::bool::weighted(0.9).prop_map(Abstract::Commit),
                 4 => prop::bool::weighted(0.9).prop_map(Abstract::Sync),
                 1 => Just(Abstract::SyncFail),
+                1 => Just(Abstract::Overwritten),
                 8 => (0u8..8).prop_map(Abstract::Judge),
                 1 => Just(Abstract::MetricsGone),
                 3 => Just(Abstract::Tick),
@@ -2653,6 +2655,9 @@ mod tests {
                 },
                 Abstract::SyncFail => Input::SyncFailed {
                     reason: "Degraded".into(),
+                },
+                Abstract::Overwritten => Input::Overwritten {
+                    reason: "k.yaml: newTag is 1.4.0".into(),
                 },
                 Abstract::Judge(k) => judged(match k {
                     0 | 1 => Observation::Continue,
