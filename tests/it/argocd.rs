@@ -1,7 +1,8 @@
 //! Argo CD: the adapter against a fake Argo CD API held to Argo CD's own API description
 //! (`support::fake_argocd`), and the rollout's wait on a GitOps branch shared with others, on
 //! the demo's real bare repository: a third writer's later commit carries deploybot's step (the
-//! rollout proceeds), a human's overwrite of deploybot's value does not (the rollout pauses and
+//! rollout proceeds, to completion while a third writer commits before every sync), a human's
+//! overwrite of deploybot's value does not (the rollout pauses and
 //! alerts, naming the file and the value), and environments read their own Argo CD and
 //! Prometheus.
 
@@ -14,7 +15,8 @@ use deploybot::adapters::secrets::Secrets;
 use deploybot::adapters::store::Store;
 use deploybot::config::Config;
 use deploybot::demo::workspace::Workspace;
-use deploybot::shell::driver::{Clock, SystemClock};
+use deploybot::demo::{ReplayWindows, VirtualClock};
+use deploybot::shell::driver::Clock;
 use deploybot::shell::pipeline::{Gate, Pipeline, Release};
 use deploybot::shell::runner::{LiveRunner, PrometheusWindows, RunnerParts};
 use deploybot_core::gitops::live::{Liveness, liveness};
@@ -210,12 +212,23 @@ fn config(ws: &Workspace, argocd: &str, token_file: &Path, production: &str) -> 
     deploybot::config::from_yaml(&text, &ws.config_path).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+/// The generated healthy canary the demo replays (one-minute intervals, as the demo's config).
+fn healthy_window() -> deploybot_core::canary::sample::Window {
+    deploybot_core::canary::generate::suite(1, 7)
+        .into_iter()
+        .find(|g| g.family == "healthy-flat")
+        .unwrap()
+        .scenario
+        .window
+}
+
 struct World {
     _tmp: tempfile::TempDir,
     scratch: std::path::PathBuf,
     ws: Workspace,
     config: Arc<Config>,
-    pipeline: Pipeline<LiveRunner<PrometheusWindows>>,
+    clock: VirtualClock,
+    pipeline: Pipeline<LiveRunner<ReplayWindows>>,
 }
 
 impl World {
@@ -227,14 +240,16 @@ impl World {
         let token = tmp.path().join("argocd-token");
         std::fs::write(&token, format!("{}\n", argocd.state.lock().unwrap().token)).unwrap();
         let extra = production(tmp.path());
+        let clock = VirtualClock::starting_at(deploybot_core::rollout::testing::t(0));
         let config = Arc::new(config(&ws, &argocd.url, &token, &extra));
         std::fs::create_dir_all(&ws.data_dir).unwrap();
         let store = Store::open(&config.store.database_path()).unwrap();
         let mut parts = RunnerParts::offline(
             config.clone(),
             store.clone(),
-            PrometheusWindows::new(config.clone(), &Secrets::none()),
-            Arc::new(SystemClock),
+            // A healthy canary, so that a rollout whose steps go live goes on to the next.
+            ReplayWindows::new(vec![("1.5.0".into(), healthy_window())]),
+            Arc::new(clock.clone()),
         );
         parts.argocd = ArgoCdServers::from_config(
             &config,
@@ -247,6 +262,7 @@ impl World {
             scratch,
             ws,
             config,
+            clock,
             pipeline,
         }
     }
@@ -268,13 +284,14 @@ impl World {
             approval_required: false,
         };
         self.pipeline
-            .start(&release, gate, Some(env), "t", SystemClock.now())
+            .start(&release, gate, Some(env), "t", self.clock.now())
             .await
             .unwrap()
     }
 
     async fn tick(&self) {
-        self.pipeline.tick(SystemClock.now()).await.unwrap();
+        let now = self.clock.advance(30);
+        self.pipeline.tick(now).await.unwrap();
     }
 
     fn rollout(&self, id: &str) -> Rollout {
@@ -319,6 +336,7 @@ fn report_tip(fake: &FakeArgoCd, name: &str, ws: &Workspace) {
         App::Tip {
             git_dir: ws.gitops.clone(),
             branch: "main".into(),
+            third_writer: None,
         },
     );
 }
@@ -362,6 +380,50 @@ async fn a_later_commit_of_a_third_writer_carries_the_step_and_the_rollout_proce
         fake.requests_for("checkout-staging").len() >= 2,
         "{:?}",
         fake.requests_for("checkout-staging")
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_rollout_completes_while_a_third_writer_commits_before_every_sync() {
+    let fake = fake_argocd::serve("argo-t0ken", vec![]).await;
+    let w = World::new(&fake, |_| String::new());
+    let clone = w.scratch.join("third-writer");
+    git(
+        &w.scratch,
+        &[
+            "clone",
+            "-q",
+            &w.ws.gitops.display().to_string(),
+            &clone.display().to_string(),
+        ],
+    );
+    fake.state.lock().unwrap().apps.insert(
+        "checkout-staging".into(),
+        App::Tip {
+            git_dir: w.ws.gitops.clone(),
+            branch: "main".into(),
+            third_writer: Some(clone),
+        },
+    );
+    let id = w.start("1.5.0", "staging").await;
+    for _ in 0..400 {
+        if w.rollout(&id).phase() == Phase::Complete {
+            break;
+        }
+        w.tick().await;
+    }
+    let r = w.rollout(&id);
+    assert_eq!(r.phase(), Phase::Complete, "{r:#?}\n{:#?}", w.trail(&id));
+    // Every step went live on a later commit than deploybot's: the third writer's, made before
+    // each read of the Application.
+    let synced = w.trail(&id).iter().filter(|(c, _)| c == "synced").count();
+    assert_eq!(synced, r.commits.len(), "{:#?}", w.trail(&id));
+    let authors = git(&w.ws.gitops, &["log", "--format=%an", "main"]);
+    let theirs = authors.lines().filter(|a| *a == "Third Writer").count();
+    assert!(
+        theirs >= r.commits.len(),
+        "{theirs} third-writer commits:\n{authors}"
     );
     assert_eq!(fake.violations(), Vec::<String>::new());
 }

@@ -26,8 +26,49 @@ pub enum App {
         responses: Vec<(u16, String)>,
         served: usize,
     },
-    /// The tip of `branch` in the bare repository `git_dir`, synced and healthy.
-    Tip { git_dir: PathBuf, branch: String },
+    /// The tip of `branch` in the bare repository `git_dir`, synced and healthy. With
+    /// `third_writer` (a clone of it), someone else first commits an unrelated file on top, so
+    /// the revision reported is always a later commit than any deploybot made.
+    Tip {
+        git_dir: PathBuf,
+        branch: String,
+        third_writer: Option<PathBuf>,
+    },
+}
+
+/// Someone else's commit of an unrelated file on `branch`, made from the clone `clone`. A push
+/// that loses a race with deploybot's is left out: the next request commits again.
+fn third_writer_commits(clone: &std::path::Path, branch: &str) {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(clone)
+            .args([
+                "-c",
+                "user.name=Third Writer",
+                "-c",
+                "user.email=third@example.com",
+            ])
+            .args(args)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if !(git(&["fetch", "-q", "origin", branch]) && git(&["reset", "-q", "--hard", "FETCH_HEAD"])) {
+        return;
+    }
+    let n = std::fs::read_dir(clone.join("apps/payments"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    std::fs::create_dir_all(clone.join("apps/payments")).unwrap();
+    std::fs::write(
+        clone.join(format!("apps/payments/config-{n}.yaml")),
+        format!("revision: {n}\n"),
+    )
+    .unwrap();
+    let _ = git(&["add", "-A"])
+        && git(&["commit", "-q", "-m", &format!("payments: config {n}")])
+        && git(&["push", "-q", "origin", &format!("HEAD:{branch}")]);
 }
 
 #[derive(Default)]
@@ -205,7 +246,16 @@ async fn application(
             *served += 1;
             responses[i].clone()
         }
-        Some(App::Tip { git_dir, branch }) => (200, synced_at(&name, &tip(git_dir, branch))),
+        Some(App::Tip {
+            git_dir,
+            branch,
+            third_writer,
+        }) => {
+            if let Some(clone) = third_writer {
+                third_writer_commits(clone, branch);
+            }
+            (200, synced_at(&name, &tip(git_dir, branch)))
+        }
     };
     if code == 200 {
         let problems = application_problems(&body);
