@@ -829,7 +829,12 @@ impl<W: WindowSource> LiveRunner<W> {
     async fn wait_for_sync(&self, r: &Rollout, revision: &str) -> Result<Option<Input>, Failure> {
         let config = &self.parts.config;
         let env = environment_of(config, r).map(|(_, _, env)| env);
-        let server = env.as_ref().ok().and_then(|env| config.argocd_server(env));
+        // An environment removed from the config while its rollout was live: with Argo CD
+        // configured that is the refusal `environment_of` words, not a settle time.
+        let server = match &env {
+            Ok(env) => config.argocd_server(env),
+            Err(_) => config.argocd.server.as_ref(),
+        };
         let Some(server) = server else {
             let settle = secs(config.argocd.settle_time.as_millis().div_ceil(1000));
             let committed = r
@@ -926,7 +931,7 @@ impl<W: WindowSource> LiveRunner<W> {
         };
         let mut files = Vec::new();
         for edit in step_edits(&service.name, image, env, r.image_tag(), weight)? {
-            let differs = match repo.read_file(at, edit.path()).await? {
+            let differs = match repo.read_file(&env.branch, at, edit.path()).await? {
                 None => Err(format!("{} is not in the repository at {at}", edit.path())),
                 Some(text) => edit
                     .apply(&text)

@@ -113,14 +113,22 @@ impl GitopsRepo for Writer {
         })
     }
 
-    fn read_file<'a>(&'a self, revision: &'a str, path: &'a str) -> PortFuture<'a, Option<String>> {
+    fn read_file<'a>(
+        &'a self,
+        branch: &'a str,
+        revision: &'a str,
+        path: &'a str,
+    ) -> PortFuture<'a, Option<String>> {
         let clone = self.clone_handle();
-        let (revision, path) = (revision.to_string(), path.to_string());
+        let (branch, revision, path) = (branch.to_string(), revision.to_string(), path.to_string());
         Box::pin(async move {
             Ok(blocking(move || -> Result<Option<String>, GitopsError> {
                 let repo = clone.repository()?;
                 let doing = format!("reading {path} at {revision}");
                 let oid = Oid::from_str(&revision).map_err(GitopsError::git(&doing))?;
+                if repo.find_commit(oid).is_err() {
+                    clone.fetch(&repo, &branch)?;
+                }
                 let tree = repo
                     .find_commit(oid)
                     .and_then(|c| c.tree())

@@ -109,9 +109,15 @@ pub trait GitopsRepo: Send + Sync {
         revision: &'a str,
         commit: &'a str,
     ) -> PortFuture<'a, bool>;
-    /// The text of `path` at `revision` (a commit [`GitopsRepo::contains`] found), `None` when
-    /// the file is not there.
-    fn read_file<'a>(&'a self, revision: &'a str, path: &'a str) -> PortFuture<'a, Option<String>>;
+    /// The text of `path` at `revision`, a commit of `branch` (fetched from the remote when the
+    /// local clone does not have the commit yet: a merge made on the server), `None` when the
+    /// file is not there.
+    fn read_file<'a>(
+        &'a self,
+        branch: &'a str,
+        revision: &'a str,
+        path: &'a str,
+    ) -> PortFuture<'a, Option<String>>;
 }
 
 /// The GitOps repositories by URL (environments may name their own), opened on first use and
