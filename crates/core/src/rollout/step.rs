@@ -759,14 +759,20 @@ impl Machine {
         Ok(format!("{weight} synced and healthy; analysis window open"))
     }
 
-    fn sync_failed(&mut self, reason: String) -> Applied {
-        self.require_live("a sync failure")?;
+    /// `what` (an answer to `WaitForSync`) applies only to a live step being synced.
+    fn require_syncing(&mut self, what: &str) -> Result<(), String> {
+        self.require_live(what)?;
         if !matches!(
             self.step_mut().map(|s| &s.progress),
             Some(Progress::Syncing { .. })
         ) {
-            return Err("a sync failure reported but nothing is syncing".into());
+            return Err(format!("{what} reported but nothing is syncing"));
         }
+        Ok(())
+    }
+
+    fn sync_failed(&mut self, reason: String) -> Applied {
+        self.require_syncing("a sync failure")?;
         if self.is_paused() {
             return Ok(format!("sync failed while paused: {reason}"));
         }
@@ -788,13 +794,7 @@ impl Machine {
     /// Someone else's values run: pause and alert whatever `on_sync_failure` says, because a
     /// rollback would revert over their change and a judgement would judge their version.
     fn overwritten(&mut self, reason: String) -> Applied {
-        self.require_live("an overwrite")?;
-        if !matches!(
-            self.step_mut().map(|s| &s.progress),
-            Some(Progress::Syncing { .. })
-        ) {
-            return Err("an overwrite reported but nothing is syncing".into());
-        }
+        self.require_syncing("an overwrite")?;
         if self.is_paused() {
             return Ok(format!("overwritten while paused: {reason}"));
         }
