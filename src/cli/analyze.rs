@@ -446,4 +446,21 @@ mod tests {
         let e = analyze_error(&no_url, |_| {}).await;
         assert!(e.contains("prometheus.url: not set"), "{e}");
     }
+
+    #[tokio::test]
+    async fn an_environment_is_analysed_on_its_own_prometheus() {
+        // Nothing listens on either port; the error names the server that was asked.
+        let own = CONFIG
+            .replace(
+                "      - name: production\n",
+                "      - name: production\n        prometheus:\n          url: http://127.0.0.1:2/prom\n",
+            )
+            .replace("  url: http://127.0.0.1:1\n", "  url: http://127.0.0.1:1\n  retries: 0\n");
+        let e = analyze_error(&own, |_| {}).await;
+        assert!(e.contains("127.0.0.1:2/prom"), "{e}");
+        assert!(!e.contains("127.0.0.1:1"), "{e}");
+        let no_top = own.replace("  url: http://127.0.0.1:1\n", "");
+        let e = analyze_error(&no_top, |_| {}).await;
+        assert!(e.contains("127.0.0.1:2/prom"), "{e}");
+    }
 }
