@@ -97,23 +97,28 @@ impl PrometheusClient {
         env: &EnvironmentSpec,
         top_token: Option<Secret>,
     ) -> Result<Self, String> {
-        let Some(own) = &env.prometheus else {
-            return PrometheusClient::from_config(&config.prometheus, top_token);
+        let Some(server) = config.prometheus_server(env) else {
+            // Neither: the error that says prometheus.url is not set.
+            return PrometheusClient::from_config(&config.prometheus, None);
         };
-        let token = own
-            .bearer_token
-            .as_ref()
-            .map(|t| {
-                t.resolve().map_err(|e| {
-                    format!(
-                        "the Prometheus bearer token of {service}/{} ({}): {e}",
-                        env.name, own.url
-                    )
+        let token = match &env.prometheus {
+            // A server of the environment's own gets its own token, never the top-level one.
+            Some(_) => server
+                .bearer_token
+                .as_ref()
+                .map(|t| {
+                    t.resolve().map_err(|e| {
+                        format!(
+                            "the Prometheus bearer token of {service}/{} ({}): {e}",
+                            env.name, server.url
+                        )
+                    })
                 })
-            })
-            .transpose()?;
+                .transpose()?,
+            None => top_token,
+        };
         let spec = PrometheusSpec {
-            url: Some(own.url.clone()),
+            url: Some(server.url),
             ..config.prometheus.clone()
         };
         PrometheusClient::from_config(&spec, token)
