@@ -264,6 +264,19 @@ async fn application(
     (StatusCode::from_u16(code).unwrap(), body)
 }
 
+/// Any other method or path: deploybot asked for an operation the fake does not serve, which is
+/// a violation whether or not Argo CD has it (the fake would otherwise answer what Argo CD
+/// would not).
+async fn outside_the_description(
+    State(fake): State<Arc<Mutex<Fake>>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> (StatusCode, String) {
+    let v = format!("{method} {uri}: not an operation deploybot may use");
+    fake.lock().unwrap().violations.push(v.clone());
+    (StatusCode::NOT_FOUND, v)
+}
+
 /// Serves `apps` with bearer token `token` on a local port.
 pub async fn serve(token: &str, apps: Vec<(&str, App)>) -> FakeArgoCd {
     let state = Arc::new(Mutex::new(Fake {
@@ -273,6 +286,7 @@ pub async fn serve(token: &str, apps: Vec<(&str, App)>) -> FakeArgoCd {
     }));
     let app = Router::new()
         .route("/api/v1/applications/{name}", get(application))
+        .fallback(outside_the_description)
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -295,10 +309,38 @@ fn the_fake_holds_requests_and_bodies_to_the_description() {
             .contains("\"fresh\" is not declared")
     );
     assert!(check_request("/api/v2/apps/x", "").is_some());
+    assert!(
+        check_request("/api/v1/applications", "").is_none(),
+        "List is described"
+    );
     assert_eq!(application_problems(&healthy()), Vec::<String>::new());
     let bad = healthy().replace("\"sourceType\"", "\"sourceKind\"");
     assert_eq!(
         application_problems(&bad),
         ["Application.status.sourceKind: not a field of the schema"]
+    );
+}
+
+#[tokio::test]
+async fn an_operation_the_fake_does_not_serve_is_a_violation() {
+    let fake = serve("t", vec![]).await;
+    let http = reqwest::Client::new();
+    let sync = http
+        .post(format!("{}/api/v1/applications/x/sync", fake.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sync.status(), 404);
+    let odd = http
+        .get(format!("{}/api/v1/applications/x?fresh=1", fake.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(odd.status(), 400);
+    let v = fake.violations();
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(
+        v[0].starts_with("POST /api/v1/applications/x/sync"),
+        "{v:?}"
     );
 }
