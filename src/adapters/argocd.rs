@@ -1,86 +1,96 @@
-//! Argo CD: reads an Application's sync and health over the Argo CD API and decides whether a
-//! pushed revision is live (synced and healthy), still on its way, or failed.
+//! Argo CD: reads an Application's sync, health and last operation over the Argo CD API, into
+//! the core's `AppStatus`; whether deploybot's step is live is the core's decision
+//! (`deploybot_core::gitops::live`), because on a shared branch it needs the GitOps repository too.
 //!
-//! `sync_progress` is the pure decision; `ArgoCdClient` is the HTTP adapter (bearer token,
-//! optional refresh request). Errors become the core's `Failure`, transient (5xx, 429, timeouts,
-//! connection) or permanent (401, 403, 404, a body that is not an Application). No reqwest or
-//! JSON types leave this module. A `WaitForSync` effect reads the Application once per tick
-//! (`shell::runner`), so a wait never blocks the loop; `wait_until_live`, a blocking poll, is
-//! not used by the rollout. Deliberately not
-//! here: syncing or rolling back through Argo CD (deploybot rolls back through git, and Argo CD
-//! refuses its own rollback while auto-sync is on).
+//! `ArgoCdClient` is the HTTP adapter (bearer token, optional refresh request), one per Argo CD
+//! server (environments may name their own). Errors become the core's `Failure`, transient (5xx,
+//! 429, timeouts, connection) or permanent (401, 403, 404, a body that is not an Application).
+//! No reqwest or JSON types leave this module. A `WaitForSync` effect reads the Application once
+//! per tick (`shell::runner`), so a wait never blocks the loop. Deliberately not here: syncing or
+//! rolling back through Argo CD (deploybot rolls back through git, and Argo CD refuses its own
+//! rollback while auto-sync is on).
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use deploybot_core::config::ArgoCdSpec;
+use std::collections::HashMap;
+
+use crate::adapters::secrets::Resolve;
+use deploybot_core::config::{ArgoCdServer, Config, SecretKey};
 use deploybot_core::failure::Failure;
+pub use deploybot_core::gitops::live::AppStatus;
 use deploybot_core::secret::Secret;
 
-/// What deploybot needs from an Application's status.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AppStatus {
-    /// `Synced`, `OutOfSync` or `Unknown`.
-    pub sync_status: String,
-    /// The revision(s) the Application is synced to (several for multi-source apps).
-    pub revisions: Vec<String>,
-    /// `Healthy`, `Progressing`, `Degraded`, `Suspended`, `Missing` or `Unknown`.
-    pub health: String,
-    pub health_message: Option<String>,
-    /// The last operation's phase (`Running`, `Succeeded`, `Failed`, `Error`, ...), its message
-    /// and the revision it synced.
-    pub operation_phase: Option<String>,
-    pub operation_message: Option<String>,
-    pub operation_revision: Option<String>,
+/// One client per Argo CD server the config names: `argocd.url`'s and each environment's own
+/// (`services[].environments[].argocd.url`), built once at start-up.
+#[derive(Default)]
+pub struct ArgoCdServers {
+    /// By [`server_key`]: an environment naming the top-level server again shares its client.
+    clients: HashMap<String, ArgoCdClient>,
 }
 
-/// Where a pushed revision stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncProgress {
-    /// Synced to the revision and healthy: the analysis window may open.
-    Live,
-    /// Not yet; says what it is waiting for.
-    Waiting(String),
-    /// The sync of this revision failed or the app is degraded on it.
-    Failed(String),
+fn server_key(server: &ArgoCdServer) -> String {
+    // The reference (a variable name or a path), never the token.
+    format!("{} {:?}", server.url, server.token)
 }
 
-/// Decides whether `revision` is live according to `app`.
-pub fn sync_progress(app: &AppStatus, revision: &str) -> SyncProgress {
-    let on_revision = app.revisions.iter().any(|r| r == revision);
-    let operation_on_revision = app.operation_revision.as_deref() == Some(revision);
-    if operation_on_revision && matches!(app.operation_phase.as_deref(), Some("Failed" | "Error")) {
-        return SyncProgress::Failed(format!(
-            "sync of {revision} {}: {}",
-            app.operation_phase
-                .as_deref()
-                .unwrap_or_default()
-                .to_lowercase(),
-            app.operation_message.as_deref().unwrap_or("no message")
-        ));
+impl ArgoCdServers {
+    /// The clients `config` needs. `top_token` is `argocd.token`, read at start-up; an
+    /// environment's own token is read now. Empty without any Argo CD URL (commits then settle
+    /// for `argocd.settle_time`).
+    pub fn from_config(config: &Config, top_token: Option<&Secret>) -> Result<Self, String> {
+        let timeout = config.argocd.timeout.as_duration();
+        let mut clients = HashMap::new();
+        if let Some(server) = &config.argocd.server {
+            let token = top_token.ok_or_else(|| {
+                format!(
+                    "argocd.url is set but {} was not read at start-up",
+                    SecretKey::ArgoCdToken.written(&server.token)
+                )
+            })?;
+            let client = ArgoCdClient::new(server.url.as_str(), token.clone(), timeout)?;
+            clients.insert(server_key(server), client);
+        }
+        let own = config
+            .services
+            .iter()
+            .flat_map(|s| s.environments().iter().map(move |e| (s, e)));
+        for (service, env) in own {
+            let Some(server) = &env.argocd else { continue };
+            if clients.contains_key(&server_key(server)) {
+                continue;
+            }
+            let token = server.token.resolve().map_err(|e| {
+                format!(
+                    "the Argo CD token of {}/{} ({}): {e}",
+                    service.name, env.name, server.url
+                )
+            })?;
+            let client = ArgoCdClient::new(server.url.as_str(), token, timeout)?;
+            clients.insert(server_key(server), client);
+        }
+        Ok(ArgoCdServers { clients })
     }
-    if !on_revision {
-        return SyncProgress::Waiting(format!(
-            "application is at {} ({}), not yet at {revision}",
-            app.revisions
-                .first()
-                .map(String::as_str)
-                .unwrap_or("no revision"),
-            app.sync_status
-        ));
+
+    /// Servers by hand (tests): each client under the server it talks to.
+    pub fn of(clients: Vec<(ArgoCdServer, ArgoCdClient)>) -> Self {
+        ArgoCdServers {
+            clients: clients
+                .into_iter()
+                .map(|(s, c)| (server_key(&s), c))
+                .collect(),
+        }
     }
-    if app.sync_status != "Synced" {
-        return SyncProgress::Waiting(format!("{revision} is {}", app.sync_status));
+
+    /// No Argo CD at all.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
     }
-    match app.health.as_str() {
-        "Healthy" => SyncProgress::Live,
-        "Degraded" | "Missing" => SyncProgress::Failed(format!(
-            "{} on {revision}: {}",
-            app.health,
-            app.health_message.as_deref().unwrap_or("no message")
-        )),
-        other => SyncProgress::Waiting(format!("{revision} is synced but {other}")),
+
+    /// The client of `server`, built by [`ArgoCdServers::from_config`].
+    pub fn client(&self, server: &ArgoCdServer) -> Option<&ArgoCdClient> {
+        self.clients.get(&server_key(server))
     }
 }
 
@@ -164,29 +174,6 @@ pub fn parse_application(body: &[u8]) -> Result<AppStatus, String> {
 }
 
 impl ArgoCdClient {
-    /// The client the `argocd` section configures; `token` is the `argocd.token` read at
-    /// start-up. `None` without `argocd.url` (commits then settle for `settle_time`).
-    pub fn from_config(
-        config: &ArgoCdSpec,
-        token: Option<&Secret>,
-    ) -> Result<Option<Self>, String> {
-        let Some(server) = &config.server else {
-            return Ok(None);
-        };
-        let token = token.ok_or_else(|| {
-            format!(
-                "argocd.url is set but {} was not read at start-up",
-                deploybot_core::config::SecretKey::ArgoCdToken.written(&server.token)
-            )
-        })?;
-        ArgoCdClient::new(
-            server.url.as_str(),
-            token.clone(),
-            config.timeout.as_duration(),
-        )
-        .map(Some)
-    }
-
     /// A client for the Argo CD server at `base_url` (e.g. `https://argocd.example.com`).
     pub fn new(base_url: &str, token: Secret, timeout: Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()
@@ -231,56 +218,10 @@ impl ArgoCdClient {
     }
 }
 
-/// How waiting for a revision ended when it did not go live.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WaitError {
-    #[error("{0}")]
-    Failed(String),
-    #[error("not live within {waited:?}: {last}")]
-    TimedOut { waited: Duration, last: String },
-    /// A permanent API error (a transient one is retried until the deadline).
-    #[error(transparent)]
-    Api(Failure),
-}
-
-impl ArgoCdClient {
-    /// Polls `app` every `poll` until `revision` is live, fails, or `within` has passed. Asks
-    /// Argo CD to refresh on the first read. Transient API errors are retried until the
-    /// deadline; the last one is reported if it is reached.
-    pub async fn wait_until_live(
-        &self,
-        app: &str,
-        revision: &str,
-        within: Duration,
-        poll: Duration,
-    ) -> Result<(), WaitError> {
-        let start = tokio::time::Instant::now();
-        let mut first = true;
-        loop {
-            let last = match self.application(app, first).await {
-                Ok(status) => match sync_progress(&status, revision) {
-                    SyncProgress::Live => return Ok(()),
-                    SyncProgress::Failed(why) => return Err(WaitError::Failed(why)),
-                    SyncProgress::Waiting(why) => why,
-                },
-                Err(e) if e.is_transient() => e.to_string(),
-                Err(e) => return Err(WaitError::Api(e)),
-            };
-            first = false;
-            if start.elapsed() + poll > within {
-                return Err(WaitError::TimedOut {
-                    waited: within,
-                    last,
-                });
-            }
-            tokio::time::sleep(poll).await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deploybot_core::gitops::live::{Liveness, liveness};
 
     const REV: &str = "9f1c2e7d4b3a59e8c1d2f3a4b5c6d7e8f9a0b1c2";
 
@@ -300,75 +241,12 @@ mod tests {
         assert_eq!(app.revisions, [REV]);
         assert_eq!(app.health, "Healthy");
         assert_eq!(app.operation_phase.as_deref(), Some("Succeeded"));
-        assert_eq!(sync_progress(&app, REV), SyncProgress::Live);
-    }
-
-    #[test]
-    fn progress_table() {
-        let base = fixture();
-        let with = |f: &dyn Fn(&mut AppStatus)| {
-            let mut a = base.clone();
-            f(&mut a);
-            a
-        };
-        let cases: Vec<(&str, AppStatus, &str, &str)> = vec![
-            ("another revision", base.clone(), "abc", "waiting"),
-            (
-                "out of sync",
-                with(&|a| a.sync_status = "OutOfSync".into()),
-                REV,
-                "waiting",
-            ),
-            (
-                "progressing",
-                with(&|a| a.health = "Progressing".into()),
-                REV,
-                "waiting",
-            ),
-            (
-                "degraded",
-                with(&|a| {
-                    a.health = "Degraded".into();
-                    a.health_message = Some("Deployment exceeded its progress deadline".into());
-                }),
-                REV,
-                "failed",
-            ),
-            (
-                "sync operation failed",
-                with(&|a| {
-                    a.revisions = vec!["old".into()];
-                    a.operation_phase = Some("Failed".into());
-                    a.operation_message = Some("one or more objects failed to apply".into());
-                }),
-                REV,
-                "failed",
-            ),
-            (
-                "an old failed operation does not fail a new revision",
-                with(&|a| {
-                    a.revisions = vec!["old".into()];
-                    a.operation_phase = Some("Failed".into());
-                    a.operation_revision = Some("old".into());
-                }),
-                REV,
-                "waiting",
-            ),
-            (
-                "multi-source",
-                with(&|a| a.revisions = vec!["helm-1.2.3".into(), REV.into()]),
-                REV,
-                "live",
-            ),
-        ];
-        for (name, app, revision, want) in cases {
-            let got = match sync_progress(&app, revision) {
-                SyncProgress::Live => "live",
-                SyncProgress::Waiting(_) => "waiting",
-                SyncProgress::Failed(_) => "failed",
-            };
-            assert_eq!(got, want, "{name}: {:?}", sync_progress(&app, revision));
-        }
+        assert_eq!(
+            liveness(&app, REV, &[], &[]),
+            Liveness::Live {
+                revision: REV.into()
+            }
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::adapters::clock::SystemClock;
-use crate::adapters::prometheus::{PromDuration, PrometheusSource};
+use crate::adapters::prometheus::{PromDuration, PrometheusClient, PrometheusSource};
 use crate::adapters::secrets::Secrets;
 use crate::config::SecretKey;
 use deploybot_core::canary::JudgeConfig;
@@ -77,7 +77,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             known.join(", ")
         )
     })?;
-    if service.environment(&args.env).is_none() {
+    let Some(env) = service.environment(&args.env) else {
         let known: Vec<&str> = service
             .environments()
             .iter()
@@ -89,7 +89,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             args.env,
             known.join(", ")
         );
-    }
+    };
     if let Some(w) = args.canary_weight
         && !(0.0..=1.0).contains(&w)
     {
@@ -109,12 +109,16 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             args.interval
         );
     }
-    let mut source = PrometheusSource::from_config(
-        &config.prometheus,
+    // The environment's own Prometheus, if it names one, else prometheus.url.
+    let client = PrometheusClient::for_environment(
+        &config,
+        &service.name,
+        env,
         secrets.get(SecretKey::PrometheusBearerToken).cloned(),
-        service.analysis.queries.clone(),
     )
     .map_err(anyhow::Error::msg)?;
+    let mut source =
+        PrometheusSource::new(client, service.analysis.queries.clone(), &config.prometheus);
     if let Some(w) = args.canary_weight {
         source = source.with_canary_weight(w);
     }
@@ -441,5 +445,22 @@ mod tests {
         let no_url = CONFIG.replace("prometheus:\n  url: http://127.0.0.1:1\n", "");
         let e = analyze_error(&no_url, |_| {}).await;
         assert!(e.contains("prometheus.url: not set"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_environment_is_analysed_on_its_own_prometheus() {
+        // Nothing listens on either port; the error names the server that was asked.
+        let own = CONFIG
+            .replace(
+                "      - name: production\n",
+                "      - name: production\n        prometheus:\n          url: http://127.0.0.1:2/prom\n",
+            )
+            .replace("  url: http://127.0.0.1:1\n", "  url: http://127.0.0.1:1\n  retries: 0\n");
+        let e = analyze_error(&own, |_| {}).await;
+        assert!(e.contains("127.0.0.1:2/prom"), "{e}");
+        assert!(!e.contains("127.0.0.1:1"), "{e}");
+        let no_top = own.replace("  url: http://127.0.0.1:1\n", "");
+        let e = analyze_error(&no_top, |_| {}).await;
+        assert!(e.contains("127.0.0.1:2/prom"), "{e}");
     }
 }

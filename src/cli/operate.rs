@@ -126,8 +126,8 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
         ) as Arc<dyn deploybot_core::github::Github>),
         None => None,
     };
-    let argocd = crate::adapters::argocd::ArgoCdClient::from_config(
-        &config.argocd,
+    let argocd = crate::adapters::argocd::ArgoCdServers::from_config(
+        &config,
         secrets.get(SecretKey::ArgoCdToken),
     )
     .map_err(anyhow::Error::msg)?;

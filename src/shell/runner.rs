@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::adapters::argocd::{ArgoCdClient, SyncProgress, sync_progress};
+use crate::adapters::argocd::ArgoCdServers;
 use crate::adapters::gitops::pull_request::{Proposal, ProposeRequest, bot_branch};
 use crate::adapters::gitops::{FileEdit, ManifestEdit, Writers};
 use crate::adapters::secrets::Secrets;
@@ -30,6 +30,9 @@ use deploybot_core::canary::{Decision, JudgeConfig, Look, Verdict};
 use deploybot_core::failure::Failure;
 use deploybot_core::github::{CommitStatus, Github, LabelSpec, Merge, RepoName};
 use deploybot_core::gitops::commit_message::{CommitInfo, revert_reason, step_summary};
+use deploybot_core::gitops::live::{
+    AppStatus, FileAtRevision, Lineage, Liveness, deployed, liveness,
+};
 use deploybot_core::gitops::repo::{GitopsRepo, GitopsRepos};
 use deploybot_core::rollout::input::{Closing, Effect, Input, Notice, StatusState};
 use deploybot_core::rollout::plan::Weight;
@@ -62,26 +65,72 @@ struct RolloutEvidence {
     planned_steps: usize,
 }
 
-/// Prometheus, with each service's own query templates. The client (and its bearer token, read at
-/// start-up) is built once; without `prometheus.url` it cannot be, which `problem` reports at
-/// start-up and which makes every query fail as permanent, pausing the rollouts that need it.
+/// Prometheus, with each service's own query templates. The clients (and their bearer tokens,
+/// read at start-up) are built once: `prometheus.url`'s, and one for each environment naming its
+/// own server. Without a URL no client can be built, which `problem` reports at start-up and
+/// which makes every query fail as permanent, pausing the rollouts that need it.
 pub struct PrometheusWindows {
     config: Arc<Config>,
     client: Result<crate::adapters::prometheus::PrometheusClient, String>,
+    /// Environments' own servers, by `(service, environment)`.
+    own: std::collections::HashMap<
+        (String, String),
+        Result<crate::adapters::prometheus::PrometheusClient, String>,
+    >,
 }
 
 impl PrometheusWindows {
     pub fn new(config: Arc<Config>, secrets: &Secrets) -> Self {
-        let client = crate::adapters::prometheus::PrometheusClient::from_config(
-            &config.prometheus,
-            secrets.get(SecretKey::PrometheusBearerToken).cloned(),
-        );
-        PrometheusWindows { config, client }
+        use crate::adapters::prometheus::PrometheusClient;
+        let top_token = secrets.get(SecretKey::PrometheusBearerToken).cloned();
+        let client = PrometheusClient::from_config(&config.prometheus, top_token.clone());
+        let mut own = std::collections::HashMap::new();
+        for service in &config.services {
+            for env in service.environments() {
+                if env.prometheus.is_some() {
+                    let made = PrometheusClient::for_environment(
+                        &config,
+                        &service.name,
+                        env,
+                        top_token.clone(),
+                    );
+                    own.insert((service.name.clone(), env.name.clone()), made);
+                }
+            }
+        }
+        PrometheusWindows {
+            config,
+            client,
+            own,
+        }
     }
 
     /// Why no canary can be judged with this configuration, if so.
     pub fn problem(&self) -> Option<&str> {
-        self.client.as_ref().err().map(String::as_str)
+        let all_own = self
+            .config
+            .services
+            .iter()
+            .all(|s| s.environments().iter().all(|e| e.prometheus.is_some()));
+        let top = (!all_own).then_some(&self.client);
+        top.into_iter()
+            .chain(self.own.values())
+            .find_map(|c| c.as_ref().err())
+            .map(String::as_str)
+    }
+
+    /// The Prometheus client of `rollout`'s environment: its own, else `prometheus.url`'s.
+    pub fn client_for(
+        &self,
+        rollout: &Rollout,
+    ) -> Result<&crate::adapters::prometheus::PrometheusClient, Failure> {
+        let own = self.own.get(&(
+            rollout.service().to_string(),
+            rollout.environment().to_string(),
+        ));
+        own.unwrap_or(&self.client)
+            .as_ref()
+            .map_err(|e| Failure::refused(e.clone()))
     }
 }
 
@@ -94,7 +143,7 @@ impl WindowSource for PrometheusWindows {
         step_secs: u64,
     ) -> Result<Window, Failure> {
         let service = service_of(&self.config, rollout)?;
-        let client = self.client.clone().map_err(Failure::refused)?;
+        let client = self.client_for(rollout)?.clone();
         crate::adapters::prometheus::PrometheusSource::new(
             client,
             service.analysis.queries.clone(),
@@ -124,7 +173,8 @@ pub struct RunnerParts<W> {
     pub github: Option<Arc<dyn Github>>,
     /// The GitHub token, whose presence approval PRs require (they are opened through `github`).
     pub github_token: Option<deploybot_core::secret::Secret>,
-    pub argocd: Option<ArgoCdClient>,
+    /// The Argo CD servers (the top-level one, environments' own); empty without Argo CD.
+    pub argocd: ArgoCdServers,
     pub alerts: crate::adapters::alert::Alerts,
     pub windows: W,
     pub clock: Arc<dyn Clock + Send + Sync>,
@@ -147,7 +197,7 @@ impl<W> RunnerParts<W> {
             store,
             github: None,
             github_token: None,
-            argocd: None,
+            argocd: ArgoCdServers::default(),
             alerts: crate::adapters::alert::Alerts::log_only(),
             windows,
             clock,
@@ -777,15 +827,16 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     async fn wait_for_sync(&self, r: &Rollout, revision: &str) -> Result<Option<Input>, Failure> {
-        let Some(argocd) = &self.parts.argocd else {
-            let settle = secs(
-                self.parts
-                    .config
-                    .argocd
-                    .settle_time
-                    .as_millis()
-                    .div_ceil(1000),
-            );
+        let config = &self.parts.config;
+        let env = environment_of(config, r).map(|(_, _, env)| env);
+        // An environment removed from the config while its rollout was live: with Argo CD
+        // configured that is the refusal `environment_of` words, not a settle time.
+        let server = match &env {
+            Ok(env) => config.argocd_server(env),
+            Err(_) => config.argocd.server.as_ref(),
+        };
+        let Some(server) = server else {
+            let settle = secs(config.argocd.settle_time.as_millis().div_ceil(1000));
             let committed = r
                 .commits
                 .iter()
@@ -797,32 +848,102 @@ impl<W: WindowSource> LiveRunner<W> {
                 revision: revision.to_string(),
             }));
         };
-        let app = self
-            .parts
-            .config
-            .argocd
-            .application_name(r.service(), r.environment());
-        let refresh = self.parts.config.argocd.refresh;
-        match argocd.application(&app, refresh).await {
-            Ok(status) => Ok(match sync_progress(&status, revision) {
-                SyncProgress::Live => Some(Input::Synced {
-                    revision: revision.to_string(),
-                }),
-                SyncProgress::Failed(reason) => Some(Input::SyncFailed {
-                    reason: format!("Argo CD application {app}: {reason}"),
-                }),
-                SyncProgress::Waiting(why) => {
-                    tracing::debug!(rollout = %r.deploy_id, %app, "waiting for sync: {why}");
-                    None
-                }
-            }),
+        let env = env?;
+        let argocd = self.parts.argocd.client(server).ok_or_else(|| {
+            Failure::refused(format!(
+                "no Argo CD client for {} ({}/{}): it was not built at start-up",
+                server.url,
+                r.service(),
+                r.environment()
+            ))
+        })?;
+        let app = config.application_name(r.service(), env);
+        let status = match argocd.application(&app, config.argocd.refresh).await {
+            Ok(status) => status,
             // Asked again on the next tick; the deadline in the record bounds the wait.
             Err(e) if e.is_transient() => {
                 tracing::warn!(rollout = %r.deploy_id, %app, "reading Argo CD: {e}");
-                Ok(None)
+                return Ok(None);
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        let (lineage, files) = self.lineage_and_files(r, env, &status, revision).await?;
+        Ok(match liveness(&status, revision, &lineage, &files) {
+            Liveness::Live { revision: at } => {
+                if at != revision {
+                    tracing::info!(rollout = %r.deploy_id, %app, %at, "synced to a later commit that carries the step");
+                }
+                Some(Input::Synced {
+                    revision: revision.to_string(),
+                })
+            }
+            Liveness::Failed(reason) => Some(Input::SyncFailed {
+                reason: format!("Argo CD application {app}: {reason}"),
+            }),
+            Liveness::Overwritten {
+                revision: at,
+                path,
+                detail,
+            } => Some(Input::Overwritten {
+                reason: format!(
+                    "Argo CD application {app} is synced to {at}, which contains deploybot's \
+                     commit {revision}, but {path} no longer carries the step's values ({detail}); \
+                     someone else's version is not judged: restore the value and /resume, or \
+                     /rollback"
+                ),
+            }),
+            Liveness::Waiting(why) => {
+                tracing::debug!(rollout = %r.deploy_id, %app, "waiting for sync: {why}");
+                None
+            }
+        })
+    }
+
+    /// What the GitOps repository says of the revisions `status` reports: whether each contains
+    /// `ours`, and the step's files at the one that does (its edits applied again: a value that
+    /// differs is someone else's).
+    async fn lineage_and_files(
+        &self,
+        r: &Rollout,
+        env: &EnvironmentSpec,
+        status: &AppStatus,
+        ours: &str,
+    ) -> Result<(Vec<Lineage>, Vec<FileAtRevision>), Failure> {
+        let repo = self.repo(env)?;
+        let mut lineage: Vec<Lineage> = Vec::new();
+        let reported = status.revisions.iter().chain(&status.operation_revision);
+        for revision in reported {
+            if revision == ours || lineage.iter().any(|l| &l.revision == revision) {
+                continue;
+            }
+            let contains_ours = repo.contains(&env.branch, revision, ours).await?;
+            lineage.push(Lineage {
+                revision: revision.clone(),
+                contains_ours,
+            });
         }
+        let Some(at) = deployed(status, ours, &lineage) else {
+            return Ok((lineage, Vec::new()));
+        };
+        let (service, image, _) = environment_of(&self.parts.config, r)?;
+        let Some(weight) = r.step().map(|s| s.weight) else {
+            return Ok((lineage, Vec::new()));
+        };
+        let mut files = Vec::new();
+        for edit in step_edits(&service.name, image, env, r.image_tag(), weight)? {
+            let differs = match repo.read_file(&env.branch, at, edit.path()).await? {
+                None => Err(format!("{} is not in the repository at {at}", edit.path())),
+                Some(text) => edit
+                    .apply(&text)
+                    .map(|edited| edited.changes)
+                    .map_err(|e| e.to_string()),
+            };
+            files.push(FileAtRevision {
+                path: edit.path().to_string(),
+                differs,
+            });
+        }
+        Ok((lineage, files))
     }
 }
 

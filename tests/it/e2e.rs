@@ -2,7 +2,8 @@
 //! webhooks into the router; the GitOps repository a real bare repository served over smart
 //! HTTP by `git http-backend` (token auth); the real Prometheus server over known series; a
 //! fake GitHub speaking the REST shapes (built from the real payloads, API-opened PRs backed by
-//! the real repository) and a fake Argo CD reporting the repository's tip as synced and healthy.
+//! the real repository) and a fake Argo CD (held to its API description) reporting the
+//! repository's tip as synced and healthy.
 //!
 //! Time is a virtual clock, and the Prometheus series are backfilled for the virtual timeline
 //! (`promtool tsdb create-blocks-from openmetrics`): a 40-minute rollout is judged from real
@@ -20,11 +21,10 @@
 //! 4. Prometheus stops mid-analysis: the rollout pauses and is never promoted.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
 use axum::http::{Request, StatusCode};
 use chrono::DateTime;
 use serde_json::{Value, json};
@@ -43,6 +43,7 @@ use deploybot_core::rollout::store::RolloutStore;
 use deploybot_core::rollout::{Phase, Rollout};
 use deploybot_core::webhook::signature::sign;
 
+use crate::support::fake_argocd::{self, FakeArgoCd};
 use crate::support::fake_github::{BareRepo, FakeGithub, file, webhook};
 use crate::support::git_http::GitHttp;
 use crate::support::prometheus::{PrometheusServer, require_tools, start_prometheus};
@@ -101,58 +102,22 @@ fn openmetrics(start: i64) -> String {
     s
 }
 
-/// Argo CD's Application API over the real repository: synced and healthy at its tip.
-#[derive(Clone)]
-struct FakeArgo {
-    repo: BareRepo,
-    reads: Arc<Mutex<Vec<String>>>,
-}
-
-async fn application(
-    State(argo): State<FakeArgo>,
-    UrlPath(name): UrlPath<String>,
-    headers: axum::http::HeaderMap,
-) -> (StatusCode, String) {
-    if headers.get("authorization").and_then(|v| v.to_str().ok())
-        != Some(&format!("Bearer {ARGO_TOKEN}"))
-    {
-        return (
-            StatusCode::UNAUTHORIZED,
-            r#"{"error":"invalid session","code":16}"#.into(),
-        );
-    }
-    argo.reads.lock().unwrap().push(name.clone());
-    let mut app: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/argocd/application-synced-healthy.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let tip = argo.repo.tip("main").unwrap();
-    app["metadata"]["name"] = json!(name);
-    app["status"]["sync"]["revision"] = json!(tip);
-    app["status"]["operationState"]["operation"]["sync"]["revision"] = json!(tip);
-    app["status"]["operationState"]["syncResult"]["revision"] = json!(tip);
-    (StatusCode::OK, app.to_string())
-}
-
-async fn start_argo(repo: BareRepo) -> (String, FakeArgo) {
-    let argo = FakeArgo {
-        repo,
-        reads: Arc::default(),
+/// Argo CD over the real repository (`support::fake_argocd`, held to Argo CD's API
+/// description): every environment's Application synced and healthy at the branch tip.
+async fn start_argo(ws: &Workspace) -> FakeArgoCd {
+    let tip = |_: &str| fake_argocd::App::Tip {
+        git_dir: ws.gitops.clone(),
+        branch: "main".into(),
+        third_writer: None,
     };
-    let app = axum::Router::new()
-        .route(
-            "/api/v1/applications/{name}",
-            axum::routing::get(application),
-        )
-        .with_state(argo.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, argo)
+    fake_argocd::serve(
+        ARGO_TOKEN,
+        vec![
+            ("checkout-staging", tip("staging")),
+            ("checkout-production", tip("production")),
+        ],
+    )
+    .await
 }
 
 struct World {
@@ -160,6 +125,7 @@ struct World {
     gh: FakeGithub,
     repo: BareRepo,
     prometheus: PrometheusServer,
+    argo: FakeArgoCd,
     clock: VirtualClock,
     _git: GitHttp,
     _tmp: tempfile::TempDir,
@@ -182,7 +148,8 @@ impl World {
         let git = GitHttp::start(ws.root.clone(), GIT_TOKEN).await;
         let gh = FakeGithub::start().await;
         gh.back_with_git(repo.clone());
-        let (argo_url, _argo) = start_argo(repo.clone()).await;
+        let argo = start_argo(&ws).await;
+        let argo_url = argo.url.clone();
         let start = timeline_start();
         let prometheus = start_prometheus(&openmetrics(start)).await;
         let clock =
@@ -252,6 +219,7 @@ impl World {
             gh,
             repo,
             prometheus,
+            argo,
             clock,
             _git: git,
             _tmp: tmp,
@@ -744,5 +712,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         metrics.contains(r#"deploybot_rollout_alerts_total{level="warn",notice="rolled_back"} 2"#),
         "{metrics}"
     );
+    assert!(!w.argo.requests_for("checkout-production").is_empty());
+    assert_eq!(w.argo.violations(), Vec::<String>::new());
     app.shutdown(Duration::from_secs(10)).await;
 }

@@ -905,3 +905,64 @@ async fn the_real_manifest_editor_through_the_writer() {
         .unwrap();
     assert!(matches!(again, WriteOutcome::Unchanged { .. }), "{again:?}");
 }
+
+/// The port's questions for a shared branch: whether a revision contains a commit (after
+/// fetching the branch, since Argo CD reports commits the clone has not seen), and a file at a
+/// revision (fetching a commit the clone lacks).
+#[tokio::test]
+async fn the_port_answers_ancestry_and_reads_files_at_revisions_it_fetched() {
+    use deploybot_core::gitops::repo::GitopsRepo;
+    let fx = GitFixture::new();
+    let w = fx.writer("ancestry", &fx.file_url(), GitAuth::None);
+    let seed = fx.head("main");
+    let ours = fx.human_commit(
+        "main",
+        "apps/web/deployment.yaml",
+        &deployment("web", "2.0.0"),
+        "web 2.0.0",
+    );
+    let theirs = fx.human_commit(
+        "main",
+        "apps/api/deployment.yaml",
+        &deployment("api", "9.9.9"),
+        "api",
+    );
+    let port: &dyn GitopsRepo = &w;
+    for (revision, commit, want) in [
+        (theirs.as_str(), ours.as_str(), true),
+        (ours.as_str(), ours.as_str(), true),
+        (seed.as_str(), ours.as_str(), false),
+        ("1.2.3", ours.as_str(), false),
+        (
+            "0123456789012345678901234567890123456789",
+            ours.as_str(),
+            false,
+        ),
+    ] {
+        let got = port.contains("main", revision, commit).await.unwrap();
+        assert_eq!(got, want, "does {revision} contain {commit}?");
+    }
+    // A commit pushed after the last fetch is fetched to be read.
+    let later = fx.human_commit(
+        "main",
+        "apps/web/deployment.yaml",
+        &deployment("web", "2.1.0"),
+        "web 2.1.0",
+    );
+    let text = port
+        .read_file("main", &later, "apps/web/deployment.yaml")
+        .await
+        .unwrap();
+    assert!(text.unwrap().contains("2.1.0"));
+    let text = port
+        .read_file("main", &ours, "apps/web/deployment.yaml")
+        .await
+        .unwrap();
+    assert!(text.unwrap().contains("2.0.0"));
+    assert_eq!(
+        port.read_file("main", &ours, "apps/nope.yaml")
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -158,7 +158,7 @@ fn openmetrics(start: i64) -> String {
     let mut s = String::from("# TYPE http_requests counter\n");
     for p in plans() {
         let labels = format!(
-            r#"service="{}",namespace="shop",track="{}""#,
+            r#"service="{}",namespace="shop",environment="production",track="{}""#,
             p.service, p.track
         );
         for (code, f) in [
@@ -183,7 +183,7 @@ fn openmetrics(start: i64) -> String {
     s.push_str("# TYPE http_request_duration_seconds histogram\n");
     for p in plans() {
         let labels = format!(
-            r#"service="{}",namespace="shop",track="{}""#,
+            r#"service="{}",namespace="shop",environment="production",track="{}""#,
             p.service, p.track
         );
         for (i, le) in LE.iter().enumerate() {
@@ -199,7 +199,7 @@ fn openmetrics(start: i64) -> String {
     s.push_str("# TYPE checkout_failures counter\n");
     for p in plans() {
         let labels = format!(
-            r#"service="{}",namespace="shop",track="{}""#,
+            r#"service="{}",namespace="shop",environment="production",track="{}""#,
             p.service, p.track
         );
         for (t, v) in counter(&p, start, |m| m.failed_checkouts) {

@@ -15,7 +15,8 @@ use deploybot_core::gitops::repo::{BotWrite, GitopsRepo, GitopsRepos, WriteOutco
 use deploybot_core::secret::Secret;
 
 use crate::adapters::gitops::GitopsError;
-use crate::adapters::gitops::writer::{BranchLocks, Target, Writer};
+use crate::adapters::gitops::writer::{BranchLocks, Target, Writer, blocking, read_text};
+use git2::Oid;
 
 impl GitopsRepo for Writer {
     fn write<'a>(
@@ -77,6 +78,69 @@ impl GitopsRepo for Writer {
 
     fn tip<'a>(&'a self, branch: &'a str) -> PortFuture<'a, Option<String>> {
         Box::pin(async move { Ok(self.remote_tip(branch).await?.map(|t| t.commit)) })
+    }
+
+    fn contains<'a>(
+        &'a self,
+        branch: &'a str,
+        revision: &'a str,
+        commit: &'a str,
+    ) -> PortFuture<'a, bool> {
+        let clone = self.clone_handle();
+        let (branch, revision, commit) =
+            (branch.to_string(), revision.to_string(), commit.to_string());
+        Box::pin(async move {
+            Ok(blocking(move || -> Result<bool, GitopsError> {
+                let repo = clone.repository()?;
+                clone.fetch(&repo, &branch)?;
+                // Not an object id, or one this clone does not have: not a commit of the branch.
+                let (Ok(revision), Ok(commit)) = (Oid::from_str(&revision), Oid::from_str(&commit))
+                else {
+                    return Ok(false);
+                };
+                if revision == commit {
+                    return Ok(repo.find_commit(revision).is_ok());
+                }
+                if repo.find_commit(revision).is_err() || repo.find_commit(commit).is_err() {
+                    return Ok(false);
+                }
+                repo.graph_descendant_of(revision, commit)
+                    .map_err(GitopsError::git(format!(
+                        "checking whether {revision} contains {commit}"
+                    )))
+            })
+            .await?)
+        })
+    }
+
+    fn read_file<'a>(
+        &'a self,
+        branch: &'a str,
+        revision: &'a str,
+        path: &'a str,
+    ) -> PortFuture<'a, Option<String>> {
+        let clone = self.clone_handle();
+        let (branch, revision, path) = (branch.to_string(), revision.to_string(), path.to_string());
+        Box::pin(async move {
+            Ok(blocking(move || -> Result<Option<String>, GitopsError> {
+                let repo = clone.repository()?;
+                let doing = format!("reading {path} at {revision}");
+                let oid = Oid::from_str(&revision).map_err(GitopsError::git(&doing))?;
+                if repo.find_commit(oid).is_err() {
+                    clone.fetch(&repo, &branch)?;
+                }
+                let tree = repo
+                    .find_commit(oid)
+                    .and_then(|c| c.tree())
+                    .map_err(GitopsError::git(&doing))?;
+                match read_text(&repo, &tree, &path, &revision, oid) {
+                    Ok(text) => Ok(Some(text)),
+                    Err(GitopsError::FileMissing { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?)
+        })
     }
 }
 

@@ -478,7 +478,7 @@ fn conflict(branch: &str, path: &str, location: &str, expected: &str, found: &st
     }
 }
 
-fn read_text(
+pub(crate) fn read_text(
     repo: &Repository,
     tree: &Tree<'_>,
     path: &str,

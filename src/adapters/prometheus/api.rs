@@ -14,7 +14,8 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
 use crate::adapters::retry::retry;
-use deploybot_core::config::PrometheusSpec;
+use crate::adapters::secrets::Resolve;
+use deploybot_core::config::{Config, EnvironmentSpec, PrometheusSpec};
 use deploybot_core::failure::{Class, Failure};
 use deploybot_core::retry::RetryPolicy;
 use deploybot_core::secret::Secret;
@@ -85,6 +86,42 @@ impl PrometheusClient {
                 config.max_backoff.as_duration(),
             ),
         })
+    }
+
+    /// The client of `env`'s Prometheus: its own server (`services[].environments[].prometheus`,
+    /// its token read now) with the top-level settings, else `prometheus.url` with `top_token`
+    /// (`prometheus.bearer_token`, read at start-up).
+    pub fn for_environment(
+        config: &Config,
+        service: &str,
+        env: &EnvironmentSpec,
+        top_token: Option<Secret>,
+    ) -> Result<Self, String> {
+        let Some(server) = config.prometheus_server(env) else {
+            // Neither: the error that says prometheus.url is not set.
+            return PrometheusClient::from_config(&config.prometheus, None);
+        };
+        let token = match &env.prometheus {
+            // A server of the environment's own gets its own token, never the top-level one.
+            Some(_) => server
+                .bearer_token
+                .as_ref()
+                .map(|t| {
+                    t.resolve().map_err(|e| {
+                        format!(
+                            "the Prometheus bearer token of {service}/{} ({}): {e}",
+                            env.name, server.url
+                        )
+                    })
+                })
+                .transpose()?,
+            None => top_token,
+        };
+        let spec = PrometheusSpec {
+            url: Some(server.url),
+            ..config.prometheus.clone()
+        };
+        PrometheusClient::from_config(&spec, token)
     }
 
     /// The server's base URL (for messages).

@@ -125,12 +125,12 @@ pub async fn assemble<W: WindowSource + 'static>(
     if model.is_none() {
         info!("no llm.base_url: the deterministic risk policy alone decides");
     }
-    let argocd = crate::adapters::argocd::ArgoCdClient::from_config(
-        &config.argocd,
+    let argocd = crate::adapters::argocd::ArgoCdServers::from_config(
+        &config,
         secrets.get(SecretKey::ArgoCdToken),
     )
     .map_err(anyhow::Error::msg)?;
-    if argocd.is_none() {
+    if argocd.is_empty() {
         info!(settle_time = %config.argocd.settle_time, "no argocd.url: each commit settles for a fixed time");
     }
     let alerts = crate::adapters::alert::Alerts::new(

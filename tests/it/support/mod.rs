@@ -24,6 +24,7 @@ pub fn deploybot_ok(args: &[&str]) -> String {
     stdout
 }
 
+pub mod fake_argocd;
 pub mod fake_github;
 pub mod git_http;
 pub mod golden;

@@ -106,7 +106,7 @@ fn escape(value: &str) -> String {
 }
 
 /// Selects one service's series: the labels every default template uses.
-const SELECTOR: &str = r#"service="{{service}}",namespace="{{namespace}}",track="{{track}}""#;
+const SELECTOR: &str = r#"service="{{service}}",namespace="{{namespace}}",environment="{{environment}}",track="{{track}}""#;
 
 /// PromQL templates of a service's analysis (`services[].analysis.queries`). Each is evaluated
 /// once per track and per interval and must return one series (or, for `latency`, one per `le`).

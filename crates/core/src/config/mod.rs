@@ -336,11 +336,52 @@ pub struct ArgoCdServer {
 }
 
 impl ArgoCdSpec {
-    /// The Application name for `service` in `environment`.
+    /// The Application name for `service` in `environment` from the top-level template (an
+    /// environment may name its own: [`Config::application_name`]).
     pub fn application_name(&self, service: &str, environment: &str) -> String {
-        self.application
-            .replace("{service}", service)
-            .replace("{environment}", environment)
+        application_name(&self.application, service, environment)
+    }
+}
+
+fn application_name(template: &str, service: &str, environment: &str) -> String {
+    template
+        .replace("{service}", service)
+        .replace("{environment}", environment)
+}
+
+/// A Prometheus server: its base URL (ending in `/`) and bearer token, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrometheusServer {
+    pub url: Url,
+    pub bearer_token: Option<SecretRef>,
+}
+
+impl Config {
+    /// The Argo CD server `env` is read from: its own, else `argocd.url`'s; `None` without
+    /// either (commits then settle for `argocd.settle_time`).
+    pub fn argocd_server<'a>(&'a self, env: &'a EnvironmentSpec) -> Option<&'a ArgoCdServer> {
+        env.argocd.as_ref().or(self.argocd.server.as_ref())
+    }
+
+    /// The Application of `service` in `env`: the environment's template, else
+    /// `argocd.application`.
+    pub fn application_name(&self, service: &str, env: &EnvironmentSpec) -> String {
+        let template = env
+            .application
+            .as_deref()
+            .unwrap_or(&self.argocd.application);
+        application_name(template, service, &env.name)
+    }
+
+    /// The Prometheus `env` is judged from: its own, else `prometheus.url` with
+    /// `prometheus.bearer_token`; `None` without either.
+    pub fn prometheus_server(&self, env: &EnvironmentSpec) -> Option<PrometheusServer> {
+        env.prometheus.clone().or_else(|| {
+            self.prometheus.url.clone().map(|url| PrometheusServer {
+                url,
+                bearer_token: self.prometheus.bearer_token.clone(),
+            })
+        })
     }
 }
 
@@ -418,6 +459,14 @@ pub struct EnvironmentSpec {
     pub branch: BranchName,
     pub targets: Vec<TargetConfig>,
     pub approval: ApprovalRule,
+    /// Its own Argo CD server (`argocd.url` and token), else the top-level one
+    /// ([`Config::argocd_server`]).
+    pub argocd: Option<ArgoCdServer>,
+    /// Its own Application name template, else `argocd.application`
+    /// ([`Config::application_name`]).
+    pub application: Option<String>,
+    /// Its own Prometheus, else `prometheus.url` ([`Config::prometheus_server`]).
+    pub prometheus: Option<PrometheusServer>,
 }
 
 impl EnvironmentSpec {

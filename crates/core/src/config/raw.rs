@@ -625,6 +625,44 @@ pub struct EnvironmentConfig {
     /// merge is reverted through git with the reason in the commit.
     #[serde(default = "default_true")]
     pub revert_unapproved_merges: bool,
+    /// This environment's Argo CD, where it is not the top-level `argocd` one (another cluster,
+    /// another Application name); unset keys take the top-level section's values.
+    #[serde(default)]
+    pub argocd: Option<EnvironmentArgoCd>,
+    /// This environment's Prometheus, where it is not `prometheus.url` (one per cluster).
+    #[serde(default)]
+    pub prometheus: Option<EnvironmentPrometheus>,
+}
+
+/// `services[].environments[].argocd`: this environment's Argo CD server and Application name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentArgoCd {
+    /// The Argo CD server of this environment; needs its own `token_env` or `token_file` (a
+    /// token of one server is never sent to another). Unset: `argocd.url` and its token.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The Application name (`{service}`, `{environment}`). Unset: `argocd.application`.
+    #[serde(default)]
+    pub application: Option<String>,
+}
+
+/// `services[].environments[].prometheus`: this environment's Prometheus server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentPrometheus {
+    /// The Prometheus of this environment; the other `prometheus` settings (timeout, retries,
+    /// staleness) are the top-level ones.
+    pub url: String,
+    /// Its bearer token, if it needs one (the top-level token is never sent to another server).
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 fn default_true() -> bool {

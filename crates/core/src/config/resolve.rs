@@ -13,9 +13,9 @@ use super::raw::{self, RawConfig, WriteMode};
 use super::{
     AlertsSpec, ApprovalRule, ArgoCdServer, ArgoCdSpec, BranchName, Config, ConnectionLimits,
     DeploySpec, EnvironmentSpec, GithubSpec, GitopsRepo, GitopsSpec, ImageRepository, LlmSpec,
-    ModelSpec, Problems, PrometheusSpec, PushRetry, Resolved, Retention, RiskSpec, SecretKey,
-    SecretPresence, ServerSpec, ServiceSpec, StoreSpec, TeamName, Warning, WorkerSpec,
-    carries_canary,
+    ModelSpec, Problems, PrometheusServer, PrometheusSpec, PushRetry, Resolved, Retention,
+    RiskSpec, SecretKey, SecretPresence, ServerSpec, ServiceSpec, StoreSpec, TeamName, Warning,
+    WorkerSpec, carries_canary,
 };
 use crate::canary::settings::MetricMode;
 use crate::duration::PromDuration;
@@ -38,6 +38,7 @@ pub fn resolve(raw: &RawConfig, secrets: &dyn SecretPresence) -> Result<Resolved
         problems: Vec::new(),
         warnings: Vec::new(),
         secrets: Vec::new(),
+        environment_secrets: Vec::new(),
     };
     let server = r.server(&raw.server);
     let github = r.github(&raw.github);
@@ -77,7 +78,12 @@ pub fn resolve(raw: &RawConfig, secrets: &dyn SecretPresence) -> Result<Resolved
     }
     for (key, reference) in &r.secrets {
         if let Err(why) = secrets.check(reference) {
-            r.problems.push(missing_secret(*key, reference, &why));
+            r.problems.push(missing_secret(key.key(), reference, &why));
+        }
+    }
+    for (key, reference) in &r.environment_secrets {
+        if let Err(why) = secrets.check(reference) {
+            r.problems.push(missing_secret(key, reference, &why));
         }
     }
     let (Some(server), Some(github), Some(gitops), Some(llm), Some(prometheus)) =
@@ -111,7 +117,7 @@ pub fn resolve(raw: &RawConfig, secrets: &dyn SecretPresence) -> Result<Resolved
 }
 
 /// The problem of a secret that cannot be read: names the key and the reference, never a value.
-fn missing_secret(key: SecretKey, reference: &SecretRef, why: &str) -> String {
+fn missing_secret(key: &str, reference: &SecretRef, why: &str) -> String {
     let (what, fix) = match reference {
         SecretRef::Env(var) => (var.clone(), format!("set {var} where deploybot runs")),
         SecretRef::File(path) => (
@@ -119,10 +125,11 @@ fn missing_secret(key: SecretKey, reference: &SecretRef, why: &str) -> String {
             format!("mount the secret at {}", path.display()),
         ),
     };
-    format!(
-        "{} ({what}): {why}; {fix}, or remove the reference",
-        key.written(reference)
-    )
+    let suffix = match reference {
+        SecretRef::Env(_) => "_env",
+        SecretRef::File(_) => "_file",
+    };
+    format!("{key}{suffix} ({what}): {why}; {fix}, or remove the reference")
 }
 
 struct Resolver {
@@ -132,6 +139,9 @@ struct Resolver {
     warnings: Vec<Warning>,
     /// The secret references in use, checked for presence once every section is resolved.
     secrets: Vec<(SecretKey, SecretRef)>,
+    /// An environment's own Argo CD and Prometheus tokens, by the key they are written under
+    /// (`services[0].environments[1].argocd.token`), checked for presence with the others.
+    environment_secrets: Vec<(String, SecretRef)>,
 }
 
 impl Resolver {
@@ -768,17 +778,7 @@ impl Resolver {
                 }
             }
         };
-        let leftover = c
-            .application
-            .replace("{service}", "")
-            .replace("{environment}", "");
-        if leftover.contains(['{', '}']) || c.application.trim().is_empty() {
-            self.problem(format!(
-                "argocd.application: only {{service}} and {{environment}} may be used, got {:?}",
-                c.application
-            ));
-            ok = false;
-        }
+        ok &= self.application_template("argocd.application", &c.application);
         if c.timeout.is_zero() {
             self.problem("argocd.timeout: must be greater than 0 (e.g. 10s)".into());
             ok = false;
@@ -1072,7 +1072,28 @@ impl Resolver {
             ));
             ok = false;
         }
+        let (argocd, application) = match &e.argocd {
+            Some(a) => match self.environment_argocd(ekey, a) {
+                Some(resolved) => resolved,
+                None => {
+                    ok = false;
+                    (None, None)
+                }
+            },
+            None => (None, None),
+        };
+        let prometheus = match &e.prometheus {
+            Some(p) => {
+                let server = self.environment_prometheus(ekey, p);
+                ok &= server.is_some();
+                server
+            }
+            None => None,
+        };
         let spec = EnvironmentSpec {
+            argocd,
+            application,
+            prometheus,
             name: e.name.clone(),
             repo: repo?,
             branch: branch?,
@@ -1087,6 +1108,101 @@ impl Resolver {
             },
         };
         ok.then_some(spec)
+    }
+
+    /// `<ekey>.argocd`: the environment's own server (URL with its own token) and Application
+    /// name; `None` with the problems recorded.
+    fn environment_argocd(
+        &mut self,
+        ekey: &str,
+        a: &raw::EnvironmentArgoCd,
+    ) -> Option<(Option<ArgoCdServer>, Option<String>)> {
+        let key = format!("{ekey}.argocd");
+        let mut ok = true;
+        let token = SecretRef::from_pair(
+            &format!("{key}.token"),
+            a.token_env.as_ref(),
+            a.token_file.as_ref(),
+        )
+        .map_err(|e| self.problem(e))
+        .ok()?;
+        let server = match (&a.url, token) {
+            (Some(text), Some(token)) => match Url::parse(text) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                    self.environment_secrets
+                        .push((format!("{key}.token"), token.clone()));
+                    Some(ArgoCdServer { url: u, token })
+                }
+                _ => {
+                    self.problem(format!(
+                        "{key}.url: must be an http(s) URL, got {text:?}; write it as \
+                         https://argocd.production.example.com"
+                    ));
+                    ok = false;
+                    None
+                }
+            },
+            (Some(_), None) => {
+                self.problem(format!(
+                    "{key}.token_env or {key}.token_file: required with {key}.url (the top-level \
+                     argocd token is not sent to another server); name where this server's API \
+                     token is"
+                ));
+                ok = false;
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(format!(
+                    "{key}.token_env or {key}.token_file: only read with {key}.url; set the \
+                     environment's Argo CD URL, or remove the token"
+                ));
+                ok = false;
+                None
+            }
+            (None, None) => None,
+        };
+        if let Some(template) = &a.application {
+            ok &= self.application_template(&format!("{key}.application"), template);
+        }
+        ok.then(|| (server, a.application.clone()))
+    }
+
+    /// `<ekey>.prometheus`: the environment's own Prometheus; `None` with the problems recorded.
+    fn environment_prometheus(
+        &mut self,
+        ekey: &str,
+        p: &raw::EnvironmentPrometheus,
+    ) -> Option<PrometheusServer> {
+        let key = format!("{ekey}.prometheus");
+        let url = base_url(&p.url).map_err(|e| {
+            format!("{key}.url: {e}; write it as http://prometheus.production.svc:9090")
+        });
+        let token = SecretRef::from_pair(
+            &format!("{key}.bearer_token"),
+            p.bearer_token_env.as_ref(),
+            p.bearer_token_file.as_ref(),
+        );
+        let (url, token) = (self.ok(url), self.ok(token));
+        let (url, bearer_token) = (url?, token?);
+        if let Some(t) = &bearer_token {
+            self.environment_secrets
+                .push((format!("{key}.bearer_token"), t.clone()));
+        }
+        Some(PrometheusServer { url, bearer_token })
+    }
+
+    /// An Application name template under `key`: only `{service}` and `{environment}`.
+    fn application_template(&mut self, key: &str, template: &str) -> bool {
+        let leftover = template
+            .replace("{service}", "")
+            .replace("{environment}", "");
+        if leftover.contains(['{', '}']) || template.trim().is_empty() {
+            self.problem(format!(
+                "{key}: only {{service}} and {{environment}} may be used, got {template:?}"
+            ));
+            return false;
+        }
+        true
     }
 
     /// The judge and its queries, and how they must match: a gated latency needs its query, and

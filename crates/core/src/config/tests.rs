@@ -702,3 +702,71 @@ fn each_environment_repository_is_named_on_the_github_that_serves_it() {
         "{p}"
     );
 }
+
+#[test]
+fn environments_name_their_own_argo_cd_and_prometheus_and_fall_back_to_the_top_level() {
+    let yaml = "argocd:\n  url: https://argocd.example.com\n  token_env: ARGO_SHARED\n\
+                prometheus:\n  url: http://prometheus.shared:9090\n\
+                gitops:\n  repo_url: https://github.com/acme/gitops.git\n\
+                services:\n  - name: checkout\n    app_repo: acme/checkout\n    \
+                image: ghcr.io/acme/checkout\n    environments:\n      - name: staging\n\
+                \x20     - name: canary\n        argocd:\n          application: '{service}-cx'\n\
+                \x20     - name: production\n        argocd:\n          \
+                url: https://argocd.prod.example.com\n          token_env: ARGO_PROD\n\
+                \x20       prometheus:\n          url: http://prometheus.prod:9090/prom\n          \
+                bearer_token_file: /run/secrets/prom-prod\n";
+    let c = parse(yaml);
+    let envs = c.services[0].environments();
+    let row = |e: &EnvironmentSpec| {
+        (
+            c.argocd_server(e).map(|s| s.url.to_string()),
+            c.application_name("checkout", e),
+            c.prometheus_server(e).map(|p| p.url.to_string()),
+        )
+    };
+    let want = [
+        (
+            "https://argocd.example.com/",
+            "checkout-staging",
+            "http://prometheus.shared:9090/",
+        ),
+        (
+            "https://argocd.example.com/",
+            "checkout-cx",
+            "http://prometheus.shared:9090/",
+        ),
+        (
+            "https://argocd.prod.example.com/",
+            "checkout-production",
+            "http://prometheus.prod:9090/prom/",
+        ),
+    ];
+    for (e, (argocd, app, prom)) in envs.iter().zip(want) {
+        assert_eq!(
+            row(e),
+            (
+                Some(argocd.to_string()),
+                app.to_string(),
+                Some(prom.to_string())
+            ),
+            "{}",
+            e.name
+        );
+    }
+    // An environment's own tokens are checked for presence under their full keys.
+    let p = problems_with(yaml, &Env(&["ARGO_SHARED"]));
+    let key = "services[0].environments[2]";
+    assert!(
+        p.contains(&format!(
+            "{key}.argocd.token_env (ARGO_PROD): environment variable ARGO_PROD is not set"
+        )),
+        "{p}"
+    );
+    assert!(
+        p.contains(&format!(
+            "{key}.prometheus.bearer_token_file (/run/secrets/prom-prod)"
+        )),
+        "{p}"
+    );
+    assert_eq!(p.lines().count(), 2, "{p}");
+}

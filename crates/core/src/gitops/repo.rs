@@ -100,6 +100,24 @@ pub trait GitopsRepo: Send + Sync {
     /// The commit at the tip of `branch` on the remote, read now; `None` when there is no such
     /// branch.
     fn tip<'a>(&'a self, branch: &'a str) -> PortFuture<'a, Option<String>>;
+    /// Whether `revision` is `commit` or a later commit containing it, with `branch` (the one
+    /// Argo CD watches) fetched from the remote now. False when the repository does not have
+    /// `revision` (a Helm chart version of a multi-source app, a commit of another branch).
+    fn contains<'a>(
+        &'a self,
+        branch: &'a str,
+        revision: &'a str,
+        commit: &'a str,
+    ) -> PortFuture<'a, bool>;
+    /// The text of `path` at `revision`, a commit of `branch` (fetched from the remote when the
+    /// local clone does not have the commit yet: a merge made on the server), `None` when the
+    /// file is not there.
+    fn read_file<'a>(
+        &'a self,
+        branch: &'a str,
+        revision: &'a str,
+        path: &'a str,
+    ) -> PortFuture<'a, Option<String>>;
 }
 
 /// The GitOps repositories by URL (environments may name their own), opened on first use and

@@ -91,6 +91,12 @@ pub enum Input {
     SyncFailed {
         reason: String,
     },
+    /// The revision Argo CD reports synced contains the step's commit, but a later commit
+    /// changed a value the step wrote (`reason` names the file and the value): what runs is
+    /// someone else's version, which is neither judged nor rolled back over.
+    Overwritten {
+        reason: String,
+    },
     Judged(Observation),
     /// Metrics could not be read after the shell's retries.
     MetricsUnavailable {
@@ -129,6 +135,7 @@ impl Input {
             Input::Committed { .. } => "committed".into(),
             Input::Synced { .. } => "synced".into(),
             Input::SyncFailed { .. } => "sync_failed".into(),
+            Input::Overwritten { .. } => "overwritten".into(),
             Input::Judged(o) => format!("judged:{}", observation_name(o)),
             Input::MetricsUnavailable { .. } => "metrics_unavailable".into(),
             Input::Tick => "tick".into(),
@@ -148,7 +155,9 @@ impl Input {
             Input::Assessed { .. } => "risk".into(),
             Input::Judged(_) | Input::MetricsUnavailable { .. } => "judge".into(),
             Input::Committed { .. } | Input::Reverted { .. } => "gitops".into(),
-            Input::Synced { .. } | Input::SyncFailed { .. } => "argocd".into(),
+            Input::Synced { .. } | Input::SyncFailed { .. } | Input::Overwritten { .. } => {
+                "argocd".into()
+            }
             Input::Tick => "clock".into(),
             Input::Superseded { by_deploy_id } => format!("rollout {by_deploy_id}"),
             Input::ApprovalRevoked | Input::ApprovalOutdated { .. } => "github".into(),

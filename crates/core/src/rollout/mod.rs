@@ -48,6 +48,8 @@
 //! | 12 | Canary (Syncing) | Tick past the sync deadline | Paused (or RolledBack if `on_sync_failure: rollback`) | Comment, SetStatus, Notify |
 //! | 12b | Canary (Syncing) | Tick before the sync deadline | unchanged | WaitForSync (poll again) |
 //! | 13 | Canary (Syncing) | SyncFailed | Paused (or RolledBack if `on_sync_failure: rollback`) | Comment, SetStatus, Notify |
+//! | 13b | Canary (Syncing) | Overwritten (a later commit changed the step's values) | Paused, whatever `on_sync_failure` says | Comment, SetStatus, Notify |
+//! | 13c | Canary (Live) | Overwritten | rejected (nothing is syncing) | — |
 //! | 14 | Canary (Live) | Tick, an interval since the last query | unchanged phase | QueryMetrics |
 //! | 15 | Canary (Live) | Tick, not due | unchanged | — |
 //! | 16 | Canary (Live) | Judged Continue | unchanged phase, snapshot recorded | — |

@@ -245,6 +245,7 @@ impl Machine {
             Input::Committed { sha, weight } => self.committed(sha, weight),
             Input::Synced { revision } => self.synced(revision),
             Input::SyncFailed { reason } => self.sync_failed(reason),
+            Input::Overwritten { reason } => self.overwritten(reason),
             Input::Judged(observation) => self.judged(observation),
             Input::MetricsUnavailable { reason } => {
                 self.require_analysis_window("metrics")?;
@@ -771,14 +772,20 @@ impl Machine {
         Ok(format!("{weight} synced and healthy; analysis window open"))
     }
 
-    fn sync_failed(&mut self, reason: String) -> Applied {
-        self.require_live("a sync failure")?;
+    /// `what` (an answer to `WaitForSync`) applies only to a live step being synced.
+    fn require_syncing(&mut self, what: &str) -> Result<(), String> {
+        self.require_live(what)?;
         if !matches!(
             self.step_mut().map(|s| &s.progress),
             Some(Progress::Syncing { .. })
         ) {
-            return Err("a sync failure reported but nothing is syncing".into());
+            return Err(format!("{what} reported but nothing is syncing"));
         }
+        Ok(())
+    }
+
+    fn sync_failed(&mut self, reason: String) -> Applied {
+        self.require_syncing("a sync failure")?;
         if self.is_paused() {
             return Ok(format!("sync failed while paused: {reason}"));
         }
@@ -795,6 +802,17 @@ impl Machine {
                 ))
             }
         }
+    }
+
+    /// Someone else's values run: pause and alert whatever `on_sync_failure` says, because a
+    /// rollback would revert over their change and a judgement would judge their version.
+    fn overwritten(&mut self, reason: String) -> Applied {
+        self.require_syncing("an overwrite")?;
+        if self.is_paused() {
+            return Ok(format!("overwritten while paused: {reason}"));
+        }
+        self.pause(format!("overwritten: {reason}"), true);
+        Ok("the step's values were overwritten: paused".into())
     }
 
     fn judged(&mut self, observation: Observation) -> Applied {
@@ -1687,6 +1705,32 @@ mod tests {
             &alert,
             Applied,
         );
+        check(
+            "13b",
+            &syncing5(),
+            (
+                30,
+                Input::Overwritten {
+                    reason: "k.yaml: newTag is 1.4.0".into(),
+                },
+            ),
+            "paused (overwritten: k.yaml: newTag is 1.4.0)",
+            &alert,
+            Applied,
+        );
+        check(
+            "13c",
+            &live5(),
+            (
+                70,
+                Input::Overwritten {
+                    reason: "k.yaml: newTag is 1.4.0".into(),
+                },
+            ),
+            CANARY5,
+            &[],
+            Rejected,
+        );
         // 14-17: analysis.
         check(
             "14",
@@ -2326,6 +2370,23 @@ mod tests {
             Applied,
         );
         assert!(tr.next.revert_owed());
+        check_from(
+            "13b (on_sync_failure: rollback): an overwrite still only pauses",
+            fresh_with(Settings {
+                on_sync_failure: SyncFailurePolicy::Rollback,
+                ..Settings::default()
+            }),
+            &syncing5(),
+            (
+                30,
+                Input::Overwritten {
+                    reason: "k.yaml: newTag is 1.4.0".into(),
+                },
+            ),
+            "paused (overwritten: k.yaml: newTag is 1.4.0)",
+            &[K::Comment, K::SetStatus, K::Notify],
+            Applied,
+        );
     }
 
     #[test]
@@ -2549,6 +2610,7 @@ mod tests {
             Commit(bool),
             Sync(bool),
             SyncFail,
+            Overwritten,
             Judge(u8),
             MetricsGone,
             Tick,
@@ -2568,6 +2630,7 @@ mod tests {
                 4 => prop::bool::weighted(0.9).prop_map(Abstract::Commit),
                 4 => prop::bool::weighted(0.9).prop_map(Abstract::Sync),
                 1 => Just(Abstract::SyncFail),
+                1 => Just(Abstract::Overwritten),
                 8 => (0u8..8).prop_map(Abstract::Judge),
                 1 => Just(Abstract::MetricsGone),
                 3 => Just(Abstract::Tick),
@@ -2632,6 +2695,9 @@ mod tests {
                 },
                 Abstract::SyncFail => Input::SyncFailed {
                     reason: "Degraded".into(),
+                },
+                Abstract::Overwritten => Input::Overwritten {
+                    reason: "k.yaml: newTag is 1.4.0".into(),
                 },
                 Abstract::Judge(k) => judged(match k {
                     0 | 1 => Observation::Continue,
