@@ -122,8 +122,9 @@ pub struct RunnerParts<W> {
     /// The GitOps repositories, by URL.
     pub gitops: Arc<dyn GitopsRepos>,
     pub github: Option<Arc<dyn Github>>,
-    /// The GitHub token, whose presence approval PRs require (they are opened through `github`).
-    pub github_token: Option<deploybot_core::secret::Secret>,
+    /// Whether GitHub calls are authenticated (a token or the App), which approval PRs require
+    /// (they are opened through `github`).
+    pub github_authenticated: bool,
     pub argocd: Option<ArgoCdClient>,
     pub alerts: crate::adapters::alert::Alerts,
     pub windows: W,
@@ -146,7 +147,7 @@ impl<W> RunnerParts<W> {
             config,
             store,
             github: None,
-            github_token: None,
+            github_authenticated: false,
             argocd: None,
             alerts: crate::adapters::alert::Alerts::log_only(),
             windows,
@@ -157,11 +158,11 @@ impl<W> RunnerParts<W> {
 }
 
 /// The git writers of `config`'s GitOps repositories (clones under the data directory).
-/// `token` is what `https://` remotes authenticate with: the `gitops.token_*`, else the
-/// `github.token_*`, read at start-up.
+/// `token` is where `https://` remotes get their token: the `gitops.token_*`, else the GitHub
+/// App's installation tokens or the `github.token_*`.
 pub fn gitops_writers(
     config: &Config,
-    token: Option<deploybot_core::secret::Secret>,
+    token: Option<Arc<dyn deploybot_core::github::token::TokenSource>>,
 ) -> Arc<dyn GitopsRepos> {
     Arc::new(Writers::new(
         config.gitops.clone(),
@@ -391,9 +392,9 @@ impl<W: WindowSource> LiveRunner<W> {
         let config = &self.parts.config;
         let (service, image, env) = environment_of(config, r)?;
         let repo = self.gitops_repo(env)?;
-        if self.parts.github_token.is_none() {
+        if !self.parts.github_authenticated {
             return Err(Failure::refused(
-                "approval PRs need a GitHub token (github.token_env)",
+                "approval PRs need a GitHub App (github.app_id) or token (github.token_env)",
             ));
         }
         let github = self.github()?;

@@ -315,7 +315,9 @@ async fn approval_prs_work_in_an_environment_repository_on_github_enterprise() {
     let mut parts = crate::pipeline::runner_parts(&config, &store, &clock, Some(&api));
     parts.gitops = deploybot::shell::runner::gitops_writers(
         &config,
-        Some(deploybot_core::secret::Secret::new("prod-t0ken")),
+        Some(Arc::new(deploybot::adapters::github_auth::FixedToken(
+            deploybot_core::secret::Secret::new("prod-t0ken"),
+        ))),
     );
     let pipeline = Pipeline::new(
         config.clone(),

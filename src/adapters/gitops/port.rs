@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use deploybot_core::config::GitopsSpec;
 use deploybot_core::failure::{Failure, PortFuture};
+use deploybot_core::github::token::TokenSource;
 use deploybot_core::gitops::commit_message::CommitInfo;
 use deploybot_core::gitops::edit::FileEdit;
 use deploybot_core::gitops::remote::RemoteUrl;
 use deploybot_core::gitops::repo::{BotWrite, GitopsRepo, GitopsRepos, WriteOutcome};
-use deploybot_core::secret::Secret;
 
 use crate::adapters::gitops::GitopsError;
 use crate::adapters::gitops::writer::{BranchLocks, Target, Writer};
@@ -85,16 +85,20 @@ impl GitopsRepo for Writer {
 pub struct Writers {
     gitops: GitopsSpec,
     data_dir: PathBuf,
-    /// The token for `https://` remotes (`gitops.token_*`, else `github.token_*`), read at
-    /// start-up.
-    token: Option<Secret>,
+    /// Where `https://` remotes get their token (`gitops.token_*`, else the GitHub App or
+    /// `github.token_*`), asked for each fetch and push.
+    token: Option<Arc<dyn TokenSource>>,
     locks: BranchLocks,
     open: Mutex<HashMap<String, Arc<Writer>>>,
 }
 
 impl Writers {
     /// Writers with `gitops`' identity and retry settings, their clones under `data_dir`.
-    pub fn new(gitops: GitopsSpec, data_dir: PathBuf, token: Option<Secret>) -> Writers {
+    pub fn new(
+        gitops: GitopsSpec,
+        data_dir: PathBuf,
+        token: Option<Arc<dyn TokenSource>>,
+    ) -> Writers {
         Writers {
             gitops,
             data_dir,

@@ -404,6 +404,7 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
     let dispatcher = Arc::new(Dispatcher::<deploybot::shell::runner::PrometheusWindows> {
         config,
         github: Arc::new(client(&gh)),
+        tokens: Arc::new(deploybot::adapters::github_auth::Unauthenticated),
         model: None,
         store: store.clone(),
         pipeline: None,
