@@ -435,3 +435,40 @@ pub fn for_gitops(
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_secret_follows_its_file_and_keeps_the_last_value_while_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "ghs_one\n").unwrap();
+        let s = RotatingSecret::read(SecretRef::File(file.clone())).unwrap();
+        assert_eq!(s.current().expose(), "ghs_one");
+        std::fs::write(&file, "ghs_two\n").unwrap();
+        assert_eq!(s.current().expose(), "ghs_two");
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(s.current().expose(), "ghs_two");
+    }
+
+    #[test]
+    fn a_key_that_is_not_rsa_pem_fails_at_start_up_without_showing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key.pem");
+        std::fs::write(&file, "not-a-key-but-secret-text").unwrap();
+        let e = AppTokens::new(
+            1,
+            RotatingSecret::read(SecretRef::File(file)).unwrap(),
+            "http://127.0.0.1:9",
+            std::time::Duration::from_secs(1),
+            Arc::new(crate::adapters::clock::SystemClock),
+        )
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("not an RSA private key in PEM form"), "{m}");
+        assert!(!m.contains("secret-text"), "{m}");
+        assert_eq!(e.class, Class::Permanent);
+    }
+}
