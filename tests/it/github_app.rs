@@ -226,3 +226,152 @@ async fn a_rotated_token_file_is_read_again_without_a_restart() {
     std::fs::remove_file(&file).unwrap();
     client.pull_request(&repo("acme/app"), n).await.unwrap();
 }
+
+/// A rollout as the App, spanning several token lifetimes: the approval PR is opened, approved
+/// and merged through the API and every step pushed over smart HTTP, both with installation
+/// tokens that live two seconds, on a GitHub Enterprise Server layout (`/api/v3`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_as_the_app_outlives_its_installation_tokens() {
+    use deploybot::shell::pipeline::Pipeline;
+    use deploybot_core::rollout::Phase;
+    use deploybot_core::rollout::store::RolloutStore as _;
+
+    use crate::pipeline::{CANARY, release};
+    use crate::support::fake_github::BareRepo;
+
+    let gh = FakeGithub::start().await;
+    let lifetime = Duration::from_secs(2);
+    gh.require_app(
+        APP_ID,
+        &std::fs::read(key("test-app.pub.pem")).unwrap(),
+        &[("acme", 11)],
+        lifetime,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = deploybot::demo::workspace::Workspace::create(&tmp.path().join("ws")).unwrap();
+    let served = tmp.path().join("git");
+    std::fs::create_dir_all(served.join("acme")).unwrap();
+    let prod = served.join("acme/prod-gitops.git");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&ws.gitops)
+        .arg(&prod)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let state = gh.state.clone();
+    let git = crate::support::git_http::GitHttp::start_checked(
+        served,
+        Arc::new(move |t| {
+            let st = state.lock().unwrap();
+            st.app
+                .as_ref()
+                .unwrap()
+                .valid_token(t, Some("acme"))
+                .is_ok()
+        }),
+    )
+    .await;
+    gh.back_with_git(BareRepo(prod.clone()));
+    let api = format!("{}/api/v3", gh.url());
+    let text = ws
+        .config_text()
+        .replace(
+            "store:\n",
+            &format!(
+                "github:\n  api_url: {api}\n  app_id: {APP_ID}\n  private_key_file: {}\n\nstore:\n",
+                key("test-app.pem").display()
+            ),
+        )
+        .replace(
+            "      - name: production\n",
+            &format!(
+                "      - name: production\n        require_approval: true\n        \
+                 repo_url: {}\n",
+                git.url("acme/prod-gitops.git")
+            ),
+        );
+    let config = Arc::new(deploybot::config::from_yaml(&text, &ws.config_path).unwrap());
+    std::fs::create_dir_all(&ws.data_dir).unwrap();
+    let store = deploybot::adapters::store::Store::open(&config.store.database_path()).unwrap();
+    let clock = deploybot::demo::VirtualClock::starting_at(deploybot_core::rollout::testing::t(0));
+    // What `serve` builds from the config: one token source for the API and for git.
+    let tokens =
+        deploybot::adapters::github_auth::from_config(&config.github, Arc::new(SystemClock))
+            .unwrap();
+    let mut parts = crate::pipeline::runner_parts(&config, &store, &clock, None);
+    parts.github = Some(Arc::new(
+        GithubRest::with_tokens(&api, Arc::clone(&tokens)).unwrap(),
+    ));
+    parts.github_authenticated = config.github.authenticated();
+    parts.gitops = deploybot::shell::runner::gitops_writers(
+        &config,
+        deploybot::adapters::github_auth::for_gitops(&config, &tokens).unwrap(),
+    );
+    let pipeline = Pipeline::new(
+        config.clone(),
+        store.clone(),
+        deploybot::shell::runner::LiveRunner::new(parts),
+    );
+    let id = pipeline
+        .start(
+            &release("2.0.0"),
+            CANARY,
+            Some("production"),
+            "t",
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&id).unwrap().unwrap().phase(),
+        Phase::AwaitingApproval
+    );
+    let n = gh.open_prs()[0]["number"].as_u64().unwrap();
+    let head = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
+
+    // The tokens that opened the PR are gone by the time someone approves it.
+    tokio::time::sleep(lifetime + Duration::from_millis(500)).await;
+    gh.set_permission("carol", "write");
+    gh.add_review(n, "carol", "APPROVED", &head);
+    let github = GithubRest::with_tokens(&api, Arc::clone(&tokens)).unwrap();
+    let events = deploybot::shell::events::RolloutEvents {
+        config: &config,
+        github: &github,
+        model: None,
+        pipeline: &pipeline,
+    };
+    events
+        .on_review(&repo("acme/prod-gitops"), n, clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&id).unwrap().unwrap().approved_by(),
+        Some("carol")
+    );
+
+    // The canary steps, pushed over a span of further token lifetimes.
+    let started = std::time::Instant::now();
+    for _ in 0..120 {
+        pipeline.tick(clock.advance(30)).await.unwrap();
+        let r = store.get(&id).unwrap().unwrap();
+        if r.phase() == Phase::Complete {
+            break;
+        }
+        assert!(!r.phase().is_terminal(), "{r:#?}");
+        assert!(!matches!(r.phase(), Phase::Paused { .. }), "{r:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = store.get(&id).unwrap().unwrap();
+    assert_eq!(r.phase(), Phase::Complete, "{r:#?}");
+    assert!(
+        started.elapsed() > lifetime,
+        "the steps outlived a token: {:?}",
+        started.elapsed()
+    );
+    assert!(gh.minted() >= 3, "{} tokens", gh.minted());
+    assert_eq!(
+        BareRepo(prod).tip("main").unwrap(),
+        r.commits.last().unwrap().sha
+    );
+}
