@@ -17,9 +17,9 @@ use deploybot_core::secret::SecretRef;
 use crate::support::fake_github::{FakeGithub, webhook};
 use crate::support::fixtures_dir;
 
-const APP_ID: u64 = 4242;
+pub(crate) const APP_ID: u64 = 4242;
 
-fn key(name: &str) -> std::path::PathBuf {
+pub(crate) fn key(name: &str) -> std::path::PathBuf {
     fixtures_dir().join("github-app").join(name)
 }
 
@@ -33,7 +33,8 @@ async fn app_github(lifetime: Duration) -> (FakeGithub, u64) {
     (gh, n)
 }
 
-fn app_tokens(
+/// The test App's token source against `gh`, its key read from `pem` in `fixtures/github-app`.
+pub(crate) fn app_tokens(
     gh: &FakeGithub,
     pem: &str,
     clock: Arc<dyn deploybot_core::clock::Clock + Send + Sync>,
@@ -247,21 +248,18 @@ async fn a_rollout_as_the_app_outlives_its_installation_tokens() {
         &[("acme", 11)],
         lifetime,
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let ws = deploybot::demo::workspace::Workspace::create(&tmp.path().join("ws")).unwrap();
-    let served = tmp.path().join("git");
-    std::fs::create_dir_all(served.join("acme")).unwrap();
-    let prod = served.join("acme/prod-gitops.git");
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(&ws.gitops)
-        .arg(&prod)
-        .status()
-        .unwrap();
-    assert!(copied.success());
     let state = gh.state.clone();
-    let git = crate::support::git_http::GitHttp::start_checked(
-        served,
+    let crate::gates::EnterpriseProd {
+        api,
+        prod,
+        config,
+        store,
+        clock,
+        // Bound, not `..`: the git server and the directories live as long as the test.
+        _git,
+        _tmp,
+    } = crate::gates::enterprise_prod(
+        &gh,
         Arc::new(move |t| {
             let st = state.lock().unwrap();
             st.app
@@ -270,31 +268,12 @@ async fn a_rollout_as_the_app_outlives_its_installation_tokens() {
                 .valid_token(t, Some("acme"))
                 .is_ok()
         }),
+        &format!(
+            "  app_id: {APP_ID}\n  private_key_file: {}\n",
+            key("test-app.pem").display()
+        ),
     )
     .await;
-    gh.back_with_git(BareRepo(prod.clone()));
-    let api = format!("{}/api/v3", gh.url());
-    let text = ws
-        .config_text()
-        .replace(
-            "store:\n",
-            &format!(
-                "github:\n  api_url: {api}\n  app_id: {APP_ID}\n  private_key_file: {}\n\nstore:\n",
-                key("test-app.pem").display()
-            ),
-        )
-        .replace(
-            "      - name: production\n",
-            &format!(
-                "      - name: production\n        require_approval: true\n        \
-                 repo_url: {}\n",
-                git.url("acme/prod-gitops.git")
-            ),
-        );
-    let config = Arc::new(deploybot::config::from_yaml(&text, &ws.config_path).unwrap());
-    std::fs::create_dir_all(&ws.data_dir).unwrap();
-    let store = deploybot::adapters::store::Store::open(&config.store.database_path()).unwrap();
-    let clock = deploybot::demo::VirtualClock::starting_at(deploybot_core::rollout::testing::t(0));
     // What `serve` builds from the config: one token source for the API and for git.
     let tokens =
         deploybot::adapters::github_auth::from_config(&config.github, Arc::new(SystemClock))
@@ -374,4 +353,66 @@ async fn a_rollout_as_the_app_outlives_its_installation_tokens() {
         BareRepo(prod).tip("main").unwrap(),
         r.commits.last().unwrap().sha
     );
+}
+
+/// Records what the dispatcher tells it.
+#[derive(Default)]
+struct Learned(std::sync::Mutex<Vec<(String, u64)>>);
+
+impl TokenSource for Learned {
+    fn token<'a>(
+        &'a self,
+        _: Scope<'a>,
+    ) -> deploybot_core::failure::PortFuture<'a, Option<deploybot_core::secret::Secret>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn refused(&self, _: Scope<'_>, _: &deploybot_core::secret::Secret) {}
+    fn learn(&self, repo: &RepoName, installation: u64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((repo.to_string(), installation));
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_tells_which_installation_serves_its_repository() {
+    use deploybot::shell::webhook::dispatch::Dispatcher;
+    use deploybot::shell::webhook::worker::Processor as _;
+
+    let gh = FakeGithub::start().await;
+    let learned = Arc::new(Learned::default());
+    let dir = tempfile::tempdir().unwrap();
+    let dispatcher = Dispatcher::<deploybot::shell::runner::PrometheusWindows> {
+        config: Arc::new(deploybot_core::config::Config::default()),
+        github: Arc::new(GithubRest::new(&gh.url(), None).unwrap()),
+        tokens: learned.clone(),
+        model: None,
+        store: deploybot::adapters::store::Store::open(&dir.path().join("db")).unwrap(),
+        pipeline: None,
+        clock: Arc::new(SystemClock),
+    };
+    // A real delivery to an App: `installation.id` beside `repository.full_name`.
+    let mut payload = webhook("pull_request", "opened");
+    payload["installation"]["id"] = serde_json::json!(77);
+    let full_name = payload["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = serde_json::to_vec(&payload).unwrap();
+    let parsed = deploybot_core::webhook::event::parse("pull_request", &body).unwrap();
+    let delivery = deploybot::adapters::store::StoredDelivery {
+        seq: 1,
+        delivery_id: "d1".into(),
+        event: "pull_request".into(),
+        action: Some("opened".into()),
+        repository: Some(full_name.clone()),
+        received_at: "2026-01-01T00:00:00Z".into(),
+        payload: body,
+        status: deploybot::adapters::store::DeliveryStatus::Pending,
+        attempts: 0,
+        detail: None,
+    };
+    dispatcher.process(&delivery, &parsed).await.unwrap();
+    assert_eq!(*learned.0.lock().unwrap(), [(full_name, 77)]);
 }

@@ -911,16 +911,14 @@ async fn the_real_manifest_editor_through_the_writer() {
 /// App's token source pushes, and keeps pushing across several token lifetimes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_refuses_an_expired_installation_token_and_pushes_with_a_fresh_one() {
-    use deploybot::adapters::github_auth::{AppTokens, RotatingSecret};
     use deploybot::adapters::gitops::repo::GitTokens;
     use deploybot_core::github::token::{Scope, TokenSource};
 
     let fx = GitFixture::new();
     let gh = FakeGithub::start().await;
-    let keys = crate::support::fixtures_dir().join("github-app");
     gh.require_app(
-        7,
-        &std::fs::read(keys.join("test-app.pub.pem")).unwrap(),
+        crate::github_app::APP_ID,
+        &std::fs::read(crate::github_app::key("test-app.pub.pem")).unwrap(),
         &[("acme", 31)],
         std::time::Duration::from_secs(2),
     );
@@ -934,19 +932,11 @@ async fn git_refuses_an_expired_installation_token_and_pushes_with_a_fresh_one()
     )
     .await;
     let url = server.url("remote.git");
-    let tokens: Arc<dyn TokenSource> = Arc::new(
-        AppTokens::new(
-            7,
-            RotatingSecret::read(deploybot_core::secret::SecretRef::File(
-                keys.join("test-app.pem"),
-            ))
-            .unwrap(),
-            &gh.url(),
-            std::time::Duration::from_secs(10),
-            Arc::new(deploybot::adapters::clock::SystemClock),
-        )
-        .unwrap(),
-    );
+    let tokens: Arc<dyn TokenSource> = Arc::new(crate::github_app::app_tokens(
+        &gh,
+        "test-app.pem",
+        Arc::new(deploybot::adapters::clock::SystemClock),
+    ));
     let acme: RepoName = "acme/remote".parse().unwrap();
     let first = tokens.token(Scope::Repo(&acme)).await.unwrap().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
