@@ -336,27 +336,58 @@ pub(crate) async fn enterprise_prod(
     }
 }
 
+impl EnterpriseProd {
+    /// The pipeline over `parts` with release 2.0.0 started in production, awaiting its
+    /// approval PR; the rollout's id.
+    pub(crate) async fn start_production(
+        &self,
+        parts: deploybot::shell::runner::RunnerParts<deploybot::demo::ReplayWindows>,
+    ) -> (
+        Pipeline<deploybot::shell::runner::LiveRunner<deploybot::demo::ReplayWindows>>,
+        String,
+    ) {
+        let pipeline = Pipeline::new(
+            self.config.clone(),
+            self.store.clone(),
+            deploybot::shell::runner::LiveRunner::new(parts),
+        );
+        let id = pipeline
+            .start(
+                &release("2.0.0"),
+                CANARY,
+                Some("production"),
+                "t",
+                self.clock.now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            self.store.get(&id).unwrap().unwrap().phase(),
+            Phase::AwaitingApproval
+        );
+        (pipeline, id)
+    }
+}
+
 /// Hole 4: an environment with its own GitOps repository, on GitHub Enterprise Server (the API
 /// under `/api/v3`, git over HTTP on the same host): its webhooks are routed, its approval PR is
 /// opened and merged there.
 #[tokio::test]
 async fn approval_prs_work_in_an_environment_repository_on_github_enterprise() {
     let gh = FakeGithub::start().await;
-    let EnterpriseProd {
-        api,
-        prod,
-        config,
-        store,
-        clock,
-        // Bound, not `..`: the git server and the directories live as long as the test.
-        _git,
-        _tmp,
-    } = enterprise_prod(
+    let env = enterprise_prod(
         &gh,
         Arc::new(|t| t == "prod-t0ken"),
         "  token_env: GHES_TEST_TOKEN\n",
     )
     .await;
+    let (api, prod, config, store, clock) = (
+        env.api.clone(),
+        env.prod.clone(),
+        env.config.clone(),
+        env.store.clone(),
+        env.clock.clone(),
+    );
     let mut parts = crate::pipeline::runner_parts(&config, &store, &clock, Some(&api));
     parts.gitops = deploybot::shell::runner::gitops_writers(
         &config,
@@ -364,25 +395,7 @@ async fn approval_prs_work_in_an_environment_repository_on_github_enterprise() {
             deploybot_core::secret::Secret::new("prod-t0ken"),
         ))),
     );
-    let pipeline = Pipeline::new(
-        config.clone(),
-        store.clone(),
-        deploybot::shell::runner::LiveRunner::new(parts),
-    );
-    let id = pipeline
-        .start(
-            &release("2.0.0"),
-            CANARY,
-            Some("production"),
-            "t",
-            clock.now(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get(&id).unwrap().unwrap().phase(),
-        Phase::AwaitingApproval
-    );
+    let (pipeline, id) = env.start_production(parts).await;
     assert!(
         gh.requests()
             .iter()

@@ -114,14 +114,7 @@ async fn a_revoked_token_is_reminted_once_and_a_second_401_is_permanent() {
     let client = GithubRest::with_tokens(&gh.url(), tokens.clone()).unwrap();
     client.pull_request(&repo("acme/app"), n).await.unwrap();
     // GitHub forgets every token (revoked, or expired earlier than it said).
-    gh.state
-        .lock()
-        .unwrap()
-        .app
-        .as_mut()
-        .unwrap()
-        .tokens
-        .clear();
+    gh.revoke_tokens();
     let before = gh.requests().len();
     client.pull_request(&repo("acme/app"), n).await.unwrap();
     let after: Vec<String> = gh.requests()[before..].to_vec();
@@ -233,11 +226,9 @@ async fn a_rotated_token_file_is_read_again_without_a_restart() {
 /// tokens that live two seconds, on a GitHub Enterprise Server layout (`/api/v3`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_as_the_app_outlives_its_installation_tokens() {
-    use deploybot::shell::pipeline::Pipeline;
     use deploybot_core::rollout::Phase;
     use deploybot_core::rollout::store::RolloutStore as _;
 
-    use crate::pipeline::{CANARY, release};
     use crate::support::fake_github::BareRepo;
 
     let gh = FakeGithub::start().await;
@@ -249,16 +240,7 @@ async fn a_rollout_as_the_app_outlives_its_installation_tokens() {
         lifetime,
     );
     let state = gh.state.clone();
-    let crate::gates::EnterpriseProd {
-        api,
-        prod,
-        config,
-        store,
-        clock,
-        // Bound, not `..`: the git server and the directories live as long as the test.
-        _git,
-        _tmp,
-    } = crate::gates::enterprise_prod(
+    let env = crate::gates::enterprise_prod(
         &gh,
         Arc::new(move |t| {
             let st = state.lock().unwrap();
@@ -274,6 +256,13 @@ async fn a_rollout_as_the_app_outlives_its_installation_tokens() {
         ),
     )
     .await;
+    let (api, prod, config, store, clock) = (
+        env.api.clone(),
+        env.prod.clone(),
+        env.config.clone(),
+        env.store.clone(),
+        env.clock.clone(),
+    );
     // What `serve` builds from the config: one token source for the API and for git.
     let tokens =
         deploybot::adapters::github_auth::from_config(&config.github, Arc::new(SystemClock))
@@ -287,25 +276,7 @@ async fn a_rollout_as_the_app_outlives_its_installation_tokens() {
         &config,
         deploybot::adapters::github_auth::for_gitops(&config, &tokens).unwrap(),
     );
-    let pipeline = Pipeline::new(
-        config.clone(),
-        store.clone(),
-        deploybot::shell::runner::LiveRunner::new(parts),
-    );
-    let id = pipeline
-        .start(
-            &release("2.0.0"),
-            CANARY,
-            Some("production"),
-            "t",
-            clock.now(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get(&id).unwrap().unwrap().phase(),
-        Phase::AwaitingApproval
-    );
+    let (pipeline, id) = env.start_production(parts).await;
     let n = gh.open_prs()[0]["number"].as_u64().unwrap();
     let head = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
 

@@ -983,14 +983,7 @@ async fn git_refuses_an_expired_installation_token_and_pushes_with_a_fresh_one()
     // GitHub revokes the cached token: the remote's refusal makes the writer ask for a new one,
     // once, and the push goes through.
     let minted = gh.minted();
-    gh.state
-        .lock()
-        .unwrap()
-        .app
-        .as_mut()
-        .unwrap()
-        .tokens
-        .clear();
+    gh.revoke_tokens();
     let out = w
         .write(
             "main",

@@ -474,7 +474,15 @@ impl FakeGithub {
         });
     }
 
-    /// Installation tokens issued so far.
+    /// GitHub forgets every installation token it issued (revoked, or expired earlier than
+    /// it said): each is refused from now on.
+    pub fn revoke_tokens(&self) {
+        if let Some(app) = self.state.lock().unwrap().app.as_mut() {
+            app.tokens.clear();
+        }
+    }
+
+    /// Installation tokens issued (and not revoked) so far.
     pub fn minted(&self) -> usize {
         self.state
             .lock()
