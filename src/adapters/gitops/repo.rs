@@ -19,6 +19,7 @@ use git2::{
 use sha2::{Digest, Sha256};
 
 use crate::adapters::gitops::GitopsError;
+use deploybot_core::failure::{Class, Failure};
 use deploybot_core::github::RepoName;
 use deploybot_core::github::token::{Scope, TokenSource};
 use deploybot_core::secret::Secret;
@@ -60,20 +61,24 @@ impl std::fmt::Debug for GitTokens {
 }
 
 impl GitTokens {
-    /// A token current now; the error says why there is none (never a value).
-    fn current(&self) -> Result<Secret, String> {
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or("no async runtime to ask the token source on")?;
+    /// A token current now; the error says why there is none (never a value), classified as
+    /// the source classified it (GitHub unreachable while minting may pass later).
+    fn current(&self) -> Result<Secret, Failure> {
+        let doing = "getting a token for the remote";
+        let runtime = self.runtime.as_ref().ok_or_else(|| {
+            Failure::permanent(doing, "no async runtime to ask the token source on")
+        })?;
         let scope = match &self.repo {
             Some(r) => Scope::Repo(r),
             None => Scope::Account(""),
         };
         match runtime.block_on(self.source.token(scope)) {
             Ok(Some(t)) => Ok(t),
-            Ok(None) => Err("no GitHub token or App is configured".into()),
-            Err(e) => Err(e.to_string()),
+            Ok(None) => Err(Failure::permanent(
+                doing,
+                "no GitHub token or App is configured",
+            )),
+            Err(e) => Err(e),
         }
     }
 
@@ -101,7 +106,7 @@ pub(crate) struct AuthState {
     /// The provided token handed to libgit2 last, to report if the remote refuses it.
     handed: RefCell<Option<Secret>>,
     /// Why the token source had no token, when it had none.
-    unavailable: RefCell<Option<String>>,
+    unavailable: RefCell<Option<Failure>>,
     /// `gitops.timeout` from the start of the operation.
     deadline: Instant,
 }
@@ -182,10 +187,18 @@ impl AuthState {
     pub(crate) fn error(&self, doing: &str, remote: &Remote, e: git2::Error) -> GitopsError {
         let url = remote.url.redacted();
         if let Some(why) = self.unavailable.borrow_mut().take() {
-            GitopsError::Auth {
-                doing: doing.into(),
-                url,
-                message: format!("no token for the remote: {why}"),
+            if why.class == Class::Transient {
+                // GitHub did not answer the mint: the push may pass once it does.
+                GitopsError::Io {
+                    doing: doing.into(),
+                    message: format!("no token for {url}: {why}"),
+                }
+            } else {
+                GitopsError::Auth {
+                    doing: doing.into(),
+                    url,
+                    message: format!("no token for the remote: {why}"),
+                }
             }
         } else if self.missing.get() {
             GitopsError::Auth {
