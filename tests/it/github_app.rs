@@ -387,3 +387,32 @@ async fn a_delivery_tells_which_installation_serves_its_repository() {
     dispatcher.process(&delivery, &parsed).await.unwrap();
     assert_eq!(*learned.0.lock().unwrap(), [(full_name, 77)]);
 }
+
+/// Refresh timing on a paused clock shared with the fake GitHub: an hour-long token is reused
+/// until five minutes before it expires, then replaced, without a refused call.
+#[tokio::test]
+async fn an_hour_long_token_is_reused_until_five_minutes_before_it_expires() {
+    let (gh, n) = app_github(Duration::from_secs(3600)).await;
+    let clock = deploybot::demo::VirtualClock::starting_at(SystemClock.now());
+    gh.set_app_clock(Arc::new(clock.clone()));
+    let tokens = Arc::new(app_tokens(&gh, "test-app.pem", Arc::new(clock.clone())));
+    let client = GithubRest::with_tokens(&gh.url(), tokens).unwrap();
+    let acme = repo("acme/app");
+    // (row, seconds to advance, tokens minted after the call)
+    let rows = [
+        ("first call", 0, 1),
+        ("54 minutes in", 54 * 60, 1),
+        ("55m50s in: within the margin", 110, 2),
+        ("a minute later: the new one", 60, 2),
+        ("past the new one's margin", 55 * 60, 3),
+    ];
+    for (row, advance, minted) in rows {
+        clock.advance(advance);
+        client
+            .pull_request(&acme, n)
+            .await
+            .unwrap_or_else(|e| panic!("row {row:?}: {e}"));
+        assert_eq!(gh.minted(), minted, "row {row:?}");
+    }
+    assert!(gh.refused().is_empty(), "{:?}", gh.refused());
+}

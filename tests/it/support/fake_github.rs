@@ -288,6 +288,9 @@ pub struct FakeApp {
     pub tokens: BTreeMap<String, (u64, chrono::DateTime<chrono::Utc>)>,
     /// Why each refused JWT or token was refused, in order.
     pub refused: Vec<String>,
+    /// GitHub's clock: the wall clock, or the test's virtual one (see
+    /// [`FakeGithub::set_app_clock`]).
+    clock: Arc<dyn deploybot_core::clock::Clock + Send + Sync>,
 }
 
 impl FakeApp {
@@ -297,7 +300,7 @@ impl FakeApp {
         let Some((installation, expires)) = self.tokens.get(token) else {
             return Err("unknown token".into());
         };
-        if *expires <= now() {
+        if *expires <= self.clock.now() {
             return Err(format!("token of installation {installation} expired"));
         }
         match account.map(|a| self.installations.get(&a.to_ascii_lowercase())) {
@@ -316,12 +319,17 @@ impl FakeApp {
         }
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.leeway = 0;
+        v.validate_exp = false;
         v.set_issuer(&[self.id.to_string()]);
         v.set_required_spec_claims(&["exp", "iat", "iss"]);
         let claims = jsonwebtoken::decode::<Claims>(jwt, &self.key, &v)
             .map_err(|e| format!("JWT refused: {e}"))?
             .claims;
-        let now = now().timestamp();
+        let now = self.clock.now().timestamp();
+        // jsonwebtoken checks `exp` against the wall clock; GitHub's clock may be virtual.
+        if claims.exp <= now {
+            return Err("JWT refused: ExpiredSignature".into());
+        }
         if claims.exp - claims.iat > 600 {
             return Err("'Expiration time' claim ('exp') is too far in the future".into());
         }
@@ -333,12 +341,6 @@ impl FakeApp {
         }
         Ok(())
     }
-}
-
-/// The fake's clock is the wall clock, as GitHub's is.
-fn now() -> chrono::DateTime<chrono::Utc> {
-    use deploybot_core::clock::Clock as _;
-    deploybot::adapters::clock::SystemClock.now()
 }
 
 /// The fake; the server stops when it is dropped.
@@ -471,7 +473,13 @@ impl FakeGithub {
             lifetime: chrono::Duration::from_std(lifetime).unwrap(),
             tokens: BTreeMap::new(),
             refused: Vec::new(),
+            clock: Arc::new(deploybot::adapters::clock::SystemClock),
         });
+    }
+
+    /// The App mode's clock (issuing and checking tokens and JWTs) becomes `clock`.
+    pub fn set_app_clock(&self, clock: Arc<dyn deploybot_core::clock::Clock + Send + Sync>) {
+        self.state.lock().unwrap().app.as_mut().unwrap().clock = clock;
     }
 
     /// GitHub forgets every installation token it issued (revoked, or expired earlier than
@@ -898,7 +906,7 @@ async fn create_installation_token(State(sh): S, Path(id): Path<u64>) -> Respons
         return not_found();
     }
     let token = format!("ghs_{id}_{:04}", app.tokens.len() + 1);
-    let expires = now() + app.lifetime;
+    let expires = app.clock.now() + app.lifetime;
     app.tokens.insert(token.clone(), (id, expires));
     let mut v = app_fixture("installation-token.json");
     v["token"] = json!(token);
