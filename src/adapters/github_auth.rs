@@ -262,6 +262,14 @@ impl AppTokens {
     /// The installation serving `scope`'s account: learned, cached, else asked of GitHub.
     async fn installation(&self, scope: Scope<'_>) -> Result<u64, Failure> {
         let account = scope.account().to_ascii_lowercase();
+        if account.is_empty() {
+            return Err(Failure::permanent(
+                format!("choosing an installation of GitHub App {}", self.app_id),
+                "the remote's URL does not name OWNER/NAME, so which installation serves it is \
+                 unknown; give the GitOps repository's https URL as GitHub shows it, or set \
+                 gitops.token_env",
+            ));
+        }
         if let Some(id) = self.cached_installation(&account) {
             return Ok(id);
         }

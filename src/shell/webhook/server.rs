@@ -108,6 +108,12 @@ pub async fn assemble<W: WindowSource + 'static>(
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    if let Some(app) = &config.github.app {
+        info!(
+            app_id = app.id,
+            "authenticating as the GitHub App: installation tokens are minted as needed"
+        );
+    }
     if !config.github.authenticated() {
         tracing::warn!(
             "no github.app_id or github.token_env/_file: GitHub API calls are unauthenticated, \
