@@ -122,6 +122,9 @@ pub struct AppTokens {
     /// Installation by account login, lower-cased (GitHub logins are case-insensitive).
     installations: Mutex<HashMap<String, u64>>,
     tokens: Mutex<HashMap<u64, Minted>>,
+    /// One mint at a time per installation: calls that find the token stale together wait for
+    /// one new token instead of each minting their own.
+    minting: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for AppTokens {
@@ -173,6 +176,7 @@ impl AppTokens {
             clock,
             installations: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            minting: Mutex::new(HashMap::new()),
         };
         app.jwt()?;
         Ok(app)
@@ -349,19 +353,31 @@ impl AppTokens {
         Ok(minted.token)
     }
 
+    /// The cached token of `installation` if it is still good to use.
+    fn fresh(&self, installation: u64) -> Option<Secret> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let m = tokens.get(&installation)?;
+        (freshness(m.minted, m.expires, self.clock.now()) == Freshness::Use)
+            .then(|| m.token.clone())
+    }
+
     async fn current(&self, scope: Scope<'_>) -> Result<Secret, Failure> {
         let installation = self.installation(scope).await?;
-        let cached = self
-            .tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&installation)
-            .cloned();
-        match cached {
-            Some(m) if freshness(m.minted, m.expires, self.clock.now()) == Freshness::Use => {
-                Ok(m.token)
-            }
-            _ => self.mint(installation).await,
+        if let Some(t) = self.fresh(installation) {
+            return Ok(t);
+        }
+        let gate = Arc::clone(
+            self.minting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(installation)
+                .or_default(),
+        );
+        let _one = gate.lock().await;
+        // Another call may have minted while this one waited.
+        match self.fresh(installation) {
+            Some(t) => Ok(t),
+            None => self.mint(installation).await,
         }
     }
 }

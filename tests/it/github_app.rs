@@ -416,3 +416,19 @@ async fn an_hour_long_token_is_reused_until_five_minutes_before_it_expires() {
     }
     assert!(gh.refused().is_empty(), "{:?}", gh.refused());
 }
+
+#[tokio::test]
+async fn calls_that_find_no_token_together_wait_for_one_mint() {
+    let (gh, _) = app_github(Duration::from_secs(3600)).await;
+    let tokens = app_tokens(&gh, "test-app.pem", Arc::new(SystemClock));
+    tokens.learn(&repo("acme/app"), 11);
+    let acme = repo("acme/app");
+    let got =
+        futures_util::future::join_all((0..8).map(|_| tokens.token(Scope::Repo(&acme)))).await;
+    let got: Vec<String> = got
+        .into_iter()
+        .map(|t| t.unwrap().unwrap().expose().to_string())
+        .collect();
+    assert_eq!(gh.minted(), 1);
+    assert!(got.iter().all(|t| *t == got[0]), "{got:?}");
+}
