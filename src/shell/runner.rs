@@ -164,11 +164,18 @@ pub fn gitops_writers(
     config: &Config,
     token: Option<Arc<dyn deploybot_core::github::token::TokenSource>>,
 ) -> Arc<dyn GitopsRepos> {
-    Arc::new(Writers::new(
-        config.gitops.clone(),
-        config.store.data_dir.join("gitops"),
-        token,
-    ))
+    let environments = config.services.iter().flat_map(|s| s.environments());
+    let names = environments
+        .filter_map(|e| Some((e.repo.url.as_str().to_string(), e.repo.github.clone()?)))
+        .collect();
+    Arc::new(
+        Writers::new(
+            config.gitops.clone(),
+            config.store.data_dir.join("gitops"),
+            token,
+        )
+        .with_github_names(names),
+    )
 }
 
 /// What a `Revert` effect names: recorded commits, the deploy ids whose commits are found on

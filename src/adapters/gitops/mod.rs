@@ -58,10 +58,13 @@ pub(crate) fn network_timeout() -> std::time::Duration {
 /// The remote at `url` with the credentials the config names: a token from `tokens` (the
 /// `gitops.token`, else the GitHub App's installation token or the `github.token`) for https,
 /// asked for each fetch and push, the key file or the agent for ssh, nothing for `file://`.
+/// `github` names the repository on GitHub (the config's `github_repo`), which picks the App
+/// installation; without it, the URL's `OWNER/NAME` does.
 pub fn remote(
     gitops: &GitopsSpec,
     url: &repo::RemoteUrl,
     tokens: Option<&Arc<dyn TokenSource>>,
+    github: Option<&RepoName>,
 ) -> repo::Remote {
     let auth = match url.transport() {
         repo::Transport::File => repo::GitAuth::None,
@@ -71,7 +74,7 @@ pub fn remote(
         repo::Transport::Http => match tokens {
             Some(t) => repo::GitAuth::Provided(repo::GitTokens {
                 source: Arc::clone(t),
-                repo: repo_of(url),
+                repo: github.cloned().or_else(|| repo_of(url)),
                 runtime: tokio::runtime::Handle::try_current().ok(),
             }),
             None => repo::GitAuth::None,
@@ -97,11 +100,12 @@ pub fn writer(
     data_dir: &std::path::Path,
     url: &repo::RemoteUrl,
     token: Option<&Arc<dyn TokenSource>>,
+    github: Option<&RepoName>,
     locks: writer::BranchLocks,
 ) -> Result<Writer, GitopsError> {
     Writer::open(
         data_dir,
-        remote(gitops, url, token),
+        remote(gitops, url, token, github),
         identity(gitops),
         gitops.retry.clone(),
         locks,
@@ -194,16 +198,23 @@ mod tests {
         let token: Arc<dyn TokenSource> = Arc::new(crate::adapters::github_auth::FixedToken(
             deploybot_core::secret::Secret::new("ghs_abc"),
         ));
-        match remote(&gitops, &url("https://github.com/o/r.git"), Some(&token)).auth {
+        match remote(
+            &gitops,
+            &url("https://github.com/o/r.git"),
+            Some(&token),
+            None,
+        )
+        .auth
+        {
             repo::GitAuth::Provided(t) => assert_eq!(t.repo, Some("o/r".parse().unwrap())),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            remote(&gitops, &url("file:///tmp/x.git"), Some(&token)).auth,
+            remote(&gitops, &url("file:///tmp/x.git"), Some(&token), None).auth,
             repo::GitAuth::None
         ));
         assert!(matches!(
-            remote(&gitops, &url("git@github.com:o/r.git"), None).auth,
+            remote(&gitops, &url("git@github.com:o/r.git"), None, None).auth,
             repo::GitAuth::Ssh { key_file: None }
         ));
     }
