@@ -183,7 +183,7 @@ impl World {
         let repo = BareRepo(ws.gitops.clone());
         // deploybot is the GitHub App, installed on the organisation (installation 1, as the
         // real deliveries say): the API and git accept only its unexpired installation tokens,
-        // which live two seconds, so the scenarios outlive several of them.
+        // which live two seconds, so the scenarios outlive their first ones.
         let gh = FakeGithub::start().await;
         gh.require_app(
             crate::github_app::APP_ID,
