@@ -788,7 +788,14 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
                 .all(|l| l == "GET /repos/Codertocat/gitops/installation"),
         "{lookups:?}"
     );
-    let db = std::fs::read(w.config.store.database_path()).unwrap();
-    let db = String::from_utf8_lossy(&db);
-    assert!(!db.contains("ghs_") && !db.contains("PRIVATE KEY"));
+    let db = w.config.store.database_path();
+    for file in [db.clone(), db.with_extension("sqlite3-wal")] {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("ghs_") && !text.contains("PRIVATE KEY"),
+            "{}",
+            file.display()
+        );
+    }
 }
