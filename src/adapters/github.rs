@@ -379,7 +379,7 @@ fn http_cause(status: u16, message: &str) -> String {
 }
 
 /// A failure while `action`, classified from the status GitHub answered (if it did).
-fn fail(action: &str, status: Option<u16>, message: String) -> Failure {
+pub(crate) fn fail(action: &str, status: Option<u16>, message: String) -> Failure {
     let class = class_of(status, &message);
     let cause = match status {
         Some(s) => http_cause(s, &message),

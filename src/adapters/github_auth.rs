@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use deploybot_core::clock::Clock;
-use deploybot_core::failure::{Class, Failure, PortFuture};
+use deploybot_core::failure::{Failure, PortFuture};
 use deploybot_core::github::RepoName;
 use deploybot_core::github::token::{AppClaims, Freshness, Scope, TokenSource, freshness};
 use deploybot_core::secret::{Secret, SecretRef};
@@ -233,16 +233,12 @@ impl AppTokens {
             .header("x-github-api-version", "2022-11-28")
             .send()
             .await
-            .map_err(|e| Failure::transient(doing, without_url(e).to_string()))?;
+            .map_err(|e| transport(doing, e))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Failure::transient(doing, without_url(e).to_string()))?;
+        let body = resp.bytes().await.map_err(|e| transport(doing, e))?;
         if (200..300).contains(&status) {
             return Ok((status, body));
         }
-        let message = crate::adapters::github::error_message(&body);
         let hint = match status {
             401 => {
                 "; GitHub refused the App's JWT: check github.app_id, the private key, and that \
@@ -251,15 +247,11 @@ impl AppTokens {
             404 => "; is the App installed on this account or repository?",
             _ => "",
         };
-        let class = if status == 429 || status >= 500 {
-            Class::Transient
-        } else {
-            Class::Permanent
-        };
-        Err(Failure::new(
-            class,
+        // The GitHub adapter's one classification (rate limits and 5xx may pass later).
+        Err(crate::adapters::github::fail(
             doing,
-            format!("HTTP {status}: {message}{hint}"),
+            Some(status),
+            format!("{}{hint}", crate::adapters::github::error_message(&body)),
         ))
     }
 
@@ -412,10 +404,10 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], doing: &str) -> Result<T, 
         .map_err(|e| Failure::permanent(doing, format!("unexpected response shape: {e}")))
 }
 
-/// reqwest's errors carry the URL, which holds nothing secret here, but the API base is
-/// already in the config; the message alone reads better.
-fn without_url(e: reqwest::Error) -> reqwest::Error {
-    e.without_url()
+/// No answer from GitHub: classified as the GitHub adapter classifies it (transient). The URL
+/// is left out: it is the configured API base and a path, and the message reads better alone.
+fn transport(doing: &str, e: reqwest::Error) -> Failure {
+    crate::adapters::github::fail(doing, None, e.without_url().to_string())
 }
 
 /// The token source the config names: the App, else a token, else none. The secrets are read
@@ -463,6 +455,7 @@ pub fn for_gitops(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deploybot_core::failure::Class;
 
     #[test]
     fn a_file_secret_follows_its_file_and_keeps_the_last_value_while_it_is_gone() {
