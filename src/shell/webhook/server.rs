@@ -28,6 +28,7 @@ use crate::shell::webhook::intake::{Intake, metrics_router, probes, router};
 use crate::shell::webhook::listen;
 use crate::shell::webhook::worker;
 use deploybot_core::github::Github;
+use deploybot_core::secret::SecretRef;
 
 /// Everything `serve` runs, assembled but not started listening.
 pub struct Assembly<W: WindowSource + 'static> {
@@ -191,14 +192,21 @@ pub async fn assemble<W: WindowSource + 'static>(
         stop_rx,
     ));
 
-    let intake = Arc::new(Intake::new(
+    let mut intake = Intake::new(
         Arc::clone(&config),
         secret,
         store.clone(),
         metrics,
         wake,
         Arc::clone(&clock),
-    ));
+    );
+    if let Some(file @ SecretRef::File(_)) = &config.server.webhook_secret {
+        intake = intake.with_rotating_secret(
+            crate::adapters::github_auth::RotatingSecret::read(file.clone())
+                .map_err(|e| anyhow::anyhow!("refusing to start: server.webhook_secret: {e}"))?,
+        );
+    }
+    let intake = Arc::new(intake);
     let admin = crate::shell::status_api::api_router(store.clone())
         .merge(crate::shell::status_page::page_router(
             store.clone(),
