@@ -17,10 +17,14 @@ use octocrab::Octocrab;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
 use crate::adapters::clock::SystemClock;
+use crate::adapters::github_auth::{FixedToken, Unauthenticated};
 use crate::adapters::retry::retry;
 use deploybot_core::clock::Clock as _;
 use deploybot_core::failure::{Class, Failure, PortFuture};
+use deploybot_core::github::token::{Scope, TokenSource};
 use deploybot_core::github::{
     Approvals, BotPullRequest, Checks, Comment, Comments, CommitStatus, GitopsPullRequests,
     LabelSpec, Labels, Merge, Permission, PullFile, PullRequest, PullRequests, Reaction, RepoName,
@@ -38,6 +42,8 @@ const MAX_PAGES: usize = 40;
 /// GitHub through octocrab.
 pub struct GithubRest {
     client: Octocrab,
+    /// Who each request is made as: asked per request, so an expiring App token is replaced.
+    tokens: Arc<dyn TokenSource>,
     /// The waits GitHub asks for (rate limits), honoured per request.
     rate_limits: RetryPolicy,
     /// Path of the API base (`/api/v3` on GitHub Enterprise Server, empty on github.com), removed
@@ -86,19 +92,28 @@ type Answer = (
 );
 
 impl GithubRest {
+    /// A client authenticated with one fixed token (or none).
     pub fn new(api_url: &str, token: Option<&Secret>) -> Result<GithubRest, Failure> {
+        let tokens: Arc<dyn TokenSource> = match token {
+            Some(t) => Arc::new(FixedToken(t.clone())),
+            None => Arc::new(Unauthenticated),
+        };
+        GithubRest::with_tokens(api_url, tokens)
+    }
+
+    /// A client that asks `tokens` for the token of each request (a GitHub App's installation
+    /// tokens, a rotated token file).
+    pub fn with_tokens(api_url: &str, tokens: Arc<dyn TokenSource>) -> Result<GithubRest, Failure> {
         let doing = format!("setting up the GitHub client for {api_url}");
         let err = |message: String| fail(&doing, None, message);
         let uri = reqwest::Url::parse(api_url).map_err(|e| err(format!("{e}")))?;
         // octocrab's default retry repeats 429s and 5xx (POSTs included) at once, ignoring
         // Retry-After; the waits here honour it, and other failures go to the caller.
-        let mut builder = Octocrab::builder()
+        // No credentials in the client itself: each request carries the token `tokens` answers.
+        let builder = Octocrab::builder()
             .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
             .base_uri(api_url)
             .map_err(|e| err(e.to_string()))?;
-        if let Some(t) = token {
-            builder = builder.personal_token(t.expose().to_string());
-        }
         let timeout = default_timeout();
         let client = builder
             .set_connect_timeout(Some(timeout))
@@ -106,6 +121,7 @@ impl GithubRest {
             .map_err(|e| err(e.to_string()))?;
         Ok(GithubRest {
             client,
+            tokens,
             rate_limits: rate_limit_policy(3, std::time::Duration::from_secs(60)),
             base_path: uri.path().trim_end_matches('/').to_string(),
             timeout,
@@ -168,7 +184,10 @@ impl GithubRest {
         })
     }
 
-    /// One request; the wait GitHub asks for, if it refused for rate limiting.
+    /// One request; the wait GitHub asks for, if it refused for rate limiting. A 401 is asked
+    /// once more with a token minted (or read) afresh, since an installation token may have
+    /// expired or been revoked between being handed out and arriving; only a second 401 is
+    /// GitHub's answer.
     async fn send_unbounded(
         &self,
         method: &str,
@@ -176,15 +195,21 @@ impl GithubRest {
         body: Option<&serde_json::Value>,
         action: &str,
     ) -> Result<Answer, Failure> {
-        let resp = match method {
-            "GET" => self.client._get(route).await,
-            "POST" => self.client._post(route, body).await,
-            "PATCH" => self.client._patch(route, body).await,
-            "PUT" => self.client._put(route, body).await,
-            "DELETE" => self.client._delete(route, body).await,
-            other => unreachable!("method {other}"),
+        let owned = scope_of(route);
+        let scope = owned.scope();
+        let mut token = self.tokens.token(scope).await?;
+        let mut resp = self
+            .request(method, route, body, token.as_ref(), action)
+            .await?;
+        if resp.status().as_u16() == 401
+            && let Some(refused) = token.take()
+        {
+            self.tokens.refused(scope, &refused);
+            token = self.tokens.token(scope).await?;
+            resp = self
+                .request(method, route, body, token.as_ref(), action)
+                .await?;
         }
-        .map_err(|e| fail(action, None, octocrab_message(&e)))?;
         let status = resp.status().as_u16();
         // The wait is slept in real time, so it is measured against the wall clock.
         let wait = rate_limit_wait(status, resp.headers(), SystemClock.now());
@@ -200,6 +225,49 @@ impl GithubRest {
             .map_err(|e| fail(action, Some(status), format!("reading the response: {e}")))?
             .to_bytes();
         Ok((status, wait, next, bytes))
+    }
+
+    /// One HTTP exchange with `token` as the bearer.
+    async fn request(
+        &self,
+        method: &str,
+        route: &str,
+        body: Option<&serde_json::Value>,
+        token: Option<&Secret>,
+        action: &str,
+    ) -> Result<
+        http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, octocrab::Error>>,
+        Failure,
+    > {
+        let method = match method {
+            "GET" => http::Method::GET,
+            "POST" => http::Method::POST,
+            "PATCH" => http::Method::PATCH,
+            "PUT" => http::Method::PUT,
+            "DELETE" => http::Method::DELETE,
+            other => unreachable!("method {other}"),
+        };
+        let mut builder = http::Request::builder().method(method).uri(route);
+        if let Some(t) = token {
+            let mut value = http::HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+                .map_err(|_| {
+                    fail(
+                        action,
+                        None,
+                        "the GitHub token holds characters an HTTP header cannot carry".into(),
+                    )
+                })?;
+            value.set_sensitive(true);
+            builder = builder.header(http::header::AUTHORIZATION, value);
+        }
+        let request = self
+            .client
+            .build_request(builder, body)
+            .map_err(|e| fail(action, None, octocrab_message(&e)))?;
+        self.client
+            .execute(request)
+            .await
+            .map_err(|e| fail(action, None, octocrab_message(&e)))
     }
 
     /// A JSON request that must succeed (2xx).
@@ -262,6 +330,35 @@ impl GithubRest {
     }
 }
 
+/// What a route is about, for the token it needs: `/repos/{owner}/{repo}/...` a repository,
+/// `/orgs/{org}/...` an organisation.
+enum RouteScope {
+    Repo(RepoName),
+    Account(String),
+}
+
+impl RouteScope {
+    fn scope(&self) -> Scope<'_> {
+        match self {
+            RouteScope::Repo(r) => Scope::Repo(r),
+            RouteScope::Account(a) => Scope::Account(a),
+        }
+    }
+}
+
+fn scope_of(route: &str) -> RouteScope {
+    let path = route.split('?').next().unwrap_or(route);
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("repos"), Some(owner), Some(name)) => RouteScope::Repo(RepoName {
+            owner: owner.to_string(),
+            name: name.to_string(),
+        }),
+        (_, Some(account), _) => RouteScope::Account(account.to_string()),
+        _ => RouteScope::Account(String::new()),
+    }
+}
+
 /// GitHub's one classification. Rate limits (429, or a 403 saying so), server errors and
 /// failures with no answer at all may succeed later; anything else GitHub answered will not.
 fn class_of(status: Option<u16>, message: &str) -> Class {
@@ -282,7 +379,7 @@ fn http_cause(status: u16, message: &str) -> String {
 }
 
 /// A failure while `action`, classified from the status GitHub answered (if it did).
-fn fail(action: &str, status: Option<u16>, message: String) -> Failure {
+pub(crate) fn fail(action: &str, status: Option<u16>, message: String) -> Failure {
     let class = class_of(status, &message);
     let cause = match status {
         Some(s) => http_cause(s, &message),
@@ -305,7 +402,7 @@ fn ok_json<T: DeserializeOwned>(status: u16, bytes: &[u8], action: &str) -> Resu
 }
 
 /// GitHub's `{"message": ...}`, or the start of whatever came back.
-fn error_message(bytes: &[u8]) -> String {
+pub(crate) fn error_message(bytes: &[u8]) -> String {
     #[derive(Deserialize)]
     struct E {
         message: String,

@@ -8,6 +8,7 @@ pub mod alert;
 pub mod argocd;
 pub mod clock;
 pub mod github;
+pub mod github_auth;
 pub mod gitops;
 pub mod input;
 pub mod llm;

@@ -103,6 +103,7 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
         &config,
         &[
             SecretKey::GithubToken,
+            SecretKey::GithubAppKey,
             SecretKey::GitopsToken,
             SecretKey::PrometheusBearerToken,
             SecretKey::ArgoCdToken,
@@ -117,14 +118,19 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
     // Before any git operation: without it a remote that stops answering holds the command
     // forever (only `serve` set it).
     crate::adapters::gitops::set_network_timeout(config.gitops.timeout.as_duration());
-    let token = secrets.get(SecretKey::GithubToken).cloned();
-    let github = match &token {
-        Some(t) => Some(Arc::new(
-            crate::adapters::github::GithubRest::new(config.github.api_base(), Some(t))
-                .context("setting up the GitHub client")?
-                .with_timeout(config.github.timeout.as_duration()),
-        ) as Arc<dyn deploybot_core::github::Github>),
-        None => None,
+    let tokens = crate::adapters::github_auth::from_config(&config.github, Arc::new(SystemClock))
+        .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let github = if config.github.authenticated() {
+        Some(Arc::new(
+            crate::adapters::github::GithubRest::with_tokens(
+                config.github.api_base(),
+                Arc::clone(&tokens),
+            )
+            .context("setting up the GitHub client")?
+            .with_timeout(config.github.timeout.as_duration()),
+        ) as Arc<dyn deploybot_core::github::Github>)
+    } else {
+        None
     };
     let argocd = crate::adapters::argocd::ArgoCdServers::from_config(
         &config,
@@ -139,13 +145,11 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
     );
     parts.gitops = crate::shell::runner::gitops_writers(
         &config,
-        secrets
-            .get(SecretKey::GitopsToken)
-            .or(token.as_ref())
-            .cloned(),
+        crate::adapters::github_auth::for_gitops(&config, &tokens)
+            .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?,
     );
     parts.github = github;
-    parts.github_token = token;
+    parts.github_authenticated = config.github.authenticated();
     parts.argocd = argocd;
     let runner = LiveRunner::new(parts);
     Ok((Pipeline::new(Arc::clone(&config), store, runner), config))

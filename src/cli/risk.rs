@@ -47,7 +47,11 @@ pub async fn run(args: AssessArgs) -> anyhow::Result<ExitCode> {
     let wanted: &[SecretKey] = if args.diff.is_some() {
         &[SecretKey::LlmApiKey]
     } else {
-        &[SecretKey::LlmApiKey, SecretKey::GithubToken]
+        &[
+            SecretKey::LlmApiKey,
+            SecretKey::GithubToken,
+            SecretKey::GithubAppKey,
+        ]
     };
     let secrets =
         Secrets::read(&config, wanted).map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;

@@ -382,11 +382,14 @@ pub async fn assess_pr_from_cli(
     publish: bool,
 ) -> anyhow::Result<Assessment> {
     let repo: RepoName = repo.parse().map_err(anyhow::Error::msg)?;
-    let github = crate::adapters::github::GithubRest::new(
-        config.github.api_base(),
-        secrets.get(SecretKey::GithubToken),
-    )?
-    .with_timeout(config.github.timeout.as_duration());
+    let tokens = crate::adapters::github_auth::from_config(
+        &config.github,
+        std::sync::Arc::new(crate::adapters::clock::SystemClock),
+    )
+    .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let github =
+        crate::adapters::github::GithubRest::with_tokens(config.github.api_base(), tokens)?
+            .with_timeout(config.github.timeout.as_duration());
     let client = model_client(config, secrets)?;
     let model = client.as_ref().map(|c| c as &dyn RiskModel);
     if publish {

@@ -171,8 +171,9 @@ pub struct RunnerParts<W> {
     /// The GitOps repositories, by URL.
     pub gitops: Arc<dyn GitopsRepos>,
     pub github: Option<Arc<dyn Github>>,
-    /// The GitHub token, whose presence approval PRs require (they are opened through `github`).
-    pub github_token: Option<deploybot_core::secret::Secret>,
+    /// Whether GitHub calls are authenticated (a token or the App), which approval PRs require
+    /// (they are opened through `github`).
+    pub github_authenticated: bool,
     /// The Argo CD servers (the top-level one, environments' own); empty without Argo CD.
     pub argocd: ArgoCdServers,
     pub alerts: crate::adapters::alert::Alerts,
@@ -196,7 +197,7 @@ impl<W> RunnerParts<W> {
             config,
             store,
             github: None,
-            github_token: None,
+            github_authenticated: false,
             argocd: ArgoCdServers::default(),
             alerts: crate::adapters::alert::Alerts::log_only(),
             windows,
@@ -207,17 +208,24 @@ impl<W> RunnerParts<W> {
 }
 
 /// The git writers of `config`'s GitOps repositories (clones under the data directory).
-/// `token` is what `https://` remotes authenticate with: the `gitops.token_*`, else the
-/// `github.token_*`, read at start-up.
+/// `token` is where `https://` remotes get their token: the `gitops.token_*`, else the GitHub
+/// App's installation tokens or the `github.token_*`.
 pub fn gitops_writers(
     config: &Config,
-    token: Option<deploybot_core::secret::Secret>,
+    token: Option<Arc<dyn deploybot_core::github::token::TokenSource>>,
 ) -> Arc<dyn GitopsRepos> {
-    Arc::new(Writers::new(
-        config.gitops.clone(),
-        config.store.data_dir.join("gitops"),
-        token,
-    ))
+    let environments = config.services.iter().flat_map(|s| s.environments());
+    let names = environments
+        .filter_map(|e| Some((e.repo.url.as_str().to_string(), e.repo.github.clone()?)))
+        .collect();
+    Arc::new(
+        Writers::new(
+            config.gitops.clone(),
+            config.store.data_dir.join("gitops"),
+            token,
+        )
+        .with_github_names(names),
+    )
 }
 
 /// What a `Revert` effect names: recorded commits, the deploy ids whose commits are found on
@@ -441,9 +449,9 @@ impl<W: WindowSource> LiveRunner<W> {
         let config = &self.parts.config;
         let (service, image, env) = environment_of(config, r)?;
         let repo = self.gitops_repo(env)?;
-        if self.parts.github_token.is_none() {
+        if !self.parts.github_authenticated {
             return Err(Failure::refused(
-                "approval PRs need a GitHub token (github.token_env)",
+                "approval PRs need a GitHub App (github.app_id) or token (github.token_env)",
             ));
         }
         let github = self.github()?;

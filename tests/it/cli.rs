@@ -244,3 +244,57 @@ fn unsafe_kill(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// The App's key is a secret like any other: `check-config` shows its reference only, and a
+/// key that is not one makes `serve` refuse to start without quoting it.
+#[test]
+fn check_config_and_serve_never_show_the_app_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server:\n  webhook_secret_env: DEPLOYBOT_TEST_HOOK_7731\n  listen: 127.0.0.1:0\n  \
+             admin_listen: 127.0.0.2:0\nstore:\n  data_dir: {}\ngithub:\n  app_id: 5\n  \
+             private_key_env: DEPLOYBOT_TEST_APP_KEY_7731\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let pem = std::fs::read_to_string(crate::github_app::key("test-app.pem")).unwrap();
+    let out = deploybot()
+        .args(["check-config", cfg.to_str().unwrap()])
+        .env("DEPLOYBOT_TEST_HOOK_7731", "hook")
+        .env("DEPLOYBOT_TEST_APP_KEY_7731", &pem)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("private_key_env: DEPLOYBOT_TEST_APP_KEY_7731"),
+        "{all}"
+    );
+    let key_line = pem.lines().nth(1).unwrap();
+    assert!(
+        !all.contains("PRIVATE KEY") && !all.contains(key_line),
+        "{all}"
+    );
+
+    let out = deploybot()
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("DEPLOYBOT_TEST_HOOK_7731", "hook")
+        .env("DEPLOYBOT_TEST_APP_KEY_7731", "not-a-key-but-secret-words")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to start") && stderr.contains("not an RSA private key"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret-words"), "{stderr}");
+}

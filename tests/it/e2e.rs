@@ -1,6 +1,7 @@
 //! The whole flow, end to end, through what `serve` runs (`webhook::server::assemble`): signed
 //! webhooks into the router; the GitOps repository a real bare repository served over smart
-//! HTTP by `git http-backend` (token auth); the real Prometheus server over known series; a
+//! HTTP by `git http-backend` (accepting only unexpired installation tokens of the GitHub App
+//! deploybot runs as); the real Prometheus server over known series; a
 //! fake GitHub speaking the REST shapes (built from the real payloads, API-opened PRs backed by
 //! the real repository) and a fake Argo CD (held to its API description) reporting the
 //! repository's tip as synced and healthy.
@@ -49,7 +50,8 @@ use crate::support::git_http::GitHttp;
 use crate::support::prometheus::{PrometheusServer, require_tools, start_prometheus};
 
 const SECRET: &str = "e2e-webhook-secret";
-const GIT_TOKEN: &str = "git-t0ken";
+/// How long the fake GitHub's installation tokens live.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(2);
 const ARGO_TOKEN: &str = "argo-t0ken";
 const APP_REPO: &str = "Codertocat/Hello-World";
 const GITOPS_REPO: &str = "Codertocat/gitops";
@@ -145,8 +147,29 @@ impl World {
         // The demo's GitOps layout, served over smart HTTP.
         let ws = Workspace::create(&dir.join("git")).unwrap();
         let repo = BareRepo(ws.gitops.clone());
-        let git = GitHttp::start(ws.root.clone(), GIT_TOKEN).await;
+        // deploybot is the GitHub App, installed on the organisation (installation 1, as the
+        // real deliveries say): the API and git accept only its unexpired installation tokens,
+        // which live two seconds, so the scenarios outlive their first ones.
         let gh = FakeGithub::start().await;
+        gh.require_app(
+            crate::github_app::APP_ID,
+            &std::fs::read(crate::github_app::key("test-app.pub.pem")).unwrap(),
+            &[("Codertocat", 1)],
+            TOKEN_LIFETIME,
+        );
+        let state = gh.state.clone();
+        let git = GitHttp::start_checked(
+            ws.root.clone(),
+            Arc::new(move |t| {
+                let st = state.lock().unwrap();
+                st.app
+                    .as_ref()
+                    .unwrap()
+                    .valid_token(t, Some("Codertocat"))
+                    .is_ok()
+            }),
+        )
+        .await;
         gh.back_with_git(repo.clone());
         let argo = start_argo(&ws).await;
         let argo_url = argo.url.clone();
@@ -175,11 +198,14 @@ impl World {
         };
         let config = json!({
             "server": {"webhook_secret_file": write_secret(&dir, "webhook-secret", SECRET)},
-            "github": {"api_url": gh.url(), "token_file": write_secret(&dir, "github-token", "gh-t0ken")},
+            "github": {
+                "api_url": gh.url(),
+                "app_id": crate::github_app::APP_ID,
+                "private_key_file": crate::github_app::key("test-app.pem"),
+            },
             "gitops": {
                 "repo_url": git.url("gitops.git"),
                 "github_repo": GITOPS_REPO,
-                "token_file": write_secret(&dir, "git-token", GIT_TOKEN),
                 "retry": {"max_attempts": 3, "initial_backoff": "10ms", "max_backoff": "50ms"},
             },
             "prometheus": {"url": prometheus.url, "retries": 1, "backoff": "20ms", "max_backoff": "50ms"},
@@ -715,4 +741,31 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     assert!(!w.argo.requests_for("checkout-production").is_empty());
     assert_eq!(w.argo.violations(), Vec::<String>::new());
     app.shutdown(Duration::from_secs(10)).await;
+
+    // All of it as the App: tokens minted as they expired, the installation taken from the
+    // deliveries, or looked up by repository once per process start when a restarted process
+    // resumes its rollout (a push) before any delivery arrives; no token or key in the store.
+    assert!(w.gh.minted() >= 2, "{} tokens", w.gh.minted());
+    let lookups: Vec<String> =
+        w.gh.requests()
+            .into_iter()
+            .filter(|r| r.ends_with("/installation"))
+            .collect();
+    assert!(
+        lookups.len() <= 2
+            && lookups
+                .iter()
+                .all(|l| l == "GET /repos/Codertocat/gitops/installation"),
+        "{lookups:?}"
+    );
+    let db = w.config.store.database_path();
+    for file in [db.clone(), db.with_extension("sqlite3-wal")] {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("ghs_") && !text.contains("PRIVATE KEY"),
+            "{}",
+            file.display()
+        );
+    }
 }

@@ -273,12 +273,25 @@ async fn approval_prs_of_dead_rollouts_are_closed_saying_why_and_their_branches_
     assert!(said.iter().any(|c| c.contains("rolled back")), "{said:?}");
 }
 
-/// Hole 4: an environment with its own GitOps repository, on GitHub Enterprise Server (the API
-/// under `/api/v3`, git over HTTP on the same host): its webhooks are routed, its approval PR is
-/// opened and merged there.
-#[tokio::test]
-async fn approval_prs_work_in_an_environment_repository_on_github_enterprise() {
-    let gh = FakeGithub::start().await;
+/// A demo workspace whose production environment needs approval and has its own GitOps
+/// repository, `acme/prod-gitops`, on a GitHub Enterprise Server layout: the fake GitHub's API
+/// under `/api/v3` (its PRs backed by that repository) and git over smart HTTP for tokens
+/// `check` accepts. `github_auth` is the config's credential lines under `github:`.
+pub(crate) struct EnterpriseProd {
+    pub api: String,
+    pub prod: std::path::PathBuf,
+    pub config: Arc<deploybot::config::Config>,
+    pub store: Store,
+    pub clock: deploybot::demo::VirtualClock,
+    pub _git: crate::support::git_http::GitHttp,
+    pub _tmp: tempfile::TempDir,
+}
+
+pub(crate) async fn enterprise_prod(
+    gh: &FakeGithub,
+    check: crate::support::git_http::TokenCheck,
+    github_auth: &str,
+) -> EnterpriseProd {
     let tmp = tempfile::tempdir().unwrap();
     let ws = deploybot::demo::workspace::Workspace::create(&tmp.path().join("ws")).unwrap();
     let served = tmp.path().join("git");
@@ -291,14 +304,14 @@ async fn approval_prs_work_in_an_environment_repository_on_github_enterprise() {
         .status()
         .unwrap();
     assert!(copied.success());
-    let git = crate::support::git_http::GitHttp::start(served, "prod-t0ken").await;
+    let git = crate::support::git_http::GitHttp::start_checked(served, check).await;
     gh.back_with_git(BareRepo(prod.clone()));
     let api = format!("{}/api/v3", gh.url());
     let text = ws
         .config_text()
         .replace(
             "store:\n",
-            &format!("github:\n  api_url: {api}\n  token_env: GHES_TEST_TOKEN\n\nstore:\n"),
+            &format!("github:\n  api_url: {api}\n{github_auth}\nstore:\n"),
         )
         .replace(
             "      - name: production\n",
@@ -312,30 +325,77 @@ async fn approval_prs_work_in_an_environment_repository_on_github_enterprise() {
     std::fs::create_dir_all(&ws.data_dir).unwrap();
     let store = Store::open(&config.store.database_path()).unwrap();
     let clock = deploybot::demo::VirtualClock::starting_at(deploybot_core::rollout::testing::t(0));
+    EnterpriseProd {
+        api,
+        prod,
+        config,
+        store,
+        clock,
+        _git: git,
+        _tmp: tmp,
+    }
+}
+
+impl EnterpriseProd {
+    /// The pipeline over `parts` with release 2.0.0 started in production, awaiting its
+    /// approval PR; the rollout's id.
+    pub(crate) async fn start_production(
+        &self,
+        parts: deploybot::shell::runner::RunnerParts<deploybot::demo::ReplayWindows>,
+    ) -> (
+        Pipeline<deploybot::shell::runner::LiveRunner<deploybot::demo::ReplayWindows>>,
+        String,
+    ) {
+        let pipeline = Pipeline::new(
+            self.config.clone(),
+            self.store.clone(),
+            deploybot::shell::runner::LiveRunner::new(parts),
+        );
+        let id = pipeline
+            .start(
+                &release("2.0.0"),
+                CANARY,
+                Some("production"),
+                "t",
+                self.clock.now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            self.store.get(&id).unwrap().unwrap().phase(),
+            Phase::AwaitingApproval
+        );
+        (pipeline, id)
+    }
+}
+
+/// Hole 4: an environment with its own GitOps repository, on GitHub Enterprise Server (the API
+/// under `/api/v3`, git over HTTP on the same host): its webhooks are routed, its approval PR is
+/// opened and merged there.
+#[tokio::test]
+async fn approval_prs_work_in_an_environment_repository_on_github_enterprise() {
+    let gh = FakeGithub::start().await;
+    let env = enterprise_prod(
+        &gh,
+        Arc::new(|t| t == "prod-t0ken"),
+        "  token_env: GHES_TEST_TOKEN\n",
+    )
+    .await;
+    let (api, prod, config, store, clock) = (
+        env.api.clone(),
+        env.prod.clone(),
+        env.config.clone(),
+        env.store.clone(),
+        env.clock.clone(),
+    );
     let mut parts = crate::pipeline::runner_parts(&config, &store, &clock, Some(&api));
     parts.gitops = deploybot::shell::runner::gitops_writers(
         &config,
-        Some(deploybot_core::secret::Secret::new("prod-t0ken")),
+        Some(Arc::new(deploybot::adapters::github_auth::FixedToken(
+            deploybot_core::secret::Secret::new("prod-t0ken"),
+        ))),
     );
-    let pipeline = Pipeline::new(
-        config.clone(),
-        store.clone(),
-        deploybot::shell::runner::LiveRunner::new(parts),
-    );
-    let id = pipeline
-        .start(
-            &release("2.0.0"),
-            CANARY,
-            Some("production"),
-            "t",
-            clock.now(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get(&id).unwrap().unwrap().phase(),
-        Phase::AwaitingApproval
-    );
+    let (pipeline, id) = env.start_production(parts).await;
     assert!(
         gh.requests()
             .iter()

@@ -966,3 +966,97 @@ async fn the_port_answers_ancestry_and_reads_files_at_revisions_it_fetched() {
         None
     );
 }
+
+/// Git over smart HTTP as GitHub serves it to an App: only unexpired installation tokens the
+/// (fake) GitHub issued may fetch and push. An expired token is refused; the writer asking the
+/// App's token source pushes, and keeps pushing across several token lifetimes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_refuses_an_expired_installation_token_and_pushes_with_a_fresh_one() {
+    use deploybot::adapters::gitops::repo::GitTokens;
+    use deploybot_core::github::token::{Scope, TokenSource};
+
+    let fx = GitFixture::new();
+    let gh = FakeGithub::start().await;
+    gh.require_app(
+        crate::github_app::APP_ID,
+        &std::fs::read(crate::github_app::key("test-app.pub.pem")).unwrap(),
+        &[("acme", 31)],
+        std::time::Duration::from_secs(2),
+    );
+    let state = gh.state.clone();
+    let server = GitHttp::start_checked(
+        fx.dir.path().to_path_buf(),
+        Arc::new(move |t| {
+            let st = state.lock().unwrap();
+            st.app.as_ref().unwrap().valid_token(t, None).is_ok()
+        }),
+    )
+    .await;
+    let url = server.url("remote.git");
+    let tokens: Arc<dyn TokenSource> = Arc::new(crate::github_app::app_tokens(
+        &gh,
+        "test-app.pem",
+        Arc::new(deploybot::adapters::clock::SystemClock),
+    ));
+    let acme: RepoName = "acme/remote".parse().unwrap();
+    let first = tokens.token(Scope::Repo(&acme)).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
+    // The token it was given an hour (here: two seconds) ago no longer pushes.
+    let stale = fx.writer("stale", &url, GitAuth::Token(first.clone()));
+    let e = stale
+        .write(
+            "main",
+            SetTag::service("web", "2.0.0").boxed(),
+            info("web", "ship"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GitopsError::Auth { .. }), "{e}");
+    assert!(!e.to_string().contains(first.expose()), "{e}");
+
+    // The writer asking the App for each fetch and push gets a fresh token every time.
+    let w = fx.writer(
+        "app",
+        &url,
+        GitAuth::Provided(GitTokens {
+            source: tokens.clone(),
+            repo: Some(acme.clone()),
+            runtime: Some(tokio::runtime::Handle::current()),
+        }),
+    );
+    for (i, tag) in ["2.0.0", "2.0.1", "2.0.2"].iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        }
+        let out = w
+            .write(
+                "main",
+                SetTag::service("web", tag).boxed(),
+                info("web", "ship"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("push {i}: {e}"));
+        assert!(matches!(out, WriteOutcome::Committed { .. }), "{out:?}");
+    }
+    assert!(gh.minted() >= 4, "a token per lifetime: {}", gh.minted());
+
+    // GitHub revokes the cached token: the remote's refusal makes the writer ask for a new one,
+    // once, and the push goes through.
+    let minted = gh.minted();
+    gh.revoke_tokens();
+    let out = w
+        .write(
+            "main",
+            SetTag::service("web", "2.0.3").boxed(),
+            info("web", "ship"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, WriteOutcome::Committed { .. }), "{out:?}");
+    assert_eq!(
+        gh.minted(),
+        1,
+        "{minted} before the revocation, one new since"
+    );
+}

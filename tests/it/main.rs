@@ -10,6 +10,7 @@ mod e2e;
 mod errors;
 mod gates;
 mod github;
+mod github_app;
 mod gitops;
 mod golden;
 mod lanes;

@@ -158,7 +158,7 @@ pub(crate) fn runner_parts(
     if let Some(api) = github_api {
         let token = Secret::new("t0ken");
         parts.github = Some(Arc::new(GithubRest::new(api, Some(&token)).unwrap()));
-        parts.github_token = Some(token);
+        parts.github_authenticated = true;
     }
     parts
 }

@@ -651,3 +651,48 @@ proptest! {
         prop_assert!(deploybot_core::webhook::signature::verify(SECRET.as_bytes(), &body, Some(&header)).is_err());
     }
 }
+
+/// `server.webhook_secret_file` is read for each delivery: after the App's webhook secret is
+/// changed and the mounted file replaced, deliveries signed with the new secret pass and those
+/// signed with the old one get 401, without a restart.
+#[tokio::test]
+async fn a_rotated_webhook_secret_file_takes_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("webhook-secret");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let intake = Intake::new(
+        Arc::new(config()),
+        Secret::new("unused"),
+        store.clone(),
+        Arc::new(Metrics::default()),
+        Arc::new(Notify::new()),
+        Arc::new(SystemClock),
+    )
+    .with_rotating_secret(
+        deploybot::adapters::github_auth::RotatingSecret::read(
+            deploybot_core::secret::SecretRef::File(file.clone()),
+        )
+        .unwrap(),
+    );
+    let router = router(Arc::new(intake));
+    let body = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+    let (status, _) = call(&router, signed("ping", "r1", body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    std::fs::write(&file, "the-new-secret\n").unwrap();
+    let (status, _) = call(&router, signed("ping", "r2", body)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the old secret no longer passes"
+    );
+    let new = request(
+        "ping",
+        "r3",
+        body.to_vec(),
+        Some(sign(b"the-new-secret", body)),
+    );
+    let (status, _) = call(&router, new).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}

@@ -12,6 +12,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod token;
+
 use crate::failure::{Failure, PortFuture};
 use crate::gitops::commit_message::PullRequestText;
 use crate::risk::FileStatus;

@@ -22,7 +22,9 @@ pub mod writer;
 
 use deploybot_core::config::GitopsSpec;
 use deploybot_core::failure::{Class, Classified, Failure};
-use deploybot_core::secret::Secret;
+use deploybot_core::github::RepoName;
+use deploybot_core::github::token::TokenSource;
+use std::sync::Arc;
 
 pub use deploybot_core::gitops::{FileEdit, ManifestEdit};
 pub use port::Writers;
@@ -53,17 +55,28 @@ pub(crate) fn network_timeout() -> std::time::Duration {
     std::time::Duration::from_millis(NETWORK_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
-/// The remote at `url` with the credentials the config names: `token` (the `gitops.token`,
-/// else the `github.token`, read at start-up) for https, the key file or the agent for ssh,
-/// nothing for `file://`.
-pub fn remote(gitops: &GitopsSpec, url: &repo::RemoteUrl, token: Option<&Secret>) -> repo::Remote {
+/// The remote at `url` with the credentials the config names: a token from `tokens` (the
+/// `gitops.token`, else the GitHub App's installation token or the `github.token`) for https,
+/// asked for each fetch and push, the key file or the agent for ssh, nothing for `file://`.
+/// `github` names the repository on GitHub (the config's `github_repo`), which picks the App
+/// installation; without it, the URL's `OWNER/NAME` does.
+pub fn remote(
+    gitops: &GitopsSpec,
+    url: &repo::RemoteUrl,
+    tokens: Option<&Arc<dyn TokenSource>>,
+    github: Option<&RepoName>,
+) -> repo::Remote {
     let auth = match url.transport() {
         repo::Transport::File => repo::GitAuth::None,
         repo::Transport::Ssh => repo::GitAuth::Ssh {
             key_file: gitops.ssh_key_file.clone(),
         },
-        repo::Transport::Http => match token {
-            Some(t) => repo::GitAuth::Token(t.clone()),
+        repo::Transport::Http => match tokens {
+            Some(t) => repo::GitAuth::Provided(repo::GitTokens {
+                source: Arc::clone(t),
+                repo: github.cloned().or_else(|| repo_of(url)),
+                runtime: tokio::runtime::Handle::try_current().ok(),
+            }),
             None => repo::GitAuth::None,
         },
     };
@@ -73,17 +86,26 @@ pub fn remote(gitops: &GitopsSpec, url: &repo::RemoteUrl, token: Option<&Secret>
     }
 }
 
+/// `owner/name` of an https remote on its own host (`https://HOST/OWNER/NAME.git`), which is
+/// how GitHub and GitHub Enterprise Server name repositories.
+fn repo_of(url: &repo::RemoteUrl) -> Option<RepoName> {
+    let host = url.as_str().split_once("://")?.1.split(['/', ':']).next()?;
+    let host = host.rsplit('@').next()?;
+    url.repo_on(host)?.parse().ok()
+}
+
 /// A writer for `url` with the config's identity and retry settings.
 pub fn writer(
     gitops: &GitopsSpec,
     data_dir: &std::path::Path,
     url: &repo::RemoteUrl,
-    token: Option<&Secret>,
+    token: Option<&Arc<dyn TokenSource>>,
+    github: Option<&RepoName>,
     locks: writer::BranchLocks,
 ) -> Result<Writer, GitopsError> {
     Writer::open(
         data_dir,
-        remote(gitops, url, token),
+        remote(gitops, url, token, github),
         identity(gitops),
         gitops.retry.clone(),
         locks,
@@ -173,17 +195,26 @@ mod tests {
     fn https_remotes_carry_the_token_and_file_remotes_nothing() {
         let gitops = deploybot_core::config::Config::default().gitops;
         let url = |u: &str| repo::RemoteUrl::parse(u).unwrap();
-        let token = Secret::new("ghs_abc");
-        match remote(&gitops, &url("https://github.com/o/r.git"), Some(&token)).auth {
-            repo::GitAuth::Token(t) => assert_eq!(t.expose(), "ghs_abc"),
+        let token: Arc<dyn TokenSource> = Arc::new(crate::adapters::github_auth::FixedToken(
+            deploybot_core::secret::Secret::new("ghs_abc"),
+        ));
+        match remote(
+            &gitops,
+            &url("https://github.com/o/r.git"),
+            Some(&token),
+            None,
+        )
+        .auth
+        {
+            repo::GitAuth::Provided(t) => assert_eq!(t.repo, Some("o/r".parse().unwrap())),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            remote(&gitops, &url("file:///tmp/x.git"), Some(&token)).auth,
+            remote(&gitops, &url("file:///tmp/x.git"), Some(&token), None).auth,
             repo::GitAuth::None
         ));
         assert!(matches!(
-            remote(&gitops, &url("git@github.com:o/r.git"), None).auth,
+            remote(&gitops, &url("git@github.com:o/r.git"), None, None).auth,
             repo::GitAuth::Ssh { key_file: None }
         ));
     }

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use deploybot_core::config::GitopsSpec;
 use deploybot_core::failure::{Failure, PortFuture};
+use deploybot_core::github::RepoName;
+use deploybot_core::github::token::TokenSource;
 use deploybot_core::gitops::commit_message::CommitInfo;
 use deploybot_core::gitops::edit::FileEdit;
 use deploybot_core::gitops::remote::RemoteUrl;
 use deploybot_core::gitops::repo::{BotWrite, GitopsRepo, GitopsRepos, WriteOutcome};
-use deploybot_core::secret::Secret;
 
 use crate::adapters::gitops::GitopsError;
 use crate::adapters::gitops::writer::{BranchLocks, Target, Writer, blocking, read_text};
@@ -149,23 +150,37 @@ impl GitopsRepo for Writer {
 pub struct Writers {
     gitops: GitopsSpec,
     data_dir: PathBuf,
-    /// The token for `https://` remotes (`gitops.token_*`, else `github.token_*`), read at
-    /// start-up.
-    token: Option<Secret>,
+    /// Where `https://` remotes get their token (`gitops.token_*`, else the GitHub App or
+    /// `github.token_*`), asked for each fetch and push.
+    token: Option<Arc<dyn TokenSource>>,
+    /// Each remote's name on GitHub, by URL, when the config gives one (`github_repo`).
+    github_names: HashMap<String, RepoName>,
     locks: BranchLocks,
     open: Mutex<HashMap<String, Arc<Writer>>>,
 }
 
 impl Writers {
     /// Writers with `gitops`' identity and retry settings, their clones under `data_dir`.
-    pub fn new(gitops: GitopsSpec, data_dir: PathBuf, token: Option<Secret>) -> Writers {
+    pub fn new(
+        gitops: GitopsSpec,
+        data_dir: PathBuf,
+        token: Option<Arc<dyn TokenSource>>,
+    ) -> Writers {
         Writers {
             gitops,
             data_dir,
             token,
+            github_names: HashMap::new(),
             locks: BranchLocks::default(),
             open: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The repositories' names on GitHub by URL, which pick the App installation for a remote
+    /// whose URL does not say (`http://mirror/gitops.git`).
+    pub fn with_github_names(mut self, names: HashMap<String, RepoName>) -> Writers {
+        self.github_names = names;
+        self
     }
 }
 
@@ -180,6 +195,7 @@ impl GitopsRepos for Writers {
             &self.data_dir,
             url,
             self.token.as_ref(),
+            self.github_names.get(url.as_str()),
             self.locks.clone(),
         )?);
         open.insert(url.as_str().to_string(), w.clone());

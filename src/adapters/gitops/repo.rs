@@ -6,7 +6,7 @@
 //! of a write does not grow with the repository. It is created once per repository under the
 //! data directory and only fetched afterwards; nothing here re-clones.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -19,6 +19,9 @@ use git2::{
 use sha2::{Digest, Sha256};
 
 use crate::adapters::gitops::GitopsError;
+use deploybot_core::failure::{Class, Failure};
+use deploybot_core::github::RepoName;
+use deploybot_core::github::token::{Scope, TokenSource};
 use deploybot_core::secret::Secret;
 
 pub use deploybot_core::gitops::remote::{RemoteUrl, Transport};
@@ -30,8 +33,62 @@ pub enum GitAuth {
     None,
     /// GitHub App installation token or PAT, sent as HTTP Basic `x-access-token:TOKEN`.
     Token(Secret),
+    /// The same, asked of a token source when libgit2 needs it (a current installation token),
+    /// and asked once more if the remote refused it.
+    Provided(GitTokens),
     /// ssh with a key file, or the ssh agent when `key_file` is `None`.
     Ssh { key_file: Option<PathBuf> },
+}
+
+/// Where an https remote's token comes from: the token source GitHub calls use, for the
+/// repository the remote is. libgit2 asks for credentials on a blocking thread, so the token is
+/// awaited on the runtime that opened the writer.
+#[derive(Clone)]
+pub struct GitTokens {
+    pub source: std::sync::Arc<dyn TokenSource>,
+    /// `owner/name` of the remote, which picks the App installation; `None` when the URL does
+    /// not name one (the source then has only a fixed token to offer).
+    pub repo: Option<RepoName>,
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
+impl std::fmt::Debug for GitTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitTokens")
+            .field("repo", &self.repo)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitTokens {
+    /// A token current now; the error says why there is none (never a value), classified as
+    /// the source classified it (GitHub unreachable while minting may pass later).
+    fn current(&self) -> Result<Secret, Failure> {
+        let doing = "getting a token for the remote";
+        let runtime = self.runtime.as_ref().ok_or_else(|| {
+            Failure::permanent(doing, "no async runtime to ask the token source on")
+        })?;
+        let scope = match &self.repo {
+            Some(r) => Scope::Repo(r),
+            None => Scope::Account(""),
+        };
+        match runtime.block_on(self.source.token(scope)) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(Failure::permanent(
+                doing,
+                "no GitHub token or App is configured",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn refused(&self, token: &Secret) {
+        let scope = match &self.repo {
+            Some(r) => Scope::Repo(r),
+            None => Scope::Account(""),
+        };
+        self.source.refused(scope, token);
+    }
 }
 
 /// A remote and how to authenticate to it.
@@ -46,6 +103,10 @@ pub struct Remote {
 pub(crate) struct AuthState {
     asked: Cell<u32>,
     missing: Cell<bool>,
+    /// The provided token handed to libgit2 last, to report if the remote refuses it.
+    handed: RefCell<Option<Secret>>,
+    /// Why the token source had no token, when it had none.
+    unavailable: RefCell<Option<Failure>>,
     /// `gitops.timeout` from the start of the operation.
     deadline: Instant,
 }
@@ -55,6 +116,8 @@ impl Default for AuthState {
         AuthState {
             asked: Cell::new(0),
             missing: Cell::new(false),
+            handed: RefCell::new(None),
+            unavailable: RefCell::new(None),
             deadline: Instant::now() + super::network_timeout(),
         }
     }
@@ -70,10 +133,34 @@ impl AuthState {
         cb.transfer_progress(move |_| Instant::now() < deadline);
         cb.credentials(move |_url, username, allowed| {
             self.asked.set(self.asked.get() + 1);
-            if self.asked.get() > 1 {
+            // A provided token may have expired on the way: it is asked for afresh once.
+            let tries = if matches!(remote.auth, GitAuth::Provided(_)) {
+                2
+            } else {
+                1
+            };
+            if self.asked.get() > tries {
                 return Err(git2::Error::from_str("credentials were rejected"));
             }
             match &remote.auth {
+                GitAuth::Provided(tokens)
+                    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+                {
+                    if let Some(refused) = self.handed.borrow_mut().take() {
+                        tokens.refused(&refused);
+                    }
+                    match tokens.current() {
+                        Ok(token) => {
+                            let cred = Cred::userpass_plaintext("x-access-token", token.expose());
+                            *self.handed.borrow_mut() = Some(token);
+                            cred
+                        }
+                        Err(why) => {
+                            *self.unavailable.borrow_mut() = Some(why);
+                            Err(git2::Error::from_str("no token available"))
+                        }
+                    }
+                }
                 GitAuth::Token(token) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
                     Cred::userpass_plaintext("x-access-token", token.expose())
                 }
@@ -99,7 +186,21 @@ impl AuthState {
     /// Turns a libgit2 error into an auth error when the credentials callback was involved.
     pub(crate) fn error(&self, doing: &str, remote: &Remote, e: git2::Error) -> GitopsError {
         let url = remote.url.redacted();
-        if self.missing.get() {
+        if let Some(why) = self.unavailable.borrow_mut().take() {
+            if why.class == Class::Transient {
+                // GitHub did not answer the mint: the push may pass once it does.
+                GitopsError::Io {
+                    doing: doing.into(),
+                    message: format!("no token for {url}: {why}"),
+                }
+            } else {
+                GitopsError::Auth {
+                    doing: doing.into(),
+                    url,
+                    message: format!("no token for the remote: {why}"),
+                }
+            }
+        } else if self.missing.get() {
             GitopsError::Auth {
                 doing: doing.into(),
                 url,

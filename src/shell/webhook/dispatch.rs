@@ -28,12 +28,46 @@ pub struct Dispatcher<W = PrometheusWindows> {
     pub config: Arc<Config>,
     /// The GitHub port the assessment reads the PR through and publishes to.
     pub github: Arc<dyn Github>,
+    /// Who GitHub calls are made as; told which App installation a delivery came from.
+    pub tokens: Arc<dyn deploybot_core::github::token::TokenSource>,
     /// The optional LLM; without one the policy alone decides.
     pub model: Option<Arc<dyn RiskModel>>,
     pub store: Store,
     /// The rollout pipeline; without one, merged changes are assessed but not deployed.
     pub pipeline: Option<Arc<Pipeline<LiveRunner<W>>>>,
     pub clock: Arc<dyn Clock + Send + Sync>,
+}
+
+/// The App installation a delivery names (`installation.id`, present on every delivery to an
+/// App); the payload was verified before it was stored.
+#[derive(serde::Deserialize)]
+struct WireDelivery {
+    installation: Option<WireInstallation>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireInstallation {
+    id: u64,
+}
+
+impl<W> Dispatcher<W> {
+    /// Tells the token source which installation serves the delivery's repository, so that its
+    /// calls need no lookup.
+    fn learn_installation(&self, delivery: &StoredDelivery, parsed: &Parsed) {
+        let Some(repo) = parsed
+            .repository
+            .as_deref()
+            .and_then(|r| r.parse::<RepoName>().ok())
+        else {
+            return;
+        };
+        if let Ok(WireDelivery {
+            installation: Some(i),
+        }) = serde_json::from_slice(&delivery.payload)
+        {
+            self.tokens.learn(&repo, i.id);
+        }
+    }
 }
 
 /// A rollout handler's note, or its failure (classified where it happened).
@@ -48,9 +82,10 @@ fn no_pipeline() -> Processed {
 impl<W: WindowSource + 'static> Processor for Dispatcher<W> {
     async fn process(
         &self,
-        _delivery: &StoredDelivery,
+        delivery: &StoredDelivery,
         parsed: &Parsed,
     ) -> Result<Processed, Failure> {
+        self.learn_installation(delivery, parsed);
         let events = self.pipeline.as_ref().map(|p| self.events(p));
         Ok(match route(parsed, &repos(&self.config)) {
             Route::Ignore { reason } => Processed::Ignored(reason),

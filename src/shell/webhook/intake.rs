@@ -40,6 +40,10 @@ use deploybot_core::webhook::{event, signature};
 pub struct Intake<Q> {
     pub config: Arc<Config>,
     pub secret: Secret,
+    /// `server.webhook_secret_file`, read again for each delivery so that a rotated secret
+    /// (the App's webhook secret changed, the mounted Secret replaced) needs no restart; when
+    /// set it is used instead of `secret`.
+    pub rotating: Option<Arc<crate::adapters::github_auth::RotatingSecret>>,
     pub queue: Q,
     pub metrics: Arc<Metrics>,
     /// Wakes the worker when a delivery was queued, so it does not wait for its next poll.
@@ -76,6 +80,15 @@ fn log_refusal(refusals: &Mutex<(Option<Instant>, u64)>, now: Instant) -> Option
 }
 
 impl<Q: DeliveryQueue> Intake<Q> {
+    /// The webhook secret is read from its file for each delivery (see `rotating`).
+    pub fn with_rotating_secret(
+        mut self,
+        secret: crate::adapters::github_auth::RotatingSecret,
+    ) -> Self {
+        self.rotating = Some(Arc::new(secret));
+        self
+    }
+
     pub fn new(
         config: Arc<Config>,
         secret: Secret,
@@ -92,6 +105,7 @@ impl<Q: DeliveryQueue> Intake<Q> {
         Intake {
             config,
             secret,
+            rotating: None,
             queue,
             metrics,
             wake,
@@ -330,8 +344,12 @@ async fn receive_inner<Q: DeliveryQueue>(
             }
         };
     // Authenticate before looking at anything else, so unauthenticated callers learn nothing.
+    let secret = match &intake.rotating {
+        Some(r) => r.current(),
+        None => intake.secret.clone(),
+    };
     if let Err(e) = signature::verify(
-        intake.secret.expose().as_bytes(),
+        secret.expose().as_bytes(),
         &body,
         header_str(&headers, "x-hub-signature-256"),
     ) {

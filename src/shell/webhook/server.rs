@@ -28,6 +28,7 @@ use crate::shell::webhook::intake::{Intake, metrics_router, probes, router};
 use crate::shell::webhook::listen;
 use crate::shell::webhook::worker;
 use deploybot_core::github::Github;
+use deploybot_core::secret::SecretRef;
 
 /// Everything `serve` runs, assembled but not started listening.
 pub struct Assembly<W: WindowSource + 'static> {
@@ -108,17 +109,32 @@ pub async fn assemble<W: WindowSource + 'static>(
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let token = secrets.get(SecretKey::GithubToken).cloned();
-    if token.is_none() {
-        tracing::warn!(
-            "no github.token_env/_file: GitHub API calls are unauthenticated, and approval PRs \
-             cannot be opened"
+    if let Some(app) = &config.github.app {
+        info!(
+            app_id = app.id,
+            "authenticating as the GitHub App: installation tokens are minted as needed"
         );
     }
+    if !config.github.authenticated() {
+        tracing::warn!(
+            "no github.app_id or github.token_env/_file: GitHub API calls are unauthenticated, \
+             and approval PRs cannot be opened"
+        );
+    }
+    // GitHub's clock decides whether a JWT is valid, so the App signs with the wall clock
+    // whatever clock drives the rollouts.
+    let tokens = crate::adapters::github_auth::from_config(
+        &config.github,
+        Arc::new(crate::adapters::clock::SystemClock),
+    )
+    .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
     let github: Arc<dyn Github> = Arc::new(
-        crate::adapters::github::GithubRest::new(config.github.api_base(), token.as_ref())
-            .context("setting up the GitHub client")?
-            .with_timeout(config.github.timeout.as_duration()),
+        crate::adapters::github::GithubRest::with_tokens(
+            config.github.api_base(),
+            Arc::clone(&tokens),
+        )
+        .context("setting up the GitHub client")?
+        .with_timeout(config.github.timeout.as_duration()),
     );
     let model = crate::shell::assess::model_client(&config, &secrets)?
         .map(|m| Arc::new(m) as Arc<dyn deploybot_core::risk::model::RiskModel>);
@@ -141,15 +157,13 @@ pub async fn assemble<W: WindowSource + 'static>(
     let runner = LiveRunner::new(RunnerParts {
         gitops: crate::shell::runner::gitops_writers(
             &config,
-            secrets
-                .get(SecretKey::GitopsToken)
-                .or(token.as_ref())
-                .cloned(),
+            crate::adapters::github_auth::for_gitops(&config, &tokens)
+                .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?,
         ),
         config: Arc::clone(&config),
         store: store.clone(),
         github: Some(Arc::clone(&github)),
-        github_token: token,
+        github_authenticated: config.github.authenticated(),
         argocd,
         alerts,
         windows,
@@ -163,6 +177,7 @@ pub async fn assemble<W: WindowSource + 'static>(
         Arc::new(Dispatcher {
             config: Arc::clone(&config),
             github: Arc::clone(&github),
+            tokens: Arc::clone(&tokens),
             model: model.clone(),
             store: store.clone(),
             pipeline: Some(Arc::clone(&pipeline)),
@@ -177,14 +192,21 @@ pub async fn assemble<W: WindowSource + 'static>(
         stop_rx,
     ));
 
-    let intake = Arc::new(Intake::new(
+    let mut intake = Intake::new(
         Arc::clone(&config),
         secret,
         store.clone(),
         metrics,
         wake,
         Arc::clone(&clock),
-    ));
+    );
+    if let Some(file @ SecretRef::File(_)) = &config.server.webhook_secret {
+        intake = intake.with_rotating_secret(
+            crate::adapters::github_auth::RotatingSecret::read(file.clone())
+                .map_err(|e| anyhow::anyhow!("refusing to start: server.webhook_secret: {e}"))?,
+        );
+    }
+    let intake = Arc::new(intake);
     let admin = crate::shell::status_api::api_router(store.clone())
         .merge(crate::shell::status_page::page_router(
             store.clone(),

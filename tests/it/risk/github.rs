@@ -404,6 +404,7 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
     let dispatcher = Arc::new(Dispatcher::<deploybot::shell::runner::PrometheusWindows> {
         config,
         github: Arc::new(client(&gh)),
+        tokens: Arc::new(deploybot::adapters::github_auth::Unauthenticated),
         model: None,
         store: store.clone(),
         pipeline: None,
@@ -534,6 +535,9 @@ async fn the_risk_status_waits_for_an_approval_when_configured_to() {
     let dispatcher: Dispatcher = Dispatcher {
         config: Arc::new(config),
         github: Arc::new(client(&gh)),
+        tokens: Arc::new(deploybot::adapters::github_auth::FixedToken(Secret::new(
+            "ghs_faketoken",
+        ))),
         model: None,
         store: store.clone(),
         pipeline: None,

@@ -92,6 +92,8 @@ pub struct GhState {
     pub authorization: Vec<String>,
     /// When set, other tokens get GitHub's 401.
     pub token: Option<String>,
+    /// When set, GitHub App authentication: see [`FakeGithub::require_app`].
+    pub app: Option<FakeApp>,
     pub failures: Vec<Failure>,
     /// What happens right after a matching request was answered, once each.
     pub hooks: Vec<Hook>,
@@ -271,6 +273,76 @@ struct Shared {
 
 type S = State<Shared>;
 
+/// A GitHub App as GitHub checks it: `/app/...` and installation lookups need a JWT signed
+/// by the App's key (RS256, `iss` the App id, not expired, at most ten minutes long); every
+/// other request needs an installation token it issued, not expired, for the installation of
+/// the path's account.
+pub struct FakeApp {
+    pub id: u64,
+    key: jsonwebtoken::DecodingKey,
+    /// account login (lower case) -> installation id.
+    pub installations: BTreeMap<String, u64>,
+    /// How long the tokens it issues live.
+    pub lifetime: chrono::Duration,
+    /// token -> (installation, expiry).
+    pub tokens: BTreeMap<String, (u64, chrono::DateTime<chrono::Utc>)>,
+    /// Why each refused JWT or token was refused, in order.
+    pub refused: Vec<String>,
+    /// GitHub's clock: the wall clock, or the test's virtual one (see
+    /// [`FakeGithub::set_app_clock`]).
+    clock: Arc<dyn deploybot_core::clock::Clock + Send + Sync>,
+}
+
+impl FakeApp {
+    /// Whether `token` is an installation token it issued, unexpired, for `account`'s
+    /// installation (any installation when `account` is `None`).
+    pub fn valid_token(&self, token: &str, account: Option<&str>) -> Result<(), String> {
+        let Some((installation, expires)) = self.tokens.get(token) else {
+            return Err("unknown token".into());
+        };
+        if *expires <= self.clock.now() {
+            return Err(format!("token of installation {installation} expired"));
+        }
+        match account.map(|a| self.installations.get(&a.to_ascii_lowercase())) {
+            Some(Some(i)) if i != installation => Err(format!(
+                "token of installation {installation} used on installation {i}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn valid_jwt(&self, jwt: &str) -> Result<(), String> {
+        #[derive(serde::Deserialize)]
+        struct Claims {
+            iat: i64,
+            exp: i64,
+        }
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.leeway = 0;
+        v.validate_exp = false;
+        v.set_issuer(&[self.id.to_string()]);
+        v.set_required_spec_claims(&["exp", "iat", "iss"]);
+        let claims = jsonwebtoken::decode::<Claims>(jwt, &self.key, &v)
+            .map_err(|e| format!("JWT refused: {e}"))?
+            .claims;
+        let now = self.clock.now().timestamp();
+        // jsonwebtoken checks `exp` against the wall clock; GitHub's clock may be virtual.
+        if claims.exp <= now {
+            return Err("JWT refused: ExpiredSignature".into());
+        }
+        if claims.exp - claims.iat > 600 {
+            return Err("'Expiration time' claim ('exp') is too far in the future".into());
+        }
+        if claims.iat > now + 60 {
+            return Err(
+                "'Issued at' claim ('iat') must be an Integer representing a time in the past"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The fake; the server stops when it is dropped.
 pub struct FakeGithub {
     pub addr: SocketAddr,
@@ -331,7 +403,12 @@ impl FakeGithub {
                 "/repos/{o}/{r}/collaborators/{login}/permission",
                 get(permission),
             )
-            .route("/orgs/{org}/teams/{slug}/members", get(team_members));
+            .route("/orgs/{org}/teams/{slug}/members", get(team_members))
+            .route("/repos/{o}/{r}/installation", get(repo_installation))
+            .route(
+                "/app/installations/{id}/access_tokens",
+                post(create_installation_token),
+            );
         // github.com serves the API at the root, GitHub Enterprise Server under /api/v3.
         let app = Router::new()
             .merge(api.clone())
@@ -374,6 +451,63 @@ impl FakeGithub {
     /// Requests without `Bearer token` (or `token token`) get GitHub's 401 "Bad credentials".
     pub fn require_token(&self, token: &str) {
         self.state.lock().unwrap().token = Some(token.to_string());
+    }
+
+    /// GitHub App mode: the App `id` whose public key is `public_pem`, installed on each
+    /// `(account, installation id)`, issuing tokens that live `lifetime`. Replaces
+    /// [`FakeGithub::require_token`].
+    pub fn require_app(
+        &self,
+        id: u64,
+        public_pem: &[u8],
+        installations: &[(&str, u64)],
+        lifetime: std::time::Duration,
+    ) {
+        self.state.lock().unwrap().app = Some(FakeApp {
+            id,
+            key: jsonwebtoken::DecodingKey::from_rsa_pem(public_pem).unwrap(),
+            installations: installations
+                .iter()
+                .map(|(a, i)| (a.to_ascii_lowercase(), *i))
+                .collect(),
+            lifetime: chrono::Duration::from_std(lifetime).unwrap(),
+            tokens: BTreeMap::new(),
+            refused: Vec::new(),
+            clock: Arc::new(deploybot::adapters::clock::SystemClock),
+        });
+    }
+
+    /// The App mode's clock (issuing and checking tokens and JWTs) becomes `clock`.
+    pub fn set_app_clock(&self, clock: Arc<dyn deploybot_core::clock::Clock + Send + Sync>) {
+        self.state.lock().unwrap().app.as_mut().unwrap().clock = clock;
+    }
+
+    /// GitHub forgets every installation token it issued (revoked, or expired earlier than
+    /// it said): each is refused from now on.
+    pub fn revoke_tokens(&self) {
+        if let Some(app) = self.state.lock().unwrap().app.as_mut() {
+            app.tokens.clear();
+        }
+    }
+
+    /// Installation tokens issued (and not revoked) so far.
+    pub fn minted(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .app
+            .as_ref()
+            .map_or(0, |a| a.tokens.len())
+    }
+
+    /// Why the App's JWTs or tokens were refused, in order.
+    pub fn refused(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .app
+            .as_ref()
+            .map_or(Vec::new(), |a| a.refused.clone())
     }
 
     /// Adds a PR object (a REST or webhook `pull_request`); returns its number.
@@ -740,6 +874,51 @@ fn message(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// `GET /repos/{owner}/{repo}/installation`: GitHub's `installation` example with the
+/// account's installation.
+async fn repo_installation(State(sh): S, Path((o, _r)): Path<(String, String)>) -> Response {
+    let st = sh.st.lock().unwrap();
+    let Some(id) = st
+        .app
+        .as_ref()
+        .and_then(|a| a.installations.get(&o.to_ascii_lowercase()))
+    else {
+        return not_found();
+    };
+    let mut v = app_fixture("installation.json");
+    v["id"] = json!(id);
+    v["account"]["login"] = json!(o);
+    v["access_tokens_url"] = json!(format!(
+        "http://{}/app/installations/{id}/access_tokens",
+        sh.addr
+    ));
+    Json(v).into_response()
+}
+
+/// `POST /app/installations/{id}/access_tokens`: GitHub's `installation-token` example with a
+/// new token, expiring after the App's lifetime.
+async fn create_installation_token(State(sh): S, Path(id): Path<u64>) -> Response {
+    let mut st = sh.st.lock().unwrap();
+    let Some(app) = st.app.as_mut() else {
+        return not_found();
+    };
+    if !app.installations.values().any(|i| *i == id) {
+        return not_found();
+    }
+    let token = format!("ghs_{id}_{:04}", app.tokens.len() + 1);
+    let expires = app.clock.now() + app.lifetime;
+    app.tokens.insert(token.clone(), (id, expires));
+    let mut v = app_fixture("installation-token.json");
+    v["token"] = json!(token);
+    v["expires_at"] = json!(expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+fn app_fixture(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixtures_dir().join("github-app").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 fn not_found() -> Response {
     message(StatusCode::NOT_FOUND, "Not Found")
 }
@@ -764,6 +943,33 @@ async fn gate(State(sh): S, req: Request, next: Next) -> Response {
         st.requests.push(line);
         if let Some(a) = &auth {
             st.authorization.push(a.clone());
+        }
+        if let Some(app) = &mut st.app {
+            let path = uri.path().strip_prefix("/api/v3").unwrap_or(uri.path());
+            let bearer = auth
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .unwrap_or("");
+            let as_app = path.starts_with("/app/") || path.ends_with("/installation");
+            let checked = if as_app {
+                app.valid_jwt(bearer)
+            } else {
+                let mut parts = path.trim_start_matches('/').split('/');
+                let account = match (parts.next(), parts.next()) {
+                    (Some("repos" | "orgs"), Some(a)) => Some(a),
+                    _ => None,
+                };
+                app.valid_token(bearer, account)
+            };
+            if let Err(why) = checked {
+                app.refused.push(format!("{} {path}: {why}", req.method()));
+                let m = if as_app {
+                    "A JSON web token could not be decoded"
+                } else {
+                    "Bad credentials"
+                };
+                return message(StatusCode::UNAUTHORIZED, m);
+            }
         }
         if let Some(t) = &st.token {
             let a = auth.as_deref().unwrap_or("");

@@ -11,10 +11,13 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Request, Response, StatusCode};
 use tokio::io::AsyncWriteExt;
 
+/// Whether a token (the password of `x-access-token:TOKEN`) may fetch and push.
+pub type TokenCheck = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 #[derive(Clone)]
 struct Server {
     root: PathBuf,
-    expected_auth: String,
+    check: TokenCheck,
 }
 
 pub struct GitHttp {
@@ -32,13 +35,14 @@ impl Drop for GitHttp {
 impl GitHttp {
     /// Serves the repositories under `root` (e.g. `/remote.git`) to clients presenting `token`.
     pub async fn start(root: PathBuf, token: &str) -> GitHttp {
-        let state = Server {
-            root,
-            expected_auth: format!(
-                "Basic {}",
-                base64(format!("x-access-token:{token}").as_bytes())
-            ),
-        };
+        let token = token.to_string();
+        GitHttp::start_checked(root, std::sync::Arc::new(move |t| t == token)).await
+    }
+
+    /// Serves the repositories under `root` to clients whose token `check` accepts (tokens
+    /// that expire, as GitHub App installation tokens do).
+    pub async fn start_checked(root: PathBuf, check: TokenCheck) -> GitHttp {
+        let state = Server { root, check };
         let app = axum::Router::new().fallback(cgi).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -59,7 +63,11 @@ async fn cgi(State(s): State<Server>, req: Request<Body>) -> Response<Body> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if auth != s.expected_auth {
+    let token = auth
+        .strip_prefix("Basic ")
+        .and_then(unbase64)
+        .and_then(|pair| pair.strip_prefix("x-access-token:").map(str::to_string));
+    if !token.is_some_and(|t| (s.check)(&t)) {
         let mut r = Response::new(Body::from("Bad credentials\n"));
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         r.headers_mut().insert(
@@ -171,8 +179,31 @@ pub fn base64(input: &[u8]) -> String {
     out
 }
 
+/// The text of a base64 `user:password` pair.
+fn unbase64(input: &str) -> Option<String> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in input.trim_end_matches('=').bytes() {
+        let v = T.iter().position(|&t| t == c)? as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[test]
 fn base64_matches_rfc4648() {
+    assert_eq!(
+        unbase64(&base64(b"x-access-token:ghs_1")).unwrap(),
+        "x-access-token:ghs_1"
+    );
     assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     assert_eq!(base64(b"fooba"), "Zm9vYmE=");
     assert_eq!(base64(b"foob"), "Zm9vYg==");

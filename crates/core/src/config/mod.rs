@@ -117,13 +117,28 @@ pub struct WorkerSpec {
 #[derive(Debug, Clone)]
 pub struct GithubSpec {
     pub api_url: Url,
+    /// A personal (or externally minted) token; never set together with `app`.
     pub token: Option<SecretRef>,
+    /// The GitHub App deploybot authenticates as, minting installation tokens itself.
+    pub app: Option<GithubApp>,
     pub bot_login: String,
     /// Greater than zero.
     pub timeout: PromDuration,
 }
 
+/// `github.app_id` with its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubApp {
+    pub id: u64,
+    pub private_key: SecretRef,
+}
+
 impl GithubSpec {
+    /// Whether GitHub calls are authenticated at all (a token or an App).
+    pub fn authenticated(&self) -> bool {
+        self.token.is_some() || self.app.is_some()
+    }
+
     /// The API base as clients join paths to it: without the `/` a parsed URL ends a bare host
     /// with (`https://api.github.com`).
     pub fn api_base(&self) -> &str {
@@ -662,6 +677,7 @@ impl Config {
 pub enum SecretKey {
     WebhookSecret,
     GithubToken,
+    GithubAppKey,
     GitopsToken,
     LlmApiKey,
     PrometheusBearerToken,
@@ -670,9 +686,10 @@ pub enum SecretKey {
 }
 
 impl SecretKey {
-    pub const ALL: [SecretKey; 7] = [
+    pub const ALL: [SecretKey; 8] = [
         SecretKey::WebhookSecret,
         SecretKey::GithubToken,
+        SecretKey::GithubAppKey,
         SecretKey::GitopsToken,
         SecretKey::LlmApiKey,
         SecretKey::PrometheusBearerToken,
@@ -685,6 +702,7 @@ impl SecretKey {
         match self {
             SecretKey::WebhookSecret => "server.webhook_secret",
             SecretKey::GithubToken => "github.token",
+            SecretKey::GithubAppKey => "github.private_key",
             SecretKey::GitopsToken => "gitops.token",
             SecretKey::LlmApiKey => "llm.api_key",
             SecretKey::PrometheusBearerToken => "prometheus.bearer_token",

@@ -205,6 +205,12 @@ pub struct GithubConfig {
     pub token_env: Option<String>,
     /// File holding a token.
     pub token_file: Option<PathBuf>,
+    /// The GitHub App's id: deploybot mints installation tokens itself (with `private_key_*`).
+    pub app_id: Option<u64>,
+    /// Environment variable holding the App's private key (PEM).
+    pub private_key_env: Option<String>,
+    /// File holding the App's private key (PEM), as GitHub hands it out.
+    pub private_key_file: Option<PathBuf>,
     /// Login of the bot account; its own comments and reviews are ignored.
     pub bot_login: String,
     /// Time allowed for one API request, its response body included.
@@ -217,6 +223,9 @@ impl Default for GithubConfig {
             api_url: "https://api.github.com".into(),
             token_env: None,
             token_file: None,
+            app_id: None,
+            private_key_env: None,
+            private_key_file: None,
             bot_login: "deploybot[bot]".into(),
             timeout: PromDuration::from_secs(30),
         }

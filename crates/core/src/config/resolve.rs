@@ -12,8 +12,8 @@ use url::Url;
 use super::raw::{self, RawConfig, WriteMode};
 use super::{
     AlertsSpec, ApprovalRule, ArgoCdServer, ArgoCdSpec, BranchName, Config, ConnectionLimits,
-    DeploySpec, EnvironmentSpec, GithubSpec, GitopsRepo, GitopsSpec, ImageRepository, LlmSpec,
-    ModelSpec, Problems, PrometheusServer, PrometheusSpec, PushRetry, Resolved, Retention,
+    DeploySpec, EnvironmentSpec, GithubApp, GithubSpec, GitopsRepo, GitopsSpec, ImageRepository,
+    LlmSpec, ModelSpec, Problems, PrometheusServer, PrometheusSpec, PushRetry, Resolved, Retention,
     RiskSpec, SecretKey, SecretPresence, ServerSpec, ServiceSpec, StoreSpec, TeamName, Warning,
     WorkerSpec, carries_canary,
 };
@@ -413,6 +413,48 @@ impl Resolver {
             g.token_file.as_ref(),
             true,
         );
+        let key = self.secret(
+            SecretKey::GithubAppKey,
+            g.private_key_env.as_ref(),
+            g.private_key_file.as_ref(),
+            g.app_id.is_some(),
+        );
+        let app = match (g.app_id, key?) {
+            (Some(_), _) if matches!(token, Some(Some(_))) => {
+                // Which identity was meant cannot be guessed, and the two would act differently.
+                self.problem(
+                    "github.app_id: set either a GitHub App (app_id with private_key_env or \
+                     private_key_file) or a token (token_env or token_file), not both"
+                        .into(),
+                );
+                return None;
+            }
+            (Some(0), _) => {
+                self.problem(
+                    "github.app_id: must be the App's numeric id (its settings page, \"App ID\")"
+                        .into(),
+                );
+                return None;
+            }
+            (Some(id), Some(private_key)) => Some(GithubApp { id, private_key }),
+            (Some(_), None) => {
+                self.problem(
+                    "github.app_id: needs the App's private key: set github.private_key_env or \
+                     github.private_key_file (the .pem GitHub generated for the App)"
+                        .into(),
+                );
+                return None;
+            }
+            (None, Some(_)) => {
+                self.problem(
+                    "github.private_key_env/_file: a private key without github.app_id; set the \
+                     App's id as github.app_id"
+                        .into(),
+                );
+                return None;
+            }
+            (None, None) => None,
+        };
         if g.timeout.is_zero() {
             self.problem("github.timeout: must be greater than 0s (e.g. 30s)".into());
             return None;
@@ -420,6 +462,7 @@ impl Resolver {
         Some(GithubSpec {
             api_url: api_url?,
             token: token?,
+            app,
             bot_login: g.bot_login.clone(),
             timeout: g.timeout,
         })

@@ -770,3 +770,51 @@ fn environments_name_their_own_argo_cd_and_prometheus_and_fall_back_to_the_top_l
     );
     assert_eq!(p.lines().count(), 2, "{p}");
 }
+
+#[test]
+fn a_github_app_needs_its_key_and_excludes_a_token() {
+    let c = parse("github:\n  app_id: 42\n  private_key_file: /run/secrets/app.pem\n");
+    let app = c.github.app.as_ref().unwrap();
+    assert_eq!(app.id, 42);
+    assert_eq!(
+        app.private_key,
+        SecretRef::File("/run/secrets/app.pem".into())
+    );
+    assert!(c.github.authenticated() && c.github.token.is_none());
+    assert!(
+        c.secrets()
+            .iter()
+            .any(|(k, _)| *k == SecretKey::GithubAppKey)
+    );
+    let rows = [
+        (
+            "no key",
+            "github:\n  app_id: 42\n",
+            "needs the App's private key",
+        ),
+        (
+            "key without id",
+            "github:\n  private_key_env: K\n",
+            "a private key without github.app_id",
+        ),
+        (
+            "app and token",
+            "github:\n  app_id: 42\n  private_key_env: K\n  token_env: T\n",
+            "not both",
+        ),
+        (
+            "id zero",
+            "github:\n  app_id: 0\n  private_key_env: K\n",
+            "numeric id",
+        ),
+        (
+            "both key halves",
+            "github:\n  app_id: 42\n  private_key_env: K\n  private_key_file: /k\n",
+            "github.private_key: set either",
+        ),
+    ];
+    for (row, yaml, expected) in rows {
+        let p = problems(yaml);
+        assert!(p.contains(expected), "row {row:?}: {p}");
+    }
+}
