@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::adapters::llm::LlmClient;
 use crate::adapters::store::assessments::{AssessmentKey, AssessmentStore};
-use crate::config::{Config, SecretKey};
+use crate::config::{Config, SecretKey, ServiceSpec};
 use deploybot_core::failure::Failure;
 use deploybot_core::github::{
     Approvals, Checks, CommentAction, Comments, CommitStatus, LabelSpec, Labels, PullFile,
@@ -41,6 +41,81 @@ pub struct PrAssessment {
     pub comment: CommentAction,
     /// A stored result for the same head and inputs was reused; the model was not asked.
     pub reused: bool,
+    /// What was assessed: the files, the title, the commits.
+    pub change: Change,
+}
+
+/// The repository paths a change touches (a rename's old path too).
+pub fn touched_paths(change: &Change) -> Vec<String> {
+    change
+        .files
+        .iter()
+        .flat_map(|f| std::iter::once(f.path.clone()).chain(f.previous_path.clone()))
+        .collect()
+}
+
+/// The assessment of `service`'s own part of `change` (its `paths`), with its thresholds: in a
+/// repository several services share, each ships on the risk of what it changed. A service that
+/// owns the whole repository ships on `whole`, the pull request's assessment.
+pub async fn assess_service(
+    config: &Config,
+    model: Option<&dyn RiskModel>,
+    service: &ServiceSpec,
+    change: &Change,
+    whole: &Assessment,
+) -> Assessment {
+    if service.paths.is_whole_repository() {
+        return whole.clone();
+    }
+    let own = Change {
+        files: change
+            .files
+            .iter()
+            .filter(|f| {
+                service.paths.owns(&f.path)
+                    || f.previous_path
+                        .as_deref()
+                        .is_some_and(|p| service.paths.owns(p))
+            })
+            .cloned()
+            .collect(),
+        ..change.clone()
+    };
+    assess_change(
+        &config.risk.policy,
+        &service.thresholds,
+        &own,
+        model,
+        config.llm.max_prompt_tokens,
+    )
+    .await
+}
+
+/// The comment's "Services" cell: which services of `repo` merging the change releases.
+fn services_text(config: &Config, repo: &RepoName, change: &Change) -> String {
+    let all: Vec<&str> = config
+        .services_by_app_repo(repo)
+        .map(|s| s.name.as_str())
+        .collect();
+    if all.is_empty() {
+        return "none configured for this repository".into();
+    }
+    let released: Vec<String> = config
+        .released_by(repo, &touched_paths(change))
+        .iter()
+        .map(|s| format!("`{}`", s.name))
+        .collect();
+    if released.is_empty() {
+        format!(
+            "none: this change touches none of the paths of {}, so merging it releases nothing",
+            all.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!("{} (released when merged)", released.join(", "))
+    }
 }
 
 /// Assesses a change: the policy floor, then the model (if any) asked with a redacted, budgeted
@@ -297,12 +372,14 @@ where
             a
         }
     };
-    let comment = publish(config, github, repo, &pr, &assessment).await?;
+    let services = services_text(config, repo, &change);
+    let comment = publish(config, github, repo, &pr, &assessment, &services).await?;
     Ok(PrAssessment {
         assessment,
         head_sha: pr.head_sha,
         comment,
         reused,
+        change,
     })
 }
 
@@ -318,8 +395,15 @@ pub async fn publish<G: Comments + Labels + Checks + Approvals + ?Sized>(
     repo: &RepoName,
     pr: &PullRequest,
     a: &Assessment,
+    services: &str,
 ) -> Result<CommentAction, Failure> {
-    let body = deploybot_core::risk::comment::render(a, &repo.to_string(), pr.number, &pr.head_sha);
+    let body = deploybot_core::risk::comment::render(
+        a,
+        &repo.to_string(),
+        pr.number,
+        &pr.head_sha,
+        services,
+    );
     let comment = deploybot_core::github::upsert_marked_comment(
         github,
         repo,

@@ -246,14 +246,17 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         Ok(format!("{} by {author}: {note}", cmd.as_str()))
     }
 
-    /// `/deploy [env]` on a merged PR: starts its release now (checks are the human's call).
+    /// `/deploy [SERVICE | ENV]` on a merged PR: starts its release now (checks are the human's
+    /// call). A word naming one of the repository's services deploys that one; otherwise every
+    /// service whose paths the change touches is deployed (to ENV, when given), each on the
+    /// risk of its own files.
     async fn deploy(
         &self,
         repo: &RepoName,
         number: u64,
         service: Option<&str>,
         author: &str,
-        environment: Option<&str>,
+        arg: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<CommandOutcome, Failure> {
         let pr = self.github.pull_request(repo, number).await?;
@@ -263,9 +266,9 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 note: "only a merged pull request can be deployed".into(),
             });
         };
-        let Some(service) = service.and_then(|name| self.service_named(name)) else {
+        if service.is_none() {
             return Ok(CommandOutcome::NoRollout);
-        };
+        }
         let stored = crate::shell::assess::assess_pull_request(
             self.config,
             self.github,
@@ -276,39 +279,74 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             &pr.head_sha,
         )
         .await?;
-        let release = Release {
-            service: service.name.clone(),
-            image_tag: service
-                .image_tag
-                .render(&sha, Some(number))
-                .map_err(Failure::refused)?,
-            previous_tag: String::new(),
-            changed_files: Vec::new(),
-            commit_message: pr.title.clone(),
-            author: pr.author.clone(),
-            pull_request: Some(number),
-            commit_sha: Some(sha),
-        };
-        let gate = Gate::from_assessment(&stored.assessment);
-        match self
-            .pipeline
-            .start(&release, gate, environment, author, now)
-            .await
-        {
-            Ok(id) => Ok(CommandOutcome::Applied {
-                deploy_id: id,
-                note: format!("/deploy by @{author}"),
-            }),
-            Err(
-                e @ (PipelineError::Held { .. }
-                | PipelineError::Busy { .. }
-                | PipelineError::UnknownEnvironment { .. }),
-            ) => Ok(CommandOutcome::Rejected {
+        let touched = crate::shell::assess::touched_paths(&stored.change);
+        let (services, environment) = self.config.deploy_targets(repo, &touched, arg);
+        if services.is_empty() {
+            return Ok(CommandOutcome::Rejected {
                 deploy_id: "-".into(),
-                note: e.to_string(),
-            }),
-            Err(e) => Err(e.into()),
+                note: format!(
+                    "this change touches none of the paths of the services of {repo}; name \
+                     one: /deploy SERVICE"
+                ),
+            });
         }
+        let mut started = Vec::new();
+        for service in services {
+            let release = Release {
+                service: service.name.clone(),
+                image_tag: service
+                    .image_tag
+                    .render(&sha, Some(number))
+                    .map_err(Failure::refused)?,
+                previous_tag: String::new(),
+                changed_files: Vec::new(),
+                commit_message: pr.title.clone(),
+                author: pr.author.clone(),
+                pull_request: Some(number),
+                commit_sha: Some(sha.clone()),
+            };
+            let own = crate::shell::assess::assess_service(
+                self.config,
+                self.model,
+                service,
+                &stored.change,
+                &stored.assessment,
+            )
+            .await;
+            match self
+                .pipeline
+                .start(
+                    &release,
+                    Gate::from_assessment(&own),
+                    environment.as_deref(),
+                    author,
+                    now,
+                )
+                .await
+            {
+                Ok(id) => started.push(id),
+                Err(
+                    e @ (PipelineError::Held { .. }
+                    | PipelineError::Busy { .. }
+                    | PipelineError::UnknownEnvironment { .. }),
+                ) if started.is_empty() => {
+                    return Ok(CommandOutcome::Rejected {
+                        deploy_id: "-".into(),
+                        note: e.to_string(),
+                    });
+                }
+                Err(
+                    e @ (PipelineError::Held { .. }
+                    | PipelineError::Busy { .. }
+                    | PipelineError::UnknownEnvironment { .. }),
+                ) => started.push(format!("{} not started: {e}", service.name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(CommandOutcome::Applied {
+            deploy_id: started.join(", "),
+            note: format!("/deploy by @{author}"),
+        })
     }
 
     /// An approval PR merged by a person. It is the approval only when the approvals on the

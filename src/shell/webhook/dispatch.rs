@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::adapters::store::Store;
 use crate::adapters::store::StoredDelivery;
 use crate::config::Config;
-use crate::shell::assess::assess_pull_request;
+use crate::shell::assess::{assess_pull_request, assess_service, touched_paths};
 use crate::shell::driver::Clock;
 use crate::shell::events::{Merged, RolloutEvents};
 use crate::shell::pipeline::{Gate, Pipeline};
@@ -219,23 +219,40 @@ impl<W: WindowSource> Dispatcher<W> {
                         "{repo}#{number} is merged but has no merge_commit_sha"
                     ))
                 })?;
-                let note = self
-                    .events(pipeline)
-                    .on_merged(
-                        Merged {
-                            repo,
-                            number,
-                            service,
-                            merge_sha,
-                            title: &m.title,
-                            author: &m.author,
-                            merged_by: &m.merged_by,
-                        },
-                        Gate::from_assessment(a),
-                        self.clock.now(),
-                    )
-                    .await?;
-                format!("; merged: {note}")
+                // Every service whose paths the change touches is released, each on the risk of
+                // its own files (parking is idempotent per service and commit, so a retried
+                // delivery re-parks what it already parked).
+                let released = self.config.released_by(repo, &touched_paths(&done.change));
+                if released.is_empty() {
+                    return Ok(Processed::Done(format!(
+                        "assessed {repo}#{number}: merged, but it touches none of the paths of \
+                         the services of {repo}; nothing released (route named {service})"
+                    )));
+                }
+                let mut notes = Vec::new();
+                for s in released {
+                    let own =
+                        assess_service(&self.config, self.model.as_deref(), s, &done.change, a)
+                            .await;
+                    let note = self
+                        .events(pipeline)
+                        .on_merged(
+                            Merged {
+                                repo,
+                                number,
+                                service: &s.name,
+                                merge_sha,
+                                title: &m.title,
+                                author: &m.author,
+                                merged_by: &m.merged_by,
+                            },
+                            Gate::from_assessment(&own),
+                            self.clock.now(),
+                        )
+                        .await?;
+                    notes.push(note);
+                }
+                format!("; merged: {}", notes.join("; "))
             }
             _ => String::new(),
         };

@@ -582,3 +582,80 @@ async fn the_risk_status_waits_for_an_approval_when_configured_to() {
     assert_eq!(last.0, "success", "{last:?}");
     assert!(last.1.ends_with("approved"), "{last:?}");
 }
+
+/// A monorepo: two services share the application repository, each owning its paths. The PR
+/// comment names the service the change releases, each service is assessed on its own files
+/// (the web service's stylesheet is low risk although the PR as a whole carries a migration),
+/// and a change touching neither says that merging it releases nothing.
+#[tokio::test]
+async fn a_monorepo_pr_names_the_services_it_releases_each_on_its_own_risk() {
+    use deploybot::shell::assess::assess_service;
+    let opened = webhook("pull_request", "opened");
+    let (repo, number, sha) = event(&opened);
+    let gh = FakeGithub::start_with_pr(&opened).await;
+    first_push(&gh, &sha);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let config = deploybot::config::from_yaml(
+        "services:\n  - name: orders\n    app_repo: Codertocat/Hello-World\n    \
+         paths: ['db/**', 'src/orders.rs']\n  - name: web\n    app_repo: Codertocat/Hello-World\n    \
+         paths: ['web/**', 'README.md']\n  - name: billing\n    app_repo: Codertocat/Hello-World\n    \
+         paths: ['billing/**']\n",
+        std::path::Path::new("deploybot.yaml"),
+    )
+    .unwrap();
+    let github = client(&gh);
+    let done = assess_pull_request(&config, &github, None, &store, &repo, number, &sha)
+        .await
+        .unwrap();
+    let body = |gh: &FakeGithub| {
+        gh.comments()
+            .iter()
+            .find(|c| c["user"]["login"] == "deploybot[bot]")
+            .unwrap()["body"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        body(&gh).contains("| Services | `orders`, `web` (released when merged) |"),
+        "{}",
+        body(&gh)
+    );
+    let service = |name: &str| config.services.iter().find(|s| s.name == name).unwrap();
+    let orders = assess_service(
+        &config,
+        None,
+        service("orders"),
+        &done.change,
+        &done.assessment,
+    )
+    .await;
+    let web = assess_service(
+        &config,
+        None,
+        service("web"),
+        &done.change,
+        &done.assessment,
+    )
+    .await;
+    assert_eq!(orders.tier, RiskTier::Critical, "{orders:?}");
+    assert!(web.risk_score < orders.risk_score, "{web:?}");
+    assert!(!web.requires_manual_approval, "{web:?}");
+
+    // A new head that touches no service's paths.
+    let other = "0123456789abcdef0123456789abcdef01234567";
+    gh.push(
+        other,
+        vec![file("docs/guide.md", "modified", 1, 1, Some(README_PATCH))],
+        &["Docs"],
+    );
+    assess_pull_request(&config, &github, None, &store, &repo, number, other)
+        .await
+        .unwrap();
+    assert!(
+        body(&gh).contains("| Services | none: this change touches none of the paths of `orders`, `web`, `billing`, so merging it releases nothing |"),
+        "{}",
+        body(&gh)
+    );
+}

@@ -26,6 +26,7 @@ fn policy_only_comment() {
             "example-org/checkout",
             42,
             "ac30d055fb371f1a70fcfdd914e853b2e01845ee",
+            "`checkout` (released when merged)",
         ),
     );
 }
@@ -56,6 +57,7 @@ fn comment_with_model_factors_and_rationale() {
             "example-org/checkout",
             42,
             "ac30d055fb371f1a70fcfdd914e853b2e01845ee",
+            "`checkout` (released when merged)",
         ),
     );
 }
@@ -76,7 +78,13 @@ fn comment_when_the_model_failed() {
     );
     check(
         "golden/risk_comment_model_failed.md",
-        &comment::render(&a, "example-org/checkout", 7, "0123456789abcdef"),
+        &comment::render(
+            &a,
+            "example-org/checkout",
+            7,
+            "0123456789abcdef",
+            "`checkout` (released when merged)",
+        ),
     );
 }
 

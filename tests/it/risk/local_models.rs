@@ -230,7 +230,13 @@ async fn a_factor_repeated_twenty_times_is_posted_once() {
         .map(|f| f.summary.as_str())
         .collect();
     assert_eq!(from_model.len(), 2, "{from_model:?}");
-    let body = comment::render(&a, "example-org/checkout", 7, "0123456789abcdef");
+    let body = comment::render(
+        &a,
+        "example-org/checkout",
+        7,
+        "0123456789abcdef",
+        "`checkout`",
+    );
     assert_eq!(
         body.matches("Changes how order totals are computed")
             .count(),

@@ -442,6 +442,49 @@ pub struct ServiceSpec {
     /// What a new rollout of this service copies into its record.
     pub settings: Settings,
     pub on_new_version: OnNewVersion,
+    /// The paths of the application repository that are this service's.
+    pub paths: ServicePaths,
+}
+
+/// The paths of an application repository that belong to one service: globs matched on the
+/// repository path (`*` stays within a directory), or the whole repository.
+#[derive(Debug, Clone, Default)]
+pub struct ServicePaths {
+    /// As written; empty: the whole repository.
+    pub patterns: Vec<String>,
+    set: Option<globset::GlobSet>,
+}
+
+impl ServicePaths {
+    /// Compiles `patterns`; the error names the pattern that is not a glob.
+    pub fn new(patterns: &[String]) -> Result<ServicePaths, (usize, String)> {
+        if patterns.is_empty() {
+            return Ok(ServicePaths::default());
+        }
+        let mut set = globset::GlobSetBuilder::new();
+        for (i, p) in patterns.iter().enumerate() {
+            let glob = globset::GlobBuilder::new(p.trim_start_matches('/'))
+                .literal_separator(true)
+                .build()
+                .map_err(|e| (i, e.to_string()))?;
+            set.add(glob);
+        }
+        let set = set.build().map_err(|e| (0, e.to_string()))?;
+        Ok(ServicePaths {
+            patterns: patterns.to_vec(),
+            set: Some(set),
+        })
+    }
+
+    /// The whole repository is the service's.
+    pub fn is_whole_repository(&self) -> bool {
+        self.set.is_none()
+    }
+
+    /// `path` (relative to the repository root) is the service's.
+    pub fn owns(&self, path: &str) -> bool {
+        self.set.as_ref().is_none_or(|s| s.is_match(path))
+    }
 }
 
 /// What a service's rollouts deploy and where.
@@ -618,6 +661,34 @@ impl Config {
     /// The service named `name`.
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The services of `repo` that a change of `files` (repository paths) releases: those that
+    /// own at least one of them, in config order.
+    pub fn released_by<'a>(&'a self, repo: &RepoName, files: &[String]) -> Vec<&'a ServiceSpec> {
+        self.services
+            .iter()
+            .filter(|s| s.app_repo.same_repo(repo) && files.iter().any(|f| s.paths.owns(f)))
+            .collect()
+    }
+
+    /// What `/deploy ARG` on a pull request of `repo` that changed `files` starts: ARG naming one
+    /// of the repository's services picks that one (to every environment); otherwise ARG is an
+    /// environment (or absent) for every service the change touches.
+    pub fn deploy_targets<'a>(
+        &'a self,
+        repo: &RepoName,
+        files: &[String],
+        arg: Option<&str>,
+    ) -> (Vec<&'a ServiceSpec>, Option<String>) {
+        if let Some(named) = arg.and_then(|a| {
+            self.services
+                .iter()
+                .find(|s| s.app_repo.same_repo(repo) && s.name.eq_ignore_ascii_case(a))
+        }) {
+            return (vec![named], None);
+        }
+        (self.released_by(repo, files), arg.map(str::to_string))
     }
 
     /// The (first) service whose pull requests come from `repo`, compared as GitHub does,

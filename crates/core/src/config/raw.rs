@@ -584,6 +584,11 @@ pub struct ServiceConfig {
     /// How rollouts of this service proceed: canary plan, bake, analysis interval, limits.
     #[serde(default)]
     pub rollout: RolloutConfig,
+    /// The paths of the application repository that belong to this service (globs, e.g.
+    /// `services/checkout/**`), so that several services can share one repository; empty: all
+    /// of it. A merged pull request releases every service whose paths it touches.
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 fn default_namespace() -> String {

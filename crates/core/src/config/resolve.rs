@@ -14,8 +14,8 @@ use super::{
     AlertsSpec, ApprovalRule, ArgoCdServer, ArgoCdSpec, BranchName, Config, ConnectionLimits,
     DeploySpec, EnvironmentSpec, GithubApp, GithubSpec, GitopsRepo, GitopsSpec, ImageRepository,
     LlmSpec, ModelSpec, Problems, PrometheusServer, PrometheusSpec, PushRetry, Resolved, Retention,
-    RiskSpec, SecretKey, SecretPresence, ServerSpec, ServiceSpec, StoreSpec, TeamName, Warning,
-    WorkerSpec, carries_canary,
+    RiskSpec, SecretKey, SecretPresence, ServerSpec, ServicePaths, ServiceSpec, StoreSpec,
+    TeamName, Warning, WorkerSpec, carries_canary,
 };
 use crate::canary::settings::MetricMode;
 use crate::duration::PromDuration;
@@ -994,6 +994,16 @@ impl Resolver {
             thresholds: risk?.config.thresholds.resolve(s.risk.as_ref()),
             settings: settings?,
             on_new_version: s.rollout.on_new_version,
+            paths: match ServicePaths::new(&s.paths) {
+                Ok(p) => p,
+                Err((i, e)) => {
+                    self.problem(format!(
+                        "{key}.paths[{i}]: {:?} is not a glob: {e}; write it as services/checkout/**",
+                        s.paths.get(i).map(String::as_str).unwrap_or_default()
+                    ));
+                    return None;
+                }
+            },
         };
         (ok && (spec.deploy.is_some() || !has_environments)).then_some(spec)
     }

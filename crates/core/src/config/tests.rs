@@ -818,3 +818,65 @@ fn a_github_app_needs_its_key_and_excludes_a_token() {
         assert!(p.contains(expected), "row {row:?}: {p}");
     }
 }
+
+/// A monorepo: two services of one application repository, each owning its paths, and a third
+/// that owns the whole repository. Each row: the files a change touches, the services it
+/// releases.
+#[test]
+fn a_change_releases_the_services_whose_paths_it_touches() {
+    let c = parse(
+        "services:\n  - name: checkout\n    app_repo: acme/shop\n    paths: ['services/checkout/**', 'libs/money/**']\n  \
+         - name: payments\n    app_repo: acme/shop\n    paths: ['services/payments/**']\n  \
+         - name: docs\n    app_repo: acme/site\n",
+    );
+    let shop: RepoName = "Acme/Shop".parse().unwrap();
+    let names = |files: &[&str]| {
+        let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        c.released_by(&shop, &files)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+    };
+    for (row, files, want) in [
+        (
+            "one service",
+            &["services/checkout/src/cart.rs"][..],
+            &["checkout"][..],
+        ),
+        (
+            "a shared library it owns",
+            &["libs/money/src/lib.rs"][..],
+            &["checkout"][..],
+        ),
+        (
+            "both",
+            &["services/checkout/a.rs", "services/payments/b.rs"][..],
+            &["checkout", "payments"][..],
+        ),
+        (
+            "neither",
+            &["README.md", "services/other/x.rs"][..],
+            &[][..],
+        ),
+        (
+            "* stays within a directory",
+            &["services/checkoutx/a.rs"][..],
+            &[][..],
+        ),
+    ] {
+        assert_eq!(names(files), want, "row {row}");
+    }
+    let site: RepoName = "acme/site".parse().unwrap();
+    assert_eq!(c.released_by(&site, &["anything.md".into()]).len(), 1);
+    // `/deploy payments` picks the service; any other word is an environment.
+    let (services, env) =
+        c.deploy_targets(&shop, &["services/checkout/a.rs".into()], Some("payments"));
+    assert_eq!((services[0].name.as_str(), env), ("payments", None));
+    let (services, env) =
+        c.deploy_targets(&shop, &["services/checkout/a.rs".into()], Some("staging"));
+    assert_eq!((services.len(), env.as_deref()), (1, Some("staging")));
+    assert!(
+        problems("services:\n  - name: a\n    app_repo: o/a\n    paths: ['src/[']\n")
+            .contains("services[0].paths[0]: \"src/[\" is not a glob")
+    );
+}

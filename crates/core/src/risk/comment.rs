@@ -40,7 +40,8 @@ pub fn status_description(a: &Assessment, approved: bool) -> String {
 }
 
 /// Renders the comment.
-pub fn render(a: &Assessment, repo: &str, pr: u64, head_sha: &str) -> String {
+/// `services` says which services merging the change releases (already markdown).
+pub fn render(a: &Assessment, repo: &str, pr: u64, head_sha: &str, services: &str) -> String {
     let icon = match a.tier {
         RiskTier::Low => "🟢",
         RiskTier::Medium => "🟡",
@@ -119,6 +120,8 @@ pub fn render(a: &Assessment, repo: &str, pr: u64, head_sha: &str) -> String {
             ("model", &model),
             ("prompt_version", &prompt_version),
             ("commands", &commands),
+            // From the config, not the pull request: trusted.
+            ("services", services),
         ],
     );
     if !out.ends_with('\n') {
@@ -183,7 +186,7 @@ mod tests {
             model: Some("m".into()),
             prompt_version: Some("v".into()),
         };
-        let c = render(&a, "o/r", 1, "abc");
+        let c = render(&a, "o/r", 1, "abc", "`svc`");
         assert_eq!(c.matches("</details>").count(), 1, "{c}");
         assert!(!c.contains("<img"), "{c}");
         assert!(!c.contains("<script"), "{c}");
