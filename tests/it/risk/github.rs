@@ -487,6 +487,18 @@ async fn webhook_deliveries_through_the_intake_and_worker_comment_once_and_edit_
     assert!(!gh.pr_labels().contains(&"risk/critical".to_string()));
 }
 
+/// The fixture's opened pull request on the fake GitHub with its first push (a migration, code,
+/// the README), and an empty store: repository, number, head, the fake, the store's folder.
+async fn opened_with_first_push() -> (RepoName, u64, String, FakeGithub, tempfile::TempDir, Store) {
+    let opened = webhook("pull_request", "opened");
+    let (repo, number, sha) = event(&opened);
+    let gh = FakeGithub::start_with_pr(&opened).await;
+    first_push(&gh, &sha);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    (repo, number, sha, gh, dir, store)
+}
+
 /// `risk.status_until_approved: pending`: a pull request the risk sends to a human keeps
 /// `deploybot/risk` pending until someone with write access (not its author) approves its
 /// head; the review's delivery, through the real route and dispatch, turns it green. Without
@@ -497,12 +509,7 @@ async fn the_risk_status_waits_for_an_approval_when_configured_to() {
     use deploybot::shell::webhook::worker::{Processed, Processor};
     use std::sync::Arc;
 
-    let opened = webhook("pull_request", "opened");
-    let (repo, number, sha) = event(&opened);
-    let gh = FakeGithub::start_with_pr(&opened).await;
-    first_push(&gh, &sha);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let (repo, number, sha, gh, _dir, store) = opened_with_first_push().await;
     let config = deploybot::config::from_yaml(
         "risk:\n  status_until_approved: pending\nservices:\n  - name: hello\n    \
          app_repo: Codertocat/Hello-World\n",
@@ -590,12 +597,7 @@ async fn the_risk_status_waits_for_an_approval_when_configured_to() {
 #[tokio::test]
 async fn a_monorepo_pr_names_the_services_it_releases_each_on_its_own_risk() {
     use deploybot::shell::assess::assess_service;
-    let opened = webhook("pull_request", "opened");
-    let (repo, number, sha) = event(&opened);
-    let gh = FakeGithub::start_with_pr(&opened).await;
-    first_push(&gh, &sha);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+    let (repo, number, sha, gh, _dir, store) = opened_with_first_push().await;
     let config = deploybot::config::from_yaml(
         "services:\n  - name: orders\n    app_repo: Codertocat/Hello-World\n    \
          paths: ['db/**', 'src/orders.rs']\n  - name: web\n    app_repo: Codertocat/Hello-World\n    \
