@@ -218,9 +218,16 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             ));
         }
         let outcome = if cmd == Command::Deploy {
-            let service = c.service.as_deref();
-            self.deploy(repo, number, service, author, environment.as_deref(), now)
-                .await?
+            let of_app_repo = c.service.is_some();
+            self.deploy(
+                repo,
+                number,
+                of_app_repo,
+                author,
+                environment.as_deref(),
+                now,
+            )
+            .await?
         } else {
             self.pipeline
                 .command(repo, number, cmd, author, now)
@@ -254,7 +261,9 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
         &self,
         repo: &RepoName,
         number: u64,
-        service: Option<&str>,
+        // The routing found the PR in a service's application repository; which services it
+        // deploys is decided below, from its files or the service named.
+        of_app_repo: bool,
         author: &str,
         arg: Option<&str>,
         now: DateTime<Utc>,
@@ -266,7 +275,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 note: "only a merged pull request can be deployed".into(),
             });
         };
-        if service.is_none() {
+        if !of_app_repo {
             return Ok(CommandOutcome::NoRollout);
         }
         let stored = crate::shell::assess::assess_pull_request(
@@ -325,21 +334,20 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
                 .await
             {
                 Ok(id) => started.push(id),
+                // Refused here: said as the whole answer when nothing started before it.
                 Err(
                     e @ (PipelineError::Held { .. }
                     | PipelineError::Busy { .. }
                     | PipelineError::UnknownEnvironment { .. }),
-                ) if started.is_empty() => {
-                    return Ok(CommandOutcome::Rejected {
-                        deploy_id: "-".into(),
-                        note: e.to_string(),
-                    });
+                ) => {
+                    if started.is_empty() {
+                        return Ok(CommandOutcome::Rejected {
+                            deploy_id: "-".into(),
+                            note: e.to_string(),
+                        });
+                    }
+                    started.push(format!("{} not started: {e}", service.name));
                 }
-                Err(
-                    e @ (PipelineError::Held { .. }
-                    | PipelineError::Busy { .. }
-                    | PipelineError::UnknownEnvironment { .. }),
-                ) => started.push(format!("{} not started: {e}", service.name)),
                 Err(e) => return Err(e.into()),
             }
         }
