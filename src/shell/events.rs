@@ -45,6 +45,8 @@ pub struct Merged<'a> {
     pub title: &'a str,
     pub author: &'a str,
     pub merged_by: &'a str,
+    /// The paths the pull request changed, as its assessment read them.
+    pub files: &'a [String],
 }
 
 impl<R: EffectRunner> RolloutEvents<'_, R> {
@@ -72,18 +74,11 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
             .image_tag
             .render(m.merge_sha, Some(m.number))
             .map_err(Failure::refused)?;
-        let files = self
-            .github
-            .pull_request_files(m.repo, m.number)
-            .await?
-            .into_iter()
-            .map(|f| f.path)
-            .collect();
         let release = Release {
             service: service.name.clone(),
             image_tag: tag,
             previous_tag: String::new(),
-            changed_files: files,
+            changed_files: m.files.to_vec(),
             commit_message: m.title.to_string(),
             author: m.author.to_string(),
             pull_request: Some(m.number),

@@ -229,6 +229,8 @@ impl<W: WindowSource> Dispatcher<W> {
                          the services of {repo}; nothing released (route named {service})"
                     )));
                 }
+                // Read once by the assessment, not again per service.
+                let files: Vec<String> = done.change.files.iter().map(|f| f.path.clone()).collect();
                 let mut notes = Vec::new();
                 for s in released {
                     let own =
@@ -245,6 +247,7 @@ impl<W: WindowSource> Dispatcher<W> {
                                 title: &m.title,
                                 author: &m.author,
                                 merged_by: &m.merged_by,
+                                files: &files,
                             },
                             Gate::from_assessment(&own),
                             self.clock.now(),
