@@ -34,7 +34,8 @@ use deploybot_core::gitops::live::{
     AppStatus, FileAtRevision, Lineage, Liveness, deployed, liveness,
 };
 use deploybot_core::gitops::repo::{GitopsRepo, GitopsRepos};
-use deploybot_core::rollout::input::{Closing, Effect, Input, Notice, StatusState};
+use deploybot_core::rollout::evidence::Evidence;
+use deploybot_core::rollout::input::{Closing, Effect, Input, Judgement, Notice, StatusState};
 use deploybot_core::rollout::plan::Weight;
 use deploybot_core::rollout::record::Observation;
 use deploybot_core::rollout::record::{Phase, Progress, Rollout, secs};
@@ -807,8 +808,8 @@ impl<W: WindowSource> LiveRunner<W> {
         let verifying = r
             .step()
             .is_some_and(|s| s.weight.is_full() && matches!(s.progress, Progress::Live { .. }));
-        let observation = if verifying {
-            verification_observation(&window, judge)
+        let judgement = if verifying {
+            verification_observation(&window, judge).into()
         } else {
             let evidence = match self.rollout_evidence(r, step).await {
                 Ok(e) => e,
@@ -829,9 +830,12 @@ impl<W: WindowSource> LiveRunner<W> {
                 verdict = decision.verdict.name(),
                 "judged: {}", decision.reason()
             );
-            observation(&decision)
+            Judgement {
+                observation: observation(&decision),
+                accumulated: Evidence::of(&decision),
+            }
         };
-        Ok(Input::Judged(observation))
+        Ok(Input::Judged(judgement))
     }
 
     async fn wait_for_sync(&self, r: &Rollout, revision: &str) -> Result<Option<Input>, Failure> {

@@ -535,6 +535,9 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         comments.iter().any(
             |c| c.contains("deploybot:rollout:checkout-production-sha-1111111")
                 && c.contains("complete")
+                // The canary steps' accumulated evidence stays on the finished comment.
+                && c.contains("verified intervals over")
+                && c.contains("<br>error-rate: ")
         ),
         "{comments:#?}"
     );
@@ -672,6 +675,18 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         "{revert}"
     );
     assert!(revert.contains("Evidence: canary "), "{revert}");
+    let judged = find(&all, "staging", tag3)
+        .and_then(|r| r.latest.as_ref())
+        .and_then(|s| s.evidence.as_ref())
+        .expect("the rollback keeps the judge's evidence");
+    assert!(judged.verified_intervals >= 1, "{judged:?}");
+    assert!(
+        judged
+            .metrics
+            .iter()
+            .any(|m| m.metric == "error-rate" && m.evalue >= m.threshold && m.canary_events > 0),
+        "{judged:?}"
+    );
     assert!(
         revert.contains("Deploy-Id: checkout-staging-sha-3333333"),
         "{revert}"
@@ -684,9 +699,9 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         "{labels:?}"
     );
     assert!(
-        w.comments_on(103)
-            .iter()
-            .any(|c| c.contains("Rolled back") && c.contains("error-rate")),
+        w.comments_on(103).iter().any(|c| c.contains("Rolled back")
+            && c.contains("error-rate")
+            && c.contains("(regression; canary ")),
         "{:#?}",
         w.comments_on(103)
     );

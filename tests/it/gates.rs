@@ -547,7 +547,7 @@ async fn a_rollback_while_a_commit_is_in_flight_waits_for_it_and_reverts_it_too(
     let now = s.clock.now();
     let promote = s
         .pipeline
-        .feed(&id, Input::Judged(Observation::Promote), now);
+        .feed(&id, Input::judged(Observation::Promote), now);
     let rollback = async {
         reached.await.unwrap();
         let rollback = s.pipeline.feed(&id, by(Command::Rollback, "carol"), now);
@@ -630,7 +630,7 @@ async fn the_revert_list_comes_from_the_branch_so_an_unrecorded_commit_is_revert
     {
         let promote = s
             .pipeline
-            .feed(&id, Input::Judged(Observation::Promote), s.clock.now());
+            .feed(&id, Input::judged(Observation::Promote), s.clock.now());
         tokio::select! {
             _ = promote => panic!("the gate holds the commit's result"),
             _ = reached => {}

@@ -77,7 +77,7 @@ fn status_comments_are_pinned() {
         Input::Synced {
             revision: "c0ffee1".into(),
         },
-        Input::Judged(Observation::Promote),
+        Input::judged(Observation::Promote),
     ]);
     check(
         "rollout/status-promoted.md",

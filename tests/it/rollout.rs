@@ -58,7 +58,7 @@ pub fn seed(data_dir: &Path) -> Store {
                     revision: "c0ffee1".into(),
                 },
             ),
-            (700, Input::Judged(Observation::Promote)),
+            (700, Input::judged(Observation::Promote)),
             (
                 701,
                 Input::Committed {
@@ -98,7 +98,7 @@ pub fn seed(data_dir: &Path) -> Store {
             ),
             (
                 62,
-                Input::Judged(Observation::Rollback {
+                Input::judged(Observation::Rollback {
                     metric: "error_rate".into(),
                     evidence: "canary 4.1% vs baseline 0.3% (p=0.001)".into(),
                 }),
@@ -140,7 +140,7 @@ pub fn seed(data_dir: &Path) -> Store {
                     revision: "ca47001".into(),
                 },
             ),
-            (700, Input::Judged(Observation::Promote)),
+            (700, Input::judged(Observation::Promote)),
         ],
     );
     store
@@ -451,7 +451,7 @@ mod driver {
                     Effect::WaitForSync { revision, .. } => Some(Input::Synced {
                         revision: revision.clone(),
                     }),
-                    Effect::QueryMetrics { .. } => Some(Input::Judged(
+                    Effect::QueryMetrics { .. } => Some(Input::judged(
                         w.judge
                             .get(&r.traffic().percent())
                             .cloned()

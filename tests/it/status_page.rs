@@ -128,8 +128,8 @@ fn seed(store: &Store) -> (String, String) {
         },
         60,
     );
-    r = apply(store, r, Input::Judged(Observation::Continue), 120);
-    r = apply(store, r, Input::Judged(Observation::Continue), 180);
+    r = apply(store, r, Input::judged(Observation::Continue), 120);
+    r = apply(store, r, Input::judged(Observation::Continue), 180);
     // Healthy at 10 %, one baseline scrape missing.
     let healthy = window(
         &[
@@ -145,7 +145,7 @@ fn seed(store: &Store) -> (String, String) {
     store
         .record_metrics(&id, &points_from_window(&healthy, t(240), w10))
         .unwrap();
-    r = apply(store, r, Input::Judged(Observation::Promote), 240);
+    r = apply(store, r, Input::judged(Observation::Promote), 240);
     let Some(Step {
         weight: next,
         progress: Progress::Committing { .. },
@@ -170,8 +170,8 @@ fn seed(store: &Store) -> (String, String) {
         },
         300,
     );
-    r = apply(store, r, Input::Judged(Observation::Continue), 360);
-    r = apply(store, r, Input::Judged(Observation::Continue), 420);
+    r = apply(store, r, Input::judged(Observation::Continue), 360);
+    r = apply(store, r, Input::judged(Observation::Continue), 420);
     let regressing = window(
         &[
             (0.008, Some(0.005)),
@@ -189,7 +189,7 @@ fn seed(store: &Store) -> (String, String) {
     r = apply(
         store,
         r,
-        Input::Judged(Observation::Rollback {
+        Input::judged(Observation::Rollback {
             metric: "error_rate".into(),
             evidence: "canary 4.4% vs baseline 0.5% (e-value 212)".into(),
         }),

@@ -555,7 +555,7 @@ mod tests {
             );
             // A tick with nothing due is not worth an audit row; a rejected input is.
             r = apply(&store, &r, Input::Tick, 3);
-            apply(&store, &r, Input::Judged(Observation::Promote), 4);
+            apply(&store, &r, Input::judged(Observation::Promote), 4);
         }
         let store = Store::open(&path).unwrap();
         let live = store.live().unwrap();

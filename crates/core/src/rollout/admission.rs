@@ -306,7 +306,7 @@ mod tests {
                 Input::Synced {
                     revision: "c1".into(),
                 },
-                Input::Judged(Observation::Promote),
+                Input::judged(Observation::Promote),
             ],
         )
     }

@@ -196,6 +196,16 @@ fn render(r: &Rollout, notice: &Notice, extras: &str) -> String {
             format!("inconclusive at {w}: {reason}")
         }
     };
+    // A table cell holds one line: the accumulated evidence goes on after line breaks.
+    let evidence = match r.latest.as_ref().and_then(|s| s.evidence.as_ref()) {
+        Some(e) => std::iter::once(evidence)
+            .chain(std::iter::once(e.headline()))
+            .chain(e.metric_lines())
+            .map(|l| l.replace('|', "\\|"))
+            .collect::<Vec<_>>()
+            .join("<br>"),
+        None => evidence,
+    };
     let commits = if r.commits.is_empty() {
         "none".to_string()
     } else {

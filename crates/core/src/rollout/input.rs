@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::evidence::Evidence;
 use super::plan::Weight;
 use super::record::{Observation, Phase};
 use crate::risk::Strategy;
@@ -97,7 +98,7 @@ pub enum Input {
     Overwritten {
         reason: String,
     },
-    Judged(Observation),
+    Judged(Judgement),
     /// Metrics could not be read after the shell's retries.
     MetricsUnavailable {
         reason: String,
@@ -123,7 +124,32 @@ pub enum Input {
     },
 }
 
+/// The judge's word on one interval, with the evidence behind it when the canary judge gave
+/// one (stored flat: `{"type": "judged", "kind": "continue", "accumulated": {...}}`, a key apart
+/// from a rollback's own `evidence` line; rows written before it was kept have none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    #[serde(flatten)]
+    pub observation: Observation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accumulated: Option<Evidence>,
+}
+
+impl From<Observation> for Judgement {
+    fn from(observation: Observation) -> Judgement {
+        Judgement {
+            observation,
+            accumulated: None,
+        }
+    }
+}
+
 impl Input {
+    /// The judge's word without evidence (a verification, a guardrail, a test).
+    pub fn judged(observation: Observation) -> Input {
+        Input::Judged(observation.into())
+    }
+
     /// Short name for the audit trail.
     pub fn name(&self) -> String {
         match self {
@@ -136,7 +162,7 @@ impl Input {
             Input::Synced { .. } => "synced".into(),
             Input::SyncFailed { .. } => "sync_failed".into(),
             Input::Overwritten { .. } => "overwritten".into(),
-            Input::Judged(o) => format!("judged:{}", observation_name(o)),
+            Input::Judged(j) => format!("judged:{}", observation_name(&j.observation)),
             Input::MetricsUnavailable { .. } => "metrics_unavailable".into(),
             Input::Tick => "tick".into(),
             Input::Command { cmd, .. } => cmd.as_str().into(),

@@ -113,6 +113,7 @@ pub mod chart;
 pub mod command;
 pub mod comment;
 pub mod config;
+pub mod evidence;
 pub mod input;
 pub mod legacy;
 pub mod metrics;
@@ -129,7 +130,8 @@ pub mod testing;
 pub mod trigger;
 pub mod view;
 
-pub use input::{Command, Effect, EffectKind, Input, Level, Notice, StatusState};
+pub use evidence::Evidence;
+pub use input::{Command, Effect, EffectKind, Input, Judgement, Level, Notice, StatusState};
 pub use plan::{Plan, PlanError, Weight};
 pub use record::{
     Approval, CommitKind, CommitRecord, Course, End, JudgeSpans, Live, MetricPoint, Observation,

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::chart::{self, Mark, MarkKind, escape};
-use super::input::Input;
+use super::input::{Input, Judgement};
 use super::metrics::{ERROR_RATE, P99_LATENCY};
 use super::record::{MetricPoint, Observation, Progress, Revert, Rollout, Step};
 use super::store::AuditEvent;
@@ -192,16 +192,22 @@ pub fn marks(events: &[AuditEvent]) -> Vec<Mark> {
             let (kind, label) = match e.input.as_ref()? {
                 Input::Committed { weight, .. } => (MarkKind::Commit, format!("→{weight}")),
                 Input::Reverted { .. } => (MarkKind::Revert, "revert".to_string()),
-                Input::Judged(Observation::Continue) => {
-                    (MarkKind::Continue, "continue".to_string())
-                }
-                Input::Judged(Observation::Promote) => (MarkKind::Promote, "promote".to_string()),
-                Input::Judged(Observation::Rollback { metric, .. }) => {
-                    (MarkKind::Rollback, format!("rollback ({metric})"))
-                }
-                Input::Judged(Observation::Inconclusive { .. }) => {
-                    (MarkKind::Inconclusive, "inconclusive".to_string())
-                }
+                Input::Judged(Judgement {
+                    observation: Observation::Continue,
+                    ..
+                }) => (MarkKind::Continue, "continue".to_string()),
+                Input::Judged(Judgement {
+                    observation: Observation::Promote,
+                    ..
+                }) => (MarkKind::Promote, "promote".to_string()),
+                Input::Judged(Judgement {
+                    observation: Observation::Rollback { metric, .. },
+                    ..
+                }) => (MarkKind::Rollback, format!("rollback ({metric})")),
+                Input::Judged(Judgement {
+                    observation: Observation::Inconclusive { .. },
+                    ..
+                }) => (MarkKind::Inconclusive, "inconclusive".to_string()),
                 Input::Command { cmd, .. } => (MarkKind::Command, cmd.as_str().to_string()),
                 _ => return None,
             };
@@ -258,6 +264,21 @@ fn facts(r: &Rollout) -> String {
         }
     };
     fact(&mut f, "Judge (latest)", &judge);
+    if let Some(e) = r.latest.as_ref().and_then(|s| s.evidence.as_ref()) {
+        let lines: String = e
+            .metric_lines()
+            .iter()
+            .map(|l| format!("<li>{}</li>", escape(l)))
+            .collect();
+        fact(
+            &mut f,
+            "Evidence",
+            &format!(
+                "{}<ul class=\"evidence\">{lines}</ul>",
+                escape(&e.headline())
+            ),
+        );
+    }
     let commits = if r.commits.is_empty() {
         "<span class=\"muted\">none</span>".to_string()
     } else {
@@ -492,7 +513,7 @@ mod tests {
                         revision: "c0ffee1".into(),
                     },
                 ),
-                (80, Input::Judged(Observation::Continue)),
+                (80, Input::judged(Observation::Continue)),
                 // Rejected: not a decision point.
                 (
                     90,
@@ -503,7 +524,7 @@ mod tests {
                 ),
                 (
                     140,
-                    Input::Judged(Observation::Rollback {
+                    Input::judged(Observation::Rollback {
                         metric: "error_rate".into(),
                         evidence: format!("canary 4% vs 0.5% {EVIL}"),
                     }),

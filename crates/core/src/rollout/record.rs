@@ -342,6 +342,11 @@ pub struct Snapshot {
     pub at: DateTime<Utc>,
     pub weight: Weight,
     pub observation: Observation,
+    /// What the canary judge's latest observation rests on, accumulated over the rollout's
+    /// steps; the verification at 100 % (no baseline left) keeps the canary steps' evidence.
+    /// None before the canary judge has spoken, and in records stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<super::evidence::Evidence>,
 }
 
 /// One analysis interval of one metric, canary against baseline: the history the status page and
@@ -815,7 +820,7 @@ mod tests {
                     revision: "a1".into(),
                 },
             ),
-            (700, Input::Judged(Observation::Promote)),
+            (700, Input::judged(Observation::Promote)),
             (
                 701,
                 Input::Committed {

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::evidence::Evidence;
 use super::input::{Closing, Command, Effect, EffectKind, Input, Level, Notice, StatusState};
 use super::plan::{Plan, Weight};
 use super::record::{
@@ -246,7 +247,7 @@ impl Machine {
             Input::Synced { revision } => self.synced(revision),
             Input::SyncFailed { reason } => self.sync_failed(reason),
             Input::Overwritten { reason } => self.overwritten(reason),
-            Input::Judged(observation) => self.judged(observation),
+            Input::Judged(j) => self.judged(j.observation, j.accumulated),
             Input::MetricsUnavailable { reason } => {
                 self.require_analysis_window("metrics")?;
                 self.pause(format!("metrics unavailable: {reason}"), true);
@@ -815,7 +816,7 @@ impl Machine {
         Ok("the step's values were overwritten: paused".into())
     }
 
-    fn judged(&mut self, observation: Observation) -> Applied {
+    fn judged(&mut self, observation: Observation, evidence: Option<Evidence>) -> Applied {
         self.require_analysis_window("a judgement")?;
         let now = self.now;
         let max_inconclusive = self.r.settings.max_inconclusive_intervals;
@@ -840,10 +841,14 @@ impl Machine {
             _ => 0,
         };
         *inconclusive = n;
+        // A judgement without evidence of its own (the verification at 100 %, which has no
+        // baseline left) keeps showing what the canary steps established.
+        let evidence = evidence.or_else(|| self.r.latest.take().and_then(|s| s.evidence));
         self.r.latest = Some(Snapshot {
             at: now,
             weight,
             observation: observation.clone(),
+            evidence,
         });
         match observation {
             Observation::Continue => Ok(format!("judge: continue at {weight}")),
@@ -1414,7 +1419,7 @@ mod tests {
         }
     }
     fn judged(o: Observation) -> Input {
-        Input::Judged(o)
+        Input::judged(o)
     }
     fn rollback_obs() -> Observation {
         Observation::Rollback {
@@ -2802,8 +2807,8 @@ mod tests {
                     if r.phase().is_terminal() {
                         prop_assert_eq!(next.phase(), r.phase(), "terminal phases stay terminal");
                     }
-                    if let Input::Judged(o) = &input {
-                        last = Some(ObservationKind::of(o));
+                    if let Input::Judged(j) = &input {
+                        last = Some(ObservationKind::of(&j.observation));
                     }
                     let advanced = match (live_weight(&r), next.step()) {
                         (Some(weight), s) => {

@@ -35,7 +35,7 @@ pub fn rolled_back_at_25(evidence: &str) -> Vec<Input> {
         Input::Synced {
             revision: "bad0001".into(),
         },
-        Input::Judged(Observation::Rollback {
+        Input::judged(Observation::Rollback {
             metric: "error_rate".into(),
             evidence: evidence.into(),
         }),
