@@ -19,6 +19,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use serde_json::Value;
 
+use super::openapi::Description;
+
 /// How one Application answers.
 pub enum App {
     /// These responses in order; the last one repeats.
@@ -102,82 +104,18 @@ impl FakeArgoCd {
     }
 }
 
-/// The API description, read once.
-fn description() -> &'static Value {
-    static D: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    D.get_or_init(|| {
-        let path = super::fixtures_dir().join("argocd/openapi/argocd-api-subset.json");
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-    })
+/// Argo CD's API description, read once (int64 fields are strings in its JSON).
+fn description() -> &'static Description {
+    static D: std::sync::OnceLock<Description> = std::sync::OnceLock::new();
+    D.get_or_init(|| Description::load("argocd/openapi/argocd-api-subset.json", true))
 }
 
 /// Why `GET path?query` is not an operation of the description, if it is not.
 fn check_request(path: &str, query: &str) -> Option<String> {
-    let d = description();
-    let segments: Vec<&str> = path.split('/').collect();
-    let op = d["paths"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .find_map(|(template, item)| {
-            let t: Vec<&str> = template.split('/').collect();
-            let matches = t.len() == segments.len()
-                && t.iter()
-                    .zip(&segments)
-                    .all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()));
-            matches.then(|| item.get("get")).flatten()
-        });
-    let Some(op) = op else {
-        return Some(format!("GET {path}: no such operation in Argo CD's API"));
-    };
-    let declared: Vec<&str> = op["parameters"]
-        .as_array()
+    description()
+        .check_request("GET", path, query, b"")
         .into_iter()
-        .flatten()
-        .filter(|p| p["in"] == "query")
-        .filter_map(|p| p["name"].as_str())
-        .collect();
-    query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| kv.split('=').next().unwrap_or(kv))
-        .find(|name| !declared.contains(name))
-        .map(|name| format!("GET {path}: query parameter {name:?} is not declared"))
-}
-
-/// The fields of `value` that the schema `schema` does not declare, or whose type differs.
-fn check_schema(schema: &Value, value: &Value, at: &str, problems: &mut Vec<String>) {
-    let schema = match schema["$ref"].as_str() {
-        Some(r) => {
-            let name = r.trim_start_matches("#/definitions/");
-            &description()["definitions"][name]
-        }
-        None => schema,
-    };
-    match (schema["type"].as_str(), value) {
-        (Some("object") | None, Value::Object(fields)) => {
-            for (k, v) in fields {
-                if let Some(p) = schema["properties"].get(k) {
-                    check_schema(p, v, &format!("{at}.{k}"), problems);
-                } else if let Some(extra) = schema.get("additionalProperties") {
-                    check_schema(extra, v, &format!("{at}.{k}"), problems);
-                } else {
-                    problems.push(format!("{at}.{k}: not a field of the schema"));
-                }
-            }
-        }
-        (Some("array"), Value::Array(items)) => {
-            for (i, v) in items.iter().enumerate() {
-                check_schema(&schema["items"], v, &format!("{at}[{i}]"), problems);
-            }
-        }
-        (Some("string"), Value::String(_))
-        | (Some("boolean"), Value::Bool(_))
-        | (Some("integer" | "number"), Value::Number(_))
-        // int64 fields are strings in Argo CD's JSON (grpc-gateway).
-        | (Some("integer"), Value::String(_)) => {}
-        (want, got) => problems.push(format!("{at}: expected {want:?}, got {got}")),
-    }
+        .next()
 }
 
 /// The fields of an Application body the schema does not allow.
@@ -185,7 +123,7 @@ pub fn application_problems(body: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if let Ok(v) = serde_json::from_str::<Value>(body) {
         let schema = serde_json::json!({ "$ref": "#/definitions/v1alpha1Application" });
-        check_schema(&schema, &v, "Application", &mut problems);
+        description().check_schema(&schema, &v, "Application", &mut problems);
     }
     problems
 }

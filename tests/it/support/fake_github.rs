@@ -10,6 +10,10 @@
 //! documented REST schema. Lists are paginated with a real `Link` header and a small page, so
 //! pagination is exercised. It serves one repository: owner and name in paths are not checked.
 //!
+//! Held to GitHub's REST description (`fixtures/github/openapi/`, through `support::openapi`):
+//! a request or a response outside it is a violation that fails the test when the fake is
+//! dropped.
+//!
 //! Tests set state through methods (`add_review`, `set_permission`, ...), inject failures
 //! (`fail_next`) or something happening right after a request (`after_next`, e.g. a push while
 //! deploybot is between two calls), and assert on the request log (`requests`, `writes`). It
@@ -30,6 +34,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::fixtures_dir;
+use super::openapi::Description;
 
 /// Largest page the fake serves, small so that pagination is exercised.
 const PAGE: usize = 2;
@@ -90,6 +95,9 @@ pub struct GhState {
     pub requests: Vec<String>,
     /// The `Authorization` header of every request that had one.
     pub authorization: Vec<String>,
+    /// Requests outside GitHub's API description (see [`description`]): the fake fails the
+    /// test when it is dropped with any, unless the test took them (`take_violations`).
+    pub violations: Vec<String>,
     /// When set, other tokens get GitHub's 401.
     pub token: Option<String>,
     /// When set, GitHub App authentication: see [`FakeGithub::require_app`].
@@ -353,6 +361,10 @@ pub struct FakeGithub {
 impl Drop for FakeGithub {
     fn drop(&mut self) {
         self.task.abort();
+        let violations = std::mem::take(&mut self.state.lock().unwrap().violations);
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!("requests outside GitHub's REST API description: {violations:#?}");
+        }
     }
 }
 
@@ -513,6 +525,7 @@ impl FakeGithub {
     /// Adds a PR object (a REST or webhook `pull_request`); returns its number.
     pub fn add_pull(&self, pr: Value) -> u64 {
         let n = pr["number"].as_u64().unwrap();
+        let pr = rest_pull(&pr);
         self.state.lock().unwrap().pulls.push(pr);
         n
     }
@@ -534,13 +547,28 @@ impl FakeGithub {
         pr["head"]["sha"] = json!(head_sha);
         pr["changed_files"] = json!(files.len());
         let user = pr["user"].clone();
+        let git_user =
+            json!({"name": "Codertocat", "email": "c@example.com", "date": "2019-05-15T15:20:30Z"});
         let commits = messages
             .iter()
             .enumerate()
             .map(|(i, m)| {
                 json!({
                     "sha": format!("{head_sha}{i}"),
-                    "commit": {"message": m, "author": {"name": "Codertocat", "email": "c@example.com", "date": "2019-05-15T15:20:30Z"}},
+                    "url": format!("https://api.github.com/repos/Codertocat/Hello-World/commits/{head_sha}{i}"),
+                    "node_id": format!("C_{head_sha}{i}"),
+                    "html_url": format!("https://github.com/Codertocat/Hello-World/commit/{head_sha}{i}"),
+                    "comments_url": format!("https://api.github.com/repos/Codertocat/Hello-World/commits/{head_sha}{i}/comments"),
+                    "committer": user,
+                    "parents": [],
+                    "commit": {
+                        "message": m,
+                        "author": git_user,
+                        "committer": git_user,
+                        "comment_count": 0,
+                        "tree": {"sha": head_sha, "url": format!("https://api.github.com/repos/Codertocat/Hello-World/git/trees/{head_sha}")},
+                        "url": format!("https://api.github.com/repos/Codertocat/Hello-World/git/commits/{head_sha}{i}"),
+                    },
                     "author": user,
                 })
             })
@@ -588,6 +616,12 @@ impl FakeGithub {
         self.state.lock().unwrap().label_calls.clone()
     }
 
+    /// The requests outside GitHub's API description so far, taken: a test that sends them on
+    /// purpose asserts on them, and the fake no longer fails the test for them when dropped.
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut self.state.lock().unwrap().violations)
+    }
+
     /// `METHOD path[?query]` of every request so far, the query decoded with keys sorted.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
@@ -614,13 +648,18 @@ impl FakeGithub {
         r["user"] = user(login);
         r["state"] = json!(state);
         r["commit_id"] = json!(commit_sha);
+        // REST sends an empty body where a webhook may say null.
+        if r["body"].is_null() {
+            r["body"] = json!("");
+        }
         // Ids grow by one per object; a minute apart keeps the order of the calls.
         let at = chrono::DateTime::from_timestamp(1_557_933_638 + 60 * id as i64, 0).unwrap();
-        r["submitted_at"] = if state == "PENDING" {
-            Value::Null
+        // A pending review has not been submitted: GitHub leaves the field out.
+        if state == "PENDING" {
+            r.as_object_mut().unwrap().remove("submitted_at");
         } else {
-            json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        };
+            r["submitted_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
         r["pull_request_url"] = json!(format!(
             "https://api.github.com/repos/Codertocat/Hello-World/pulls/{number}"
         ));
@@ -868,7 +907,6 @@ fn message(status: StatusCode, message: &str) -> Response {
         Json(json!({
             "message": message,
             "documentation_url": "https://docs.github.com/rest",
-            "status": status.as_str(),
         })),
     )
         .into_response()
@@ -908,10 +946,16 @@ async fn create_installation_token(State(sh): S, Path(id): Path<u64>) -> Respons
     let token = format!("ghs_{id}_{:04}", app.tokens.len() + 1);
     let expires = app.clock.now() + app.lifetime;
     app.tokens.insert(token.clone(), (id, expires));
-    let mut v = app_fixture("installation-token.json");
+    let v = app_fixture("installation-token.json");
+    let mut v = description().conform(description().schema("installation-token"), &v);
     v["token"] = json!(token);
     v["expires_at"] = json!(expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     (StatusCode::CREATED, Json(v)).into_response()
+}
+
+/// A pull request as the REST API returns it, from a webhook's or a test's object.
+fn rest_pull(pr: &Value) -> Value {
+    description().conform(description().schema("pull-request"), pr)
 }
 
 fn app_fixture(name: &str) -> Value {
@@ -924,8 +968,39 @@ fn not_found() -> Response {
 }
 
 /// Logs every request, checks the token and serves queued failures.
+/// GitHub's REST API description (`fixtures/github/openapi/`), read once.
+pub fn description() -> &'static Description {
+    static D: std::sync::OnceLock<Description> = std::sync::OnceLock::new();
+    D.get_or_init(|| Description::load("github/openapi/github-rest-subset.json", false))
+}
+
 async fn gate(State(sh): S, req: Request, next: Next) -> Response {
     let uri = req.uri().clone();
+    // Every request is held to GitHub's description before anything else: an operation GitHub
+    // does not have, an undeclared query parameter or a body field it does not take is a
+    // violation (the test fails when the fake is dropped), answered as GitHub would.
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    let api_path = uri.path().strip_prefix("/api/v3").unwrap_or(uri.path());
+    let problems = description().check_request(
+        parts.method.as_str(),
+        api_path,
+        uri.query().unwrap_or(""),
+        &body,
+    );
+    let req = Request::from_parts(parts, axum::body::Body::from(body));
+    if let Some(first) = problems.first() {
+        let status = if first.contains("no such operation") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        let answer = message(status, &format!("Invalid request.\n\n{first}"));
+        sh.st.lock().unwrap().violations.extend(problems);
+        return answer;
+    }
     let mut line = format!("{} {}", req.method(), uri.path());
     if uri.query().is_some() {
         let u = reqwest::Url::parse(&format!("http://x{uri}")).unwrap();
@@ -993,6 +1068,7 @@ async fn gate(State(sh): S, req: Request, next: Next) -> Response {
     }
     let method = req.method().clone();
     let resp = next.run(req).await;
+    let resp = check_response(&sh, &method, api_path, resp).await;
     let mut st = sh.st.lock().unwrap();
     let hit = st
         .hooks
@@ -1003,6 +1079,26 @@ async fn gate(State(sh): S, req: Request, next: Next) -> Response {
         (hook.run)(&mut st);
     }
     resp
+}
+
+/// Holds what the fake answered to the response schema GitHub's description gives for it: a
+/// field GitHub does not send, or one of the wrong type, is a violation like a bad request.
+async fn check_response(sh: &Shared, method: &Method, path: &str, resp: Response) -> Response {
+    let status = resp.status().as_u16();
+    let Some(schema) = description().response_schema(method.as_str(), path, status) else {
+        return resp;
+    };
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+        let mut problems = Vec::new();
+        let at = format!("{method} {path} -> {status}");
+        description().check_schema(schema, &v, &at, &mut problems);
+        sh.st.lock().unwrap().violations.extend(problems);
+    }
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// One page of `items`, with a `Link` to the next that keeps the other query parameters.
@@ -1058,7 +1154,17 @@ async fn list_pulls(State(sh): S, Path((o, r)): Path<(String, String)>, Query(q)
                 .is_none_or(|h| p["head"]["label"] == h.as_str())
         })
         .filter(|p| q.get("base").is_none_or(|b| p["base"]["ref"] == b.as_str()))
-        .cloned()
+        // Lists hold GitHub's `pull-request-simple`, not the whole pull request, whose labels
+        // have a description string (empty for none).
+        .map(|p| {
+            let mut p = description().conform(description().schema("pull-request-simple"), p);
+            for l in p["labels"].as_array_mut().into_iter().flatten() {
+                if l["description"].is_null() {
+                    l["description"] = json!("");
+                }
+            }
+            p
+        })
         .collect();
     page(sh.addr, &format!("/repos/{o}/{r}/pulls"), &q, &items)
 }
@@ -1125,6 +1231,7 @@ async fn create_pull(
     }
     pr["base"]["ref"] = json!(base);
     pr["base"]["label"] = json!(format!("{owner}:{base}"));
+    let pr = rest_pull(&pr);
     st.pulls.push(pr.clone());
     (StatusCode::CREATED, Json(pr)).into_response()
 }
@@ -1499,6 +1606,15 @@ fn status_object(id: u64, o: &str, r: &str, sha: &str, posted: &Value) -> Value 
     s["avatar_url"] = json!("https://avatars.githubusercontent.com/u/21031067?v=4");
     s["created_at"] = json!("2019-05-15T15:20:30Z");
     s["updated_at"] = json!("2019-05-15T15:20:30Z");
+    // GitHub answers every field, null when it was not posted.
+    for key in ["target_url", "description"] {
+        if s.get(key).is_none() {
+            s[key] = Value::Null;
+        }
+    }
+    if s.get("creator").is_none() {
+        s["creator"] = user(BOT);
+    }
     s
 }
 
@@ -1544,6 +1660,11 @@ async fn combined_status(
     };
     let path = format!("/repos/{o}/{r}/commits/{sha}/status");
     let (statuses, next) = slice(sh.addr, &path, &q, &latest);
+    // The combined status lists each as GitHub's `simple-commit-status` (no `creator`).
+    let statuses: Vec<Value> = statuses
+        .iter()
+        .map(|s| description().conform(description().schema("simple-commit-status"), s))
+        .collect();
     let mut resp = Json(json!({
         "state": state,
         "statuses": statuses,
@@ -1551,6 +1672,10 @@ async fn combined_status(
         "total_count": latest.len(),
         "commit_url": format!("https://api.github.com/repos/{o}/{r}/commits/{sha}"),
         "url": format!("https://api.github.com/repos/{o}/{r}/commits/{sha}/status"),
+        "repository": description().conform(
+            description().schema("minimal-repository"),
+            &webhook("pull_request", "opened")["repository"],
+        ),
     }))
     .into_response();
     if let Some(link) = next {
