@@ -6,8 +6,8 @@
 use axum::http::Method;
 use deploybot::adapters::github::GithubRest;
 use deploybot_core::github::{
-    Approvals, Checks, Comments, GitopsPullRequests, Merge, Permission, PullRequests, Reaction,
-    RepoName,
+    Approvals, Checks, Comments, GitopsPullRequests, Merge, MergeMethod, Permission, PullRequests,
+    Reaction, RepoName,
 };
 use deploybot_core::rollout::approval::{ApprovalOutcome, ReviewState, count_approvals};
 use deploybot_core::rollout::trigger::{CheckRun, ChecksGate, required_checks};
@@ -217,7 +217,10 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
 
     // The head moved after the approval: a refusal naming the approved head, nothing merged.
     let approved = "1111111111111111111111111111111111111111";
-    let m = client.merge_pull_request(&repo, 2, approved).await.unwrap();
+    let m = client
+        .merge_pull_request(&repo, 2, approved, MergeMethod::Merge)
+        .await
+        .unwrap();
     let Merge::HeadMoved(why) = &m else {
         panic!("{m:?}")
     };
@@ -229,7 +232,7 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
 
     gh.fail_next(Method::PUT, "/merge", 502, "Server Error", None);
     let e = client
-        .merge_pull_request(&repo, 2, &head)
+        .merge_pull_request(&repo, 2, &head, MergeMethod::Merge)
         .await
         .unwrap_err();
     assert!(e.is_transient(), "{e}");
@@ -239,7 +242,11 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
         "{e}"
     );
 
-    let Merge::Merged(sha) = client.merge_pull_request(&repo, 2, &head).await.unwrap() else {
+    let Merge::Merged(sha) = client
+        .merge_pull_request(&repo, 2, &head, MergeMethod::Merge)
+        .await
+        .unwrap()
+    else {
         panic!("not merged")
     };
     assert_eq!(sha.len(), 40);
@@ -249,7 +256,10 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
     assert_eq!(after.head_sha, head);
 
     // Merged already: GitHub's 405 with its reason, a refusal.
-    let m = client.merge_pull_request(&repo, 2, &head).await.unwrap();
+    let m = client
+        .merge_pull_request(&repo, 2, &head, MergeMethod::Merge)
+        .await
+        .unwrap();
     assert!(
         matches!(&m, Merge::NotMergeable(why) if why.contains("Pull Request is not mergeable")),
         "{m:?}"
@@ -267,7 +277,10 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
 async fn a_human_merge_and_an_unmergeable_pr_are_visible() {
     let (gh, client, repo, head) = setup().await;
     gh.set_unmergeable(2);
-    let m = client.merge_pull_request(&repo, 2, &head).await.unwrap();
+    let m = client
+        .merge_pull_request(&repo, 2, &head, MergeMethod::Merge)
+        .await
+        .unwrap();
     assert!(
         matches!(&m, Merge::NotMergeable(why) if why.contains("Pull Request is not mergeable")),
         "{m:?}"
