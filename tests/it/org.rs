@@ -13,9 +13,10 @@
 //!   behind its base when merged and Argo CD always reports a later revision than deploybot's.
 //!
 //! A healthy change reaches production through merged PRs (approval PR included); a regressed
-//! one is reverted through a revert PR; a change whose check never reports pauses naming the
-//! rule, and `/resume` continues it once the check passes. No push to `main` is ever tried, no
-//! PR is opened twice, and every commit a step records is a merge GitHub made.
+//! one is reverted through a revert PR; a change whose check never reports survives a restart
+//! with its PR reused, pauses naming the rule, and once a person merges the PR `/resume` records
+//! that merge as the step's commit. No push to `main` is ever tried, no PR is opened twice, and
+//! every commit a step records is a merge made on GitHub.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -329,8 +330,10 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
     );
     deploybot::adapters::store::holds::release(&app.store, "checkout", "staging").unwrap();
 
-    // 3. The GitOps repository's check never reports: the step pauses naming the rule after
-    //    gitops.checks_timeout, and nothing is bypassed; once the check passes, /resume merges.
+    // 3. The GitOps repository's check never reports. Killed while the step's PR waits, the
+    //    restarted process reuses that PR; after gitops.checks_timeout the step pauses naming the
+    //    rule, and nothing is bypassed. A person merges the PR (as an admin may) and /resume
+    //    recognises that merge as the step's commit.
     let org = Org { ci: false, ..org };
     let w = &org.w;
     let sha4 = "4444444444444444444444444444444444444444";
@@ -338,6 +341,16 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
     w.gh.add_check_run(sha4, "test", "completed", Some("success"));
     w.deliver(&app, "pull_request", &w.merged_pr(104, sha4, "Docs"))
         .await;
+    org.run_until(&app, 3, "the first step's PR waiting", |_| {
+        w.gh.open_prs().iter().any(|p| {
+            p["head"]["ref"]
+                .as_str()
+                .is_some_and(|r| r.contains("sha-4444444-step-"))
+        })
+    })
+    .await;
+    app.abort();
+    let app = w.start().await;
     org.run_until(&app, 15, "paused on the missing check", |all| {
         matches!(phase_of(all, "staging", tag4), Some(Phase::Paused { .. }))
     })
@@ -354,11 +367,17 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
         "{reason}"
     );
     assert!(r4.commits.is_empty());
-    for pr in w.gh.open_prs() {
-        if let Some(sha) = pr["head"]["sha"].as_str() {
-            w.gh.add_status(sha, CHECK, "success");
-        }
-    }
+    let step_pr =
+        w.gh.open_prs()
+            .into_iter()
+            .find(|p| {
+                p["head"]["ref"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("sha-4444444-step-"))
+            })
+            .expect("the step's PR, still open");
+    let by_person =
+        w.gh.merge_by_human(step_pr["number"].as_u64().unwrap(), "alice");
     let note = w
         .deliver(
             &app,
@@ -367,14 +386,20 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
         )
         .await;
     assert!(note.contains("resume"), "{note}");
-    org.run_until(&app, 5, "the first step merged after /resume", |all| {
+    org.run_until(&app, 5, "the person's merge recorded as the step", |all| {
         find(all, "staging", tag4).is_some_and(|r| !r.commits.is_empty())
     })
     .await;
+    let all = app.store.recent(None, 20).unwrap();
+    assert_eq!(
+        find(&all, "staging", tag4).unwrap().commits[0].sha,
+        by_person
+    );
     app.shutdown(std::time::Duration::from_secs(10)).await;
 
     // Never a push to main, only the one the test tried; bot branches were pushed (so the hook
-    // saw deploybot's pushes); main moved only by GitHub's merges and the third writer.
+    // saw deploybot's pushes); main moved only by GitHub's merges and the third writer (a
+    // merge's second parent, the bot branch's commit, is not a move of main).
     assert_eq!(
         attempts(&log, "refused").len(),
         1,
@@ -388,21 +413,22 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
             .any(|l| l.contains("refs/heads/deploybot/checkout/staging/")),
         "{accepted:?}"
     );
-    let committers = w
-        .repo
-        .log("main")
-        .into_iter()
-        .take_while(|(sha, _)| *sha != seed)
-        .map(|(sha, _)| {
-            let out = std::process::Command::new("git")
-                .arg("--git-dir")
-                .arg(&w.repo.0)
-                .args(["log", "-1", "--format=%ce", &sha])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        })
-        .collect::<Vec<_>>();
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&w.repo.0)
+        .args([
+            "log",
+            "--first-parent",
+            "--format=%ce",
+            &format!("{seed}..main"),
+        ])
+        .output()
+        .unwrap();
+    let committers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(committers.len() > 10, "{committers:?}");
     assert!(
         committers
             .iter()
