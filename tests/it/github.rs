@@ -365,3 +365,50 @@ async fn check_runs_and_commit_statuses_feed_the_checks_gate() {
         "{e}"
     );
 }
+
+/// The fake holds every request to GitHub's REST description: an operation GitHub does not have
+/// or a body field its schema does not know is a violation, which fails the test (when the fake
+/// is dropped) unless taken.
+#[tokio::test]
+async fn the_fake_github_refuses_what_githubs_description_does_not_allow() {
+    let gh = FakeGithub::start().await;
+    let http = reqwest::Client::new();
+    let put = |path: &str, body: serde_json::Value| {
+        http.put(format!("{}{path}", gh.url())).json(&body).send()
+    };
+    put(
+        "/repos/o/r/pulls/1/merge",
+        serde_json::json!({"sha": "abc", "merge_method": "squash"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(gh.take_violations(), Vec::<String>::new());
+    put(
+        "/repos/o/r/pulls/1/merge",
+        serde_json::json!({"sha": "abc", "merge_method": "fast-forward"}),
+    )
+    .await
+    .unwrap();
+    put("/repos/o/r/pulls/1/automerge", serde_json::json!({}))
+        .await
+        .unwrap();
+    let v = gh.take_violations();
+    assert_eq!(v.len(), 2, "{v:#?}");
+    assert!(
+        v[0].contains("merge_method: \"fast-forward\" is not one of"),
+        "{v:?}"
+    );
+    assert!(
+        v[1].contains("PUT /repos/o/r/pulls/1/automerge: no such operation"),
+        "{v:?}"
+    );
+    // Not taken: the test fails when the fake goes.
+    put("/repos/o/r/pulls/1/automerge", serde_json::json!({}))
+        .await
+        .unwrap();
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(gh)));
+    assert!(
+        dropped.is_err(),
+        "a violation left in the fake must fail the test"
+    );
+}

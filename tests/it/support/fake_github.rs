@@ -93,6 +93,8 @@ pub struct GhState {
     pub require_review: bool,
     /// `(number, merge_method, sha)` of every merge made through the API.
     pub merges: Vec<(u64, String, String)>,
+    /// Requests that departed from GitHub's REST description (`support::openapi`).
+    pub violations: Vec<String>,
     /// `(number, labels)` per add-labels call.
     pub label_calls: Vec<(u64, Vec<String>)>,
     /// `METHOD path[?query]` of every request, the query decoded and sorted.
@@ -477,6 +479,12 @@ pub struct FakeGithub {
 impl Drop for FakeGithub {
     fn drop(&mut self) {
         self.task.abort();
+        // A request GitHub's description does not allow fails the test that made it, unless the
+        // test failed already (a second panic would hide the first).
+        let violations = std::mem::take(&mut self.state.lock().unwrap().violations);
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!("requests outside GitHub's REST description: {violations:#?}");
+        }
     }
 }
 
@@ -862,6 +870,12 @@ impl FakeGithub {
             contexts.iter().map(|c| c.to_string()).collect();
     }
 
+    /// The requests that departed from GitHub's REST description so far, taken (a test that
+    /// sends one on purpose takes it, or the fake fails the test when dropped).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut self.state.lock().unwrap().violations)
+    }
+
     /// `(number, merge_method, sha)` of every merge made through the API.
     pub fn merges(&self) -> Vec<(u64, String, String)> {
         self.state.lock().unwrap().merges.clone()
@@ -1065,7 +1079,38 @@ fn not_found() -> Response {
 }
 
 /// Logs every request, checks the token and serves queued failures.
+/// GitHub's REST description (`fixtures/github-openapi/`), read once.
+fn description() -> &'static super::openapi::Description {
+    static D: std::sync::OnceLock<super::openapi::Description> = std::sync::OnceLock::new();
+    D.get_or_init(|| {
+        let path = fixtures_dir().join("github-openapi/github-rest-subset.json");
+        super::openapi::Description::new(
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap(),
+        )
+    })
+}
+
 async fn gate(State(sh): S, req: Request, next: Next) -> Response {
+    // Every request is held to GitHub's description before anything else answers it: an
+    // operation GitHub does not have, an undeclared query parameter or a body field its schema
+    // does not know is a violation, and a fake that holds any fails its test when dropped.
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .unwrap_or_default();
+    let api_path = parts
+        .uri
+        .path()
+        .strip_prefix("/api/v3")
+        .unwrap_or(parts.uri.path());
+    let problems = description().check(
+        parts.method.as_str(),
+        api_path,
+        parts.uri.query().unwrap_or(""),
+        &bytes,
+    );
+    sh.st.lock().unwrap().violations.extend(problems);
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
     let uri = req.uri().clone();
     let mut line = format!("{} {}", req.method(), uri.path());
     if uri.query().is_some() {
