@@ -570,9 +570,6 @@ impl<W: WindowSource> LiveRunner<W> {
             // Someone pushed to the bot branch since: the next attempt sees whose commit it is.
             Merge::HeadMoved(why) => Landing::Waiting(why),
             Merge::NotMergeable(why) => {
-                let timeout = chrono::Duration::from_std(gitops.checks_timeout.as_duration())
-                    .unwrap_or(chrono::Duration::MAX);
-                let deadline = since + timeout;
                 let rule = format!(
                     "{repo}#{} ({}) cannot be merged into {} (GitHub: {})",
                     pr.number,
@@ -580,26 +577,37 @@ impl<W: WindowSource> LiveRunner<W> {
                     pr.base,
                     why.trim_end_matches('.')
                 );
-                if needs_a_person(&why) {
-                    Landing::Blocked(format!(
-                        "{rule}; deploybot never bypasses branch protection: give what the rule \
-                         asks (or merge the PR yourself), then /resume"
-                    ))
-                } else if self.now() >= deadline {
-                    Landing::Blocked(format!(
-                        "{rule}, still after gitops.checks_timeout ({}); deploybot never bypasses \
-                         branch protection: make the required checks pass (or merge the PR \
-                         yourself), then /resume",
-                        gitops.checks_timeout
-                    ))
-                } else {
-                    Landing::Waiting(format!(
-                        "{rule}; waiting for the GitOps repository's required checks until {}",
-                        deadline.to_rfc3339()
-                    ))
-                }
+                self.refused(rule, &why, since)
             }
         })
+    }
+
+    /// What GitHub's refusal to merge (`why`, described as `rule`) means for a PR whose wait
+    /// began at `since`: asked again until `gitops.checks_timeout` has passed (the required
+    /// checks may still report), then blocked; one asking for a review is blocked at once.
+    fn refused(&self, rule: String, why: &str, since: DateTime<Utc>) -> Landing {
+        let gitops = &self.parts.config.gitops;
+        let timeout = chrono::Duration::from_std(gitops.checks_timeout.as_duration())
+            .unwrap_or(chrono::Duration::MAX);
+        let deadline = since + timeout;
+        if needs_a_person(why) {
+            Landing::Blocked(format!(
+                "{rule}; deploybot never bypasses branch protection: give what the rule asks \
+                 (or merge the PR yourself), then /resume"
+            ))
+        } else if self.now() >= deadline {
+            Landing::Blocked(format!(
+                "{rule}, still after gitops.checks_timeout ({}); deploybot never bypasses branch \
+                 protection: make the required checks pass (or merge the PR yourself), then \
+                 /resume",
+                gitops.checks_timeout
+            ))
+        } else {
+            Landing::Waiting(format!(
+                "{rule}; waiting for the GitOps repository's required checks until {}",
+                deadline.to_rfc3339()
+            ))
+        }
     }
 
     /// Deletes a merged bot branch; a branch left behind only costs a stale ref, so a failure
@@ -729,10 +737,26 @@ impl<W: WindowSource> LiveRunner<W> {
                     // Merged by a person meanwhile? Then that merge is judged below.
                     pr = github.pull_request(&repo, link.number).await?;
                     if !pr.merged {
-                        return Err(Failure::permanent(
-                            format!("merging {repo}#{} at {head}", link.number),
-                            why,
-                        ));
+                        // Branch protection on the GitOps repository (checks still running, a
+                        // rule the bot cannot meet): waited for as a PR-mode step is, then the
+                        // rollout pauses naming the rule. Never bypassed.
+                        let rule = format!(
+                            "the approval PR {repo}#{} cannot be merged at {head} (GitHub: {})",
+                            link.number,
+                            why.trim_end_matches('.')
+                        );
+                        let since = match r.step().map(|s| &s.progress) {
+                            Some(Progress::Committing { since, .. }) => *since,
+                            _ => self.now(),
+                        };
+                        return match self.refused(rule, &why, since) {
+                            Landing::Blocked(reason) => Ok(Input::MergeBlocked { reason }),
+                            Landing::Merged(sha) => Ok(Input::Committed { sha, weight }),
+                            Landing::Waiting(why) => Err(Failure::transient(
+                                format!("merging {repo}#{} at {head}", link.number),
+                                why,
+                            )),
+                        };
                     }
                 }
             }

@@ -268,9 +268,9 @@ pub struct GitopsConfig {
     /// How every PR deploybot merges is merged (approval PRs, PR mode's steps and reverts):
     /// `merge`, `squash` or `rebase`, one the repository allows.
     pub merge_method: MergeMethod,
-    /// PR mode: how long a step's or a revert's PR may wait for the GitOps repository's
-    /// required checks (GitHub refusing the merge) before the rollout pauses (a revert: fails,
-    /// alerting) naming the rule.
+    /// How long a PR deploybot merges (an approved approval PR; in PR mode a step's or a
+    /// revert's) may wait for the GitOps repository's required checks (GitHub refusing the
+    /// merge) before the rollout pauses (a revert: fails, alerting) naming the rule.
     pub checks_timeout: PromDuration,
     /// Labels put on the pull requests the bot opens.
     pub pr_labels: Vec<String>,

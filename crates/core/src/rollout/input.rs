@@ -97,10 +97,10 @@ pub enum Input {
     Overwritten {
         reason: String,
     },
-    /// PR mode: the step's pull request cannot be merged because branch protection asks for
-    /// what the bot cannot give (a review, a required check that did not pass within
-    /// `gitops.checks_timeout`, a person's commit on the bot branch); `reason` names the rule
-    /// as GitHub worded it. Never bypassed: the rollout pauses until a person acts.
+    /// The step's pull request (PR mode's, or the approval PR) cannot be merged because branch
+    /// protection asks for what the bot cannot give (a review, a required check that did not
+    /// pass within `gitops.checks_timeout`, a person's commit on the bot branch); `reason` names
+    /// the rule as GitHub worded it. Never bypassed: the rollout pauses until a person acts.
     MergeBlocked {
         reason: String,
     },

@@ -43,7 +43,7 @@
 //! | 7 | AwaitingApproval | ApprovalRevoked | unchanged | — |
 //! | 8 | Canary (Committing w) | Committed{sha, w} | Canary (Syncing) | WaitForSync |
 //! | 9 | Canary (Committing w) | Committed{sha, other weight} | rejected | — |
-//! | 9b | Canary (Committing w) | MergeBlocked (PR mode: branch protection refuses the step's PR) | Paused (`/resume` tries again, the checks' wait restarting) | Comment, SetStatus, Notify |
+//! | 9b | Canary (Committing w) | MergeBlocked (branch protection refuses the step's PR: PR mode's, or the approval PR) | Paused (`/resume` tries again, the checks' wait restarting) | Comment, SetStatus, Notify |
 //! | 9c | Canary (Syncing) | MergeBlocked | rejected (nothing is being merged) | — |
 //! | 10 | Canary (Syncing sha) | Synced{sha} | Canary (Live) | — |
 //! | 11 | Canary (Syncing) | Synced{other revision} | rejected | — |

@@ -816,15 +816,13 @@ impl Machine {
         Ok("the step's values were overwritten: paused".into())
     }
 
-    /// A step's PR that branch protection will not let the bot merge: a person must act, so the
-    /// rollout pauses and alerts whatever the plan says (nothing of the step is live yet).
+    /// A step's PR (PR mode's, or the approval PR) that branch protection will not let the bot
+    /// merge: a person must act, so the rollout pauses and alerts whatever the plan says (nothing
+    /// of the step is live yet).
     fn merge_blocked(&mut self, reason: String) -> Applied {
         let committing = matches!(
             self.r.step().map(|s| &s.progress),
-            Some(Progress::Committing {
-                via_approval_pr: false,
-                ..
-            })
+            Some(Progress::Committing { .. })
         );
         if !committing || !matches!(self.r.state, State::Running { .. } | State::Paused { .. }) {
             return Err(self.not_in_phase("a blocked merge"));
@@ -1037,11 +1035,8 @@ impl Machine {
                 Progress::Syncing { deadline, .. } if *deadline <= now => {
                     *deadline = now + timeout;
                 }
-                // PR mode's wait for the required checks starts again with the resumed attempt.
-                Progress::Committing {
-                    since,
-                    via_approval_pr: false,
-                } => *since = now,
+                // The wait for the required checks starts again with the resumed attempt.
+                Progress::Committing { since, .. } => *since = now,
                 _ => {}
             }
         }
