@@ -103,46 +103,23 @@ impl FakeArgoCd {
 }
 
 /// The API description, read once.
-fn description() -> &'static Value {
-    static D: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+fn description() -> &'static super::openapi::Description {
+    static D: std::sync::OnceLock<super::openapi::Description> = std::sync::OnceLock::new();
     D.get_or_init(|| {
         let path = super::fixtures_dir().join("argocd/openapi/argocd-api-subset.json");
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        super::openapi::Description::new(
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap(),
+        )
     })
 }
 
-/// Why `GET path?query` is not an operation of the description, if it is not.
+/// Why `GET path?query` is not an operation of the description, if it is not: the shared
+/// OpenAPI check (`support::openapi`), which the fake GitHub uses too.
 fn check_request(path: &str, query: &str) -> Option<String> {
-    let d = description();
-    let segments: Vec<&str> = path.split('/').collect();
-    let op = d["paths"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .find_map(|(template, item)| {
-            let t: Vec<&str> = template.split('/').collect();
-            let matches = t.len() == segments.len()
-                && t.iter()
-                    .zip(&segments)
-                    .all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()));
-            matches.then(|| item.get("get")).flatten()
-        });
-    let Some(op) = op else {
-        return Some(format!("GET {path}: no such operation in Argo CD's API"));
-    };
-    let declared: Vec<&str> = op["parameters"]
-        .as_array()
+    description()
+        .check("GET", path, query, b"")
         .into_iter()
-        .flatten()
-        .filter(|p| p["in"] == "query")
-        .filter_map(|p| p["name"].as_str())
-        .collect();
-    query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| kv.split('=').next().unwrap_or(kv))
-        .find(|name| !declared.contains(name))
-        .map(|name| format!("GET {path}: query parameter {name:?} is not declared"))
+        .next()
 }
 
 /// The fields of `value` that the schema `schema` does not declare, or whose type differs.
@@ -150,7 +127,7 @@ fn check_schema(schema: &Value, value: &Value, at: &str, problems: &mut Vec<Stri
     let schema = match schema["$ref"].as_str() {
         Some(r) => {
             let name = r.trim_start_matches("#/definitions/");
-            &description()["definitions"][name]
+            &description().doc()["definitions"][name]
         }
         None => schema,
     };

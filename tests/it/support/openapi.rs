@@ -3,7 +3,9 @@
 //! query names only declared parameters, and whether its JSON body fits the operation's request
 //! schema (`$ref`, `oneOf`/`anyOf`/`allOf`, `nullable`, `enum`, `required`, and no field the
 //! schema does not declare). The fake GitHub uses it on every request
-//! (`fixtures/github-openapi/github-rest-subset.json`); it checks shapes, not GitHub's semantics.
+//! (`fixtures/github-openapi/github-rest-subset.json`, OpenAPI 3), the fake Argo CD for its
+//! requests (`fixtures/argocd/openapi/`, Swagger 2: the same paths and query parameters); it
+//! checks shapes, not the servers' semantics.
 
 use serde_json::Value;
 
@@ -15,6 +17,11 @@ pub struct Description {
 impl Description {
     pub fn new(doc: Value) -> Description {
         Description { doc }
+    }
+
+    /// The document itself, for checks of its own (the fake Argo CD's responses).
+    pub fn doc(&self) -> &Value {
+        &self.doc
     }
 
     fn resolve<'a>(&'a self, v: &'a Value) -> &'a Value {
