@@ -1230,3 +1230,32 @@ async fn an_approval_pr_refused_by_branch_protection_waits_then_pauses_naming_th
     assert_eq!(r.commits.len(), 1, "{r:#?}");
     assert_eq!(r.commits[0].sha, merge);
 }
+
+/// Branch protection asking for what the bot cannot give (GitHub's own approving review on the
+/// GitOps repository): no wait would help, so the approved rollout pauses at once naming the
+/// rule, and nothing is merged.
+#[tokio::test]
+async fn a_rule_only_a_person_can_meet_pauses_at_once() {
+    let gh = FakeGithub::start().await;
+    let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
+    gh.state.lock().unwrap().require_review = true;
+    gh.set_permission("carol", "write");
+    let head = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
+    gh.add_review(n, "carol", "APPROVED", &head);
+    let github = github_for(&gh);
+    let repo_name: RepoName = GITOPS.parse().unwrap();
+    events(&s, &github)
+        .on_review(&repo_name, n, s.clock.now())
+        .await
+        .unwrap();
+    let r = get(&s, &id);
+    let Phase::Paused { reason } = r.phase() else {
+        panic!("{:?}", r.phase())
+    };
+    assert!(
+        reason.contains("At least 1 approving review is required by reviewers with write access")
+            && reason.contains("never bypasses branch protection"),
+        "{reason}"
+    );
+    assert_eq!(gh.pull(n)["merged"], json!(false));
+}
