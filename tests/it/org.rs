@@ -16,13 +16,15 @@
 //! one is reverted through a revert PR; a change whose check never reports survives a restart
 //! with its PR reused, pauses naming the rule, and once a person merges the PR `/resume` records
 //! that merge as the step's commit. No push to `main` is ever tried, no PR is opened twice, and
-//! every commit a step records is a merge made on GitHub.
+//! every commit a step records is a merge made on GitHub. A `/rollback` whose revert PR the
+//! check never lets through fails past the wait, alerting, with the revert PR left open.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 use serde_json::json;
+use tower::ServiceExt;
 
 use deploybot::shell::driver::Clock;
 use deploybot::shell::runner::PrometheusWindows;
@@ -394,6 +396,75 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
     assert_eq!(
         find(&all, "staging", tag4).unwrap().commits[0].sha,
         by_person
+    );
+
+    // 4. /rollback while the check still never reports: the revert PR waits, and past
+    //    gitops.checks_timeout the revert fails with a critical alert naming the rule; the
+    //    step's values stay on main (never bypassed) for a person to deal with.
+    let canary = "apps/checkout/overlays/staging/deployment-canary.yaml";
+    assert!(w.show(canary).contains("sha-4444444"));
+    w.deliver(
+        &app,
+        "issue_comment",
+        &w.comment_on(104, "alice", "/rollback"),
+    )
+    .await;
+    org.run_until(&app, 15, "the revert given up on", |all| {
+        find(all, "staging", tag4)
+            .and_then(|r| r.rollback())
+            .is_some_and(|(_, revert)| {
+                matches!(
+                    revert,
+                    Some(deploybot_core::rollout::record::Revert::Failed { .. })
+                )
+            })
+    })
+    .await;
+    let all = app.store.recent(None, 20).unwrap();
+    let Some((_, Some(deploybot_core::rollout::record::Revert::Failed { reason }))) =
+        find(&all, "staging", tag4).unwrap().rollback()
+    else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("(GitHub: Required status check \"gitops-ci\" is expected)")
+            && reason.contains("gitops.checks_timeout (5m)"),
+        "{reason}"
+    );
+    let open_revert = w.gh.open_prs().into_iter().find(|p| {
+        p["head"]["ref"]
+            .as_str()
+            .is_some_and(|r| r.contains("sha-4444444-revert-"))
+    });
+    assert!(
+        open_revert.is_some(),
+        "the revert PR stays open for a person"
+    );
+    assert!(w.show(canary).contains("sha-4444444"), "nothing bypassed");
+    assert!(
+        w.comments_on(104).iter().any(|c| c.contains("revert")),
+        "{:#?}",
+        w.comments_on(104)
+    );
+    let resp = app
+        .admin
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(
+        metrics.contains(
+            r#"deploybot_rollout_alerts_total{level="critical",notice="revert_failed"} 1"#
+        ),
+        "{metrics}"
     );
     app.shutdown(std::time::Duration::from_secs(10)).await;
 
