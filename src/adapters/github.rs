@@ -27,7 +27,8 @@ use deploybot_core::failure::{Class, Failure, PortFuture};
 use deploybot_core::github::token::{Scope, TokenSource};
 use deploybot_core::github::{
     Approvals, BotPullRequest, Checks, Comment, Comments, CommitStatus, GitopsPullRequests,
-    LabelSpec, Labels, Merge, Permission, PullFile, PullRequest, PullRequests, Reaction, RepoName,
+    LabelSpec, Labels, Merge, MergeMethod, Permission, PullFile, PullRequest, PullRequests,
+    Reaction, RepoName,
 };
 use deploybot_core::gitops::commit_message::PullRequestText;
 use deploybot_core::retry::{Jitter, RetryOn, RetryPolicy};
@@ -608,6 +609,11 @@ struct WireBotPull {
     html_url: Option<String>,
     head: WireBranch,
     base: WireBranch,
+    /// Set once merged (a closed PR that was not merged has none).
+    #[serde(default)]
+    merged_at: Option<String>,
+    #[serde(default)]
+    merge_commit_sha: Option<String>,
 }
 
 impl From<WireBotPull> for BotPullRequest {
@@ -1101,17 +1107,52 @@ impl GitopsPullRequests for GithubRest {
         })
     }
 
+    fn merged_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        head: &'a str,
+        base: &'a str,
+    ) -> PortFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let action = format!(
+                "listing closed pull requests {}:{head} -> {base} in {repo}",
+                repo.owner
+            );
+            let route = format!(
+                "/repos/{}/{}/pulls?state=closed&head={}&base={}",
+                repo.owner,
+                repo.name,
+                segment(&format!("{}:{head}", repo.owner)),
+                segment(base)
+            );
+            let pulls: Vec<WireBotPull> = self.all_pages(&route, &action).await?;
+            Ok(pulls
+                .into_iter()
+                .filter(|p| p.head.name == head && p.base.name == base && p.merged_at.is_some())
+                .max_by_key(|p| p.number)
+                .and_then(|p| p.merge_commit_sha))
+        })
+    }
+
     fn merge_pull_request<'a>(
         &'a self,
         repo: &'a RepoName,
         number: u64,
         expected_head_sha: &'a str,
+        method: MergeMethod,
     ) -> PortFuture<'a, Merge> {
         Box::pin(async move {
-            let action = format!("merging {repo}#{number} at {expected_head_sha}");
+            let action = format!(
+                "merging {repo}#{number} at {expected_head_sha} ({})",
+                method.as_str()
+            );
             let route = format!("/repos/{}/{}/pulls/{number}/merge", repo.owner, repo.name);
-            // `sha` makes GitHub refuse if the head moved after the approval was counted.
-            let body = serde_json::json!({ "sha": expected_head_sha, "merge_method": "merge" });
+            // `sha` makes GitHub refuse if the head moved after the approval was counted (or
+            // after the bot pushed the step).
+            let body = serde_json::json!({
+                "sha": expected_head_sha,
+                "merge_method": method.as_str(),
+            });
             let (status, _, bytes) = self.send("PUT", &route, Some(&body), &action).await?;
             match status {
                 409 => Ok(Merge::HeadMoved(format!(

@@ -568,7 +568,7 @@ impl<R: EffectRunner> RolloutEvents<'_, R> {
     ) -> Result<String, Failure> {
         match self
             .github
-            .merge_pull_request(repo, number, &pr.head_sha)
+            .merge_pull_request(repo, number, &pr.head_sha, self.config.gitops.merge_method)
             .await?
         {
             Merge::Merged(_) => {}

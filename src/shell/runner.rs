@@ -18,22 +18,26 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::adapters::argocd::ArgoCdServers;
-use crate::adapters::gitops::pull_request::{Proposal, ProposeRequest, bot_branch};
+use crate::adapters::gitops::pull_request::{
+    Proposal, ProposeRequest, bot_branch, open_or_reuse, revert_branch, step_branch,
+};
 use crate::adapters::gitops::{FileEdit, ManifestEdit, Writers};
 use crate::adapters::secrets::Secrets;
 use crate::adapters::store::Store;
 use crate::adapters::store::{approval_prs, holds};
-use crate::config::{Config, EnvironmentSpec, ImageRepository, SecretKey, ServiceSpec};
+use crate::config::{Config, EnvironmentSpec, ImageRepository, SecretKey, ServiceSpec, WriteMode};
 use crate::shell::driver::{Clock, EffectRunner};
 use deploybot_core::canary::sample::{AnalysisTarget, Interval, MetricsSource, Window};
 use deploybot_core::canary::{Decision, JudgeConfig, Look, Verdict};
 use deploybot_core::failure::Failure;
-use deploybot_core::github::{CommitStatus, Github, LabelSpec, Merge, RepoName};
-use deploybot_core::gitops::commit_message::{CommitInfo, revert_reason, step_summary};
+use deploybot_core::github::{BotPullRequest, CommitStatus, Github, LabelSpec, Merge, RepoName};
+use deploybot_core::gitops::commit_message::{
+    CommitInfo, render_revert_pull_request, revert_reason, step_summary,
+};
 use deploybot_core::gitops::live::{
     AppStatus, FileAtRevision, Lineage, Liveness, deployed, liveness,
 };
-use deploybot_core::gitops::repo::{GitopsRepo, GitopsRepos};
+use deploybot_core::gitops::repo::{BotWrite, GitopsRepo, GitopsRepos};
 use deploybot_core::rollout::evidence::Evidence;
 use deploybot_core::rollout::input::{Closing, Effect, Input, Judgement, Notice, StatusState};
 use deploybot_core::rollout::plan::Weight;
@@ -240,6 +244,26 @@ struct RevertList<'a> {
 /// The production runner.
 pub struct LiveRunner<W> {
     parts: RunnerParts<W>,
+    /// PR mode: when each revert PR (by bot branch) was first refused, which bounds its wait
+    /// for the required checks. A restart gives a waiting revert a fresh wait; a step's wait is
+    /// counted from its record (`Progress::Committing::since`) instead.
+    revert_waits: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+}
+
+/// What became of PR mode's attempt to merge a step's or a revert's PR.
+enum Landing {
+    /// On the environment branch as this commit (the merge response's `sha`).
+    Merged(String),
+    /// Refused for now (checks pending, the head just moved): asked again after `retry_after`.
+    Waiting(String),
+    /// Refused for good within the rules: a person must act. GitHub's words included.
+    Blocked(String),
+}
+
+/// Whether GitHub's refusal asks for something only a person can give (a review): no wait
+/// for checks makes that pass.
+fn needs_a_person(why: &str) -> bool {
+    why.to_ascii_lowercase().contains("review")
 }
 
 /// The configured service of a rollout. A live rollout whose service was removed from the
@@ -377,7 +401,10 @@ pub fn observation(decision: &Decision) -> Observation {
 
 impl<W: WindowSource> LiveRunner<W> {
     pub fn new(parts: RunnerParts<W>) -> Self {
-        LiveRunner { parts }
+        LiveRunner {
+            parts,
+            revert_waits: Default::default(),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -412,6 +439,9 @@ impl<W: WindowSource> LiveRunner<W> {
     }
 
     async fn commit_step(&self, r: &Rollout, weight: Weight, tag: &str) -> Result<Input, Failure> {
+        if self.parts.config.gitops.mode == WriteMode::PullRequest {
+            return self.commit_step_via_pr(r, weight, tag).await;
+        }
         let (service, image, env) = environment_of(&self.parts.config, r)?;
         let edits = step_edits(&service.name, image, env, tag, weight)?;
         let image = image.with_tag(tag);
@@ -428,6 +458,166 @@ impl<W: WindowSource> LiveRunner<W> {
             sha: outcome.head().to_string(),
             weight,
         })
+    }
+
+    /// PR mode's step: the step's own bot branch and PR into the environment branch, merged
+    /// (with `gitops.merge_method`, at the head the bot pushed) once GitHub allows it. The
+    /// merged commit is the step's commit: after a squash or rebase it is not the bot's own.
+    /// Re-issued after a crash it finds what it did: a merged PR answers with its merge, an
+    /// open one is reused.
+    async fn commit_step_via_pr(
+        &self,
+        r: &Rollout,
+        weight: Weight,
+        tag: &str,
+    ) -> Result<Input, Failure> {
+        let config = &self.parts.config;
+        let (service, image, env) = environment_of(config, r)?;
+        let repo = self.gitops_repo(env)?;
+        let github = self.github()?;
+        let branch = step_branch(
+            &config.gitops.branch_prefix,
+            r.service(),
+            r.environment(),
+            &r.deploy_id,
+            weight.percent(),
+        );
+        let base = env.branch.to_string();
+        if let Some(sha) = github.merged_pull_request(&repo, &branch, &base).await? {
+            tracing::info!(rollout = %r.deploy_id, %branch, %sha, "the step's PR was merged already");
+            self.delete_bot_branch(&repo, &branch).await;
+            return Ok(Input::Committed { sha, weight });
+        }
+        let edits = step_edits(&service.name, image, env, tag, weight)?;
+        let image = image.with_tag(tag).to_string();
+        let req = ProposeRequest {
+            repo: repo.clone(),
+            base: base.clone(),
+            branch: branch.clone(),
+            edits,
+            info: self.commit_info(
+                r,
+                weight,
+                &image,
+                step_summary(&image, r.environment(), &weight.to_string(), false),
+            ),
+            labels: config.gitops.pr_labels.clone(),
+            human_edited_label: config.gitops.human_edited_label.clone(),
+        };
+        let gitops = self.repo(env)?;
+        let (pr, head) = match crate::adapters::gitops::pull_request::propose(
+            gitops.as_ref(),
+            github.as_ref(),
+            req,
+        )
+        .await?
+        {
+            Proposal::Opened { pr, write } | Proposal::Reused { pr, write } => {
+                (pr, write.head().to_string())
+            }
+            Proposal::HumanEdited { pr, who, branch } => {
+                let pr = pr
+                    .map(|p| format!(" (PR #{})", p.number))
+                    .unwrap_or_default();
+                return Ok(Input::MergeBlocked {
+                    reason: format!(
+                        "{who} pushed to the bot branch {branch}{pr}; deploybot never builds on \
+                         or force-pushes over a person's commit: merge or close the PR \
+                         yourself, then /resume"
+                    ),
+                });
+            }
+            Proposal::NothingToPropose { head } => {
+                return Ok(Input::Committed { sha: head, weight });
+            }
+        };
+        let since = match r.step().map(|s| &s.progress) {
+            Some(Progress::Committing { since, .. }) => *since,
+            _ => self.now(),
+        };
+        match self.land(&repo, &pr, &head, since).await? {
+            Landing::Merged(sha) => {
+                tracing::info!(rollout = %r.deploy_id, pr = pr.number, %sha, %weight, "step merged");
+                Ok(Input::Committed { sha, weight })
+            }
+            Landing::Waiting(why) => Err(Failure::transient(
+                format!("merging {repo}#{} ({branch})", pr.number),
+                why,
+            )),
+            Landing::Blocked(reason) => Ok(Input::MergeBlocked { reason }),
+        }
+    }
+
+    /// Merges `pr` at `head` with the configured method, if GitHub allows it. A refusal is a wait
+    /// until `gitops.checks_timeout` has passed since `since` (the checks may still report), then
+    /// blocked; one asking for a review is blocked at once. Never bypassed.
+    async fn land(
+        &self,
+        repo: &RepoName,
+        pr: &BotPullRequest,
+        head: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Landing, Failure> {
+        let github = self.github()?;
+        let gitops = &self.parts.config.gitops;
+        let merged = github
+            .merge_pull_request(repo, pr.number, head, gitops.merge_method)
+            .await?;
+        Ok(match merged {
+            Merge::Merged(sha) => {
+                self.delete_bot_branch(repo, &pr.head).await;
+                Landing::Merged(sha)
+            }
+            // Someone pushed to the bot branch since: the next attempt sees whose commit it is.
+            Merge::HeadMoved(why) => Landing::Waiting(why),
+            Merge::NotMergeable(why) => {
+                let rule = format!(
+                    "{repo}#{} ({}) cannot be merged into {} (GitHub: {})",
+                    pr.number,
+                    pr.url,
+                    pr.base,
+                    why.trim_end_matches('.')
+                );
+                self.refused(rule, &why, since)
+            }
+        })
+    }
+
+    /// What GitHub's refusal to merge (`why`, described as `rule`) means for a PR whose wait
+    /// began at `since`: asked again until `gitops.checks_timeout` has passed (the required
+    /// checks may still report), then blocked; one asking for a review is blocked at once.
+    fn refused(&self, rule: String, why: &str, since: DateTime<Utc>) -> Landing {
+        let gitops = &self.parts.config.gitops;
+        let timeout = chrono::Duration::from_std(gitops.checks_timeout.as_duration())
+            .unwrap_or(chrono::Duration::MAX);
+        let deadline = since + timeout;
+        if needs_a_person(why) {
+            Landing::Blocked(format!(
+                "{rule}; deploybot never bypasses branch protection: give what the rule asks \
+                 (or merge the PR yourself), then /resume"
+            ))
+        } else if self.now() >= deadline {
+            Landing::Blocked(format!(
+                "{rule}, still after gitops.checks_timeout ({}); deploybot never bypasses branch \
+                 protection: make the required checks pass (or merge the PR yourself), then \
+                 /resume",
+                gitops.checks_timeout
+            ))
+        } else {
+            Landing::Waiting(format!(
+                "{rule}; waiting for the GitOps repository's required checks until {}",
+                deadline.to_rfc3339()
+            ))
+        }
+    }
+
+    /// Deletes a merged bot branch; a branch left behind only costs a stale ref, so a failure
+    /// is logged and nothing more.
+    async fn delete_bot_branch(&self, repo: &RepoName, branch: &str) {
+        let Ok(github) = self.github() else { return };
+        if let Err(e) = github.delete_branch(repo, branch).await {
+            tracing::warn!(%repo, %branch, "deleting a merged bot branch: {e}");
+        }
     }
 
     fn gitops_repo(&self, env: &EnvironmentSpec) -> Result<RepoName, Failure> {
@@ -534,7 +724,11 @@ impl<W: WindowSource> LiveRunner<W> {
         };
         let mut pr = github.pull_request(&repo, link.number).await?;
         if !pr.merged {
-            match github.merge_pull_request(&repo, link.number, head).await? {
+            let method = self.parts.config.gitops.merge_method;
+            match github
+                .merge_pull_request(&repo, link.number, head, method)
+                .await?
+            {
                 Merge::Merged(sha) => {
                     tracing::info!(rollout = %r.deploy_id, pr = link.number, %sha, %head, "approval PR merged");
                     return Ok(Input::Committed { sha, weight });
@@ -544,10 +738,26 @@ impl<W: WindowSource> LiveRunner<W> {
                     // Merged by a person meanwhile? Then that merge is judged below.
                     pr = github.pull_request(&repo, link.number).await?;
                     if !pr.merged {
-                        return Err(Failure::permanent(
-                            format!("merging {repo}#{} at {head}", link.number),
-                            why,
-                        ));
+                        // Branch protection on the GitOps repository (checks still running, a
+                        // rule the bot cannot meet): waited for as a PR-mode step is, then the
+                        // rollout pauses naming the rule. Never bypassed.
+                        let rule = format!(
+                            "the approval PR {repo}#{} cannot be merged at {head} (GitHub: {})",
+                            link.number,
+                            why.trim_end_matches('.')
+                        );
+                        let since = match r.step().map(|s| &s.progress) {
+                            Some(Progress::Committing { since, .. }) => *since,
+                            _ => self.now(),
+                        };
+                        return match self.refused(rule, &why, since) {
+                            Landing::Blocked(reason) => Ok(Input::MergeBlocked { reason }),
+                            Landing::Merged(sha) => Ok(Input::Committed { sha, weight }),
+                            Landing::Waiting(why) => Err(Failure::transient(
+                                format!("merging {repo}#{} at {head}", link.number),
+                                why,
+                            )),
+                        };
                     }
                 }
             }
@@ -587,6 +797,9 @@ impl<W: WindowSource> LiveRunner<W> {
             .cloned()
             .collect();
         let order = gitops.revert_list(&env.branch, listed.find, &known).await?;
+        if self.parts.config.gitops.mode == WriteMode::PullRequest {
+            return self.revert_via_pr(r, env, &order, listed, &why).await;
+        }
         let mut head = None;
         for sha in &order {
             let outcome = if listed.merges.contains(sha) {
@@ -602,6 +815,112 @@ impl<W: WindowSource> LiveRunner<W> {
         };
         tracing::warn!(rollout = %r.deploy_id, %sha, reverted = order.len(), "rolled back through git: {reason}");
         Ok(Input::Reverted { sha })
+    }
+
+    /// PR mode's revert: every commit of `order` reverted on one bot branch, whose PR is opened
+    /// and merged at once (no approval), once GitHub allows it. The merged commit is what
+    /// `Reverted` records. Refused past `gitops.checks_timeout` (or for a review), it fails
+    /// naming the rule, which alerts: never bypassed.
+    async fn revert_via_pr(
+        &self,
+        r: &Rollout,
+        env: &EnvironmentSpec,
+        order: &[String],
+        listed: &RevertList<'_>,
+        why: &str,
+    ) -> Result<Input, Failure> {
+        let config = &self.parts.config;
+        let gitops = self.repo(env)?;
+        let base = env.branch.to_string();
+        let Some(newest) = order.first() else {
+            let sha = gitops.tip(&base).await?.unwrap_or_default();
+            return Ok(Input::Reverted { sha });
+        };
+        let repo = self.gitops_repo(env)?;
+        let github = self.github()?;
+        let branch = revert_branch(
+            &config.gitops.branch_prefix,
+            r.service(),
+            r.environment(),
+            &r.deploy_id,
+            newest,
+        );
+        if let Some(sha) = github.merged_pull_request(&repo, &branch, &base).await? {
+            tracing::warn!(rollout = %r.deploy_id, %branch, %sha, "the revert PR was merged already");
+            self.delete_bot_branch(&repo, &branch).await;
+            self.forget_revert_wait(&branch);
+            return Ok(Input::Reverted { sha });
+        }
+        for sha in order {
+            let whole = listed.merges.contains(sha);
+            let written = gitops
+                .revert_on_bot_branch(&branch, &base, sha, why, whole)
+                .await?;
+            if let BotWrite::HumanEdited { who } = written {
+                return Err(Failure::refused(format!(
+                    "the revert branch {branch} has a commit by {who}; deploybot never builds on \
+                     or force-pushes over it: revert {} on {base} by hand",
+                    order.join(", ")
+                )));
+            }
+        }
+        let Some(head) = gitops.tip(&branch).await? else {
+            // Nothing to revert any more: the environment branch has the earlier values.
+            let sha = gitops.tip(&base).await?.unwrap_or_default();
+            return Ok(Input::Reverted { sha });
+        };
+        let info = CommitInfo {
+            summary: why.lines().next().unwrap_or_default().to_string(),
+            deploy_id: r.deploy_id.clone(),
+            service: r.service().to_string(),
+            environment: r.environment().to_string(),
+            step: Some("revert".into()),
+            ..CommitInfo::default()
+        };
+        let text = render_revert_pull_request(
+            &info,
+            order,
+            &branch,
+            &base,
+            &config.gitops.human_edited_label,
+        );
+        let (pr, _) = open_or_reuse(
+            github.as_ref(),
+            &repo,
+            &branch,
+            &base,
+            &text,
+            &config.gitops.pr_labels,
+        )
+        .await?;
+        let since = *self
+            .revert_waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(branch.clone())
+            .or_insert_with(|| self.now());
+        match self.land(&repo, &pr, &head, since).await? {
+            Landing::Merged(sha) => {
+                self.forget_revert_wait(&branch);
+                tracing::warn!(rollout = %r.deploy_id, pr = pr.number, %sha, reverted = order.len(), "rolled back through a revert PR");
+                Ok(Input::Reverted { sha })
+            }
+            Landing::Waiting(why) => Err(Failure::transient(
+                format!("merging the revert PR {repo}#{}", pr.number),
+                why,
+            )),
+            Landing::Blocked(reason) => {
+                self.forget_revert_wait(&branch);
+                Err(Failure::refused(reason))
+            }
+        }
+    }
+
+    fn forget_revert_wait(&self, branch: &str) {
+        self.revert_waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(branch);
     }
 
     /// Ends the rollout's approval PR: says why on it (once: the comment is found by its

@@ -49,21 +49,21 @@ use crate::support::fake_github::{BareRepo, FakeGithub, file, webhook};
 use crate::support::git_http::GitHttp;
 use crate::support::prometheus::{PrometheusServer, require_tools, start_prometheus};
 
-const SECRET: &str = "e2e-webhook-secret";
+pub(crate) const SECRET: &str = "e2e-webhook-secret";
 /// How long the fake GitHub's installation tokens live.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(2);
 const ARGO_TOKEN: &str = "argo-t0ken";
 const APP_REPO: &str = "Codertocat/Hello-World";
-const GITOPS_REPO: &str = "Codertocat/gitops";
+pub(crate) const GITOPS_REPO: &str = "Codertocat/gitops";
 /// Minutes of series before the virtual clock starts, and in all.
 const LEAD: i64 = 10;
 const SPAN: i64 = 160;
 /// Minute of the timeline from which the staging canary fails 15 % of its requests.
-const REGRESSION_AT: i64 = 100;
+pub(crate) const REGRESSION_AT: i64 = 100;
 
 /// The virtual timeline starts this many minutes before the real now, so the whole of it is in
 /// the past and backfilled.
-fn timeline_start() -> i64 {
+pub(crate) fn timeline_start() -> i64 {
     let now = SystemClock.now().timestamp();
     (now - (SPAN + 5) * 60) / 60 * 60
 }
@@ -122,13 +122,13 @@ async fn start_argo(ws: &Workspace) -> FakeArgoCd {
     .await
 }
 
-struct World {
-    config: Config,
-    gh: FakeGithub,
-    repo: BareRepo,
+pub(crate) struct World {
+    pub(crate) config: Config,
+    pub(crate) gh: FakeGithub,
+    pub(crate) repo: BareRepo,
     prometheus: PrometheusServer,
     argo: FakeArgoCd,
-    clock: VirtualClock,
+    pub(crate) clock: VirtualClock,
     _git: GitHttp,
     _tmp: tempfile::TempDir,
     deliveries: std::sync::atomic::AtomicU64,
@@ -142,6 +142,11 @@ fn write_secret(dir: &Path, name: &str, value: &str) -> String {
 
 impl World {
     async fn new() -> World {
+        World::new_with(|_| {}).await
+    }
+
+    /// The world with its config (as JSON, before it is resolved) changed by `tweak`.
+    pub(crate) async fn new_with(tweak: impl FnOnce(&mut Value)) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         // The demo's GitOps layout, served over smart HTTP.
@@ -196,7 +201,7 @@ impl World {
                  "canary": "checkout-canary", "stable": "checkout-stable"},
             ])
         };
-        let config = json!({
+        let mut config = json!({
             "server": {"webhook_secret_file": write_secret(&dir, "webhook-secret", SECRET)},
             "github": {
                 "api_url": gh.url(),
@@ -237,6 +242,7 @@ impl World {
                             "verification": "2m", "max_inconclusive_intervals": 2},
             }],
         });
+        tweak(&mut config);
         let yaml = yaml_serde::to_string(&config).unwrap();
         // Resolving is the validity check: any problem is an error here.
         let config = deploybot::config::from_yaml(&yaml, &dir.join("deploybot.yaml")).unwrap();
@@ -253,7 +259,7 @@ impl World {
         }
     }
 
-    async fn start(&self) -> Assembly<PrometheusWindows> {
+    pub(crate) async fn start(&self) -> Assembly<PrometheusWindows> {
         let windows = PrometheusWindows::new(Arc::new(self.config.clone()), &Secrets::none());
         let app = assemble(self.config.clone(), windows, Arc::new(self.clock.clone()))
             .await
@@ -267,7 +273,7 @@ impl World {
     }
 
     /// Posts a signed delivery and waits until the worker has processed it.
-    async fn deliver(
+    pub(crate) async fn deliver(
         &self,
         app: &Assembly<PrometheusWindows>,
         event: &str,
@@ -299,7 +305,7 @@ impl World {
     }
 
     /// Ticks every 30 virtual seconds until `done` holds (at most `minutes`).
-    async fn run_until(
+    pub(crate) async fn run_until(
         &self,
         app: &Assembly<PrometheusWindows>,
         minutes: i64,
@@ -319,7 +325,7 @@ impl World {
         );
     }
 
-    async fn run_for(&self, app: &Assembly<PrometheusWindows>, minutes: i64) {
+    pub(crate) async fn run_for(&self, app: &Assembly<PrometheusWindows>, minutes: i64) {
         for _ in 0..minutes * 2 {
             self.clock.advance(30);
             app.tick().await;
@@ -327,7 +333,7 @@ impl World {
     }
 
     /// A merged app PR `number` whose merge commit is `sha`, with one small code change.
-    fn merged_pr(&self, number: u64, sha: &str, title: &str) -> Value {
+    pub(crate) fn merged_pr(&self, number: u64, sha: &str, title: &str) -> Value {
         let mut payload = webhook("pull_request", "closed");
         let pr = &mut payload["pull_request"];
         pr["number"] = json!(number);
@@ -352,7 +358,7 @@ impl World {
         payload
     }
 
-    fn comment_on(&self, number: u64, login: &str, body: &str) -> Value {
+    pub(crate) fn comment_on(&self, number: u64, login: &str, body: &str) -> Value {
         let mut payload = webhook("issue_comment", "created");
         payload["issue"]["number"] = json!(number);
         payload["issue"]["pull_request"] = json!({"url": "x"});
@@ -364,7 +370,7 @@ impl World {
         payload
     }
 
-    fn git_log(&self) -> Vec<String> {
+    pub(crate) fn git_log(&self) -> Vec<String> {
         let out = std::process::Command::new("git")
             .arg("--git-dir")
             .arg(&self.repo.0)
@@ -379,7 +385,7 @@ impl World {
             .collect()
     }
 
-    fn show(&self, path: &str) -> String {
+    pub(crate) fn show(&self, path: &str) -> String {
         let out = std::process::Command::new("git")
             .arg("--git-dir")
             .arg(&self.repo.0)
@@ -389,7 +395,7 @@ impl World {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn comments_on(&self, number: u64) -> Vec<String> {
+    pub(crate) fn comments_on(&self, number: u64) -> Vec<String> {
         self.gh
             .state
             .lock()
@@ -409,12 +415,12 @@ fn uuid_ish() -> String {
     )
 }
 
-fn find<'a>(all: &'a [Rollout], env: &str, tag: &str) -> Option<&'a Rollout> {
+pub(crate) fn find<'a>(all: &'a [Rollout], env: &str, tag: &str) -> Option<&'a Rollout> {
     all.iter()
         .find(|r| r.environment() == env && r.image_tag() == tag)
 }
 
-fn phase_of(all: &[Rollout], env: &str, tag: &str) -> Option<Phase> {
+pub(crate) fn phase_of(all: &[Rollout], env: &str, tag: &str) -> Option<Phase> {
     find(all, env, tag).map(|r| r.phase().clone())
 }
 

@@ -1172,3 +1172,90 @@ mod interleavings {
         }
     }
 }
+
+/// An approval PR that the GitOps repository's branch protection will not let the bot merge yet
+/// (its required check has not reported): the approved rollout neither fails nor bypasses the
+/// rule. It asks again after `retry_after` and, past `gitops.checks_timeout`, pauses naming the
+/// rule; once the check passes, `/resume` merges the approved head.
+#[tokio::test]
+async fn an_approval_pr_refused_by_branch_protection_waits_then_pauses_naming_the_rule() {
+    let gh = FakeGithub::start().await;
+    let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
+    gh.require_checks(&["gitops-ci"]);
+    gh.set_permission("carol", "write");
+    let head = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
+    gh.add_review(n, "carol", "APPROVED", &head);
+    let github = github_for(&gh);
+    let repo_name: RepoName = GITOPS.parse().unwrap();
+    events(&s, &github)
+        .on_review(&repo_name, n, s.clock.now())
+        .await
+        .unwrap();
+    let r = get(&s, &id);
+    assert!(
+        matches!(r.phase(), Phase::Canary { .. }),
+        "still committing, not failed: {:?}",
+        r.phase()
+    );
+    assert!(r.commits.is_empty());
+    assert_eq!(gh.pull(n)["merged"], json!(false));
+    // Asked again on the retries; past the default 30 minutes, paused with GitHub's words.
+    for _ in 0..40 {
+        s.pipeline.tick(s.clock.advance(60)).await.unwrap();
+    }
+    let r = get(&s, &id);
+    let Phase::Paused { reason } = r.phase() else {
+        panic!("{:?}", r.phase())
+    };
+    assert!(
+        reason.contains("(GitHub: Required status check \"gitops-ci\" is expected)")
+            && reason.contains("gitops.checks_timeout (30m)"),
+        "{reason}"
+    );
+    let tries = gh
+        .requests()
+        .iter()
+        .filter(|l| *l == &format!("PUT /repos/{GITOPS}/pulls/{n}/merge"))
+        .count();
+    assert!(tries > 2, "{tries} merge attempts");
+    assert_eq!(gh.pull(n)["merged"], json!(false), "never bypassed");
+
+    gh.add_status(&head, "gitops-ci", "success");
+    s.pipeline
+        .feed(&id, by(Command::Resume, "carol"), s.clock.advance(10))
+        .await
+        .unwrap();
+    let r = get(&s, &id);
+    let merge = gh.pull(n)["merge_commit_sha"].as_str().unwrap().to_string();
+    assert_eq!(r.commits.len(), 1, "{r:#?}");
+    assert_eq!(r.commits[0].sha, merge);
+}
+
+/// Branch protection asking for what the bot cannot give (GitHub's own approving review on the
+/// GitOps repository): no wait would help, so the approved rollout pauses at once naming the
+/// rule, and nothing is merged.
+#[tokio::test]
+async fn a_rule_only_a_person_can_meet_pauses_at_once() {
+    let gh = FakeGithub::start().await;
+    let (s, id, n) = awaiting_approval(&gh, "deploybot").await;
+    gh.state.lock().unwrap().require_review = true;
+    gh.set_permission("carol", "write");
+    let head = gh.pull(n)["head"]["sha"].as_str().unwrap().to_string();
+    gh.add_review(n, "carol", "APPROVED", &head);
+    let github = github_for(&gh);
+    let repo_name: RepoName = GITOPS.parse().unwrap();
+    events(&s, &github)
+        .on_review(&repo_name, n, s.clock.now())
+        .await
+        .unwrap();
+    let r = get(&s, &id);
+    let Phase::Paused { reason } = r.phase() else {
+        panic!("{:?}", r.phase())
+    };
+    assert!(
+        reason.contains("At least 1 approving review is required by reviewers with write access")
+            && reason.contains("never bypasses branch protection"),
+        "{reason}"
+    );
+    assert_eq!(gh.pull(n)["merged"], json!(false));
+}

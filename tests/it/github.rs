@@ -6,8 +6,8 @@
 use axum::http::Method;
 use deploybot::adapters::github::GithubRest;
 use deploybot_core::github::{
-    Approvals, Checks, Comments, GitopsPullRequests, Merge, Permission, PullRequests, Reaction,
-    RepoName,
+    Approvals, Checks, Comments, GitopsPullRequests, Merge, MergeMethod, Permission, PullRequests,
+    Reaction, RepoName,
 };
 use deploybot_core::rollout::approval::{ApprovalOutcome, ReviewState, count_approvals};
 use deploybot_core::rollout::trigger::{CheckRun, ChecksGate, required_checks};
@@ -217,7 +217,10 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
 
     // The head moved after the approval: a refusal naming the approved head, nothing merged.
     let approved = "1111111111111111111111111111111111111111";
-    let m = client.merge_pull_request(&repo, 2, approved).await.unwrap();
+    let m = client
+        .merge_pull_request(&repo, 2, approved, MergeMethod::Merge)
+        .await
+        .unwrap();
     let Merge::HeadMoved(why) = &m else {
         panic!("{m:?}")
     };
@@ -229,7 +232,7 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
 
     gh.fail_next(Method::PUT, "/merge", 502, "Server Error", None);
     let e = client
-        .merge_pull_request(&repo, 2, &head)
+        .merge_pull_request(&repo, 2, &head, MergeMethod::Merge)
         .await
         .unwrap_err();
     assert!(e.is_transient(), "{e}");
@@ -239,7 +242,11 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
         "{e}"
     );
 
-    let Merge::Merged(sha) = client.merge_pull_request(&repo, 2, &head).await.unwrap() else {
+    let Merge::Merged(sha) = client
+        .merge_pull_request(&repo, 2, &head, MergeMethod::Merge)
+        .await
+        .unwrap()
+    else {
         panic!("not merged")
     };
     assert_eq!(sha.len(), 40);
@@ -249,7 +256,10 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
     assert_eq!(after.head_sha, head);
 
     // Merged already: GitHub's 405 with its reason, a refusal.
-    let m = client.merge_pull_request(&repo, 2, &head).await.unwrap();
+    let m = client
+        .merge_pull_request(&repo, 2, &head, MergeMethod::Merge)
+        .await
+        .unwrap();
     assert!(
         matches!(&m, Merge::NotMergeable(why) if why.contains("Pull Request is not mergeable")),
         "{m:?}"
@@ -267,7 +277,10 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
 async fn a_human_merge_and_an_unmergeable_pr_are_visible() {
     let (gh, client, repo, head) = setup().await;
     gh.set_unmergeable(2);
-    let m = client.merge_pull_request(&repo, 2, &head).await.unwrap();
+    let m = client
+        .merge_pull_request(&repo, 2, &head, MergeMethod::Merge)
+        .await
+        .unwrap();
     assert!(
         matches!(&m, Merge::NotMergeable(why) if why.contains("Pull Request is not mergeable")),
         "{m:?}"
@@ -350,5 +363,55 @@ async fn check_runs_and_commit_statuses_feed_the_checks_gate() {
             "reading the commit status of Codertocat/Hello-World@{sha}"
         )),
         "{e}"
+    );
+}
+
+/// The fake holds every request to GitHub's REST description: an operation GitHub does not have
+/// or a body field its schema does not know is a violation, which fails the test (when the fake
+/// is dropped) unless taken.
+#[tokio::test]
+async fn the_fake_github_refuses_what_githubs_description_does_not_allow() {
+    let gh = FakeGithub::start().await;
+    let http = reqwest::Client::new();
+    let put = |path: &str, body: serde_json::Value| {
+        http.put(format!("{}{path}", gh.url())).json(&body).send()
+    };
+    put(
+        "/repos/o/r/pulls/1/merge",
+        serde_json::json!({"sha": "abc", "merge_method": "squash"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(gh.take_violations(), Vec::<String>::new());
+    // Answered as GitHub answers: 422 for a body it does not take, 404 for no such operation.
+    let bad = put(
+        "/repos/o/r/pulls/1/merge",
+        serde_json::json!({"sha": "abc", "merge_method": "fast-forward"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 422);
+    let unknown = put("/repos/o/r/pulls/1/automerge", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let v = gh.take_violations();
+    assert_eq!(v.len(), 2, "{v:#?}");
+    assert!(
+        v[0].contains("merge_method: \"fast-forward\" is not one of"),
+        "{v:?}"
+    );
+    assert!(
+        v[1].contains("PUT /repos/o/r/pulls/1/automerge: no such operation"),
+        "{v:?}"
+    );
+    // Not taken: the test fails when the fake goes.
+    put("/repos/o/r/pulls/1/automerge", serde_json::json!({}))
+        .await
+        .unwrap();
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(gh)));
+    assert!(
+        dropped.is_err(),
+        "a violation left in the fake must fail the test"
     );
 }

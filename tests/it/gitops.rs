@@ -8,16 +8,18 @@ use std::sync::atomic::AtomicU32;
 
 use deploybot::adapters::github::GithubRest;
 use deploybot::adapters::gitops::GitopsError;
-use deploybot::adapters::gitops::pull_request::{Proposal, ProposeRequest, bot_branch, propose};
+use deploybot::adapters::gitops::pull_request::{
+    Proposal, ProposeRequest, bot_branch, propose, step_branch,
+};
 use deploybot::adapters::gitops::repo::GitAuth;
 use deploybot::adapters::gitops::writer::{BranchLocks, WriteOutcome};
 use deploybot::config::PushRetry;
 use deploybot_core::duration::PromDuration;
-use deploybot_core::github::{GitopsPullRequests, RepoName};
+use deploybot_core::github::{GitopsPullRequests, Merge, MergeMethod, RepoName};
 use deploybot_core::gitops::edit::FileEdit;
 use deploybot_core::secret::Secret;
 
-use crate::support::fake_github::FakeGithub;
+use crate::support::fake_github::{BareRepo, FakeGithub};
 use crate::support::git_http::GitHttp;
 use fixture::*;
 
@@ -698,6 +700,105 @@ async fn pr_mode_opens_one_pr_reuses_it_and_leaves_human_edited_branches_alone()
         &(1, vec!["deploybot/human-edited".to_string()])
     );
     assert_eq!(gh.open_prs().len(), 1);
+}
+
+/// `gitops.merge_method` against a repository that allows one method: GitHub's 405 (its own
+/// words) for the others, and the allowed one lands as GitHub makes it, the merged commit being
+/// what the merge answers and what a restart finds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squash_only_repository_refuses_merge_commits_and_takes_the_configured_squash() {
+    for (allowed, refused) in [
+        ("squash", MergeMethod::Merge),
+        ("rebase", MergeMethod::Squash),
+    ] {
+        let fx = GitFixture::new();
+        let gh = FakeGithub::start().await;
+        gh.require_token(TOKEN);
+        gh.back_with_git(BareRepo(fx.remote_path()));
+        gh.allow_merge_methods(&[allowed]);
+        let prs = GithubRest::new(&gh.url(), Some(&Secret::new(TOKEN))).unwrap();
+        let w = fx.writer("a", &fx.file_url(), GitAuth::None);
+        let branch = step_branch("deploybot", "web", "staging", "d-web-1", 25);
+        let p = propose(&w, &prs, pr_request("main", &branch, "2.0.0"))
+            .await
+            .unwrap();
+        let Proposal::Opened { pr, write } = p else {
+            panic!("{p:?}")
+        };
+        let main_before = fx.head("main");
+
+        let m = prs
+            .merge_pull_request(&gitops_repo(), pr.number, write.head(), refused)
+            .await
+            .unwrap();
+        let Merge::NotMergeable(why) = &m else {
+            panic!("{m:?}")
+        };
+        let words = match refused {
+            MergeMethod::Merge => "Merge commits are not allowed on this repository.",
+            _ => "Squash merges are not allowed on this repository.",
+        };
+        assert_eq!(why, words);
+        assert_eq!(
+            fx.head("main"),
+            main_before,
+            "a refused merge changes nothing"
+        );
+
+        let method = match allowed {
+            "squash" => MergeMethod::Squash,
+            _ => MergeMethod::Rebase,
+        };
+        let m = prs
+            .merge_pull_request(&gitops_repo(), pr.number, write.head(), method)
+            .await
+            .unwrap();
+        let Merge::Merged(sha) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            fx.head("main"),
+            sha,
+            "the answer is the commit now on the base"
+        );
+        assert_ne!(sha, write.head(), "{allowed}: not the bot's own commit");
+        let parents = fx.remote_git(&["rev-list", "--parents", "-n", "1", &sha]);
+        assert_eq!(
+            parents.split_whitespace().count(),
+            2,
+            "{allowed}: one parent: {parents}"
+        );
+        assert_eq!(
+            fx.remote_git(&["log", "-1", "--format=%ae|%ce", &sha])
+                .trim(),
+            "deploybot@example.test|noreply@github.com",
+            "{allowed}: the bot's authorship is kept"
+        );
+        let message = fx.remote_git(&["log", "-1", "--format=%B", &sha]);
+        assert!(message.contains("Deploy-Id: "), "{message}");
+        assert!(
+            fx.show("main", "apps/web/deployment.yaml")
+                .contains("web:2.0.0"),
+            "{allowed}"
+        );
+        assert_eq!(
+            gh.merges(),
+            vec![(pr.number, allowed.to_string(), sha.clone())]
+        );
+        // A restart finds the merge by the branch, whatever the method made of it.
+        assert_eq!(
+            prs.merged_pull_request(&gitops_repo(), &branch, "main")
+                .await
+                .unwrap(),
+            Some(sha)
+        );
+        assert_eq!(
+            prs.merged_pull_request(&gitops_repo(), "deploybot/other", "main")
+                .await
+                .unwrap(),
+            None
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ mod lanes;
 mod layering;
 mod live_canary;
 mod manifest;
+mod org;
 mod packaging;
 mod pipeline;
 mod ports;

@@ -222,6 +222,31 @@ pub struct BotPullRequest {
     pub base: String,
 }
 
+/// How deploybot merges a pull request (`gitops.merge_method`), as GitHub's merge endpoint
+/// names it. A repository that allows only some methods answers 405 to the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeMethod {
+    /// A merge commit whose second parent is the PR's head.
+    #[default]
+    Merge,
+    /// One new commit on the base with the PR's changes; the PR's own commits stay off it.
+    Squash,
+    /// The PR's commits replayed on the base, as new commits.
+    Rebase,
+}
+
+impl MergeMethod {
+    /// GitHub's name for it (`merge_method`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMethod::Merge => "merge",
+            MergeMethod::Squash => "squash",
+            MergeMethod::Rebase => "rebase",
+        }
+    }
+}
+
 /// What became of a merge at an expected head. The two refusals are answers, not failures: the
 /// branch-protection flow asks again later, the rollout gives up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,13 +377,23 @@ pub trait GitopsPullRequests: Send + Sync {
         base: &'a str,
         text: &'a PullRequestText,
     ) -> PortFuture<'a, BotPullRequest>;
-    /// Merges the PR (merge commit) only if its head is still `expected_head_sha`. A moved head
-    /// and an unmergeable PR are answers ([`Merge`]), not failures.
+    /// The merge commit of a PR from `head` into `base` that was merged, if any (the newest):
+    /// how a step whose PR was merged before a crash is recognised.
+    fn merged_pull_request<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        head: &'a str,
+        base: &'a str,
+    ) -> PortFuture<'a, Option<String>>;
+    /// Merges the PR with `method` only if its head is still `expected_head_sha`. A moved head
+    /// and an unmergeable PR are answers ([`Merge`]), not failures. The SHA of a merge is the
+    /// commit now on the base: a merge commit, the squashed commit, or the last rebased one.
     fn merge_pull_request<'a>(
         &'a self,
         repo: &'a RepoName,
         number: u64,
         expected_head_sha: &'a str,
+        method: MergeMethod,
     ) -> PortFuture<'a, Merge>;
     /// Closes the PR without merging it; closing a closed PR is not an error.
     fn close_pull_request<'a>(&'a self, repo: &'a RepoName, number: u64) -> PortFuture<'a, ()>;

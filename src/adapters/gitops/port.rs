@@ -77,6 +77,28 @@ impl GitopsRepo for Writer {
         })
     }
 
+    fn revert_on_bot_branch<'a>(
+        &'a self,
+        branch: &'a str,
+        base: &'a str,
+        commit: &'a str,
+        reason: &'a str,
+        whole: bool,
+    ) -> PortFuture<'a, BotWrite> {
+        Box::pin(async move {
+            let target = Target {
+                branch: branch.to_string(),
+                create_from: Some(base.to_string()),
+                bot_owned: true,
+            };
+            match self.revert_to(target, commit, reason, whole).await {
+                Ok(w) => Ok(BotWrite::Written(w)),
+                Err(GitopsError::HumanEdited { who, .. }) => Ok(BotWrite::HumanEdited { who }),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
     fn tip<'a>(&'a self, branch: &'a str) -> PortFuture<'a, Option<String>> {
         Box::pin(async move { Ok(self.remote_tip(branch).await?.map(|t| t.commit)) })
     }

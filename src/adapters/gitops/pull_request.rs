@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use deploybot_core::failure::Failure;
 use deploybot_core::github::{BotPullRequest, GitopsPullRequests, Labels, RepoName};
-use deploybot_core::gitops::commit_message::{CommitInfo, render_pull_request};
+use deploybot_core::gitops::commit_message::{CommitInfo, PullRequestText, render_pull_request};
 use deploybot_core::gitops::edit::FileEdit;
 use deploybot_core::gitops::repo::{BotWrite, GitopsRepo, WriteOutcome};
 
@@ -53,6 +53,29 @@ pub enum Proposal {
     NothingToPropose { head: String },
 }
 
+/// The one open PR from `branch` into `base`: the open one reused, else one opened with `text`
+/// and `labels`. Whether it is new is the second value.
+pub async fn open_or_reuse<G>(
+    github: &G,
+    repo: &RepoName,
+    branch: &str,
+    base: &str,
+    text: &PullRequestText,
+    labels: &[String],
+) -> Result<(BotPullRequest, bool), Failure>
+where
+    G: GitopsPullRequests + Labels + ?Sized,
+{
+    if let Some(pr) = github.find_open_pull_request(repo, branch, base).await? {
+        return Ok((pr, false));
+    }
+    let pr = github.open_pull_request(repo, branch, base, text).await?;
+    if !labels.is_empty() {
+        github.add_labels(repo, pr.number, labels).await?;
+    }
+    Ok((pr, true))
+}
+
 /// Proposes a step: commit to the bot branch (created from `base` when missing, never
 /// force-pushed) and make sure exactly one open PR from it into `base` exists.
 pub async fn propose<R, G>(repo: &R, github: &G, req: ProposeRequest) -> Result<Proposal, Failure>
@@ -91,12 +114,6 @@ where
     {
         return Ok(Proposal::NothingToPropose { head: head.clone() });
     }
-    if let Some(pr) = github
-        .find_open_pull_request(&req.repo, &req.branch, &req.base)
-        .await?
-    {
-        return Ok(Proposal::Reused { pr, write });
-    }
     let changes = match &write {
         WriteOutcome::Committed { changes, .. } => changes.clone(),
         WriteOutcome::Unchanged { .. } => Vec::new(),
@@ -108,13 +125,19 @@ where
         &req.base,
         &req.human_edited_label,
     );
-    let pr = github
-        .open_pull_request(&req.repo, &req.branch, &req.base, &text)
-        .await?;
-    if !req.labels.is_empty() {
-        github.add_labels(&req.repo, pr.number, &req.labels).await?;
+    match open_or_reuse(
+        github,
+        &req.repo,
+        &req.branch,
+        &req.base,
+        &text,
+        &req.labels,
+    )
+    .await?
+    {
+        (pr, true) => Ok(Proposal::Opened { pr, write }),
+        (pr, false) => Ok(Proposal::Reused { pr, write }),
     }
-    Ok(Proposal::Opened { pr, write })
 }
 
 /// The deterministic bot branch of a deploy step: `<prefix>/<service>/<env>/<deploy-id>`, each
@@ -150,6 +173,43 @@ pub fn bot_branch(prefix: &str, service: &str, environment: &str, deploy_id: &st
     )
 }
 
+/// PR mode's bot branch of one step, `<bot branch>-step-<weight>`: one PR per step, so each
+/// step's merge is a commit of its own that Argo CD's wait and the revert can name. A sibling
+/// of the approval PR's branch, never below it: git cannot hold both `a/b` and `a/b/c`.
+pub fn step_branch(
+    prefix: &str,
+    service: &str,
+    environment: &str,
+    deploy_id: &str,
+    weight: u8,
+) -> String {
+    format!(
+        "{}-step-{weight}",
+        bot_branch(prefix, service, environment, deploy_id)
+    )
+}
+
+/// PR mode's bot branch of a revert, `<bot branch>-revert-<newest commit reverted>`: the same
+/// revert keeps its branch across retries and restarts, a later revert of more commits gets
+/// its own.
+pub fn revert_branch(
+    prefix: &str,
+    service: &str,
+    environment: &str,
+    deploy_id: &str,
+    newest: &str,
+) -> String {
+    let short: String = newest
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(10)
+        .collect();
+    format!(
+        "{}-revert-{short}",
+        bot_branch(prefix, service, environment, deploy_id)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +225,21 @@ mod tests {
             "{odd}"
         );
         assert_eq!(odd, "bots/deploy/a-b/x/id-1-2-");
+    }
+
+    #[test]
+    fn step_and_revert_branches_sit_beside_the_approval_branch() {
+        let approval = bot_branch("deploybot", "checkout", "prod", "d-42");
+        let step = step_branch("deploybot", "checkout", "prod", "d-42", 25);
+        assert_eq!(step, "deploybot/checkout/prod/d-42-step-25");
+        let revert = revert_branch("deploybot", "checkout", "prod", "d-42", "0123456789abcdef");
+        assert_eq!(revert, "deploybot/checkout/prod/d-42-revert-0123456789");
+        for b in [&step, &revert] {
+            assert!(!b.starts_with(&format!("{approval}/")), "{b}");
+            assert!(
+                git2::Reference::is_valid_name(&format!("refs/heads/{b}")),
+                "{b}"
+            );
+        }
     }
 }

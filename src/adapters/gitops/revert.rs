@@ -96,13 +96,27 @@ impl Writer {
         reason: &str,
         approval_merge: bool,
     ) -> Result<WriteOutcome, GitopsError> {
+        self.revert_to(Target::branch(branch), commit, reason, approval_merge)
+            .await
+    }
+
+    /// Reverts `commit` (with `approval_merge`, as a whole against its first parent) in a commit
+    /// on `target`: PR mode writes its reverts to a bot branch created from the environment
+    /// branch, whose PR then lands them.
+    pub async fn revert_to(
+        &self,
+        target: Target,
+        commit: &str,
+        reason: &str,
+        approval_merge: bool,
+    ) -> Result<WriteOutcome, GitopsError> {
         let planner = RevertPlanner {
             commit: commit.to_string(),
             reason: reason.to_string(),
             identity: self.identity().clone(),
             approval_merge,
         };
-        self.run(Target::branch(branch), Box::new(planner)).await
+        self.run(target, Box::new(planner)).await
     }
 }
 

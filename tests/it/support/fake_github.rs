@@ -89,6 +89,15 @@ pub struct GhState {
     pub check_runs: BTreeMap<String, Vec<Value>>,
     /// Numbers of PRs GitHub would refuse to merge (conflicts, branch protection).
     pub unmergeable: Vec<u64>,
+    /// The merge methods the repository allows (`merge`, `squash`, `rebase`); `None`: all.
+    pub merge_methods: Option<Vec<String>>,
+    /// Branch protection: contexts that must have succeeded on a PR's head (a commit status or
+    /// a completed check run) before it merges.
+    pub required_checks: Vec<String>,
+    /// Branch protection: an approving review is required (the bot cannot give one).
+    pub require_review: bool,
+    /// `(number, merge_method, sha)` of every merge made through the API.
+    pub merges: Vec<(u64, String, String)>,
     /// `(number, labels)` per add-labels call.
     pub label_calls: Vec<(u64, Vec<String>)>,
     /// `METHOD path[?query]` of every request, the query decoded and sorted.
@@ -234,6 +243,121 @@ impl BareRepo {
             None,
         );
         commit
+    }
+
+    fn git_as(&self, args: &[&str], author: &[(String, String)]) -> Result<String, String> {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.0)
+            .args([
+                "-c",
+                "user.name=GitHub",
+                "-c",
+                "user.email=noreply@github.com",
+            ])
+            .args(args)
+            .envs(author.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `commit`'s author as git's environment variables: GitHub keeps the author of what it
+    /// squashes or rebases (the committer becomes GitHub).
+    fn author_of(&self, commit: &str) -> Result<Vec<(String, String)>, String> {
+        let who = self.git(&["log", "-1", "--format=%an%n%ae%n%aI", commit])?;
+        let mut lines = who.lines().map(str::to_string);
+        let mut next = || lines.next().unwrap_or_default();
+        Ok(vec![
+            ("GIT_AUTHOR_NAME".into(), next()),
+            ("GIT_AUTHOR_EMAIL".into(), next()),
+            ("GIT_AUTHOR_DATE".into(), next()),
+        ])
+    }
+
+    /// GitHub's merge of `head` into `base` by `method`, without a work tree, moving `base` with
+    /// `git update-ref` (so no hook of the repository runs, as on GitHub). `merge`: a merge
+    /// commit; `squash`: one commit on `base` with the head's tree merged, whose message is the
+    /// single commit's own (its subject suffixed ` (#n)`) or the PR title and the commits'
+    /// subjects; `rebase`: each commit replayed on `base`. Returns the commit now at `base`.
+    fn merge_by(
+        &self,
+        method: &str,
+        number: u64,
+        title: &str,
+        head: &str,
+        base: &str,
+    ) -> Result<String, String> {
+        let base_tip = self.tip(base).ok_or("no base")?;
+        let head_tip = self.tip(head).ok_or("no head")?;
+        let commits: Vec<String> = self
+            .git(&["rev-list", "--reverse", &head_tip, &format!("^{base_tip}")])?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let new_tip = match method {
+            "merge" => {
+                return self.merge(
+                    head,
+                    base,
+                    &format!("Merge pull request #{number} from {head}"),
+                );
+            }
+            "squash" => {
+                let tree = self.git(&["merge-tree", "--write-tree", &base_tip, &head_tip])?;
+                let tree = tree.lines().next().unwrap_or_default().to_string();
+                let message = match commits.as_slice() {
+                    [one] => {
+                        let m = self.git(&["log", "-1", "--format=%B", one])?;
+                        let (subject, rest) = m.split_once('\n').unwrap_or((&m, ""));
+                        format!("{subject} (#{number})\n{rest}")
+                    }
+                    many => {
+                        let mut m = format!("{title} (#{number})\n");
+                        for c in many {
+                            let subject = self.git(&["log", "-1", "--format=%s", c])?;
+                            m.push_str(&format!("\n* {subject}"));
+                        }
+                        m
+                    }
+                };
+                self.git_as(
+                    &["commit-tree", &tree, "-p", &base_tip, "-m", &message],
+                    &self.author_of(&head_tip)?,
+                )?
+            }
+            "rebase" => {
+                let mut tip = base_tip.clone();
+                for c in &commits {
+                    let tree = self.git(&[
+                        "merge-tree",
+                        "--write-tree",
+                        &format!("--merge-base={c}^"),
+                        &tip,
+                        c,
+                    ])?;
+                    let tree = tree.lines().next().unwrap_or_default().to_string();
+                    let message = self.git(&["log", "-1", "--format=%B", c])?;
+                    tip = self.git_as(
+                        &["commit-tree", &tree, "-p", &tip, "-m", &message],
+                        &self.author_of(c)?,
+                    )?;
+                }
+                tip
+            }
+            other => return Err(format!("unknown merge method {other}")),
+        };
+        self.git(&[
+            "update-ref",
+            &format!("refs/heads/{base}"),
+            &new_tip,
+            &base_tip,
+        ])?;
+        Ok(new_tip)
     }
 
     /// `git merge --no-ff head` into `base`, without a work tree.
@@ -765,6 +889,23 @@ impl FakeGithub {
             .retain(|n| *n != number);
     }
 
+    /// The repository allows only these merge methods; the others get GitHub's 405.
+    pub fn allow_merge_methods(&self, methods: &[&str]) {
+        self.state.lock().unwrap().merge_methods =
+            Some(methods.iter().map(|m| m.to_string()).collect());
+    }
+
+    /// Branch protection on every base: these contexts must succeed on a PR's head first.
+    pub fn require_checks(&self, contexts: &[&str]) {
+        self.state.lock().unwrap().required_checks =
+            contexts.iter().map(|c| c.to_string()).collect();
+    }
+
+    /// `(number, merge_method, sha)` of every merge made through the API.
+    pub fn merges(&self) -> Vec<(u64, String, String)> {
+        self.state.lock().unwrap().merges.clone()
+    }
+
     /// A human merges the PR in the UI.
     pub fn merge_by_human(&self, number: u64, login: &str) -> String {
         let mut st = self.state.lock().unwrap();
@@ -967,13 +1108,14 @@ fn not_found() -> Response {
     message(StatusCode::NOT_FOUND, "Not Found")
 }
 
-/// Logs every request, checks the token and serves queued failures.
 /// GitHub's REST API description (`fixtures/github/openapi/`), read once.
 pub fn description() -> &'static Description {
     static D: std::sync::OnceLock<Description> = std::sync::OnceLock::new();
     D.get_or_init(|| Description::load("github/openapi/github-rest-subset.json", false))
 }
 
+/// Holds every request to GitHub's description, logs it, checks the token and serves queued
+/// failures; then holds the answer to the description too.
 async fn gate(State(sh): S, req: Request, next: Next) -> Response {
     let uri = req.uri().clone();
     // Every request is held to GitHub's description before anything else: an operation GitHub
@@ -1304,6 +1446,29 @@ async fn merge(
     let mut st = sh.st.lock().unwrap();
     let unmergeable = st.unmergeable.contains(&n);
     let git = st.git.clone();
+    let method = body["merge_method"].as_str().unwrap_or("merge").to_string();
+    if !["merge", "squash", "rebase"].contains(&method.as_str()) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"message": "Validation Failed",
+                        "errors": [{"resource": "PullRequest", "code": "invalid", "field": "merge_method"}]})),
+        )
+            .into_response();
+    }
+    if let Some(allowed) = &st.merge_methods
+        && !allowed.contains(&method)
+    {
+        // GitHub's words for a method the repository's settings switched off.
+        let what = match method.as_str() {
+            "merge" => "Merge commits are",
+            "squash" => "Squash merges are",
+            _ => "Rebase merges are",
+        };
+        return message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{what} not allowed on this repository."),
+        );
+    }
     let Some(pr) = st.pull_mut(n) else {
         return not_found();
     };
@@ -1328,27 +1493,63 @@ async fn merge(
             "Head branch was modified. Review and try the merge again.",
         );
     }
+    let title = pr["title"].as_str().unwrap_or_default().to_string();
     let refs = pr["head"]["ref"]
         .as_str()
         .map(String::from)
         .zip(pr["base"]["ref"].as_str().map(String::from));
+    if let Some(why) = protection_refusal(&st, n) {
+        return message(StatusCode::METHOD_NOT_ALLOWED, &why);
+    }
     let backed = st.git.clone().zip(refs);
     let sha = match backed {
-        Some((git, (head, base))) => {
-            let msg = format!("Merge pull request #{n} from {head}");
-            match git.merge(&head, &base, &msg) {
-                Ok(commit) => {
-                    merge_pull(&mut st, n, BOT);
-                    st.pull_mut(n).unwrap()["merge_commit_sha"] = json!(commit);
-                    commit
-                }
-                Err(e) => return message(StatusCode::METHOD_NOT_ALLOWED, &e),
+        Some((git, (head, base))) => match git.merge_by(&method, n, &title, &head, &base) {
+            Ok(commit) => {
+                merge_pull(&mut st, n, BOT);
+                st.pull_mut(n).unwrap()["merge_commit_sha"] = json!(commit);
+                commit
             }
-        }
+            Err(e) => return message(StatusCode::METHOD_NOT_ALLOWED, &e),
+        },
         None => merge_pull(&mut st, n, BOT),
     };
+    st.merges.push((n, method, sha.clone()));
     Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}))
         .into_response()
+}
+
+/// What branch protection says against merging PR `n` now, in GitHub's words: a required
+/// review, then each required check that has not succeeded on the head.
+fn protection_refusal(st: &GhState, n: u64) -> Option<String> {
+    if st.require_review {
+        return Some(
+            "At least 1 approving review is required by reviewers with write access.".into(),
+        );
+    }
+    let pr = st.pulls.iter().find(|p| p["number"] == n)?;
+    let head = pr["head"]["sha"].as_str().unwrap_or_default();
+    for context in &st.required_checks {
+        let status = st
+            .statuses
+            .iter()
+            .rev()
+            .find(|(sha, s)| sha == head && s["context"] == context.as_str())
+            .map(|(_, s)| s["state"].as_str().unwrap_or_default().to_string());
+        let run = st.check_runs.get(head).and_then(|runs| {
+            runs.iter()
+                .rev()
+                .find(|r| r["name"] == context.as_str())
+                .map(|r| r["conclusion"].as_str().unwrap_or("pending").to_string())
+        });
+        match status.or(run).as_deref() {
+            Some("success") => {}
+            Some("failure" | "error") => {
+                return Some(format!("Required status check \"{context}\" is failing."));
+            }
+            _ => return Some(format!("Required status check \"{context}\" is expected.")),
+        }
+    }
+    None
 }
 
 /// GitHub's "update a pull request": title, body and `state` (`open` or `closed`); answers the

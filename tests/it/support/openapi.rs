@@ -385,35 +385,6 @@ mod tests {
         );
     }
 
-    /// Through the fake itself: what deploybot's GitHub client would get for a request GitHub
-    /// does not describe, and the violation the test would fail with.
-    #[tokio::test]
-    async fn the_fake_github_refuses_and_records_requests_outside_the_description() {
-        let gh = crate::support::fake_github::FakeGithub::start().await;
-        let http = reqwest::Client::new();
-        let base = format!("http://{}", gh.addr);
-        let merge = http
-            .put(format!("{base}/repos/o/r/pulls/1/merge"))
-            .json(&serde_json::json!({"merge_method": "fast-forward"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(merge.status(), 422);
-        let unknown = http
-            .post(format!("{base}/api/v3/repos/o/r/pulls/1/approve"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(unknown.status(), 404);
-        let v = gh.take_violations();
-        assert_eq!(v.len(), 2, "{v:?}");
-        assert!(v[0].contains("merge_method"), "{v:?}");
-        assert!(
-            v[1].contains("POST /repos/o/r/pulls/1/approve: no such operation"),
-            "{v:?}"
-        );
-    }
-
     #[test]
     fn responses_have_schemas_to_hold_the_fake_to() {
         let d = github();

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use url::Url;
 
 use crate::duration::PromDuration;
-use crate::github::RepoName;
+use crate::github::{MergeMethod, RepoName};
 use crate::gitops::remote::RemoteUrl;
 use crate::manifest::{TargetConfig, TargetKind, Track};
 use crate::risk::policy::Policy;
@@ -177,6 +177,10 @@ pub struct GitopsSpec {
     pub author_email: String,
     /// A valid branch-name prefix, without surrounding `/`.
     pub branch_prefix: String,
+    /// Every merge deploybot makes uses it.
+    pub merge_method: MergeMethod,
+    /// PR mode's wait for required checks; greater than zero.
+    pub checks_timeout: PromDuration,
     pub pr_labels: Vec<String>,
     pub human_edited_label: String,
     /// For `https://` remotes; `github.token` is used when unset.

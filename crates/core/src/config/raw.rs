@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::canary::JudgeConfig;
 use crate::canary::query::QueryTemplates;
 use crate::duration::PromDuration;
+use crate::github::MergeMethod;
 use crate::manifest::TargetConfig;
 use crate::risk::{RiskConfig, RiskThresholds};
 use crate::rollout::config::RolloutConfig;
@@ -239,8 +240,9 @@ pub enum WriteMode {
     /// Commit and push straight to the environment branch.
     #[default]
     Direct,
-    /// Every write through a pull request. Not built yet: resolving the config refuses it, so
-    /// a protected branch is never silently pushed to.
+    /// Every step and every revert through a pull request on the GitOps repository, merged by
+    /// deploybot once the repository's own required checks pass: for branches protected by
+    /// "require a pull request".
     PullRequest,
 }
 
@@ -260,8 +262,16 @@ pub struct GitopsConfig {
     pub author_name: String,
     /// Email on the bot's commits; also how the bot recognises its own commits.
     pub author_email: String,
-    /// Prefix of bot branches in PR mode: `<prefix>/<service>/<env>/<deploy-id>`.
+    /// Prefix of bot branches: `<prefix>/<service>/<env>/<deploy-id>` (approval PRs), with
+    /// `-step-<weight>` or `-revert-<commit>` after it in PR mode.
     pub branch_prefix: String,
+    /// How every PR deploybot merges is merged (approval PRs, PR mode's steps and reverts):
+    /// `merge`, `squash` or `rebase`, one the repository allows.
+    pub merge_method: MergeMethod,
+    /// How long a PR deploybot merges (an approved approval PR; in PR mode a step's or a
+    /// revert's) may wait for the GitOps repository's required checks (GitHub refusing the
+    /// merge) before the rollout pauses (a revert: fails, alerting) naming the rule.
+    pub checks_timeout: PromDuration,
     /// Labels put on the pull requests the bot opens.
     pub pr_labels: Vec<String>,
     /// Label put on a bot PR whose branch a human pushed to (the bot then stops updating it).
@@ -289,6 +299,8 @@ impl Default for GitopsConfig {
             author_name: "deploybot".into(),
             author_email: "deploybot@users.noreply.github.com".into(),
             branch_prefix: "deploybot".into(),
+            merge_method: MergeMethod::Merge,
+            checks_timeout: PromDuration::from_secs(30 * 60),
             pr_labels: vec!["deploybot".into()],
             human_edited_label: "deploybot/human-edited".into(),
             token_env: None,

@@ -76,6 +76,11 @@ pub fn resolve(raw: &RawConfig, secrets: &dyn SecretPresence) -> Result<Resolved
             services.push(s);
         }
     }
+    if let (Some(g), Some(gh)) = (&gitops, &github)
+        && g.mode == WriteMode::PullRequest
+    {
+        r.pull_request_mode(gh, &services);
+    }
     for (key, reference) in &r.secrets {
         if let Err(why) = secrets.check(reference) {
             r.problems.push(missing_secret(key.key(), reference, &why));
@@ -401,6 +406,33 @@ impl Resolver {
         None
     }
 
+    /// PR mode opens and merges every step's PR on GitHub: it needs an identity there and each
+    /// environment's GitOps repository named on GitHub, or every step would fail at run time.
+    fn pull_request_mode(&mut self, github: &GithubSpec, services: &[ServiceSpec]) {
+        if github.token.is_none() && github.app.is_none() {
+            self.problem(
+                "gitops.mode: pull_request opens and merges a PR for every step on GitHub: set \
+                 github.app_id with github.private_key_env/_file (or github.token_env/_file)"
+                    .into(),
+            );
+        }
+        for s in services {
+            for e in s.environments() {
+                if e.repo.github.is_none() {
+                    self.problem(format!(
+                        "gitops.mode: pull_request: the GitOps repository of {}/{} ({}) is not \
+                         a repository on {}; set the environment's github_repo (or \
+                         gitops.github_repo) to its owner/name",
+                        s.name,
+                        e.name,
+                        e.repo.url.redacted(),
+                        self.github_host
+                    ));
+                }
+            }
+        }
+    }
+
     fn github(&mut self, g: &raw::GithubConfig) -> Option<GithubSpec> {
         let api_url = self.http_url(
             "github.api_url",
@@ -495,13 +527,10 @@ impl Resolver {
             ));
             ok = false;
         }
-        if g.mode == WriteMode::PullRequest {
-            // Refused rather than ignored: every step and revert is still a direct push, so a
-            // config asking for pull requests would be silently disobeyed (issue 13, point 2).
+        if g.checks_timeout.is_zero() {
             self.problem(
-                "gitops.mode: pull_request is not supported yet: deploybot pushes every step and \
-                 every revert directly to the environment branch. Use `direct` and let the bot's \
-                 identity push to the branch (e.g. a branch-protection bypass for the GitHub App)"
+                "gitops.checks_timeout: must be greater than 0s (e.g. 30m): it is how long a PR \
+                 waits for the GitOps repository's required checks"
                     .into(),
             );
             ok = false;
@@ -556,6 +585,8 @@ impl Resolver {
             author_name: g.author_name.clone(),
             author_email: g.author_email.clone(),
             branch_prefix: prefix.to_string(),
+            merge_method: g.merge_method,
+            checks_timeout: g.checks_timeout,
             pr_labels: g.pr_labels.clone(),
             human_edited_label: g.human_edited_label.clone(),
             token: token?,

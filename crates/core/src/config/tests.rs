@@ -214,8 +214,16 @@ fn each_refusal_names_key_value_and_fix() {
             "services[0].environments[0].targets[1]: a replicas target sends traffic to the canary",
         ),
         (
-            "gitops:\n  mode: pull_request\n",
-            "gitops.mode: pull_request is not supported yet: deploybot pushes every step and every revert directly",
+            "gitops:\n  mode: pull_request\n  repo_url: file:///g\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n",
+            "gitops.mode: pull_request opens and merges a PR for every step on GitHub: set github.app_id",
+        ),
+        (
+            "gitops:\n  mode: pull_request\n  repo_url: file:///g\ngithub:\n  token_env: T\nservices:\n  - name: a\n    app_repo: o/a\n    image: i\n    environments:\n      - name: e\n",
+            "gitops.mode: pull_request: the GitOps repository of a/e (file:///g) is not a repository on github.com; set the environment's github_repo",
+        ),
+        (
+            "gitops:\n  checks_timeout: 0s\n",
+            "gitops.checks_timeout: must be greater than 0s (e.g. 30m)",
         ),
         (
             "llm:\n  base_url: ftp://x\n  model: m\n",
@@ -438,6 +446,23 @@ fn an_extra_metric_needs_both_its_query_and_its_judgement() {
         e.contains("services[0].analysis.queries.extra.orders: must use {{track}}"),
         "{e}"
     );
+}
+
+#[test]
+fn pull_request_mode_resolves_with_its_merge_method_and_wait() {
+    let c = parse(&ONE_SERVICE.replace(
+        "gitops:\n",
+        "gitops:\n  mode: pull_request\n  merge_method: squash\n  checks_timeout: 10m\n",
+    ));
+    assert_eq!(c.gitops.mode, WriteMode::PullRequest);
+    assert_eq!(c.gitops.merge_method, crate::github::MergeMethod::Squash);
+    assert_eq!(c.gitops.checks_timeout, PromDuration::from_secs(600));
+    let d = parse(ONE_SERVICE);
+    assert_eq!(d.gitops.mode, WriteMode::Direct, "direct stays the default");
+    assert_eq!(d.gitops.merge_method, crate::github::MergeMethod::Merge);
+    let e = RawConfig::from_yaml("gitops:\n  merge_method: fast_forward\n")
+        .expect_err("an unknown merge method is refused");
+    assert!(e.to_string().contains("fast_forward"), "{e}");
 }
 
 #[test]

@@ -149,7 +149,6 @@ pub fn render_pull_request(
     base: &str,
     human_edited_label: &str,
 ) -> PullRequestText {
-    let none = || "—".to_string();
     let title = finish(fill(
         PR_TITLE_TEMPLATE,
         &[
@@ -165,13 +164,53 @@ pub fn render_pull_request(
     } else {
         render_changes(changes)
     };
+    render_pr(info, title, &changes, head, base, human_edited_label)
+}
+
+/// Title and body of the PR that lands a rollback's reverts in PR mode: `reverted` are the
+/// commits of the environment branch it reverts, newest first; `info.summary` says why.
+pub fn render_revert_pull_request(
+    info: &CommitInfo,
+    reverted: &[String],
+    head: &str,
+    base: &str,
+    human_edited_label: &str,
+) -> PullRequestText {
+    let title = finish(fill(
+        PR_TITLE_TEMPLATE,
+        &[
+            ("service", &one_line(&info.service)),
+            ("environment", &one_line(&info.environment)),
+            ("summary", &format!("revert {}", one_line(&info.summary))),
+        ],
+    ))
+    .trim_end()
+    .to_string();
+    let list: Vec<String> = reverted.iter().map(|c| format!("- `{c}`")).collect();
+    let changes = format!(
+        "It reverts, newest first:\n\n{}\n\nWhy: {}",
+        list.join("\n"),
+        md_inline(&info.summary)
+    );
+    render_pr(info, title, &changes, head, base, human_edited_label)
+}
+
+fn render_pr(
+    info: &CommitInfo,
+    title: String,
+    changes: &str,
+    head: &str,
+    base: &str,
+    human_edited_label: &str,
+) -> PullRequestText {
+    let none = || "—".to_string();
     let body = finish(fill(
         PR_BODY_TEMPLATE,
         &[
             ("service", &md_inline(&info.service)),
             ("environment", &md_inline(&info.environment)),
             ("deploy_id", &md_inline(&info.deploy_id)),
-            ("changes", &changes),
+            ("changes", changes),
             (
                 "step",
                 &info.step.as_deref().map(md_inline).unwrap_or_else(none),

@@ -97,6 +97,17 @@ pub trait GitopsRepo: Send + Sync {
         edits: Vec<Arc<dyn FileEdit>>,
         info: CommitInfo,
     ) -> PortFuture<'a, BotWrite>;
+    /// PR mode's revert: [`GitopsRepo::revert`] (with `whole`, [`GitopsRepo::revert_merge`])
+    /// of `commit`, a commit of `base`, made on the bot branch `branch` (created from `base` when
+    /// missing) unless its tip is not the bot's; the revert's PR lands it.
+    fn revert_on_bot_branch<'a>(
+        &'a self,
+        branch: &'a str,
+        base: &'a str,
+        commit: &'a str,
+        reason: &'a str,
+        whole: bool,
+    ) -> PortFuture<'a, BotWrite>;
     /// The commit at the tip of `branch` on the remote, read now; `None` when there is no such
     /// branch.
     fn tip<'a>(&'a self, branch: &'a str) -> PortFuture<'a, Option<String>>;

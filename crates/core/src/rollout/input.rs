@@ -98,6 +98,13 @@ pub enum Input {
     Overwritten {
         reason: String,
     },
+    /// The step's pull request (PR mode's, or the approval PR) cannot be merged because branch
+    /// protection asks for what the bot cannot give (a review, a required check that did not
+    /// pass within `gitops.checks_timeout`, a person's commit on the bot branch); `reason` names
+    /// the rule as GitHub worded it. Never bypassed: the rollout pauses until a person acts.
+    MergeBlocked {
+        reason: String,
+    },
     Judged(Judgement),
     /// Metrics could not be read after the shell's retries.
     MetricsUnavailable {
@@ -162,6 +169,7 @@ impl Input {
             Input::Synced { .. } => "synced".into(),
             Input::SyncFailed { .. } => "sync_failed".into(),
             Input::Overwritten { .. } => "overwritten".into(),
+            Input::MergeBlocked { .. } => "merge_blocked".into(),
             Input::Judged(j) => format!("judged:{}", observation_name(&j.observation)),
             Input::MetricsUnavailable { .. } => "metrics_unavailable".into(),
             Input::Tick => "tick".into(),
@@ -180,7 +188,9 @@ impl Input {
             | Input::UnapprovedMerge { by, .. } => format!("@{by}"),
             Input::Assessed { .. } => "risk".into(),
             Input::Judged(_) | Input::MetricsUnavailable { .. } => "judge".into(),
-            Input::Committed { .. } | Input::Reverted { .. } => "gitops".into(),
+            Input::Committed { .. } | Input::Reverted { .. } | Input::MergeBlocked { .. } => {
+                "gitops".into()
+            }
             Input::Synced { .. } | Input::SyncFailed { .. } | Input::Overwritten { .. } => {
                 "argocd".into()
             }

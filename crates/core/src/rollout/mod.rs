@@ -43,6 +43,8 @@
 //! | 7 | AwaitingApproval | ApprovalRevoked | unchanged | — |
 //! | 8 | Canary (Committing w) | Committed{sha, w} | Canary (Syncing) | WaitForSync |
 //! | 9 | Canary (Committing w) | Committed{sha, other weight} | rejected | — |
+//! | 9b | Canary (Committing w) | MergeBlocked (branch protection refuses the step's PR: PR mode's, or the approval PR) | Paused (`/resume` tries again, the checks' wait restarting) | Comment, SetStatus, Notify |
+//! | 9c | Canary (Syncing) | MergeBlocked | rejected (nothing is being merged) | — |
 //! | 10 | Canary (Syncing sha) | Synced{sha} | Canary (Live) | — |
 //! | 11 | Canary (Syncing) | Synced{other revision} | rejected | — |
 //! | 12 | Canary (Syncing) | Tick past the sync deadline | Paused (or RolledBack if `on_sync_failure: rollback`) | Comment, SetStatus, Notify |

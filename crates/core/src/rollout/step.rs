@@ -247,6 +247,7 @@ impl Machine {
             Input::Synced { revision } => self.synced(revision),
             Input::SyncFailed { reason } => self.sync_failed(reason),
             Input::Overwritten { reason } => self.overwritten(reason),
+            Input::MergeBlocked { reason } => self.merge_blocked(reason),
             Input::Judged(j) => self.judged(j.observation, j.accumulated),
             Input::MetricsUnavailable { reason } => {
                 self.require_analysis_window("metrics")?;
@@ -816,6 +817,24 @@ impl Machine {
         Ok("the step's values were overwritten: paused".into())
     }
 
+    /// A step's PR (PR mode's, or the approval PR) that branch protection will not let the bot
+    /// merge: a person must act, so the rollout pauses and alerts whatever the plan says (nothing
+    /// of the step is live yet).
+    fn merge_blocked(&mut self, reason: String) -> Applied {
+        let committing = matches!(
+            self.r.step().map(|s| &s.progress),
+            Some(Progress::Committing { .. })
+        );
+        if !committing || !matches!(self.r.state, State::Running { .. } | State::Paused { .. }) {
+            return Err(self.not_in_phase("a blocked merge"));
+        }
+        if self.is_paused() {
+            return Ok(format!("merge blocked while paused: {reason}"));
+        }
+        self.pause(format!("merge blocked: {reason}"), true);
+        Ok("the step's PR cannot be merged: paused".into())
+    }
+
     fn judged(&mut self, observation: Observation, evidence: Option<Evidence>) -> Applied {
         self.require_analysis_window("a judgement")?;
         let now = self.now;
@@ -1021,6 +1040,8 @@ impl Machine {
                 Progress::Syncing { deadline, .. } if *deadline <= now => {
                     *deadline = now + timeout;
                 }
+                // The wait for the required checks starts again with the resumed attempt.
+                Progress::Committing { since, .. } => *since = now,
                 _ => {}
             }
         }
@@ -1672,6 +1693,30 @@ mod tests {
             &[],
             Rejected,
         );
+        let blocked = || Input::MergeBlocked {
+            reason: "At least 1 approving review is required".into(),
+        };
+        let tr = check(
+            "9b",
+            &committing5(),
+            (40, blocked()),
+            "paused (merge blocked: At least 1 approving review is required)",
+            &alert,
+            Applied,
+        );
+        // /resume tries the merge again, with the wait for the checks starting over.
+        let resumed = step(&tr.next, cmd(Command::Resume, "carol"), t(90));
+        assert_eq!(resumed.next.phase().to_string(), CANARY5);
+        assert!(
+            matches!(resumed.effects.first(), Some(Effect::CommitStep { .. })),
+            "{:?}",
+            resumed.effects
+        );
+        assert!(matches!(
+            resumed.next.step().map(|s| &s.progress),
+            Some(Progress::Committing { since, .. }) if *since == t(90)
+        ));
+        check("9c", &syncing5(), (40, blocked()), CANARY5, &[], Rejected);
         check("10", &syncing5(), (2, synced("c1")), CANARY5, &[], Applied);
         check(
             "11",
@@ -2616,6 +2661,7 @@ mod tests {
             Sync(bool),
             SyncFail,
             Overwritten,
+            MergeBlocked,
             Judge(u8),
             MetricsGone,
             Tick,
@@ -2636,6 +2682,7 @@ mod tests {
                 4 => prop::bool::weighted(0.9).prop_map(Abstract::Sync),
                 1 => Just(Abstract::SyncFail),
                 1 => Just(Abstract::Overwritten),
+                1 => Just(Abstract::MergeBlocked),
                 8 => (0u8..8).prop_map(Abstract::Judge),
                 1 => Just(Abstract::MetricsGone),
                 3 => Just(Abstract::Tick),
@@ -2703,6 +2750,9 @@ mod tests {
                 },
                 Abstract::Overwritten => Input::Overwritten {
                     reason: "k.yaml: newTag is 1.4.0".into(),
+                },
+                Abstract::MergeBlocked => Input::MergeBlocked {
+                    reason: "Required status check \"ci\" is expected.".into(),
                 },
                 Abstract::Judge(k) => judged(match k {
                     0 | 1 => Observation::Continue,

@@ -1,0 +1,519 @@
+//! A protected GitOps branch, end to end (issue 13, point 2): the world of `e2e` (the real
+//! router and `serve`'s assembly, the GitHub App, git over smart HTTP, real Prometheus, the fake
+//! Argo CD) with `gitops.mode: pull_request` against a repository set up the way organisations
+//! protect production:
+//!
+//! - a `pre-receive` hook in the bare repository refuses every push to `main` (and logs every
+//!   ref a push tried to update); bot branches are accepted;
+//! - only the fake GitHub's merge endpoint moves `main` (`git update-ref`, which runs no hook, as
+//!   GitHub's own merges do), and the repository allows squash merges only;
+//! - a required check, `gitops-ci`, reports on a PR's head only after deploybot's first look
+//!   at it, so every merge first meets GitHub's 405;
+//! - a third writer commits unrelated files to `main` after every tick, so every bot branch is
+//!   behind its base when merged and Argo CD always reports a later revision than deploybot's.
+//!
+//! A healthy change reaches production through merged PRs (approval PR included); a regressed
+//! one is reverted through a revert PR; a change whose check never reports survives a restart
+//! with its PR reused, pauses naming the rule, and once a person merges the PR `/resume` records
+//! that merge as the step's commit. No push to `main` is ever tried, no PR is opened twice, and
+//! every commit a step records is a merge made on GitHub. A `/rollback` whose revert PR the
+//! check never lets through fails past the wait, alerting, with the revert PR left open.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::DateTime;
+use serde_json::json;
+use tower::ServiceExt;
+
+use deploybot::shell::driver::Clock;
+use deploybot::shell::runner::PrometheusWindows;
+use deploybot::shell::webhook::server::Assembly;
+use deploybot_core::rollout::store::RolloutStore;
+use deploybot_core::rollout::{Phase, Rollout};
+
+use crate::e2e::{GITOPS_REPO, REGRESSION_AT, World, find, phase_of, timeline_start};
+use crate::support::fake_github::webhook;
+use crate::support::prometheus::require_tools;
+
+const CHECK: &str = "gitops-ci";
+
+/// Installs the protection hook; returns the file it appends `refused|accepted REF` lines to.
+fn protect_main(git_dir: &Path) -> PathBuf {
+    let log = git_dir.join("push-attempts.log");
+    let hooks = git_dir.join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let hook = hooks.join("pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n\
+             status=0\n\
+             while read old new ref; do\n\
+             \x20 if [ \"$ref\" = refs/heads/main ]; then\n\
+             \x20   echo \"refused $ref\" >> '{log}'\n\
+             \x20   echo 'main is protected: changes must be made through a pull request' >&2\n\
+             \x20   status=1\n\
+             \x20 else\n\
+             \x20   echo \"accepted $ref\" >> '{log}'\n\
+             \x20 fi\n\
+             done\n\
+             exit $status\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    log
+}
+
+fn attempts(log: &Path, kind: &str) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(kind))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The world's clock and rollouts, with the GitOps repository's CI and the third writer.
+struct Org {
+    w: World,
+    ci: bool,
+    third: std::sync::atomic::AtomicU32,
+}
+
+impl Org {
+    /// After deploybot's tick: CI reports green on every open PR's head (when it runs at all),
+    /// and the third writer commits an unrelated file to `main` (bypassing the hook, as a merge
+    /// on GitHub would).
+    fn after_tick(&self) {
+        if self.ci {
+            for pr in self.w.gh.open_prs() {
+                if let Some(sha) = pr["head"]["sha"].as_str() {
+                    self.w.gh.add_status(sha, CHECK, "success");
+                }
+            }
+        }
+        let n = self.third.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.w.repo.commit_as(
+            "third",
+            "main",
+            &format!("apps/payments/config-{n}.yaml"),
+            &format!("revision: {n}\n"),
+        );
+    }
+
+    async fn run_until(
+        &self,
+        app: &Assembly<PrometheusWindows>,
+        minutes: i64,
+        what: &str,
+        done: impl Fn(&[Rollout]) -> bool,
+    ) {
+        for _ in 0..minutes * 2 {
+            self.w.clock.advance(30);
+            app.tick().await;
+            self.after_tick();
+            if done(&app.store.recent(None, 100).unwrap()) {
+                return;
+            }
+        }
+        panic!(
+            "{what}: not reached in {minutes} virtual minutes: {:#?}",
+            app.store.recent(None, 100).unwrap()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_branch_changes_only_through_merged_prs() {
+    if !require_tools() {
+        return; // missing, and opted out of failing: said so on stderr
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("deploybot::shell::runner=info")
+        .with_test_writer()
+        .try_init();
+    let w = World::new_with(|c| {
+        c["gitops"]["mode"] = json!("pull_request");
+        c["gitops"]["merge_method"] = json!("squash");
+        c["gitops"]["checks_timeout"] = json!("5m");
+    })
+    .await;
+    let log = protect_main(&w.repo.0);
+    w.gh.allow_merge_methods(&["squash"]);
+    w.gh.require_checks(&[CHECK]);
+    let seed = w.repo.tip("main").unwrap();
+
+    // The hook works: a direct push to main is refused (and logged), a bot branch is not.
+    let scratch = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-c", "user.name=x", "-c", "user.email=x@example.com"])
+            .args(args)
+            .current_dir(scratch.path())
+            .output()
+            .unwrap()
+    };
+    let url = format!("file://{}", w.repo.0.display());
+    assert!(git(&["clone", "-q", &url, "c"]).status.success());
+    let c = scratch.path().join("c");
+    let c = c.to_str().unwrap();
+    assert!(
+        git(&["-C", c, "commit", "-q", "--allow-empty", "-m", "direct"])
+            .status
+            .success()
+    );
+    let pushed = git(&["-C", c, "push", "origin", "HEAD:main"]);
+    assert!(!pushed.status.success(), "the hook must refuse main");
+    assert!(
+        String::from_utf8_lossy(&pushed.stderr).contains("main is protected"),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert!(
+        git(&["-C", c, "push", "-q", "origin", "HEAD:refs/heads/scratch"])
+            .status
+            .success()
+    );
+    assert_eq!(attempts(&log, "refused").len(), 1);
+    assert_eq!(w.repo.tip("main").unwrap(), seed);
+
+    let org = Org {
+        w,
+        ci: true,
+        third: Default::default(),
+    };
+    let w = &org.w;
+    let app = w.start().await;
+
+    // 1. A healthy change: staging through step PRs, production through the approval PR (a
+    //    writer approves it, the bot squashes it) and a step PR, to complete.
+    let sha1 = "1111111111111111111111111111111111111111";
+    let tag1 = "sha-1111111";
+    w.gh.add_check_run(sha1, "test", "completed", Some("success"));
+    w.deliver(
+        &app,
+        "pull_request",
+        &w.merged_pr(101, sha1, "Cart: coupon message"),
+    )
+    .await;
+    org.run_until(&app, 40, "production awaiting approval", |all| {
+        phase_of(all, "production", tag1) == Some(Phase::AwaitingApproval)
+    })
+    .await;
+    let all = app.store.recent(None, 10).unwrap();
+    assert_eq!(phase_of(&all, "staging", tag1), Some(Phase::Complete));
+    let approval =
+        w.gh.open_prs()
+            .into_iter()
+            .find(|p| {
+                p["head"]["ref"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("deploybot/checkout/production/"))
+            })
+            .expect("an approval PR");
+    let approval_n = approval["number"].as_u64().unwrap();
+    let approval_head = approval["head"]["sha"].as_str().unwrap().to_string();
+    w.gh.set_permission("alice", "write");
+    w.gh.add_review(approval_n, "alice", "APPROVED", &approval_head);
+    let mut review = webhook("pull_request_review", "submitted");
+    review["pull_request"]["number"] = json!(approval_n);
+    review["review"]["user"]["login"] = json!("alice");
+    review["review"]["user"]["type"] = json!("User");
+    review["repository"]["full_name"] = json!(GITOPS_REPO);
+    let note = w.deliver(&app, "pull_request_review", &review).await;
+    assert!(note.contains("approved by alice"), "{note}");
+    assert_eq!(w.gh.pull(approval_n)["merged"], json!(true));
+    org.run_until(&app, 40, "production complete", |all| {
+        phase_of(all, "production", tag1) == Some(Phase::Complete)
+    })
+    .await;
+    assert!(
+        w.show("apps/checkout/overlays/production/deployment.yaml")
+            .contains("checkout:sha-1111111")
+    );
+    let merges = w.gh.merges();
+    let merged: Vec<&str> = merges.iter().map(|(_, _, sha)| sha.as_str()).collect();
+    assert!(
+        merges.iter().all(|(_, method, _)| method == "squash"),
+        "{merges:?}"
+    );
+    let all = app.store.recent(None, 10).unwrap();
+    for env in ["staging", "production"] {
+        let r = find(&all, env, tag1).unwrap();
+        assert_eq!(r.commits.len(), 2, "{env}: two steps: {:?}", r.commits);
+        for c in &r.commits {
+            assert!(
+                merged.contains(&c.sha.as_str()),
+                "{env}: the recorded commit {} is a merge GitHub made: {merges:?}",
+                c.sha
+            );
+        }
+    }
+    let step_prs =
+        w.gh.state
+            .lock()
+            .unwrap()
+            .pulls
+            .iter()
+            .filter(|p| p["head"]["ref"].as_str().unwrap_or("").contains("-step-"))
+            .count();
+    assert_eq!(step_prs, 3, "25 and 100 in staging, 100 in production");
+    // Each step's PR met the pending check first: the bot waited, then merged.
+    let refused_merges =
+        w.gh.requests()
+            .iter()
+            .filter(|r| r.starts_with("PUT ") && r.ends_with("/merge"))
+            .count();
+    assert!(
+        refused_merges > merges.len(),
+        "{refused_merges} merge calls"
+    );
+
+    // 2. A regressed change: the judge rolls it back in staging, through a revert PR.
+    let now = w.clock.now();
+    let regression = DateTime::from_timestamp(timeline_start() + REGRESSION_AT * 60, 0).unwrap();
+    if now < regression {
+        w.clock.advance((regression - now).num_seconds() + 60);
+    }
+    let sha3 = "3333333333333333333333333333333333333333";
+    let tag3 = "sha-3333333";
+    w.gh.add_check_run(sha3, "test", "completed", Some("success"));
+    w.deliver(
+        &app,
+        "pull_request",
+        &w.merged_pr(103, sha3, "Orders: currency"),
+    )
+    .await;
+    org.run_until(&app, 20, "regression rolled back", |all| {
+        find(all, "staging", tag3).is_some_and(|r| r.reverted_as().is_some())
+    })
+    .await;
+    let all = app.store.recent(None, 20).unwrap();
+    assert!(find(&all, "production", tag3).is_none());
+    let r3 = find(&all, "staging", tag3).unwrap();
+    let reverted_as = r3.reverted_as().unwrap().to_string();
+    let revert_pr =
+        w.gh.state
+            .lock()
+            .unwrap()
+            .pulls
+            .iter()
+            .find(|p| p["head"]["ref"].as_str().unwrap_or("").contains("-revert-"))
+            .cloned()
+            .expect("a revert PR");
+    assert_eq!(revert_pr["merged"], json!(true));
+    assert_eq!(revert_pr["merge_commit_sha"], json!(reverted_as));
+    let message = w
+        .git_log()
+        .into_iter()
+        .find(|c| c.starts_with(&reverted_as))
+        .unwrap();
+    assert!(
+        message.contains("Revert \"deploy(checkout/staging)"),
+        "{message}"
+    );
+    assert!(message.contains("Evidence: canary "), "{message}");
+    for file in [
+        "deployment-canary.yaml",
+        "deployment.yaml",
+        "httproute.yaml",
+    ] {
+        let text = w.show(&format!("apps/checkout/overlays/staging/{file}"));
+        assert!(!text.contains("sha-3333333"), "{file}: {text}");
+    }
+    assert!(
+        w.show("apps/checkout/overlays/staging/httproute.yaml")
+            .contains("weight: 0  # deploybot: canary weight"),
+        "no traffic to the reverted canary"
+    );
+    deploybot::adapters::store::holds::release(&app.store, "checkout", "staging").unwrap();
+
+    // 3. The GitOps repository's check never reports. Killed while the step's PR waits, the
+    //    restarted process reuses that PR; after gitops.checks_timeout the step pauses naming the
+    //    rule, and nothing is bypassed. A person merges the PR (as an admin may) and /resume
+    //    recognises that merge as the step's commit.
+    let org = Org { ci: false, ..org };
+    let w = &org.w;
+    let sha4 = "4444444444444444444444444444444444444444";
+    let tag4 = "sha-4444444";
+    w.gh.add_check_run(sha4, "test", "completed", Some("success"));
+    w.deliver(&app, "pull_request", &w.merged_pr(104, sha4, "Docs"))
+        .await;
+    org.run_until(&app, 3, "the first step's PR waiting", |_| {
+        w.gh.open_prs().iter().any(|p| {
+            p["head"]["ref"]
+                .as_str()
+                .is_some_and(|r| r.contains("sha-4444444-step-"))
+        })
+    })
+    .await;
+    app.abort();
+    let app = w.start().await;
+    org.run_until(&app, 15, "paused on the missing check", |all| {
+        matches!(phase_of(all, "staging", tag4), Some(Phase::Paused { .. }))
+    })
+    .await;
+    let all = app.store.recent(None, 20).unwrap();
+    let r4 = find(&all, "staging", tag4).unwrap();
+    let Phase::Paused { reason } = r4.phase() else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("(GitHub: Required status check \"gitops-ci\" is expected)")
+            && reason.contains("gitops.checks_timeout (5m)")
+            && reason.contains("never bypasses branch protection"),
+        "{reason}"
+    );
+    assert!(r4.commits.is_empty());
+    let step_pr =
+        w.gh.open_prs()
+            .into_iter()
+            .find(|p| {
+                p["head"]["ref"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("sha-4444444-step-"))
+            })
+            .expect("the step's PR, still open");
+    let by_person =
+        w.gh.merge_by_human(step_pr["number"].as_u64().unwrap(), "alice");
+    let note = w
+        .deliver(
+            &app,
+            "issue_comment",
+            &w.comment_on(104, "alice", "/resume"),
+        )
+        .await;
+    assert!(note.contains("resume"), "{note}");
+    org.run_until(&app, 5, "the person's merge recorded as the step", |all| {
+        find(all, "staging", tag4).is_some_and(|r| !r.commits.is_empty())
+    })
+    .await;
+    let all = app.store.recent(None, 20).unwrap();
+    assert_eq!(
+        find(&all, "staging", tag4).unwrap().commits[0].sha,
+        by_person
+    );
+
+    // 4. /rollback while the check still never reports: the revert PR waits, and past
+    //    gitops.checks_timeout the revert fails with a critical alert naming the rule; the
+    //    step's values stay on main (never bypassed) for a person to deal with.
+    let canary = "apps/checkout/overlays/staging/deployment-canary.yaml";
+    assert!(w.show(canary).contains("sha-4444444"));
+    w.deliver(
+        &app,
+        "issue_comment",
+        &w.comment_on(104, "alice", "/rollback"),
+    )
+    .await;
+    org.run_until(&app, 15, "the revert given up on", |all| {
+        find(all, "staging", tag4)
+            .and_then(|r| r.rollback())
+            .is_some_and(|(_, revert)| {
+                matches!(
+                    revert,
+                    Some(deploybot_core::rollout::record::Revert::Failed { .. })
+                )
+            })
+    })
+    .await;
+    let all = app.store.recent(None, 20).unwrap();
+    let Some((_, Some(deploybot_core::rollout::record::Revert::Failed { reason }))) =
+        find(&all, "staging", tag4).unwrap().rollback()
+    else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("(GitHub: Required status check \"gitops-ci\" is expected)")
+            && reason.contains("gitops.checks_timeout (5m)"),
+        "{reason}"
+    );
+    let open_revert = w.gh.open_prs().into_iter().find(|p| {
+        p["head"]["ref"]
+            .as_str()
+            .is_some_and(|r| r.contains("sha-4444444-revert-"))
+    });
+    assert!(
+        open_revert.is_some(),
+        "the revert PR stays open for a person"
+    );
+    assert!(w.show(canary).contains("sha-4444444"), "nothing bypassed");
+    assert!(
+        w.comments_on(104).iter().any(|c| c.contains("revert")),
+        "{:#?}",
+        w.comments_on(104)
+    );
+    let resp = app
+        .admin
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(
+        metrics.contains(
+            r#"deploybot_rollout_alerts_total{level="critical",notice="revert_failed"} 1"#
+        ),
+        "{metrics}"
+    );
+    app.shutdown(std::time::Duration::from_secs(10)).await;
+
+    // Never a push to main, only the one the test tried; bot branches were pushed (so the hook
+    // saw deploybot's pushes); main moved only by GitHub's merges and the third writer (a
+    // merge's second parent, the bot branch's commit, is not a move of main).
+    assert_eq!(
+        attempts(&log, "refused").len(),
+        1,
+        "{:?}",
+        attempts(&log, "refused")
+    );
+    let accepted = attempts(&log, "accepted");
+    assert!(
+        accepted
+            .iter()
+            .any(|l| l.contains("refs/heads/deploybot/checkout/staging/")),
+        "{accepted:?}"
+    );
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&w.repo.0)
+        .args([
+            "log",
+            "--first-parent",
+            "--format=%ce",
+            &format!("{seed}..main"),
+        ])
+        .output()
+        .unwrap();
+    let committers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(committers.len() > 10, "{committers:?}");
+    assert!(
+        committers
+            .iter()
+            .all(|c| c == "noreply@github.com" || c == "third@example.com"),
+        "{committers:?}"
+    );
+    // One PR per bot branch: a retried step or revert reused its PR.
+    let mut per_branch: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &w.gh.state.lock().unwrap().pulls {
+        if let Some(head) = p["head"]["ref"].as_str()
+            && head.starts_with("deploybot/")
+        {
+            *per_branch.entry(head.to_string()).or_default() += 1;
+        }
+    }
+    assert!(per_branch.values().all(|n| *n == 1), "{per_branch:#?}");
+}
