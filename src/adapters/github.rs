@@ -1054,6 +1054,31 @@ impl Approvals for GithubRest {
     }
 }
 
+impl GithubRest {
+    /// The pull requests in `state` (`open`, `closed`) from the bot branch `head` of the
+    /// repository's owner into `base`, every page.
+    async fn pulls_between(
+        &self,
+        repo: &RepoName,
+        head: &str,
+        base: &str,
+        state: &str,
+    ) -> Result<Vec<WireBotPull>, Failure> {
+        let action = format!(
+            "listing {state} pull requests {}:{head} -> {base} in {repo}",
+            repo.owner
+        );
+        let route = format!(
+            "/repos/{}/{}/pulls?state={state}&head={}&base={}",
+            repo.owner,
+            repo.name,
+            segment(&format!("{}:{head}", repo.owner)),
+            segment(base)
+        );
+        self.all_pages(&route, &action).await
+    }
+}
+
 impl GitopsPullRequests for GithubRest {
     fn find_open_pull_request<'a>(
         &'a self,
@@ -1062,18 +1087,7 @@ impl GitopsPullRequests for GithubRest {
         base: &'a str,
     ) -> PortFuture<'a, Option<BotPullRequest>> {
         Box::pin(async move {
-            let action = format!(
-                "listing open pull requests {}:{head} -> {base} in {repo}",
-                repo.owner
-            );
-            let route = format!(
-                "/repos/{}/{}/pulls?state=open&head={}&base={}",
-                repo.owner,
-                repo.name,
-                segment(&format!("{}:{head}", repo.owner)),
-                segment(base)
-            );
-            let pulls: Vec<WireBotPull> = self.all_pages(&route, &action).await?;
+            let pulls = self.pulls_between(repo, head, base, "open").await?;
             // Filter again: the head filter silently matches nothing for a typo'd owner, and
             // a proxy or an old GHES may ignore it altogether.
             Ok(pulls
@@ -1114,18 +1128,7 @@ impl GitopsPullRequests for GithubRest {
         base: &'a str,
     ) -> PortFuture<'a, Option<String>> {
         Box::pin(async move {
-            let action = format!(
-                "listing closed pull requests {}:{head} -> {base} in {repo}",
-                repo.owner
-            );
-            let route = format!(
-                "/repos/{}/{}/pulls?state=closed&head={}&base={}",
-                repo.owner,
-                repo.name,
-                segment(&format!("{}:{head}", repo.owner)),
-                segment(base)
-            );
-            let pulls: Vec<WireBotPull> = self.all_pages(&route, &action).await?;
+            let pulls = self.pulls_between(repo, head, base, "closed").await?;
             Ok(pulls
                 .into_iter()
                 .filter(|p| p.head.name == head && p.base.name == base && p.merged_at.is_some())

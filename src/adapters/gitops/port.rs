@@ -63,18 +63,9 @@ impl GitopsRepo for Writer {
         edits: Vec<Arc<dyn FileEdit>>,
         info: CommitInfo,
     ) -> PortFuture<'a, BotWrite> {
-        Box::pin(async move {
-            let target = Target {
-                branch: branch.to_string(),
-                create_from: Some(base.to_string()),
-                bot_owned: true,
-            };
-            match self.write_to(target, edits, info).await {
-                Ok(w) => Ok(BotWrite::Written(w)),
-                Err(GitopsError::HumanEdited { who, .. }) => Ok(BotWrite::HumanEdited { who }),
-                Err(e) => Err(e.into()),
-            }
-        })
+        Box::pin(
+            async move { bot_write(self.write_to(bot_branch(branch, base), edits, info).await) },
+        )
     }
 
     fn revert_on_bot_branch<'a>(
@@ -86,16 +77,10 @@ impl GitopsRepo for Writer {
         whole: bool,
     ) -> PortFuture<'a, BotWrite> {
         Box::pin(async move {
-            let target = Target {
-                branch: branch.to_string(),
-                create_from: Some(base.to_string()),
-                bot_owned: true,
-            };
-            match self.revert_to(target, commit, reason, whole).await {
-                Ok(w) => Ok(BotWrite::Written(w)),
-                Err(GitopsError::HumanEdited { who, .. }) => Ok(BotWrite::HumanEdited { who }),
-                Err(e) => Err(e.into()),
-            }
+            bot_write(
+                self.revert_to(bot_branch(branch, base), commit, reason, whole)
+                    .await,
+            )
         })
     }
 
@@ -222,5 +207,24 @@ impl GitopsRepos for Writers {
         )?);
         open.insert(url.as_str().to_string(), w.clone());
         Ok(w)
+    }
+}
+
+/// A bot branch, created from `base` when missing, written only while its tip is the bot's.
+fn bot_branch(branch: &str, base: &str) -> Target {
+    Target {
+        branch: branch.to_string(),
+        create_from: Some(base.to_string()),
+        bot_owned: true,
+    }
+}
+
+/// A write to a bot branch in the port's terms: a person's commit on it is an answer, not an
+/// error (the bot leaves the branch alone).
+fn bot_write(result: Result<WriteOutcome, GitopsError>) -> Result<BotWrite, Failure> {
+    match result {
+        Ok(w) => Ok(BotWrite::Written(w)),
+        Err(GitopsError::HumanEdited { who, .. }) => Ok(BotWrite::HumanEdited { who }),
+        Err(e) => Err(e.into()),
     }
 }

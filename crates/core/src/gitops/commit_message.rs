@@ -141,6 +141,20 @@ pub struct PullRequestText {
     pub body: String,
 }
 
+/// A PR title from `templates/gitops_pr_title.txt`, `summary` already on one line.
+fn pr_title(info: &CommitInfo, summary: &str) -> String {
+    finish(fill(
+        PR_TITLE_TEMPLATE,
+        &[
+            ("service", &one_line(&info.service)),
+            ("environment", &one_line(&info.environment)),
+            ("summary", summary),
+        ],
+    ))
+    .trim_end()
+    .to_string()
+}
+
 /// Title and body of the PR that proposes a step in PR mode.
 pub fn render_pull_request(
     info: &CommitInfo,
@@ -149,16 +163,7 @@ pub fn render_pull_request(
     base: &str,
     human_edited_label: &str,
 ) -> PullRequestText {
-    let title = finish(fill(
-        PR_TITLE_TEMPLATE,
-        &[
-            ("service", &one_line(&info.service)),
-            ("environment", &one_line(&info.environment)),
-            ("summary", &one_line(&info.summary)),
-        ],
-    ))
-    .trim_end()
-    .to_string();
+    let title = pr_title(info, &one_line(&info.summary));
     let changes = if changes.is_empty() {
         "The files are already at the target values.".to_string()
     } else {
@@ -176,16 +181,7 @@ pub fn render_revert_pull_request(
     base: &str,
     human_edited_label: &str,
 ) -> PullRequestText {
-    let title = finish(fill(
-        PR_TITLE_TEMPLATE,
-        &[
-            ("service", &one_line(&info.service)),
-            ("environment", &one_line(&info.environment)),
-            ("summary", &format!("revert {}", one_line(&info.summary))),
-        ],
-    ))
-    .trim_end()
-    .to_string();
+    let title = pr_title(info, &format!("revert {}", one_line(&info.summary)));
     let list: Vec<String> = reverted.iter().map(|c| format!("- `{c}`")).collect();
     let changes = format!(
         "It reverts, newest first:\n\n{}\n\nWhy: {}",
