@@ -28,6 +28,7 @@ pub mod fake_argocd;
 pub mod fake_github;
 pub mod git_http;
 pub mod golden;
+pub mod postgres;
 pub mod prometheus;
 pub mod rollout;
 pub mod serve;

@@ -114,6 +114,7 @@ pub mod command;
 pub mod comment;
 pub mod config;
 pub mod input;
+pub mod lease;
 pub mod legacy;
 pub mod metrics;
 pub mod page;

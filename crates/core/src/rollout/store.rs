@@ -1,6 +1,6 @@
 //! The rollout persistence port: what the shell needs from a store of rollouts (create, save a
 //! transition with its audit row, read live and recent ones, the audit trail, the metric
-//! history), in the core's types. The SQLite implementation is the shell's
+//! history), in the core's types. The implementations (SQLite and PostgreSQL) are the shell's
 //! (`deploybot::adapters::store`).
 
 use chrono::{DateTime, Utc};
@@ -28,6 +28,12 @@ pub enum RolloutStoreError {
     Conflict { id: String },
     #[error("saving rollout {id}: no such rollout")]
     NotFound { id: String },
+    /// The writer's lease was taken over (`rollout::lease`): it must stop driving the rollout.
+    #[error(
+        "saving rollout {id}: fenced out; token {fence} is no longer the rollout's lease \
+         (another replica took it over)"
+    )]
+    Fenced { id: String, fence: i64 },
     #[error("reading rollout {id}: stored record is not valid: {message}")]
     Corrupt { id: String, message: String },
 }
