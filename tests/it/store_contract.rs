@@ -4,9 +4,12 @@
 //!
 //! Two handles opened on one storage are two replicas: the claim and lease tests use them to show
 //! that no delivery is claimed twice, that an abandoned claim returns to the queue after its
-//! lease, and that a replica whose rollout lease was taken over is fenced out.
+//! lease, and that a replica whose rollout lease was taken over is fenced out; two real workers
+//! on one PostgreSQL database process each delivery once, each key in order.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deploybot::adapters::clock::SystemClock;
 use deploybot::adapters::store::approval_prs::{self, ApprovalPr};
@@ -14,11 +17,13 @@ use deploybot::adapters::store::assessments::{AssessmentKey, AssessmentStore};
 use deploybot::adapters::store::maintenance::{Pruned, Replay};
 use deploybot::adapters::store::parked::{self, PendingRelease};
 use deploybot::adapters::store::{
-    DeliveryQueue, DeliveryStatus, Inserted, Location, NewDelivery, Store, holds,
+    DeliveryQueue, DeliveryStatus, Inserted, Location, NewDelivery, Store, StoredDelivery, holds,
 };
+use deploybot::shell::webhook::worker::{self, Processed, Processor};
 use deploybot_core::clock::Clock as _;
 use deploybot_core::config::Retention;
 use deploybot_core::duration::PromDuration;
+use deploybot_core::failure::Failure;
 use deploybot_core::risk::{Policy, Thresholds};
 use deploybot_core::rollout::admission::Gate;
 use deploybot_core::rollout::lease::Acquire;
@@ -27,7 +32,9 @@ use deploybot_core::rollout::testing::{t, trigger};
 use deploybot_core::rollout::{
     Command, Input, MetricPoint, Release, Rollout, Settings, Trigger, Weight, step,
 };
+use deploybot_core::webhook::event::Parsed;
 use deploybot_core::webhook::lane::{Lane, Placement};
+use tokio::sync::watch;
 
 use crate::support;
 
@@ -779,4 +786,118 @@ async fn without_its_database_the_store_refuses_instead_of_acknowledging() {
     assert!(err.to_string().contains("does not exist"), "{err}");
     let err = store.ready(1024).unwrap_err();
     assert!(err.to_string().starts_with("store: "), "{err}");
+}
+
+/// A delivery processed: its id, the worker, when it started and when it ended.
+type Processing = (String, &'static str, Instant, Instant);
+
+/// Records when each delivery was processed, and by which worker.
+struct Recorder {
+    worker: &'static str,
+    log: Arc<Mutex<Vec<Processing>>>,
+}
+
+impl Processor for Recorder {
+    async fn process(&self, d: &StoredDelivery, _: &Parsed) -> Result<Processed, Failure> {
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let entry = (d.delivery_id.clone(), self.worker, started, Instant::now());
+        self.log.lock().unwrap().push(entry);
+        Ok(Processed::Done("recorded".into()))
+    }
+}
+
+/// Two `serve` workers on one PostgreSQL store: every delivery processed exactly once, and the
+/// deliveries of one ordering key one after the other, in order, whichever replica takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_on_one_postgres_process_each_delivery_once_in_key_order() {
+    let Some(db) = support::postgres::database() else {
+        return;
+    };
+    let store = Store::open_postgres(&db.options()).unwrap();
+    let payload =
+        std::fs::read(support::fixtures_dir().join("github-webhooks/ping/payload.json")).unwrap();
+    let key = |i: usize| format!("pr:o/r#{}", i % 6);
+    for i in 0..60 {
+        let d = NewDelivery {
+            event: "ping".into(),
+            payload: payload.clone(),
+            placement: Placement {
+                lane: Lane::Work,
+                key: key(i),
+            },
+            ..delivery(&format!("d{i:02}"), DeliveryStatus::Pending, now_text())
+        };
+        store.enqueue(d).await.unwrap();
+    }
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let settings = worker::Settings {
+        poll: Duration::from_millis(10),
+        ..worker::Settings::default()
+    };
+    let started = Instant::now();
+    let (stop, stopped) = watch::channel(false);
+    let workers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let recorder = Arc::new(Recorder {
+                worker: name,
+                log: Arc::clone(&log),
+            });
+            tokio::spawn(worker::run(
+                Store::open_postgres(&db.options()).unwrap(),
+                recorder,
+                worker::Parts::standalone(settings.clone()),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    while store.pending_count().unwrap() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still pending after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    stop.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let log = log.lock().unwrap().clone();
+    let ids: BTreeSet<&str> = log.iter().map(|(id, ..)| id.as_str()).collect();
+    assert_eq!(
+        log.len(),
+        60,
+        "processed {} times for 60 deliveries",
+        log.len()
+    );
+    assert_eq!(ids.len(), 60, "each delivery once");
+    let by = |w| log.iter().filter(|(_, who, ..)| *who == w).count();
+    eprintln!(
+        "60 deliveries, 6 keys, two workers: a {} b {} in {} ms",
+        by("a"),
+        by("b"),
+        elapsed.as_millis()
+    );
+    assert!(by("a") > 0 && by("b") > 0, "both replicas took work");
+    for k in 0..6 {
+        let mut of_key: Vec<_> = log
+            .iter()
+            .filter(|(id, ..)| id[1..].parse::<usize>().unwrap() % 6 == k)
+            .collect();
+        of_key.sort_by_key(|(_, _, started, _)| *started);
+        let order: Vec<&str> = of_key.iter().map(|(id, ..)| id.as_str()).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "key {k} kept its order");
+        for pair in of_key.windows(2) {
+            assert!(
+                pair[1].2 >= pair[0].3,
+                "key {k}: {} overlapped {}",
+                pair[1].0,
+                pair[0].0
+            );
+        }
+    }
 }

@@ -202,6 +202,18 @@ pub enum Inserted {
     Duplicate,
 }
 
+/// What claiming one delivery before processing it came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// This process holds it until it records the outcome (or its claim's lease runs out).
+    Yes,
+    /// Another replica holds it until `until` (Unix ms): its key waits, as behind a delivery
+    /// in hand here.
+    Elsewhere { until: i64 },
+    /// No longer pending: another replica finished it.
+    Gone,
+}
+
 /// The delivery queue port. The webhook intake and its worker need nothing more.
 pub trait DeliveryQueue: Send + Sync + 'static {
     /// Stores a delivery durably; returns once it is on disk.
@@ -229,6 +241,12 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         not_before: i64,
     ) -> Result<i64, StoreError>;
     fn pending_count(&self) -> Result<u64, StoreError>;
+    /// Claims one delivery for this process before it starts, so that replicas sharing the
+    /// store never process it at once. A store only one process uses has nothing to claim
+    /// against.
+    fn claim_one(&self, _delivery_id: &str, _now: i64) -> Result<Claimed, StoreError> {
+        Ok(Claimed::Yes)
+    }
     /// The readiness probe: the store answers, takes a write, and has room for a delivery of
     /// `room` bytes.
     fn ready(&self, room: u64) -> Result<(), StoreError>;
@@ -263,6 +281,7 @@ impl Location {
                 url: pg.url.clone(),
                 password,
                 connections: pg::CONNECTIONS,
+                replica: pg::host_name(),
             }),
             None => Location::Sqlite(spec.database_path()),
         }
@@ -737,6 +756,14 @@ impl DeliveryQueue for Store {
 
     fn pending_count(&self) -> Result<u64, StoreError> {
         self.count_by_status(DeliveryStatus::Pending)
+    }
+
+    /// On PostgreSQL, a claim with a lease (`pg::CLAIM_LEASE`); SQLite has one process.
+    fn claim_one(&self, delivery_id: &str, now: i64) -> Result<Claimed, StoreError> {
+        match self.pg() {
+            Some(pg) => pg::queue::claim_one(pg, delivery_id, now),
+            None => Ok(Claimed::Yes),
+        }
     }
 
     fn ready(&self, room: u64) -> Result<(), StoreError> {

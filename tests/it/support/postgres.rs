@@ -40,11 +40,14 @@ pub struct Database {
 
 impl Database {
     /// How the store reaches it: the URL without a password, the password beside it.
+    /// Each call names another replica.
     pub fn options(&self) -> PgOptions {
+        static REPLICA: AtomicU32 = AtomicU32::new(0);
         PgOptions {
             url: self.url.clone(),
             password: Some(Secret::new(PASSWORD)),
             connections: 4,
+            replica: format!("replica-{}", REPLICA.fetch_add(1, Ordering::Relaxed)),
         }
     }
 

@@ -40,6 +40,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// and the driver to not wait on each other.
 pub const CONNECTIONS: usize = 4;
 
+/// How long a delivery claimed by the worker stays this replica's: a replica that died holding
+/// it frees it after this. Processing takes seconds (every call it makes has a timeout); one
+/// still running past this may be taken by another replica too, which processing tolerates (it
+/// is idempotent, see `worker::Processor`), and the claim is not renewed yet.
+pub const CLAIM_LEASE_MS: i64 = 5 * 60 * 1000;
+
 /// The advisory lock key every replica migrates under ("deploybot" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x6465_706c_6f79_626f;
 
@@ -52,6 +58,22 @@ pub struct PgOptions {
     pub password: Option<Secret>,
     /// Connections (and threads) this replica holds open.
     pub connections: usize,
+    /// This replica's name in claims: unique among the replicas, and the same after a restart
+    /// of the process so that it takes back at once what it held (the host name: a pod's).
+    pub replica: String,
+}
+
+/// The host's name, as a replica's name in claims.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, which is what gethostname is given; it
+    // NUL-terminates within it (or truncates, which the lossy read below tolerates).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match rc {
+        0 if end > 0 => String::from_utf8_lossy(&buf[..end]).into_owned(),
+        _ => "deploybot".to_string(),
+    }
 }
 
 type Job = Box<dyn FnOnce(Result<&mut postgres::Client, StoreError>) + Send>;
@@ -61,6 +83,8 @@ pub struct Postgres {
     jobs: mpsc::Sender<Job>,
     /// Where it is, for messages: the URL without its password.
     target: String,
+    /// Its name in claims.
+    replica: String,
 }
 
 /// `url` without user info, for messages and logs.
@@ -137,12 +161,18 @@ impl Postgres {
         let store = Postgres {
             jobs: tx,
             target: target.clone(),
+            replica: options.replica.clone(),
         };
         store.run(migrate).map_err(|e| match e {
             StoreError::Unreachable(e) => open_err(format!("connecting: {e}")),
             e => open_err(format!("migrating: {e}")),
         })?;
         Ok(store)
+    }
+
+    /// This replica's name in claims.
+    pub fn replica(&self) -> &str {
+        &self.replica
     }
 
     /// The database, without the password.

@@ -12,7 +12,7 @@ use super::{Postgres, pg_err};
 use crate::adapters::clock::SystemClock;
 use crate::adapters::store::maintenance::{DeadLetter, Pruned, Replay, Sizes};
 use crate::adapters::store::{
-    DeliveryStatus, Inserted, NewDelivery, QueuedDelivery, StoreError, StoredDelivery,
+    Claimed, DeliveryStatus, Inserted, NewDelivery, QueuedDelivery, StoreError, StoredDelivery,
 };
 
 const SELECT_DELIVERY: &str = "SELECT seq, delivery_id, event, action, repository, received_at, \
@@ -133,6 +133,41 @@ pub fn claim(
             .collect::<Result<Vec<_>, _>>()?;
         rows.sort_by_key(|q| q.seq);
         Ok(rows)
+    })
+}
+
+/// Claims one delivery for this replica until `now + CLAIM_LEASE_MS`: when it is pending and
+/// its claim (if any) ran out or is already this replica's (a restarted process takes back what
+/// it held). The row's lock makes two replicas asking at once one after the other.
+pub fn claim_one(pg: &Postgres, delivery_id: &str, now: i64) -> Result<Claimed, StoreError> {
+    let (id, owner) = (delivery_id.to_string(), pg.replica().to_string());
+    let until = now.saturating_add(super::CLAIM_LEASE_MS);
+    pg.run(move |c| {
+        let n = c
+            .execute(
+                "UPDATE deliveries SET claimed_by = $2, claimed_until = $4 \
+                 WHERE delivery_id = $1 AND status = 'pending' \
+                 AND (claimed_until <= $3 OR claimed_by = $2)",
+                &[&id, &owner, &now, &until],
+            )
+            .map_err(pg_err)?;
+        if n == 1 {
+            return Ok(Claimed::Yes);
+        }
+        let row = c
+            .query_opt(
+                "SELECT status, claimed_until FROM deliveries WHERE delivery_id = $1",
+                &[&id],
+            )
+            .map_err(pg_err)?;
+        Ok(match row {
+            Some(r) if r.try_get::<_, String>(0).map_err(pg_err)? == "pending" => {
+                Claimed::Elsewhere {
+                    until: r.try_get(1).map_err(pg_err)?,
+                }
+            }
+            _ => Claimed::Gone,
+        })
     })
 }
 
