@@ -19,6 +19,7 @@ use deploybot::adapters::store::parked::{self, PendingRelease};
 use deploybot::adapters::store::{
     DeliveryQueue, DeliveryStatus, Inserted, Location, NewDelivery, Store, StoredDelivery, holds,
 };
+use deploybot::shell::driver::{Driver, DriverError, EffectRunner, LeaseTerms};
 use deploybot::shell::webhook::worker::{self, Processed, Processor};
 use deploybot_core::clock::Clock as _;
 use deploybot_core::config::Retention;
@@ -103,6 +104,7 @@ contract!(
     two_replicas_never_claim_one_delivery,
     an_abandoned_claim_is_claimed_again_after_its_lease,
     a_replica_whose_rollout_lease_was_taken_over_is_fenced_out,
+    a_rollout_is_driven_by_one_replica_at_a_time,
 );
 
 fn delivery(id: &str, status: DeliveryStatus, received_at: String) -> NewDelivery {
@@ -900,4 +902,66 @@ async fn two_workers_on_one_postgres_process_each_delivery_once_in_key_order() {
             );
         }
     }
+}
+
+/// Effects that all succeed with nothing to feed back: the lease test is about who steps.
+struct Quiet;
+
+impl EffectRunner for Quiet {
+    async fn run(
+        &self,
+        _: &Rollout,
+        _: &deploybot_core::rollout::Effect,
+    ) -> Result<Option<Input>, Failure> {
+        Ok(None)
+    }
+}
+
+/// Two drivers on one store, as two replicas' (`serve` turns leases on for PostgreSQL): the one
+/// that started the rollout drives it; the other's inputs and ticks are refused or skipped
+/// until the lease runs out, then it takes the rollout over and the first is the one refused.
+async fn a_rollout_is_driven_by_one_replica_at_a_time(b: Backend) {
+    let terms = |holder: &str| LeaseTerms {
+        holder: holder.into(),
+        ttl: Duration::from_secs(30),
+    };
+    let a = Driver::new(b.open(), Quiet).with_leases(terms("a"));
+    let b2 = Driver::new(b.open(), Quiet).with_leases(terms("b"));
+    let r = rollout("d1", "checkout", "staging");
+    a.start(&r, "@a", pause(), t(0)).await.unwrap();
+    let resume = Input::Command {
+        cmd: Command::Resume,
+        by: "ops".into(),
+    };
+    let err = b2.feed("d1", resume.clone(), t(10)).await.unwrap_err();
+    assert!(
+        matches!(&err, DriverError::HeldElsewhere { holder, .. } if holder == "a"),
+        "{err}"
+    );
+    b2.tick_all(t(10)).await.unwrap();
+    let store = b.open();
+    assert_eq!(
+        store.history("checkout").unwrap().len(),
+        2,
+        "b moved nothing"
+    );
+    // a keeps it by driving it (each feed renews) ...
+    a.feed("d1", Input::Tick, t(20)).await.unwrap();
+    assert!(b2.feed("d1", resume.clone(), t(35)).await.is_err());
+    // ... until a goes quiet: 30 s after its last renewal b takes over, with the next token.
+    b2.feed("d1", resume.clone(), t(50)).await.unwrap();
+    let lease = store.lease_of("d1").unwrap().unwrap();
+    assert_eq!((lease.holder.as_str(), lease.fence), ("b", 2));
+    let err = a.feed("d1", pause(), t(51)).await.unwrap_err();
+    assert!(
+        matches!(&err, DriverError::HeldElsewhere { holder, .. } if holder == "b"),
+        "{err}"
+    );
+    let causes: Vec<String> = store
+        .history("checkout")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.cause)
+        .collect();
+    assert_eq!(causes, ["created", "/pause", "/resume"]);
 }

@@ -442,6 +442,12 @@ impl Store {
         }
     }
 
+    /// This process's name among the replicas sharing the store (PostgreSQL); a SQLite store
+    /// has one process, and none.
+    pub fn replica(&self) -> Option<&str> {
+        self.pg().map(pg::Postgres::replica)
+    }
+
     /// Where the store is, for messages: the file, or the database without its password.
     pub fn describe(&self) -> String {
         match &*self.backend {

@@ -386,6 +386,62 @@ impl RolloutStore for Store {
             })
             .collect()
     }
+
+    /// On either backend a real lease: two handles on one SQLite file share it too.
+    fn acquire_lease(
+        &self,
+        deploy_id: &str,
+        holder: &str,
+        now: i64,
+        ttl: i64,
+    ) -> Result<Acquire, RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::acquire_lease(pg, deploy_id, holder, now, ttl);
+        }
+        let outcome = self.with_conn(|c| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            let current = lease_row(&tx, deploy_id)?;
+            let fence = match lease::claim(current.as_ref(), holder, now) {
+                Claim::Held { holder, until } => return Ok(Some(Acquire::Held { holder, until })),
+                Claim::Renew { fence } | Claim::Take { fence } => fence,
+            };
+            let expires_at = now.saturating_add(ttl);
+            let written = tx.execute(
+                "INSERT INTO rollout_leases (deploy_id, holder, fence, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (deploy_id) DO UPDATE SET \
+                 holder = excluded.holder, fence = excluded.fence, \
+                 expires_at = excluded.expires_at",
+                params![deploy_id, holder, fence, expires_at],
+            );
+            match written {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            tx.commit()?;
+            Ok(Some(Acquire::Granted(Lease {
+                deploy_id: deploy_id.to_string(),
+                holder: holder.to_string(),
+                fence,
+                expires_at,
+            })))
+        })?;
+        // The only constraint the write can break is the rollout's foreign key.
+        outcome.ok_or_else(|| RolloutStoreError::NotFound {
+            id: deploy_id.to_string(),
+        })
+    }
+
+    fn save_fenced(
+        &self,
+        before: &Rollout,
+        input: &Input,
+        t: &Transition,
+        lease: &Lease,
+    ) -> Result<(), RolloutStoreError> {
+        self.save_as(before, input, t, Some(lease))
+    }
 }
 
 /// Fenced saves and leases: what several replicas need beyond the `RolloutStore` port.
@@ -458,53 +514,6 @@ impl Store {
             Some(_) => Err(RolloutStoreError::Conflict { id }),
             None => Err(RolloutStoreError::NotFound { id }),
         }
-    }
-
-    /// Takes or renews the lease of rollout `deploy_id` for `holder` until `now + ttl` (Unix
-    /// milliseconds), as `lease::claim` decides.
-    pub fn acquire_lease(
-        &self,
-        deploy_id: &str,
-        holder: &str,
-        now: i64,
-        ttl: i64,
-    ) -> Result<Acquire, RolloutStoreError> {
-        if let Some(pg) = self.pg() {
-            return super::pg::rollouts::acquire_lease(pg, deploy_id, holder, now, ttl);
-        }
-        let outcome = self.with_conn(|c| {
-            let tx =
-                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
-            let current = lease_row(&tx, deploy_id)?;
-            let fence = match lease::claim(current.as_ref(), holder, now) {
-                Claim::Held { holder, until } => return Ok(Some(Acquire::Held { holder, until })),
-                Claim::Renew { fence } | Claim::Take { fence } => fence,
-            };
-            let expires_at = now.saturating_add(ttl);
-            let written = tx.execute(
-                "INSERT INTO rollout_leases (deploy_id, holder, fence, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (deploy_id) DO UPDATE SET \
-                 holder = excluded.holder, fence = excluded.fence, \
-                 expires_at = excluded.expires_at",
-                params![deploy_id, holder, fence, expires_at],
-            );
-            match written {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => return Ok(None),
-                Err(e) => return Err(e),
-            }
-            tx.commit()?;
-            Ok(Some(Acquire::Granted(Lease {
-                deploy_id: deploy_id.to_string(),
-                holder: holder.to_string(),
-                fence,
-                expires_at,
-            })))
-        })?;
-        // The only constraint the write can break is the rollout's foreign key.
-        outcome.ok_or_else(|| RolloutStoreError::NotFound {
-            id: deploy_id.to_string(),
-        })
     }
 
     /// The current lease of a rollout, if any.

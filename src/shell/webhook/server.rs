@@ -309,7 +309,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
         webhook_path = %server.webhook_path,
-        store = %app.config.store.database_path().display(),
+        store = %app.store.describe(),
         "deploybot listening"
     );
     let grace = server.shutdown_grace.as_duration();

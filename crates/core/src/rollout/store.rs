@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::input::{Effect, Input};
+use super::lease::{Acquire, Lease};
 use super::record::{MetricPoint, Rollout};
 use super::step::Transition;
 
@@ -89,4 +90,33 @@ pub trait RolloutStore {
     ) -> Result<(), RolloutStoreError>;
     /// The metric history of `deploy_id`, oldest first (then by metric name).
     fn metrics(&self, deploy_id: &str) -> Result<Vec<MetricPoint>, RolloutStoreError>;
+    /// Takes or renews the lease of rollout `deploy_id` for `holder` until `now + ttl` (Unix
+    /// ms), as `lease::claim` decides. A store only one process uses has nobody to share a
+    /// rollout with: it grants every lease, with token 0.
+    fn acquire_lease(
+        &self,
+        deploy_id: &str,
+        holder: &str,
+        now: i64,
+        ttl: i64,
+    ) -> Result<Acquire, RolloutStoreError> {
+        Ok(Acquire::Granted(Lease {
+            deploy_id: deploy_id.to_string(),
+            holder: holder.to_string(),
+            fence: 0,
+            expires_at: now.saturating_add(ttl),
+        }))
+    }
+    /// [`RolloutStore::save`], only while `lease`'s token is the rollout's current one
+    /// (`Fenced` otherwise). A store only one process uses saves as `save` does.
+    fn save_fenced(
+        &self,
+        before: &Rollout,
+        input: &Input,
+        t: &Transition,
+        lease: &Lease,
+    ) -> Result<(), RolloutStoreError> {
+        let _ = lease;
+        self.save(before, input, t)
+    }
 }
