@@ -797,10 +797,28 @@ type Processing = (String, &'static str, Instant, Instant);
 struct Recorder {
     worker: &'static str,
     log: Arc<Mutex<Vec<Processing>>>,
+    /// Holds this worker's deliveries until the other worker finished one, so both take work
+    /// however the two race.
+    after_the_other: bool,
 }
 
 impl Processor for Recorder {
     async fn process(&self, d: &StoredDelivery, _: &Parsed) -> Result<Processed, Failure> {
+        let waited = Instant::now();
+        while self.after_the_other
+            && !self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(_, w, ..)| *w != self.worker)
+        {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the other took nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let started = Instant::now();
         tokio::time::sleep(Duration::from_millis(5)).await;
         let entry = (d.delivery_id.clone(), self.worker, started, Instant::now());
@@ -839,17 +857,27 @@ async fn two_workers_on_one_postgres_process_each_delivery_once_in_key_order() {
     };
     let started = Instant::now();
     let (stop, stopped) = watch::channel(false);
-    let workers: Vec<_> = ["a", "b"]
+    // a takes one delivery at a time and holds it until b finished one: b must find work
+    // beside it, and a key a holds must wait for a.
+    let workers: Vec<_> = [("a", 1), ("b", settings.capacity.work)]
         .into_iter()
-        .map(|name| {
+        .map(|(name, work)| {
             let recorder = Arc::new(Recorder {
                 worker: name,
                 log: Arc::clone(&log),
+                after_the_other: name == "a",
             });
+            let settings = worker::Settings {
+                capacity: deploybot_core::webhook::lane::Capacity {
+                    work,
+                    ..settings.capacity
+                },
+                ..settings.clone()
+            };
             tokio::spawn(worker::run(
                 Store::open_postgres(&db.options()).unwrap(),
                 recorder,
-                worker::Parts::standalone(settings.clone()),
+                worker::Parts::standalone(settings),
                 stopped.clone(),
             ))
         })
