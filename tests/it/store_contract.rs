@@ -797,22 +797,16 @@ type Processing = (String, &'static str, Instant, Instant);
 struct Recorder {
     worker: &'static str,
     log: Arc<Mutex<Vec<Processing>>>,
-    /// Holds this worker's deliveries until the other worker finished one, so both take work
-    /// however the two race.
-    after_the_other: bool,
+    /// The workers that started a delivery: each holds its first until both have, so both take
+    /// work however the two race.
+    started: Arc<Mutex<BTreeSet<&'static str>>>,
 }
 
 impl Processor for Recorder {
     async fn process(&self, d: &StoredDelivery, _: &Parsed) -> Result<Processed, Failure> {
+        self.started.lock().unwrap().insert(self.worker);
         let waited = Instant::now();
-        while self.after_the_other
-            && !self
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|(_, w, ..)| *w != self.worker)
-        {
+        while self.started.lock().unwrap().len() < 2 {
             assert!(
                 waited.elapsed() < Duration::from_secs(10),
                 "the other took nothing"
@@ -857,19 +851,20 @@ async fn two_workers_on_one_postgres_process_each_delivery_once_in_key_order() {
     };
     let started = Instant::now();
     let (stop, stopped) = watch::channel(false);
-    // a takes one delivery at a time and holds it until b finished one: b must find work
-    // beside it, and a key a holds must wait for a.
-    let workers: Vec<_> = [("a", 1), ("b", settings.capacity.work)]
+    // One delivery at a time each, the first held until the other started one: neither can
+    // take every key, so both work, and a key one holds waits for it.
+    let first = Arc::new(Mutex::new(BTreeSet::new()));
+    let workers: Vec<_> = ["a", "b"]
         .into_iter()
-        .map(|(name, work)| {
+        .map(|name| {
             let recorder = Arc::new(Recorder {
                 worker: name,
                 log: Arc::clone(&log),
-                after_the_other: name == "a",
+                started: Arc::clone(&first),
             });
             let settings = worker::Settings {
                 capacity: deploybot_core::webhook::lane::Capacity {
-                    work,
+                    work: 1,
                     ..settings.capacity
                 },
                 ..settings.clone()
