@@ -8,6 +8,9 @@
 //! on one PostgreSQL database process each delivery once, each key in order.
 
 use std::collections::BTreeSet;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,7 @@ use deploybot::adapters::store::approval_prs::{self, ApprovalPr};
 use deploybot::adapters::store::assessments::{AssessmentKey, AssessmentStore};
 use deploybot::adapters::store::maintenance::{Pruned, Replay};
 use deploybot::adapters::store::parked::{self, PendingRelease};
+use deploybot::adapters::store::pg::PgOptions;
 use deploybot::adapters::store::{
     DeliveryQueue, DeliveryStatus, Inserted, Location, NewDelivery, Store, StoredDelivery, holds,
 };
@@ -785,9 +789,21 @@ async fn without_its_database_the_store_refuses_instead_of_acknowledging() {
         .enqueue(delivery("lost", DeliveryStatus::Pending, now_text()))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("does not exist"), "{err}");
+    // A connection the drop cut says so; one opened after it finds no database.
+    let text = err.to_string();
+    assert!(
+        text.contains("does not exist") || text.contains("terminating connection"),
+        "{text}"
+    );
     let err = store.ready(1024).unwrap_err();
     assert!(err.to_string().starts_with("store: "), "{err}");
+    for _ in 0..8 {
+        let err = store
+            .enqueue(delivery("lost", DeliveryStatus::Pending, now_text()))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("store: "), "{err}");
+    }
 }
 
 /// A delivery processed: its id, the worker, when it started and when it ended.
@@ -987,4 +1003,99 @@ async fn a_rollout_is_driven_by_one_replica_at_a_time(b: Backend) {
         .map(|e| e.cause)
         .collect();
     assert_eq!(causes, ["created", "/pause", "/resume"]);
+}
+
+/// A TCP proxy to PostgreSQL that can stop passing bytes without closing anything: a network
+/// partition as the client sees it (what it sends is taken, no answer comes back).
+struct FreezingProxy {
+    port: u16,
+    frozen: Arc<AtomicBool>,
+}
+
+impl FreezingProxy {
+    fn to(target: u16) -> FreezingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let all = Arc::clone(&frozen);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let pairs = [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ];
+                for (mut from, mut to) in pairs {
+                    let frozen = Arc::clone(&all);
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 8192];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            // Held after it was read: nothing read while frozen passes.
+                            while frozen.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezingProxy { port, frozen }
+    }
+}
+
+/// PostgreSQL that stops answering mid-connection: the webhook's write and the readiness probe
+/// fail within their bound (`ANSWER_WITHIN`, 1 s here) instead of waiting past GitHub's 10 s,
+/// so the intake answers 503 rather than nothing.
+#[tokio::test]
+async fn a_database_that_stops_answering_fails_the_write_within_its_bound() {
+    let Some(db) = support::postgres::database() else {
+        return;
+    };
+    let (head, name) = db.url.rsplit_once('/').unwrap();
+    let port: u16 = head.rsplit_once(':').unwrap().1.parse().unwrap();
+    let proxy = FreezingProxy::to(port);
+    let options = PgOptions {
+        url: format!("postgres://deploybot@127.0.0.1:{}/{name}", proxy.port),
+        answer_within: Duration::from_secs(1),
+        ..db.options()
+    };
+    let store = Store::open_postgres(&options).unwrap();
+    store
+        .enqueue(delivery("before", DeliveryStatus::Pending, now_text()))
+        .await
+        .unwrap();
+    store.ready(1024).unwrap();
+    proxy.frozen.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let write = store.enqueue(delivery("during", DeliveryStatus::Pending, now_text()));
+    let err = tokio::time::timeout(Duration::from_secs(5), write)
+        .await
+        .expect("the write is bounded: it answers, even while nothing comes back")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no answer within 1000 ms"),
+        "{err}"
+    );
+    let err = store.ready(1024).unwrap_err();
+    assert!(
+        err.to_string().contains("no answer within 1000 ms"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The partition heals: what was sent goes through, the store's threads are free again.
+    proxy.frozen.store(false, Ordering::Relaxed);
 }

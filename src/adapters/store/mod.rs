@@ -282,6 +282,7 @@ impl Location {
                 password,
                 connections: pg::CONNECTIONS,
                 replica: pg::host_name(),
+                answer_within: pg::ANSWER_WITHIN,
             }),
             None => Location::Sqlite(spec.database_path()),
         }

@@ -48,6 +48,7 @@ impl Database {
             password: Some(Secret::new(PASSWORD)),
             connections: 4,
             replica: format!("replica-{}", REPLICA.fetch_add(1, Ordering::Relaxed)),
+            answer_within: deploybot::adapters::store::pg::ANSWER_WITHIN,
         }
     }
 

@@ -61,7 +61,15 @@ pub struct PgOptions {
     /// This replica's name in claims: unique among the replicas, and the same after a restart
     /// of the process so that it takes back at once what it held (the host name: a pod's).
     pub replica: String,
+    /// How long the webhook's write and the readiness probe wait for the database's answer
+    /// before they fail ([`ANSWER_WITHIN`]).
+    pub answer_within: Duration,
 }
+
+/// The webhook's write and the readiness probe fail after this without an answer, so the
+/// webhook answers 503 well within GitHub's 10 s even when a connection hangs (a partition);
+/// the write may still commit later, and GitHub's redelivery is then a duplicate.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// The host's name, as a replica's name in claims.
 pub fn host_name() -> String {
@@ -85,6 +93,7 @@ pub struct Postgres {
     target: String,
     /// Its name in claims.
     replica: String,
+    answer_within: Duration,
 }
 
 /// `url` without user info, for messages and logs.
@@ -162,6 +171,7 @@ impl Postgres {
             jobs: tx,
             target: target.clone(),
             replica: options.replica.clone(),
+            answer_within: options.answer_within,
         };
         store.run(migrate).map_err(|e| match e {
             StoreError::Unreachable(e) => open_err(format!("connecting: {e}")),
@@ -193,7 +203,24 @@ impl Postgres {
         rx.recv().map_err(|_| StoreError::WriterGone)?
     }
 
-    /// [`Postgres::run`] for async callers: waits without holding a runtime thread.
+    /// [`Postgres::run`], failing after `answer_within` without an answer (the work itself may
+    /// still finish later).
+    pub fn run_bounded<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(Box::new(move |c| {
+            let _ = tx.send(c.and_then(f));
+        }))?;
+        match rx.recv_timeout(self.answer_within) {
+            Ok(answer) => answer,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(self.no_answer()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// [`Postgres::run_bounded`] for async callers: waits without holding a runtime thread.
     pub async fn run_async<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError> + Send + 'static,
@@ -202,7 +229,17 @@ impl Postgres {
         self.submit(Box::new(move |c| {
             let _ = tx.send(c.and_then(f));
         }))?;
-        rx.await.map_err(|_| StoreError::WriterGone)?
+        match tokio::time::timeout(self.answer_within, rx).await {
+            Ok(answer) => answer.map_err(|_| StoreError::WriterGone)?,
+            Err(_) => Err(self.no_answer()),
+        }
+    }
+
+    fn no_answer(&self) -> StoreError {
+        StoreError::Unreachable(format!(
+            "no answer within {} ms",
+            self.answer_within.as_millis()
+        ))
     }
 
     fn submit(&self, job: Job) -> Result<(), StoreError> {

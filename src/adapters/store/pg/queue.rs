@@ -371,7 +371,7 @@ pub fn replay(pg: &Postgres, delivery_id: &str) -> Result<Replay, StoreError> {
 
 pub fn probe_write(pg: &Postgres) -> Result<(), StoreError> {
     let at = SystemClock.now().to_rfc3339();
-    pg.run(move |c| {
+    pg.run_bounded(move |c| {
         c.execute(
             "INSERT INTO store_health (id, checked_at) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
