@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::adapters::secrets::Secrets;
-use crate::adapters::store::Store;
+use crate::adapters::store::{Location, Store};
 use crate::config::{Config, SecretKey};
 use crate::shell::driver::{Clock, SystemClock};
 use crate::shell::pipeline::{Gate, Pipeline, Release};
@@ -107,14 +107,15 @@ fn pipeline(config_path: &std::path::Path) -> anyhow::Result<(LivePipeline, Arc<
             SecretKey::GitopsToken,
             SecretKey::PrometheusBearerToken,
             SecretKey::ArgoCdToken,
+            SecretKey::StorePassword,
         ],
     )
     .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
-    let path = config.store.database_path();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let store = Store::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let location = Location::of(
+        &config.store,
+        secrets.get(SecretKey::StorePassword).cloned(),
+    );
+    let store = Store::open_at(&location).context("opening the store")?;
     // Before any git operation: without it a remote that stops answering holds the command
     // forever (only `serve` set it).
     crate::adapters::gitops::set_network_timeout(config.gitops.timeout.as_duration());

@@ -46,6 +46,14 @@ pub async fn run(args: AssessArgs) -> anyhow::Result<ExitCode> {
     // Only the secrets this run uses: the model's key, and the token for a pull request.
     let wanted: &[SecretKey] = if args.diff.is_some() {
         &[SecretKey::LlmApiKey]
+    } else if args.publish {
+        // Publishing records the assessment in the store.
+        &[
+            SecretKey::LlmApiKey,
+            SecretKey::GithubToken,
+            SecretKey::GithubAppKey,
+            SecretKey::StorePassword,
+        ]
     } else {
         &[
             SecretKey::LlmApiKey,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::adapters::store::Store;
+use crate::adapters::store::{Location, Store};
 use crate::config::{Config, StoreSpec};
 use deploybot_core::rollout::input::Effect;
 use deploybot_core::rollout::record::Rollout;
@@ -33,6 +33,7 @@ impl StoreLocation {
         Ok(match (&self.data_dir, &self.config) {
             (Some(dir), _) => StoreSpec {
                 data_dir: dir.clone(),
+                postgres: None,
                 retention: Default::default(),
             },
             (None, Some(file)) => crate::config::load_shape(file)?.store,
@@ -42,7 +43,19 @@ impl StoreLocation {
 
     /// Opens the existing store; refuses to create an empty one where the user mistyped a path.
     pub(crate) fn open(&self) -> anyhow::Result<Store> {
-        let path = self.spec()?.database_path();
+        let spec = self.spec()?;
+        if let Some(pg) = &spec.postgres {
+            use crate::adapters::secrets::Resolve as _;
+            let password = match &pg.password {
+                Some(r) => Some(
+                    r.resolve()
+                        .map_err(|e| anyhow::anyhow!("store.password: {e}"))?,
+                ),
+                None => None,
+            };
+            return Ok(Store::open_at(&Location::of(&spec, password))?);
+        }
+        let path = spec.database_path();
         if !path.is_file() {
             anyhow::bail!(
                 "no deploybot database at {} (pass --data-dir or --config)",

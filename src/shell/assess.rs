@@ -477,7 +477,9 @@ pub async fn assess_pr_from_cli(
     let client = model_client(config, secrets)?;
     let model = client.as_ref().map(|c| c as &dyn RiskModel);
     if publish {
-        let store = crate::adapters::store::Store::open(&config.store.database_path())?;
+        use crate::adapters::store::{Location, Store};
+        let password = secrets.get(SecretKey::StorePassword).cloned();
+        let store = Store::open_at(&Location::of(&config.store, password))?;
         let (current, _) = load_pull(&github, &repo, pr).await?;
         let done =
             assess_pull_request(config, &github, model, &store, &repo, pr, &current.head_sha)

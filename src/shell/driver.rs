@@ -14,6 +14,13 @@
 //! for that commit's result and then reverts it too. With a lock directory, processes sharing it
 //! (`serve` and `deploybot rollout`) wait for each other as well.
 //!
+//! Across replicas sharing a PostgreSQL store (`with_leases`), a rollout is driven only under its
+//! lease (`core::rollout::lease`): every entry point takes or renews it first, renews it before
+//! each step of a chain, and saves with its fencing token, so a replica whose lease another took
+//! over stops at its next step (`Fenced`) instead of writing over the new owner's work; a
+//! rollout another replica holds answers `HeldElsewhere`. The effects themselves are not checked
+//! against the token yet.
+//!
 //! `run` is a bare loop (recover, then tick on an interval) for the driver's own tests; `serve`
 //! runs `shell::webhook::server::rollout_loop`, which also promotes releases to the next
 //! environment and reconciles. The production `EffectRunner` is `shell::runner::LiveRunner`.
@@ -26,6 +33,7 @@ use chrono::{DateTime, Utc};
 use crate::adapters::lock::{LockError, RolloutLocks};
 use deploybot_core::failure::Failure;
 use deploybot_core::rollout::input::{Effect, Input};
+use deploybot_core::rollout::lease::{Acquire, Lease};
 use deploybot_core::rollout::record::Rollout;
 use deploybot_core::rollout::step::{Transition, outstanding, step};
 use deploybot_core::rollout::store::{RolloutStore, RolloutStoreError};
@@ -67,6 +75,21 @@ pub enum DriverError {
          starts once that is done"
     )]
     StillReverting(String),
+    /// Another replica holds the rollout's lease: it drives the rollout, this one does not.
+    #[error("rollout {id} is driven by replica {holder} (its lease runs until {until} ms)")]
+    HeldElsewhere {
+        id: String,
+        holder: String,
+        until: i64,
+    },
+}
+
+/// Who this driver is among the replicas sharing its store, and how long a rollout lease lasts
+/// without renewal (the longest a dead replica's rollouts wait for another to take them over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseTerms {
+    pub holder: String,
+    pub ttl: std::time::Duration,
 }
 
 /// The rollout shell over a store and an effect runner.
@@ -74,6 +97,8 @@ pub struct Driver<S, R> {
     store: S,
     runner: R,
     locks: RolloutLocks,
+    /// Set when replicas share the store: rollouts are then driven under their leases.
+    lease_terms: Option<LeaseTerms>,
 }
 
 impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
@@ -83,6 +108,53 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
             store,
             runner,
             locks: RolloutLocks::in_process(),
+            lease_terms: None,
+        }
+    }
+
+    /// The driver driving each rollout only under its lease, as replica `terms.holder`.
+    pub fn with_leases(mut self, terms: LeaseTerms) -> Self {
+        self.lease_terms = Some(terms);
+        self
+    }
+
+    /// Takes or renews the lease of `id` (with leases on); `held` is the one this chain holds,
+    /// whose token a renewal must keep, or the chain was taken over and must stop.
+    fn lease(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        held: Option<&Lease>,
+    ) -> Result<Option<Lease>, DriverError> {
+        let Some(terms) = &self.lease_terms else {
+            return Ok(None);
+        };
+        let ttl = i64::try_from(terms.ttl.as_millis()).unwrap_or(i64::MAX);
+        let acquired = self
+            .store
+            .acquire_lease(id, &terms.holder, now.timestamp_millis(), ttl)?;
+        match (acquired, held) {
+            (Acquire::Granted(l), Some(h)) if l.fence != h.fence => {
+                Err(RolloutStoreError::Fenced {
+                    id: id.to_string(),
+                    fence: h.fence,
+                }
+                .into())
+            }
+            (Acquire::Granted(l), _) => Ok(Some(l)),
+            (Acquire::Held { holder, .. }, Some(h)) => {
+                tracing::warn!(rollout = id, %holder, "lease taken over; stopping this chain");
+                Err(RolloutStoreError::Fenced {
+                    id: id.to_string(),
+                    fence: h.fence,
+                }
+                .into())
+            }
+            (Acquire::Held { holder, until }, None) => Err(DriverError::HeldElsewhere {
+                id: id.to_string(),
+                holder,
+                until,
+            }),
         }
     }
 
@@ -147,7 +219,8 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Transition>, DriverError> {
         let _driving = self.locks.lock(id).await?;
-        self.feed_locked(id, input, now).await
+        let lease = self.lease(id, now, None)?;
+        self.feed_locked(id, input, now, lease).await
     }
 
     /// [`Driver::feed`] by a caller that holds the rollout's lock.
@@ -156,6 +229,7 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
         id: &str,
         input: Input,
         now: DateTime<Utc>,
+        mut lease: Option<Lease>,
     ) -> Result<Vec<Transition>, DriverError> {
         let mut queue = VecDeque::from([input]);
         let mut done = Vec::new();
@@ -164,12 +238,19 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
                 tracing::warn!(rollout = id, "stopping a chain of {MAX_CHAIN} inputs");
                 break;
             }
+            if !done.is_empty() && lease.is_some() {
+                // The effects may have taken a while: renew, or learn it was taken over.
+                lease = self.lease(id, now, lease.as_ref())?;
+            }
             let before = self
                 .store
                 .get(id)?
                 .ok_or_else(|| DriverError::NotFound(id.to_string()))?;
             let t = step(&before, input.clone(), now);
-            self.store.save(&before, &input, &t)?;
+            match &lease {
+                Some(l) => self.store.save_fenced(&before, &input, &t, l)?,
+                None => self.store.save(&before, &input, &t)?,
+            }
             queue.extend(self.run_all(&t.next, &t.effects).await);
             done.push(t);
         }
@@ -182,6 +263,12 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
         let live = self.store.live()?;
         for r in &live {
             let _driving = self.locks.lock(&r.deploy_id).await?;
+            let lease = match self.lease(&r.deploy_id, now, None) {
+                Ok(lease) => lease,
+                // Another replica drives it, and recovers it.
+                Err(DriverError::HeldElsewhere { .. }) => continue,
+                Err(e) => return Err(e),
+            };
             // Read again under the lock: another task may have moved it since the listing.
             let Some(r) = self.store.get(&r.deploy_id)? else {
                 continue;
@@ -192,7 +279,8 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
             }
             tracing::info!(rollout = %r.deploy_id, effects = owed.len(), "re-issuing owed effects");
             for input in self.run_all(&r, &owed).await {
-                self.feed_locked(&r.deploy_id, input, now).await?;
+                self.feed_locked(&r.deploy_id, input, now, lease.clone())
+                    .await?;
             }
         }
         Ok(live.len())
@@ -208,13 +296,14 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Transition>, DriverError> {
         let _driving = self.locks.lock(id).await?;
+        let lease = self.lease(id, now, None)?;
         let r = self
             .store
             .get(id)?
             .ok_or_else(|| DriverError::NotFound(id.to_string()))?;
         let mut done = Vec::new();
         for input in self.run_all(&r, effects).await {
-            done.extend(self.feed_locked(id, input, now).await?);
+            done.extend(self.feed_locked(id, input, now, lease.clone()).await?);
         }
         Ok(done)
     }
@@ -223,8 +312,11 @@ impl<S: RolloutStore, R: EffectRunner> Driver<S, R> {
     /// logged and does not keep the others from their tick.
     pub async fn tick_all(&self, now: DateTime<Utc>) -> Result<(), DriverError> {
         for r in self.store.live()? {
-            if let Err(e) = self.feed(&r.deploy_id, Input::Tick, now).await {
-                tracing::warn!(rollout = %r.deploy_id, "ticking: {e}");
+            match self.feed(&r.deploy_id, Input::Tick, now).await {
+                Ok(_) => {}
+                // Its owner ticks it.
+                Err(DriverError::HeldElsewhere { .. }) => {}
+                Err(e) => tracing::warn!(rollout = %r.deploy_id, "ticking: {e}"),
             }
         }
         Ok(())

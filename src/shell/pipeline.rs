@@ -15,7 +15,7 @@ use crate::adapters::lock::RolloutLocks;
 use crate::adapters::store::Store;
 use crate::adapters::store::{approval_prs, holds};
 use crate::config::{Config, ServiceSpec};
-use crate::shell::driver::{Driver, DriverError, EffectRunner};
+use crate::shell::driver::{Driver, DriverError, EffectRunner, LeaseTerms};
 use deploybot_core::failure::{Class, Failure};
 use deploybot_core::github::RepoName;
 pub use deploybot_core::rollout::admission::Gate;
@@ -98,6 +98,10 @@ pub enum CommandOutcome {
     NoRollout,
 }
 
+/// How long a replica's rollout lease lasts without renewal: the longest a rollout of a replica
+/// that died waits for another to take it over (issue 16 asks for at most 30 s).
+pub const ROLLOUT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub struct Pipeline<R> {
     config: Arc<Config>,
     store: Store,
@@ -112,8 +116,16 @@ impl<R: EffectRunner> Pipeline<R> {
     /// at the same time.
     pub fn new(config: Arc<Config>, store: Store, runner: R) -> Self {
         let locks = RolloutLocks::in_dir(config.store.data_dir.join("locks"));
+        let mut driver = Driver::new(store.clone(), runner).with_locks(locks.clone());
+        // Replicas sharing a PostgreSQL store drive each rollout under its lease.
+        if let Some(replica) = store.replica() {
+            driver = driver.with_leases(LeaseTerms {
+                holder: replica.to_string(),
+                ttl: ROLLOUT_LEASE,
+            });
+        }
         Pipeline {
-            driver: Driver::new(store.clone(), runner).with_locks(locks.clone()),
+            driver,
             config,
             store,
             locks,

@@ -26,6 +26,7 @@ mod risk;
 mod rollout;
 mod status_page;
 mod store;
+mod store_contract;
 mod support;
 mod tidy;
 mod webhook;

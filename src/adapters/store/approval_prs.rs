@@ -18,6 +18,9 @@ pub struct ApprovalPr {
 
 /// Records (or replaces) the approval PR of a rollout, as not closed.
 pub fn record_approval_pr(store: &Store, pr: &ApprovalPr) -> Result<(), StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::record_approval_pr(pg, pr);
+    }
     store.with_conn(|c| {
         c.execute(
             "INSERT OR REPLACE INTO approval_prs (deploy_id, repo, number, branch, closed_at) \
@@ -38,6 +41,9 @@ fn row_to_pr(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalPr> {
 }
 
 pub fn approval_pr(store: &Store, deploy_id: &str) -> Result<Option<ApprovalPr>, StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::approval_pr(pg, deploy_id);
+    }
     store.with_conn(|c| {
         c.query_row(
             "SELECT deploy_id, repo, number, branch FROM approval_prs WHERE deploy_id = ?1",
@@ -54,6 +60,9 @@ pub fn approval_pr_by_number(
     repo: &str,
     number: u64,
 ) -> Result<Option<ApprovalPr>, StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::approval_pr_by_number(pg, repo, number);
+    }
     store.with_conn(|c| {
         c.query_row(
             "SELECT deploy_id, repo, number, branch FROM approval_prs \
@@ -71,6 +80,9 @@ pub fn mark_closed(
     deploy_id: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::mark_closed(pg, deploy_id, at);
+    }
     store.with_conn(|c| {
         c.execute(
             "UPDATE approval_prs SET closed_at = ?2 WHERE deploy_id = ?1",
@@ -83,6 +95,9 @@ pub fn mark_closed(
 /// Every approval PR not yet closed, oldest rollout first: the reconcile closes those whose
 /// rollout ended.
 pub fn unclosed(store: &Store) -> Result<Vec<ApprovalPr>, StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::unclosed(pg);
+    }
     store.with_conn(|c| {
         let mut stmt = c.prepare_cached(
             "SELECT deploy_id, repo, number, branch FROM approval_prs \

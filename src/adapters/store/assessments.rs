@@ -39,6 +39,9 @@ fn decode(json: String) -> Result<Assessment, rusqlite::Error> {
 
 impl AssessmentStore for Store {
     fn find(&self, key: &AssessmentKey) -> Result<Option<Assessment>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::records::find_assessment(pg, key);
+        }
         let json: Option<String> = self.with_conn(|c| {
             c.query_row(
                 "SELECT result FROM assessments WHERE repository = ?1 AND pr_number = ?2 \
@@ -60,6 +63,9 @@ impl AssessmentStore for Store {
     }
 
     fn save(&self, key: &AssessmentKey, a: &Assessment) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::records::save_assessment(pg, key, a);
+        }
         let json = serde_json::to_string(a).map_err(|e| {
             StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
         })?;
@@ -93,6 +99,9 @@ impl AssessmentStore for Store {
         repository: &str,
         pr_number: u64,
     ) -> Result<Option<(String, Assessment)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::records::latest_assessment(pg, repository, pr_number);
+        }
         let row: Option<(String, String)> = self.with_conn(|c| {
             c.query_row(
                 "SELECT head_sha, result FROM assessments WHERE repository = ?1 AND pr_number = ?2 \

@@ -17,6 +17,9 @@ pub fn hold(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::hold(pg, service, environment, deploy_id, reason, now);
+    }
     store.with_conn(|c| {
         c.execute(
             "INSERT OR IGNORE INTO service_holds (service, environment, deploy_id, reason, since) \
@@ -35,6 +38,9 @@ pub fn hold(
 
 /// Releases the hold on `service` in `environment`; true when there was one.
 pub fn release(store: &Store, service: &str, environment: &str) -> Result<bool, StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::release(pg, service, environment);
+    }
     store.with_conn(|c| {
         c.execute(
             "DELETE FROM service_holds WHERE service = ?1 AND environment = ?2",
@@ -49,6 +55,9 @@ pub fn hold_of(
     service: &str,
     environment: &str,
 ) -> Result<Option<HeldService>, StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::hold_of(pg, service, environment);
+    }
     store.with_conn(|c| {
         c.query_row(
             "SELECT service, environment, deploy_id, reason, since FROM service_holds \

@@ -98,6 +98,9 @@ impl Store {
     /// Deletes and empties what `retention` no longer keeps, counted from `now`. Pending
     /// deliveries are never touched; a failed one keeps its payload until its row goes.
     pub fn prune(&self, now: DateTime<Utc>, retention: &Retention) -> Result<Pruned, StoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::queue::prune(pg, now, retention);
+        }
         let before = |d: deploybot_core::duration::PromDuration| {
             let age =
                 chrono::Duration::milliseconds(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -127,6 +130,9 @@ impl Store {
 
     /// Failed deliveries, oldest first, at most `limit`.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::queue::dead_letters(pg, limit);
+        }
         self.with_conn(|c| {
             let mut stmt = c.prepare(
                 "SELECT delivery_id, event, action, repository, received_at, attempts, detail, \
@@ -151,6 +157,9 @@ impl Store {
     /// Puts a failed delivery back in the queue, as if it had just arrived (its place in the
     /// queue and its ordering key stay; its attempts start again).
     pub fn replay(&self, delivery_id: &str) -> Result<Replay, StoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::queue::replay(pg, delivery_id);
+        }
         self.with_conn(|c| {
             let row: Option<(String, i64)> = c
                 .query_row(
@@ -171,7 +180,7 @@ impl Store {
             }
             c.execute(
                 "UPDATE deliveries SET status = 'pending', attempts = 0, not_before = 0, \
-                 detail = 'replayed', processed_at = NULL \
+                 detail = 'replayed', processed_at = NULL, claimed_by = NULL, claimed_until = 0 \
                  WHERE delivery_id = ?1 AND status = 'failed'",
                 [delivery_id],
             )?;
@@ -182,6 +191,9 @@ impl Store {
     /// A real write, the smallest the store can make: the readiness probe's proof that the
     /// volume still takes writes.
     pub fn probe_write(&self) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::queue::probe_write(pg);
+        }
         let now = crate::adapters::clock::SystemClock;
         let at = deploybot_core::clock::Clock::now(&now).to_rfc3339();
         self.with_conn(|c| {
@@ -194,8 +206,11 @@ impl Store {
         })
     }
 
-    /// The database file and its write-ahead log, in bytes.
+    /// The database file and its write-ahead log, in bytes (PostgreSQL: the database's size).
     pub fn sizes(&self) -> Sizes {
+        if let Some(pg) = self.pg() {
+            return super::pg::queue::sizes(pg);
+        }
         let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         Sizes {
             database: len(self.path()),

@@ -1,8 +1,12 @@
-//! The store: one embedded SQLite database (rusqlite, bundled) holding webhook deliveries, risk
-//! assessments, rollouts (with their audit trail and metric history), held services, approval
-//! PRs and parked releases, one module each. Created and migrated on open.
+//! The store: webhook deliveries, risk assessments, rollouts (with their audit trail and metric
+//! history), held services, approval PRs and parked releases, one module each. Two backends
+//! behind the one `Store`: an embedded SQLite database (rusqlite, bundled; the default, one
+//! replica), or PostgreSQL (`pg`, selected by `store.url`; several replicas on one database).
+//! Each method answers the same on both (`tests/it/store_contract.rs` runs one set of tests
+//! against each); the SQLite code lives in the concept modules, PostgreSQL's in `pg`.
+//! Created and migrated on open.
 //!
-//! Writes go through one writer thread that commits in small groups: every caller still gets its
+//! SQLite writes go through one writer thread that commits in small groups: every caller still gets its
 //! answer only after its row is durable (WAL, `synchronous=FULL`), but concurrent deliveries share
 //! one fsync. Reads use their own connection so they never wait behind a commit.
 
@@ -11,12 +15,14 @@ pub mod assessments;
 pub mod holds;
 pub mod maintenance;
 pub mod parked;
+pub mod pg;
 pub mod rollouts;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deploybot_core::clock::Clock as _;
+use deploybot_core::secret::Secret;
 use deploybot_core::webhook::lane::{Lane, Placement};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -64,6 +70,10 @@ const MIGRATIONS: &[(&str, Migration)] = &[
         "0008_delivery_lanes",
         Migration::Sql(include_str!("migrations/0008_delivery_lanes.sql")),
     ),
+    (
+        "0009_leases",
+        Migration::Sql(include_str!("migrations/0009_leases.sql")),
+    ),
 ];
 
 /// What the store could not do.
@@ -71,6 +81,17 @@ const MIGRATIONS: &[(&str, Migration)] = &[
 pub enum StoreError {
     #[error("opening the store at {path}: {message}")]
     Open { path: PathBuf, message: String },
+    #[error("opening the store at {target}: {message}")]
+    OpenPostgres { target: String, message: String },
+    /// PostgreSQL's message (never holding the password).
+    #[error("store: {0}")]
+    Postgres(String),
+    /// PostgreSQL did not answer, or refused the connection.
+    #[error("store: connecting to PostgreSQL: {0}")]
+    Unreachable(String),
+    /// What only the SQLite backend has (its file, its connection) was asked of PostgreSQL.
+    #[error("store: {0} exists only in a SQLite store")]
+    NotSqlite(&'static str),
     /// The database's message is part of this one, so it is not also the `source()`: an error
     /// chain (`{:#}`) would print it twice.
     #[error("store: {0}")]
@@ -181,6 +202,18 @@ pub enum Inserted {
     Duplicate,
 }
 
+/// What claiming one delivery before processing it came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// This process holds it until it records the outcome (or its claim's lease runs out).
+    Yes,
+    /// Another replica holds it until `until` (Unix ms): its key waits, as behind a delivery
+    /// in hand here.
+    Elsewhere { until: i64 },
+    /// No longer pending: another replica finished it.
+    Gone,
+}
+
 /// The delivery queue port. The webhook intake and its worker need nothing more.
 pub trait DeliveryQueue: Send + Sync + 'static {
     /// Stores a delivery durably; returns once it is on disk.
@@ -208,6 +241,12 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         not_before: i64,
     ) -> Result<i64, StoreError>;
     fn pending_count(&self) -> Result<u64, StoreError>;
+    /// Claims one delivery for this process before it starts, so that replicas sharing the
+    /// store never process it at once. A store only one process uses has nothing to claim
+    /// against.
+    fn claim_one(&self, _delivery_id: &str, _now: i64) -> Result<Claimed, StoreError> {
+        Ok(Claimed::Yes)
+    }
     /// The readiness probe: the store answers, takes a write, and has room for a delivery of
     /// `room` bytes.
     fn ready(&self, room: u64) -> Result<(), StoreError>;
@@ -215,13 +254,42 @@ pub trait DeliveryQueue: Send + Sync + 'static {
 
 type WriteJob = (NewDelivery, oneshot::Sender<Result<Inserted, StoreError>>);
 
-/// The SQLite store.
+/// The store, on either backend.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    backend: Arc<Backend>,
 }
 
-struct Inner {
+enum Backend {
+    Sqlite(Sqlite),
+    Postgres(pg::Postgres),
+}
+
+/// Where a store is: a SQLite file, or a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(pg::PgOptions),
+}
+
+impl Location {
+    /// Where `spec` puts the store: the PostgreSQL database of `store.url`, with `password` read
+    /// from `store.password_env`/`_file`, else the SQLite file under `store.data_dir`.
+    pub fn of(spec: &deploybot_core::config::StoreSpec, password: Option<Secret>) -> Location {
+        match &spec.postgres {
+            Some(pg) => Location::Postgres(pg::PgOptions {
+                url: pg.url.clone(),
+                password,
+                connections: pg::CONNECTIONS,
+                replica: pg::host_name(),
+                answer_within: pg::ANSWER_WITHIN,
+            }),
+            None => Location::Sqlite(spec.database_path()),
+        }
+    }
+}
+
+struct Sqlite {
     path: PathBuf,
     /// Connection for reads and small updates (queue bookkeeping).
     conn: Mutex<Connection>,
@@ -327,30 +395,87 @@ impl Store {
             .spawn(move || checkpoint_loop(checkpoint_conn, stop_rx))
             .map_err(|e| open_err(format!("starting checkpoint thread: {e}")))?;
         Ok(Store {
-            inner: Arc::new(Inner {
+            backend: Arc::new(Backend::Sqlite(Sqlite {
                 path: path.to_path_buf(),
                 conn: Mutex::new(conn),
                 writer: tx,
                 _checkpoint: stop_tx,
-            }),
+            })),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Connects to PostgreSQL and applies pending migrations (under an advisory lock, so
+    /// replicas may start together).
+    pub fn open_postgres(options: &pg::PgOptions) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Arc::new(Backend::Postgres(pg::Postgres::open(options)?)),
+        })
     }
 
-    /// Runs `f` with the read connection, for concepts that keep their own tables.
+    /// Opens the store at `location`, on its backend.
+    pub fn open_at(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::Sqlite(path) => Store::open(path),
+            Location::Postgres(options) => Store::open_postgres(options),
+        }
+    }
+
+    /// The PostgreSQL backend, when this store is on it: each method asks this first.
+    pub(crate) fn pg(&self) -> Option<&pg::Postgres> {
+        match &*self.backend {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    fn sqlite(&self) -> Result<&Sqlite, StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(s) => Ok(s),
+            Backend::Postgres(_) => Err(StoreError::NotSqlite("a database file")),
+        }
+    }
+
+    /// The SQLite database file; empty for a PostgreSQL store, which has none.
+    pub fn path(&self) -> &Path {
+        match &*self.backend {
+            Backend::Sqlite(s) => &s.path,
+            Backend::Postgres(_) => Path::new(""),
+        }
+    }
+
+    /// This process's name among the replicas sharing the store (PostgreSQL); a SQLite store
+    /// has one process, and none.
+    pub fn replica(&self) -> Option<&str> {
+        self.pg().map(pg::Postgres::replica)
+    }
+
+    /// Where the store is, for messages: the file, or the database without its password.
+    pub fn describe(&self) -> String {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.path.display().to_string(),
+            Backend::Postgres(p) => p.target().to_string(),
+        }
+    }
+
+    /// Runs `f` with SQLite's read connection, for concepts that keep their own tables. Only a
+    /// SQLite store has one (PostgreSQL's implementations are in `pg`).
     pub fn with_conn<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, StoreError> {
-        let conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self
+            .sqlite()?
+            .conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         Ok(f(&conn)?)
     }
 
     /// One delivery by id.
     pub fn delivery(&self, delivery_id: &str) -> Result<Option<StoredDelivery>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::delivery(pg, delivery_id);
+        }
         self.with_conn(|c| {
             c.query_row(
                 &format!("{SELECT_DELIVERY} WHERE delivery_id = ?1"),
@@ -363,6 +488,9 @@ impl Store {
 
     /// Counts deliveries by status, for tests and the CLI.
     pub fn count_by_status(&self, status: DeliveryStatus) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::count_by_status(pg, status);
+        }
         self.with_conn(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM deliveries WHERE status = ?1",
@@ -372,6 +500,70 @@ impl Store {
             .map(|n| n as u64)
         })
     }
+}
+
+/// Claims: a delivery handed to one worker at a time, across replicas on PostgreSQL.
+impl Store {
+    /// Claims up to `limit` pending deliveries that are due and not under a live claim, oldest
+    /// first, for `owner` until `now + lease` (Unix ms). A claim ends when the delivery is
+    /// finished or its attempt recorded; one not ended within its lease is claimable again.
+    pub fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        now: i64,
+        lease: i64,
+    ) -> Result<Vec<QueuedDelivery>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::claim(pg, owner, limit, now, lease);
+        }
+        self.with_conn(|c| {
+            // One statement: SQLite runs it alone, so no other writer sees a half-made claim.
+            let mut stmt = c.prepare_cached(
+                "UPDATE deliveries SET claimed_by = ?1, claimed_until = ?2 \
+                 WHERE seq IN (SELECT seq FROM deliveries WHERE status = 'pending' \
+                 AND not_before <= ?3 AND claimed_until <= ?3 ORDER BY seq LIMIT ?4) \
+                 RETURNING seq, delivery_id, event, lane, lane_key, attempts, not_before, \
+                 length(payload)",
+            )?;
+            let mut rows = stmt
+                .query_map(
+                    params![owner, now.saturating_add(lease), now, limit as i64],
+                    row_to_queued,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.sort_by_key(|q| q.seq);
+            Ok(rows)
+        })
+    }
+
+    /// Gives back `owner`'s claim on a delivery before its lease ends; whether it held one.
+    pub fn release_claim(&self, owner: &str, delivery_id: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::release_claim(pg, owner, delivery_id);
+        }
+        self.with_conn(|c| {
+            c.execute(
+                "UPDATE deliveries SET claimed_by = NULL, claimed_until = 0 \
+                 WHERE delivery_id = ?1 AND claimed_by = ?2",
+                params![delivery_id, owner],
+            )
+            .map(|n| n == 1)
+        })
+    }
+}
+
+fn row_to_queued(r: &rusqlite::Row<'_>) -> Result<QueuedDelivery, rusqlite::Error> {
+    Ok(QueuedDelivery {
+        seq: r.get(0)?,
+        delivery_id: r.get(1)?,
+        event: r.get(2)?,
+        lane: Lane::parse(&r.get::<_, String>(3)?),
+        key: r.get(4)?,
+        attempts: r.get(5)?,
+        not_before: r.get(6)?,
+        bytes: usize::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+    })
 }
 
 const SELECT_DELIVERY: &str = "SELECT seq, delivery_id, event, action, repository, received_at, \
@@ -488,8 +680,11 @@ fn writer_loop(
 
 impl DeliveryQueue for Store {
     async fn enqueue(&self, delivery: NewDelivery) -> Result<Inserted, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::enqueue(pg, delivery).await;
+        }
         let (tx, rx) = oneshot::channel();
-        self.inner
+        self.sqlite()?
             .writer
             .send((delivery, tx))
             .map_err(|_| StoreError::WriterGone)?;
@@ -497,28 +692,22 @@ impl DeliveryQueue for Store {
     }
 
     fn queued(&self, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::queued(pg, limit);
+        }
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, delivery_id, event, lane, lane_key, attempts, not_before, \
                  length(payload) FROM deliveries WHERE status = 'pending' ORDER BY seq LIMIT ?1",
             )?;
-            stmt.query_map([limit as i64], |r| {
-                Ok(QueuedDelivery {
-                    seq: r.get(0)?,
-                    delivery_id: r.get(1)?,
-                    event: r.get(2)?,
-                    lane: Lane::parse(&r.get::<_, String>(3)?),
-                    key: r.get(4)?,
-                    attempts: r.get(5)?,
-                    not_before: r.get(6)?,
-                    bytes: usize::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
-                })
-            })?
-            .collect()
+            stmt.query_map([limit as i64], row_to_queued)?.collect()
         })
     }
 
     fn load(&self, seq: i64) -> Result<Option<StoredDelivery>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::load(pg, seq);
+        }
         self.with_conn(|c| {
             c.query_row(
                 &format!("{SELECT_DELIVERY} WHERE seq = ?1"),
@@ -535,10 +724,13 @@ impl DeliveryQueue for Store {
         status: DeliveryStatus,
         detail: &str,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::finish(pg, delivery_id, status, detail);
+        }
         self.with_conn(|c| {
             c.execute(
                 "UPDATE deliveries SET status = ?2, detail = ?3, attempts = attempts + 1, \
-                 processed_at = ?4 WHERE delivery_id = ?1",
+                 processed_at = ?4, claimed_by = NULL, claimed_until = 0 WHERE delivery_id = ?1",
                 params![
                     delivery_id,
                     status.as_str(),
@@ -556,10 +748,13 @@ impl DeliveryQueue for Store {
         detail: &str,
         not_before: i64,
     ) -> Result<i64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::record_attempt(pg, delivery_id, detail, not_before);
+        }
         self.with_conn(|c| {
             c.query_row(
-                "UPDATE deliveries SET attempts = attempts + 1, detail = ?2, not_before = ?3 \
-                 WHERE delivery_id = ?1 RETURNING attempts",
+                "UPDATE deliveries SET attempts = attempts + 1, detail = ?2, not_before = ?3, \
+                 claimed_by = NULL, claimed_until = 0 WHERE delivery_id = ?1 RETURNING attempts",
                 params![delivery_id, detail, not_before],
                 |r| r.get(0),
             )
@@ -570,8 +765,20 @@ impl DeliveryQueue for Store {
         self.count_by_status(DeliveryStatus::Pending)
     }
 
+    /// On PostgreSQL, a claim with a lease (`pg::CLAIM_LEASE`); SQLite has one process.
+    fn claim_one(&self, delivery_id: &str, now: i64) -> Result<Claimed, StoreError> {
+        match self.pg() {
+            Some(pg) => pg::queue::claim_one(pg, delivery_id, now),
+            None => Ok(Claimed::Yes),
+        }
+    }
+
     fn ready(&self, room: u64) -> Result<(), StoreError> {
         self.probe_write()?;
+        // PostgreSQL's volume is the database server's to watch: the probe's write is the proof.
+        if self.pg().is_some() {
+            return Ok(());
+        }
         let free = maintenance::free_bytes(self.path())?;
         if free < room {
             return Err(StoreError::Full { free, needed: room });

@@ -24,6 +24,9 @@ pub fn park_release(
     p: &PendingRelease,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::park_release(pg, p, now);
+    }
     let sha = p.release.commit_sha.clone().unwrap_or_default();
     store.with_conn(|c| {
         c.execute(
@@ -45,6 +48,9 @@ pub fn park_release(
 
 /// Every release still waiting, oldest first.
 pub fn parked_releases(store: &Store) -> Result<Vec<PendingRelease>, StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::parked_releases(pg);
+    }
     store.with_conn(|c| {
         let mut stmt = c.prepare(
             "SELECT release, gate, waiting FROM pending_releases ORDER BY created_at, rowid",
@@ -63,6 +69,9 @@ pub fn parked_releases(store: &Store) -> Result<Vec<PendingRelease>, StoreError>
 }
 
 pub fn unpark_release(store: &Store, service: &str, commit_sha: &str) -> Result<(), StoreError> {
+    if let Some(pg) = store.pg() {
+        return super::pg::records::unpark_release(pg, service, commit_sha);
+    }
     store.with_conn(|c| {
         c.execute(
             "DELETE FROM pending_releases WHERE service = ?1 AND commit_sha = ?2",

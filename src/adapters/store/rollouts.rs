@@ -1,6 +1,8 @@
-//! Persistence of rollouts: the SQLite implementation of the core's `RolloutStore` port on
-//! `Store` (tables from migrations `0003_rollouts.sql` and, for the per-interval
-//! metric history, `0005_rollout_metrics.sql`).
+//! Persistence of rollouts: the core's `RolloutStore` port on `Store` (SQLite's tables from
+//! migrations `0003_rollouts.sql`, `0005_rollout_metrics.sql` for the per-interval metric history
+//! and `0009_rollout_leases.sql`; PostgreSQL's in `pg::rollouts`), and the rollout leases
+//! (`core::rollout::lease`) whose fencing tokens guard a save when several replicas share the
+//! store.
 //!
 //! A transition is saved atomically: the new record and its audit row commit together, and only
 //! if the stored record is still the one the transition started from (so two writers cannot both
@@ -10,6 +12,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use deploybot_core::rollout::lease::{self, Acquire, Claim, Lease};
 use deploybot_core::rollout::legacy;
 use deploybot_core::rollout::store::{AuditEvent, RolloutStore, RolloutStoreError};
 use deploybot_core::rollout::{Effect, Input, MetricPoint, Outcome, Rollout, Transition, Weight};
@@ -22,7 +25,7 @@ impl From<StoreError> for RolloutStoreError {
     }
 }
 
-fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -30,7 +33,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, rusqlite::Error> {
     serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-fn parse_record(id: &str, json: &str) -> Result<Rollout, RolloutStoreError> {
+pub(super) fn parse_record(id: &str, json: &str) -> Result<Rollout, RolloutStoreError> {
     legacy::decode(json).map_err(|e| RolloutStoreError::Corrupt {
         id: id.to_string(),
         message: e.to_string(),
@@ -106,6 +109,9 @@ fn collect_records(rows: Vec<(String, String)>) -> Result<Vec<Rollout>, RolloutS
 
 impl RolloutStore for Store {
     fn create(&self, r: &Rollout, actor: &str) -> Result<(), RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::create(pg, r, actor);
+        }
         let outcome = self.with_conn(|c| {
             let tx = c.unchecked_transaction()?;
             let inserted = tx.execute(
@@ -174,53 +180,13 @@ impl RolloutStore for Store {
         input: &Input,
         t: &Transition,
     ) -> Result<(), RolloutStoreError> {
-        if t.outcome == Outcome::Unchanged && *input == Input::Tick {
-            return Ok(());
-        }
-        let id = before.deploy_id.clone();
-        let next = &t.next;
-        let updated = self.with_conn(|c| {
-            let tx = c.unchecked_transaction()?;
-            let n = tx.execute(
-                "UPDATE rollouts SET phase = ?2, live = ?3, record = ?4, updated_at = ?5 \
-                 WHERE id = ?1 AND record = ?6",
-                params![
-                    id,
-                    next.phase().name(),
-                    next.is_live(),
-                    to_json(next)?,
-                    ts(next.updated_at),
-                    to_json(before)?
-                ],
-            )?;
-            if n == 0 {
-                return Ok(false);
-            }
-            insert_event(
-                &tx,
-                &id,
-                t.at,
-                &input.actor(),
-                &input.name(),
-                Some(input),
-                t.outcome,
-                &t.note,
-                &t.effects,
-                next.phase().name(),
-            )?;
-            tx.commit()?;
-            Ok(true)
-        })?;
-        if updated {
-            return Ok(());
-        }
-        match self.get(&id)? {
-            Some(_) => Err(RolloutStoreError::Conflict { id }),
-            None => Err(RolloutStoreError::NotFound { id }),
-        }
+        self.save_as(before, input, t, None)
     }
 
     fn live(&self) -> Result<Vec<Rollout>, RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::live(pg);
+        }
         let rows = self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, record FROM rollouts WHERE live = 1 ORDER BY created_at, id",
@@ -232,6 +198,9 @@ impl RolloutStore for Store {
     }
 
     fn get(&self, id: &str) -> Result<Option<Rollout>, RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::get(pg, id);
+        }
         let row = self.with_conn(|c| {
             c.query_row("SELECT record FROM rollouts WHERE id = ?1", [id], |r| {
                 r.get::<_, String>(0)
@@ -246,6 +215,9 @@ impl RolloutStore for Store {
         service: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Rollout>, RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::recent(pg, service, limit);
+        }
         let rows = self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, record FROM rollouts WHERE (?1 IS NULL OR service = ?1) \
@@ -260,6 +232,9 @@ impl RolloutStore for Store {
     }
 
     fn history(&self, service: &str) -> Result<Vec<AuditEvent>, RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::history(pg, service);
+        }
         type Row = (
             i64,
             String,
@@ -330,6 +305,9 @@ impl RolloutStore for Store {
         deploy_id: &str,
         points: &[MetricPoint],
     ) -> Result<(), RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::record_metrics(pg, deploy_id, points);
+        }
         let outcome = self.with_conn(|c| {
             let tx = c.unchecked_transaction()?;
             {
@@ -373,6 +351,9 @@ impl RolloutStore for Store {
     }
 
     fn metrics(&self, deploy_id: &str) -> Result<Vec<MetricPoint>, RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::metrics(pg, deploy_id);
+        }
         type Row = (String, i64, String, Option<f64>, Option<f64>);
         let rows: Vec<Row> = self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
@@ -405,6 +386,168 @@ impl RolloutStore for Store {
             })
             .collect()
     }
+
+    /// On either backend a real lease: two handles on one SQLite file share it too.
+    fn acquire_lease(
+        &self,
+        deploy_id: &str,
+        holder: &str,
+        now: i64,
+        ttl: i64,
+    ) -> Result<Acquire, RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::acquire_lease(pg, deploy_id, holder, now, ttl);
+        }
+        let outcome = self.with_conn(|c| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            let current = lease_row(&tx, deploy_id)?;
+            let fence = match lease::claim(current.as_ref(), holder, now) {
+                Claim::Held { holder, until } => return Ok(Some(Acquire::Held { holder, until })),
+                Claim::Renew { fence } | Claim::Take { fence } => fence,
+            };
+            let expires_at = now.saturating_add(ttl);
+            let written = tx.execute(
+                "INSERT INTO rollout_leases (deploy_id, holder, fence, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (deploy_id) DO UPDATE SET \
+                 holder = excluded.holder, fence = excluded.fence, \
+                 expires_at = excluded.expires_at",
+                params![deploy_id, holder, fence, expires_at],
+            );
+            match written {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            tx.commit()?;
+            Ok(Some(Acquire::Granted(Lease {
+                deploy_id: deploy_id.to_string(),
+                holder: holder.to_string(),
+                fence,
+                expires_at,
+            })))
+        })?;
+        // The only constraint the write can break is the rollout's foreign key.
+        outcome.ok_or_else(|| RolloutStoreError::NotFound {
+            id: deploy_id.to_string(),
+        })
+    }
+
+    fn save_fenced(
+        &self,
+        before: &Rollout,
+        input: &Input,
+        t: &Transition,
+        lease: &Lease,
+    ) -> Result<(), RolloutStoreError> {
+        self.save_as(before, input, t, Some(lease))
+    }
+}
+
+/// Fenced saves and leases: what several replicas need beyond the `RolloutStore` port.
+impl Store {
+    /// [`RolloutStore::save`], and with `fence`, only while that lease's token is the rollout's
+    /// current one: a replica that was taken over gets `Fenced` and must stop driving it.
+    pub fn save_as(
+        &self,
+        before: &Rollout,
+        input: &Input,
+        t: &Transition,
+        fence: Option<&Lease>,
+    ) -> Result<(), RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::save(pg, before, input, t, fence);
+        }
+        if t.outcome == Outcome::Unchanged && *input == Input::Tick && fence.is_none() {
+            return Ok(());
+        }
+        let id = before.deploy_id.clone();
+        let next = &t.next;
+        let updated = self.with_conn(|c| {
+            // IMMEDIATE: the lease read and the write are one, against another process too.
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(mine) = fence {
+                if !lease::still_holds(lease_row(&tx, &id)?.as_ref(), mine) {
+                    return Ok(Saved::Fenced(mine.fence));
+                }
+                if t.outcome == Outcome::Unchanged && *input == Input::Tick {
+                    return Ok(Saved::Yes);
+                }
+            }
+            let n = tx.execute(
+                "UPDATE rollouts SET phase = ?2, live = ?3, record = ?4, updated_at = ?5 \
+                 WHERE id = ?1 AND record = ?6",
+                params![
+                    id,
+                    next.phase().name(),
+                    next.is_live(),
+                    to_json(next)?,
+                    ts(next.updated_at),
+                    to_json(before)?
+                ],
+            )?;
+            if n == 0 {
+                return Ok(Saved::No);
+            }
+            insert_event(
+                &tx,
+                &id,
+                t.at,
+                &input.actor(),
+                &input.name(),
+                Some(input),
+                t.outcome,
+                &t.note,
+                &t.effects,
+                next.phase().name(),
+            )?;
+            tx.commit()?;
+            Ok(Saved::Yes)
+        })?;
+        match updated {
+            Saved::Yes => return Ok(()),
+            Saved::Fenced(fence) => return Err(RolloutStoreError::Fenced { id, fence }),
+            Saved::No => {}
+        }
+        match self.get(&id)? {
+            Some(_) => Err(RolloutStoreError::Conflict { id }),
+            None => Err(RolloutStoreError::NotFound { id }),
+        }
+    }
+
+    /// The current lease of a rollout, if any.
+    pub fn lease_of(&self, deploy_id: &str) -> Result<Option<Lease>, RolloutStoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::rollouts::lease_of(pg, deploy_id);
+        }
+        Ok(self.with_conn(|c| lease_row(c, deploy_id))?)
+    }
+}
+
+/// What a save came to inside its transaction.
+enum Saved {
+    Yes,
+    /// The record was not the one the transition started from (or is gone).
+    No,
+    /// The lease's token (this one) is no longer the rollout's.
+    Fenced(i64),
+}
+
+fn lease_row(c: &Connection, deploy_id: &str) -> Result<Option<Lease>, rusqlite::Error> {
+    c.query_row(
+        "SELECT holder, fence, expires_at FROM rollout_leases WHERE deploy_id = ?1",
+        [deploy_id],
+        |r| {
+            Ok(Lease {
+                deploy_id: deploy_id.to_string(),
+                holder: r.get(0)?,
+                fence: r.get(1)?,
+                expires_at: r.get(2)?,
+            })
+        },
+    )
+    .optional()
 }
 
 #[cfg(test)]

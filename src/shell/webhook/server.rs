@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 use tracing::info;
 
 use crate::adapters::secrets::Secrets;
-use crate::adapters::store::Store;
+use crate::adapters::store::{Location, Store};
 use crate::config::{Config, SecretKey};
 use crate::shell::driver::Clock;
 use crate::shell::events::RolloutEvents;
@@ -102,8 +102,11 @@ pub async fn assemble<W: WindowSource + 'static>(
              set: deploybot refuses to accept unsigned webhooks"
         )
     })?;
-    let db = config.store.database_path();
-    let store = Store::open(&db).context("opening the store")?;
+    let location = Location::of(
+        &config.store,
+        secrets.get(SecretKey::StorePassword).cloned(),
+    );
+    let store = Store::open_at(&location).context("opening the store")?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let wake = Arc::new(Notify::new());
@@ -306,7 +309,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
         webhook_path = %server.webhook_path,
-        store = %app.config.store.database_path().display(),
+        store = %app.store.describe(),
         "deploybot listening"
     );
     let grace = server.shutdown_grace.as_duration();

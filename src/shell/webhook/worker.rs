@@ -21,7 +21,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, warn};
 
-use crate::adapters::store::{DeliveryQueue, DeliveryStatus, QueuedDelivery, StoredDelivery};
+use crate::adapters::store::{
+    Claimed, DeliveryQueue, DeliveryStatus, QueuedDelivery, StoredDelivery,
+};
 use crate::shell::metrics::Metrics;
 use deploybot_core::clock::Clock;
 use deploybot_core::config::WorkerSpec;
@@ -175,6 +177,10 @@ pub async fn run<Q, P>(
     // Deliveries whose outcome could not be written: when they may start again, and how often
     // it failed in a row.
     let mut held_back: HashMap<i64, (Instant, u32)> = HashMap::new();
+    // Deliveries another replica claimed (a store several share), until their claim's end in
+    // Unix ms: their keys wait here as behind a delivery in hand, so a key keeps its order
+    // across replicas; they take none of this replica's capacity.
+    let mut elsewhere: HashMap<i64, (Running, i64)> = HashMap::new();
     while !*shutdown.borrow() {
         let queued = match queue.queued(SCAN_LIMIT) {
             Ok(q) => q,
@@ -186,16 +192,39 @@ pub async fn run<Q, P>(
         let now_ms = parts.clock.now().timestamp_millis();
         let now = Instant::now();
         held_back.retain(|seq, _| queued.iter().any(|q| q.seq == *seq));
+        elsewhere.retain(|seq, (_, until)| *until > now_ms && queued.iter().any(|q| q.seq == *seq));
         let waiting: Vec<Waiting> = queued
             .iter()
-            .filter(|q| !running.contains_key(&q.seq))
+            .filter(|q| !running.contains_key(&q.seq) && !elsewhere.contains_key(&q.seq))
             .map(|q| waiting(q, settings.scheduling, now_ms, held_back.get(&q.seq)))
             .collect();
-        let in_flight = in_flight(&running, settings.scheduling);
+        let mut in_flight = in_flight(&running, settings.scheduling);
+        in_flight.keys.extend(
+            elsewhere
+                .values()
+                .map(|(r, _)| key_of(r, settings.scheduling)),
+        );
         for seq in lane::next(&waiting, &in_flight, settings.capacity) {
             let Some(q) = queued.iter().find(|q| q.seq == seq) else {
                 continue;
             };
+            match queue.claim_one(&q.delivery_id, now_ms) {
+                Ok(Claimed::Yes) => {}
+                Ok(Claimed::Elsewhere { until }) => {
+                    let held = Running {
+                        key: q.key.clone(),
+                        lane: q.lane,
+                        bytes: 0,
+                    };
+                    elsewhere.insert(seq, (held, until));
+                    continue;
+                }
+                Ok(Claimed::Gone) => continue,
+                Err(e) => {
+                    error!(error = %e, "claiming a delivery");
+                    continue;
+                }
+            }
             let delivery = match queue.load(seq) {
                 Ok(Some(d)) if d.status == DeliveryStatus::Pending => Arc::new(d),
                 Ok(_) => continue,
@@ -274,6 +303,14 @@ fn waiting(
         key,
         due,
         bytes: q.bytes,
+    }
+}
+
+/// The ordering key a delivery holds while in hand: its own in lanes, the one line in FIFO.
+fn key_of(r: &Running, scheduling: Scheduling) -> String {
+    match scheduling {
+        Scheduling::Lanes => r.key.clone(),
+        Scheduling::Fifo => String::new(),
     }
 }
 

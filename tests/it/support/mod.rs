@@ -29,6 +29,7 @@ pub mod fake_github;
 pub mod git_http;
 pub mod golden;
 pub mod openapi;
+pub mod postgres;
 pub mod prometheus;
 pub mod rollout;
 pub mod serve;

@@ -1,6 +1,7 @@
-//! The one way a test gets an outside program (prometheus, promtool, kubectl, chromium, bash):
-//! found on `PATH`, or the test fails naming the Debian package that provides it. A test that
-//! passes because its tool is missing would claim something nobody checked.
+//! The one way a test gets an outside program (prometheus, promtool, kubectl, chromium, bash,
+//! PostgreSQL's initdb): found on `PATH` (or in Debian's versioned PostgreSQL directory), or the
+//! test fails naming the Debian package that provides it. A test that passes because its tool is
+//! missing would claim something nobody checked.
 //!
 //! Skipping is an explicit opt-out for machines that cannot install a package: with
 //! `DEPLOYBOT_TEST_ALLOW_MISSING_TOOLS=1` a test whose tool is missing says so on the terminal
@@ -38,11 +39,27 @@ pub fn require(program: &str, package: &str) -> Option<PathBuf> {
     );
 }
 
+/// On `PATH`, or in the directory Debian keeps a versioned server's programs in, off `PATH`
+/// (`/usr/lib/postgresql/15/bin/initdb`; the newest version when several are installed).
 fn find(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let version = e.file_name().to_str()?.parse().ok()?;
+                Some((version, e.path().join("bin").join(program)))
+            })
+            .filter(|(_, p)| p.is_file())
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, p)| p)
+    })
 }
 
 /// CI must be a machine where every such test runs: `.ci/run` installs each package a test

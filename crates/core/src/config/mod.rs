@@ -294,7 +294,17 @@ impl Default for PrometheusSpec {
 #[derive(Debug, Clone)]
 pub struct StoreSpec {
     pub data_dir: PathBuf,
+    /// `store.url`: PostgreSQL instead of the SQLite file.
+    pub postgres: Option<PostgresSpec>,
     pub retention: Retention,
+}
+
+/// `store.url` and its password: a `postgres://` URL with a host, no password and no TLS mode
+/// but `disable` (TLS is not supported yet).
+#[derive(Debug, Clone)]
+pub struct PostgresSpec {
+    pub url: String,
+    pub password: Option<SecretRef>,
 }
 
 /// `store.retention`: each greater than zero.
@@ -758,10 +768,11 @@ pub enum SecretKey {
     PrometheusBearerToken,
     ArgoCdToken,
     AlertsWebhookUrl,
+    StorePassword,
 }
 
 impl SecretKey {
-    pub const ALL: [SecretKey; 8] = [
+    pub const ALL: [SecretKey; 9] = [
         SecretKey::WebhookSecret,
         SecretKey::GithubToken,
         SecretKey::GithubAppKey,
@@ -770,6 +781,7 @@ impl SecretKey {
         SecretKey::PrometheusBearerToken,
         SecretKey::ArgoCdToken,
         SecretKey::AlertsWebhookUrl,
+        SecretKey::StorePassword,
     ];
 
     /// The key without its `_env` / `_file` suffix, e.g. `github.token`.
@@ -783,6 +795,7 @@ impl SecretKey {
             SecretKey::PrometheusBearerToken => "prometheus.bearer_token",
             SecretKey::ArgoCdToken => "argocd.token",
             SecretKey::AlertsWebhookUrl => "alerts.webhook_url",
+            SecretKey::StorePassword => "store.password",
         }
     }
 

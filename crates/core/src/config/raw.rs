@@ -460,6 +460,13 @@ impl Default for PrometheusConfig {
 pub struct StoreConfig {
     /// Data directory; the SQLite database and the GitOps clones live under it.
     pub data_dir: PathBuf,
+    /// `postgres://user@host:5432/database`: the store is this PostgreSQL database instead of
+    /// the SQLite file, so several replicas can share it. No password in it, and no TLS yet.
+    pub url: Option<String>,
+    /// Environment variable holding the PostgreSQL password (with `url`).
+    pub password_env: Option<String>,
+    /// File holding the PostgreSQL password (with `url`).
+    pub password_file: Option<PathBuf>,
     /// How long finished deliveries and their payloads are kept.
     pub retention: RetentionConfig,
 }
@@ -468,6 +475,9 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             data_dir: PathBuf::from("./deploybot-data"),
+            url: None,
+            password_env: None,
+            password_file: None,
             retention: RetentionConfig::default(),
         }
     }

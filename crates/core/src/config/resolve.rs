@@ -13,9 +13,9 @@ use super::raw::{self, RawConfig, WriteMode};
 use super::{
     AlertsSpec, ApprovalRule, ArgoCdServer, ArgoCdSpec, BranchName, Config, ConnectionLimits,
     DeploySpec, EnvironmentSpec, GithubApp, GithubSpec, GitopsRepo, GitopsSpec, ImageRepository,
-    LlmSpec, ModelSpec, Problems, PrometheusServer, PrometheusSpec, PushRetry, Resolved, Retention,
-    RiskSpec, SecretKey, SecretPresence, ServerSpec, ServicePaths, ServiceSpec, StoreSpec,
-    TeamName, Warning, WorkerSpec, carries_canary,
+    LlmSpec, ModelSpec, PostgresSpec, Problems, PrometheusServer, PrometheusSpec, PushRetry,
+    Resolved, Retention, RiskSpec, SecretKey, SecretPresence, ServerSpec, ServicePaths,
+    ServiceSpec, StoreSpec, TeamName, Warning, WorkerSpec, carries_canary,
 };
 use crate::canary::settings::MetricMode;
 use crate::duration::PromDuration;
@@ -899,14 +899,84 @@ impl Resolver {
             ));
             ok = false;
         }
+        let password = self.secret(
+            SecretKey::StorePassword,
+            c.password_env.as_ref(),
+            c.password_file.as_ref(),
+            c.url.is_some(),
+        );
+        let postgres = match &c.url {
+            Some(url) => self.postgres_url(url).map(|url| {
+                Some(PostgresSpec {
+                    url,
+                    password: password.clone().flatten(),
+                })
+            }),
+            None => {
+                if password.as_ref().is_some_and(Option::is_some) {
+                    self.problem(
+                        "store.password_env/_file: only read with store.url; set store.url \
+                         (postgres://user@host:5432/db) or remove the password"
+                            .into(),
+                    );
+                    ok = false;
+                }
+                Some(None)
+            }
+        };
+        let (Some(postgres), Some(_)) = (postgres, password) else {
+            return None;
+        };
         ok.then(|| StoreSpec {
             data_dir: c.data_dir.clone(),
+            postgres,
             retention: Retention {
                 payloads: r.payloads,
                 ignored: r.ignored,
                 deliveries: r.deliveries,
             },
         })
+    }
+
+    /// `store.url`: PostgreSQL with a host; the password stays out of the file, and TLS modes
+    /// other than `disable` are refused, since the connection is not encrypted yet.
+    fn postgres_url(&mut self, text: &str) -> Option<String> {
+        const EXAMPLE: &str = "postgres://deploybot@db.internal:5432/deploybot";
+        let Ok(url) = Url::parse(text) else {
+            self.problem(format!(
+                "store.url: not a URL; write it as {EXAMPLE} (the password in \
+                 store.password_env or store.password_file)"
+            ));
+            return None;
+        };
+        let mut ok = true;
+        if !matches!(url.scheme(), "postgres" | "postgresql") || url.host_str().is_none() {
+            self.problem(format!(
+                "store.url: must be a postgres:// URL with a host; write it as {EXAMPLE}, or \
+                 remove store.url to keep the SQLite store under store.data_dir"
+            ));
+            ok = false;
+        }
+        if url.password().is_some() {
+            // Never echo the URL here: it holds the password.
+            self.problem(
+                "store.url: holds a password; move it to store.password_env or \
+                 store.password_file, so the config file holds no secret"
+                    .into(),
+            );
+            ok = false;
+        }
+        for (key, value) in url.query_pairs() {
+            if key == "sslmode" && value != "disable" {
+                self.problem(format!(
+                    "store.url: sslmode={value} is not supported yet (deploybot connects to \
+                     PostgreSQL without TLS); use sslmode=disable on a private network, or \
+                     reach the database through a TLS proxy on localhost"
+                ));
+                ok = false;
+            }
+        }
+        ok.then(|| text.to_string())
     }
 
     fn alerts(&mut self, c: &raw::AlertsConfig) -> Option<AlertsSpec> {

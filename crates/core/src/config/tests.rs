@@ -905,3 +905,50 @@ fn a_change_releases_the_services_whose_paths_it_touches() {
             .contains("services[0].paths[0]: \"src/[\" is not a glob")
     );
 }
+
+#[test]
+fn store_url_selects_postgres_with_its_password_kept_out_of_the_file() {
+    assert!(parse("").store.postgres.is_none(), "SQLite by default");
+    let c = parse(
+        "store:\n  url: postgres://deploybot@db.internal:5432/deploybot\n  \
+         password_env: PGPASSWORD\n",
+    );
+    let pg = c.store.postgres.expect("store.url selects PostgreSQL");
+    assert_eq!(pg.url, "postgres://deploybot@db.internal:5432/deploybot");
+    assert_eq!(pg.password, Some(SecretRef::Env("PGPASSWORD".into())));
+    // The password is a secret in use: checked for presence like the others.
+    let p = problems_with(
+        "store:\n  url: postgres://bot@db/x\n  password_env: PGPASSWORD\n",
+        &Env(&[]),
+    );
+    assert!(p.contains("store.password_env (PGPASSWORD)"), "{p}");
+    // A URL without a password (trust, peer or a .pgpass-less proxy) needs none.
+    assert!(
+        parse("store:\n  url: postgres://bot@db/x?sslmode=disable\n")
+            .store
+            .postgres
+            .is_some_and(|p| p.password.is_none())
+    );
+}
+
+#[test]
+fn unsafe_or_unsupported_store_urls_are_refused_naming_the_fix() {
+    let p = problems("store:\n  url: postgres://bot:hunter2@db/x\n");
+    assert!(
+        p.contains("store.url: holds a password; move it to store.password_env"),
+        "{p}"
+    );
+    assert!(!p.contains("hunter2"), "the password is never echoed: {p}");
+    let p = problems("store:\n  url: postgres://bot@db/x?sslmode=require\n");
+    assert!(
+        p.contains("sslmode=require is not supported yet") && p.contains("sslmode=disable"),
+        "{p}"
+    );
+    let p = problems("store:\n  url: mysql://bot@db/x\n");
+    assert!(p.contains("must be a postgres:// URL with a host"), "{p}");
+    let p = problems("store:\n  password_file: /run/secrets/pg\n");
+    assert!(
+        p.contains("store.password_env/_file: only read with store.url"),
+        "{p}"
+    );
+}

@@ -117,6 +117,7 @@ pub mod comment;
 pub mod config;
 pub mod evidence;
 pub mod input;
+pub mod lease;
 pub mod legacy;
 pub mod metrics;
 pub mod page;

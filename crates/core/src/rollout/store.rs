@@ -1,11 +1,12 @@
 //! The rollout persistence port: what the shell needs from a store of rollouts (create, save a
 //! transition with its audit row, read live and recent ones, the audit trail, the metric
-//! history), in the core's types. The SQLite implementation is the shell's
+//! history), in the core's types. The implementations (SQLite and PostgreSQL) are the shell's
 //! (`deploybot::adapters::store`).
 
 use chrono::{DateTime, Utc};
 
 use super::input::{Effect, Input};
+use super::lease::{Acquire, Lease};
 use super::record::{MetricPoint, Rollout};
 use super::step::Transition;
 
@@ -28,6 +29,12 @@ pub enum RolloutStoreError {
     Conflict { id: String },
     #[error("saving rollout {id}: no such rollout")]
     NotFound { id: String },
+    /// The writer's lease was taken over (`rollout::lease`): it must stop driving the rollout.
+    #[error(
+        "saving rollout {id}: fenced out; token {fence} is no longer the rollout's lease \
+         (another replica took it over)"
+    )]
+    Fenced { id: String, fence: i64 },
     #[error("reading rollout {id}: stored record is not valid: {message}")]
     Corrupt { id: String, message: String },
 }
@@ -83,4 +90,33 @@ pub trait RolloutStore {
     ) -> Result<(), RolloutStoreError>;
     /// The metric history of `deploy_id`, oldest first (then by metric name).
     fn metrics(&self, deploy_id: &str) -> Result<Vec<MetricPoint>, RolloutStoreError>;
+    /// Takes or renews the lease of rollout `deploy_id` for `holder` until `now + ttl` (Unix
+    /// ms), as `lease::claim` decides. A store only one process uses has nobody to share a
+    /// rollout with: it grants every lease, with token 0.
+    fn acquire_lease(
+        &self,
+        deploy_id: &str,
+        holder: &str,
+        now: i64,
+        ttl: i64,
+    ) -> Result<Acquire, RolloutStoreError> {
+        Ok(Acquire::Granted(Lease {
+            deploy_id: deploy_id.to_string(),
+            holder: holder.to_string(),
+            fence: 0,
+            expires_at: now.saturating_add(ttl),
+        }))
+    }
+    /// [`RolloutStore::save`], only while `lease`'s token is the rollout's current one
+    /// (`Fenced` otherwise). A store only one process uses saves as `save` does.
+    fn save_fenced(
+        &self,
+        before: &Rollout,
+        input: &Input,
+        t: &Transition,
+        lease: &Lease,
+    ) -> Result<(), RolloutStoreError> {
+        let _ = lease;
+        self.save(before, input, t)
+    }
 }
