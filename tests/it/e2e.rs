@@ -68,34 +68,41 @@ pub(crate) fn timeline_start() -> i64 {
     (now - (SPAN + 5) * 60) / 60 * 60
 }
 
-/// Counters per 15-second scrape: baseline 3000 requests, canary 1000 (a 25 % share, the first
-/// canary step), 0.5 % errors on both; the staging canary 15 % after `REGRESSION_AT`.
+/// Minute of the timeline from which `cart`'s staging canary fails 15 % of its requests: from
+/// the start, so every `cart` release regresses (`org`'s monorepo, where `checkout` is healthy).
+pub(crate) const CART_REGRESSION_AT: i64 = 0;
+
+/// Counters per 15-second scrape, per service: baseline 3000 requests, canary 1000 (a 25 %
+/// share, the first canary step), 0.5 % errors on both; the staging canary 15 % after
+/// `REGRESSION_AT` for `checkout`, `CART_REGRESSION_AT` for `cart`.
 fn openmetrics(start: i64) -> String {
     use std::fmt::Write as _;
     let mut s = String::from("# TYPE http_requests counter\n");
-    for env in ["staging", "production"] {
-        for track in ["baseline", "canary"] {
-            for code in ["200", "500"] {
-                let mut value = 1_000u64;
-                for k in 0..=(SPAN * 4) {
-                    let minute = k / 4;
-                    let wobble = (k % 3) as u64;
-                    let (requests, errors) = match track {
-                        "baseline" => (3000, 14 + wobble),
-                        _ if env == "staging" && minute >= REGRESSION_AT => (1000, 150),
-                        _ => (1000, 4 + wobble),
-                    };
-                    value += if code == "500" {
-                        errors
-                    } else {
-                        requests - errors
-                    };
-                    writeln!(
+    for (service, regression_at) in [("checkout", REGRESSION_AT), ("cart", CART_REGRESSION_AT)] {
+        for env in ["staging", "production"] {
+            for track in ["baseline", "canary"] {
+                for code in ["200", "500"] {
+                    let mut value = 1_000u64;
+                    for k in 0..=(SPAN * 4) {
+                        let minute = k / 4;
+                        let wobble = (k % 3) as u64;
+                        let (requests, errors) = match track {
+                            "baseline" => (3000, 14 + wobble),
+                            _ if env == "staging" && minute >= regression_at => (1000, 150),
+                            _ => (1000, 4 + wobble),
+                        };
+                        value += if code == "500" {
+                            errors
+                        } else {
+                            requests - errors
+                        };
+                        writeln!(
                         s,
-                        r#"http_requests_total{{service="checkout",environment="{env}",track="{track}",code="{code}"}} {value} {}"#,
+                        r#"http_requests_total{{service="{service}",environment="{env}",track="{track}",code="{code}"}} {value} {}"#,
                         start + k * 15
                     )
                     .unwrap();
+                    }
                 }
             }
         }
@@ -127,7 +134,7 @@ pub(crate) struct World {
     pub(crate) gh: FakeGithub,
     pub(crate) repo: BareRepo,
     prometheus: PrometheusServer,
-    argo: FakeArgoCd,
+    pub(crate) argo: FakeArgoCd,
     pub(crate) clock: VirtualClock,
     _git: GitHttp,
     _tmp: tempfile::TempDir,
@@ -334,6 +341,18 @@ impl World {
 
     /// A merged app PR `number` whose merge commit is `sha`, with one small code change.
     pub(crate) fn merged_pr(&self, number: u64, sha: &str, title: &str) -> Value {
+        self.merged_pr_touching(number, sha, title, &["src/cart/coupon.rs"])
+    }
+
+    /// A merged app PR `number` whose merge commit is `sha`, with the same small change to
+    /// each of `paths` (which decide, in a monorepo, the services it releases).
+    pub(crate) fn merged_pr_touching(
+        &self,
+        number: u64,
+        sha: &str,
+        title: &str,
+        paths: &[&str],
+    ) -> Value {
         let mut payload = webhook("pull_request", "closed");
         let pr = &mut payload["pull_request"];
         pr["number"] = json!(number);
@@ -346,13 +365,18 @@ impl World {
         self.gh.push_to(
             number,
             &format!("{:040x}", number),
-            vec![file(
-                "src/cart/coupon.rs",
-                "modified",
-                3,
-                1,
-                Some("@@ -1,2 +1,4 @@\n a\n-b\n+c\n+d\n+e\n"),
-            )],
+            paths
+                .iter()
+                .map(|path| {
+                    file(
+                        path,
+                        "modified",
+                        3,
+                        1,
+                        Some("@@ -1,2 +1,4 @@\n a\n-b\n+c\n+d\n+e\n"),
+                    )
+                })
+                .collect(),
             &[title],
         );
         payload
