@@ -26,11 +26,12 @@
 //! production, `cart` is reverted in staging by a revert PR touching only its files. A PR
 //! touching one service releases that one. Then Argo CD lags behind a merged step while a
 //! person's merge overwrites deploybot's canary image; when Argo CD syncs that tip, which
-//! contains deploybot's commit but not its value, the rollout pauses (`Input::Overwritten`)
-//! naming the file and both values, judges nothing, reverts nothing.
+//! contains deploybot's commit but not its value, the rollout pauses and alerts
+//! (`Input::Overwritten`) naming the file and both values, judges nothing, reverts nothing. A PR
+//! touching neither service releases nothing; `/deploy cart` on it starts `cart` alone.
 //!
-//! Not exercised here: `/deploy SERVICE` and an approval PR in the monorepo (the first test has
-//! one for a single service).
+//! Not exercised here: an approval PR in the monorepo (the first test has one for a single
+//! service).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -324,7 +325,7 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
     w.deliver(
         &app,
         "pull_request",
-        &w.merged_pr(103, sha3, "Orders: currency"),
+        &w.merged_pr(303, sha3, "Orders: currency"),
     )
     .await;
     org.run_until(&app, 20, "regression rolled back", |all| {
@@ -380,7 +381,7 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
     let sha4 = "4444444444444444444444444444444444444444";
     let tag4 = "sha-4444444";
     w.gh.add_check_run(sha4, "test", "completed", Some("success"));
-    w.deliver(&app, "pull_request", &w.merged_pr(104, sha4, "Docs"))
+    w.deliver(&app, "pull_request", &w.merged_pr(404, sha4, "Docs"))
         .await;
     org.run_until(&app, 3, "the first step's PR waiting", |_| {
         w.gh.open_prs().iter().any(|p| {
@@ -423,7 +424,7 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
         .deliver(
             &app,
             "issue_comment",
-            &w.comment_on(104, "alice", "/resume"),
+            &w.comment_on(404, "alice", "/resume"),
         )
         .await;
     assert!(note.contains("resume"), "{note}");
@@ -445,7 +446,7 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
     w.deliver(
         &app,
         "issue_comment",
-        &w.comment_on(104, "alice", "/rollback"),
+        &w.comment_on(404, "alice", "/rollback"),
     )
     .await;
     org.run_until(&app, 15, "the revert given up on", |all| {
@@ -481,9 +482,9 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
     );
     assert!(w.show(canary).contains("sha-4444444"), "nothing bypassed");
     assert!(
-        w.comments_on(104).iter().any(|c| c.contains("revert")),
+        w.comments_on(404).iter().any(|c| c.contains("revert")),
         "{:#?}",
-        w.comments_on(104)
+        w.comments_on(404)
     );
     let resp = app
         .admin
@@ -562,6 +563,23 @@ fn main_moved_only_by_merges(w: &World, log: &Path, seed: &str, people: &[&str])
         }
     }
     assert!(per_branch.values().all(|n| *n == 1), "{per_branch:#?}");
+    // The fake numbers app and GitOps PRs from one counter, and finds a PR by its number: an
+    // app PR the test adds under a number deploybot's PRs already took would be read in their
+    // place, and its comments mixed with theirs.
+    let numbers: Vec<u64> =
+        w.gh.state
+            .lock()
+            .unwrap()
+            .pulls
+            .iter()
+            .filter_map(|p| p["number"].as_u64())
+            .collect();
+    let distinct: std::collections::BTreeSet<u64> = numbers.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        numbers.len(),
+        "a PR number taken twice: {numbers:?}"
+    );
 }
 
 /// A rollout of `service`'s `tag` in `env` (two services of a monorepo share their image tags).
@@ -782,7 +800,7 @@ async fn a_monorepo_releases_each_service_it_touches_and_an_overwrite_pauses() {
             &app,
             "pull_request",
             &w.merged_pr_touching(
-                202,
+                302,
                 sha2,
                 "Checkout: receipts",
                 &["services/checkout/src/receipt.rs"],
@@ -851,10 +869,61 @@ async fn a_monorepo_releases_each_service_it_touches_and_an_overwrite_pauses() {
     );
     assert!(prs_of(w, "deploybot/checkout/", "sha-5252525-revert-").is_empty());
     assert!(
-        w.comments_on(202).iter().any(|c| c.contains("Paused")),
+        w.comments_on(302).iter().any(|c| c.contains("Paused")),
         "{:#?}",
-        w.comments_on(202)
+        w.comments_on(302)
     );
+    let resp = app
+        .admin
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(
+        metrics.contains(r#"deploybot_rollout_alerts_total{level="warn",notice="paused"} 1"#),
+        "the overwrite alerts: {metrics}"
+    );
+
+    // 3. A merged PR touching neither service's paths releases nothing and says so; a writer's
+    //    `/deploy cart` on it starts cart alone (its staging hold, left by the rollback,
+    //    released first).
+    let sha3 = "5353535353535353535353535353535353535353";
+    let tag3 = "sha-5353535";
+    w.gh.add_check_run(sha3, "test", "completed", Some("success"));
+    let note = w
+        .deliver(
+            &app,
+            "pull_request",
+            &w.merged_pr_touching(403, sha3, "Docs: runbook", &["docs/runbook.md"]),
+        )
+        .await;
+    assert!(note.contains("touches none of the paths"), "{note}");
+    let all = app.store.recent(None, 20).unwrap();
+    assert!(
+        all.iter().all(|r| r.image_tag() != tag3),
+        "nothing released"
+    );
+    deploybot::adapters::store::holds::release(&app.store, "cart", "staging").unwrap();
+    w.gh.set_permission("alice", "write");
+    let note = w
+        .deliver(
+            &app,
+            "issue_comment",
+            &w.comment_on(403, "alice", "/deploy cart"),
+        )
+        .await;
+    assert!(note.contains("/deploy by @alice"), "{note}");
+    let all = app.store.recent(None, 20).unwrap();
+    assert!(of(&all, "cart", "staging", tag3).is_some(), "{all:#?}");
+    assert!(of(&all, "checkout", "staging", tag3).is_none(), "{all:#?}");
     app.shutdown(std::time::Duration::from_secs(10)).await;
 
     // All of it as the App, through tokens that expired many times over; Argo CD was asked
