@@ -419,6 +419,28 @@ impl World {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The fake numbers app and GitOps PRs from one counter and finds a PR by its number: an
+    /// app PR a test adds under a number deploybot's PRs already took would be read in their
+    /// place, and its comments mixed with theirs. App PRs therefore take numbers above any
+    /// deploybot opened, which this checks at the end of a test.
+    pub(crate) fn assert_pr_numbers_unique(&self) {
+        let numbers: Vec<u64> = self
+            .gh
+            .state
+            .lock()
+            .unwrap()
+            .pulls
+            .iter()
+            .filter_map(|p| p["number"].as_u64())
+            .collect();
+        let distinct: std::collections::BTreeSet<u64> = numbers.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            numbers.len(),
+            "a PR number taken twice: {numbers:?}"
+        );
+    }
+
     pub(crate) fn comments_on(&self, number: u64) -> Vec<String> {
         self.gh
             .state
@@ -586,7 +608,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     w.deliver(
         &app,
         "pull_request",
-        &w.merged_pr(102, sha2, "Orders: totals"),
+        &w.merged_pr(202, sha2, "Orders: totals"),
     )
     .await;
     w.run_until(&app, 10, "second change live in staging", |all| {
@@ -613,7 +635,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         .deliver(
             &app,
             "issue_comment",
-            &w.comment_on(102, "dave", "/rollback"),
+            &w.comment_on(202, "dave", "/rollback"),
         )
         .await;
     assert!(note.contains("refused /rollback by dave"), "{note}");
@@ -623,7 +645,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         "a reader's /rollback changes nothing"
     );
     assert!(
-        w.comments_on(102)
+        w.comments_on(202)
             .iter()
             .any(|c| c.contains("needs write access"))
     );
@@ -631,7 +653,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         .deliver(
             &app,
             "issue_comment",
-            &w.comment_on(102, "alice", "/rollback"),
+            &w.comment_on(202, "alice", "/rollback"),
         )
         .await;
     assert!(note.contains("/rollback by alice"), "{note}");
@@ -670,7 +692,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         .deliver(
             &app,
             "issue_comment",
-            &w.comment_on(102, "alice", "/hold cancel"),
+            &w.comment_on(202, "alice", "/hold cancel"),
         )
         .await;
     assert!(note.contains("released"), "{note}");
@@ -687,7 +709,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     w.deliver(
         &app,
         "pull_request",
-        &w.merged_pr(103, sha3, "Orders: currency"),
+        &w.merged_pr(303, sha3, "Orders: currency"),
     )
     .await;
     w.run_until(&app, 15, "regression rolled back", |all| {
@@ -725,15 +747,15 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     assert!(
         labels
             .iter()
-            .any(|(n, l)| *n == 103 && l.contains(&"deploy/rolled-back".to_string())),
+            .any(|(n, l)| *n == 303 && l.contains(&"deploy/rolled-back".to_string())),
         "{labels:?}"
     );
     assert!(
-        w.comments_on(103).iter().any(|c| c.contains("Rolled back")
+        w.comments_on(303).iter().any(|c| c.contains("Rolled back")
             && c.contains("error-rate")
             && c.contains("(regression; canary ")),
         "{:#?}",
-        w.comments_on(103)
+        w.comments_on(303)
     );
     deploybot::adapters::store::holds::release(&app.store, "checkout", "staging").unwrap();
 
@@ -741,7 +763,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     let sha4 = "4444444444444444444444444444444444444444";
     let tag4 = "sha-4444444";
     w.gh.add_check_run(sha4, "test", "completed", Some("success"));
-    w.deliver(&app, "pull_request", &w.merged_pr(104, sha4, "Docs"))
+    w.deliver(&app, "pull_request", &w.merged_pr(404, sha4, "Docs"))
         .await;
     w.run_until(&app, 5, "fourth change synced", |all| {
         find(all, "staging", tag4).is_some_and(|r| r.traffic().percent() == 25)
@@ -763,7 +785,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     );
     assert_eq!(r4.commits.len(), 1, "never promoted past the first step");
     assert_eq!(w.git_log().len(), commits);
-    assert!(w.comments_on(104).iter().any(|c| c.contains("Paused")));
+    assert!(w.comments_on(404).iter().any(|c| c.contains("Paused")));
     // The pause is an alert on /metrics too, for the platform team's own alerting.
     let resp = app
         .admin
@@ -785,6 +807,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     );
     assert!(!w.argo.requests_for("checkout-production").is_empty());
     assert_eq!(w.argo.violations(), Vec::<String>::new());
+    w.assert_pr_numbers_unique();
     app.shutdown(Duration::from_secs(10)).await;
 
     // All of it as the App: tokens minted as they expired, the installation taken from the

@@ -563,23 +563,7 @@ fn main_moved_only_by_merges(w: &World, log: &Path, seed: &str, people: &[&str])
         }
     }
     assert!(per_branch.values().all(|n| *n == 1), "{per_branch:#?}");
-    // The fake numbers app and GitOps PRs from one counter, and finds a PR by its number: an
-    // app PR the test adds under a number deploybot's PRs already took would be read in their
-    // place, and its comments mixed with theirs.
-    let numbers: Vec<u64> =
-        w.gh.state
-            .lock()
-            .unwrap()
-            .pulls
-            .iter()
-            .filter_map(|p| p["number"].as_u64())
-            .collect();
-    let distinct: std::collections::BTreeSet<u64> = numbers.iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        numbers.len(),
-        "a PR number taken twice: {numbers:?}"
-    );
+    w.assert_pr_numbers_unique();
 }
 
 /// A rollout of `service`'s `tag` in `env` (two services of a monorepo share their image tags).
