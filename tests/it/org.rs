@@ -909,6 +909,13 @@ async fn a_monorepo_releases_each_service_it_touches_and_an_overwrite_pauses() {
         )
         .await;
     assert!(note.contains("touches none of the paths"), "{note}");
+    assert!(
+        w.comments_on(403)
+            .iter()
+            .any(|c| c.contains("releases nothing")),
+        "{:#?}",
+        w.comments_on(403)
+    );
     let all = app.store.recent(None, 20).unwrap();
     assert!(
         all.iter().all(|r| r.image_tag() != tag3),
@@ -929,9 +936,9 @@ async fn a_monorepo_releases_each_service_it_touches_and_an_overwrite_pauses() {
     assert!(of(&all, "checkout", "staging", tag3).is_none(), "{all:#?}");
     app.shutdown(std::time::Duration::from_secs(10)).await;
 
-    // All of it as the App, through tokens that expired many times over; Argo CD was asked
-    // only what its API description allows, for both services' Applications.
-    assert!(w.gh.minted() >= 3, "{} tokens", w.gh.minted());
+    // All of it as the App, the rollouts outliving their first (two-second) tokens; Argo CD
+    // was asked only what its API description allows, for both services' Applications.
+    assert!(w.gh.minted() >= 2, "{} tokens", w.gh.minted());
     assert!(!w.argo.requests_for("cart-staging").is_empty());
     assert_eq!(w.argo.violations(), Vec::<String>::new());
     main_moved_only_by_merges(w, &log, &seed);
