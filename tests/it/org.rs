@@ -682,6 +682,13 @@ async fn a_monorepo_releases_each_service_it_touches_and_an_overwrite_pauses() {
     for id in ["checkout-staging-sha-5151515", "cart-staging-sha-5151515"] {
         assert!(note.contains(id), "{id} not started: {note}");
     }
+    assert!(
+        w.comments_on(201)
+            .iter()
+            .any(|c| c.contains("| Services | `checkout`, `cart` (released when merged) |")),
+        "{:#?}",
+        w.comments_on(201)
+    );
     org.run_until(&app, 60, "checkout in production, cart reverted", |all| {
         of(all, "checkout", "production", tag1).is_some_and(|r| r.phase() == Phase::Complete)
             && of(all, "cart", "staging", tag1).is_some_and(|r| r.reverted_as().is_some())
@@ -793,6 +800,13 @@ async fn a_monorepo_releases_each_service_it_touches_and_an_overwrite_pauses() {
         .await;
     assert!(note.contains("checkout-staging-sha-5252525"), "{note}");
     assert!(!note.contains("cart-"), "{note}");
+    assert!(
+        w.comments_on(302)
+            .iter()
+            .any(|c| c.contains("| Services | `checkout` (released when merged) |")),
+        "{:#?}",
+        w.comments_on(302)
+    );
     org.run_until(&app, 5, "the first step merged, Argo CD behind", |all| {
         of(all, "checkout", "staging", tag2).is_some_and(|r| !r.commits.is_empty())
     })
