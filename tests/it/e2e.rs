@@ -68,34 +68,41 @@ pub(crate) fn timeline_start() -> i64 {
     (now - (SPAN + 5) * 60) / 60 * 60
 }
 
-/// Counters per 15-second scrape: baseline 3000 requests, canary 1000 (a 25 % share, the first
-/// canary step), 0.5 % errors on both; the staging canary 15 % after `REGRESSION_AT`.
+/// Minute of the timeline from which `cart`'s staging canary fails 15 % of its requests: from
+/// the start, so every `cart` release regresses (`org`'s monorepo, where `checkout` is healthy).
+pub(crate) const CART_REGRESSION_AT: i64 = 0;
+
+/// Counters per 15-second scrape, per service: baseline 3000 requests, canary 1000 (a 25 %
+/// share, the first canary step), 0.5 % errors on both; the staging canary 15 % after
+/// `REGRESSION_AT` for `checkout`, `CART_REGRESSION_AT` for `cart`.
 fn openmetrics(start: i64) -> String {
     use std::fmt::Write as _;
     let mut s = String::from("# TYPE http_requests counter\n");
-    for env in ["staging", "production"] {
-        for track in ["baseline", "canary"] {
-            for code in ["200", "500"] {
-                let mut value = 1_000u64;
-                for k in 0..=(SPAN * 4) {
-                    let minute = k / 4;
-                    let wobble = (k % 3) as u64;
-                    let (requests, errors) = match track {
-                        "baseline" => (3000, 14 + wobble),
-                        _ if env == "staging" && minute >= REGRESSION_AT => (1000, 150),
-                        _ => (1000, 4 + wobble),
-                    };
-                    value += if code == "500" {
-                        errors
-                    } else {
-                        requests - errors
-                    };
-                    writeln!(
+    for (service, regression_at) in [("checkout", REGRESSION_AT), ("cart", CART_REGRESSION_AT)] {
+        for env in ["staging", "production"] {
+            for track in ["baseline", "canary"] {
+                for code in ["200", "500"] {
+                    let mut value = 1_000u64;
+                    for k in 0..=(SPAN * 4) {
+                        let minute = k / 4;
+                        let wobble = (k % 3) as u64;
+                        let (requests, errors) = match track {
+                            "baseline" => (3000, 14 + wobble),
+                            _ if env == "staging" && minute >= regression_at => (1000, 150),
+                            _ => (1000, 4 + wobble),
+                        };
+                        value += if code == "500" {
+                            errors
+                        } else {
+                            requests - errors
+                        };
+                        writeln!(
                         s,
-                        r#"http_requests_total{{service="checkout",environment="{env}",track="{track}",code="{code}"}} {value} {}"#,
+                        r#"http_requests_total{{service="{service}",environment="{env}",track="{track}",code="{code}"}} {value} {}"#,
                         start + k * 15
                     )
                     .unwrap();
+                    }
                 }
             }
         }
@@ -127,7 +134,7 @@ pub(crate) struct World {
     pub(crate) gh: FakeGithub,
     pub(crate) repo: BareRepo,
     prometheus: PrometheusServer,
-    argo: FakeArgoCd,
+    pub(crate) argo: FakeArgoCd,
     pub(crate) clock: VirtualClock,
     _git: GitHttp,
     _tmp: tempfile::TempDir,
@@ -334,6 +341,18 @@ impl World {
 
     /// A merged app PR `number` whose merge commit is `sha`, with one small code change.
     pub(crate) fn merged_pr(&self, number: u64, sha: &str, title: &str) -> Value {
+        self.merged_pr_touching(number, sha, title, &["src/cart/coupon.rs"])
+    }
+
+    /// A merged app PR `number` whose merge commit is `sha`, with the same small change to
+    /// each of `paths` (which decide, in a monorepo, the services it releases).
+    pub(crate) fn merged_pr_touching(
+        &self,
+        number: u64,
+        sha: &str,
+        title: &str,
+        paths: &[&str],
+    ) -> Value {
         let mut payload = webhook("pull_request", "closed");
         let pr = &mut payload["pull_request"];
         pr["number"] = json!(number);
@@ -346,13 +365,18 @@ impl World {
         self.gh.push_to(
             number,
             &format!("{:040x}", number),
-            vec![file(
-                "src/cart/coupon.rs",
-                "modified",
-                3,
-                1,
-                Some("@@ -1,2 +1,4 @@\n a\n-b\n+c\n+d\n+e\n"),
-            )],
+            paths
+                .iter()
+                .map(|path| {
+                    file(
+                        path,
+                        "modified",
+                        3,
+                        1,
+                        Some("@@ -1,2 +1,4 @@\n a\n-b\n+c\n+d\n+e\n"),
+                    )
+                })
+                .collect(),
             &[title],
         );
         payload
@@ -393,6 +417,28 @@ impl World {
             .output()
             .unwrap();
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The fake numbers app and GitOps PRs from one counter and finds a PR by its number: an
+    /// app PR a test adds under a number deploybot's PRs already took would be read in their
+    /// place, and its comments mixed with theirs. App PRs therefore take numbers above any
+    /// deploybot opened, which this checks at the end of a test.
+    pub(crate) fn assert_pr_numbers_unique(&self) {
+        let numbers: Vec<u64> = self
+            .gh
+            .state
+            .lock()
+            .unwrap()
+            .pulls
+            .iter()
+            .filter_map(|p| p["number"].as_u64())
+            .collect();
+        let distinct: std::collections::BTreeSet<u64> = numbers.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            numbers.len(),
+            "a PR number taken twice: {numbers:?}"
+        );
     }
 
     pub(crate) fn comments_on(&self, number: u64) -> Vec<String> {
@@ -562,7 +608,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     w.deliver(
         &app,
         "pull_request",
-        &w.merged_pr(102, sha2, "Orders: totals"),
+        &w.merged_pr(202, sha2, "Orders: totals"),
     )
     .await;
     w.run_until(&app, 10, "second change live in staging", |all| {
@@ -589,7 +635,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         .deliver(
             &app,
             "issue_comment",
-            &w.comment_on(102, "dave", "/rollback"),
+            &w.comment_on(202, "dave", "/rollback"),
         )
         .await;
     assert!(note.contains("refused /rollback by dave"), "{note}");
@@ -599,7 +645,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         "a reader's /rollback changes nothing"
     );
     assert!(
-        w.comments_on(102)
+        w.comments_on(202)
             .iter()
             .any(|c| c.contains("needs write access"))
     );
@@ -607,7 +653,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         .deliver(
             &app,
             "issue_comment",
-            &w.comment_on(102, "alice", "/rollback"),
+            &w.comment_on(202, "alice", "/rollback"),
         )
         .await;
     assert!(note.contains("/rollback by alice"), "{note}");
@@ -646,7 +692,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
         .deliver(
             &app,
             "issue_comment",
-            &w.comment_on(102, "alice", "/hold cancel"),
+            &w.comment_on(202, "alice", "/hold cancel"),
         )
         .await;
     assert!(note.contains("released"), "{note}");
@@ -663,7 +709,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     w.deliver(
         &app,
         "pull_request",
-        &w.merged_pr(103, sha3, "Orders: currency"),
+        &w.merged_pr(303, sha3, "Orders: currency"),
     )
     .await;
     w.run_until(&app, 15, "regression rolled back", |all| {
@@ -701,15 +747,15 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     assert!(
         labels
             .iter()
-            .any(|(n, l)| *n == 103 && l.contains(&"deploy/rolled-back".to_string())),
+            .any(|(n, l)| *n == 303 && l.contains(&"deploy/rolled-back".to_string())),
         "{labels:?}"
     );
     assert!(
-        w.comments_on(103).iter().any(|c| c.contains("Rolled back")
+        w.comments_on(303).iter().any(|c| c.contains("Rolled back")
             && c.contains("error-rate")
             && c.contains("(regression; canary ")),
         "{:#?}",
-        w.comments_on(103)
+        w.comments_on(303)
     );
     deploybot::adapters::store::holds::release(&app.store, "checkout", "staging").unwrap();
 
@@ -717,7 +763,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     let sha4 = "4444444444444444444444444444444444444444";
     let tag4 = "sha-4444444";
     w.gh.add_check_run(sha4, "test", "completed", Some("success"));
-    w.deliver(&app, "pull_request", &w.merged_pr(104, sha4, "Docs"))
+    w.deliver(&app, "pull_request", &w.merged_pr(404, sha4, "Docs"))
         .await;
     w.run_until(&app, 5, "fourth change synced", |all| {
         find(all, "staging", tag4).is_some_and(|r| r.traffic().percent() == 25)
@@ -739,7 +785,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     );
     assert_eq!(r4.commits.len(), 1, "never promoted past the first step");
     assert_eq!(w.git_log().len(), commits);
-    assert!(w.comments_on(104).iter().any(|c| c.contains("Paused")));
+    assert!(w.comments_on(404).iter().any(|c| c.contains("Paused")));
     // The pause is an alert on /metrics too, for the platform team's own alerting.
     let resp = app
         .admin
@@ -761,6 +807,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     );
     assert!(!w.argo.requests_for("checkout-production").is_empty());
     assert_eq!(w.argo.violations(), Vec::<String>::new());
+    w.assert_pr_numbers_unique();
     app.shutdown(Duration::from_secs(10)).await;
 
     // All of it as the App: tokens minted as they expired, the installation taken from the
