@@ -790,6 +790,21 @@ impl<W: WindowSource> LiveRunner<W> {
         let (_, _, env) = environment_of(&self.parts.config, r)?;
         let gitops = self.repo(env)?;
         let why = revert_reason(reason, evidence);
+        // The approval PR may have been merged by a process killed before it could record the
+        // merge: the merge is then this rollout's change all the same (with whatever else its
+        // approved head carried), and is reverted as a whole, as a recorded one would be.
+        let mut merges = listed.merges.to_vec();
+        if let Some(sha) = self.unrecorded_approval_merge(r).await?
+            && !merges.contains(&sha)
+        {
+            tracing::warn!(rollout = %r.deploy_id, %sha, "the approval PR was merged before its merge was recorded: reverting it with the rest");
+            merges.push(sha);
+        }
+        let listed = &RevertList {
+            commits: listed.commits,
+            find: listed.find,
+            merges: &merges,
+        };
         let known: Vec<String> = listed
             .commits
             .iter()
@@ -815,6 +830,20 @@ impl<W: WindowSource> LiveRunner<W> {
         };
         tracing::warn!(rollout = %r.deploy_id, %sha, reverted = order.len(), "rolled back through git: {reason}");
         Ok(Input::Reverted { sha })
+    }
+
+    /// The merge commit of this rollout's approval PR when GitHub says it was merged but the
+    /// rollout's record does not have it.
+    async fn unrecorded_approval_merge(&self, r: &Rollout) -> Result<Option<String>, Failure> {
+        let Some(link) = approval_prs::approval_pr(&self.parts.store, &r.deploy_id)? else {
+            return Ok(None);
+        };
+        let repo: RepoName = link.repo.parse().map_err(Failure::refused)?;
+        let pr = self.github()?.pull_request(&repo, link.number).await?;
+        Ok(match pr.merge_commit_sha {
+            Some(sha) if pr.merged && !r.commits.iter().any(|c| c.sha == sha) => Some(sha),
+            _ => None,
+        })
     }
 
     /// PR mode's revert: every commit of `order` reverted on one bot branch, whose PR is opened
