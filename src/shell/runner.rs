@@ -1124,6 +1124,9 @@ impl<W: WindowSource> LiveRunner<W> {
             Some(deploybot_core::rollout::record::Progress::Live { since, .. }) => *since,
             _ => return Err(Failure::refused("metrics asked for with no live step")),
         };
+        if let Some(overwrite) = self.overwritten_under_analysis(r).await? {
+            return Ok(overwrite);
+        }
         let step = r.settings.analysis_interval_secs.max(1);
         let start = since.timestamp();
         let now = self.now().timestamp();
@@ -1209,26 +1212,11 @@ impl<W: WindowSource> LiveRunner<W> {
             }));
         };
         let env = env?;
-        let argocd = self.parts.argocd.client(server).ok_or_else(|| {
-            Failure::refused(format!(
-                "no Argo CD client for {} ({}/{}): it was not built at start-up",
-                server.url,
-                r.service(),
-                r.environment()
-            ))
-        })?;
-        let app = config.application_name(r.service(), env);
-        let status = match argocd.application(&app, config.argocd.refresh).await {
-            Ok(status) => status,
+        let Some((app, live)) = self.argocd_liveness(r, env, server, revision).await? else {
             // Asked again on the next tick; the deadline in the record bounds the wait.
-            Err(e) if e.is_transient() => {
-                tracing::warn!(rollout = %r.deploy_id, %app, "reading Argo CD: {e}");
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+            return Ok(None);
         };
-        let (lineage, files) = self.lineage_and_files(r, env, &status, revision).await?;
-        Ok(match liveness(&status, revision, &lineage, &files) {
+        Ok(match live {
             Liveness::Live { revision: at } => {
                 if at != revision {
                     tracing::info!(rollout = %r.deploy_id, %app, %at, "synced to a later commit that carries the step");
@@ -1244,19 +1232,82 @@ impl<W: WindowSource> LiveRunner<W> {
                 revision: at,
                 path,
                 detail,
-            } => Some(Input::Overwritten {
-                reason: format!(
-                    "Argo CD application {app} is synced to {at}, which contains deploybot's \
-                     commit {revision}, but {path} no longer carries the step's values ({detail}); \
-                     someone else's version is not judged: restore the value and /resume, or \
-                     /rollback"
-                ),
-            }),
+            } => Some(overwritten(&app, &at, revision, &path, &detail)),
             Liveness::Waiting(why) => {
                 tracing::debug!(rollout = %r.deploy_id, %app, "waiting for sync: {why}");
                 None
             }
         })
+    }
+
+    /// What Argo CD's Application for `r` in `env` reports of `revision` (the step's commit), as
+    /// the shared-branch rule reads it; `None` when Argo CD could not be read for now (logged).
+    async fn argocd_liveness(
+        &self,
+        r: &Rollout,
+        env: &EnvironmentSpec,
+        server: &deploybot_core::config::ArgoCdServer,
+        revision: &str,
+    ) -> Result<Option<(String, Liveness)>, Failure> {
+        let config = &self.parts.config;
+        let argocd = self.parts.argocd.client(server).ok_or_else(|| {
+            Failure::refused(format!(
+                "no Argo CD client for {} ({}/{}): it was not built at start-up",
+                server.url,
+                r.service(),
+                r.environment()
+            ))
+        })?;
+        let app = config.application_name(r.service(), env);
+        let status = match argocd.application(&app, config.argocd.refresh).await {
+            Ok(status) => status,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(rollout = %r.deploy_id, %app, "reading Argo CD: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let (lineage, files) = self.lineage_and_files(r, env, &status, revision).await?;
+        let live = liveness(&status, revision, &lineage, &files);
+        Ok(Some((app, live)))
+    }
+
+    /// Before a canary judgement: the revision Argo CD runs must still carry the step's values.
+    /// A later commit that changed them (a person's merge, a revert by hand) makes the canary
+    /// someone else's version, which is not judged: `Overwritten` pauses instead. Anything else
+    /// (Argo CD unreachable, a sync in progress) leaves the judgement to the metrics.
+    async fn overwritten_under_analysis(&self, r: &Rollout) -> Result<Option<Input>, Failure> {
+        let config = &self.parts.config;
+        let Ok((_, _, env)) = environment_of(config, r) else {
+            return Ok(None);
+        };
+        let (Some(server), Some(step)) = (config.argocd_server(env), r.step()) else {
+            return Ok(None);
+        };
+        let Some(ours) = r
+            .commits
+            .iter()
+            .rev()
+            .find(|c| c.weight == step.weight)
+            .or(r.commits.last())
+        else {
+            return Ok(None);
+        };
+        match self.argocd_liveness(r, env, server, &ours.sha).await {
+            Ok(Some((
+                app,
+                Liveness::Overwritten {
+                    revision: at,
+                    path,
+                    detail,
+                },
+            ))) => Ok(Some(overwritten(&app, &at, &ours.sha, &path, &detail))),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::warn!(rollout = %r.deploy_id, "checking the step's values before judging: {e}");
+                Ok(None)
+            }
+        }
     }
 
     /// What the GitOps repository says of the revisions `status` reports: whether each contains
@@ -1369,6 +1420,17 @@ impl<W: WindowSource> EffectRunner for LiveRunner<W> {
                 Ok(None)
             }
         }
+    }
+}
+
+/// The pause of a step whose values someone else's commit changed at the revision Argo CD runs.
+fn overwritten(app: &str, at: &str, ours: &str, path: &str, detail: &str) -> Input {
+    Input::Overwritten {
+        reason: format!(
+            "Argo CD application {app} is synced to {at}, which contains deploybot's commit \
+             {ours}, but {path} no longer carries the step's values ({detail}); someone else's \
+             version is not judged: restore the value and /resume, or /rollback"
+        ),
     }
 }
 

@@ -473,6 +473,58 @@ async fn a_human_overwrite_of_the_steps_value_pauses_and_alerts_naming_file_and_
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
 
+/// The same overwrite after the step went live: found before the next judgement, it pauses the
+/// rollout instead of judging someone else's version under deploybot's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overwrite_under_the_analysis_pauses_before_the_next_judgement() {
+    let fake = fake_argocd::serve("argo-t0ken", vec![]).await;
+    let w = World::new(&fake, |_| String::new());
+    report_tip(&fake, "checkout-staging", &w.ws);
+    let id = w.start("1.5.0", "staging").await;
+    let judged = |w: &World| {
+        w.trail(&id)
+            .iter()
+            .filter(|(cause, _)| cause.starts_with("judged"))
+            .count()
+    };
+    for _ in 0..40 {
+        if judged(&w) >= 2 {
+            break;
+        }
+        w.tick().await;
+    }
+    let before = judged(&w);
+    assert!(before >= 2, "never judged: {:#?}", w.trail(&id));
+    let file = "apps/checkout/overlays/staging/deployment-canary.yaml";
+    commit_as_other(&w.ws, &w.scratch, "canary: back to 1.4.2 by hand", |dir| {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("checkout:1.5.0", "checkout:1.4.2")).unwrap();
+    });
+    for _ in 0..6 {
+        w.tick().await;
+    }
+    let r = w.rollout(&id);
+    assert!(matches!(r.phase(), Phase::Paused { .. }), "{r:#?}");
+    let trail = w.trail(&id);
+    let at = trail
+        .iter()
+        .position(|(cause, _)| cause == "overwritten")
+        .unwrap_or_else(|| panic!("no overwrite in {trail:#?}"));
+    assert!(
+        trail[at..]
+            .iter()
+            .all(|(cause, _)| !cause.starts_with("judged")),
+        "nothing is judged after the overwrite: {trail:#?}"
+    );
+    assert_eq!(judged(&w), before, "{trail:#?}");
+    let alert = format!("{:?}", trail[at].1);
+    for needle in [file, "1.4.2", "1.5.0", "is not judged"] {
+        assert!(alert.contains(needle), "{needle:?} not in {alert}");
+    }
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environments_read_their_own_argo_cd_and_prometheus() {
     let shared = fake_argocd::serve("shared-t0ken", vec![]).await;

@@ -51,7 +51,7 @@
 //! | 12b | Canary (Syncing) | Tick before the sync deadline | unchanged | WaitForSync (poll again) |
 //! | 13 | Canary (Syncing) | SyncFailed | Paused (or RolledBack if `on_sync_failure: rollback`) | Comment, SetStatus, Notify |
 //! | 13b | Canary (Syncing) | Overwritten (a later commit changed the step's values) | Paused, whatever `on_sync_failure` says | Comment, SetStatus, Notify |
-//! | 13c | Canary (Live) | Overwritten | rejected (nothing is syncing) | — |
+//! | 13c | Canary (Live) | Overwritten (found before a judgement: a later commit changed the step's values under the analysis) | Paused: someone else's version is not judged | Comment, SetStatus, Notify |
 //! | 14 | Canary (Live) | Tick, an interval since the last query | unchanged phase | QueryMetrics |
 //! | 15 | Canary (Live) | Tick, not due | unchanged | — |
 //! | 16 | Canary (Live) | Judged Continue | unchanged phase, snapshot recorded | — |

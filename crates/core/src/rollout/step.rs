@@ -808,8 +808,16 @@ impl Machine {
 
     /// Someone else's values run: pause and alert whatever `on_sync_failure` says, because a
     /// rollback would revert over their change and a judgement would judge their version.
+    /// Someone else's values in the step's files at the revision Argo CD runs: found while the
+    /// step syncs, or while it is judged (a later commit changed them under the analysis).
     fn overwritten(&mut self, reason: String) -> Applied {
-        self.require_syncing("an overwrite")?;
+        self.require_live("an overwrite")?;
+        if !matches!(
+            self.step_mut().map(|s| &s.progress),
+            Some(Progress::Syncing { .. } | Progress::Live { .. })
+        ) {
+            return Err("an overwrite reported but no step is committed".into());
+        }
         if self.is_paused() {
             return Ok(format!("overwritten while paused: {reason}"));
         }
@@ -1777,9 +1785,9 @@ mod tests {
                     reason: "k.yaml: newTag is 1.4.0".into(),
                 },
             ),
-            CANARY5,
-            &[],
-            Rejected,
+            "paused (overwritten: k.yaml: newTag is 1.4.0)",
+            &alert,
+            Applied,
         );
         // 14-17: analysis.
         check(
