@@ -726,76 +726,6 @@ mod tests {
         assert!(store.history("other").unwrap().is_empty());
     }
 
-    #[test]
-    fn one_live_rollout_per_service_and_environment() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let first = rollout("d1", "checkout", "production");
-        store.create(&first, "@a").unwrap();
-        let err = store
-            .create(&rollout("d2", "checkout", "production"), "@a")
-            .unwrap_err();
-        assert!(
-            matches!(&err, RolloutStoreError::LiveConflict { existing, .. } if existing == "d1"),
-            "{err}"
-        );
-        assert!(err.to_string().contains("already has a live rollout (d1)"));
-        // Another environment, or another service, is independent.
-        store
-            .create(&rollout("d3", "checkout", "staging"), "@a")
-            .unwrap();
-        store
-            .create(&rollout("d4", "cart", "production"), "@a")
-            .unwrap();
-        // Once the first is no longer live, the next may start.
-        apply(
-            &store,
-            &first,
-            Input::Command {
-                cmd: Command::Rollback,
-                by: "ops".into(),
-            },
-            5,
-        );
-        store
-            .create(&rollout("d2", "checkout", "production"), "@a")
-            .unwrap();
-        let recent = store.recent(Some("checkout"), 10).unwrap();
-        assert_eq!(recent.len(), 3);
-        assert_eq!(store.recent(None, 2).unwrap().len(), 2);
-        let live: Vec<String> = store
-            .live()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.deploy_id)
-            .collect();
-        assert_eq!(live, ["d2", "d3", "d4"]);
-    }
-
-    #[test]
-    fn a_stale_writer_cannot_overwrite_a_newer_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let r = rollout("d1", "checkout", "staging");
-        store.create(&r, "@a").unwrap();
-        let pause = Input::Command {
-            cmd: Command::Pause,
-            by: "ops".into(),
-        };
-        apply(&store, &r, pause.clone(), 1);
-        // A second writer still holding the original record.
-        let stale = step(&r, pause.clone(), t(2));
-        let err = store.save(&r, &pause, &stale).unwrap_err();
-        assert!(matches!(err, RolloutStoreError::Conflict { .. }), "{err}");
-        let ghost = rollout("nope", "x", "y");
-        let tr = step(&ghost, pause.clone(), t(1));
-        assert!(matches!(
-            store.save(&ghost, &pause, &tr).unwrap_err(),
-            RolloutStoreError::NotFound { .. }
-        ));
-        assert_eq!(store.history("checkout").unwrap().len(), 2);
-    }
-
     fn point(at: i64, metric: &str, canary: Option<f64>, baseline: Option<f64>) -> MetricPoint {
         MetricPoint {
             at: t(at),
@@ -804,60 +734,6 @@ mod tests {
             canary,
             baseline,
         }
-    }
-
-    #[test]
-    fn metric_history_is_idempotent_ordered_and_keeps_known_values() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        store
-            .create(&rollout("d1", "checkout", "staging"), "@a")
-            .unwrap();
-        store
-            .create(&rollout("d2", "cart", "staging"), "@a")
-            .unwrap();
-        // Stored out of order, across two calls that overlap by one interval.
-        store
-            .record_metrics(
-                "d1",
-                &[
-                    point(120, "error_rate", Some(0.02), Some(0.01)),
-                    point(60, "p99_latency_seconds", Some(0.25), None),
-                    point(60, "error_rate", Some(0.01), Some(0.01)),
-                ],
-            )
-            .unwrap();
-        store
-            .record_metrics(
-                "d1",
-                &[
-                    // Same interval again: the missing canary does not erase the known one,
-                    // the newly known baseline fills the gap.
-                    point(60, "p99_latency_seconds", None, Some(0.2)),
-                    point(180, "error_rate", Some(0.03), None),
-                ],
-            )
-            .unwrap();
-        store
-            .record_metrics("d2", &[point(60, "error_rate", Some(0.5), Some(0.5))])
-            .unwrap();
-        let got = store.metrics("d1").unwrap();
-        assert_eq!(
-            got,
-            [
-                point(60, "error_rate", Some(0.01), Some(0.01)),
-                point(60, "p99_latency_seconds", Some(0.25), Some(0.2)),
-                point(120, "error_rate", Some(0.02), Some(0.01)),
-                point(180, "error_rate", Some(0.03), None),
-            ]
-        );
-        // Survives a reopen; an empty batch is a no-op.
-        store.record_metrics("d1", &[]).unwrap();
-        drop(store);
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        assert_eq!(store.metrics("d1").unwrap(), got);
-        assert_eq!(store.metrics("d2").unwrap().len(), 1);
-        assert!(store.metrics("unknown").unwrap().is_empty());
     }
 
     #[test]
