@@ -461,6 +461,20 @@ fn uuid_ish() -> String {
     )
 }
 
+/// What the admin listener's `/metrics` says now.
+pub(crate) async fn admin_metrics(app: &Assembly<PrometheusWindows>) -> String {
+    let resp = app
+        .admin
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 pub(crate) fn find<'a>(all: &'a [Rollout], env: &str, tag: &str) -> Option<&'a Rollout> {
     all.iter()
         .find(|r| r.environment() == env && r.image_tag() == tag)
@@ -787,16 +801,7 @@ async fn merged_changes_roll_out_and_back_by_themselves() {
     assert_eq!(w.git_log().len(), commits);
     assert!(w.comments_on(404).iter().any(|c| c.contains("Paused")));
     // The pause is an alert on /metrics too, for the platform team's own alerting.
-    let resp = app
-        .admin
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&body);
+    let metrics = admin_metrics(&app).await;
     assert!(
         metrics.contains(r#"deploybot_rollout_alerts_total{level="warn",notice="paused"} 1"#),
         "{metrics}"

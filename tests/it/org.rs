@@ -38,7 +38,6 @@ use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use deploybot::shell::driver::Clock;
 use deploybot::shell::runner::PrometheusWindows;
@@ -46,7 +45,9 @@ use deploybot::shell::webhook::server::Assembly;
 use deploybot_core::rollout::store::RolloutStore;
 use deploybot_core::rollout::{Phase, Rollout};
 
-use crate::e2e::{GITOPS_REPO, REGRESSION_AT, World, find, phase_of, timeline_start};
+use crate::e2e::{
+    GITOPS_REPO, REGRESSION_AT, World, admin_metrics, find, phase_of, timeline_start,
+};
 use crate::support::fake_argocd::{App, synced_at};
 use crate::support::fake_github::webhook;
 use crate::support::prometheus::require_tools;
@@ -486,20 +487,7 @@ async fn a_protected_branch_changes_only_through_merged_prs() {
         "{:#?}",
         w.comments_on(404)
     );
-    let resp = app
-        .admin
-        .clone()
-        .oneshot(
-            axum::http::Request::get("/metrics")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&body);
+    let metrics = admin_metrics(&app).await;
     assert!(
         metrics.contains(
             r#"deploybot_rollout_alerts_total{level="critical",notice="revert_failed"} 1"#
@@ -890,20 +878,7 @@ async fn a_monorepo_releases_each_service_it_touches_and_an_overwrite_pauses() {
         "{:#?}",
         w.comments_on(302)
     );
-    let resp = app
-        .admin
-        .clone()
-        .oneshot(
-            axum::http::Request::get("/metrics")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&body);
+    let metrics = admin_metrics(&app).await;
     assert!(
         metrics.contains(r#"deploybot_rollout_alerts_total{level="warn",notice="paused"} 1"#),
         "the overwrite alerts: {metrics}"

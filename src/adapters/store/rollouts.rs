@@ -48,6 +48,34 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 /// Migration 0006: rewrites every rollout record stored in format 1 (before the `State` sum
 /// type) in today's format, in the migration's transaction. Saving compares the stored record
 /// with the one the transition started from, so old records must be in today's exact form.
+/// One stored row of `rollout_metrics`, either backend's: the time and the weight are checked,
+/// a row that does not read is named.
+pub(super) fn metric_point(
+    deploy_id: &str,
+    at: &str,
+    weight: i64,
+    metric: String,
+    canary: Option<f64>,
+    baseline: Option<f64>,
+) -> Result<MetricPoint, RolloutStoreError> {
+    let corrupt = |message: String| RolloutStoreError::Corrupt {
+        id: format!("{deploy_id} (metric {metric} at {at})"),
+        message,
+    };
+    Ok(MetricPoint {
+        at: DateTime::parse_from_rfc3339(at)
+            .map_err(|e| corrupt(e.to_string()))?
+            .with_timezone(&Utc),
+        weight: u8::try_from(weight)
+            .ok()
+            .and_then(Weight::new)
+            .ok_or_else(|| corrupt(format!("weight {weight} is not a percentage")))?,
+        canary,
+        baseline,
+        metric,
+    })
+}
+
 pub(super) fn rewrite_format_1_records(tx: &rusqlite::Transaction) -> Result<(), rusqlite::Error> {
     let rows: Vec<(String, String)> = {
         let mut stmt = tx.prepare("SELECT id, record FROM rollouts")?;
@@ -367,22 +395,7 @@ impl RolloutStore for Store {
         })?;
         rows.into_iter()
             .map(|(at, weight, metric, canary, baseline)| {
-                let corrupt = |message: String| RolloutStoreError::Corrupt {
-                    id: format!("{deploy_id} (metric {metric} at {at})"),
-                    message,
-                };
-                Ok(MetricPoint {
-                    at: DateTime::parse_from_rfc3339(&at)
-                        .map_err(|e| corrupt(e.to_string()))?
-                        .with_timezone(&Utc),
-                    weight: u8::try_from(weight)
-                        .ok()
-                        .and_then(Weight::new)
-                        .ok_or_else(|| corrupt(format!("weight {weight} is not a percentage")))?,
-                    canary,
-                    baseline,
-                    metric,
-                })
+                metric_point(deploy_id, &at, weight, metric, canary, baseline)
             })
             .collect()
     }

@@ -128,23 +128,7 @@ pub struct BareRepo(pub std::path::PathBuf);
 
 impl BareRepo {
     fn git(&self, args: &[&str]) -> Result<String, String> {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(&self.0)
-            .args([
-                "-c",
-                "user.name=GitHub",
-                "-c",
-                "user.email=noreply@github.com",
-            ])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        self.git_as(args, &[])
     }
 
     pub fn tip(&self, branch: &str) -> Option<String> {

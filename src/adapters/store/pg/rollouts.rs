@@ -5,11 +5,11 @@
 use chrono::{DateTime, Utc};
 use deploybot_core::rollout::lease::{self, Acquire, Claim, Lease};
 use deploybot_core::rollout::store::{AuditEvent, RolloutStoreError};
-use deploybot_core::rollout::{Effect, Input, MetricPoint, Outcome, Rollout, Transition, Weight};
+use deploybot_core::rollout::{Effect, Input, MetricPoint, Outcome, Rollout, Transition};
 
 use super::{Postgres, is_foreign_key_violation, is_unique_violation, pg_err};
 use crate::adapters::store::StoreError;
-use crate::adapters::store::rollouts::{parse_record, ts};
+use crate::adapters::store::rollouts::{metric_point, parse_record, ts};
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Postgres(format!("encoding: {e}")))
@@ -439,24 +439,14 @@ pub fn metrics(pg: &Postgres, deploy_id: &str) -> Result<Vec<MetricPoint>, Rollo
     rows.iter()
         .map(|r| {
             let at: String = r.try_get(0).map_err(pg_err)?;
-            let weight: i64 = r.try_get(1).map_err(pg_err)?;
-            let metric: String = r.try_get(2).map_err(pg_err)?;
-            let corrupt = |message: String| RolloutStoreError::Corrupt {
-                id: format!("{id} (metric {metric} at {at})"),
-                message,
-            };
-            Ok(MetricPoint {
-                at: DateTime::parse_from_rfc3339(&at)
-                    .map_err(|e| corrupt(e.to_string()))?
-                    .with_timezone(&Utc),
-                weight: u8::try_from(weight)
-                    .ok()
-                    .and_then(Weight::new)
-                    .ok_or_else(|| corrupt(format!("weight {weight} is not a percentage")))?,
-                canary: r.try_get(3).map_err(pg_err)?,
-                baseline: r.try_get(4).map_err(pg_err)?,
-                metric,
-            })
+            metric_point(
+                &id,
+                &at,
+                r.try_get(1).map_err(pg_err)?,
+                r.try_get(2).map_err(pg_err)?,
+                r.try_get(3).map_err(pg_err)?,
+                r.try_get(4).map_err(pg_err)?,
+            )
         })
         .collect()
 }
